@@ -1,0 +1,473 @@
+//! The appliance configuration: embedded defaults → `appliance.toml` → `KOPIR_*` environment → command-line flags,
+//! validated once into one immutable [`Config`] that is passed around (no globals).
+//!
+//! The documented example at the top of the repository (`appliance.toml`) is embedded in the binary and is the
+//! source of the defaults, so the file and the binary cannot drift apart: a test parses it and compares.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The documented example configuration, shipped as `/etc/kopir/appliance.toml` and printed by
+/// `kopir config example`.
+pub const EXAMPLE: &str = include_str!("../appliance.toml");
+
+/// Prefix of the environment variables that override single keys: `KOPIR_SERVER_LISTEN` sets `server.listen`.
+pub const ENV_PREFIX: &str = "KOPIR_";
+
+/// Environment variables that are flags of the CLI, not configuration keys.
+const CLI_ENV: &[&str] = &["KOPIR_CONFIG", "KOPIR_DATA_DIR", "KOPIR_LISTEN", "KOPIR_LOG"];
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `demo` allows simulated adapters and prints demo credentials; `production` refuses them.
+    pub mode: Mode,
+    /// Where the database, keys, certificates and logs live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub pki: PkiConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Demo,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the public HTTPS listener.
+    pub listen: SocketAddr,
+    /// The base URL participants and customers use to reach the platform (advertised in metadata and pages).
+    pub public_url: String,
+    /// DNS names the server certificate is issued for.
+    pub hostnames: Vec<String>,
+    /// IP addresses the server certificate is issued for.
+    pub ip_addresses: Vec<IpAddr>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A request that takes longer than this is answered with 503.
+    pub request_timeout_secs: u64,
+    /// Connections are closed (gracefully) after this age, so a revoked certificate cannot ride an old connection.
+    pub max_connection_age_secs: u64,
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    pub shutdown_grace_secs: u64,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback address of the plain-HTTP admin listener (`/metrics`). Must be a loopback address.
+    pub listen: SocketAddr,
+    /// Set to false to run without the admin listener.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PkiConfig {
+    /// Organisation name written into every certificate the CA issues.
+    pub organization: String,
+    /// Two-letter country code of the CA's certificates.
+    pub country: String,
+    pub root_validity_days: u32,
+    pub issuing_validity_days: u32,
+    pub server_validity_days: u32,
+    pub client_validity_days: u32,
+    /// How long a published CRL stays valid (its nextUpdate).
+    pub crl_validity_hours: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Number of read-only SQLite connections (the writer is always one).
+    pub readers: usize,
+    /// How long a connection waits for a lock before giving up, in milliseconds.
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Directory of the daily rolling log files; empty means `<data_dir>/logs`.
+    pub dir: PathBuf,
+    /// Filter in `tracing` syntax, e.g. `info` or `info,kopir=debug`.
+    pub level: String,
+    /// How many daily files are kept.
+    pub max_files: usize,
+    /// Also write log lines to standard error.
+    pub stderr: bool,
+}
+
+/// A configuration problem. The message names the key and where its value came from; the CLI exits with code 2.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{source_name}: cannot read: {error}")]
+    Read { source_name: String, error: std::io::Error },
+    #[error("{source_name}: not valid TOML: {message}")]
+    Syntax { source_name: String, message: String },
+    #[error("{source_name}: key `{key}`: {message}")]
+    Key { source_name: String, key: String, message: String },
+}
+
+impl Config {
+    /// The embedded defaults (the documented example file).
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Loader::new().finish()
+    }
+
+    /// Loads defaults, then the file (when given), then `KOPIR_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut loader = Loader::new();
+        if let Some(path) = file {
+            loader.file(path)?;
+        }
+        loader.env(env)?;
+        loader.finish()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("kopir.db")
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.data_dir.join("pki")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        if self.log.dir.as_os_str().is_empty() {
+            self.data_dir.join("logs")
+        } else {
+            self.log.dir.clone()
+        }
+    }
+
+    /// The checks serde cannot express. Each names its key.
+    fn validate(&self, origin: &Origins) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| ConfigError::Key {
+            source_name: origin.of(key),
+            key: key.to_string(),
+            message,
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(fail("data_dir", "must not be empty".into()));
+        }
+        if self.server.hostnames.is_empty() {
+            return Err(fail(
+                "server.hostnames",
+                "must name at least one host name for the server certificate".into(),
+            ));
+        }
+        for name in &self.server.hostnames {
+            if !is_dns_name(name) {
+                return Err(fail("server.hostnames", format!("`{name}` is not a valid DNS name")));
+            }
+        }
+        if !(self.server.public_url.starts_with("https://") && self.server.public_url.len() > 8) {
+            return Err(fail("server.public_url", "must be an https:// URL".into()));
+        }
+        let positive = [
+            ("server.max_body_bytes", self.server.max_body_bytes as u64),
+            ("server.request_timeout_secs", self.server.request_timeout_secs),
+            ("server.max_connection_age_secs", self.server.max_connection_age_secs),
+            ("server.handshake_timeout_secs", self.server.handshake_timeout_secs),
+            ("pki.root_validity_days", self.pki.root_validity_days.into()),
+            ("pki.issuing_validity_days", self.pki.issuing_validity_days.into()),
+            ("pki.server_validity_days", self.pki.server_validity_days.into()),
+            ("pki.client_validity_days", self.pki.client_validity_days.into()),
+            ("pki.crl_validity_hours", self.pki.crl_validity_hours.into()),
+            ("store.readers", self.store.readers as u64),
+            ("log.max_files", self.log.max_files as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(fail(key, "must be greater than zero".into()));
+            }
+        }
+        if self.pki.issuing_validity_days > self.pki.root_validity_days {
+            return Err(fail(
+                "pki.issuing_validity_days",
+                "must not exceed pki.root_validity_days".into(),
+            ));
+        }
+        for (key, days) in [
+            ("pki.server_validity_days", self.pki.server_validity_days),
+            ("pki.client_validity_days", self.pki.client_validity_days),
+        ] {
+            if days > self.pki.issuing_validity_days {
+                return Err(fail(key, "must not exceed pki.issuing_validity_days".into()));
+            }
+        }
+        if self.store.readers > 64 {
+            return Err(fail("store.readers", "must be at most 64".into()));
+        }
+        if self.pki.country.len() != 2 || !self.pki.country.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(fail("pki.country", "must be a two-letter upper-case country code".into()));
+        }
+        if self.pki.organization.trim().is_empty() {
+            return Err(fail("pki.organization", "must not be empty".into()));
+        }
+        if self.admin.enabled && !self.admin.listen.ip().is_loopback() {
+            return Err(fail(
+                "admin.listen",
+                "must be a loopback address (127.0.0.0/8 or ::1): the admin listener has no authentication".into(),
+            ));
+        }
+        if self.server.listen.port() != 0 && self.admin.enabled && self.server.listen == self.admin.listen {
+            return Err(fail("admin.listen", "must differ from server.listen".into()));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(fail("log.level", format!("not a valid filter: {e}")));
+        }
+        Ok(())
+    }
+}
+
+/// RFC 1123 host name (letters, digits, hyphens; dot-separated labels of at most 63 characters).
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Remembers where each key's value came from, so an error can name the file or the variable.
+#[derive(Default)]
+struct Origins {
+    file: Option<String>,
+    file_keys: Vec<String>,
+    env_keys: Vec<(String, String)>,
+}
+
+impl Origins {
+    fn of(&self, key: &str) -> String {
+        if let Some((_, var)) = self.env_keys.iter().rev().find(|(k, _)| k == key) {
+            return format!("environment variable {var}");
+        }
+        match &self.file {
+            Some(file) if self.file_keys.iter().any(|k| k == key) => file.clone(),
+            Some(file) => format!("{file} (default value)"),
+            None => "embedded defaults".to_string(),
+        }
+    }
+}
+
+struct Loader {
+    table: toml::Table,
+    origins: Origins,
+}
+
+impl Loader {
+    fn new() -> Loader {
+        // The embedded example is part of the binary; a parse failure is caught by the unit tests.
+        let table = toml::from_str::<toml::Table>(EXAMPLE).unwrap_or_default();
+        Loader { table, origins: Origins::default() }
+    }
+
+    fn file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::Read { source_name: source_name.clone(), error })?;
+        let overlay = toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Syntax {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        })?;
+        collect_keys(&overlay, "", &mut self.origins.file_keys);
+        merge(&mut self.table, overlay);
+        self.origins.file = Some(source_name);
+        Ok(())
+    }
+
+    fn env(&mut self, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLI_ENV.contains(&k.as_str()))
+            .collect();
+        vars.sort();
+        for (var, raw) in vars {
+            let key = env_key(&self.table, &var).ok_or_else(|| ConfigError::Key {
+                source_name: format!("environment variable {var}"),
+                key: var.trim_start_matches(ENV_PREFIX).to_ascii_lowercase(),
+                message: "is not a configuration key".into(),
+            })?;
+            let value = parse_env_value(&raw);
+            let (section, name) = match key.split_once('.') {
+                Some((s, n)) => (Some(s.to_string()), n.to_string()),
+                None => (None, key.clone()),
+            };
+            let target = match section {
+                Some(s) => self
+                    .table
+                    .entry(s)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut(),
+                None => Some(&mut self.table),
+            };
+            if let Some(target) = target {
+                target.insert(name, value);
+            }
+            self.origins.env_keys.push((key, var));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Config, ConfigError> {
+        let value = toml::Value::Table(self.table);
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().message().to_string();
+            ConfigError::Key { source_name: self.origins.of(&key), key, message }
+        })?;
+        config.validate(&self.origins)?;
+        Ok(config)
+    }
+}
+
+/// Maps `KOPIR_SERVER_PUBLIC_URL` to `server.public_url` by matching against the known sections and keys.
+fn env_key(defaults: &toml::Table, var: &str) -> Option<String> {
+    let rest = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    for (name, value) in defaults {
+        match value {
+            toml::Value::Table(section) => {
+                if let Some(key) = rest.strip_prefix(&format!("{name}_"))
+                    && section.contains_key(key)
+                {
+                    return Some(format!("{name}.{key}"));
+                }
+            }
+            _ if *name == rest => return Some(rest),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Environment values are TOML values when they parse as one (numbers, booleans, arrays), strings otherwise.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn collect_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        if let toml::Value::Table(inner) = value {
+            collect_keys(inner, &path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appliance.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn embedded_example_parses_and_is_valid() {
+        let example = toml::from_str::<toml::Table>(EXAMPLE).expect("appliance.toml is TOML");
+        assert!(example.contains_key("server"));
+        let config = Config::defaults().expect("defaults are valid");
+        assert_eq!(config.mode, Mode::Demo);
+        assert_eq!(config.server.listen.port(), 8443);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_file() {
+        let err = load_text("[server]\nlisten_port = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("appliance.toml"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load_text("[store]\nreaders = \"four\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("store.readers"), "{err}");
+    }
+
+    #[test]
+    fn port_out_of_range_is_named() {
+        let err = load_text("[server]\nlisten = \"0.0.0.0:70000\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn empty_hostnames_are_refused() {
+        let err = load_text("[server]\nhostnames = []\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("server.hostnames"), "{err}");
+    }
+
+    #[test]
+    fn admin_listener_must_be_loopback() {
+        let err = load_text("[admin]\nlisten = \"0.0.0.0:9000\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("admin.listen") && err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_is_named_in_errors() {
+        let config = load_text("[store]\nreaders = 2\n", &[("KOPIR_STORE_READERS", "6")]).unwrap();
+        assert_eq!(config.store.readers, 6);
+        let config =
+            load_text("", &[("KOPIR_SERVER_PUBLIC_URL", "https://bank.example:9443")]).unwrap();
+        assert_eq!(config.server.public_url, "https://bank.example:9443");
+        let err = load_text("", &[("KOPIR_STORE_READERS", "0")]).unwrap_err().to_string();
+        assert!(err.contains("KOPIR_STORE_READERS"), "{err}");
+        let err = load_text("", &[("KOPIR_NO_SUCH_KEY", "1")]).unwrap_err().to_string();
+        assert!(err.contains("KOPIR_NO_SUCH_KEY"), "{err}");
+    }
+
+    #[test]
+    fn cli_variables_are_not_keys() {
+        let config = load_text("", &[("KOPIR_DATA_DIR", "/x"), ("KOPIR_LISTEN", "1")]).unwrap();
+        assert_ne!(config.data_dir, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns_name("localhost"));
+        assert!(is_dns_name("api.kopir.kz"));
+        assert!(!is_dns_name("bad_name"));
+        assert!(!is_dns_name("-x.kz"));
+        assert!(!is_dns_name(""));
+    }
+}

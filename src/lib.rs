@@ -1,0 +1,13 @@
+//! kopir — a national Open API & Open Banking platform in one binary. See README.md for the architecture.
+
+pub mod audit;
+pub mod bootstrap;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod digest;
+pub mod identity;
+pub mod logging;
+pub mod pki;
+pub mod store;
+pub mod web;

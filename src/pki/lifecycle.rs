@@ -1,0 +1,88 @@
+//! Certificate issuance and revocation as whole changes: the certificate, its record, the CRL and the audit entry
+//! are committed together or not at all.
+
+use std::sync::Arc;
+
+use super::{Authority, CertRecord, Issued, PkiError, RevocationReason, certs, crl};
+use crate::audit::{self, Event, Outcome};
+use crate::clock;
+use crate::store::Db;
+
+/// Who asked, for the audit journal.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub source: String,
+}
+
+/// Signs `csr_pem` into a client certificate and records it.
+pub async fn issue_client(
+    db: &Db,
+    authority: Arc<Authority>,
+    csr_pem: String,
+    label: String,
+    actor: Actor,
+) -> Result<Issued, PkiError> {
+    db.write(move |tx| -> Result<Result<Issued, PkiError>, PkiError> {
+        let issued = match authority.issue_client(&csr_pem, &label, &actor.name) {
+            Ok(issued) => issued,
+            Err(error) => {
+                // A refused request is itself worth recording; the CSR's content is not.
+                audit::append(
+                    tx,
+                    &Event::new(&actor.name, "pki.certificate.issue", Outcome::Failure)
+                        .source(&actor.source)
+                        .detail(serde_json::json!({ "label": label, "reason": error.to_string() })),
+                )?;
+                return Ok(Err(error));
+            }
+        };
+        certs::insert(tx, &issued.record)?;
+        audit::append(
+            tx,
+            &Event::new(&actor.name, "pki.certificate.issued", Outcome::Success)
+                .object(format!("certificate:{}", issued.record.serial))
+                .source(&actor.source)
+                .detail(serde_json::json!({
+                    "kind": issued.record.kind.as_str(),
+                    "label": issued.record.label,
+                    "subject": issued.record.subject,
+                    "not_after": issued.record.not_after,
+                })),
+        )?;
+        Ok(Ok(issued))
+    })
+    .await?
+}
+
+/// Revokes a certificate: recorded at once (the server refuses it on its next request) and listed in a freshly
+/// signed CRL.
+pub async fn revoke(
+    db: &Db,
+    authority: Arc<Authority>,
+    serial: String,
+    reason: RevocationReason,
+    crl_validity_hours: u32,
+    actor: Actor,
+) -> Result<CertRecord, PkiError> {
+    db.write(move |tx| {
+        let serial = serial.trim().to_ascii_lowercase().replace(':', "");
+        let record = certs::by_serial(tx, &serial)?.ok_or_else(|| PkiError::NoSuchCertificate(serial.clone()))?;
+        if !record.kind.revocable() {
+            return Err(PkiError::NotRevocable { serial, kind: record.kind.as_str() });
+        }
+        if !certs::mark_revoked(tx, &serial, &clock::now_rfc3339(), reason)? {
+            return Err(PkiError::AlreadyRevoked(serial));
+        }
+        crl::publish(tx, &authority, crl_validity_hours)?;
+        audit::append(
+            tx,
+            &Event::new(&actor.name, "pki.certificate.revoked", Outcome::Success)
+                .object(format!("certificate:{serial}"))
+                .source(&actor.source)
+                .detail(serde_json::json!({ "reason": reason.as_str(), "subject": record.subject })),
+        )?;
+        certs::by_serial(tx, &serial)?.ok_or(PkiError::NoSuchCertificate(serial))
+    })
+    .await
+}

@@ -1,0 +1,479 @@
+//! The built-in certificate authority: a root CA and an issuing CA made at `kopir init`, the HTTPS server
+//! certificate, the platform's own client certificate for calling banks, client certificates for participants'
+//! systems signed from their CSRs, and the certificate revocation list.
+//!
+//! Key files live in `<data_dir>/pki` (0700) with mode 0600 and are never logged, stored in the database or put in a
+//! snapshot. Every certificate made is recorded in the `certificates` table, which is also where revocation lives.
+
+pub mod certs;
+pub mod crl;
+pub mod lifecycle;
+pub mod files;
+pub mod routes;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, CrlDistributionPoint, DistinguishedName,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use thiserror::Error;
+use time::{Duration, OffsetDateTime};
+
+use crate::clock;
+use crate::config::{Config, PkiConfig};
+use crate::digest::sha256_hex;
+pub use certs::{CertKind, CertRecord, CertStatus, RevocationReason};
+
+#[derive(Debug, Error)]
+pub enum PkiError {
+    #[error("{path}: {error}")]
+    File { path: PathBuf, error: std::io::Error },
+    #[error("{0}: the certificate authority is incomplete; restore the pki directory from a backup")]
+    Incomplete(PathBuf),
+    #[error("the certificate signing request is not acceptable: {0}")]
+    BadCsr(String),
+    #[error("certificate {0}: {1}")]
+    BadCertificate(PathBuf, String),
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("no certificate with serial {0}")]
+    NoSuchCertificate(String),
+    #[error("certificate {serial} is a {kind} certificate and cannot be revoked this way")]
+    NotRevocable { serial: String, kind: &'static str },
+    #[error("certificate {0} is already revoked")]
+    AlreadyRevoked(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl From<rusqlite::Error> for PkiError {
+    fn from(e: rusqlite::Error) -> Self {
+        PkiError::Store(e.into())
+    }
+}
+
+/// Where the CA's files are.
+#[derive(Debug, Clone)]
+pub struct PkiPaths {
+    pub dir: PathBuf,
+}
+
+impl PkiPaths {
+    pub fn new(config: &Config) -> PkiPaths {
+        PkiPaths { dir: config.pki_dir() }
+    }
+    pub fn root_cert(&self) -> PathBuf {
+        self.dir.join("root-ca.pem")
+    }
+    pub fn root_key(&self) -> PathBuf {
+        self.dir.join("root-ca.key")
+    }
+    pub fn issuing_cert(&self) -> PathBuf {
+        self.dir.join("issuing-ca.pem")
+    }
+    pub fn issuing_key(&self) -> PathBuf {
+        self.dir.join("issuing-ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("server.pem")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("server.key")
+    }
+    pub fn platform_client_cert(&self) -> PathBuf {
+        self.dir.join("platform-client.pem")
+    }
+    pub fn platform_client_key(&self) -> PathBuf {
+        self.dir.join("platform-client.key")
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|error| PkiError::File { path: path.to_path_buf(), error })
+}
+
+fn read_private(path: &Path) -> Result<String, PkiError> {
+    files::read_key(path).map_err(|error| PkiError::File { path: path.to_path_buf(), error })
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |error| PkiError::File { path: path.to_path_buf(), error }
+}
+
+/// A fresh positive 16-byte serial (RFC 5280 allows up to 20). rcgen's default derives the serial from the public
+/// key, which repeats when a key is re-certified; random serials never do.
+pub fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    // Positive and without a leading zero byte, so the DER integer and our hex string are the same bytes.
+    bytes[0] = (bytes[0] & 0x7f).max(1);
+    SerialNumber::from_slice(&bytes)
+}
+
+fn dn(common_name: &str, pki: &PkiConfig) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, pki.country.as_str());
+    dn.push(DnType::OrganizationName, pki.organization.as_str());
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn validity(params: &mut CertificateParams, days: u32, cap: Option<OffsetDateTime>) {
+    let now = clock::now();
+    // A few minutes back-dated: a participant whose clock is slightly behind must not see "not yet valid".
+    params.not_before = now - Duration::minutes(5);
+    let end = now + Duration::days(days.into());
+    params.not_after = match cap {
+        Some(cap) if cap < end => cap,
+        _ => end,
+    };
+}
+
+/// The parts of a certificate the platform records.
+pub fn describe(der: &[u8]) -> Result<(String, String, String, String), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let serial = hex::encode(cert.raw_serial());
+    let subject = cert.subject().to_string();
+    let not_before = clock::rfc3339(cert.validity().not_before.to_datetime());
+    let not_after = clock::rfc3339(cert.validity().not_after.to_datetime());
+    Ok((serial, subject, not_before, not_after))
+}
+
+/// A `certificates` row for a certificate the CA made.
+pub fn record_for(der: &[u8], pem: &str, kind: CertKind, label: &str, issued_by: &str) -> Result<CertRecord, String> {
+    let (serial, subject, not_before, not_after) = describe(der)?;
+    Ok(CertRecord {
+        serial,
+        kind,
+        label: label.to_string(),
+        subject,
+        sha256: sha256_hex(der),
+        not_before,
+        not_after,
+        pem: pem.to_string(),
+        issued_at: clock::now_rfc3339(),
+        issued_by: issued_by.to_string(),
+        revoked_at: None,
+        revocation_reason: None,
+    })
+}
+
+fn first_der(pem: &str, path: &Path) -> Result<CertificateDer<'static>, PkiError> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .ok_or_else(|| PkiError::BadCertificate(path.to_path_buf(), "no certificate in file".into()))?
+        .map_err(|e| PkiError::BadCertificate(path.to_path_buf(), e.to_string()))
+}
+
+/// One step of `kopir init`'s CA set-up, for the report.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub what: &'static str,
+    pub path: PathBuf,
+    pub created: bool,
+}
+
+/// Creates whatever part of the CA is missing and leaves every existing file untouched. Returns what it did and
+/// the records of all the platform's own certificates (so the database can be brought in line).
+pub fn bootstrap(config: &Config) -> Result<(Vec<Step>, Vec<CertRecord>), PkiError> {
+    let paths = PkiPaths::new(config);
+    files::private_dir(&paths.dir).map_err(io(&paths.dir))?;
+    let pki = &config.pki;
+    let mut steps = Vec::new();
+    let mut records = Vec::new();
+    let actor = "system:init";
+
+    // Root CA: made once; without it nothing else can be made.
+    let root_exists = paths.root_cert().exists() && paths.root_key().exists();
+    if !root_exists {
+        if paths.issuing_cert().exists() || paths.server_cert().exists() {
+            return Err(PkiError::Incomplete(paths.root_cert()));
+        }
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&format!("{} Root CA", pki.organization), pki);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(random_serial());
+        validity(&mut params, pki.root_validity_days, None);
+        let cert = params.self_signed(&key)?;
+        files::write_key(&paths.root_key(), &key.serialize_pem()).map_err(io(&paths.root_key()))?;
+        files::write_cert(&paths.root_cert(), &cert.pem()).map_err(io(&paths.root_cert()))?;
+    }
+    steps.push(Step { what: "root CA", path: paths.root_cert(), created: !root_exists });
+    let root_pem = read_text(&paths.root_cert())?;
+    let root_der = first_der(&root_pem, &paths.root_cert())?;
+    records.push(record_for(&root_der, &root_pem, CertKind::RootCa, "root CA", actor)
+        .map_err(|e| PkiError::BadCertificate(paths.root_cert(), e))?);
+
+    let issuing_exists = paths.issuing_cert().exists() && paths.issuing_key().exists();
+    if !issuing_exists {
+        let root_key = KeyPair::from_pem(&read_private(&paths.root_key())?)?;
+        let root = Issuer::from_ca_cert_der(&root_der, root_key)?;
+        let root_not_after = not_after(&root_der);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&format!("{} Issuing CA 1", pki.organization), pki);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial());
+        validity(&mut params, pki.issuing_validity_days, root_not_after);
+        let cert = params.signed_by(&key, &root)?;
+        files::write_key(&paths.issuing_key(), &key.serialize_pem()).map_err(io(&paths.issuing_key()))?;
+        files::write_cert(&paths.issuing_cert(), &cert.pem()).map_err(io(&paths.issuing_cert()))?;
+    }
+    steps.push(Step { what: "issuing CA", path: paths.issuing_cert(), created: !issuing_exists });
+
+    let authority = Authority::load(config)?;
+    records.push(authority.issuing_record()?);
+
+    let leaves: [(&'static str, CertKind, PathBuf, PathBuf); 2] = [
+        ("server certificate", CertKind::Server, paths.server_cert(), paths.server_key()),
+        ("platform client certificate", CertKind::PlatformClient, paths.platform_client_cert(), paths.platform_client_key()),
+    ];
+    for (what, kind, cert_path, key_path) in leaves {
+        let exists = cert_path.exists() && key_path.exists();
+        if !exists {
+            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            let params = match kind {
+                CertKind::Server => authority.server_params(config)?,
+                _ => authority.leaf_params("kopir platform client", ExtendedKeyUsagePurpose::ClientAuth),
+            };
+            let cert = params.signed_by(&key, &authority.issuer)?;
+            files::write_key(&key_path, &key.serialize_pem()).map_err(io(&key_path))?;
+            files::write_cert(&cert_path, &format!("{}{}", cert.pem(), authority.issuing_pem))
+                .map_err(io(&cert_path))?;
+        }
+        steps.push(Step { what, path: cert_path.clone(), created: !exists });
+        let pem = read_text(&cert_path)?;
+        let der = first_der(&pem, &cert_path)?;
+        let leaf_pem = pem_of(&der);
+        records.push(record_for(&der, &leaf_pem, kind, what, actor).map_err(|e| PkiError::BadCertificate(cert_path, e))?);
+    }
+    Ok((steps, records))
+}
+
+fn not_after(der: &[u8]) -> Option<OffsetDateTime> {
+    x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c.validity().not_after.to_datetime())
+}
+
+/// PEM text of one DER certificate.
+pub fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// The CA at run time: the issuing CA's key (to sign client certificates and CRLs) and the public certificates.
+pub struct Authority {
+    pub root_pem: String,
+    pub root_der: CertificateDer<'static>,
+    pub issuing_pem: String,
+    pub issuing_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+    issuing_not_after: Option<OffsetDateTime>,
+    crl_url: String,
+    pki: PkiConfig,
+}
+
+impl Authority {
+    /// Loads the CA from the data directory. The root key is not loaded: only `init` needs it.
+    pub fn load(config: &Config) -> Result<Authority, PkiError> {
+        let paths = PkiPaths::new(config);
+        let root_pem = read_text(&paths.root_cert())?;
+        let root_der = first_der(&root_pem, &paths.root_cert())?;
+        let issuing_pem = read_text(&paths.issuing_cert())?;
+        let issuing_der = first_der(&issuing_pem, &paths.issuing_cert())?;
+        let key = KeyPair::from_pem(&read_private(&paths.issuing_key())?)?;
+        let issuer = Issuer::from_ca_cert_der(&issuing_der, key)?;
+        Ok(Authority {
+            issuing_not_after: not_after(&issuing_der),
+            root_pem,
+            root_der,
+            issuing_pem,
+            issuing_der,
+            issuer,
+            crl_url: format!("{}/pki/crl.pem", config.server.public_url.trim_end_matches('/')),
+            pki: config.pki.clone(),
+        })
+    }
+
+    fn issuing_record(&self) -> Result<CertRecord, PkiError> {
+        record_for(&self.issuing_der, &self.issuing_pem, CertKind::IssuingCa, "issuing CA", "system:init")
+            .map_err(|e| PkiError::BadCertificate(PathBuf::from("issuing-ca.pem"), e))
+    }
+
+    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
+    fn leaf_params(&self, common_name: &str, usage: ExtendedKeyUsagePurpose) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(common_name, &self.pki);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial());
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![self.crl_url.clone()] }];
+        let days = if params.extended_key_usages.contains(&ExtendedKeyUsagePurpose::ServerAuth) {
+            self.pki.server_validity_days
+        } else {
+            self.pki.client_validity_days
+        };
+        validity(&mut params, days, self.issuing_not_after);
+        params
+    }
+
+    fn server_params(&self, config: &Config) -> Result<CertificateParams, PkiError> {
+        let first = config.server.hostnames.first().map(String::as_str).unwrap_or("localhost");
+        let mut params = self.leaf_params(first, ExtendedKeyUsagePurpose::ServerAuth);
+        let mut sans = Vec::new();
+        for name in &config.server.hostnames {
+            sans.push(SanType::DnsName(name.clone().try_into()?));
+        }
+        for ip in &config.server.ip_addresses {
+            sans.push(SanType::IpAddress(*ip));
+        }
+        params.subject_alt_names = sans;
+        Ok(params)
+    }
+
+    /// Signs a participant's CSR into a client (transport) certificate. Only the CSR's public key and its common
+    /// and organisation names are taken: the platform decides every extension (no CA bit, client authentication
+    /// only, its own validity and serial), whatever the request asked for.
+    pub fn issue_client(&self, csr_pem: &str, label: &str, issued_by: &str) -> Result<Issued, PkiError> {
+        check_csr_key(csr_pem)?;
+        let requested = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::BadCsr(csr_error(&e)))?;
+        let cn = dn_text(&requested.params.distinguished_name, DnType::CommonName)
+            .ok_or_else(|| PkiError::BadCsr("the subject has no common name (CN)".into()))?;
+        if cn.is_empty() || cn.len() > 64 || cn.chars().any(char::is_control) {
+            return Err(PkiError::BadCsr("the common name must be 1 to 64 printable characters".into()));
+        }
+        let mut params = self.leaf_params(&cn, ExtendedKeyUsagePurpose::ClientAuth);
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::CountryName, self.pki.country.as_str());
+        if let Some(org) = dn_text(&requested.params.distinguished_name, DnType::OrganizationName)
+            && !org.is_empty()
+            && org.len() <= 64
+            && !org.chars().any(char::is_control)
+        {
+            subject.push(DnType::OrganizationName, org);
+        }
+        subject.push(DnType::CommonName, cn);
+        params.distinguished_name = subject;
+        let cert = params.signed_by(&requested.public_key, &self.issuer)?;
+        let leaf_pem = cert.pem();
+        let record = record_for(cert.der(), &leaf_pem, CertKind::Client, label, issued_by)
+            .map_err(|e| PkiError::BadCsr(e))?;
+        Ok(Issued { chain_pem: format!("{leaf_pem}{}", self.issuing_pem), record })
+    }
+
+    /// Certificates a client should trust for the server, and a verifier should trust for clients: the root.
+    pub fn trust_anchor_pem(&self) -> &str {
+        &self.root_pem
+    }
+}
+
+/// A freshly issued certificate: its record and the PEM chain (leaf, then issuing CA) handed to the participant.
+pub struct Issued {
+    pub record: CertRecord,
+    pub chain_pem: String,
+}
+
+fn dn_text(dn: &DistinguishedName, ty: DnType) -> Option<String> {
+    match dn.get(&ty)? {
+        DnValue::PrintableString(s) => Some(s.to_string()),
+        DnValue::Utf8String(s) => Some(s.clone()),
+        DnValue::Ia5String(s) => Some(s.to_string()),
+        DnValue::TeletexString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn csr_error(e: &rcgen::Error) -> String {
+    match e {
+        rcgen::Error::CouldNotParseCertificationRequest => "it is not a PEM certificate signing request".into(),
+        rcgen::Error::InvalidCertificationRequestSignature => "its signature does not verify".into(),
+        rcgen::Error::UnsupportedSignatureAlgorithm => {
+            "its key type is not supported (use ECDSA P-256/P-384, Ed25519 or RSA of 2048 bits or more)".into()
+        }
+        rcgen::Error::UnsupportedExtension => "it asks for an extension the platform does not issue".into(),
+        other => other.to_string(),
+    }
+}
+
+/// RSA keys below 2048 bits are refused; EC and Ed25519 keys are accepted as rcgen parsed them.
+fn check_csr_key(csr_pem: &str) -> Result<(), PkiError> {
+    use x509_parser::prelude::FromDer;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|_| PkiError::BadCsr("it is not a PEM certificate signing request".into()))?;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+        .map_err(|_| PkiError::BadCsr("it cannot be parsed".into()))?;
+    if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = csr.certification_request_info.subject_pki.parsed()
+        && rsa.key_size() < 2048
+    {
+        return Err(PkiError::BadCsr(format!("its RSA key has {} bits; 2048 or more are required", rsa.key_size())));
+    }
+    Ok(())
+}
+
+/// The server's certificate chain and key, for rustls.
+pub struct TlsIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl TlsIdentity {
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsIdentity, PkiError> {
+        let pem = read_text(cert_path)?;
+        let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PkiError::BadCertificate(cert_path.to_path_buf(), e.to_string()))?;
+        if chain.is_empty() {
+            return Err(PkiError::BadCertificate(cert_path.to_path_buf(), "no certificate in file".into()));
+        }
+        let key_pem = read_private(key_path)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|_| PkiError::BadCertificate(key_path.to_path_buf(), "not a PEM private key".into()))?;
+        Ok(TlsIdentity { chain, key })
+    }
+
+    /// Names the server certificate does not cover among the configured ones (to warn about at start-up).
+    pub fn uncovered_names(&self, hostnames: &[String], ips: &[IpAddr]) -> Vec<String> {
+        let Some(leaf) = self.chain.first() else { return hostnames.to_vec() };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else { return hostnames.to_vec() };
+        let mut dns = Vec::new();
+        let mut addrs = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(n) => dns.push(n.to_ascii_lowercase()),
+                    x509_parser::extensions::GeneralName::IPAddress(b) => addrs.push(b.to_vec()),
+                    _ => {}
+                }
+            }
+        }
+        let mut missing: Vec<String> =
+            hostnames.iter().filter(|h| !dns.contains(&h.to_ascii_lowercase())).cloned().collect();
+        for ip in ips {
+            let bytes = match ip {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
+            if !addrs.contains(&bytes) {
+                missing.push(ip.to_string());
+            }
+        }
+        missing
+    }
+}

@@ -1,0 +1,158 @@
+//! Numbered migrations from the embedded `schema.sql`, tracked with `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// The whole schema, as shipped. Each `-- migration N: …` line starts block N.
+pub const SCHEMA: &str = include_str!("../../schema.sql");
+
+const MARKER: &str = "-- migration ";
+
+/// One numbered block of `schema.sql`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub number: u32,
+    pub title: String,
+    pub sql: String,
+}
+
+/// Splits the schema into its migrations. Numbers must run 1, 2, 3… without gaps.
+pub fn migrations(schema: &str) -> Result<Vec<Migration>, StoreError> {
+    let mut out: Vec<Migration> = Vec::new();
+    for line in schema.lines() {
+        if let Some(rest) = line.strip_prefix(MARKER) {
+            let (number, title) = rest.split_once(':').unwrap_or((rest, ""));
+            let number: u32 = number
+                .trim()
+                .parse()
+                .map_err(|_| StoreError::Schema(format!("bad migration marker: {line}")))?;
+            let expected = out.len() as u32 + 1;
+            if number != expected {
+                return Err(StoreError::Schema(format!(
+                    "migration {number} found where {expected} was expected"
+                )));
+            }
+            out.push(Migration { number, title: title.trim().to_string(), sql: String::new() });
+        } else if let Some(current) = out.last_mut() {
+            current.sql.push_str(line);
+            current.sql.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// The schema version this binary knows.
+pub fn latest_version() -> Result<u32, StoreError> {
+    Ok(migrations(SCHEMA)?.len() as u32)
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub from: u32,
+    pub to: u32,
+}
+
+/// Applies every migration newer than the database, each in its own transaction. A database newer than the binary
+/// is refused: an older binary must not write into a schema it does not understand.
+pub fn migrate(conn: &mut Connection, schema: &str) -> Result<MigrationReport, StoreError> {
+    let all = migrations(schema)?;
+    let latest = all.len() as u32;
+    let current: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > latest {
+        return Err(StoreError::TooNew { database: current, binary: latest });
+    }
+    for migration in all.iter().filter(|m| m.number > current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(&migration.sql).map_err(|e| {
+            StoreError::Schema(format!("migration {} ({}): {e}", migration.number, migration.title))
+        })?;
+        // PRAGMA takes no bound parameters; the number comes from our own schema, not from input.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", migration.number))?;
+        tx.commit()?;
+        tracing::info!(number = migration.number, title = %migration.title, "applied database migration");
+    }
+    Ok(MigrationReport { from: current, to: latest.max(current) })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn shipped_schema_has_consecutive_migrations() {
+        let all = migrations(SCHEMA).unwrap();
+        assert!(!all.is_empty());
+        for (i, m) in all.iter().enumerate() {
+            assert_eq!(m.number as usize, i + 1);
+            assert!(!m.title.is_empty(), "migration {} needs a title", m.number);
+        }
+    }
+
+    #[test]
+    fn fresh_database_reaches_latest_version_and_second_run_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let report = migrate(&mut conn, SCHEMA).unwrap();
+        assert_eq!(report.from, 0);
+        assert_eq!(report.to, latest_version().unwrap());
+        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, report.to);
+        let again = migrate(&mut conn, SCHEMA).unwrap();
+        assert_eq!(again.from, again.to);
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(tables, 1);
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        let latest = latest_version().unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", latest + 1)).unwrap();
+        match migrate(&mut conn, SCHEMA) {
+            Err(StoreError::TooNew { database, binary }) => {
+                assert_eq!(database, latest + 1);
+                assert_eq!(binary, latest);
+            }
+            other => panic!("expected TooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn later_migration_applies_on_top_of_an_older_database() {
+        let v1 = "-- migration 1: one\nCREATE TABLE a (x INTEGER) STRICT;\n";
+        let v2 = format!("{v1}-- migration 2: two\nALTER TABLE a ADD COLUMN y TEXT;\n");
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn, v1).unwrap(), MigrationReport { from: 0, to: 1 });
+        conn.execute("INSERT INTO a (x) VALUES (7)", []).unwrap();
+        assert_eq!(migrate(&mut conn, &v2).unwrap(), MigrationReport { from: 1, to: 2 });
+        let (x, y): (i64, Option<String>) =
+            conn.query_row("SELECT x, y FROM a", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((x, y), (7, None));
+    }
+
+    #[test]
+    fn failing_migration_leaves_the_database_at_the_previous_version() {
+        let schema = "-- migration 1: ok\nCREATE TABLE a (x INTEGER);\n-- migration 2: broken\nCREATE TABLE b (y INTEGER);\nNOT SQL;\n";
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(matches!(migrate(&mut conn, schema), Err(StoreError::Schema(_))));
+        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, 1);
+        let b: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'b'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(b, 0, "the half-applied migration was rolled back");
+    }
+
+    #[test]
+    fn gap_in_numbers_is_refused() {
+        let schema = "-- migration 1: a\nSELECT 1;\n-- migration 3: c\nSELECT 1;\n";
+        assert!(matches!(migrations(schema), Err(StoreError::Schema(_))));
+    }
+}

@@ -1,0 +1,256 @@
+//! SQLite storage: one writer connection and a small pool of read-only connections, all used on blocking threads
+//! behind `read` / `write`, so no connection is ever held across an `.await`.
+//!
+//! `write` runs its closure in one `IMMEDIATE` transaction and commits only when the closure returns `Ok`: a
+//! multi-step change is all or nothing by construction.
+
+pub mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+pub use migrate::MigrationReport;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database has schema version {database}, newer than this binary's {binary}: use a newer kopir")]
+    TooNew { database: u32, binary: u32 },
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error("database {0} does not exist: run `kopir init` first")]
+    Missing(PathBuf),
+    #[error("database worker stopped unexpectedly")]
+    Worker,
+}
+
+/// Tuning of the connections.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub readers: usize,
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { readers: 4, busy_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    write_permit: Semaphore,
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Semaphore,
+}
+
+impl Db {
+    /// Opens (creating when `create` is set) the database and brings its schema up to date.
+    pub fn open(path: &Path, options: StoreOptions, create: bool) -> Result<(Db, MigrationReport), StoreError> {
+        if !create && !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        if create && !path.exists() {
+            // The database holds password hashes: owner-only from the first byte (SQLite gives its -wal and -shm
+            // files the same mode).
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::Schema(format!("cannot create {}: {e}", path.display())))?;
+        }
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let mut writer = Connection::open_with_flags(path, flags)?;
+        configure(&writer, options.busy_timeout)?;
+        // WAL lets readers work while the writer commits; FULL sync keeps every committed consent and audit row
+        // through a power cut.
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        let report = migrate::migrate(&mut writer, migrate::SCHEMA)?;
+
+        let readers = (0..options.readers.max(1))
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                configure(&conn, options.busy_timeout)?;
+                conn.pragma_update(None, "query_only", true)?;
+                Ok(conn)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let count = readers.len();
+        let db = Db {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                write_permit: Semaphore::new(1),
+                readers: Mutex::new(readers),
+                read_permits: Semaphore::new(count),
+            }),
+        };
+        Ok((db, report))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a read-only connection, on a blocking thread.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let _permit = self.inner.read_permits.acquire().await.map_err(|_| StoreError::Worker)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().map_err(|_| StoreError::Worker)?.pop().ok_or(StoreError::Worker)?;
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Worker)?
+    }
+
+    /// Runs `f` inside one IMMEDIATE transaction on the writer, on a blocking thread; commits when `f` returns `Ok`,
+    /// rolls back otherwise.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let _permit = self.inner.write_permit.acquire().await.map_err(|_| StoreError::Worker)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(|_| StoreError::Worker)?;
+            write_tx(&mut conn, f)
+        })
+        .await
+        .map_err(|_| StoreError::Worker)?
+    }
+}
+
+/// The transaction wrapper shared by `Db::write` and code that already owns a connection.
+pub fn write_tx<T, E, F>(conn: &mut Connection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&Transaction) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::from)?;
+    let value = f(&tx)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(value)
+}
+
+fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+/// Reads a value from `settings`.
+pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
+    use rusqlite::OptionalExtension;
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+/// Writes a value into `settings`.
+pub fn set_setting(tx: &Transaction, key: &str, value: &str) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[tokio::test]
+    async fn write_commits_on_ok_and_rolls_back_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, report) = Db::open(&dir.path().join("t.db"), StoreOptions::default(), true).unwrap();
+        assert_eq!(report.from, 0);
+        db.write(|tx| {
+            set_setting(tx, "a", "1")?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+        let failed: Result<(), StoreError> = db
+            .write(|tx| {
+                set_setting(tx, "a", "2")?;
+                set_setting(tx, "b", "2")?;
+                Err(StoreError::Schema("abandon".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        let (a, b) = db
+            .read(|c| Ok::<_, StoreError>((setting(c, "a")?, setting(c, "b")?)))
+            .await
+            .unwrap();
+        assert_eq!(a.as_deref(), Some("1"));
+        assert_eq!(b, None);
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = Db::open(&dir.path().join("t.db"), StoreOptions::default(), true).unwrap();
+        let result = db
+            .read(|c| c.execute("INSERT INTO settings (key, value) VALUES ('x', 'y')", []).map_err(StoreError::from))
+            .await;
+        assert!(result.is_err());
+    }
+
+    #[tokio::test]
+    async fn missing_database_is_not_created_without_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.db");
+        assert!(matches!(Db::open(&path, StoreOptions::default(), false), Err(StoreError::Missing(_))));
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let (db, _) = Db::open(&path, StoreOptions::default(), true).unwrap();
+            db.write(|tx| set_setting(tx, "k", "v").map_err(StoreError::from)).await.unwrap();
+        }
+        let (db, report) = Db::open(&path, StoreOptions::default(), false).unwrap();
+        assert_eq!(report.from, report.to);
+        let v = db.read(|c| setting(c, "k").map_err(StoreError::from)).await.unwrap();
+        assert_eq!(v.as_deref(), Some("v"));
+    }
+}

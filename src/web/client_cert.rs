@@ -1,0 +1,137 @@
+//! The client certificate of a connection, and `MtlsClient`, the extractor that makes a route require a verified,
+//! registered, unrevoked certificate issued by the platform CA.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use base64::Engine;
+use rustls_pki_types::CertificateDer;
+use serde::Serialize;
+
+use super::AppState;
+use super::error::{ApiError, ObErrorCode};
+use crate::digest::sha256;
+use crate::pki::{CertStatus, certs};
+
+/// What the platform knows of a presented certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientCert {
+    pub subject: String,
+    /// Lower-case hex of the serial number's bytes (as `kopir ca list` shows it).
+    pub serial: String,
+    /// SHA-256 of the DER certificate, lower-case hex.
+    pub sha256: String,
+    /// The same thumbprint, base64url without padding: the `x5t#S256` of RFC 8705 token binding.
+    pub x5t_s256: String,
+    pub not_after: String,
+}
+
+impl ClientCert {
+    pub fn parse(der: &CertificateDer<'_>) -> Option<ClientCert> {
+        let (serial, subject, _, not_after) = crate::pki::describe(der.as_ref()).ok()?;
+        let digest = sha256(der.as_ref());
+        Some(ClientCert {
+            subject,
+            serial,
+            sha256: hex::encode(digest),
+            x5t_s256: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),
+            not_after,
+        })
+    }
+}
+
+/// Why a presented certificate was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertProblem {
+    Expired,
+    NotYetValid,
+    Untrusted,
+    WrongUsage,
+    Malformed,
+}
+
+impl CertProblem {
+    fn message(self) -> &'static str {
+        match self {
+            CertProblem::Expired => "The client certificate has expired",
+            CertProblem::NotYetValid => "The client certificate is not valid yet",
+            CertProblem::Untrusted => "The client certificate was not issued by the platform certificate authority",
+            CertProblem::WrongUsage => "The client certificate is not issued for client authentication",
+            CertProblem::Malformed => "The client certificate cannot be parsed",
+        }
+    }
+}
+
+/// The outcome of judging a connection's client certificate, decided once per connection.
+#[derive(Debug, Clone)]
+pub enum PeerCert {
+    Absent,
+    Rejected { problem: CertProblem, cert: Option<ClientCert> },
+    Presented(ClientCert),
+}
+
+/// Per-connection facts handed to every request on that connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer_addr: SocketAddr,
+    pub peer_cert: PeerCert,
+}
+
+/// A caller authenticated by a client certificate that chains to the platform CA, is within its validity, was
+/// issued by this platform (serial and fingerprint both on record) and is not revoked — checked on every request,
+/// so a revocation takes effect on the very next one.
+#[derive(Debug, Clone)]
+pub struct MtlsClient(pub ClientCert);
+
+fn unauthorized(code: ObErrorCode, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+impl FromRequestParts<AppState> for MtlsClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let info = parts
+            .extensions
+            .get::<Arc<ConnectionInfo>>()
+            .ok_or_else(|| ApiError::internal(&"request without connection information"))?;
+        let cert = match &info.peer_cert {
+            PeerCert::Absent => {
+                return Err(unauthorized(
+                    ObErrorCode::HeaderMissing,
+                    "This endpoint requires mutual TLS with a client certificate issued by the platform",
+                ));
+            }
+            PeerCert::Rejected { problem, cert } => {
+                tracing::warn!(
+                    problem = ?problem,
+                    serial = cert.as_ref().map(|c| c.serial.as_str()).unwrap_or("-"),
+                    peer = %info.peer_addr,
+                    "refused client certificate"
+                );
+                return Err(unauthorized(ObErrorCode::SignatureInvalid, problem.message()));
+            }
+            PeerCert::Presented(cert) => cert.clone(),
+        };
+        let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
+        let status = state
+            .db
+            .read(move |c| certs::status(c, &serial, &fingerprint).map_err(crate::store::StoreError::from))
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        match status {
+            CertStatus::Active => Ok(MtlsClient(cert)),
+            CertStatus::Revoked => {
+                tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused revoked client certificate");
+                Err(unauthorized(ObErrorCode::SignatureInvalid, "The client certificate has been revoked"))
+            }
+            CertStatus::Unknown => {
+                tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused unregistered client certificate");
+                Err(unauthorized(ObErrorCode::SignatureInvalid, "The client certificate is not registered with the platform"))
+            }
+        }
+    }
+}

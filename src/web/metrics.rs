@@ -1,0 +1,65 @@
+//! Prometheus metrics, labelled by matched route (a bounded label set), served on the loopback admin listener.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (several in-process servers in tests share it).
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("kopir_http_request_duration_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let labels = [("method", method.to_string()), ("route", route.to_string()), ("status", status.to_string())];
+    metrics::counter!("kopir_http_requests_total", &labels).increment(1);
+    metrics::histogram!("kopir_http_request_duration_seconds", "route" => route.to_string())
+        .record(elapsed.as_secs_f64());
+}
+
+/// The admin listener's router: `/metrics` and a liveness probe.
+pub fn admin_router() -> Router {
+    let handle = handle();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    let body = handle.map(|h| h.render()).unwrap_or_default();
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Keeps histograms bounded: the exporter needs periodic upkeep when it has no HTTP listener of its own.
+pub fn spawn_upkeep() {
+    if let Some(handle) = handle() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+}

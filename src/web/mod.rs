@@ -1,0 +1,180 @@
+//! The HTTPS server: application state, the router that mounts each domain's routes, the cross-cutting layers,
+//! and start / shutdown of the listeners.
+
+pub mod client_cert;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod request_id;
+pub mod server;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::pki::{Authority, PkiError, PkiPaths, TlsIdentity};
+use crate::store::{Db, StoreError, StoreOptions};
+use error::{ApiError, ObErrorCode};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub authority: Arc<Authority>,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {error}")]
+    Bind { addr: SocketAddr, error: std::io::Error },
+}
+
+/// The whole public application: every domain's routes plus the layers around them.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    Router::new()
+        .merge(health::router())
+        .merge(crate::pki::routes::router())
+        .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn(standard_error_bodies))
+        .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(config.server.request_timeout_secs),
+        ))
+        .layer(middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+/// Gives the error responses made by the framework's own layers (405, 413, 503 on time-out…) the standard body.
+async fn standard_error_bodies(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        let code = match status {
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => ObErrorCode::ResourceInvalidFormat,
+            StatusCode::PAYLOAD_TOO_LARGE => ObErrorCode::FieldInvalid,
+            s if s.is_server_error() => ObErrorCode::UnexpectedError,
+            _ => ObErrorCode::FieldInvalid,
+        };
+        let message = status.canonical_reason().unwrap_or("Request refused");
+        return ApiError::new(status, code, message).into_response();
+    }
+    response
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Asks the listeners to stop; in-flight requests may finish within the grace period.
+    pub fn begin_shutdown(&self) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until every listener has drained and stopped.
+    pub async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.begin_shutdown();
+        self.stopped().await;
+    }
+}
+
+/// Opens the store and the CA and starts the HTTPS and admin listeners. `extra` routes are merged into the public
+/// router (the in-process test harness uses it; `kopir serve` passes none).
+pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Running, ServeError> {
+    let options = StoreOptions {
+        readers: config.store.readers,
+        busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+    };
+    let (db, _) = Db::open(&config.db_path(), options, false)?;
+    let authority = Arc::new(Authority::load(&config)?);
+    let paths = PkiPaths::new(&config);
+    let identity = TlsIdentity::load(&paths.server_cert(), &paths.server_key())?;
+    let uncovered = identity.uncovered_names(&config.server.hostnames, &config.server.ip_addresses);
+    if !uncovered.is_empty() {
+        tracing::warn!(names = ?uncovered, "the server certificate does not cover these configured names; run `kopir ca renew-server`");
+    }
+    let verifier = tls::ClientVerifier::new(&authority)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(identity, &verifier)?);
+
+    let config = Arc::new(config);
+    let state = AppState { config: config.clone(), db, authority, shutting_down: Arc::new(AtomicBool::new(false)) };
+    let mut app = router(state.clone());
+    if let Some(extra) = extra {
+        app = app.merge(router_with_layers(extra, state.clone()));
+    }
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|error| ServeError::Bind { addr: config.server.listen, error })?;
+    let addr = listener.local_addr().map_err(|error| ServeError::Bind { addr: config.server.listen, error })?;
+    let (shutdown, receiver) = watch::channel(false);
+    let limits = server::Limits {
+        handshake_timeout: Duration::from_secs(config.server.handshake_timeout_secs),
+        max_connection_age: Duration::from_secs(config.server.max_connection_age_secs),
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
+    metrics::spawn_upkeep();
+    let mut tasks = vec![tokio::spawn(server::serve(listener, acceptor, verifier, app, limits, receiver.clone()))];
+
+    let mut admin_addr = None;
+    if config.admin.enabled {
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|error| ServeError::Bind { addr: config.admin.listen, error })?;
+        admin_addr = Some(admin.local_addr().map_err(|error| ServeError::Bind { addr: config.admin.listen, error })?);
+        let mut stop = receiver;
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(admin, metrics::admin_router())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "admin listener failed");
+            }
+        }));
+    }
+    tracing::info!(%addr, admin = ?admin_addr, "kopir is serving");
+    Ok(Running { addr, admin_addr, state, shutdown, tasks })
+}
+
+fn router_with_layers(extra: Router<AppState>, state: AppState) -> Router {
+    extra.layer(middleware::from_fn(request_id::middleware)).with_state(state)
+}
