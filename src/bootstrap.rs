@@ -54,7 +54,10 @@ impl From<rusqlite::Error> for InitError {
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
-    StoreOptions { readers: config.store.readers, busy_timeout: std::time::Duration::from_millis(config.store.busy_timeout_ms) }
+    StoreOptions {
+        readers: config.store.readers,
+        busy_timeout: std::time::Duration::from_millis(config.store.busy_timeout_ms),
+    }
 }
 
 /// Whether `init` has run: the database exists.
@@ -76,7 +79,11 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
     } else {
         format!("{} (schema version {} → {})", config.db_path().display(), migration.from, migration.to)
     };
-    items.push(Item { what: "database".into(), location: schema_note, created: !db_existed || migration.from != migration.to });
+    items.push(Item {
+        what: "database".into(),
+        location: schema_note,
+        created: !db_existed || migration.from != migration.to,
+    });
 
     let (steps, records) = tokio::task::spawn_blocking({
         let config = config.clone();

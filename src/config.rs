@@ -128,10 +128,7 @@ impl Config {
     }
 
     /// Loads defaults, then the file (when given), then `KOPIR_*` variables from `env`.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut loader = Loader::new();
         if let Some(path) = file {
             loader.file(path)?;
@@ -149,11 +146,7 @@ impl Config {
     }
 
     pub fn log_dir(&self) -> PathBuf {
-        if self.log.dir.as_os_str().is_empty() {
-            self.data_dir.join("logs")
-        } else {
-            self.log.dir.clone()
-        }
+        if self.log.dir.as_os_str().is_empty() { self.data_dir.join("logs") } else { self.log.dir.clone() }
     }
 
     /// The checks serde cannot express. Each names its key.
@@ -167,10 +160,7 @@ impl Config {
             return Err(fail("data_dir", "must not be empty".into()));
         }
         if self.server.hostnames.is_empty() {
-            return Err(fail(
-                "server.hostnames",
-                "must name at least one host name for the server certificate".into(),
-            ));
+            return Err(fail("server.hostnames", "must name at least one host name for the server certificate".into()));
         }
         for name in &self.server.hostnames {
             if !is_dns_name(name) {
@@ -199,10 +189,7 @@ impl Config {
             }
         }
         if self.pki.issuing_validity_days > self.pki.root_validity_days {
-            return Err(fail(
-                "pki.issuing_validity_days",
-                "must not exceed pki.root_validity_days".into(),
-            ));
+            return Err(fail("pki.issuing_validity_days", "must not exceed pki.root_validity_days".into()));
         }
         for (key, days) in [
             ("pki.server_validity_days", self.pki.server_validity_days),
@@ -287,10 +274,8 @@ impl Loader {
         let source_name = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::Read { source_name: source_name.clone(), error })?;
-        let overlay = toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Syntax {
-            source_name: source_name.clone(),
-            message: e.to_string(),
-        })?;
+        let overlay = toml::from_str::<toml::Table>(&text)
+            .map_err(|e| ConfigError::Syntax { source_name: source_name.clone(), message: e.to_string() })?;
         collect_keys(&overlay, "", &mut self.origins.file_keys);
         merge(&mut self.table, overlay);
         self.origins.file = Some(source_name);
@@ -298,10 +283,8 @@ impl Loader {
     }
 
     fn env(&mut self, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
-        let mut vars: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLI_ENV.contains(&k.as_str()))
-            .collect();
+        let mut vars: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLI_ENV.contains(&k.as_str())).collect();
         vars.sort();
         for (var, raw) in vars {
             let key = env_key(&self.table, &var).ok_or_else(|| ConfigError::Key {
@@ -315,11 +298,7 @@ impl Loader {
                 None => (None, key.clone()),
             };
             let target = match section {
-                Some(s) => self
-                    .table
-                    .entry(s)
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                    .as_table_mut(),
+                Some(s) => self.table.entry(s).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut(),
                 None => Some(&mut self.table),
             };
             if let Some(target) = target {
@@ -447,8 +426,7 @@ mod tests {
     fn environment_overrides_file_and_is_named_in_errors() {
         let config = load_text("[store]\nreaders = 2\n", &[("KOPIR_STORE_READERS", "6")]).unwrap();
         assert_eq!(config.store.readers, 6);
-        let config =
-            load_text("", &[("KOPIR_SERVER_PUBLIC_URL", "https://bank.example:9443")]).unwrap();
+        let config = load_text("", &[("KOPIR_SERVER_PUBLIC_URL", "https://bank.example:9443")]).unwrap();
         assert_eq!(config.server.public_url, "https://bank.example:9443");
         let err = load_text("", &[("KOPIR_STORE_READERS", "0")]).unwrap_err().to_string();
         assert!(err.contains("KOPIR_STORE_READERS"), "{err}");

@@ -36,16 +36,12 @@ pub fn init_server(config: &Config) -> Result<WorkerGuard, LogError> {
         .map_err(|e| LogError::Dir(dir.clone(), e.to_string()))?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let file_layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
-    let stderr_layer = config
-        .log
-        .stderr
-        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false));
+    let stderr_layer = config.log.stderr.then(|| {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(stderr_is_terminal())
+    });
     // try_init: a second server in the same process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(filter(&config.log.level))
-        .with(file_layer)
-        .with(stderr_layer)
-        .try_init();
+    let _ =
+        tracing_subscriber::registry().with(filter(&config.log.level)).with(file_layer).with(stderr_layer).try_init();
     Ok(guard)
 }
 
@@ -53,6 +49,17 @@ pub fn init_server(config: &Config) -> Result<WorkerGuard, LogError> {
 pub fn init_cli() {
     let _ = tracing_subscriber::registry()
         .with(filter("warn"))
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(stderr_is_terminal()),
+        )
         .try_init();
+}
+
+/// Colour only for a person at a terminal; journald and files get plain text.
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
 }

@@ -122,9 +122,7 @@ impl Entry {
 /// Appends `event` in the caller's transaction and returns its sequence number.
 pub fn append(tx: &Transaction, event: &Event) -> Result<i64, rusqlite::Error> {
     let head: Option<(i64, String)> = tx
-        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (seq, prev_hash) = match head {
         Some((seq, hash)) => (seq + 1, hash),
@@ -205,16 +203,10 @@ pub fn verify(conn: &Connection) -> Result<ChainHead, AuditError> {
             hash: row.get(10)?,
         };
         if entry.seq != expected_seq {
-            return Err(AuditError::Broken {
-                seq: entry.seq,
-                reason: format!("row {expected_seq} is missing"),
-            });
+            return Err(AuditError::Broken { seq: entry.seq, reason: format!("row {expected_seq} is missing") });
         }
         if entry.prev_hash != expected_prev {
-            return Err(AuditError::Broken {
-                seq: entry.seq,
-                reason: "it does not link to the previous row".into(),
-            });
+            return Err(AuditError::Broken { seq: entry.seq, reason: "it does not link to the previous row".into() });
         }
         if entry.computed_hash() != entry.hash {
             return Err(AuditError::Broken { seq: entry.seq, reason: "its content does not match its hash".into() });

@@ -42,6 +42,9 @@ pub enum CaCommand {
         #[arg(long, value_parser = parse_reason)]
         reason: RevocationReason,
     },
+    /// Re-issue the HTTPS server certificate for the configured server.hostnames and server.ip_addresses; the old
+    /// one is revoked as superseded. A running server switches to it on SIGHUP.
+    RenewServer,
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -84,16 +87,32 @@ pub async fn run(config: &Config, command: CaCommand) -> Result<(), Failure> {
                 println!("{:<34} {:<16} {:<10} {:<21} SUBJECT", "SERIAL", "KIND", "STATUS", "NOT AFTER");
                 for r in records {
                     let status = if r.is_revoked() { "revoked" } else { "active" };
-                    println!("{:<34} {:<16} {:<10} {:<21} {}", r.serial, r.kind.as_str(), status, r.not_after, r.subject);
+                    println!(
+                        "{:<34} {:<16} {:<10} {:<21} {}",
+                        r.serial,
+                        r.kind.as_str(),
+                        status,
+                        r.not_after,
+                        r.subject
+                    );
                 }
             }
+            Ok(())
+        }
+        CaCommand::RenewServer => {
+            let db = open(config)?;
+            let authority = Arc::new(Authority::load(config)?);
+            let record = lifecycle::renew_server(&db, authority, config, cli_actor()).await?;
+            println!("new server certificate {} valid to {}", record.serial, record.not_after);
+            println!("  for: {}", config.server.hostnames.join(", "));
+            println!("a running server serves it after SIGHUP (systemctl reload kopir)");
             Ok(())
         }
         CaCommand::Revoke { serial, reason } => {
             let db = open(config)?;
             let authority = Arc::new(Authority::load(config)?);
-            let record = lifecycle::revoke(&db, authority, serial, reason, config.pki.crl_validity_hours, cli_actor())
-                .await?;
+            let record =
+                lifecycle::revoke(&db, authority, serial, reason, config.pki.crl_validity_hours, cli_actor()).await?;
             println!(
                 "revoked certificate {} ({}) at {}, reason {}",
                 record.serial,

@@ -26,6 +26,8 @@ pub async fn run(
     listen: Option<std::net::SocketAddr>,
     admin_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), Failure> {
+    // Installed first, so a SIGTERM that arrives during start-up is not fatal but a request to stop.
+    let stop = shutdown_signal()?;
     let mut config = load_config(global)?;
     if let Some(listen) = listen {
         config.server.listen = listen;
@@ -64,9 +66,19 @@ pub async fn run(
         println!("  metrics (local):   http://{admin}/metrics");
     }
     println!("  logs:              {}", config.log_dir().display());
-    println!("Stop with Ctrl-C or SIGTERM; in-flight requests are allowed to finish.");
+    println!("Stop with Ctrl-C or SIGTERM; in-flight requests are allowed to finish. SIGHUP reloads the certificate.");
 
-    wait_for_signal().await;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangup.recv() => match running.reload_certificate() {
+                Ok(()) => tracing::info!("server certificate reloaded"),
+                Err(error) => tracing::error!(%error, "server certificate not reloaded; keeping the current one"),
+            },
+        }
+    }
     tracing::info!("shutdown requested; draining");
     running.shutdown().await;
     tracing::info!("stopped");
@@ -89,18 +101,15 @@ fn public_base(config: &Config, addr: std::net::SocketAddr) -> String {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    })
 }

@@ -62,11 +62,9 @@ pub fn generate_password() -> String {
 /// Whether any active operator administrator exists.
 pub fn has_operator_admin(conn: &Connection) -> rusqlite::Result<bool> {
     let found: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM users WHERE role = 'operator_admin' AND disabled_at IS NULL LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT id FROM users WHERE role = 'operator_admin' AND disabled_at IS NULL LIMIT 1", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     Ok(found.is_some())
 }

@@ -162,8 +162,7 @@ pub fn insert(tx: &Transaction, record: &CertRecord) -> rusqlite::Result<bool> {
 }
 
 pub fn by_serial(conn: &Connection, serial: &str) -> rusqlite::Result<Option<CertRecord>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM certificates WHERE serial = ?1"), [serial], from_row)
-        .optional()
+    conn.query_row(&format!("SELECT {COLUMNS} FROM certificates WHERE serial = ?1"), [serial], from_row).optional()
 }
 
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<CertRecord>> {

@@ -19,11 +19,8 @@ pub fn publish(tx: &Transaction, authority: &Authority, validity_hours: u32) -> 
     let mut revoked_certs = Vec::new();
     for record in certs::revoked(tx)? {
         let serial = hex::decode(&record.serial).map_err(|e| PkiError::BadCsr(e.to_string()))?;
-        let revocation_time = record
-            .revoked_at
-            .as_deref()
-            .and_then(|t| clock::parse(t).ok())
-            .unwrap_or_else(clock::now);
+        let revocation_time =
+            record.revoked_at.as_deref().and_then(|t| clock::parse(t).ok()).unwrap_or_else(clock::now);
         revoked_certs.push(RevokedCertParams {
             serial_number: SerialNumber::from_slice(&serial),
             revocation_time,
@@ -71,7 +68,7 @@ pub fn fresh(conn: &Connection) -> Result<Option<String>, PkiError> {
 
 /// The CRL to serve: the stored one while fresh, otherwise a newly signed one.
 pub async fn current(db: &Db, authority: std::sync::Arc<Authority>, validity_hours: u32) -> Result<String, PkiError> {
-    if let Some(pem) = db.read(|c| fresh(c)).await? {
+    if let Some(pem) = db.read(fresh).await? {
         return Ok(pem);
     }
     db.write(move |tx| {

@@ -86,3 +86,39 @@ pub async fn revoke(
     })
     .await
 }
+
+/// Re-issues the HTTPS server certificate for the configured names (after host names change, or before expiry).
+/// The previous certificate is revoked as superseded. The running server picks the new one up on restart.
+pub async fn renew_server(
+    db: &Db,
+    authority: Arc<Authority>,
+    config: &crate::config::Config,
+    actor: Actor,
+) -> Result<CertRecord, PkiError> {
+    let (old, record) = tokio::task::spawn_blocking({
+        let authority = authority.clone();
+        let config = config.clone();
+        let name = actor.name.clone();
+        move || authority.renew_server(&config, &name)
+    })
+    .await
+    .map_err(|_| crate::store::StoreError::Worker)??;
+    let hours = config.pki.crl_validity_hours;
+    db.write(move |tx| {
+        certs::insert(tx, &record)?;
+        if let Some(old) = &old
+            && certs::mark_revoked(tx, old, &clock::now_rfc3339(), RevocationReason::Superseded)?
+        {
+            crl::publish(tx, &authority, hours)?;
+        }
+        audit::append(
+            tx,
+            &Event::new(&actor.name, "pki.server_certificate.renewed", Outcome::Success)
+                .object(format!("certificate:{}", record.serial))
+                .source(&actor.source)
+                .detail(serde_json::json!({ "replaced": old, "subject": record.subject })),
+        )?;
+        Ok(record)
+    })
+    .await
+}

@@ -7,8 +7,8 @@
 
 pub mod certs;
 pub mod crl;
-pub mod lifecycle;
 pub mod files;
+pub mod lifecycle;
 pub mod routes;
 
 use std::net::IpAddr;
@@ -195,7 +195,8 @@ pub fn bootstrap(config: &Config) -> Result<(Vec<Step>, Vec<CertRecord>), PkiErr
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(&format!("{} Root CA", pki.organization), pki);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial());
         validity(&mut params, pki.root_validity_days, None);
         let cert = params.self_signed(&key)?;
@@ -205,8 +206,10 @@ pub fn bootstrap(config: &Config) -> Result<(Vec<Step>, Vec<CertRecord>), PkiErr
     steps.push(Step { what: "root CA", path: paths.root_cert(), created: !root_exists });
     let root_pem = read_text(&paths.root_cert())?;
     let root_der = first_der(&root_pem, &paths.root_cert())?;
-    records.push(record_for(&root_der, &root_pem, CertKind::RootCa, "root CA", actor)
-        .map_err(|e| PkiError::BadCertificate(paths.root_cert(), e))?);
+    records.push(
+        record_for(&root_der, &root_pem, CertKind::RootCa, "root CA", actor)
+            .map_err(|e| PkiError::BadCertificate(paths.root_cert(), e))?,
+    );
 
     let issuing_exists = paths.issuing_cert().exists() && paths.issuing_key().exists();
     if !issuing_exists {
@@ -217,7 +220,8 @@ pub fn bootstrap(config: &Config) -> Result<(Vec<Step>, Vec<CertRecord>), PkiErr
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(&format!("{} Issuing CA 1", pki.organization), pki);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial());
         validity(&mut params, pki.issuing_validity_days, root_not_after);
@@ -232,26 +236,24 @@ pub fn bootstrap(config: &Config) -> Result<(Vec<Step>, Vec<CertRecord>), PkiErr
 
     let leaves: [(&'static str, CertKind, PathBuf, PathBuf); 2] = [
         ("server certificate", CertKind::Server, paths.server_cert(), paths.server_key()),
-        ("platform client certificate", CertKind::PlatformClient, paths.platform_client_cert(), paths.platform_client_key()),
+        (
+            "platform client certificate",
+            CertKind::PlatformClient,
+            paths.platform_client_cert(),
+            paths.platform_client_key(),
+        ),
     ];
     for (what, kind, cert_path, key_path) in leaves {
         let exists = cert_path.exists() && key_path.exists();
         if !exists {
-            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-            let params = match kind {
-                CertKind::Server => authority.server_params(config)?,
-                _ => authority.leaf_params("kopir platform client", ExtendedKeyUsagePurpose::ClientAuth),
-            };
-            let cert = params.signed_by(&key, &authority.issuer)?;
-            files::write_key(&key_path, &key.serialize_pem()).map_err(io(&key_path))?;
-            files::write_cert(&cert_path, &format!("{}{}", cert.pem(), authority.issuing_pem))
-                .map_err(io(&cert_path))?;
+            authority.write_leaf(config, kind, &cert_path, &key_path)?;
         }
         steps.push(Step { what, path: cert_path.clone(), created: !exists });
         let pem = read_text(&cert_path)?;
         let der = first_der(&pem, &cert_path)?;
         let leaf_pem = pem_of(&der);
-        records.push(record_for(&der, &leaf_pem, kind, what, actor).map_err(|e| PkiError::BadCertificate(cert_path, e))?);
+        records
+            .push(record_for(&der, &leaf_pem, kind, what, actor).map_err(|e| PkiError::BadCertificate(cert_path, e))?);
     }
     Ok((steps, records))
 }
@@ -307,6 +309,35 @@ impl Authority {
         })
     }
 
+    /// Makes a fresh key and certificate for the server or the platform client and writes both files.
+    fn write_leaf(&self, config: &Config, kind: CertKind, cert_path: &Path, key_path: &Path) -> Result<(), PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let params = match kind {
+            CertKind::Server => self.server_params(config)?,
+            _ => self.leaf_params("kopir platform client", ExtendedKeyUsagePurpose::ClientAuth),
+        };
+        let cert = params.signed_by(&key, &self.issuer)?;
+        files::write_key(key_path, &key.serialize_pem()).map_err(io(key_path))?;
+        files::write_cert(cert_path, &format!("{}{}", cert.pem(), self.issuing_pem)).map_err(io(cert_path))
+    }
+
+    /// Replaces the server certificate and key with new ones for the configured host names and addresses.
+    /// Returns the serial of the replaced certificate (if it could be read) and the new certificate's record.
+    pub fn renew_server(&self, config: &Config, actor: &str) -> Result<(Option<String>, CertRecord), PkiError> {
+        let paths = PkiPaths::new(config);
+        let old = read_text(&paths.server_cert())
+            .ok()
+            .and_then(|pem| first_der(&pem, &paths.server_cert()).ok())
+            .and_then(|der| describe(&der).ok())
+            .map(|(serial, ..)| serial);
+        self.write_leaf(config, CertKind::Server, &paths.server_cert(), &paths.server_key())?;
+        let pem = read_text(&paths.server_cert())?;
+        let der = first_der(&pem, &paths.server_cert())?;
+        let record = record_for(&der, &pem_of(&der), CertKind::Server, "server certificate", actor)
+            .map_err(|e| PkiError::BadCertificate(paths.server_cert(), e))?;
+        Ok((old, record))
+    }
+
     fn issuing_record(&self) -> Result<CertRecord, PkiError> {
         record_for(&self.issuing_der, &self.issuing_pem, CertKind::IssuingCa, "issuing CA", "system:init")
             .map_err(|e| PkiError::BadCertificate(PathBuf::from("issuing-ca.pem"), e))
@@ -353,7 +384,8 @@ impl Authority {
     /// only, its own validity and serial), whatever the request asked for.
     pub fn issue_client(&self, csr_pem: &str, label: &str, issued_by: &str) -> Result<Issued, PkiError> {
         check_csr_key(csr_pem)?;
-        let requested = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::BadCsr(csr_error(&e)))?;
+        let requested =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::BadCsr(csr_error(&e)))?;
         let cn = dn_text(&requested.params.distinguished_name, DnType::CommonName)
             .ok_or_else(|| PkiError::BadCsr("the subject has no common name (CN)".into()))?;
         if cn.is_empty() || cn.len() > 64 || cn.chars().any(char::is_control) {
@@ -373,8 +405,7 @@ impl Authority {
         params.distinguished_name = subject;
         let cert = params.signed_by(&requested.public_key, &self.issuer)?;
         let leaf_pem = cert.pem();
-        let record = record_for(cert.der(), &leaf_pem, CertKind::Client, label, issued_by)
-            .map_err(|e| PkiError::BadCsr(e))?;
+        let record = record_for(cert.der(), &leaf_pem, CertKind::Client, label, issued_by).map_err(PkiError::BadCsr)?;
         Ok(Issued { chain_pem: format!("{leaf_pem}{}", self.issuing_pem), record })
     }
 

@@ -23,15 +23,11 @@ pub fn migrations(schema: &str) -> Result<Vec<Migration>, StoreError> {
     for line in schema.lines() {
         if let Some(rest) = line.strip_prefix(MARKER) {
             let (number, title) = rest.split_once(':').unwrap_or((rest, ""));
-            let number: u32 = number
-                .trim()
-                .parse()
-                .map_err(|_| StoreError::Schema(format!("bad migration marker: {line}")))?;
+            let number: u32 =
+                number.trim().parse().map_err(|_| StoreError::Schema(format!("bad migration marker: {line}")))?;
             let expected = out.len() as u32 + 1;
             if number != expected {
-                return Err(StoreError::Schema(format!(
-                    "migration {number} found where {expected} was expected"
-                )));
+                return Err(StoreError::Schema(format!("migration {number} found where {expected} was expected")));
             }
             out.push(Migration { number, title: title.trim().to_string(), sql: String::new() });
         } else if let Some(current) = out.last_mut() {
@@ -65,9 +61,8 @@ pub fn migrate(conn: &mut Connection, schema: &str) -> Result<MigrationReport, S
     }
     for migration in all.iter().filter(|m| m.number > current) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(&migration.sql).map_err(|e| {
-            StoreError::Schema(format!("migration {} ({}): {e}", migration.number, migration.title))
-        })?;
+        tx.execute_batch(&migration.sql)
+            .map_err(|e| StoreError::Schema(format!("migration {} ({}): {e}", migration.number, migration.title)))?;
         // PRAGMA takes no bound parameters; the number comes from our own schema, not from input.
         tx.execute_batch(&format!("PRAGMA user_version = {}", migration.number))?;
         tx.commit()?;
@@ -144,9 +139,7 @@ mod tests {
         assert!(matches!(migrate(&mut conn, schema), Err(StoreError::Schema(_))));
         let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, 1);
-        let b: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'b'", [], |r| r.get(0))
-            .unwrap();
+        let b: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'b'", [], |r| r.get(0)).unwrap();
         assert_eq!(b, 0, "the half-applied migration was rolled back");
     }
 

@@ -74,7 +74,8 @@ impl Db {
                 .open(path)
                 .map_err(|e| StoreError::Schema(format!("cannot create {}: {e}", path.display())))?;
         }
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let mut flags =
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
@@ -160,9 +161,7 @@ where
     F: FnOnce(&Transaction) -> Result<T, E>,
     E: From<StoreError>,
 {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(StoreError::from)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
     let value = f(&tx)?;
     tx.commit().map_err(StoreError::from)?;
     Ok(value)
@@ -177,8 +176,7 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError
 /// Reads a value from `settings`.
 pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
     use rusqlite::OptionalExtension;
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
-        .optional()
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()
 }
 
 /// Writes a value into `settings`.
@@ -214,10 +212,7 @@ mod tests {
             })
             .await;
         assert!(failed.is_err());
-        let (a, b) = db
-            .read(|c| Ok::<_, StoreError>((setting(c, "a")?, setting(c, "b")?)))
-            .await
-            .unwrap();
+        let (a, b) = db.read(|c| Ok::<_, StoreError>((setting(c, "a")?, setting(c, "b")?))).await.unwrap();
         assert_eq!(a.as_deref(), Some("1"));
         assert_eq!(b, None);
     }

@@ -130,7 +130,10 @@ impl FromRequestParts<AppState> for MtlsClient {
             }
             CertStatus::Unknown => {
                 tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused unregistered client certificate");
-                Err(unauthorized(ObErrorCode::SignatureInvalid, "The client certificate is not registered with the platform"))
+                Err(unauthorized(
+                    ObErrorCode::SignatureInvalid,
+                    "The client certificate is not registered with the platform",
+                ))
             }
         }
     }

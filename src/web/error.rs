@@ -157,7 +157,9 @@ mod tests {
     #[tokio::test]
     async fn body_has_the_obie_shape() {
         let response = request_id::scope("req-1".into(), async {
-            ApiError::new(StatusCode::BAD_REQUEST, ObErrorCode::FieldInvalid, "bad date").at("Data.Date").into_response()
+            ApiError::new(StatusCode::BAD_REQUEST, ObErrorCode::FieldInvalid, "bad date")
+                .at("Data.Date")
+                .into_response()
         })
         .await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);

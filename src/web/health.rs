@@ -27,7 +27,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
     let database = state
         .db
-        .read(|c| c.query_row("SELECT count(*) FROM certificates", [], |r| r.get::<_, i64>(0)).map_err(StoreError::from))
+        .read(|c| {
+            c.query_row("SELECT count(*) FROM certificates", [], |r| r.get::<_, i64>(0)).map_err(StoreError::from)
+        })
         .await;
     match database {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),

@@ -91,6 +91,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub state: AppState,
+    server_cert: Arc<tls::ServerCert>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -100,6 +101,15 @@ impl Running {
     pub fn begin_shutdown(&self) {
         self.state.shutting_down.store(true, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
+    }
+
+    /// Re-reads the server certificate and key from the data directory (SIGHUP). A broken file leaves the current
+    /// certificate in place.
+    pub fn reload_certificate(&self) -> Result<(), ServeError> {
+        let paths = PkiPaths::new(&self.state.config);
+        let identity = TlsIdentity::load(&paths.server_cert(), &paths.server_key())?;
+        self.server_cert.replace(identity)?;
+        Ok(())
     }
 
     /// Waits until every listener has drained and stopped.
@@ -131,7 +141,8 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         tracing::warn!(names = ?uncovered, "the server certificate does not cover these configured names; run `kopir ca renew-server`");
     }
     let verifier = tls::ClientVerifier::new(&authority)?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(identity, &verifier)?);
+    let server_cert = tls::ServerCert::new(identity)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(server_cert.clone(), &verifier)?);
 
     let config = Arc::new(config);
     let state = AppState { config: config.clone(), db, authority, shutting_down: Arc::new(AtomicBool::new(false)) };
@@ -172,7 +183,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         }));
     }
     tracing::info!(%addr, admin = ?admin_addr, "kopir is serving");
-    Ok(Running { addr, admin_addr, state, shutdown, tasks })
+    Ok(Running { addr, admin_addr, state, server_cert, shutdown, tasks })
 }
 
 fn router_with_layers(extra: Router<AppState>, state: AppState) -> Router {

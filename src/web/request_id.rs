@@ -50,7 +50,8 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_string());
     let method = request.method().clone();
     // The span carries the matched route, never the raw URI: a query string may hold codes or tokens.
-    let span = tracing::info_span!("request", request_id = %id, %method, route = %route, interaction_id = %interaction_id);
+    let span =
+        tracing::info_span!("request", request_id = %id, %method, route = %route, interaction_id = %interaction_id);
     let started = Instant::now();
     let mut response = scope(id.clone(), next.run(request).instrument(span.clone())).await;
     let elapsed = started.elapsed();

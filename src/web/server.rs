@@ -71,10 +71,8 @@ pub async fn serve(
     if open > 0 {
         tracing::info!(open, "draining connections");
     }
-    let drained = tokio::time::timeout(limits.shutdown_grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(limits.shutdown_grace, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(left = connections.len(), "grace period over; closing remaining connections");
         connections.abort_all();

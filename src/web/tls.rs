@@ -7,11 +7,12 @@
 //! verified against the platform CA immediately afterwards. Routes that need a certificate accept only a verified
 //! one (see `client_cert::MtlsClient`); nothing else can reach them.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -58,7 +59,9 @@ impl ClientVerifier {
             Err(error) => {
                 let problem = match error {
                     rustls::Error::InvalidCertificate(CertificateError::Expired)
-                    | rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => CertProblem::Expired,
+                    | rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
+                        CertProblem::Expired
+                    }
                     rustls::Error::InvalidCertificate(CertificateError::NotValidYet)
                     | rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext { .. }) => {
                         CertProblem::NotYetValid
@@ -130,13 +133,44 @@ impl ClientCertVerifier for DeferredVerifier {
     }
 }
 
+/// The server certificate, swappable while the server runs (`kopir ca renew-server`, then SIGHUP).
+#[derive(Debug)]
+pub struct ServerCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCert {
+    pub fn new(identity: TlsIdentity) -> Result<Arc<ServerCert>, TlsError> {
+        Ok(Arc::new(ServerCert { current: RwLock::new(Arc::new(certified(identity)?)) }))
+    }
+
+    /// Replaces the certificate for new handshakes; open connections keep theirs until they are retired.
+    pub fn replace(&self, identity: TlsIdentity) -> Result<(), TlsError> {
+        let next = Arc::new(certified(identity)?);
+        if let Ok(mut current) = self.current.write() {
+            *current = next;
+        }
+        Ok(())
+    }
+}
+
+fn certified(identity: TlsIdentity) -> Result<CertifiedKey, TlsError> {
+    Ok(CertifiedKey::from_der(identity.chain, identity.key, &rustls::crypto::aws_lc_rs::default_provider())?)
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+}
+
 /// The server's rustls configuration.
-pub fn server_config(identity: TlsIdentity, verifier: &ClientVerifier) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(cert: Arc<ServerCert>, verifier: &ClientVerifier) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(Arc::new(DeferredVerifier { inner: verifier.inner.clone() }))
-        .with_single_cert(identity.chain, identity.key)?;
+        .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
