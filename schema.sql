@@ -74,3 +74,120 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+
+-- migration 2: participants: organisations, personal-account sessions, accreditation, applications
+CREATE TABLE organisations (
+    id              INTEGER PRIMARY KEY,
+    bin             TEXT NOT NULL UNIQUE CHECK (length(bin) = 12 AND bin NOT GLOB '*[^0-9]*'),
+    name            TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    licence_number  TEXT NOT NULL CHECK (length(licence_number) BETWEEN 1 AND 64),
+    contact_email   TEXT NOT NULL,
+    contact_phone   TEXT NOT NULL,
+    description     TEXT NOT NULL DEFAULT '',
+    website         TEXT NOT NULL DEFAULT '',
+    logo            BLOB,
+    logo_type       TEXT CHECK (logo_type IN ('image/png', 'image/jpeg')),
+    -- registered: may apply; accredited: in the registries; suspended / revoked: blocked everywhere.
+    status          TEXT NOT NULL DEFAULT 'registered'
+                    CHECK (status IN ('registered', 'accredited', 'suspended', 'revoked')),
+    status_reason   TEXT NOT NULL DEFAULT '',
+    is_provider     INTEGER NOT NULL DEFAULT 0 CHECK (is_provider IN (0, 1)),
+    is_user         INTEGER NOT NULL DEFAULT 0 CHECK (is_user IN (0, 1)),
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+) STRICT;
+
+ALTER TABLE users ADD COLUMN organisation_id INTEGER REFERENCES organisations (id);
+ALTER TABLE users ADD COLUMN full_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
+-- The last TOTP time step accepted: a code is never accepted twice (RFC 6238 §5.2).
+ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX users_organisation ON users (organisation_id);
+
+-- Browser sessions. Only a hash of the cookie value is stored.
+CREATE TABLE sessions (
+    id_hash       TEXT PRIMARY KEY NOT NULL CHECK (length(id_hash) = 64),
+    user_id       INTEGER REFERENCES users (id) ON DELETE CASCADE,
+    -- anonymous: before sign-in; password: password checked, second factor pending; active: signed in.
+    stage         TEXT NOT NULL CHECK (stage IN ('anonymous', 'password', 'active')),
+    csrf_token    TEXT NOT NULL,
+    pending_totp  BLOB,
+    created_at    TEXT NOT NULL,
+    last_seen_at  TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    source        TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+
+-- Accreditation applications: roles asked for, questionnaire (JSON), contacts, the operator's decision.
+CREATE TABLE accreditation_applications (
+    id                 INTEGER PRIMARY KEY,
+    organisation_id    INTEGER NOT NULL REFERENCES organisations (id),
+    wants_provider     INTEGER NOT NULL CHECK (wants_provider IN (0, 1)),
+    wants_user         INTEGER NOT NULL CHECK (wants_user IN (0, 1)),
+    questionnaire      TEXT NOT NULL,
+    contact_name       TEXT NOT NULL,
+    contact_email      TEXT NOT NULL,
+    contact_phone      TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('draft', 'submitted', 'changes_requested', 'approved', 'rejected')),
+    decision_reason    TEXT NOT NULL DEFAULT '',
+    decided_by         INTEGER REFERENCES users (id),
+    decided_at         TEXT,
+    submitted_at       TEXT,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    CHECK (wants_provider + wants_user >= 1)
+) STRICT;
+CREATE INDEX accreditation_applications_status ON accreditation_applications (status, submitted_at);
+
+CREATE TABLE application_documents (
+    id              INTEGER PRIMARY KEY,
+    application_id  INTEGER NOT NULL REFERENCES accreditation_applications (id) ON DELETE CASCADE,
+    kind            TEXT NOT NULL,
+    filename        TEXT NOT NULL,
+    content_type    TEXT NOT NULL CHECK (content_type IN ('application/pdf', 'image/png', 'image/jpeg')),
+    size            INTEGER NOT NULL CHECK (size > 0),
+    sha256          TEXT NOT NULL,
+    content         BLOB NOT NULL,
+    uploaded_at     TEXT NOT NULL
+) STRICT;
+
+-- Accreditation certificates issued on approval.
+CREATE TABLE accreditations (
+    number           TEXT PRIMARY KEY NOT NULL,
+    organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    application_id   INTEGER NOT NULL UNIQUE REFERENCES accreditation_applications (id),
+    is_provider      INTEGER NOT NULL CHECK (is_provider IN (0, 1)),
+    is_user          INTEGER NOT NULL CHECK (is_user IN (0, 1)),
+    issued_at        TEXT NOT NULL,
+    valid_until      TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'suspended', 'revoked', 'superseded'))
+) STRICT;
+CREATE INDEX accreditations_organisation ON accreditations (organisation_id);
+
+-- An API user's applications (OAuth clients) and API providers' systems that call the platform.
+CREATE TABLE applications (
+    id               INTEGER PRIMARY KEY,
+    organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    client_id        TEXT NOT NULL UNIQUE,
+    name             TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    kind             TEXT NOT NULL CHECK (kind IN ('api_user', 'provider_system')),
+    redirect_uris    TEXT NOT NULL DEFAULT '[]',
+    status           TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+    created_by       INTEGER REFERENCES users (id),
+    created_at       TEXT NOT NULL
+) STRICT;
+CREATE INDEX applications_organisation ON applications (organisation_id);
+
+-- Client certificates belong to an application; during a rotation the old one stays valid until retire_at.
+ALTER TABLE certificates ADD COLUMN application_id INTEGER REFERENCES applications (id);
+ALTER TABLE certificates ADD COLUMN retire_at TEXT;
+CREATE INDEX certificates_application ON certificates (application_id);
+
+-- Throttling of sign-in attempts per source address, next to the per-account lockout in users.
+CREATE TABLE login_attempts (
+    source      TEXT NOT NULL,
+    at          TEXT NOT NULL
+) STRICT;
+CREATE INDEX login_attempts_source ON login_attempts (source, at);

@@ -1,5 +1,9 @@
 //! People who sign in: operator staff, regulators and (later) participants' employees. Passwords are argon2id;
-//! a password is only ever held in memory long enough to hash or check it.
+//! a password is only ever held in memory long enough to hash or check it. Sign-in is password, then a TOTP code
+//! (enrolment is forced before anything else), with lockout after repeated failures and no code accepted twice.
+
+pub mod routes;
+pub mod totp;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -20,6 +24,35 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        [
+            Role::OperatorAdmin,
+            Role::OperatorStaff,
+            Role::Regulator,
+            Role::ParticipantAdmin,
+            Role::ParticipantDeveloper,
+            Role::ParticipantAnalyst,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    pub fn is_operator_side(self) -> bool {
+        matches!(self, Role::OperatorAdmin | Role::OperatorStaff | Role::Regulator)
+    }
+
+    /// Text key of the role's name.
+    pub fn text_key(self) -> &'static str {
+        match self {
+            Role::OperatorAdmin => "role.operator_admin",
+            Role::OperatorStaff => "role.operator_staff",
+            Role::Regulator => "role.regulator",
+            Role::ParticipantAdmin => "role.participant_admin",
+            Role::ParticipantDeveloper => "role.participant_developer",
+            Role::ParticipantAnalyst => "role.participant_analyst",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::OperatorAdmin => "operator_admin",
@@ -30,6 +63,83 @@ impl Role {
             Role::ParticipantAnalyst => "participant_analyst",
         }
     }
+}
+
+/// A person who signs in. Secrets (password hash, TOTP secret) are not part of it: they are read only where checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub full_name: String,
+    pub email: String,
+    pub role: Role,
+    pub organisation_id: Option<i64>,
+    pub must_change_password: bool,
+    pub totp_enrolled: bool,
+    pub disabled: bool,
+    pub locked_until: Option<String>,
+    pub created_at: String,
+}
+
+const USER_COLUMNS: &str = "id, username, full_name, email, role, organisation_id, must_change_password, \
+                            totp_enrolled_at IS NOT NULL, disabled_at IS NOT NULL, locked_until, created_at";
+
+fn user_from_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
+    let role: String = r.get(4)?;
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        full_name: r.get(2)?,
+        email: r.get(3)?,
+        role: Role::parse(&role).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("role {role}").into())
+        })?,
+        organisation_id: r.get(5)?,
+        must_change_password: r.get(6)?,
+        totp_enrolled: r.get(7)?,
+        disabled: r.get(8)?,
+        locked_until: r.get(9)?,
+        created_at: r.get(10)?,
+    })
+}
+
+pub fn user_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
+    conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_from_row).optional()
+}
+
+pub fn user_by_username(conn: &Connection, username: &str) -> rusqlite::Result<Option<User>> {
+    conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"), [username], user_from_row)
+        .optional()
+}
+
+pub fn users_of_organisation(conn: &Connection, organisation_id: i64) -> rusqlite::Result<Vec<User>> {
+    let mut stmt =
+        conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users WHERE organisation_id = ?1 ORDER BY username"))?;
+    let rows = stmt.query_map([organisation_id], user_from_row)?;
+    rows.collect()
+}
+
+pub fn operator_users(conn: &Connection) -> rusqlite::Result<Vec<User>> {
+    let mut stmt =
+        conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users WHERE organisation_id IS NULL ORDER BY username"))?;
+    let rows = stmt.query_map([], user_from_row)?;
+    rows.collect()
+}
+
+/// The stored password hash (only for checking a password).
+pub fn password_hash_of(conn: &Connection, user_id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [user_id], |r| r.get(0)).optional()
+}
+
+/// A new password must be long enough and not the user name.
+pub fn password_acceptable(username: &str, password: &str) -> bool {
+    password.chars().count() >= 12 && password.chars().count() <= 256 && !password.eq_ignore_ascii_case(username)
+}
+
+/// A user name: 3–64 letters, digits, dots, hyphens, underscores or @.
+pub fn username_acceptable(username: &str) -> bool {
+    (3..=64).contains(&username.len())
+        && username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +188,35 @@ pub fn create_user(
     password_hash: &str,
     must_change_password: bool,
 ) -> rusqlite::Result<i64> {
+    create_member(tx, username, "", "", role, None, password_hash, must_change_password)
+}
+
+/// Creates a user belonging to `organisation_id` (or to the operator when `None`); returns the new id.
+#[allow(clippy::too_many_arguments)]
+pub fn create_member(
+    tx: &Transaction,
+    username: &str,
+    full_name: &str,
+    email: &str,
+    role: Role,
+    organisation_id: Option<i64>,
+    password_hash: &str,
+    must_change_password: bool,
+) -> rusqlite::Result<i64> {
     tx.execute(
-        "INSERT INTO users (username, role, password_hash, must_change_password, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![username, role.as_str(), password_hash, must_change_password, clock::now_rfc3339()],
+        "INSERT INTO users (username, full_name, email, role, organisation_id, password_hash, must_change_password,
+                            created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            username,
+            full_name,
+            email,
+            role.as_str(),
+            organisation_id,
+            password_hash,
+            must_change_password,
+            clock::now_rfc3339()
+        ],
     )?;
     Ok(tx.last_insert_rowid())
 }

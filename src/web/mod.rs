@@ -5,8 +5,10 @@ pub mod client_cert;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod pages;
 pub mod request_id;
 pub mod server;
+pub mod session;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -56,6 +58,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::pki::routes::router())
+        .merge(pages::router())
+        .merge(crate::identity::routes::router())
+        .merge(crate::participants::routes::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn(standard_error_bodies))
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))

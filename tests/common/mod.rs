@@ -2,6 +2,8 @@
 //! its own CA, plus helpers to call it like a bank would and to run the `kopir` binary against the same data.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,6 +46,11 @@ impl Platform {
         tweak(&mut config);
         kopir::bootstrap::init(&config, "test:harness").await.expect("init");
         let running = kopir::web::start(config.clone(), extra).await.expect("server starts");
+        Platform { addr: running.addr, admin_addr: running.admin_addr, running: Some(running), dir, config }
+    }
+
+    /// Wraps a server started by the test itself.
+    pub fn attach(dir: tempfile::TempDir, config: Config, running: Running) -> Platform {
         Platform { addr: running.addr, admin_addr: running.admin_addr, running: Some(running), dir, config }
     }
 

@@ -1,0 +1,593 @@
+//! Sign-in pages: password, second factor, TOTP enrolment, password change, sign-out.
+//!
+//! Every failure says the same thing ("wrong user name, password or code") so the pages reveal nothing about which
+//! accounts exist; the audit journal records what actually happened.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use rusqlite::params;
+use serde::Deserialize;
+use time::Duration;
+
+use super::{Role, User, totp};
+use crate::audit::{self, Event, Outcome};
+use crate::clock;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::session::{self, Refusal, SignedIn, Stage, Visitor, clear_cookie, session_cookie};
+
+/// Consecutive failures (password or code) before an account is locked.
+pub const MAX_FAILURES: i64 = 5;
+/// How long a locked account stays locked.
+pub const LOCKOUT: Duration = Duration::minutes(15);
+/// Sign-in attempts allowed from one address in ten minutes.
+pub const ATTEMPTS_PER_SOURCE: i64 = 30;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/login/code", get(code_page).post(code))
+        .route("/account/enrol", get(enrol_page).post(enrol))
+        .route("/account/password", get(password_page).post(change_password))
+        .route("/logout", post(logout))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    error: Option<&'a str>,
+    username: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "code.html")]
+struct CodePage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "enrol.html")]
+struct EnrolPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    error: Option<&'a str>,
+    qr_svg_data: String,
+    secret_text: String,
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    error: Option<&'a str>,
+    forced: bool,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    csrf: String,
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    new_password: String,
+    confirm: String,
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+async fn login_page(visitor: Visitor) -> Response {
+    let t = Texts { lang: visitor.lang };
+    visitor.respond(render(&LoginPage { t, csrf: &visitor.session.csrf_token, error: None, username: "" }))
+}
+
+/// Where a person goes once the password is right.
+fn after_password(user: &User) -> &'static str {
+    if user.must_change_password {
+        "/account/password"
+    } else if !user.totp_enrolled {
+        "/account/enrol"
+    } else {
+        "/login/code"
+    }
+}
+
+fn redirect_with_cookie(to: &str, cookie: &str) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    response.headers_mut().append(header::SET_COOKIE, session_cookie(cookie));
+    response
+}
+
+enum LoginOutcome {
+    Throttled,
+    Refused,
+    Accepted { user: User, cookie: String },
+}
+
+async fn login(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if let Err(e) = visitor.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: visitor.lang };
+    let username = form.username.trim().to_string();
+    // The password check is slow by design: it runs on a blocking thread, outside the write transaction.
+    let candidate = {
+        let username = username.clone();
+        state
+            .db
+            .read(move |c| -> Result<_, StoreError> {
+                let Some(user) = super::user_by_username(c, &username)? else { return Ok(None) };
+                let hash = super::password_hash_of(c, user.id)?;
+                Ok(Some((user, hash.unwrap_or_default())))
+            })
+            .await
+    };
+    let candidate = match candidate {
+        Ok(c) => c,
+        Err(e) => return HtmlError::internal(visitor.lang, &e).into_response(),
+    };
+    let password = form.password;
+    let password_ok = match &candidate {
+        Some((_, hash)) => {
+            let hash = hash.clone();
+            tokio::task::spawn_blocking(move || super::verify_password(&password, &hash)).await.unwrap_or(false)
+        }
+        None => {
+            // Spend the same time on unknown names, so timing does not reveal which accounts exist.
+            let _ = tokio::task::spawn_blocking(move || super::verify_password(&password, dummy_hash())).await;
+            false
+        }
+    };
+    let source = visitor.source.clone();
+    let previous = visitor.session.id_hash.clone();
+    let outcome = state
+        .db
+        .write(move |tx| -> Result<LoginOutcome, StoreError> {
+            let now = clock::now();
+            tx.execute("DELETE FROM login_attempts WHERE at < ?1", [clock::rfc3339(now - Duration::days(1))])?;
+            let recent: i64 = tx.query_row(
+                "SELECT count(*) FROM login_attempts WHERE source = ?1 AND at > ?2",
+                params![source, clock::rfc3339(now - Duration::minutes(10))],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO login_attempts (source, at) VALUES (?1, ?2)",
+                params![source, clock::rfc3339(now)],
+            )?;
+            let event = |outcome, reason: &str| {
+                Event::new(format!("user:{username}"), "identity.login.password", outcome)
+                    .source(&source)
+                    .detail(serde_json::json!({ "reason": reason }))
+            };
+            if recent >= ATTEMPTS_PER_SOURCE {
+                audit::append(tx, &event(Outcome::Denied, "too many attempts from this address"))?;
+                return Ok(LoginOutcome::Throttled);
+            }
+            let Some((user, _)) = candidate else {
+                audit::append(tx, &event(Outcome::Failure, "unknown user"))?;
+                return Ok(LoginOutcome::Refused);
+            };
+            if user.disabled {
+                audit::append(tx, &event(Outcome::Denied, "account disabled"))?;
+                return Ok(LoginOutcome::Refused);
+            }
+            if locked(&user) {
+                audit::append(tx, &event(Outcome::Denied, "account locked"))?;
+                return Ok(LoginOutcome::Refused);
+            }
+            if !password_ok {
+                record_failure(tx, &user, &source, "wrong password")?;
+                return Ok(LoginOutcome::Refused);
+            }
+            audit::append(tx, &event(Outcome::Success, "password accepted"))?;
+            let (_, cookie) = session::start(tx, Some(&previous), Some(user.id), Stage::Password, &source)?;
+            Ok(LoginOutcome::Accepted { user, cookie })
+        })
+        .await;
+    match outcome {
+        Ok(LoginOutcome::Accepted { user, cookie }) => redirect_with_cookie(after_password(&user), &cookie),
+        Ok(LoginOutcome::Refused) => visitor.respond(crate::web::pages::render_status(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                t,
+                csrf: &visitor.session.csrf_token,
+                error: Some(t.get("login.failed")),
+                username: &form.username,
+            },
+        )),
+        Ok(LoginOutcome::Throttled) => {
+            HtmlError::new(StatusCode::TOO_MANY_REQUESTS, visitor.lang, "error.throttled").into_response()
+        }
+        Err(e) => HtmlError::internal(visitor.lang, &e).into_response(),
+    }
+}
+
+/// An argon2id hash of a random password, checked against when the user name is unknown.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| super::hash_password(&super::generate_password()).unwrap_or_default())
+}
+
+fn locked(user: &User) -> bool {
+    user.locked_until.as_deref().is_some_and(|until| until > clock::now_rfc3339().as_str())
+}
+
+/// Counts a failure; the fifth in a row locks the account for [`LOCKOUT`].
+fn record_failure(tx: &rusqlite::Transaction, user: &User, source: &str, reason: &str) -> rusqlite::Result<()> {
+    let failures: i64 = tx.query_row(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
+        [user.id],
+        |r| r.get(0),
+    )?;
+    audit::append(
+        tx,
+        &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Failure)
+            .source(source)
+            .detail(serde_json::json!({ "reason": reason, "consecutive_failures": failures })),
+    )?;
+    if failures >= MAX_FAILURES {
+        tx.execute(
+            "UPDATE users SET locked_until = ?2, failed_logins = 0 WHERE id = ?1",
+            params![user.id, clock::rfc3339(clock::now() + LOCKOUT)],
+        )?;
+        audit::append(
+            tx,
+            &Event::new("system", "identity.account.locked", Outcome::Success)
+                .object(format!("user:{}", user.username))
+                .source(source)
+                .detail(serde_json::json!({ "minutes": LOCKOUT.whole_minutes() })),
+        )?;
+        session::end_all_for_user(tx, user.id)?;
+    }
+    Ok(())
+}
+
+/// A person whose password was accepted and whose second factor is pending.
+pub struct Pending {
+    visitor: Visitor,
+    user: User,
+}
+
+impl FromRequestParts<AppState> for Pending {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let visitor = Visitor::from_request_parts(parts, state).await?;
+        let (Stage::Password, Some(id)) = (visitor.session.stage, visitor.session.user_id) else {
+            return Err(Refusal::SignIn);
+        };
+        let lang = visitor.lang;
+        let user = state
+            .db
+            .read(move |c| super::user_by_id(c, id).map_err(StoreError::from))
+            .await
+            .map_err(|e| HtmlError::internal(lang, &e))?;
+        match user {
+            Some(user) if !user.disabled && !locked(&user) => Ok(Pending { visitor, user }),
+            _ => Err(Refusal::SignIn),
+        }
+    }
+}
+
+async fn code_page(pending: Pending) -> Response {
+    if !pending.user.totp_enrolled || pending.user.must_change_password {
+        return Redirect::to(after_password(&pending.user)).into_response();
+    }
+    let t = Texts { lang: pending.visitor.lang };
+    render(&CodePage { t, csrf: &pending.visitor.session.csrf_token, error: None })
+}
+
+fn unix_now() -> u64 {
+    clock::now().unix_timestamp().max(0) as u64
+}
+
+enum CodeOutcome {
+    Accepted(String),
+    Refused,
+}
+
+async fn code(
+    State(state): State<AppState>,
+    pending: Pending,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if let Err(e) = pending.visitor.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: pending.visitor.lang };
+    let user = pending.user.clone();
+    let source = pending.visitor.source.clone();
+    let previous = pending.visitor.session.id_hash.clone();
+    let outcome = state
+        .db
+        .write(move |tx| -> Result<CodeOutcome, StoreError> {
+            let (secret, last_step): (Option<Vec<u8>>, i64) =
+                tx.query_row("SELECT totp_secret, totp_last_step FROM users WHERE id = ?1", [user.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let step = secret.and_then(|s| totp::accept(&s, &user.username, &form.code, unix_now(), last_step as u64));
+            let Some(step) = step else {
+                record_failure(tx, &user, &source, "wrong or reused code")?;
+                return Ok(CodeOutcome::Refused);
+            };
+            tx.execute(
+                "UPDATE users SET totp_last_step = ?2, failed_logins = 0, locked_until = NULL WHERE id = ?1",
+                params![user.id, step as i64],
+            )?;
+            audit::append(
+                tx,
+                &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Success).source(&source),
+            )?;
+            let (_, cookie) = session::start(tx, Some(&previous), Some(user.id), Stage::Active, &source)?;
+            Ok(CodeOutcome::Accepted(cookie))
+        })
+        .await;
+    match outcome {
+        Ok(CodeOutcome::Accepted(cookie)) => redirect_with_cookie(home_of(pending.user.role), &cookie),
+        Ok(CodeOutcome::Refused) => crate::web::pages::render_status(
+            StatusCode::UNAUTHORIZED,
+            &CodePage { t, csrf: &pending.visitor.session.csrf_token, error: Some(t.get("login.failed")) },
+        ),
+        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+    }
+}
+
+/// The first page after signing in.
+pub fn home_of(role: Role) -> &'static str {
+    if role.is_operator_side() { "/console" } else { "/org" }
+}
+
+async fn enrol_page(State(state): State<AppState>, pending: Pending) -> Response {
+    if pending.user.totp_enrolled || pending.user.must_change_password {
+        return Redirect::to(after_password(&pending.user)).into_response();
+    }
+    // A fresh secret per visit, kept with the session until a code proves the app has it.
+    let secret = totp::new_secret();
+    let id = pending.visitor.session.id_hash.clone();
+    let stored = secret.clone();
+    if let Err(e) =
+        state.db.write(move |tx| session::set_pending_totp(tx, &id, Some(&stored)).map_err(StoreError::from)).await
+    {
+        return HtmlError::internal(pending.visitor.lang, &e).into_response();
+    }
+    enrol_response(&pending, &secret, None, StatusCode::OK)
+}
+
+fn enrol_response(pending: &Pending, secret: &[u8], error: Option<&str>, status: StatusCode) -> Response {
+    use base64::Engine;
+    let t = Texts { lang: pending.visitor.lang };
+    let uri = totp::provisioning_uri(secret, &pending.user.username).unwrap_or_default();
+    let svg = totp::qr_svg(&uri).unwrap_or_default();
+    let page = EnrolPage {
+        t,
+        csrf: &pending.visitor.session.csrf_token,
+        error,
+        qr_svg_data: format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg)),
+        secret_text: totp::secret_text(secret),
+    };
+    crate::web::pages::render_status(status, &page)
+}
+
+async fn enrol(
+    State(state): State<AppState>,
+    pending: Pending,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if let Err(e) = pending.visitor.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: pending.visitor.lang };
+    let Some(secret) = pending.visitor.session.pending_totp.clone() else {
+        return Redirect::to("/account/enrol").into_response();
+    };
+    let Some(step) = totp::accept(&secret, &pending.user.username, &form.code, unix_now(), 0) else {
+        return enrol_response(&pending, &secret, Some(t.get("enrol.wrong_code")), StatusCode::UNPROCESSABLE_ENTITY);
+    };
+    let user = pending.user.clone();
+    let source = pending.visitor.source.clone();
+    let previous = pending.visitor.session.id_hash.clone();
+    let result = state
+        .db
+        .write(move |tx| -> Result<String, StoreError> {
+            tx.execute(
+                "UPDATE users SET totp_secret = ?2, totp_enrolled_at = ?3, totp_last_step = ?4, failed_logins = 0
+                 WHERE id = ?1 AND totp_enrolled_at IS NULL",
+                params![user.id, secret, clock::now_rfc3339(), step as i64],
+            )?;
+            audit::append(
+                tx,
+                &Event::new(format!("user:{}", user.username), "identity.totp.enrolled", Outcome::Success)
+                    .source(&source),
+            )?;
+            let (_, cookie) = session::start(tx, Some(&previous), Some(user.id), Stage::Active, &source)?;
+            Ok(cookie)
+        })
+        .await;
+    match result {
+        Ok(cookie) => redirect_with_cookie(home_of(pending.user.role), &cookie),
+        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+    }
+}
+
+/// Either a forced change (pending sign-in, one-time password) or a voluntary one (signed in).
+#[allow(clippy::large_enum_variant)] // built once per request and never moved around
+enum PasswordChanger {
+    Forced(Pending),
+    Voluntary(SignedIn),
+}
+
+impl FromRequestParts<AppState> for PasswordChanger {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Ok(pending) = Pending::from_request_parts(parts, state).await {
+            return Ok(PasswordChanger::Forced(pending));
+        }
+        Ok(PasswordChanger::Voluntary(SignedIn::from_request_parts(parts, state).await?))
+    }
+}
+
+impl PasswordChanger {
+    fn visitor(&self) -> &Visitor {
+        match self {
+            PasswordChanger::Forced(p) => &p.visitor,
+            PasswordChanger::Voluntary(s) => &s.visitor,
+        }
+    }
+    fn user(&self) -> &User {
+        match self {
+            PasswordChanger::Forced(p) => &p.user,
+            PasswordChanger::Voluntary(s) => &s.user,
+        }
+    }
+}
+
+async fn password_page(who: PasswordChanger) -> Response {
+    if let PasswordChanger::Forced(p) = &who
+        && !p.user.must_change_password
+    {
+        return Redirect::to(after_password(&p.user)).into_response();
+    }
+    let t = Texts { lang: who.visitor().lang };
+    let forced = matches!(who, PasswordChanger::Forced(_));
+    render(&PasswordPage { t, csrf: &who.visitor().session.csrf_token, error: None, forced })
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    who: PasswordChanger,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    if let Err(e) = who.visitor().check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: who.visitor().lang };
+    let forced = matches!(who, PasswordChanger::Forced(_));
+    let user = who.user().clone();
+    let refuse = |key: &str| {
+        crate::web::pages::render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &PasswordPage { t, csrf: &who.visitor().session.csrf_token, error: Some(t.get(key)), forced },
+        )
+    };
+    if form.new_password != form.confirm {
+        return refuse("password.mismatch");
+    }
+    if !super::password_acceptable(&user.username, &form.new_password) {
+        return refuse("password.too_weak");
+    }
+    if !forced {
+        // A voluntary change proves the current password again (a left-open session is not enough).
+        let id = user.id;
+        let hash = state.db.read(move |c| super::password_hash_of(c, id).map_err(StoreError::from)).await;
+        let Ok(Some(hash)) = hash else { return refuse("password.current_wrong") };
+        let current = form.current.clone();
+        if !tokio::task::spawn_blocking(move || super::verify_password(&current, &hash)).await.unwrap_or(false) {
+            return refuse("password.current_wrong");
+        }
+    }
+    let new_password = form.new_password;
+    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || super::hash_password(&new_password)).await else {
+        return HtmlError::internal(t.lang, &"password hashing failed").into_response();
+    };
+    let source = who.visitor().source.clone();
+    let previous = who.visitor().session.id_hash.clone();
+    let stage = if forced { Stage::Password } else { Stage::Active };
+    let changed = user.clone();
+    let result = state
+        .db
+        .write(move |tx| -> Result<String, StoreError> {
+            tx.execute(
+                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
+                params![changed.id, hash],
+            )?;
+            // Other sessions of this person end: whoever knew the old password is out.
+            session::end_all_for_user(tx, changed.id)?;
+            audit::append(
+                tx,
+                &Event::new(format!("user:{}", changed.username), "identity.password.changed", Outcome::Success)
+                    .source(&source),
+            )?;
+            let (_, cookie) = session::start(tx, Some(&previous), Some(changed.id), stage, &source)?;
+            Ok(cookie)
+        })
+        .await;
+    match result {
+        Ok(cookie) => {
+            let next = if forced {
+                let mut after = user;
+                after.must_change_password = false;
+                after_password(&after)
+            } else {
+                home_of(who.user().role)
+            };
+            redirect_with_cookie(next, &cookie)
+        }
+        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = visitor.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let id = visitor.session.id_hash.clone();
+    let user_id = visitor.session.user_id;
+    let source = visitor.source.clone();
+    let _ = state
+        .db
+        .write(move |tx| -> Result<(), StoreError> {
+            if let Some(user_id) = user_id
+                && let Some(user) = super::user_by_id(tx, user_id)?
+            {
+                audit::append(
+                    tx,
+                    &Event::new(format!("user:{}", user.username), "identity.logout", Outcome::Success).source(&source),
+                )?;
+            }
+            session::end(tx, &id)?;
+            Ok(())
+        })
+        .await;
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().append(header::SET_COOKIE, clear_cookie());
+    response
+}

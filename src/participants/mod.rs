@@ -1,0 +1,169 @@
+//! Participants: organisations (banks, fintechs) that register themselves, are accredited by the operator as API
+//! providers and/or API users, appear in the public registries, and can be suspended or revoked — which blocks
+//! their sessions, certificates and data access on the very next request.
+
+pub mod routes;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use crate::clock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrgStatus {
+    Registered,
+    Accredited,
+    Suspended,
+    Revoked,
+}
+
+impl OrgStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgStatus::Registered => "registered",
+            OrgStatus::Accredited => "accredited",
+            OrgStatus::Suspended => "suspended",
+            OrgStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrgStatus> {
+        Some(match s {
+            "registered" => OrgStatus::Registered,
+            "accredited" => OrgStatus::Accredited,
+            "suspended" => OrgStatus::Suspended,
+            "revoked" => OrgStatus::Revoked,
+            _ => return None,
+        })
+    }
+
+    pub fn text_key(self) -> &'static str {
+        match self {
+            OrgStatus::Registered => "status.registered",
+            OrgStatus::Accredited => "status.accredited",
+            OrgStatus::Suspended => "status.suspended",
+            OrgStatus::Revoked => "status.revoked",
+        }
+    }
+
+    /// Whether the participant may act at all (sign in, call the API).
+    pub fn is_blocked(self) -> bool {
+        matches!(self, OrgStatus::Suspended | OrgStatus::Revoked)
+    }
+}
+
+/// An organisation, as the pages and the API show it (the logo bytes are served separately).
+#[derive(Debug, Clone, Serialize)]
+pub struct Organisation {
+    pub id: i64,
+    pub bin: String,
+    pub name: String,
+    pub licence_number: String,
+    pub contact_email: String,
+    pub contact_phone: String,
+    pub description: String,
+    pub website: String,
+    pub has_logo: bool,
+    pub status: OrgStatus,
+    pub status_reason: String,
+    pub is_provider: bool,
+    pub is_user: bool,
+    pub created_at: String,
+}
+
+const COLUMNS: &str = "id, bin, name, licence_number, contact_email, contact_phone, description, website, \
+                       logo IS NOT NULL, status, status_reason, is_provider, is_user, created_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<Organisation> {
+    let status: String = r.get(9)?;
+    Ok(Organisation {
+        id: r.get(0)?,
+        bin: r.get(1)?,
+        name: r.get(2)?,
+        licence_number: r.get(3)?,
+        contact_email: r.get(4)?,
+        contact_phone: r.get(5)?,
+        description: r.get(6)?,
+        website: r.get(7)?,
+        has_logo: r.get(8)?,
+        status: OrgStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, format!("status {status}").into())
+        })?,
+        status_reason: r.get(10)?,
+        is_provider: r.get(11)?,
+        is_user: r.get(12)?,
+        created_at: r.get(13)?,
+    })
+}
+
+pub fn organisation(conn: &Connection, id: i64) -> rusqlite::Result<Option<Organisation>> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM organisations WHERE id = ?1"), [id], from_row).optional()
+}
+
+pub fn organisation_by_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Option<Organisation>> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM organisations WHERE bin = ?1"), [bin], from_row).optional()
+}
+
+pub fn organisations(conn: &Connection) -> rusqlite::Result<Vec<Organisation>> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM organisations ORDER BY name"))?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.collect()
+}
+
+/// What a new organisation gives about itself.
+#[derive(Debug, Clone)]
+pub struct NewOrganisation {
+    pub bin: String,
+    pub name: String,
+    pub licence_number: String,
+    pub contact_email: String,
+    pub contact_phone: String,
+}
+
+pub fn insert(tx: &Transaction, org: &NewOrganisation) -> rusqlite::Result<i64> {
+    let now = clock::now_rfc3339();
+    tx.execute(
+        "INSERT INTO organisations (bin, name, licence_number, contact_email, contact_phone, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![org.bin, org.name, org.licence_number, org.contact_email, org.contact_phone, now],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// A plausible e-mail address: one @, something on both sides, a dot in the domain, no spaces.
+pub fn email_acceptable(email: &str) -> bool {
+    let email = email.trim();
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.contains(char::is_whitespace)
+                && email.len() <= 254
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+/// A phone number: +, digits, spaces, hyphens and parentheses, with 10 to 15 digits.
+pub fn phone_acceptable(phone: &str) -> bool {
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    (10..=15).contains(&digits) && phone.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_checks() {
+        assert!(email_acceptable("ops@bank.kz"));
+        assert!(!email_acceptable("ops@bank"));
+        assert!(!email_acceptable("ops bank@x.kz"));
+        assert!(phone_acceptable("+7 (727) 250-00-00"));
+        assert!(!phone_acceptable("12345"));
+    }
+}

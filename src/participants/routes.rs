@@ -1,0 +1,247 @@
+//! Participant pages: the home page, self-registration of an organisation with its first administrator, and the
+//! organisation's dashboard.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{NewOrganisation, Organisation, email_acceptable, phone_acceptable};
+use crate::audit::{self, Event, Outcome};
+use crate::identity::{self, Role};
+use crate::kz::Bin;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render, render_status};
+use crate::web::session::{ParticipantMember, Visitor};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/register", get(register_page).post(register))
+        .route("/org", get(dashboard))
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    t: Texts,
+    signed_in_home: Option<&'static str>,
+}
+
+/// Public: what kopir is, and the ways in.
+async fn home(State(state): State<AppState>, visitor: Visitor) -> Response {
+    let t = Texts { lang: visitor.lang };
+    let signed_in_home = match (visitor.session.stage, visitor.session.user_id) {
+        (crate::web::session::Stage::Active, Some(id)) => state
+            .db
+            .read(move |c| identity::user_by_id(c, id).map_err(StoreError::from))
+            .await
+            .ok()
+            .flatten()
+            .map(|u| identity::routes::home_of(u.role)),
+        _ => None,
+    };
+    visitor.respond(render(&HomePage { t, signed_in_home }))
+}
+
+/// The registration form, as typed (so a refused form comes back filled in, passwords excepted).
+#[derive(Debug, Default, Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    bin: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    licence_number: String,
+    #[serde(default)]
+    contact_email: String,
+    #[serde(default)]
+    contact_phone: String,
+    #[serde(default)]
+    admin_username: String,
+    #[serde(default)]
+    admin_full_name: String,
+    #[serde(default)]
+    admin_email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "register.html")]
+struct RegisterPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    form: &'a RegisterForm,
+    errors: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "registered.html")]
+struct RegisteredPage<'a> {
+    t: Texts,
+    name: &'a str,
+    username: &'a str,
+}
+
+/// Public: the registration form.
+async fn register_page(visitor: Visitor) -> Response {
+    let t = Texts { lang: visitor.lang };
+    let form = RegisterForm::default();
+    visitor.respond(render(&RegisterPage { t, csrf: &visitor.session.csrf_token, form: &form, errors: vec![] }))
+}
+
+/// Field-by-field checks; each error is (field, text key).
+fn validate(form: &RegisterForm) -> Vec<(&'static str, &'static str)> {
+    let mut errors = Vec::new();
+    if Bin::parse(&form.bin).is_none() {
+        errors.push(("bin", "register.error.bin"));
+    }
+    if form.name.trim().is_empty() || form.name.len() > 200 {
+        errors.push(("name", "register.error.name"));
+    }
+    if form.licence_number.trim().is_empty() || form.licence_number.len() > 64 {
+        errors.push(("licence_number", "register.error.licence"));
+    }
+    if !email_acceptable(&form.contact_email) {
+        errors.push(("contact_email", "register.error.email"));
+    }
+    if !phone_acceptable(&form.contact_phone) {
+        errors.push(("contact_phone", "register.error.phone"));
+    }
+    if !identity::username_acceptable(form.admin_username.trim()) {
+        errors.push(("admin_username", "register.error.username"));
+    }
+    if form.admin_full_name.trim().is_empty() {
+        errors.push(("admin_full_name", "register.error.full_name"));
+    }
+    if !email_acceptable(&form.admin_email) {
+        errors.push(("admin_email", "register.error.email"));
+    }
+    if form.password != form.confirm {
+        errors.push(("confirm", "password.mismatch"));
+    } else if !identity::password_acceptable(form.admin_username.trim(), &form.password) {
+        errors.push(("password", "password.too_weak"));
+    }
+    errors
+}
+
+enum Registration {
+    Done,
+    Taken(&'static str, &'static str),
+}
+
+/// Public (with CSRF): registers an organisation and its first administrator, in one transaction.
+async fn register(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    Form(mut form): Form<RegisterForm>,
+) -> Response {
+    if let Err(e) = visitor.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: visitor.lang };
+    let refuse = |form: &RegisterForm, errors| {
+        let blank = RegisterForm {
+            password: String::new(),
+            confirm: String::new(),
+            csrf: String::new(),
+            bin: form.bin.clone(),
+            name: form.name.clone(),
+            licence_number: form.licence_number.clone(),
+            contact_email: form.contact_email.clone(),
+            contact_phone: form.contact_phone.clone(),
+            admin_username: form.admin_username.clone(),
+            admin_full_name: form.admin_full_name.clone(),
+            admin_email: form.admin_email.clone(),
+        };
+        render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &RegisterPage { t, csrf: &visitor.session.csrf_token, form: &blank, errors },
+        )
+    };
+    let errors = validate(&form);
+    if !errors.is_empty() {
+        return refuse(&form, errors);
+    }
+    let password = std::mem::take(&mut form.password);
+    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || identity::hash_password(&password)).await else {
+        return HtmlError::internal(t.lang, &"password hashing failed").into_response();
+    };
+    let org = NewOrganisation {
+        bin: form.bin.trim().to_string(),
+        name: form.name.trim().to_string(),
+        licence_number: form.licence_number.trim().to_string(),
+        contact_email: form.contact_email.trim().to_string(),
+        contact_phone: form.contact_phone.trim().to_string(),
+    };
+    let username = form.admin_username.trim().to_string();
+    let full_name = form.admin_full_name.trim().to_string();
+    let admin_email = form.admin_email.trim().to_string();
+    let source = visitor.source.clone();
+    let result = state
+        .db
+        .write(move |tx| -> Result<Registration, StoreError> {
+            if super::organisation_by_bin(tx, &org.bin)?.is_some() {
+                return Ok(Registration::Taken("bin", "register.error.bin_taken"));
+            }
+            if identity::user_by_username(tx, &username)?.is_some() {
+                return Ok(Registration::Taken("admin_username", "register.error.username_taken"));
+            }
+            let org_id = super::insert(tx, &org)?;
+            identity::create_member(
+                tx,
+                &username,
+                &full_name,
+                &admin_email,
+                Role::ParticipantAdmin,
+                Some(org_id),
+                &hash,
+                false,
+            )?;
+            audit::append(
+                tx,
+                &Event::new(format!("user:{username}"), "participants.organisation.registered", Outcome::Success)
+                    .organisation(&org.bin)
+                    .object(format!("organisation:{}", org.bin))
+                    .source(&source)
+                    .detail(serde_json::json!({ "name": org.name, "administrator": username })),
+            )?;
+            Ok(Registration::Done)
+        })
+        .await;
+    match result {
+        Ok(Registration::Done) => {
+            render(&RegisteredPage { t, name: form.name.trim(), username: form.admin_username.trim() })
+        }
+        Ok(Registration::Taken(field, key)) => refuse(&form, vec![(field, key)]),
+        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "org_dashboard.html")]
+struct DashboardPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    user: &'a identity::User,
+    org: &'a Organisation,
+}
+
+/// Participant members: their organisation at a glance and what to do next.
+async fn dashboard(ParticipantMember(who): ParticipantMember) -> Response {
+    let t = Texts { lang: who.lang() };
+    let Some(org) = who.organisation.as_ref() else {
+        return Redirect::to("/").into_response();
+    };
+    render(&DashboardPage { t, csrf: who.csrf(), user: &who.user, org })
+}

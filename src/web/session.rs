@@ -1,0 +1,405 @@
+//! Browser sessions for the personal account and the operator console, CSRF protection, and the extractors that
+//! say who may see a page.
+//!
+//! The cookie `__Host-kopir_session` (Secure, HttpOnly, SameSite=Strict, Path=/) holds 32 random bytes; the database
+//! keeps only their SHA-256. Every session — anonymous ones included — has a CSRF token that each form echoes in a
+//! hidden field; a POST is accepted only with the right token and a same-origin `Origin` header. Sessions expire
+//! after 30 idle minutes or 12 hours, and their id is replaced at each step of signing in.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use time::Duration;
+
+use super::AppState;
+use super::client_cert::ConnectionInfo;
+use super::pages::{HtmlError, Lang, cookie};
+use crate::clock;
+use crate::digest::{constant_time_eq, sha256_hex};
+use crate::identity::{Role, User};
+use crate::participants::{OrgStatus, Organisation};
+use crate::store::StoreError;
+
+pub const SESSION_COOKIE: &str = "__Host-kopir_session";
+const IDLE: Duration = Duration::minutes(30);
+const ABSOLUTE: Duration = Duration::hours(12);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Anonymous,
+    /// The password was right; the second factor (or its enrolment, or a forced password change) is pending.
+    Password,
+    Active,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Anonymous => "anonymous",
+            Stage::Password => "password",
+            Stage::Active => "active",
+        }
+    }
+
+    fn parse(s: &str) -> Stage {
+        match s {
+            "password" => Stage::Password,
+            "active" => Stage::Active,
+            _ => Stage::Anonymous,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id_hash: String,
+    pub stage: Stage,
+    pub user_id: Option<i64>,
+    pub csrf_token: String,
+    pub pending_totp: Option<Vec<u8>>,
+}
+
+impl Session {
+    /// Checks a submitted CSRF token in constant time.
+    pub fn csrf_ok(&self, submitted: &str) -> bool {
+        constant_time_eq(self.csrf_token.as_bytes(), submitted.as_bytes())
+    }
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A `Set-Cookie` value for a session id.
+pub fn session_cookie(value: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("__Host-kopir_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+fn load(conn: &Connection, cookie_value: &str) -> rusqlite::Result<Option<Session>> {
+    let now = clock::now_rfc3339();
+    conn.query_row(
+        "SELECT id_hash, stage, user_id, csrf_token, pending_totp FROM sessions WHERE id_hash = ?1 AND expires_at > ?2
+           AND last_seen_at > ?3",
+        params![sha256_hex(cookie_value.as_bytes()), now, clock::rfc3339(clock::now() - IDLE)],
+        |r| {
+            Ok(Session {
+                id_hash: r.get(0)?,
+                stage: Stage::parse(&r.get::<_, String>(1)?),
+                user_id: r.get(2)?,
+                csrf_token: r.get(3)?,
+                pending_totp: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Starts a session (anonymous, or for a user at `stage`), replacing `previous` if given. Returns the session and
+/// the cookie value to send.
+pub fn start(
+    tx: &Transaction,
+    previous: Option<&str>,
+    user_id: Option<i64>,
+    stage: Stage,
+    source: &str,
+) -> rusqlite::Result<(Session, String)> {
+    if let Some(old) = previous {
+        tx.execute("DELETE FROM sessions WHERE id_hash = ?1", [old])?;
+    }
+    // Expired sessions are swept whenever a new one starts: no separate job needed.
+    tx.execute(
+        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2",
+        params![clock::now_rfc3339(), clock::rfc3339(clock::now() - IDLE)],
+    )?;
+    let value = random_token();
+    let session = Session {
+        id_hash: sha256_hex(value.as_bytes()),
+        stage,
+        user_id,
+        csrf_token: random_token(),
+        pending_totp: None,
+    };
+    let now = clock::now();
+    tx.execute(
+        "INSERT INTO sessions (id_hash, user_id, stage, csrf_token, created_at, last_seen_at, expires_at, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+        params![
+            session.id_hash,
+            user_id,
+            stage.as_str(),
+            session.csrf_token,
+            clock::rfc3339(now),
+            clock::rfc3339(now + ABSOLUTE),
+            source
+        ],
+    )?;
+    Ok((session, value))
+}
+
+pub fn set_pending_totp(tx: &Transaction, id_hash: &str, secret: Option<&[u8]>) -> rusqlite::Result<()> {
+    tx.execute("UPDATE sessions SET pending_totp = ?2 WHERE id_hash = ?1", params![id_hash, secret])?;
+    Ok(())
+}
+
+pub fn end(tx: &Transaction, id_hash: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+    Ok(())
+}
+
+/// Ends every session of a user (disabled, password changed elsewhere) or of an organisation.
+pub fn end_all_for_user(tx: &Transaction, user_id: i64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+    Ok(())
+}
+
+/// The source address of a request, for the audit journal and throttling.
+pub fn source_of(parts_extensions: &axum::http::Extensions) -> String {
+    parts_extensions.get::<Arc<ConnectionInfo>>().map(|i| i.peer_addr.ip().to_string()).unwrap_or_default()
+}
+
+/// Whether a state-changing request comes from a page of this platform: browsers send `Origin` with every POST.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        Some(origin) => origin == format!("https://{host}"),
+        // No Origin (old clients, some tools): fall back to Referer, else refuse.
+        None => headers
+            .get(header::REFERER)
+            .and_then(|r| r.to_str().ok())
+            .is_some_and(|r| r.starts_with(&format!("https://{host}/"))),
+    }
+}
+
+/// Any visitor of a page with forms: loads the session or starts an anonymous one (the new cookie is added to the
+/// response with [`Visitor::respond`]).
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub session: Session,
+    pub lang: Lang,
+    pub source: String,
+    pub new_cookie: Option<HeaderValue>,
+    /// The raw cookie value, needed to rotate the session.
+    pub cookie_value: Option<String>,
+}
+
+impl Visitor {
+    pub fn respond(&self, response: impl IntoResponse) -> Response {
+        let mut response = response.into_response();
+        if let Some(c) = &self.new_cookie {
+            response.headers_mut().append(header::SET_COOKIE, c.clone());
+        }
+        response
+    }
+
+    /// Checks the CSRF token and the origin of a form post.
+    pub fn check_form(&self, headers: &HeaderMap, submitted_token: &str) -> Result<(), HtmlError> {
+        if self.new_cookie.is_some() || !self.session.csrf_ok(submitted_token) || !same_origin(headers) {
+            tracing::warn!(source = %self.source, "form refused: CSRF token or origin mismatch");
+            return Err(HtmlError::new(StatusCode::FORBIDDEN, self.lang, "error.csrf"));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = HtmlError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let lang = Lang::of(&parts.headers);
+        let source = source_of(&parts.extensions);
+        let value = cookie(&parts.headers, SESSION_COOKIE);
+        if let Some(value) = value.clone() {
+            let found = state
+                .db
+                .read(move |c| load(c, &value).map_err(StoreError::from))
+                .await
+                .map_err(|e| HtmlError::internal(lang, &e))?;
+            if let Some(session) = found {
+                touch(state, &session.id_hash).await;
+                return Ok(Visitor {
+                    session,
+                    lang,
+                    source,
+                    new_cookie: None,
+                    cookie_value: cookie(&parts.headers, SESSION_COOKIE),
+                });
+            }
+        }
+        let src = source.clone();
+        let (session, value) = state
+            .db
+            .write(move |tx| start(tx, None, None, Stage::Anonymous, &src).map_err(StoreError::from))
+            .await
+            .map_err(|e| HtmlError::internal(lang, &e))?;
+        Ok(Visitor { session, lang, source, new_cookie: Some(session_cookie(&value)), cookie_value: Some(value) })
+    }
+}
+
+/// Slides the idle time-out, at most once a minute per session (to keep writes off most requests).
+async fn touch(state: &AppState, id_hash: &str) {
+    let id = id_hash.to_string();
+    let threshold = clock::rfc3339(clock::now() - Duration::minutes(1));
+    let _ = state
+        .db
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1 AND last_seen_at < ?3",
+                params![id, clock::now_rfc3339(), threshold],
+            )
+            .map_err(StoreError::from)
+        })
+        .await;
+}
+
+/// Why a page was refused to a visitor.
+pub enum Refusal {
+    /// Not signed in (or the session ended): go to the sign-in page.
+    SignIn,
+    Page(HtmlError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::SignIn => Redirect::to("/login").into_response(),
+            Refusal::Page(error) => error.into_response(),
+        }
+    }
+}
+
+impl From<HtmlError> for Refusal {
+    fn from(e: HtmlError) -> Self {
+        Refusal::Page(e)
+    }
+}
+
+/// A signed-in person (password and second factor passed), with their organisation if they belong to one.
+/// Participants whose organisation is suspended or revoked are refused here, on every page, at once.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub visitor: Visitor,
+    pub user: User,
+    pub organisation: Option<Organisation>,
+}
+
+impl SignedIn {
+    pub fn lang(&self) -> Lang {
+        self.visitor.lang
+    }
+
+    pub fn csrf(&self) -> &str {
+        &self.visitor.session.csrf_token
+    }
+
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user.username)
+    }
+
+    pub fn check_form(&self, headers: &HeaderMap, token: &str) -> Result<(), HtmlError> {
+        self.visitor.check_form(headers, token)
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let visitor = Visitor::from_request_parts(parts, state).await?;
+        let lang = visitor.lang;
+        let (Stage::Active, Some(user_id)) = (visitor.session.stage, visitor.session.user_id) else {
+            return Err(Refusal::SignIn);
+        };
+        let found = state
+            .db
+            .read(move |c| -> Result<_, StoreError> {
+                let Some(user) = crate::identity::user_by_id(c, user_id)? else { return Ok(None) };
+                let org = match user.organisation_id {
+                    Some(id) => crate::participants::organisation(c, id)?,
+                    None => None,
+                };
+                Ok(Some((user, org)))
+            })
+            .await
+            .map_err(|e| HtmlError::internal(lang, &e))?;
+        let Some((user, organisation)) = found else { return Err(Refusal::SignIn) };
+        if user.disabled {
+            return Err(Refusal::SignIn);
+        }
+        if let Some(org) = &organisation
+            && matches!(org.status, OrgStatus::Suspended | OrgStatus::Revoked)
+        {
+            return Err(Refusal::Page(HtmlError::new(StatusCode::FORBIDDEN, lang, "error.organisation_blocked")));
+        }
+        Ok(SignedIn { visitor, user, organisation })
+    }
+}
+
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident, $($role:path),+) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub SignedIn);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = Refusal;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                let who = SignedIn::from_request_parts(parts, state).await?;
+                if matches!(who.user.role, $($role)|+) {
+                    Ok($name(who))
+                } else {
+                    tracing::warn!(user = %who.user.username, role = ?who.user.role, guard = stringify!($name), "page refused");
+                    Err(Refusal::Page(HtmlError::forbidden(who.lang())))
+                }
+            }
+        }
+    };
+}
+
+role_guard!(
+    /// Operator staff who may act (administrators and staff).
+    OperatorStaff,
+    Role::OperatorAdmin,
+    Role::OperatorStaff
+);
+role_guard!(
+    /// The operator's administrators: manage operator staff.
+    OperatorAdmin,
+    Role::OperatorAdmin
+);
+role_guard!(
+    /// Anyone who may read the console: operator staff and the regulator.
+    ConsoleReader,
+    Role::OperatorAdmin,
+    Role::OperatorStaff,
+    Role::Regulator
+);
+role_guard!(
+    /// Any employee of a participant.
+    ParticipantMember,
+    Role::ParticipantAdmin,
+    Role::ParticipantDeveloper,
+    Role::ParticipantAnalyst
+);
+role_guard!(
+    /// A participant's administrator: staff, profile, accreditation.
+    ParticipantAdmin,
+    Role::ParticipantAdmin
+);
+role_guard!(
+    /// A participant's administrator or developer: applications and certificates.
+    ParticipantDeveloper,
+    Role::ParticipantAdmin,
+    Role::ParticipantDeveloper
+);
