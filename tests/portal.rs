@@ -40,7 +40,11 @@ async fn session_cookie_is_host_only_secure_httponly_strict() {
     for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
     }
-    assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("script-src") == false);
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("form-action 'self'") && !csp.contains("script-src"),
+        "{csp}"
+    );
     platform.shutdown().await;
 }
 
