@@ -86,6 +86,8 @@ pub struct PkiConfig {
     pub client_validity_days: u32,
     /// How long a published CRL stays valid (its nextUpdate).
     pub crl_validity_hours: u32,
+    /// After a rotation, how long an application's previous certificate stays valid beside the new one.
+    pub rotation_grace_hours: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -180,6 +182,7 @@ impl Config {
             ("pki.server_validity_days", self.pki.server_validity_days.into()),
             ("pki.client_validity_days", self.pki.client_validity_days.into()),
             ("pki.crl_validity_hours", self.pki.crl_validity_hours.into()),
+            ("pki.rotation_grace_hours", self.pki.rotation_grace_hours.into()),
             ("store.readers", self.store.readers as u64),
             ("log.max_files", self.log.max_files as u64),
         ];

@@ -1,5 +1,6 @@
 //! kopir — a national Open API & Open Banking platform in one binary. See README.md for the architecture.
 
+pub mod apps;
 pub mod audit;
 pub mod bootstrap;
 pub mod cli;

@@ -2,7 +2,9 @@
 //! providers and/or API users, appear in the public registries, and can be suspended or revoked — which blocks
 //! their sessions, certificates and data access on the very next request.
 
+pub mod profile;
 pub mod routes;
+pub mod staff;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;

@@ -187,19 +187,19 @@ pub fn mark_revoked(tx: &Transaction, serial: &str, at: &str, reason: Revocation
     Ok(n == 1)
 }
 
+/// Makes a recorded certificate belong to an application.
+pub fn assign_application(tx: &Transaction, serial: &str, application_id: i64) -> rusqlite::Result<()> {
+    tx.execute("UPDATE certificates SET application_id = ?2 WHERE serial = ?1", params![serial, application_id])?;
+    Ok(())
+}
+
 /// Whether the certificate with this serial and fingerprint is one the platform issued and has not revoked.
 /// Both must match: a serial alone could be replayed by a certificate from another issuer.
 pub fn status(conn: &Connection, serial: &str, sha256: &str) -> rusqlite::Result<CertStatus> {
-    let row: Option<(String, Option<String>)> = conn
-        .query_row("SELECT sha256, revoked_at FROM certificates WHERE serial = ?1", [serial], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    Ok(match row {
-        None => CertStatus::Unknown,
-        Some((stored, _)) if stored != sha256 => CertStatus::Unknown,
-        Some((_, Some(_))) => CertStatus::Revoked,
-        Some((_, None)) => CertStatus::Active,
+    Ok(match check(conn, serial, sha256, "")? {
+        CertCheck::Unknown => CertStatus::Unknown,
+        CertCheck::Revoked => CertStatus::Revoked,
+        _ => CertStatus::Active,
     })
 }
 
@@ -208,4 +208,70 @@ pub enum CertStatus {
     Active,
     Revoked,
     Unknown,
+}
+
+/// The application a client certificate belongs to, as an mTLS caller carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppRef {
+    pub id: i64,
+    pub client_id: String,
+    pub organisation_id: i64,
+}
+
+/// Everything that decides whether a presented certificate may call the platform now, from one read: the
+/// certificate's own record, its application and that application's organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertCheck {
+    /// Serial and fingerprint are not both on record.
+    Unknown,
+    Revoked,
+    /// Replaced in a rotation and past its `retire_at`.
+    Retired,
+    /// Its application is disabled.
+    ApplicationDisabled,
+    /// Its application's organisation is suspended or revoked.
+    OrganisationBlocked,
+    /// Accepted; with its application when it belongs to one (certificates from `kopir ca issue` do not).
+    Active(Option<AppRef>),
+}
+
+/// Judges a certificate at `now` (RFC 3339; an empty `now` ignores `retire_at`).
+pub fn check(conn: &Connection, serial: &str, sha256: &str, now: &str) -> rusqlite::Result<CertCheck> {
+    type Row = (String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<String>);
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT c.sha256, c.revoked_at, c.retire_at, a.id, a.client_id, a.organisation_id,
+                    CASE WHEN a.id IS NULL THEN NULL WHEN a.status <> 'active' THEN 'disabled' ELSE o.status END
+             FROM certificates c
+             LEFT JOIN applications a ON a.id = c.application_id
+             LEFT JOIN organisations o ON o.id = a.organisation_id
+             WHERE c.serial = ?1",
+            [serial],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .optional()?;
+    let Some((stored, revoked_at, retire_at, app_id, client_id, org_id, state)) = row else {
+        return Ok(CertCheck::Unknown);
+    };
+    if stored != sha256 {
+        return Ok(CertCheck::Unknown);
+    }
+    if revoked_at.is_some() {
+        return Ok(CertCheck::Revoked);
+    }
+    if let Some(retire_at) = retire_at
+        && !now.is_empty()
+        && retire_at.as_str() <= now
+    {
+        return Ok(CertCheck::Retired);
+    }
+    Ok(match (app_id, client_id, org_id, state.as_deref()) {
+        (None, ..) => CertCheck::Active(None),
+        (_, _, _, Some("disabled")) => CertCheck::ApplicationDisabled,
+        (_, _, _, Some("suspended" | "revoked") | None) => CertCheck::OrganisationBlocked,
+        (Some(id), Some(client_id), Some(organisation_id), _) => {
+            CertCheck::Active(Some(AppRef { id, client_id, organisation_id }))
+        }
+        _ => CertCheck::OrganisationBlocked,
+    })
 }

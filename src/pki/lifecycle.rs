@@ -7,6 +7,7 @@ use super::{Authority, CertRecord, Issued, PkiError, RevocationReason, certs, cr
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
 use crate::store::Db;
+use rusqlite::Transaction;
 
 /// Who asked, for the audit journal.
 #[derive(Debug, Clone)]
@@ -27,32 +28,57 @@ pub async fn issue_client(
         let issued = match authority.issue_client(&csr_pem, &label, &actor.name) {
             Ok(issued) => issued,
             Err(error) => {
-                // A refused request is itself worth recording; the CSR's content is not.
-                audit::append(
-                    tx,
-                    &Event::new(&actor.name, "pki.certificate.issue", Outcome::Failure)
-                        .source(&actor.source)
-                        .detail(serde_json::json!({ "label": label, "reason": error.to_string() })),
-                )?;
+                record_refusal(tx, &label, &error, &actor)?;
                 return Ok(Err(error));
             }
         };
-        certs::insert(tx, &issued.record)?;
-        audit::append(
-            tx,
-            &Event::new(&actor.name, "pki.certificate.issued", Outcome::Success)
-                .object(format!("certificate:{}", issued.record.serial))
-                .source(&actor.source)
-                .detail(serde_json::json!({
-                    "kind": issued.record.kind.as_str(),
-                    "label": issued.record.label,
-                    "subject": issued.record.subject,
-                    "not_after": issued.record.not_after,
-                })),
-        )?;
+        record_client(tx, &issued, None, &actor)?;
         Ok(Ok(issued))
     })
     .await?
+}
+
+/// Records a refused issuance in the caller's transaction. A refused request is itself worth recording; the CSR's
+/// content is not.
+pub fn record_refusal(tx: &Transaction, label: &str, error: &PkiError, actor: &Actor) -> Result<(), PkiError> {
+    audit::append(
+        tx,
+        &Event::new(&actor.name, "pki.certificate.issue", Outcome::Failure)
+            .source(&actor.source)
+            .detail(serde_json::json!({ "label": label, "reason": error.to_string() })),
+    )?;
+    Ok(())
+}
+
+/// Records a client certificate signed by [`Authority::issue_client`] in the caller's transaction — belonging to an
+/// application when `application_id` is given — with its audit entry. The sibling of [`issue_client`] for changes
+/// that create or rotate an application in the same transaction.
+pub fn record_client(
+    tx: &Transaction,
+    issued: &Issued,
+    application_id: Option<i64>,
+    actor: &Actor,
+) -> Result<(), PkiError> {
+    if !certs::insert(tx, &issued.record)? {
+        return Err(PkiError::BadCsr("a certificate with this serial exists already".into()));
+    }
+    if let Some(id) = application_id {
+        certs::assign_application(tx, &issued.record.serial, id)?;
+    }
+    audit::append(
+        tx,
+        &Event::new(&actor.name, "pki.certificate.issued", Outcome::Success)
+            .object(format!("certificate:{}", issued.record.serial))
+            .source(&actor.source)
+            .detail(serde_json::json!({
+                "kind": issued.record.kind.as_str(),
+                "label": issued.record.label,
+                "subject": issued.record.subject,
+                "not_after": issued.record.not_after,
+                "application_id": application_id,
+            })),
+    )?;
+    Ok(())
 }
 
 /// Revokes a certificate: recorded at once (the server refuses it on its next request) and listed in a freshly

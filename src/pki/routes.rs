@@ -46,16 +46,19 @@ async fn crl_pem(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(pem_response(pem, "application/x-pem-file", "public, max-age=300"))
 }
 
-/// mTLS: what the platform sees of the caller's certificate — lets a participant check its set-up.
-async fn client_certificate(MtlsClient(cert): MtlsClient) -> Json<serde_json::Value> {
-    Json(json!({
-        "Data": {
-            "Subject": cert.subject,
-            "SerialNumber": cert.serial,
-            "Sha256Thumbprint": cert.sha256,
-            "X5tS256": cert.x5t_s256,
-            "NotAfter": cert.not_after,
-            "Status": "Active",
-        }
-    }))
+/// mTLS: what the platform sees of the caller's certificate — lets a participant check its set-up. `ClientId` is
+/// there when the certificate belongs to a registered application.
+async fn client_certificate(MtlsClient { cert, application }: MtlsClient) -> Json<serde_json::Value> {
+    let mut data = json!({
+        "Subject": cert.subject,
+        "SerialNumber": cert.serial,
+        "Sha256Thumbprint": cert.sha256,
+        "X5tS256": cert.x5t_s256,
+        "NotAfter": cert.not_after,
+        "Status": "Active",
+    });
+    if let Some(app) = application {
+        data["ClientId"] = json!(app.client_id);
+    }
+    Json(json!({ "Data": data }))
 }

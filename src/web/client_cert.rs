@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, ObErrorCode};
+use crate::clock;
 use crate::digest::sha256;
-use crate::pki::{CertStatus, certs};
+use crate::pki::certs::{self, AppRef, CertCheck};
 
 /// What the platform knows of a presented certificate.
 #[derive(Debug, Clone, Serialize)]
@@ -81,10 +82,16 @@ pub struct ConnectionInfo {
 }
 
 /// A caller authenticated by a client certificate that chains to the platform CA, is within its validity, was
-/// issued by this platform (serial and fingerprint both on record) and is not revoked — checked on every request,
-/// so a revocation takes effect on the very next one.
+/// issued by this platform (serial and fingerprint both on record), is not revoked nor retired after a rotation, and
+/// whose application (if it belongs to one) is active and whose organisation is not suspended or revoked — checked on
+/// every request, in one read, so a revocation, a disabled application or a suspension takes effect on the very next
+/// one.
 #[derive(Debug, Clone)]
-pub struct MtlsClient(pub ClientCert);
+pub struct MtlsClient {
+    pub cert: ClientCert,
+    /// The application the certificate was issued to; `None` for certificates from `kopir ca issue`.
+    pub application: Option<AppRef>,
+}
 
 fn unauthorized(code: ObErrorCode, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
@@ -117,24 +124,32 @@ impl FromRequestParts<AppState> for MtlsClient {
             PeerCert::Presented(cert) => cert.clone(),
         };
         let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
-        let status = state
+        let verdict = state
             .db
-            .read(move |c| certs::status(c, &serial, &fingerprint).map_err(crate::store::StoreError::from))
+            .read(move |c| {
+                certs::check(c, &serial, &fingerprint, &clock::now_rfc3339()).map_err(crate::store::StoreError::from)
+            })
             .await
             .map_err(|e| ApiError::internal(&e))?;
-        match status {
-            CertStatus::Active => Ok(MtlsClient(cert)),
-            CertStatus::Revoked => {
-                tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused revoked client certificate");
-                Err(unauthorized(ObErrorCode::SignatureInvalid, "The client certificate has been revoked"))
+        let refuse = |why: &str, message: &str| {
+            tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, why, "refused client certificate");
+            Err(unauthorized(ObErrorCode::SignatureInvalid, message))
+        };
+        match verdict {
+            CertCheck::Active(application) => Ok(MtlsClient { cert, application }),
+            CertCheck::Revoked => refuse("revoked", "The client certificate has been revoked"),
+            CertCheck::Unknown => refuse("unregistered", "The client certificate is not registered with the platform"),
+            CertCheck::Retired => refuse(
+                "retired",
+                "The client certificate was replaced in a rotation and its grace period has ended; use the new one",
+            ),
+            CertCheck::ApplicationDisabled => {
+                refuse("application disabled", "The application this client certificate belongs to is disabled")
             }
-            CertStatus::Unknown => {
-                tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused unregistered client certificate");
-                Err(unauthorized(
-                    ObErrorCode::SignatureInvalid,
-                    "The client certificate is not registered with the platform",
-                ))
-            }
+            CertCheck::OrganisationBlocked => refuse(
+                "organisation blocked",
+                "The participant this client certificate belongs to is suspended or its accreditation is revoked",
+            ),
         }
     }
 }

@@ -1,0 +1,570 @@
+//! Applications: an API user's OAuth clients and an API provider's systems that call the platform. Each has a
+//! random client id, exact-match redirect URIs and transport certificates issued by the platform CA from CSRs.
+//! Rotation issues a new certificate and lets the previous one live on until `retire_at` (the grace period); the
+//! mTLS check (`web::client_cert::MtlsClient`) refuses it after that, and refuses every certificate of a disabled
+//! application or of a suspended or revoked organisation.
+//!
+//! Types, SQL and logic live here; the pages are in `routes.rs`.
+
+pub mod routes;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+use time::Duration;
+
+use crate::audit::{self, Event, Outcome};
+use crate::clock;
+use crate::participants::{OrgStatus, Organisation};
+use crate::pki::lifecycle::{self, Actor};
+use crate::pki::{Authority, PkiError};
+use crate::store::{Db, StoreError};
+
+/// Most redirect URIs one application may register.
+pub const MAX_REDIRECT_URIS: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// An API user's application (an OAuth client): needs the organisation to be accredited as an API user.
+    ApiUser,
+    /// An API provider's system that calls the platform: needs accreditation as an API provider.
+    ProviderSystem,
+}
+
+impl AppKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::ApiUser => "api_user",
+            AppKind::ProviderSystem => "provider_system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AppKind> {
+        match s {
+            "api_user" => Some(AppKind::ApiUser),
+            "provider_system" => Some(AppKind::ProviderSystem),
+            _ => None,
+        }
+    }
+
+    pub fn text_key(self) -> &'static str {
+        match self {
+            AppKind::ApiUser => "apps.kind_api_user",
+            AppKind::ProviderSystem => "apps.kind_provider_system",
+        }
+    }
+}
+
+/// An OAuth client id: `kc_` and 22 base64url characters (16 random bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientId(pub String);
+
+impl ClientId {
+    pub fn generate() -> ClientId {
+        let bytes: [u8; 16] = rand::random();
+        ClientId(format!("kc_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An application as the pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Application {
+    pub id: i64,
+    pub organisation_id: i64,
+    pub client_id: String,
+    pub name: String,
+    pub kind: AppKind,
+    pub redirect_uris: Vec<String>,
+    pub active: bool,
+    pub created_at: String,
+}
+
+impl Application {
+    pub fn status(&self) -> &'static str {
+        if self.active { "active" } else { "disabled" }
+    }
+
+    pub fn status_key(&self) -> &'static str {
+        if self.active { "apps.status_active" } else { "apps.status_disabled" }
+    }
+}
+
+const COLUMNS: &str = "id, organisation_id, client_id, name, kind, redirect_uris, status, created_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<Application> {
+    let kind: String = r.get(4)?;
+    let uris: String = r.get(5)?;
+    let status: String = r.get(6)?;
+    Ok(Application {
+        id: r.get(0)?,
+        organisation_id: r.get(1)?,
+        client_id: r.get(2)?,
+        name: r.get(3)?,
+        kind: AppKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("kind {kind}").into())
+        })?,
+        redirect_uris: serde_json::from_str(&uris)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into()))?,
+        active: status == "active",
+        created_at: r.get(7)?,
+    })
+}
+
+/// The applications of one organisation, newest first.
+pub fn list_for_organisation(conn: &Connection, organisation_id: i64) -> rusqlite::Result<Vec<Application>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM applications WHERE organisation_id = ?1 ORDER BY created_at DESC, id DESC"
+    ))?;
+    let rows = stmt.query_map([organisation_id], from_row)?;
+    rows.collect()
+}
+
+/// Every application on the platform with its organisation's name (for the operator's registry).
+pub fn list_all(conn: &Connection) -> rusqlite::Result<Vec<(Application, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.organisation_id, a.client_id, a.name, a.kind, a.redirect_uris, a.status, a.created_at, o.name
+         FROM applications a JOIN organisations o ON o.id = a.organisation_id ORDER BY o.name, a.name",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((from_row(r)?, r.get::<_, String>(8)?)))?;
+    rows.collect()
+}
+
+/// One application, only if it belongs to `organisation_id` (another organisation's application is "not found").
+pub fn by_id_for_organisation(
+    conn: &Connection,
+    organisation_id: i64,
+    id: i64,
+) -> rusqlite::Result<Option<Application>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM applications WHERE id = ?1 AND organisation_id = ?2"),
+        params![id, organisation_id],
+        from_row,
+    )
+    .optional()
+}
+
+/// An application by its OAuth client id (for the authorization server).
+pub fn by_client_id(conn: &Connection, client_id: &str) -> rusqlite::Result<Option<Application>> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM applications WHERE client_id = ?1"), [client_id], from_row)
+        .optional()
+}
+
+/// Whether `uri` is one of the application's registered redirect URIs — exact string match, nothing else.
+pub fn redirect_uri_registered(app: &Application, uri: &str) -> bool {
+    app.redirect_uris.iter().any(|registered| registered == uri)
+}
+
+/// A transport certificate of an application, as its page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppCertificate {
+    pub serial: String,
+    pub subject: String,
+    pub sha256: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub issued_at: String,
+    pub revoked_at: Option<String>,
+    pub revocation_reason: Option<String>,
+    pub retire_at: Option<String>,
+    /// `active`, `retiring` (valid until `retire_at`), `retired`, `revoked` or `expired`, judged at reading time.
+    pub status: &'static str,
+}
+
+impl AppCertificate {
+    pub fn status_key(&self) -> &'static str {
+        match self.status {
+            "retiring" => "apps.cert_retiring",
+            "retired" => "apps.cert_retired",
+            "revoked" => "apps.cert_revoked",
+            "expired" => "apps.cert_expired",
+            _ => "apps.cert_active",
+        }
+    }
+}
+
+fn cert_status(revoked: bool, retire_at: Option<&str>, not_after: &str, now: &str) -> &'static str {
+    if revoked {
+        "revoked"
+    } else if not_after <= now {
+        "expired"
+    } else {
+        match retire_at {
+            Some(at) if at <= now => "retired",
+            Some(_) => "retiring",
+            None => "active",
+        }
+    }
+}
+
+/// The certificates of an application, newest first.
+pub fn certificates(conn: &Connection, application_id: i64) -> rusqlite::Result<Vec<AppCertificate>> {
+    let now = clock::now_rfc3339();
+    let mut stmt = conn.prepare(
+        "SELECT serial, subject, sha256, not_before, not_after, issued_at, revoked_at, revocation_reason, retire_at
+         FROM certificates WHERE application_id = ?1 ORDER BY issued_at DESC, serial",
+    )?;
+    let rows = stmt.query_map([application_id], |r| {
+        let revoked_at: Option<String> = r.get(6)?;
+        let retire_at: Option<String> = r.get(8)?;
+        let not_after: String = r.get(4)?;
+        Ok(AppCertificate {
+            status: cert_status(revoked_at.is_some(), retire_at.as_deref(), &not_after, &now),
+            serial: r.get(0)?,
+            subject: r.get(1)?,
+            sha256: r.get(2)?,
+            not_before: r.get(3)?,
+            not_after,
+            issued_at: r.get(5)?,
+            revoked_at,
+            revocation_reason: r.get(7)?,
+            retire_at,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The stored PEM of one certificate of an application (the leaf only).
+pub fn certificate_pem(conn: &Connection, application_id: i64, serial: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT pem FROM certificates WHERE application_id = ?1 AND serial = ?2",
+        params![application_id, serial],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Why a redirect URI list is not acceptable (each a text key).
+pub fn parse_redirect_uris(text: &str) -> Result<Vec<String>, &'static str> {
+    let uris: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err("apps.error.too_many_uris");
+    }
+    let mut seen = Vec::new();
+    for uri in &uris {
+        if !redirect_uri_acceptable(uri) {
+            return Err("apps.error.redirect_uri");
+        }
+        if seen.contains(uri) {
+            return Err("apps.error.duplicate_uri");
+        }
+        seen.push(uri.clone());
+    }
+    Ok(uris)
+}
+
+/// An absolute `https://` URL with a host, no fragment, no wildcard, no user information, no spaces.
+pub fn redirect_uri_acceptable(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("https://") else { return false };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = authority.rsplit_once(':').map_or(authority, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() { h } else { authority }
+    });
+    uri.len() <= 2000
+        && !host.is_empty()
+        && !authority.contains('@')
+        && !uri.contains('#')
+        && !uri.contains('*')
+        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+}
+
+/// An application's name: 1 to 100 characters, no control characters.
+pub fn name_acceptable(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=100).contains(&n) && !name.chars().any(char::is_control)
+}
+
+/// Why an organisation may not register an application of `kind` (a text key), or `None` when it may.
+pub fn registration_refusal(org: &Organisation, kind: AppKind) -> Option<&'static str> {
+    if org.status != OrgStatus::Accredited {
+        return Some("apps.error.not_accredited");
+    }
+    match kind {
+        AppKind::ApiUser if !org.is_user => Some("apps.error.not_user"),
+        AppKind::ProviderSystem if !org.is_provider => Some("apps.error.not_provider"),
+        _ => None,
+    }
+}
+
+/// What a developer submits to register an application.
+#[derive(Debug, Clone)]
+pub struct NewApplication {
+    pub name: String,
+    pub kind: AppKind,
+    pub redirect_uris: Vec<String>,
+    pub csr_pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A refusal the person can act on: the text key says why.
+    #[error("refused: {0}")]
+    Refused(&'static str),
+    /// The CSR could not be signed; the message is the CA's (it names no secret).
+    #[error("{0}")]
+    BadCsr(String),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Pki(PkiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        AppError::Store(e.into())
+    }
+}
+
+impl From<PkiError> for AppError {
+    fn from(e: PkiError) -> Self {
+        match e {
+            PkiError::BadCsr(why) => AppError::BadCsr(why),
+            PkiError::Store(s) => AppError::Store(s),
+            other => AppError::Pki(other),
+        }
+    }
+}
+
+fn org_of(tx: &Transaction, organisation_id: i64) -> Result<Organisation, AppError> {
+    crate::participants::organisation(tx, organisation_id)?.ok_or(AppError::NotFound)
+}
+
+/// Signs the CSR; a refusal is journalled and returned as `Ok(Err(..))` so the caller can commit that record.
+fn sign(
+    tx: &Transaction,
+    authority: &Authority,
+    csr_pem: &str,
+    label: &str,
+    actor: &Actor,
+) -> Result<Result<crate::pki::Issued, AppError>, AppError> {
+    match authority.issue_client(csr_pem, label, &actor.name) {
+        Ok(issued) => Ok(Ok(issued)),
+        Err(error) => {
+            lifecycle::record_refusal(tx, label, &error, actor)?;
+            Ok(Err(error.into()))
+        }
+    }
+}
+
+/// Registers an application and issues its first transport certificate, all in one transaction. The organisation's
+/// status and roles are checked inside the transaction, so a suspension racing the request wins.
+pub async fn register(
+    db: &Db,
+    authority: Arc<Authority>,
+    organisation_id: i64,
+    user_id: i64,
+    new: NewApplication,
+    actor: Actor,
+) -> Result<(Application, crate::pki::Issued), AppError> {
+    db.write(move |tx| -> Result<Result<(Application, crate::pki::Issued), AppError>, AppError> {
+        let org = org_of(tx, organisation_id)?;
+        if let Some(why) = registration_refusal(&org, new.kind) {
+            audit::append(
+                tx,
+                &Event::new(&actor.name, "apps.application.register", Outcome::Denied)
+                    .organisation(&org.bin)
+                    .source(&actor.source)
+                    .detail(serde_json::json!({ "name": new.name, "kind": new.kind.as_str(), "reason": why })),
+            )?;
+            return Ok(Err(AppError::Refused(why)));
+        }
+        let label = format!("{} — {}", org.name, new.name);
+        let issued = match sign(tx, &authority, &new.csr_pem, &label, &actor)? {
+            Ok(issued) => issued,
+            Err(e) => return Ok(Err(e)),
+        };
+        let client_id = ClientId::generate();
+        let uris = serde_json::to_string(&new.redirect_uris).map_err(|e| StoreError::Schema(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO applications (organisation_id, client_id, name, kind, redirect_uris, status, created_by,
+                                       created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7)",
+            params![
+                organisation_id,
+                client_id.as_str(),
+                new.name,
+                new.kind.as_str(),
+                uris,
+                user_id,
+                clock::now_rfc3339()
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        lifecycle::record_client(tx, &issued, Some(id), &actor)?;
+        audit::append(
+            tx,
+            &Event::new(&actor.name, "apps.application.registered", Outcome::Success)
+                .organisation(&org.bin)
+                .object(format!("application:{}", client_id.as_str()))
+                .source(&actor.source)
+                .detail(serde_json::json!({
+                    "name": new.name,
+                    "kind": new.kind.as_str(),
+                    "redirect_uris": new.redirect_uris,
+                    "certificate": issued.record.serial,
+                })),
+        )?;
+        let app = by_id_for_organisation(tx, organisation_id, id)?.ok_or(AppError::NotFound)?;
+        Ok(Ok((app, issued)))
+    })
+    .await?
+}
+
+/// Issues a new certificate for an application; every earlier certificate still valid gets `retire_at = now + grace`
+/// (an earlier `retire_at` is kept), so old and new both work until then.
+pub async fn rotate(
+    db: &Db,
+    authority: Arc<Authority>,
+    organisation_id: i64,
+    application_id: i64,
+    csr_pem: String,
+    grace_hours: u32,
+    actor: Actor,
+) -> Result<crate::pki::Issued, AppError> {
+    db.write(move |tx| -> Result<Result<crate::pki::Issued, AppError>, AppError> {
+        let app = by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(AppError::NotFound)?;
+        let org = org_of(tx, organisation_id)?;
+        if !app.active {
+            return Ok(Err(AppError::Refused("apps.error.disabled")));
+        }
+        if org.status.is_blocked() {
+            return Ok(Err(AppError::Refused("apps.error.not_accredited")));
+        }
+        let label = format!("{} — {}", org.name, app.name);
+        let issued = match sign(tx, &authority, &csr_pem, &label, &actor)? {
+            Ok(issued) => issued,
+            Err(e) => return Ok(Err(e)),
+        };
+        let retire_at = clock::rfc3339(clock::now() + Duration::hours(grace_hours.into()));
+        let mut stmt = tx.prepare(
+            "UPDATE certificates SET retire_at = ?2
+             WHERE application_id = ?1 AND revoked_at IS NULL AND (retire_at IS NULL OR retire_at > ?2)
+             RETURNING serial",
+        )?;
+        let retiring: Vec<String> =
+            stmt.query_map(params![app.id, retire_at], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        drop(stmt);
+        lifecycle::record_client(tx, &issued, Some(app.id), &actor)?;
+        audit::append(
+            tx,
+            &Event::new(&actor.name, "apps.certificate.rotated", Outcome::Success)
+                .organisation(&org.bin)
+                .object(format!("application:{}", app.client_id))
+                .source(&actor.source)
+                .detail(serde_json::json!({
+                    "certificate": issued.record.serial,
+                    "retiring": retiring,
+                    "retire_at": retire_at,
+                })),
+        )?;
+        Ok(Ok(issued))
+    })
+    .await?
+}
+
+/// Revokes one certificate of an application (it must belong to the application of this organisation).
+pub async fn revoke_certificate(
+    db: &Db,
+    authority: Arc<Authority>,
+    organisation_id: i64,
+    application_id: i64,
+    serial: String,
+    reason: crate::pki::RevocationReason,
+    crl_validity_hours: u32,
+    actor: Actor,
+) -> Result<(), AppError> {
+    let check = serial.clone();
+    let belongs = db
+        .read(move |c| -> Result<bool, AppError> {
+            if by_id_for_organisation(c, organisation_id, application_id)?.is_none() {
+                return Ok(false);
+            }
+            Ok(certificate_pem(c, application_id, &check)?.is_some())
+        })
+        .await?;
+    if !belongs {
+        return Err(AppError::NotFound);
+    }
+    match lifecycle::revoke(db, authority, serial, reason, crl_validity_hours, actor).await {
+        Ok(_) => Ok(()),
+        Err(PkiError::AlreadyRevoked(_)) => Err(AppError::Refused("apps.error.already_revoked")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Disables (or re-enables) an application: while disabled, every certificate of it is refused.
+pub async fn set_active(
+    db: &Db,
+    organisation_id: i64,
+    application_id: i64,
+    active: bool,
+    actor: Actor,
+) -> Result<(), AppError> {
+    db.write(move |tx| -> Result<(), AppError> {
+        let app = by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(AppError::NotFound)?;
+        let org = org_of(tx, organisation_id)?;
+        let status = if active { "active" } else { "disabled" };
+        tx.execute("UPDATE applications SET status = ?2 WHERE id = ?1", params![app.id, status])?;
+        let action = if active { "apps.application.enabled" } else { "apps.application.disabled" };
+        audit::append(
+            tx,
+            &Event::new(&actor.name, action, Outcome::Success)
+                .organisation(&org.bin)
+                .object(format!("application:{}", app.client_id))
+                .source(&actor.source),
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn redirect_uris_are_absolute_https_without_fragments_or_wildcards() {
+        assert!(redirect_uri_acceptable("https://app.example.kz/callback"));
+        assert!(redirect_uri_acceptable("https://app.example.kz:8443/cb?x=1"));
+        assert!(!redirect_uri_acceptable("http://app.example.kz/callback"));
+        assert!(!redirect_uri_acceptable("https://app.example.kz/cb#frag"));
+        assert!(!redirect_uri_acceptable("https://*.example.kz/cb"));
+        assert!(!redirect_uri_acceptable("https:///cb"));
+        assert!(!redirect_uri_acceptable("https://user@example.kz/cb"));
+        assert!(!redirect_uri_acceptable("/relative"));
+        assert!(!redirect_uri_acceptable("https://exa mple.kz/"));
+        let eleven: String = (0..11).map(|i| format!("https://a.kz/{i}\n")).collect();
+        assert_eq!(parse_redirect_uris(&eleven), Err("apps.error.too_many_uris"));
+        assert_eq!(parse_redirect_uris("https://a.kz/1\n\n https://a.kz/2 \n").unwrap().len(), 2);
+        assert_eq!(parse_redirect_uris("https://a.kz/1\nhttps://a.kz/1"), Err("apps.error.duplicate_uri"));
+    }
+
+    #[test]
+    fn client_ids_are_random_and_shaped() {
+        let a = ClientId::generate();
+        assert!(a.as_str().starts_with("kc_"));
+        assert_eq!(a.as_str().len(), 25);
+        assert_ne!(a, ClientId::generate());
+    }
+
+    #[test]
+    fn certificate_status_at_a_time() {
+        let now = "2026-11-25T12:00:00Z";
+        assert_eq!(cert_status(false, None, "2027-01-01T00:00:00Z", now), "active");
+        assert_eq!(cert_status(false, Some("2026-11-26T00:00:00Z"), "2027-01-01T00:00:00Z", now), "retiring");
+        assert_eq!(cert_status(false, Some("2026-11-25T00:00:00Z"), "2027-01-01T00:00:00Z", now), "retired");
+        assert_eq!(cert_status(true, None, "2027-01-01T00:00:00Z", now), "revoked");
+        assert_eq!(cert_status(false, None, "2026-01-01T00:00:00Z", now), "expired");
+    }
+}

@@ -1,0 +1,399 @@
+//! Application pages of the personal account: list and register (`/org/apps`), one application with its
+//! certificates, rotation, revocation, the chain download, and disabling.
+//!
+//! Members see; administrators and developers change. Another organisation's application is "not found".
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{AppCertificate, AppError, AppKind, Application, NewApplication};
+use crate::participants::Organisation;
+use crate::pki::RevocationReason;
+use crate::pki::lifecycle::Actor;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Lang, Texts, render_status};
+use crate::web::session::{ParticipantDeveloper, ParticipantMember, SignedIn};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/org/apps", get(list).post(register))
+        .route("/org/apps/{id}", get(show))
+        .route("/org/apps/{id}/certificates", post(rotate))
+        .route("/org/apps/{id}/certificates/{serial}", get(download))
+        .route("/org/apps/{id}/certificates/{serial}/revoke", post(revoke))
+        .route("/org/apps/{id}/disable", post(disable))
+        .route("/org/apps/{id}/enable", post(enable))
+}
+
+fn actor(who: &SignedIn) -> Actor {
+    Actor { name: who.actor(), source: who.visitor.source.clone() }
+}
+
+fn organisation(who: &SignedIn) -> Result<&Organisation, Response> {
+    who.organisation.as_ref().ok_or_else(|| Redirect::to("/").into_response())
+}
+
+fn can_manage(who: &SignedIn) -> bool {
+    matches!(who.user.role, crate::identity::Role::ParticipantAdmin | crate::identity::Role::ParticipantDeveloper)
+}
+
+/// The registration form, as typed (the CSR is kept so a refused form need not be pasted again).
+#[derive(Debug, Default, Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    redirect_uris: String,
+    #[serde(default)]
+    csr: String,
+}
+
+#[derive(Template)]
+#[template(path = "apps.html")]
+struct ListPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    org: &'a Organisation,
+    apps: Vec<Application>,
+    can_manage: bool,
+    /// Why this organisation may not register now (a text key), if so.
+    blocked: Option<&'static str>,
+    form: &'a RegisterForm,
+    errors: Vec<&'a str>,
+}
+
+async fn list_page(
+    state: &AppState,
+    who: &SignedIn,
+    form: &RegisterForm,
+    errors: Vec<&str>,
+    status: StatusCode,
+) -> Response {
+    let lang = who.lang();
+    let org = match organisation(who) {
+        Ok(org) => org,
+        Err(r) => return r,
+    };
+    let org_id = org.id;
+    let apps = match state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await {
+        Ok(apps) => apps,
+        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+    };
+    let blocked = if org.status == crate::participants::OrgStatus::Accredited {
+        (!org.is_user && !org.is_provider).then_some("apps.error.no_role")
+    } else {
+        Some("apps.error.not_accredited")
+    };
+    render_status(
+        status,
+        &ListPage {
+            t: Texts { lang },
+            csrf: who.csrf(),
+            org,
+            apps,
+            can_manage: can_manage(who),
+            blocked,
+            form,
+            errors,
+        },
+    )
+}
+
+/// Members: the organisation's applications, and (for developers) the registration form.
+async fn list(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Response {
+    list_page(&state, &who, &RegisterForm::default(), vec![], StatusCode::OK).await
+}
+
+/// Developers: registers an application and issues its transport certificate from the CSR.
+async fn register(
+    State(state): State<AppState>,
+    ParticipantDeveloper(who): ParticipantDeveloper,
+    headers: HeaderMap,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: who.lang() };
+    let org_id = match organisation(&who) {
+        Ok(org) => org.id,
+        Err(r) => return r,
+    };
+    let mut errors: Vec<&str> = Vec::new();
+    let name = form.name.trim().to_string();
+    if !super::name_acceptable(&name) {
+        errors.push(t.get("apps.error.name"));
+    }
+    let kind = AppKind::parse(&form.kind);
+    if kind.is_none() {
+        errors.push(t.get("apps.error.kind"));
+    }
+    let uris = match super::parse_redirect_uris(&form.redirect_uris) {
+        Ok(uris) => uris,
+        Err(key) => {
+            errors.push(t.get(key));
+            vec![]
+        }
+    };
+    if kind == Some(AppKind::ApiUser) && uris.is_empty() && errors.is_empty() {
+        errors.push(t.get("apps.error.no_uris"));
+    }
+    if form.csr.trim().is_empty() {
+        errors.push(t.get("apps.error.csr_missing"));
+    }
+    let (Some(kind), true) = (kind, errors.is_empty()) else {
+        return list_page(&state, &who, &form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let new = NewApplication { name, kind, redirect_uris: uris, csr_pem: form.csr.trim().to_string() };
+    match super::register(&state.db, state.authority.clone(), org_id, who.user.id, new, actor(&who)).await {
+        Ok((app, _)) => Redirect::to(&format!("/org/apps/{}", app.id)).into_response(),
+        Err(AppError::Refused(key)) => list_page(&state, &who, &form, vec![t.get(key)], StatusCode::FORBIDDEN).await,
+        Err(AppError::BadCsr(why)) => {
+            let message = format!("{} {why}", t.get("apps.error.csr"));
+            list_page(&state, &who, &form, vec![message.as_str()], StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => app_error(t.lang, e),
+    }
+}
+
+fn app_error(lang: Lang, e: AppError) -> Response {
+    match e {
+        AppError::NotFound => HtmlError::not_found(lang).into_response(),
+        other => HtmlError::internal(lang, &other).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "app.html")]
+struct AppPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    org: &'a Organisation,
+    app: Application,
+    certificates: Vec<AppCertificate>,
+    can_manage: bool,
+    reasons: Vec<&'static str>,
+    grace_hours: u32,
+    error: Option<&'a str>,
+}
+
+async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>, status: StatusCode) -> Response {
+    let lang = who.lang();
+    let org = match organisation(who) {
+        Ok(org) => org,
+        Err(r) => return r,
+    };
+    let org_id = org.id;
+    let found = state
+        .db
+        .read(move |c| -> Result<_, StoreError> {
+            let Some(app) = super::by_id_for_organisation(c, org_id, id)? else { return Ok(None) };
+            let certificates = super::certificates(c, app.id)?;
+            Ok(Some((app, certificates)))
+        })
+        .await;
+    let (app, certificates) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return HtmlError::not_found(lang).into_response(),
+        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+    };
+    let page = AppPage {
+        t: Texts { lang },
+        csrf: who.csrf(),
+        org,
+        app,
+        certificates,
+        can_manage: can_manage(who),
+        reasons: RevocationReason::ALL.iter().map(|r| r.as_str()).collect(),
+        grace_hours: state.config.pki.rotation_grace_hours,
+        error,
+    };
+    render_status(status, &page)
+}
+
+/// Members: one application with its client id, redirect URIs and certificates.
+async fn show(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+    Path(id): Path<i64>,
+) -> Response {
+    app_page(&state, &who, id, None, StatusCode::OK).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RotateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    csr: String,
+}
+
+/// Developers: a new certificate from a new CSR; the previous ones retire after the grace period.
+async fn rotate(
+    State(state): State<AppState>,
+    ParticipantDeveloper(who): ParticipantDeveloper,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<RotateForm>,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: who.lang() };
+    let org_id = match organisation(&who) {
+        Ok(org) => org.id,
+        Err(r) => return r,
+    };
+    if form.csr.trim().is_empty() {
+        return app_page(&state, &who, id, Some(t.get("apps.error.csr_missing")), StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
+    }
+    let grace = state.config.pki.rotation_grace_hours;
+    let csr = form.csr.trim().to_string();
+    match super::rotate(&state.db, state.authority.clone(), org_id, id, csr, grace, actor(&who)).await {
+        Ok(_) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
+        Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::FORBIDDEN).await,
+        Err(AppError::BadCsr(why)) => {
+            let message = format!("{} {why}", t.get("apps.error.csr"));
+            app_page(&state, &who, id, Some(&message), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => app_error(t.lang, e),
+    }
+}
+
+/// Members: the certificate chain (the certificate, then the issuing CA) as a PEM file. The path ends in `.pem`.
+async fn download(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+    Path((id, file)): Path<(i64, String)>,
+) -> Response {
+    let lang = who.lang();
+    let org_id = match organisation(&who) {
+        Ok(org) => org.id,
+        Err(r) => return r,
+    };
+    let Some(serial) = file.strip_suffix(".pem").filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()))
+    else {
+        return HtmlError::not_found(lang).into_response();
+    };
+    let serial = serial.to_ascii_lowercase();
+    let wanted = serial.clone();
+    let pem = state
+        .db
+        .read(move |c| -> Result<Option<String>, StoreError> {
+            if super::by_id_for_organisation(c, org_id, id)?.is_none() {
+                return Ok(None);
+            }
+            Ok(super::certificate_pem(c, id, &wanted)?)
+        })
+        .await;
+    let pem = match pem {
+        Ok(Some(pem)) => pem,
+        Ok(None) => return HtmlError::not_found(lang).into_response(),
+        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+    };
+    let mut response = format!("{pem}{}", state.authority.issuing_pem).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{serial}.pem\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Developers: revokes one certificate of the application; the platform refuses it on the next request.
+async fn revoke(
+    State(state): State<AppState>,
+    ParticipantDeveloper(who): ParticipantDeveloper,
+    Path((id, serial)): Path<(i64, String)>,
+    headers: HeaderMap,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: who.lang() };
+    let org_id = match organisation(&who) {
+        Ok(org) => org.id,
+        Err(r) => return r,
+    };
+    let Some(reason) = RevocationReason::parse(&form.reason) else {
+        return app_page(&state, &who, id, Some(t.get("apps.error.reason")), StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let hours = state.config.pki.crl_validity_hours;
+    let serial = serial.to_ascii_lowercase();
+    match super::revoke_certificate(&state.db, state.authority.clone(), org_id, id, serial, reason, hours, actor(&who))
+        .await
+    {
+        Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
+        Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::CONFLICT).await,
+        Err(e) => app_error(t.lang, e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn set_active(
+    state: AppState,
+    who: SignedIn,
+    id: i64,
+    headers: HeaderMap,
+    form: CsrfForm,
+    active: bool,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let org_id = match organisation(&who) {
+        Ok(org) => org.id,
+        Err(r) => return r,
+    };
+    match super::set_active(&state.db, org_id, id, active, actor(&who)).await {
+        Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
+        Err(e) => app_error(who.lang(), e),
+    }
+}
+
+/// Developers: disables the application; all its certificates are refused until it is enabled again.
+async fn disable(
+    State(state): State<AppState>,
+    ParticipantDeveloper(who): ParticipantDeveloper,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    set_active(state, who, id, headers, form, false).await
+}
+
+/// Developers: enables a disabled application again.
+async fn enable(
+    State(state): State<AppState>,
+    ParticipantDeveloper(who): ParticipantDeveloper,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    set_active(state, who, id, headers, form, true).await
+}

@@ -1,0 +1,340 @@
+//! The organisation's public profile (`/org/profile`): description, website, contacts and logo. Members see it;
+//! administrators change it. The logo is PNG or JPEG (recognised by its first bytes, not by what the browser
+//! claims), at most 256 KiB, and is served publicly at `/organisations/{id}/logo`.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+
+use super::{Organisation, email_acceptable, phone_acceptable};
+use crate::audit::{self, Event, Outcome};
+use crate::clock;
+use crate::digest::sha256_hex;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render_status};
+use crate::web::session::{ParticipantAdmin, ParticipantMember, SignedIn};
+
+/// The largest logo accepted.
+pub const LOGO_MAX_BYTES: usize = 256 * 1024;
+/// The body limit of the upload route: the logo plus room for the form's other fields and multipart framing.
+const LOGO_BODY_LIMIT: usize = LOGO_MAX_BYTES + 16 * 1024;
+const DESCRIPTION_MAX: usize = 2000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/org/profile", get(show).post(update))
+        .route("/org/profile/logo", post(upload_logo).layer(DefaultBodyLimit::max(LOGO_BODY_LIMIT)))
+        .route("/organisations/{id}/logo", get(logo))
+}
+
+/// The image type of `bytes` by its signature, if it is one the platform serves.
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    website: String,
+    #[serde(default)]
+    contact_email: String,
+    #[serde(default)]
+    contact_phone: String,
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+struct ProfilePage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    org: &'a Organisation,
+    can_edit: bool,
+    form: ProfileForm,
+    errors: Vec<&'static str>,
+    saved: bool,
+    max_kib: usize,
+}
+
+fn page(
+    who: &SignedIn,
+    form: Option<ProfileForm>,
+    errors: Vec<&'static str>,
+    saved: bool,
+    status: StatusCode,
+) -> Response {
+    let Some(org) = who.organisation.as_ref() else { return Redirect::to("/").into_response() };
+    let form = form.unwrap_or_else(|| ProfileForm {
+        csrf: String::new(),
+        description: org.description.clone(),
+        website: org.website.clone(),
+        contact_email: org.contact_email.clone(),
+        contact_phone: org.contact_phone.clone(),
+    });
+    let can_edit = who.user.role == crate::identity::Role::ParticipantAdmin;
+    render_status(
+        status,
+        &ProfilePage {
+            t: Texts { lang: who.lang() },
+            csrf: who.csrf(),
+            org,
+            can_edit,
+            form,
+            errors,
+            saved,
+            max_kib: LOGO_MAX_BYTES / 1024,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShowQuery {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+/// Members: the profile as the registries show it; administrators also get the forms.
+async fn show(
+    ParticipantMember(who): ParticipantMember,
+    axum::extract::Query(query): axum::extract::Query<ShowQuery>,
+) -> Response {
+    page(&who, None, vec![], query.saved.is_some(), StatusCode::OK)
+}
+
+/// A website: empty, or an absolute https:// URL.
+fn website_acceptable(url: &str) -> bool {
+    url.is_empty() || (url.len() <= 200 && crate::apps::redirect_uri_acceptable(url))
+}
+
+/// Administrators: saves description, website and contacts.
+async fn update(
+    State(state): State<AppState>,
+    ParticipantAdmin(who): ParticipantAdmin,
+    headers: HeaderMap,
+    Form(form): Form<ProfileForm>,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let lang = who.lang();
+    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    let description = form.description.trim().to_string();
+    let website = form.website.trim().to_string();
+    let email = form.contact_email.trim().to_string();
+    let phone = form.contact_phone.trim().to_string();
+    let mut errors = Vec::new();
+    if description.chars().count() > DESCRIPTION_MAX {
+        errors.push("profile.error.description");
+    }
+    if !website_acceptable(&website) {
+        errors.push("profile.error.website");
+    }
+    if !email_acceptable(&email) {
+        errors.push("register.error.email");
+    }
+    if !phone_acceptable(&phone) {
+        errors.push("register.error.phone");
+    }
+    if !errors.is_empty() {
+        return page(&who, Some(form), errors, false, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (actor, source) = (who.actor(), who.visitor.source.clone());
+    let result = state
+        .db
+        .write(move |tx| -> Result<(), StoreError> {
+            let mut changed = Vec::new();
+            for (field, old, new) in [
+                ("description", &org.description, &description),
+                ("website", &org.website, &website),
+                ("contact_email", &org.contact_email, &email),
+                ("contact_phone", &org.contact_phone, &phone),
+            ] {
+                if old != new {
+                    changed.push(field);
+                }
+            }
+            tx.execute(
+                "UPDATE organisations SET description = ?2, website = ?3, contact_email = ?4, contact_phone = ?5,
+                                          updated_at = ?6 WHERE id = ?1",
+                params![org.id, description, website, email, phone, clock::now_rfc3339()],
+            )?;
+            audit::append(
+                tx,
+                &Event::new(actor, "participants.profile.updated", Outcome::Success)
+                    .organisation(&org.bin)
+                    .object(format!("organisation:{}", org.bin))
+                    .source(&source)
+                    .detail(serde_json::json!({ "changed": changed, "website": website })),
+            )?;
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}
+
+/// Why an upload was refused.
+enum Upload {
+    TooLarge,
+    Missing,
+}
+
+/// Reads the upload's fields: the CSRF token and the logo (refused as soon as it grows past the limit).
+async fn read_upload(multipart: &mut Multipart) -> Result<(String, Vec<u8>), Upload> {
+    let mut csrf = String::new();
+    let mut logo: Option<Vec<u8>> = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(Upload::TooLarge),
+            Err(_) => return Err(Upload::Missing),
+        };
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.map_err(|_| Upload::Missing)?,
+            Some("logo") => {
+                let mut field = field;
+                let mut bytes = Vec::new();
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if bytes.len() + chunk.len() > LOGO_MAX_BYTES {
+                                return Err(Upload::TooLarge);
+                            }
+                            bytes.extend_from_slice(&chunk);
+                        }
+                        Ok(None) => break,
+                        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(Upload::TooLarge),
+                        Err(_) => return Err(Upload::Missing),
+                    }
+                }
+                logo = Some(bytes);
+            }
+            _ => {}
+        }
+    }
+    match logo {
+        Some(bytes) if !bytes.is_empty() => Ok((csrf, bytes)),
+        _ => Err(Upload::Missing),
+    }
+}
+
+/// Administrators: replaces the logo. PNG or JPEG by signature, at most 256 KiB; otherwise a refusal page (415 or
+/// 413) and nothing stored.
+async fn upload_logo(
+    State(state): State<AppState>,
+    ParticipantAdmin(who): ParticipantAdmin,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Response {
+    let lang = who.lang();
+    let refuse = |status, key| page(&who, None, vec![key], false, status);
+    let (csrf, bytes) = match read_upload(&mut multipart).await {
+        Ok(upload) => upload,
+        Err(Upload::TooLarge) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "profile.error.logo_size"),
+        Err(Upload::Missing) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "profile.error.logo_missing"),
+    };
+    if let Err(e) = who.check_form(&headers, &csrf) {
+        return e.into_response();
+    }
+    let Some(content_type) = image_type(&bytes) else {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "profile.error.logo_type");
+    };
+    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    let (actor, source) = (who.actor(), who.visitor.source.clone());
+    let result = state
+        .db
+        .write(move |tx| -> Result<(), StoreError> {
+            tx.execute(
+                "UPDATE organisations SET logo = ?2, logo_type = ?3, updated_at = ?4 WHERE id = ?1",
+                params![org.id, bytes, content_type, clock::now_rfc3339()],
+            )?;
+            audit::append(
+                tx,
+                &Event::new(actor, "participants.profile.logo_updated", Outcome::Success)
+                    .organisation(&org.bin)
+                    .object(format!("organisation:{}", org.bin))
+                    .source(&source)
+                    .detail(serde_json::json!({
+                        "content_type": content_type,
+                        "size": bytes.len(),
+                        "sha256": sha256_hex(&bytes),
+                    })),
+            )?;
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}
+
+/// Public: an organisation's logo, with its own content type, no sniffing, a policy that runs nothing, and an ETag.
+async fn logo(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+    let found = state
+        .db
+        .read(move |c| -> Result<Option<(Vec<u8>, String)>, StoreError> {
+            Ok(c.query_row(
+                "SELECT logo, logo_type FROM organisations WHERE id = ?1 AND logo IS NOT NULL AND logo_type IS NOT NULL",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await;
+    let (bytes, content_type) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return crate::web::error::ApiError::not_found().into_response(),
+        Err(e) => return crate::web::error::ApiError::internal(&e).into_response(),
+    };
+    let etag = format!("\"{}\"", &sha256_hex(&bytes)[..32]);
+    let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { bytes.into_response() };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("inline"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_recognised_by_their_first_bytes() {
+        assert_eq!(image_type(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(image_type(&[0xff, 0xd8, 0xff, 0xe0]), Some("image/jpeg"));
+        assert_eq!(image_type(b"GIF89a"), None);
+        assert_eq!(image_type(b"<svg xmlns="), None);
+        assert!(website_acceptable("https://bank.kz"));
+        assert!(website_acceptable(""));
+        assert!(!website_acceptable("http://bank.kz"));
+        assert!(!website_acceptable("javascript:alert(1)"));
+    }
+}
