@@ -208,7 +208,7 @@ pub fn certificates(conn: &Connection, application_id: i64) -> rusqlite::Result<
     let now = clock::now_rfc3339();
     let mut stmt = conn.prepare(
         "SELECT serial, subject, sha256, not_before, not_after, issued_at, revoked_at, revocation_reason, retire_at
-         FROM certificates WHERE application_id = ?1 ORDER BY issued_at DESC, serial",
+         FROM certificates WHERE application_id = ?1 ORDER BY issued_at DESC, rowid DESC",
     )?;
     let rows = stmt.query_map([application_id], |r| {
         let revoked_at: Option<String> = r.get(6)?;

@@ -1,0 +1,137 @@
+//! Helpers for participants' pages: accrediting an organisation directly in the database, inviting and activating
+//! members, registering applications and fetching their certificates.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::browser::{Browser, Page, extract_attr, register_organisation};
+use super::{Identity, Platform};
+
+/// The test database, opened beside the running server (WAL lets both work).
+pub fn db(platform: &Platform) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(platform.config.db_path()).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    conn
+}
+
+/// Makes the organisation accredited as API provider and API user. This stands in for the operator's approval of an
+/// accreditation application (built in parallel): the tests here are about what accreditation allows, not how it is
+/// given.
+pub fn accredit(platform: &Platform, bin: &str) {
+    let n = db(platform)
+        .execute("UPDATE organisations SET status = 'accredited', is_user = 1, is_provider = 1 WHERE bin = ?1", [bin])
+        .unwrap();
+    assert_eq!(n, 1, "no organisation with BIN {bin}");
+}
+
+/// Sets an organisation's status directly (standing in for the operator's suspension or revocation).
+pub fn set_status(platform: &Platform, bin: &str, status: &str) {
+    db(platform).execute("UPDATE organisations SET status = ?2 WHERE bin = ?1", [bin, status]).unwrap();
+}
+
+pub fn count(platform: &Platform, sql: &str) -> i64 {
+    db(platform).query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Registers an organisation and signs its first administrator in (TOTP enrolled).
+pub async fn admin_of_new_organisation(platform: &Platform, bin: &str, name: &str, admin: &str) -> Browser {
+    let (admin, password) = register_organisation(platform, bin, name, admin).await;
+    let mut browser = Browser::new(platform);
+    let page = browser.sign_in(&admin, &password).await;
+    assert!(page.url.ends_with("/org"), "landed on {}:\n{}", page.url, page.body);
+    browser
+}
+
+/// Invites a member through the staff page; returns the one-time password shown on the result page.
+pub async fn invite(admin: &Browser, username: &str, role: &str) -> String {
+    let page = admin
+        .submit(
+            "/org/staff",
+            "/org/staff",
+            &[("full_name", "Nurlan Abenov"), ("email", "nurlan@bank.kz"), ("username", username), ("role", role)],
+        )
+        .await;
+    assert_eq!(page.status, 200, "invitation failed:\n{}", page.body);
+    one_time_password(&page)
+}
+
+pub fn one_time_password(page: &Page) -> String {
+    let marker = "id=\"one-time-password\">";
+    let start =
+        page.body.find(marker).unwrap_or_else(|| panic!("no one-time password on:\n{}", page.body)) + marker.len();
+    let end = page.body[start..].find('<').unwrap() + start;
+    page.body[start..end].to_string()
+}
+
+/// Signs an invited member in with the one-time password: the platform makes them choose a password and enrol
+/// TOTP first. Returns their browser, signed in, and the password they chose.
+pub async fn activate(platform: &Platform, username: &str, one_time_password: &str) -> (Browser, String) {
+    let mut browser = Browser::new(platform);
+    browser.username = username.to_string();
+    let page = browser.submit("/login", "/login", &[("username", username), ("password", one_time_password)]).await;
+    assert!(page.url.ends_with("/account/password"), "one-time password did not force a change: {}", page.url);
+    page.assert_contains("one-time password");
+    let password = format!("{username}-Own-Passw0rd");
+    let changed =
+        browser.post("/account/password", &page.csrf(), &[("new_password", &password), ("confirm", &password)]).await;
+    assert!(changed.url.ends_with("/account/enrol"), "no TOTP enrolment after the change: {}", changed.url);
+    let done = browser.enrol(&changed).await;
+    assert!(done.url.ends_with("/org"), "landed on {}:\n{}", done.url, done.body);
+    (browser, password)
+}
+
+/// Registers an application through the page; returns the page after the post (the application's page on success).
+pub async fn register_app(browser: &Browser, name: &str, kind: &str, redirect_uris: &str, csr_pem: &str) -> Page {
+    browser
+        .submit(
+            "/org/apps",
+            "/org/apps",
+            &[("name", name), ("kind", kind), ("redirect_uris", redirect_uris), ("csr", csr_pem)],
+        )
+        .await
+}
+
+/// The application id in an application page's URL.
+pub fn app_id(page: &Page) -> i64 {
+    let tail = page.url.rsplit("/org/apps/").next().unwrap();
+    tail.trim_end_matches('/').parse().unwrap_or_else(|_| panic!("not an application page: {}", page.url))
+}
+
+pub fn client_id(page: &Page) -> String {
+    let marker = "id=\"client-id\">";
+    let start = page.body.find(marker).unwrap() + marker.len();
+    let end = page.body[start..].find('<').unwrap() + start;
+    page.body[start..end].to_string()
+}
+
+/// Serials of the certificates listed on an application page, newest first.
+pub fn serials(page: &Page) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = page.body.as_str();
+    while let Some(i) = rest.find("/certificates/") {
+        rest = &rest[i + "/certificates/".len()..];
+        if let Some(end) = rest.find(".pem\"") {
+            let serial = &rest[..end];
+            if serial.chars().all(|c| c.is_ascii_hexdigit()) && !out.contains(&serial.to_string()) {
+                out.push(serial.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Downloads a certificate chain as the page offers it and pairs it with the key.
+pub async fn download(browser: &Browser, app: i64, serial: &str, key_pem: &str) -> Identity {
+    let response =
+        browser.client.get(browser.url(&format!("/org/apps/{app}/certificates/{serial}.pem"))).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-pem-file");
+    let disposition = response.headers()["content-disposition"].to_str().unwrap().to_string();
+    assert!(disposition.starts_with("attachment") && disposition.contains(&format!("{serial}.pem")), "{disposition}");
+    let chain_pem = response.text().await.unwrap();
+    assert_eq!(chain_pem.matches("BEGIN CERTIFICATE").count(), 2, "certificate then issuing CA");
+    Identity { chain_pem, key_pem: key_pem.to_string() }
+}
+
+/// The CSRF token of a page, for posting to another form action on it.
+pub fn csrf_of(page: &Page) -> String {
+    extract_attr(&page.body, "name=\"csrf\" value=\"").unwrap()
+}
