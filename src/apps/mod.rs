@@ -473,6 +473,7 @@ pub async fn rotate(
 }
 
 /// Revokes one certificate of an application (it must belong to the application of this organisation).
+#[allow(clippy::too_many_arguments)]
 pub async fn revoke_certificate(
     db: &Db,
     authority: Arc<Authority>,

@@ -35,8 +35,9 @@ fn actor(who: &SignedIn) -> Actor {
     Actor { name: who.actor(), source: who.visitor.source.clone() }
 }
 
-fn organisation(who: &SignedIn) -> Result<&Organisation, Response> {
-    who.organisation.as_ref().ok_or_else(|| Redirect::to("/").into_response())
+/// Participant members always have an organisation; should one not, they go home.
+fn no_organisation() -> Response {
+    Redirect::to("/").into_response()
 }
 
 fn can_manage(who: &SignedIn) -> bool {
@@ -80,9 +81,9 @@ async fn list_page(
     status: StatusCode,
 ) -> Response {
     let lang = who.lang();
-    let org = match organisation(who) {
-        Ok(org) => org,
-        Err(r) => return r,
+    let org = match who.organisation.as_ref() {
+        Some(org) => org,
+        None => return no_organisation(),
     };
     let org_id = org.id;
     let apps = match state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await {
@@ -125,9 +126,9 @@ async fn register(
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
-    let org_id = match organisation(&who) {
-        Ok(org) => org.id,
-        Err(r) => return r,
+    let org_id = match &who.organisation.as_ref() {
+        Some(org) => org.id,
+        None => return no_organisation(),
     };
     let mut errors: Vec<&str> = Vec::new();
     let name = form.name.trim().to_string();
@@ -189,9 +190,9 @@ struct AppPage<'a> {
 
 async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>, status: StatusCode) -> Response {
     let lang = who.lang();
-    let org = match organisation(who) {
-        Ok(org) => org,
-        Err(r) => return r,
+    let org = match who.organisation.as_ref() {
+        Some(org) => org,
+        None => return no_organisation(),
     };
     let org_id = org.id;
     let found = state
@@ -250,9 +251,9 @@ async fn rotate(
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
-    let org_id = match organisation(&who) {
-        Ok(org) => org.id,
-        Err(r) => return r,
+    let org_id = match &who.organisation.as_ref() {
+        Some(org) => org.id,
+        None => return no_organisation(),
     };
     if form.csr.trim().is_empty() {
         return app_page(&state, &who, id, Some(t.get("apps.error.csr_missing")), StatusCode::UNPROCESSABLE_ENTITY)
@@ -278,9 +279,9 @@ async fn download(
     Path((id, file)): Path<(i64, String)>,
 ) -> Response {
     let lang = who.lang();
-    let org_id = match organisation(&who) {
-        Ok(org) => org.id,
-        Err(r) => return r,
+    let org_id = match &who.organisation.as_ref() {
+        Some(org) => org.id,
+        None => return no_organisation(),
     };
     let Some(serial) = file.strip_suffix(".pem").filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()))
     else {
@@ -331,9 +332,9 @@ async fn revoke(
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
-    let org_id = match organisation(&who) {
-        Ok(org) => org.id,
-        Err(r) => return r,
+    let org_id = match &who.organisation.as_ref() {
+        Some(org) => org.id,
+        None => return no_organisation(),
     };
     let Some(reason) = RevocationReason::parse(&form.reason) else {
         return app_page(&state, &who, id, Some(t.get("apps.error.reason")), StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -366,9 +367,9 @@ async fn set_active(
     if let Err(e) = who.check_form(&headers, &form.csrf) {
         return e.into_response();
     }
-    let org_id = match organisation(&who) {
-        Ok(org) => org.id,
-        Err(r) => return r,
+    let org_id = match &who.organisation.as_ref() {
+        Some(org) => org.id,
+        None => return no_organisation(),
     };
     match super::set_active(&state.db, org_id, id, active, actor(&who)).await {
         Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
