@@ -47,6 +47,9 @@ async fn registered_application_certificate_is_accepted_over_mtls_with_its_clien
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["Data"]["ClientId"], client.as_str());
     assert_eq!(body["Data"]["SerialNumber"], identity.serial());
+    // The CSR asked for O=Test Bank JSC; the platform writes the organisation's registered name instead.
+    let subject = body["Data"]["Subject"].as_str().unwrap();
+    assert!(subject.contains("CN=delta-app") && subject.contains("O=Delta Pay LLP"), "{subject}");
 
     // Stored as a JSON array, and the certificate row belongs to the application.
     let conn = db(&platform);
@@ -399,6 +402,11 @@ async fn profile_and_logo_accept_png_and_refuse_large_or_foreign_files() {
     let mut big = PNG.to_vec();
     big.resize(257 * 1024, 0);
     let (status, body) = upload(&admin, &csrf, big, "big.png", "image/png").await;
+    assert_eq!(status, 413);
+    assert!(body.contains("too large"), "{body}");
+    let mut huge = PNG.to_vec();
+    huge.resize(600 * 1024, 0);
+    let (status, body) = upload(&admin, &csrf, huge, "huge.png", "image/png").await;
     assert_eq!(status, 413);
     assert!(body.contains("too large"), "{body}");
     assert_eq!(logo_of(), None);

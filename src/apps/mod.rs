@@ -260,20 +260,53 @@ pub fn parse_redirect_uris(text: &str) -> Result<Vec<String>, &'static str> {
     Ok(uris)
 }
 
-/// An absolute `https://` URL with a host, no fragment, no wildcard, no user information, no spaces.
+/// An absolute `https://` URL with a host (a DNS name or a bracketed IPv6 address, optionally a numeric port), no
+/// fragment, no wildcard, no user information, no spaces.
 pub fn redirect_uri_acceptable(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("https://") else { return false };
+    if uri.len() > 2000
+        || uri.contains('#')
+        || uri.contains('*')
+        || uri.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host = authority.rsplit_once(':').map_or(authority, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() { h } else { authority }
+    if authority.contains('@') {
+        return false;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((inside, after)) = v6.split_once(']') else { return false };
+        if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return false;
+        }
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return false,
+            },
+        };
+        (None, port)
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
+    let host_ok = host.is_none_or(|h| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
     });
-    uri.len() <= 2000
-        && !host.is_empty()
-        && !authority.contains('@')
-        && !uri.contains('#')
-        && !uri.contains('*')
-        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+    port_ok && host_ok
 }
 
 /// An application's name: 1 to 100 characters, no control characters.
@@ -339,15 +372,17 @@ fn org_of(tx: &Transaction, organisation_id: i64) -> Result<Organisation, AppErr
     crate::participants::organisation(tx, organisation_id)?.ok_or(AppError::NotFound)
 }
 
-/// Signs the CSR; a refusal is journalled and returned as `Ok(Err(..))` so the caller can commit that record.
+/// Signs the CSR for the organisation (its registered name becomes the certificate's O); a refusal is journalled
+/// and returned as `Ok(Err(..))` so the caller can commit that record.
 fn sign(
     tx: &Transaction,
     authority: &Authority,
     csr_pem: &str,
+    org: &Organisation,
     label: &str,
     actor: &Actor,
 ) -> Result<Result<crate::pki::Issued, AppError>, AppError> {
-    match authority.issue_client(csr_pem, label, &actor.name) {
+    match authority.issue_client_for(csr_pem, label, &actor.name, Some(&org.name)) {
         Ok(issued) => Ok(Ok(issued)),
         Err(error) => {
             lifecycle::record_refusal(tx, label, &error, actor)?;
@@ -379,7 +414,7 @@ pub async fn register(
             return Ok(Err(AppError::Refused(why)));
         }
         let label = format!("{} — {}", org.name, new.name);
-        let issued = match sign(tx, &authority, &new.csr_pem, &label, &actor)? {
+        let issued = match sign(tx, &authority, &new.csr_pem, &org, &label, &actor)? {
             Ok(issued) => issued,
             Err(e) => return Ok(Err(e)),
         };
@@ -441,7 +476,7 @@ pub async fn rotate(
             return Ok(Err(AppError::Refused("apps.error.not_accredited")));
         }
         let label = format!("{} — {}", org.name, app.name);
-        let issued = match sign(tx, &authority, &csr_pem, &label, &actor)? {
+        let issued = match sign(tx, &authority, &csr_pem, &org, &label, &actor)? {
             Ok(issued) => issued,
             Err(e) => return Ok(Err(e)),
         };
@@ -545,6 +580,11 @@ mod tests {
         assert!(!redirect_uri_acceptable("https://user@example.kz/cb"));
         assert!(!redirect_uri_acceptable("/relative"));
         assert!(!redirect_uri_acceptable("https://exa mple.kz/"));
+        assert!(!redirect_uri_acceptable("https://app.kz:abc/cb"));
+        assert!(!redirect_uri_acceptable("https://app..kz/cb"));
+        assert!(!redirect_uri_acceptable("HTTPS://app.kz/cb"));
+        assert!(redirect_uri_acceptable("https://[::1]:8443/cb"));
+        assert!(redirect_uri_acceptable("https://localhost/cb"));
         let eleven: String = (0..11).map(|i| format!("https://a.kz/{i}\n")).collect();
         assert_eq!(parse_redirect_uris(&eleven), Err("apps.error.too_many_uris"));
         assert_eq!(parse_redirect_uris("https://a.kz/1\n\n https://a.kz/2 \n").unwrap().len(), 2);

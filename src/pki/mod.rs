@@ -383,6 +383,18 @@ impl Authority {
     /// and organisation names are taken: the platform decides every extension (no CA bit, client authentication
     /// only, its own validity and serial), whatever the request asked for.
     pub fn issue_client(&self, csr_pem: &str, label: &str, issued_by: &str) -> Result<Issued, PkiError> {
+        self.issue_client_for(csr_pem, label, issued_by, None)
+    }
+
+    /// Like [`Authority::issue_client`], but for a participant the platform knows: `organisation` (its registered
+    /// name) becomes the certificate's O whatever the CSR says, so the subject cannot claim another participant.
+    pub fn issue_client_for(
+        &self,
+        csr_pem: &str,
+        label: &str,
+        issued_by: &str,
+        organisation: Option<&str>,
+    ) -> Result<Issued, PkiError> {
         check_csr_key(csr_pem)?;
         let requested =
             CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::BadCsr(csr_error(&e)))?;
@@ -394,7 +406,13 @@ impl Authority {
         let mut params = self.leaf_params(&cn, ExtendedKeyUsagePurpose::ClientAuth);
         let mut subject = DistinguishedName::new();
         subject.push(DnType::CountryName, self.pki.country.as_str());
-        if let Some(org) = dn_text(&requested.params.distinguished_name, DnType::OrganizationName)
+        let requested_org = dn_text(&requested.params.distinguished_name, DnType::OrganizationName);
+        let org = match organisation {
+            // Longer names are cut at 64 characters (the X.520 upper bound of O).
+            Some(name) => Some(name.chars().filter(|c| !c.is_control()).take(64).collect::<String>()),
+            None => requested_org,
+        };
+        if let Some(org) = org
             && !org.is_empty()
             && org.len() <= 64
             && !org.chars().any(char::is_control)
