@@ -275,3 +275,73 @@ pub fn check(conn: &Connection, serial: &str, sha256: &str, now: &str) -> rusqli
         _ => CertCheck::OrganisationBlocked,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{Db, StoreError, StoreOptions};
+
+    const NOW: &str = "2026-11-25T12:00:00Z";
+
+    async fn verdict(db: &Db, serial: &str, sha: &str) -> CertCheck {
+        let (serial, sha) = (serial.to_string(), sha.to_string());
+        db.read(move |c| check(c, &serial, &sha, NOW).map_err(StoreError::from)).await.unwrap()
+    }
+
+    async fn set(db: &Db, sql: &'static str) {
+        db.write(move |tx| tx.execute(sql, []).map_err(StoreError::from)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn check_judges_certificate_application_and_organisation_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = Db::open(&dir.path().join("t.db"), StoreOptions::default(), true).unwrap();
+        let (a, b) = (&"a".repeat(64), &"b".repeat(64));
+        let (a2, b2) = (a.clone(), b.clone());
+        db.write(move |tx| -> Result<(), StoreError> {
+            tx.execute(
+                "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                            created_at, updated_at)
+                 VALUES (7, '000000000000', 'Bank', 'L', 'a@b.kz', '+77270000000', 'accredited', ?1, ?1)",
+                [NOW],
+            )?;
+            tx.execute(
+                "INSERT INTO applications (id, organisation_id, client_id, name, kind, created_at)
+                 VALUES (3, 7, 'kc_x', 'App', 'api_user', ?1)",
+                [NOW],
+            )?;
+            for (serial, sha, app) in [("0a", &a2, Some(3)), ("0b", &b2, None)] {
+                tx.execute(
+                    "INSERT INTO certificates (serial, kind, subject, sha256, not_before, not_after, pem, issued_at,
+                                               issued_by, application_id)
+                     VALUES (?1, 'client', 'CN=x', ?2, ?3, '2027-01-01T00:00:00Z', '', ?3, 'test', ?4)",
+                    params![serial, sha, NOW, app],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let app = AppRef { id: 3, client_id: "kc_x".into(), organisation_id: 7 };
+        assert_eq!(verdict(&db, "0a", a).await, CertCheck::Active(Some(app.clone())));
+        assert_eq!(verdict(&db, "0b", b).await, CertCheck::Active(None));
+        assert_eq!(verdict(&db, "0a", b).await, CertCheck::Unknown);
+        assert_eq!(verdict(&db, "0c", a).await, CertCheck::Unknown);
+
+        set(&db, "UPDATE certificates SET retire_at = '2026-11-25T13:00:00Z' WHERE serial = '0a'").await;
+        assert_eq!(verdict(&db, "0a", a).await, CertCheck::Active(Some(app)));
+        set(&db, "UPDATE certificates SET retire_at = '2026-11-25T12:00:00Z' WHERE serial = '0a'").await;
+        assert_eq!(verdict(&db, "0a", a).await, CertCheck::Retired);
+        set(&db, "UPDATE certificates SET retire_at = NULL WHERE serial = '0a'").await;
+
+        set(&db, "UPDATE organisations SET status = 'suspended'").await;
+        assert_eq!(verdict(&db, "0a", a).await, CertCheck::OrganisationBlocked);
+        assert_eq!(verdict(&db, "0b", b).await, CertCheck::Active(None), "no application, no organisation");
+        set(&db, "UPDATE applications SET status = 'disabled'").await;
+        assert_eq!(verdict(&db, "0a", a).await, CertCheck::ApplicationDisabled);
+        set(&db, "UPDATE certificates SET revoked_at = '2026-11-25T12:00:00Z', revocation_reason = 'superseded' WHERE serial = '0a'")
+            .await;
+        assert_eq!(verdict(&db, "0a", a).await, CertCheck::Revoked);
+    }
+}
