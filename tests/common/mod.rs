@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod browser;
+pub mod chrome;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
