@@ -3,6 +3,7 @@
 
 mod ca;
 mod serve;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ pub enum Command {
     /// The certificate authority: issue client certificates from CSRs, list, revoke.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Operator accounts: add, list, disable, enable, reset a second factor.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -142,6 +146,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             ca::run(&config, command).await
+        }
+        Command::User(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            user::run(&config, command).await
         }
         Command::Audit(AuditCommand::Verify { json }) => {
             let config = load_config(&cli.global)?;
