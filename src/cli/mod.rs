@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
 
 mod ca;
+mod keys;
 mod serve;
 mod user;
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// The certificate authority: issue client certificates from CSRs, list, revoke.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// The platform's JWS signing keys (JWKS): list, rotate.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Operator accounts: add, list, disable, enable, reset a second factor.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -146,6 +150,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             ca::run(&config, command).await
+        }
+        Command::Keys(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            keys::run(&config, command).await
         }
         Command::User(command) => {
             let config = load_config(&cli.global)?;
