@@ -191,3 +191,15 @@ CREATE TABLE login_attempts (
     at          TEXT NOT NULL
 ) STRICT;
 CREATE INDEX login_attempts_source ON login_attempts (source, at);
+
+-- migration 3: the platform's JWS signing keys (tokens, signed headers to banks, webhooks), published as a JWKS
+CREATE TABLE signing_keys (
+    kid           TEXT PRIMARY KEY NOT NULL,
+    alg           TEXT NOT NULL CHECK (alg IN ('ES256')),
+    public_jwk    TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    -- A retired key signs nothing new but stays published until unpublish_at, so what it signed still verifies.
+    retired_at    TEXT,
+    unpublish_at  TEXT,
+    CHECK ((retired_at IS NULL) = (unpublish_at IS NULL))
+) STRICT;

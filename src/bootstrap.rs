@@ -45,6 +45,8 @@ pub enum InitError {
     Pki(#[from] PkiError),
     #[error("password hashing failed")]
     Password,
+    #[error(transparent)]
+    Keys(#[from] crate::oauth::jwks::KeyError),
 }
 
 impl From<rusqlite::Error> for InitError {
@@ -113,10 +115,11 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
     };
 
     let actor = actor.to_string();
+    let key_config = config.clone();
     let pki_hours = config.pki.crl_validity_hours;
     let created_keys: Vec<(&'static str, bool)> = steps.iter().map(|s| (s.what, s.created)).collect();
     let admin_created = db
-        .write(move |tx| -> Result<Option<FirstAdmin>, InitError> {
+        .write(move |tx| -> Result<(Option<FirstAdmin>, bool), InitError> {
             for record in &records {
                 if certs::insert(tx, record)? {
                     audit::append(
@@ -136,6 +139,15 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
                     )?;
                 }
             }
+            let new_key = crate::oauth::jwks::ensure_key(&key_config, tx)?;
+            if let Some(kid) = &new_key {
+                audit::append(
+                    tx,
+                    &Event::new(&actor, "oauth.signing_key.created", Outcome::Success)
+                        .object(format!("signing_key:{kid}"))
+                        .source("cli"),
+                )?;
+            }
             let has_crl: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM crls)", [], |r| r.get(0))?;
             if !has_crl {
                 crl::publish(tx, &authority, pki_hours)?;
@@ -145,7 +157,7 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
                 store::set_setting(tx, "initialised_at", &crate::clock::now_rfc3339())?;
                 audit::append(tx, &Event::new(&actor, "appliance.initialised", Outcome::Success).source("cli"))?;
             }
-            let Some((password, hash)) = admin else { return Ok(None) };
+            let Some((password, hash)) = admin else { return Ok((None, new_key.is_some())) };
             let username = "admin".to_string();
             identity::create_user(tx, &username, Role::OperatorAdmin, &hash, true)?;
             audit::append(
@@ -155,9 +167,15 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
                     .source("cli")
                     .detail(serde_json::json!({ "role": Role::OperatorAdmin.as_str(), "one_time_password": "issued" })),
             )?;
-            Ok(Some(FirstAdmin { username, one_time_password: password }))
+            Ok((Some(FirstAdmin { username, one_time_password: password }), new_key.is_some()))
         })
         .await?;
+    let (admin_created, key_created) = admin_created;
+    items.push(Item {
+        what: "JWS signing key".into(),
+        location: "published at /.well-known/jwks.json".into(),
+        created: key_created,
+    });
     items.push(Item {
         what: "operator administrator".into(),
         location: admin_created.as_ref().map(|a| a.username.clone()).unwrap_or_else(|| "exists".into()),

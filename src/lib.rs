@@ -10,6 +10,7 @@ pub mod digest;
 pub mod identity;
 pub mod kz;
 pub mod logging;
+pub mod oauth;
 pub mod participants;
 pub mod pki;
 pub mod store;

@@ -392,3 +392,54 @@ async fn sighup_makes_a_running_server_present_a_renewed_certificate() {
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(20)).code(), Some(0));
 }
+
+#[test]
+fn operator_accounts_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert_success(&kopir(&data).arg("init").output().unwrap());
+    let added = kopir(&data)
+        .args(["user", "add", "dana.ops", "--role", "operator-staff", "--full-name", "Dana"])
+        .output()
+        .unwrap();
+    assert_success(&added);
+    let out = stdout(&added);
+    let password =
+        out.lines().find(|l| l.contains("one-time password")).unwrap().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(password.len(), 20);
+
+    let list = kopir(&data).args(["user", "list", "--json"]).output().unwrap();
+    let users: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let dana = users.as_array().unwrap().iter().find(|u| u["username"] == "dana.ops").unwrap().clone();
+    assert_eq!(dana["role"], "operator_staff");
+    assert_eq!(dana["must_change_password"], true);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("password_hash"));
+
+    assert_success(&kopir(&data).args(["user", "disable", "dana.ops"]).output().unwrap());
+    assert_success(&kopir(&data).args(["user", "reset-second-factor", "dana.ops"]).output().unwrap());
+    assert_success(&kopir(&data).args(["user", "enable", "dana.ops"]).output().unwrap());
+    // The only administrator cannot lock everyone out.
+    let last = kopir(&data).args(["user", "disable", "admin"]).output().unwrap();
+    assert_eq!(last.status.code(), Some(1));
+    assert!(stderr(&last).contains("last active operator administrator"), "{}", stderr(&last));
+    let taken = kopir(&data).args(["user", "add", "dana.ops", "--role", "regulator"]).output().unwrap();
+    assert_eq!(taken.status.code(), Some(1));
+    let bad_role = kopir(&data).args(["user", "add", "x.y", "--role", "participant-admin"]).output().unwrap();
+    assert_eq!(bad_role.status.code(), Some(2));
+
+    let conn = rusqlite::Connection::open(data.join("kopir.db")).unwrap();
+    let actions: Vec<String> = conn
+        .prepare("SELECT action FROM audit_log WHERE object = 'user:dana.ops' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        actions,
+        ["identity.user.created", "identity.user.disabled", "identity.totp.reset", "identity.user.enabled"]
+    );
+    let journal: String =
+        conn.query_row("SELECT group_concat(coalesce(detail,'')) FROM audit_log", [], |r| r.get(0)).unwrap();
+    assert!(!journal.contains(&password));
+}

@@ -2,7 +2,9 @@
 //! Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
 
 mod ca;
+mod keys;
 mod serve;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +50,12 @@ pub enum Command {
     /// The certificate authority: issue client certificates from CSRs, list, revoke.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// The platform's JWS signing keys (JWKS): list, rotate.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Operator accounts: add, list, disable, enable, reset a second factor.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -142,6 +150,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             ca::run(&config, command).await
+        }
+        Command::Keys(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            keys::run(&config, command).await
+        }
+        Command::User(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            user::run(&config, command).await
         }
         Command::Audit(AuditCommand::Verify { json }) => {
             let config = load_config(&cli.global)?;

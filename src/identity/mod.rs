@@ -2,6 +2,7 @@
 //! a password is only ever held in memory long enough to hash or check it. Sign-in is password, then a TOTP code
 //! (enrolment is forced before anything else), with lockout after repeated failures and no code accepted twice.
 
+pub mod admin;
 pub mod routes;
 pub mod totp;
 

@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::pki::routes::router())
+        .merge(crate::oauth::jwks::router())
         .merge(pages::router())
         .merge(crate::identity::routes::router())
         .merge(crate::participants::routes::router())

@@ -162,7 +162,11 @@ pub fn render_status(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
-            response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+            // Not `no-referrer`: with it browsers send `Origin: null` on form posts, and the same-origin check of
+            // forms needs the real origin. `same-origin` still sends nothing to other sites.
+            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
             response
         }
         Err(error) => {

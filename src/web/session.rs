@@ -168,9 +168,21 @@ pub fn source_of(parts_extensions: &axum::http::Extensions) -> String {
     parts_extensions.get::<Arc<ConnectionInfo>>().map(|i| i.peer_addr.ip().to_string()).unwrap_or_default()
 }
 
+/// The host the request was addressed to: the `:authority` of HTTP/2 (in the URI) or the `Host` header of HTTP/1.1.
+pub fn request_host(parts: &Parts) -> String {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Whether a state-changing request comes from a page of this platform: browsers send `Origin` with every POST.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+pub fn same_origin(headers: &HeaderMap, host: &str) -> bool {
+    if host.is_empty() {
+        return false;
+    }
     match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         Some(origin) => origin == format!("https://{host}"),
         // No Origin (old clients, some tools): fall back to Referer, else refuse.
@@ -191,6 +203,8 @@ pub struct Visitor {
     pub new_cookie: Option<HeaderValue>,
     /// The raw cookie value, needed to rotate the session.
     pub cookie_value: Option<String>,
+    /// The host the request was addressed to, for the same-origin check of forms.
+    pub host: String,
 }
 
 impl Visitor {
@@ -204,8 +218,10 @@ impl Visitor {
 
     /// Checks the CSRF token and the origin of a form post.
     pub fn check_form(&self, headers: &HeaderMap, submitted_token: &str) -> Result<(), HtmlError> {
-        if self.new_cookie.is_some() || !self.session.csrf_ok(submitted_token) || !same_origin(headers) {
-            tracing::warn!(source = %self.source, "form refused: CSRF token or origin mismatch");
+        let (no_session, bad_token, bad_origin) =
+            (self.new_cookie.is_some(), !self.session.csrf_ok(submitted_token), !same_origin(headers, &self.host));
+        if no_session || bad_token || bad_origin {
+            tracing::warn!(source = %self.source, no_session, bad_token, bad_origin, "form refused");
             return Err(HtmlError::new(StatusCode::FORBIDDEN, self.lang, "error.csrf"));
         }
         Ok(())
@@ -218,6 +234,7 @@ impl FromRequestParts<AppState> for Visitor {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let lang = Lang::of(&parts.headers);
         let source = source_of(&parts.extensions);
+        let host = request_host(parts);
         let value = cookie(&parts.headers, SESSION_COOKIE);
         if let Some(value) = value.clone() {
             let found = state
@@ -233,6 +250,7 @@ impl FromRequestParts<AppState> for Visitor {
                     source,
                     new_cookie: None,
                     cookie_value: cookie(&parts.headers, SESSION_COOKIE),
+                    host,
                 });
             }
         }
@@ -242,7 +260,7 @@ impl FromRequestParts<AppState> for Visitor {
             .write(move |tx| start(tx, None, None, Stage::Anonymous, &src).map_err(StoreError::from))
             .await
             .map_err(|e| HtmlError::internal(lang, &e))?;
-        Ok(Visitor { session, lang, source, new_cookie: Some(session_cookie(&value)), cookie_value: Some(value) })
+        Ok(Visitor { session, lang, source, new_cookie: Some(session_cookie(&value)), cookie_value: Some(value), host })
     }
 }
 

@@ -1,0 +1,237 @@
+//! The platform's JWS signing keys: ECDSA P-256 (ES256), private keys in `<data_dir>/pki/signing-<kid>.key` (0600),
+//! public keys in the `signing_keys` table and published at `GET /.well-known/jwks.json`. The key id is the RFC 7638
+//! thumbprint of the public key. Rotation makes a new key the signer; the old one stays published for a retention
+//! period so that everything it signed still verifies.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::KeyPair;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::audit::{self, Event, Outcome};
+use crate::clock;
+use crate::config::Config;
+use crate::digest::sha256;
+use crate::pki::files;
+use crate::pki::lifecycle::Actor;
+use crate::store::{Db, StoreError};
+use crate::web::AppState;
+use crate::web::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: {error}")]
+    File { path: PathBuf, error: std::io::Error },
+    #[error("signing key {0} is unusable: {1}")]
+    Unusable(String, String),
+    #[error("no active signing key: run `kopir init`")]
+    NoActiveKey,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for KeyError {
+    fn from(e: rusqlite::Error) -> Self {
+        KeyError::Store(e.into())
+    }
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn key_path(config: &Config, kid: &str) -> PathBuf {
+    config.pki_dir().join(format!("signing-{kid}.key"))
+}
+
+/// The public JWK and RFC 7638 thumbprint (the key id) of a P-256 key.
+fn public_jwk(key: &KeyPair) -> Result<(String, Value), KeyError> {
+    let raw = key.public_key_raw();
+    // Uncompressed SEC1 point: 0x04 || X (32 bytes) || Y (32 bytes).
+    if raw.len() != 65 || raw[0] != 4 {
+        return Err(KeyError::Unusable("new".into(), "not an uncompressed P-256 point".into()));
+    }
+    let (x, y) = (b64url(&raw[1..33]), b64url(&raw[33..65]));
+    // RFC 7638: the required members in lexicographic order, no white space.
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let kid = b64url(&sha256(canonical.as_bytes()));
+    let jwk = json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256" });
+    Ok((kid, jwk))
+}
+
+/// Makes a new key, writes its private half, records its public half. Returns the key id.
+fn create_key(config: &Config, tx: &Transaction) -> Result<String, KeyError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let (kid, jwk) = public_jwk(&key)?;
+    let path = key_path(config, &kid);
+    files::private_dir(&config.pki_dir()).map_err(|error| KeyError::File { path: config.pki_dir(), error })?;
+    files::write_key(&path, &key.serialize_pem()).map_err(|error| KeyError::File { path, error })?;
+    tx.execute(
+        "INSERT INTO signing_keys (kid, alg, public_jwk, created_at) VALUES (?1, 'ES256', ?2, ?3)",
+        params![kid, jwk.to_string(), clock::now_rfc3339()],
+    )?;
+    Ok(kid)
+}
+
+/// The key id of the key that signs now.
+pub fn active_kid(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// For `kopir init`: a first key when there is none. Returns the new key id, if one was made.
+pub fn ensure_key(config: &Config, tx: &Transaction) -> Result<Option<String>, KeyError> {
+    if active_kid(tx)?.is_some() {
+        return Ok(None);
+    }
+    create_key(config, tx).map(Some)
+}
+
+/// Makes a new signing key; the current one retires and stays published for `retain_hours`.
+pub async fn rotate(db: &Db, config: &Config, retain_hours: u32, actor: Actor) -> Result<String, KeyError> {
+    let config = config.clone();
+    db.write(move |tx| -> Result<String, KeyError> {
+        let now = clock::now();
+        let old = active_kid(tx)?;
+        let kid = create_key(&config, tx)?;
+        if let Some(old) = &old {
+            tx.execute(
+                "UPDATE signing_keys SET retired_at = ?2, unpublish_at = ?3 WHERE kid = ?1",
+                params![old, clock::rfc3339(now), clock::rfc3339(now + time::Duration::hours(retain_hours.into()))],
+            )?;
+        }
+        audit::append(
+            tx,
+            &Event::new(&actor.name, "oauth.signing_key.rotated", Outcome::Success)
+                .object(format!("signing_key:{kid}"))
+                .source(&actor.source)
+                .detail(json!({ "retired": old, "retained_hours": retain_hours })),
+        )?;
+        Ok(kid)
+    })
+    .await
+}
+
+/// A row of `signing_keys`, for listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: String,
+    pub retired_at: Option<String>,
+    pub unpublish_at: Option<String>,
+}
+
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
+    let mut stmt = conn
+        .prepare("SELECT kid, alg, created_at, retired_at, unpublish_at FROM signing_keys ORDER BY created_at, kid")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(KeyInfo {
+            kid: r.get(0)?,
+            alg: r.get(1)?,
+            created_at: r.get(2)?,
+            retired_at: r.get(3)?,
+            unpublish_at: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The published key set: the active key and the retired ones still within their retention.
+pub fn jwks(conn: &Connection) -> rusqlite::Result<Value> {
+    let mut stmt = conn.prepare(
+        "SELECT public_jwk FROM signing_keys WHERE unpublish_at IS NULL OR unpublish_at > ?1 ORDER BY created_at DESC",
+    )?;
+    let keys: Vec<Value> = stmt
+        .query_map([clock::now_rfc3339()], |r| r.get::<_, String>(0))?
+        .filter_map(|row| row.ok().and_then(|text| serde_json::from_str(&text).ok()))
+        .collect();
+    Ok(json!({ "keys": keys }))
+}
+
+/// Signs with the active key. Private keys are read from disk once per key id and kept in memory.
+#[derive(Clone)]
+pub struct Signer {
+    config: Arc<Config>,
+    loaded: Arc<Mutex<HashMap<String, EncodingKey>>>,
+}
+
+impl Signer {
+    pub fn new(config: Arc<Config>) -> Signer {
+        Signer { config, loaded: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// Signs `claims` as a compact JWS with the active key (`typ` as given, e.g. `at+jwt`).
+    pub async fn sign<T: Serialize>(&self, db: &Db, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let kid = db.read(|c| active_kid(c).map_err(StoreError::from)).await?.ok_or(KeyError::NoActiveKey)?;
+        let key = self.key(&kid)?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.clone());
+        header.typ = Some(typ.to_string());
+        jsonwebtoken::encode(&header, claims, &key).map_err(|e| KeyError::Unusable(kid, e.to_string()))
+    }
+
+    fn key(&self, kid: &str) -> Result<EncodingKey, KeyError> {
+        if let Ok(cache) = self.loaded.lock()
+            && let Some(key) = cache.get(kid)
+        {
+            return Ok(key.clone());
+        }
+        let path = key_path(&self.config, kid);
+        let pem = files::read_key(&path).map_err(|error| KeyError::File { path: path.clone(), error })?;
+        let key =
+            EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| KeyError::Unusable(kid.to_string(), e.to_string()))?;
+        if let Ok(mut cache) = self.loaded.lock() {
+            cache.insert(kid.to_string(), key.clone());
+        }
+        Ok(key)
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/.well-known/jwks.json", get(jwks_document))
+}
+
+/// Public: the platform's signing keys, for anyone verifying tokens, signed headers or webhooks.
+async fn jwks_document(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let set = state.db.read(|c| jwks(c).map_err(StoreError::from)).await.map_err(|e| ApiError::internal(&e))?;
+    let mut response = Json(set).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn thumbprint_matches_rfc_7638_shape_and_is_stable() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (kid, jwk) = public_jwk(&key).unwrap();
+        let (again, _) = public_jwk(&key).unwrap();
+        assert_eq!(kid, again);
+        assert_eq!(kid.len(), 43);
+        assert_eq!(jwk["kid"], kid.as_str());
+        assert_eq!(jwk["alg"], "ES256");
+        assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
+    }
+}
