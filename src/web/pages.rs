@@ -216,7 +216,10 @@ impl IntoResponse for HtmlError {
             400 => "error.title_400",
             403 => "error.title_403",
             404 => "error.title_404",
+            409 => "error.title_409",
             413 => "error.title_413",
+            415 => "error.title_415",
+            422 => "error.title_422",
             429 => "error.title_429",
             _ => "error.title_500",
         };
