@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
 
 mod ca;
+mod participant;
 mod serve;
 
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub enum Command {
     /// The certificate authority: issue client certificates from CSRs, list, revoke.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Participants: list, show, suspend, reinstate, revoke.
+    #[command(subcommand)]
+    Participant(participant::ParticipantCommand),
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -142,6 +146,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             ca::run(&config, command).await
+        }
+        Command::Participant(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            participant::run(&config, command).await
         }
         Command::Audit(AuditCommand::Verify { json }) => {
             let config = load_config(&cli.global)?;
