@@ -214,16 +214,27 @@ async fn changes_requested_then_resubmitted() {
     let page = participant.get("/org/accreditation").await;
     page.assert_contains("Changes requested").assert_contains("Attach the penetration-test summary");
     assert!(page.body.contains("enctype=\"multipart/form-data\""), "no form to resubmit");
+    // Documents larger than the platform's general 1 MiB body limit are accepted on this form.
+    let mut two_mib = PDF.to_vec();
+    two_mib.resize(2 * 1024 * 1024, b' ');
     let again = participant
         .post_multipart(
             "/org/accreditation",
-            application(&page.csrf(), "submit", vec![("pentest.png", "image/png", b"\x89PNG\r\n\x1a\nrest".to_vec())]),
+            application(
+                &page.csrf(),
+                "submit",
+                vec![
+                    ("pentest.png", "image/png", b"\x89PNG\r\n\x1a\nrest".to_vec()),
+                    ("policy.pdf", "application/pdf", two_mib),
+                ],
+            ),
         )
         .await;
     assert_eq!(again.status, 200, "{}", again.body);
     again.assert_contains("Submitted, awaiting review").assert_contains("pentest.png").assert_contains("a.pdf");
     assert_eq!(application_id(&platform, &org_bin), id, "the same application is resubmitted");
     assert_eq!(count(&platform, "accreditation_applications"), 1);
+    assert_eq!(count(&platform, "application_documents"), 3);
     platform.shutdown().await;
 }
 
