@@ -328,6 +328,21 @@ async fn suspension_from_the_cli_bites_on_the_next_request_and_reinstatement_res
     assert_eq!(apply(&participant, vec![("a.pdf", "application/pdf", PDF.to_vec())]).await.status, 200);
     approve(&platform, application_id(&platform, &org_bin)).await;
     participant.get("/org").await.assert_contains("Accredited");
+    // A system of the participant with a client certificate (linked to an application of the organisation).
+    let identity = platform.issue_identity("freedom-gateway");
+    let conn = db(&platform);
+    conn.execute(
+        "INSERT INTO applications (organisation_id, client_id, name, kind, created_at)
+         SELECT id, 'freedom-client', 'Gateway', 'provider_system', '2026-01-01T00:00:00Z' FROM organisations
+         WHERE bin = ?1",
+        [&org_bin],
+    )
+    .unwrap();
+    conn.execute("UPDATE certificates SET application_id = last_insert_rowid() WHERE serial = ?1", [identity.serial()])
+        .unwrap();
+    let system = platform.client(Some(&identity));
+    let ok = system.get(platform.url("/pki/client-certificate")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
 
     let output = platform
         .kopir()
@@ -346,6 +361,10 @@ async fn suspension_from_the_cli_bites_on_the_next_request_and_reinstatement_res
     assert_eq!(refused.status, 403, "{}", refused.body);
     refused.assert_contains("suspended");
     assert_eq!(again.get("/org/accreditation").await.status, 403);
+    // The participant's certificate is refused on its next request too.
+    let blocked = system.get(platform.url("/pki/client-certificate")).send().await.unwrap();
+    let body = common::expect_ob_error(blocked, 401, "UK.OBIE.Signature.Invalid").await;
+    assert!(body.to_string().contains("suspended or revoked"), "{body}");
 
     let providers: serde_json::Value =
         again.client.get(again.url("/api/v1/registry/providers")).send().await.unwrap().json().await.unwrap();
@@ -371,6 +390,7 @@ async fn suspension_from_the_cli_bites_on_the_next_request_and_reinstatement_res
     let page = back.sign_in(&admin, &password).await;
     assert_eq!(page.status, 200, "{}", page.body);
     page.assert_contains("Accredited");
+    assert_eq!(system.get(platform.url("/pki/client-certificate")).send().await.unwrap().status(), 200);
 
     let list = platform.kopir().args(["participant", "list", "--json"]).output().unwrap();
     assert_success(&list);

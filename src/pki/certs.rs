@@ -190,16 +190,24 @@ pub fn mark_revoked(tx: &Transaction, serial: &str, at: &str, reason: Revocation
 /// Whether the certificate with this serial and fingerprint is one the platform issued and has not revoked.
 /// Both must match: a serial alone could be replayed by a certificate from another issuer.
 pub fn status(conn: &Connection, serial: &str, sha256: &str) -> rusqlite::Result<CertStatus> {
-    let row: Option<(String, Option<String>)> = conn
-        .query_row("SELECT sha256, revoked_at FROM certificates WHERE serial = ?1", [serial], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    // A certificate of an application whose organisation is suspended or revoked is refused like a revoked one:
+    // the participant's standing bites on the next request, without touching the certificate itself.
+    let row: Option<(String, Option<String>, Option<String>)> = conn
+        .query_row(
+            "SELECT c.sha256, c.revoked_at, o.status FROM certificates c
+             LEFT JOIN applications a ON a.id = c.application_id
+             LEFT JOIN organisations o ON o.id = a.organisation_id
+             WHERE c.serial = ?1",
+            [serial],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
     Ok(match row {
         None => CertStatus::Unknown,
-        Some((stored, _)) if stored != sha256 => CertStatus::Unknown,
-        Some((_, Some(_))) => CertStatus::Revoked,
-        Some((_, None)) => CertStatus::Active,
+        Some((stored, _, _)) if stored != sha256 => CertStatus::Unknown,
+        Some((_, Some(_), _)) => CertStatus::Revoked,
+        Some((_, None, Some(org))) if org == "suspended" || org == "revoked" => CertStatus::ParticipantBlocked,
+        Some((_, None, _)) => CertStatus::Active,
     })
 }
 
@@ -208,4 +216,6 @@ pub enum CertStatus {
     Active,
     Revoked,
     Unknown,
+    /// The certificate is fine, but its participant is suspended or revoked.
+    ParticipantBlocked,
 }

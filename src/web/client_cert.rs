@@ -128,6 +128,13 @@ impl FromRequestParts<AppState> for MtlsClient {
                 tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused revoked client certificate");
                 Err(unauthorized(ObErrorCode::SignatureInvalid, "The client certificate has been revoked"))
             }
+            CertStatus::ParticipantBlocked => {
+                tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused certificate of a blocked participant");
+                Err(unauthorized(
+                    ObErrorCode::SignatureInvalid,
+                    "The participant this client certificate belongs to is suspended or revoked",
+                ))
+            }
             CertStatus::Unknown => {
                 tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, "refused unregistered client certificate");
                 Err(unauthorized(
