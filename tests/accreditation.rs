@@ -306,6 +306,10 @@ async fn refusals_roles_other_organisations_and_bad_uploads() {
     );
     assert_eq!(intruder.get(&format!("/console/applications/{id}")).await.status, 403);
     assert_eq!(intruder.get("/console/documents/1").await.status, 403);
+    assert_eq!(intruder.get("/org/accreditation/documents/1").await.status, 404);
+    let own = participant.client.get(participant.url("/org/accreditation/documents/1")).send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(own.headers()["x-content-type-options"], "nosniff");
     let post = intruder
         .post(
             &format!("/console/applications/{id}/decision"),

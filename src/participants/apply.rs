@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/org/accreditation", get(page).post(save).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)))
         .route("/org/accreditation/certificate", get(certificate))
+        .route("/org/accreditation/documents/{id}", get(document))
 }
 
 #[derive(Template)]
@@ -339,6 +340,22 @@ async fn certificate(State(state): State<AppState>, ParticipantMember(who): Part
             render(&CertificatePage { t: Texts { lang: who.lang() }, csrf: who.csrf(), org: &org, accreditation })
         }
         Ok(None) => HtmlError::new(StatusCode::NOT_FOUND, who.lang(), "certificate.none").into_response(),
+        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+    }
+}
+
+/// Participant members: one of their own organisation's documents, as a download. Another organisation's document
+/// is "not found", the same as a missing one.
+async fn document(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+    Path(id): Path<i64>,
+) -> Response {
+    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
+    let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await;
+    match found {
+        Ok(Some(doc)) if doc.organisation_id == org_id => super::console::attachment(doc),
+        Ok(_) => HtmlError::not_found(who.lang()).into_response(),
         Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
     }
 }

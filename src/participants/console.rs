@@ -233,29 +233,31 @@ async fn decide(
 async fn document(State(state): State<AppState>, ConsoleReader(who): ConsoleReader, Path(id): Path<i64>) -> Response {
     let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await;
     match found {
-        Ok(Some(doc)) => {
-            let mut response = doc.content.into_response();
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_str(&doc.content_type)
-                    .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
-            );
-            let ascii: String =
-                doc.filename.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).collect();
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\""))
-                    .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
-            );
-            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
-            response
-        }
+        Ok(Some(doc)) => attachment(doc),
         Ok(None) => HtmlError::not_found(who.lang()).into_response(),
         Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
     }
+}
+
+/// A stored document as a download: never rendered by the browser, with the type its bytes were checked to have.
+pub fn attachment(doc: accreditation::DocumentContent) -> Response {
+    let mut response = doc.content.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&doc.content_type)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+    );
+    let ascii: String = doc.filename.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).collect();
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    response
 }
 
 #[derive(Deserialize, Default)]
