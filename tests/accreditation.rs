@@ -265,6 +265,13 @@ async fn refusals_roles_other_organisations_and_bad_uploads() {
     let too_large = apply(&participant, vec![("big.pdf", "application/pdf", big)]).await;
     assert_eq!(too_large.status, 413, "{}", too_large.body);
     too_large.assert_contains("larger than 5 MiB");
+    // Over the form's own body limit: eleven documents just under 5 MiB each.
+    let mut almost = PDF.to_vec();
+    almost.resize(5 * 1024 * 1024 - 1024, b' ');
+    let many: Vec<(&str, &str, Vec<u8>)> = (0..11).map(|_| ("part.pdf", "application/pdf", almost.clone())).collect();
+    let whole = apply(&participant, many).await;
+    assert_eq!(whole.status, 413, "{}", whole.body);
+    whole.assert_contains("too large");
     // Random bytes and a Windows executable, both claiming to be PDFs.
     let random: Vec<u8> = (0..2048u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let wrong = apply(&participant, vec![("scan.pdf", "application/pdf", random)]).await;

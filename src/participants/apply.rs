@@ -112,6 +112,8 @@ async fn page(State(state): State<AppState>, ParticipantMember(who): Participant
 #[derive(Debug, Clone, Copy)]
 enum UploadProblem {
     TooLarge,
+    /// The whole form is over the route's body limit.
+    RequestTooLarge,
     WrongType,
     TooMany,
     Malformed,
@@ -120,7 +122,7 @@ enum UploadProblem {
 impl UploadProblem {
     fn status(self) -> StatusCode {
         match self {
-            UploadProblem::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadProblem::TooLarge | UploadProblem::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UploadProblem::WrongType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadProblem::TooMany => StatusCode::UNPROCESSABLE_ENTITY,
             UploadProblem::Malformed => StatusCode::BAD_REQUEST,
@@ -130,6 +132,7 @@ impl UploadProblem {
     fn text_key(self) -> &'static str {
         match self {
             UploadProblem::TooLarge => "apply.error.too_large",
+            UploadProblem::RequestTooLarge => "apply.error.request_too_large",
             UploadProblem::WrongType => "apply.error.file_type",
             UploadProblem::TooMany => "apply.error.too_many",
             UploadProblem::Malformed => "apply.error.malformed",
@@ -160,7 +163,7 @@ async fn read_form(mut multipart: Multipart) -> Posted {
             Ok(None) => break,
             Err(e) => {
                 let problem = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    UploadProblem::TooLarge
+                    UploadProblem::RequestTooLarge
                 } else {
                     UploadProblem::Malformed
                 };
@@ -187,7 +190,7 @@ async fn read_form(mut multipart: Multipart) -> Posted {
                 Ok(None) => break,
                 Err(e) => {
                     let problem = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        UploadProblem::TooLarge
+                        UploadProblem::RequestTooLarge
                     } else {
                         UploadProblem::Malformed
                     };
