@@ -140,6 +140,9 @@ CREATE TABLE accreditation_applications (
     CHECK (wants_provider + wants_user >= 1)
 ) STRICT;
 CREATE INDEX accreditation_applications_status ON accreditation_applications (status, submitted_at);
+-- One open application per organisation at a time.
+CREATE UNIQUE INDEX accreditation_applications_one_open ON accreditation_applications (organisation_id)
+    WHERE status IN ('draft', 'submitted', 'changes_requested');
 
 CREATE TABLE application_documents (
     id              INTEGER PRIMARY KEY,

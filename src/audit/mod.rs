@@ -218,6 +218,89 @@ pub fn verify(conn: &Connection) -> Result<ChainHead, AuditError> {
     Ok(ChainHead { rows: count, last_seq: expected_seq - 1, head_hash: expected_prev })
 }
 
+/// Filters of the console's audit search; empty fields do not filter.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Filter {
+    /// Actions starting with this, e.g. `participants.` or `identity.login`.
+    #[serde(default)]
+    pub action: String,
+    /// Actors containing this.
+    #[serde(default)]
+    pub actor: String,
+    /// Objects containing this.
+    #[serde(default)]
+    pub object: String,
+    /// First day (YYYY-MM-DD), inclusive.
+    #[serde(default)]
+    pub from: String,
+    /// Last day (YYYY-MM-DD), inclusive.
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub page: Option<u32>,
+}
+
+/// A page of journal entries matching `filter`, newest first, and whether more follow.
+pub fn search(conn: &Connection, filter: &Filter, per_page: u32) -> Result<(Vec<Entry>, bool), rusqlite::Error> {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    let mut add = |clause: &'static str, value: String| {
+        clauses.push(clause);
+        values.push(value);
+    };
+    if !filter.action.trim().is_empty() {
+        add("substr(action, 1, length(?N)) = ?N", filter.action.trim().to_string());
+    }
+    if !filter.actor.trim().is_empty() {
+        add("instr(actor, ?N) > 0", filter.actor.trim().to_string());
+    }
+    if !filter.object.trim().is_empty() {
+        add("instr(coalesce(object, ''), ?N) > 0", filter.object.trim().to_string());
+    }
+    if is_day(&filter.from) {
+        add("at >= ?N", filter.from.trim().to_string());
+    }
+    if is_day(&filter.to) {
+        // Every time on that day sorts before the day followed by "U" (after "T").
+        add("at < ?N", format!("{}U", filter.to.trim()));
+    }
+    let mut sql = String::from(
+        "SELECT seq, at, actor, organisation, action, object, outcome, source, detail, prev_hash, hash FROM audit_log",
+    );
+    for (i, clause) in clauses.iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+        sql.push_str(&clause.replace("?N", &format!("?{}", i + 1)));
+    }
+    let page = filter.page.unwrap_or(1).max(1);
+    let offset = i64::from(page - 1) * i64::from(per_page);
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {} OFFSET {offset}", per_page + 1));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
+        Ok(Entry {
+            seq: row.get(0)?,
+            at: row.get(1)?,
+            actor: row.get(2)?,
+            organisation: row.get(3)?,
+            action: row.get(4)?,
+            object: row.get(5)?,
+            outcome: row.get(6)?,
+            source: row.get(7)?,
+            detail: row.get(8)?,
+            prev_hash: row.get(9)?,
+            hash: row.get(10)?,
+        })
+    })?;
+    let mut entries = rows.collect::<Result<Vec<_>, _>>()?;
+    let more = entries.len() > per_page as usize;
+    entries.truncate(per_page as usize);
+    Ok((entries, more))
+}
+
+fn is_day(s: &str) -> bool {
+    let s = s.trim();
+    s.len() == 10 && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -237,6 +320,24 @@ mod tests {
         }
         tx.commit().unwrap();
         conn
+    }
+
+    #[test]
+    fn search_filters_and_pages_newest_first() {
+        let conn = journal(7);
+        let filter = Filter { action: "test.".into(), object: "thing:".into(), ..Default::default() };
+        let (first, more) = search(&conn, &filter, 5).unwrap();
+        assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![7, 6, 5, 4, 3]);
+        assert!(more);
+        let (second, more) = search(&conn, &Filter { page: Some(2), ..filter.clone() }, 5).unwrap();
+        assert_eq!(second.len(), 2);
+        assert!(!more);
+        let (none, _) = search(&conn, &Filter { action: "pki.".into(), ..Default::default() }, 5).unwrap();
+        assert!(none.is_empty());
+        let (one, _) =
+            search(&conn, &Filter { object: "thing:3".into(), to: "2999-01-01".into(), ..Default::default() }, 5)
+                .unwrap();
+        assert_eq!(one.len(), 1);
     }
 
     #[test]

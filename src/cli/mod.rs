@@ -3,6 +3,7 @@
 
 mod ca;
 mod keys;
+mod participant;
 mod serve;
 mod user;
 
@@ -56,6 +57,9 @@ pub enum Command {
     /// Operator accounts: add, list, disable, enable, reset a second factor.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Participants: list, show, suspend, reinstate, revoke.
+    #[command(subcommand)]
+    Participant(participant::ParticipantCommand),
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -160,6 +164,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             user::run(&config, command).await
+        }
+        Command::Participant(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            participant::run(&config, command).await
         }
         Command::Audit(AuditCommand::Verify { json }) => {
             let config = load_config(&cli.global)?;

@@ -2,7 +2,11 @@
 //! providers and/or API users, appear in the public registries, and can be suspended or revoked — which blocks
 //! their sessions, certificates and data access on the very next request.
 
+pub mod accreditation;
+pub mod apply;
+pub mod console;
 pub mod profile;
+pub mod registry;
 pub mod routes;
 pub mod staff;
 

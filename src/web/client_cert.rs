@@ -148,7 +148,7 @@ impl FromRequestParts<AppState> for MtlsClient {
             }
             CertCheck::OrganisationBlocked => refuse(
                 "organisation blocked",
-                "The participant this client certificate belongs to is suspended or its accreditation is revoked",
+                "The participant this client certificate belongs to is suspended or revoked",
             ),
         }
     }

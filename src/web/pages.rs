@@ -220,7 +220,10 @@ impl IntoResponse for HtmlError {
             400 => "error.title_400",
             403 => "error.title_403",
             404 => "error.title_404",
+            409 => "error.title_409",
             413 => "error.title_413",
+            415 => "error.title_415",
+            422 => "error.title_422",
             429 => "error.title_429",
             _ => "error.title_500",
         };
@@ -295,6 +298,33 @@ mod tests {
             let extra: Vec<&String> = other.keys().filter(|k| !english.contains_key(*k)).collect();
             assert!(extra.is_empty(), "{lang:?} has keys English lacks: {extra:?}");
         }
+    }
+
+    /// Every text key the templates and the code ask for exists in English (a typo would show the bare key).
+    #[test]
+    fn every_text_key_in_use_exists() {
+        let english = catalogue(Lang::En);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["assets/templates", "src", "src/web", "src/identity", "src/participants", "src/apps", "src/pki"] {
+            if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+                files.extend(entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()));
+            }
+        }
+        let mut missing = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for (i, _) in text.match_indices("t.get(\"") {
+                let rest = &text[i + 7..];
+                if let Some(end) = rest.find('"') {
+                    let key = &rest[..end];
+                    if !english.contains_key(key) {
+                        missing.push(format!("{}: {key}", file.display()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "text keys without an English text: {missing:?}");
     }
 
     #[test]

@@ -196,3 +196,27 @@ pub async fn operator_user(platform: &Platform, username: &str, role: kopir::ide
     .unwrap();
     password
 }
+
+impl Browser {
+    /// Posts a multipart form (file uploads) as a browser would.
+    pub async fn post_multipart(&self, path: &str, form: reqwest::multipart::Form) -> Page {
+        Self::page(self.client.post(self.url(path)).multipart(form).send().await.unwrap()).await
+    }
+}
+
+/// Adds a person to the organisation with `bin` directly in the database (as its administrator's staff page will)
+/// and returns the password.
+pub async fn participant_user(platform: &Platform, bin: &str, username: &str, role: kopir::identity::Role) -> String {
+    let (db, _) = kopir::store::Db::open(&platform.config.db_path(), Default::default(), false).unwrap();
+    let password = format!("{username}-Member-Passw0rd");
+    let hash = kopir::identity::hash_password(&password).unwrap();
+    let (name, bin) = (username.to_string(), bin.to_string());
+    db.write(move |tx| {
+        let org = kopir::participants::organisation_by_bin(tx, &bin)?.expect("organisation exists");
+        kopir::identity::create_member(tx, &name, "Test Member", "member@bank.kz", role, Some(org.id), &hash, false)
+            .map_err(kopir::store::StoreError::from)
+    })
+    .await
+    .unwrap();
+    password
+}

@@ -1,0 +1,364 @@
+//! The participant's side of accreditation: the application form (roles, questionnaire, contacts, documents sent
+//! with the form as multipart), its status and the operator's reason, and the printable accreditation certificate.
+//! Administrators apply and edit; every member of the organisation may look.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use super::accreditation::{
+    self, Accreditation, Actor, Application, ApplicationInput, Document, MAX_DOCUMENT_BYTES, MAX_DOCUMENTS,
+    MAX_FORM_BYTES, NewDocument, SaveOutcome,
+};
+use super::{OrgStatus, Organisation};
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render, render_status};
+use crate::web::session::{ParticipantAdmin, ParticipantMember, SignedIn};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/org/accreditation", get(page).post(save).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)))
+        .route("/org/accreditation/certificate", get(certificate))
+        .route("/org/accreditation/documents/{id}", get(document))
+}
+
+#[derive(Template)]
+#[template(path = "accreditation.html")]
+struct ApplyPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    org: &'a Organisation,
+    app: Option<Application>,
+    documents: Vec<Document>,
+    form: ApplicationInput,
+    can_edit: bool,
+    is_admin: bool,
+    errors: Vec<(&'static str, &'static str)>,
+    notice: Option<&'static str>,
+    max_mib: usize,
+    max_files: usize,
+}
+
+/// What the page shows for an organisation: its latest application and that application's documents.
+async fn load(state: &AppState, org_id: i64) -> Result<(Option<Application>, Vec<Document>), StoreError> {
+    state
+        .db
+        .read(move |c| -> Result<_, StoreError> {
+            let app = accreditation::latest_application(c, org_id)?;
+            let docs = match &app {
+                Some(a) => accreditation::documents(c, a.id)?,
+                None => Vec::new(),
+            };
+            Ok((app, docs))
+        })
+        .await
+}
+
+fn can_edit(org: &Organisation, app: Option<&Application>, is_admin: bool) -> bool {
+    is_admin && org.status == OrgStatus::Registered && app.is_none_or(|a| !a.status.is_open() || a.status.editable())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    who: &SignedIn,
+    org: &Organisation,
+    app: Option<Application>,
+    documents: Vec<Document>,
+    form: Option<ApplicationInput>,
+    errors: Vec<(&'static str, &'static str)>,
+    notice: Option<&'static str>,
+    status: StatusCode,
+) -> Response {
+    let is_admin = matches!(who.user.role, crate::identity::Role::ParticipantAdmin);
+    let form =
+        form.or_else(|| app.as_ref().map(ApplicationInput::from_application)).unwrap_or_else(|| ApplicationInput {
+            contact_email: org.contact_email.clone(),
+            contact_phone: org.contact_phone.clone(),
+            ..Default::default()
+        });
+    // A rejected or approved application is history: its documents belong to it, not to a new application.
+    let documents = if app.as_ref().is_some_and(|a| a.status.is_open()) { documents } else { Vec::new() };
+    let page = ApplyPage {
+        t: Texts { lang: who.lang() },
+        csrf: who.csrf(),
+        org,
+        can_edit: can_edit(org, app.as_ref(), is_admin),
+        app,
+        documents,
+        form,
+        is_admin,
+        errors,
+        notice,
+        max_mib: MAX_DOCUMENT_BYTES / (1024 * 1024),
+        max_files: MAX_DOCUMENTS,
+    };
+    render_status(status, &page)
+}
+
+/// Participant members: the application, its status and the operator's reason; the form for administrators.
+async fn page(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Response {
+    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    match load(&state, org.id).await {
+        Ok((app, docs)) => respond(&who, &org, app, docs, None, vec![], None, StatusCode::OK),
+        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+    }
+}
+
+/// Why an upload was refused.
+#[derive(Debug, Clone, Copy)]
+enum UploadProblem {
+    TooLarge,
+    /// The whole form is over the route's body limit.
+    RequestTooLarge,
+    WrongType,
+    TooMany,
+    Malformed,
+}
+
+impl UploadProblem {
+    fn status(self) -> StatusCode {
+        match self {
+            UploadProblem::TooLarge | UploadProblem::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadProblem::WrongType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UploadProblem::TooMany => StatusCode::UNPROCESSABLE_ENTITY,
+            UploadProblem::Malformed => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn text_key(self) -> &'static str {
+        match self {
+            UploadProblem::TooLarge => "apply.error.too_large",
+            UploadProblem::RequestTooLarge => "apply.error.request_too_large",
+            UploadProblem::WrongType => "apply.error.file_type",
+            UploadProblem::TooMany => "apply.error.too_many",
+            UploadProblem::Malformed => "apply.error.malformed",
+        }
+    }
+}
+
+/// The form as posted.
+#[derive(Default)]
+struct Posted {
+    csrf: String,
+    submit: bool,
+    input: ApplicationInput,
+    documents: Vec<NewDocument>,
+    problem: Option<UploadProblem>,
+}
+
+const MAX_TEXT_FIELD: usize = 4096;
+
+/// Reads the multipart form. Files are checked as they stream in: a file over the limit or of a type other than
+/// PDF, PNG or JPEG (by its bytes, whatever it claims) marks the form refused; the rest of the body is still read
+/// (and dropped) so the browser receives the answer instead of a reset connection.
+async fn read_form(mut multipart: Multipart) -> Posted {
+    let mut posted = Posted::default();
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                let problem = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    UploadProblem::RequestTooLarge
+                } else {
+                    UploadProblem::Malformed
+                };
+                posted.problem.get_or_insert(problem);
+                break;
+            }
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let is_file = name == "documents";
+        let filename = field.file_name().map(accreditation::clean_filename);
+        let limit = if is_file { MAX_DOCUMENT_BYTES } else { MAX_TEXT_FIELD };
+        let mut bytes = Vec::new();
+        let mut over = false;
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if over || bytes.len() + chunk.len() > limit {
+                        over = true;
+                        bytes.clear();
+                    } else {
+                        bytes.extend_from_slice(&chunk);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let problem = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        UploadProblem::RequestTooLarge
+                    } else {
+                        UploadProblem::Malformed
+                    };
+                    posted.problem.get_or_insert(problem);
+                    return posted;
+                }
+            }
+        }
+        if over {
+            posted.problem.get_or_insert(if is_file { UploadProblem::TooLarge } else { UploadProblem::Malformed });
+            continue;
+        }
+        if is_file {
+            // A file input left empty still sends a part, with no name and no bytes.
+            if bytes.is_empty() && filename.as_deref().is_none_or(|f| f == "document") {
+                continue;
+            }
+            match accreditation::sniff_type(&bytes) {
+                Some(content_type) => {
+                    if posted.documents.len() >= MAX_DOCUMENTS {
+                        posted.problem.get_or_insert(UploadProblem::TooMany);
+                        continue;
+                    }
+                    posted.documents.push(NewDocument {
+                        filename: filename.unwrap_or_else(|| "document".into()),
+                        content_type,
+                        content: bytes,
+                    });
+                }
+                None => {
+                    posted.problem.get_or_insert(UploadProblem::WrongType);
+                }
+            }
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let yes = text == "yes" || text == "on";
+        let q = &mut posted.input.questionnaire;
+        match name.as_str() {
+            "csrf" => posted.csrf = text,
+            "action" => posted.submit = text == "submit",
+            "wants_provider" => posted.input.wants_provider = yes,
+            "wants_user" => posted.input.wants_user = yes,
+            "isms" => q.isms = yes,
+            "isms_detail" => q.isms_detail = text.trim().to_string(),
+            "security_officer_name" => q.security_officer_name = text.trim().to_string(),
+            "security_officer_email" => q.security_officer_email = text.trim().to_string(),
+            "incident_phone" => q.incident_phone = text.trim().to_string(),
+            "pentest" => q.pentest = yes,
+            "pentest_date" => q.pentest_date = text.trim().to_string(),
+            "data_in_kz" => q.data_in_kz = yes,
+            "encryption_at_rest" => q.encryption_at_rest = yes,
+            "contact_name" => posted.input.contact_name = text.trim().to_string(),
+            "contact_email" => posted.input.contact_email = text.trim().to_string(),
+            "contact_phone" => posted.input.contact_phone = text.trim().to_string(),
+            _ => {}
+        }
+    }
+    posted
+}
+
+/// Participant administrators: save a draft or submit the application (with its documents) to the operator.
+async fn save(
+    State(state): State<AppState>,
+    ParticipantAdmin(who): ParticipantAdmin,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    let mut posted = read_form(multipart).await;
+    if let Err(e) = who.check_form(&headers, &posted.csrf) {
+        return e.into_response();
+    }
+    let (app, docs) = match load(&state, org.id).await {
+        Ok(found) => found,
+        Err(e) => return HtmlError::internal(who.lang(), &e).into_response(),
+    };
+    if !can_edit(&org, app.as_ref(), true) {
+        return HtmlError::new(StatusCode::CONFLICT, who.lang(), "apply.error.not_editable").into_response();
+    }
+    let refuse = |app, docs, input, errors, status| respond(&who, &org, app, docs, Some(input), errors, None, status);
+    if let Some(problem) = posted.problem {
+        tracing::warn!(organisation = %org.bin, ?problem, "accreditation upload refused");
+        return refuse(app, docs, posted.input, vec![("documents", problem.text_key())], problem.status());
+    }
+    let errors = posted.input.validate();
+    if !errors.is_empty() {
+        return refuse(app, docs, posted.input, errors, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let actor = Actor { name: who.actor(), source: who.visitor.source.clone(), user_id: Some(who.user.id) };
+    let input = posted.input.clone();
+    let submit = posted.submit;
+    let documents = std::mem::take(&mut posted.documents);
+    let org_for_tx = org.clone();
+    let result = state
+        .db
+        .write(move |tx| -> Result<SaveOutcome, StoreError> {
+            Ok(accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor)?)
+        })
+        .await;
+    match result {
+        Ok(SaveOutcome::Saved { status, .. }) => {
+            let notice = if status == accreditation::AppStatus::Submitted {
+                "apply.notice.submitted"
+            } else {
+                "apply.notice.saved"
+            };
+            match load(&state, org.id).await {
+                Ok((app, docs)) => respond(&who, &org, app, docs, None, vec![], Some(notice), StatusCode::OK),
+                Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+            }
+        }
+        Ok(SaveOutcome::NotAllowed) => {
+            HtmlError::new(StatusCode::CONFLICT, who.lang(), "apply.error.not_editable").into_response()
+        }
+        Ok(SaveOutcome::TooManyDocuments) => refuse(
+            app,
+            docs,
+            posted.input,
+            vec![("documents", "apply.error.too_many")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Ok(SaveOutcome::NoDocuments) => refuse(
+            app,
+            docs,
+            posted.input,
+            vec![("documents", "apply.error.no_documents")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "certificate.html")]
+struct CertificatePage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    org: &'a Organisation,
+    accreditation: Accreditation,
+}
+
+/// Participant members: the accreditation certificate, printable.
+async fn certificate(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Response {
+    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    let id = org.id;
+    let found = state.db.read(move |c| accreditation::current_accreditation(c, id).map_err(StoreError::from)).await;
+    match found {
+        Ok(Some(accreditation)) => {
+            render(&CertificatePage { t: Texts { lang: who.lang() }, csrf: who.csrf(), org: &org, accreditation })
+        }
+        Ok(None) => HtmlError::new(StatusCode::NOT_FOUND, who.lang(), "certificate.none").into_response(),
+        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+    }
+}
+
+/// Participant members: one of their own organisation's documents, as a download. Another organisation's document
+/// is "not found", the same as a missing one.
+async fn document(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+    Path(id): Path<i64>,
+) -> Response {
+    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
+    let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await;
+    match found {
+        Ok(Some(doc)) if doc.organisation_id == org_id => super::console::attachment(doc),
+        Ok(_) => HtmlError::not_found(who.lang()).into_response(),
+        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+    }
+}
