@@ -345,3 +345,33 @@ mod tests {
         assert_eq!(verdict(&db, "0a", a).await, CertCheck::Revoked);
     }
 }
+
+/// A certificate with the application and organisation it belongs to, for the operator console.
+#[derive(Debug, Clone)]
+pub struct OwnedCert {
+    pub record: CertRecord,
+    pub client_id: Option<String>,
+    pub organisation: Option<String>,
+    pub retire_at: Option<String>,
+}
+
+/// Every certificate, newest first, optionally only those whose serial, subject, label, client id or organisation
+/// contains `query`.
+pub fn list_with_owners(conn: &Connection, query: &str) -> rusqlite::Result<Vec<OwnedCert>> {
+    let like = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {}, a.client_id, o.name, c.retire_at
+         FROM certificates c
+         LEFT JOIN applications a ON a.id = c.application_id
+         LEFT JOIN organisations o ON o.id = a.organisation_id
+         WHERE ?1 = '' OR c.serial LIKE ?2 ESCAPE '\\' OR c.subject LIKE ?2 ESCAPE '\\' OR c.label LIKE ?2 ESCAPE '\\'
+            OR a.client_id LIKE ?2 ESCAPE '\\' OR o.name LIKE ?2 ESCAPE '\\'
+         ORDER BY c.issued_at DESC, c.serial
+         LIMIT 500",
+        COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+    ))?;
+    let rows = stmt.query_map(params![query, like], |r| {
+        Ok(OwnedCert { record: from_row(r)?, client_id: r.get(12)?, organisation: r.get(13)?, retire_at: r.get(14)? })
+    })?;
+    rows.collect()
+}

@@ -6,6 +6,7 @@
 //! snapshot. Every certificate made is recorded in the `certificates` table, which is also where revocation lives.
 
 pub mod certs;
+pub mod console;
 pub mod crl;
 pub mod files;
 pub mod lifecycle;

@@ -65,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::participants::staff::router())
         .merge(crate::participants::profile::router())
         .merge(crate::apps::routes::router())
+        .merge(crate::apps::console::router())
+        .merge(crate::pki::console::router())
         .merge(crate::participants::apply::router())
         .merge(crate::participants::console::router())
         .merge(crate::participants::registry::router())

@@ -1,0 +1,33 @@
+//! The operator console's view of the applications (OAuth clients) of every participant.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::Application;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::session::ConsoleReader;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/console/clients", get(clients))
+}
+
+#[derive(Template)]
+#[template(path = "console_clients.html")]
+struct ClientsPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    rows: Vec<(Application, String)>,
+}
+
+/// Console readers: every registered application with its organisation, kind, client id and status.
+async fn clients(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
+    match state.db.read(|c| super::list_all(c).map_err(StoreError::from)).await {
+        Ok(rows) => render(&ClientsPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), rows }),
+        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+    }
+}
