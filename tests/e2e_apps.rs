@@ -8,22 +8,6 @@ use common::chrome::Chrome;
 use common::participant::{accredit, count};
 use common::{Csr, Platform};
 
-/// Waits (up to 10 s) until the page shows `text`, tolerating the moment a navigation replaces the page under the
-/// query (a stale element then just means "look again").
-async fn wait_body(chrome: &Chrome, text: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Ok(body) = chrome.client.find(fantoccini::Locator::Css("body")).await
-            && let Ok(body) = body.text().await
-            && body.contains(text)
-        {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "the page never showed {text:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits (up to 10 s) until `sql` counts `n` rows.
 async fn wait_count(platform: &Platform, sql: &str, n: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -57,7 +41,7 @@ async fn an_accredited_bank_registers_an_application_invites_a_developer_and_upl
 
     // Register an application with a CSR pasted into the form.
     chrome.goto("/org/apps").await;
-    wait_body(&chrome, "Register an application").await;
+    chrome.wait_text("Register an application").await;
     let csr = Csr::new("qdb-mobile");
     chrome.fill("name", "QDB mobile").await;
     chrome.fill("redirect_uris", "https://mobile.qdb.kz/callback\nhttps://mobile.qdb.kz/cb2").await;
@@ -65,7 +49,7 @@ async fn an_accredited_bank_registers_an_application_invites_a_developer_and_upl
     chrome.shot("01-register-application").await;
     chrome.click("form[action='/org/apps'] button[type=submit]").await;
     chrome.wait_path("/org/apps/1").await;
-    wait_body(&chrome, "Transport certificates").await;
+    chrome.wait_text("Transport certificates").await;
     let client_id = chrome.text("#client-id").await;
     assert!(client_id.starts_with("kc_"), "{client_id}");
     chrome.shot("02-application").await;
@@ -79,7 +63,7 @@ async fn an_accredited_bank_registers_an_application_invites_a_developer_and_upl
     chrome.shot("03-staff").await;
     chrome.click("form[action='/org/staff'] button[type=submit]").await;
     wait_count(&platform, "SELECT count(*) FROM users WHERE username = 'yerlan.dev'", 1).await;
-    wait_body(&chrome, "Member invited").await;
+    chrome.wait_text("Member invited").await;
     assert_eq!(chrome.text("#one-time-password").await.len(), 20);
     chrome.shot("04-invited").await;
 
@@ -91,21 +75,21 @@ async fn an_accredited_bank_registers_an_application_invites_a_developer_and_upl
     chrome.fill("website", "https://qdb.kz").await;
     chrome.click("form[action='/org/profile'] button[type=submit]").await;
     wait_count(&platform, "SELECT count(*) FROM organisations WHERE website = 'https://qdb.kz'", 1).await;
-    wait_body(&chrome, "Saved.").await;
+    chrome.wait_text("Saved.").await;
     let file = chrome.client.find(fantoccini::Locator::Id("logo")).await.unwrap();
     file.send_keys(&png.path().display().to_string()).await.unwrap();
     chrome.click("form[action='/org/profile/logo'] button[type=submit]").await;
     wait_count(&platform, "SELECT count(*) FROM organisations WHERE logo_type = 'image/png'", 1).await;
-    wait_body(&chrome, "Saved.").await;
+    chrome.wait_text("Saved.").await;
     chrome.shot("05-profile").await;
 
     // The application page in Russian and Kazakh.
     chrome.goto("/org/apps").await;
     chrome.click("a[href='/lang/ru']").await;
-    wait_body(&chrome, "Приложения").await;
+    chrome.wait_text("Приложения").await;
     chrome.shot("06-apps-ru").await;
     chrome.click("a[href='/lang/kk']").await;
-    wait_body(&chrome, "Қосымшалар").await;
+    chrome.wait_text("Қосымшалар").await;
     chrome.shot("07-apps-kk").await;
 
     chrome.close().await;

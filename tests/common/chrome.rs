@@ -108,8 +108,21 @@ impl Chrome {
             .unwrap()
     }
 
+    /// The text of the first element matching `css`, or `None` while there is none (or a navigation replaced it
+    /// between finding and reading: a stale element just means "look again").
+    pub async fn try_text(&self, css: &str) -> Option<String> {
+        self.client.find(Locator::Css(css)).await.ok()?.text().await.ok()
+    }
+
+    /// The page's text, read again if a navigation was replacing the page at that moment.
     pub async fn body(&self) -> String {
-        self.text("body").await
+        for _ in 0..50 {
+            if let Some(text) = self.try_text("body").await {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page has no readable body");
     }
 
     /// Waits (up to 10 s) until the browser is on `path`, e.g. after a form post and its redirect.
@@ -131,7 +144,7 @@ impl Chrome {
     pub async fn wait_text(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let body = self.body().await;
+            let body = self.try_text("body").await.unwrap_or_default();
             if body.contains(text) {
                 return;
             }
