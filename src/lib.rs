@@ -13,5 +13,6 @@ pub mod logging;
 pub mod oauth;
 pub mod participants;
 pub mod pki;
+pub mod snapshot;
 pub mod store;
 pub mod web;

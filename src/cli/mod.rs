@@ -5,6 +5,7 @@ mod ca;
 mod keys;
 mod participant;
 mod serve;
+mod snapshot;
 mod user;
 
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Participants: list, show, suspend, reinstate, revoke.
     #[command(subcommand)]
     Participant(participant::ParticipantCommand),
+    /// The auditor's snapshot: export a secret-free copy with a signed manifest; verify one.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -169,6 +173,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             participant::run(&config, command).await
+        }
+        Command::Snapshot(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            snapshot::run(&config, command).await
         }
         Command::Audit(AuditCommand::Verify { json }) => {
             let config = load_config(&cli.global)?;
