@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod audit;
+pub mod backup;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;

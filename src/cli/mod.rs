@@ -1,6 +1,7 @@
 //! The `kopir` command line: argument parsing and the thin glue from each command to its domain.
 //! Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
 
+mod backup;
 mod ca;
 mod keys;
 mod participant;
@@ -61,6 +62,21 @@ pub enum Command {
     /// Participants: list, show, suspend, reinstate, revoke.
     #[command(subcommand)]
     Participant(participant::ParticipantCommand),
+    /// Back up the database, the keys (both encrypted with a passphrase) and the configuration into a directory.
+    Backup {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// File whose first line is the passphrase (or set KOPIR_BACKUP_PASSPHRASE).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup onto a fresh data directory (--data-dir); refuses one that already holds a database.
+    Restore {
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
     /// The auditor's snapshot: export a secret-free copy with a signed manifest; verify one.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -174,6 +190,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             crate::logging::init_cli();
             participant::run(&config, command).await
         }
+        Command::Backup { out, passphrase_file } => backup::backup(&cli.global, out, passphrase_file).await,
+        Command::Restore { from, passphrase_file } => backup::restore(&cli.global, from, passphrase_file).await,
         Command::Snapshot(command) => {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();

@@ -125,6 +125,13 @@ impl Platform {
         Identity { chain_pem: format!("{}{}", cert.pem(), ca_pem), key_pem: key.serialize_pem() }
     }
 
+    /// Stops the server but keeps the temporary directory (for tests that go on with its files).
+    pub async fn shutdown_keep_dir(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
