@@ -443,3 +443,37 @@ fn operator_accounts_from_the_command_line() {
         conn.query_row("SELECT group_concat(coalesce(detail,'')) FROM audit_log", [], |r| r.get(0)).unwrap();
     assert!(!journal.contains(&password));
 }
+
+#[tokio::test]
+async fn status_reports_listener_certificates_counts_and_the_audit_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, addr, _) = spawn_serve(&data, &[]);
+    let status = tokio::task::spawn_blocking({
+        let mut cmd = kopir(&data);
+        cmd.env("KOPIR_SERVER_LISTEN", &addr).args(["status", "--json"]);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_success(&status);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["listener"]["answers"], true, "{report}");
+    assert_eq!(report["facts"]["audit_chain"]["intact"], true);
+    assert_eq!(report["facts"]["schema_version"], report["binary_schema_version"]);
+    let certs = report["facts"]["platform_certificates"].as_array().unwrap();
+    let kinds: Vec<&str> = certs.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    for kind in ["root_ca", "issuing_ca", "server", "platform_client"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    assert!(certs.iter().all(|c| c["days_left"].as_i64().unwrap() > 300));
+    assert!(report["warnings"].as_array().unwrap().is_empty(), "{report}");
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)).code(), Some(0));
+
+    // Stopped: the status says so.
+    let stopped = kopir(&data).env("KOPIR_SERVER_LISTEN", &addr).args(["status"]).output().unwrap();
+    assert_success(&stopped);
+    assert!(stdout(&stopped).contains("does not answer"));
+    assert!(stdout(&stopped).contains("warning: nothing answers"));
+}

@@ -7,6 +7,7 @@ mod keys;
 mod participant;
 mod serve;
 mod snapshot;
+mod status;
 mod user;
 
 use std::path::PathBuf;
@@ -49,6 +50,11 @@ pub enum Command {
         /// Address of the admin (metrics) listener; must be loopback (overrides admin.listen).
         #[arg(long, value_name = "ADDR")]
         admin_listen: Option<std::net::SocketAddr>,
+    },
+    /// Versions, listener, certificate expiry, queues and counts, the audit chain.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
     /// The certificate authority: issue client certificates from CSRs, list, revoke.
     #[command(subcommand)]
@@ -189,6 +195,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             participant::run(&config, command).await
+        }
+        Command::Status { json } => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            status::run(&config, json).await
         }
         Command::Backup { out, passphrase_file } => backup::backup(&cli.global, out, passphrase_file).await,
         Command::Restore { from, passphrase_file } => backup::restore(&cli.global, from, passphrase_file).await,
