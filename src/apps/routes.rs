@@ -14,7 +14,6 @@ use serde::Deserialize;
 use super::{AppCertificate, AppError, AppKind, Application, NewApplication};
 use crate::participants::Organisation;
 use crate::pki::RevocationReason;
-use crate::pki::lifecycle::Actor;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{HtmlError, Lang, Texts, render_status};
@@ -29,10 +28,6 @@ pub fn router() -> Router<AppState> {
         .route("/org/apps/{id}/certificates/{serial}/revoke", post(revoke))
         .route("/org/apps/{id}/disable", post(disable))
         .route("/org/apps/{id}/enable", post(enable))
-}
-
-fn actor(who: &SignedIn) -> Actor {
-    Actor { name: who.actor(), source: who.visitor.source.clone() }
 }
 
 /// Participant members always have an organisation; should one not, they go home.
@@ -156,7 +151,7 @@ async fn register(
         return list_page(&state, &who, &form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     let new = NewApplication { name, kind, redirect_uris: uris, csr_pem: form.csr.trim().to_string() };
-    match super::register(&state.db, state.authority.clone(), org_id, who.user.id, new, actor(&who)).await {
+    match super::register(&state.db, state.authority.clone(), org_id, who.user.id, new, who.audit_actor()).await {
         Ok((app, _)) => Redirect::to(&format!("/org/apps/{}", app.id)).into_response(),
         Err(AppError::Refused(key)) => list_page(&state, &who, &form, vec![t.get(key)], StatusCode::FORBIDDEN).await,
         Err(AppError::BadCsr(why)) => {
@@ -261,7 +256,7 @@ async fn rotate(
     }
     let grace = state.config.pki.rotation_grace_hours;
     let csr = form.csr.trim().to_string();
-    match super::rotate(&state.db, state.authority.clone(), org_id, id, csr, grace, actor(&who)).await {
+    match super::rotate(&state.db, state.authority.clone(), org_id, id, csr, grace, who.audit_actor()).await {
         Ok(_) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
         Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::FORBIDDEN).await,
         Err(AppError::BadCsr(why)) => {
@@ -341,8 +336,17 @@ async fn revoke(
     };
     let hours = state.config.pki.crl_validity_hours;
     let serial = serial.to_ascii_lowercase();
-    match super::revoke_certificate(&state.db, state.authority.clone(), org_id, id, serial, reason, hours, actor(&who))
-        .await
+    match super::revoke_certificate(
+        &state.db,
+        state.authority.clone(),
+        org_id,
+        id,
+        serial,
+        reason,
+        hours,
+        who.audit_actor(),
+    )
+    .await
     {
         Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
         Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::CONFLICT).await,
@@ -371,7 +375,7 @@ async fn set_active(
         Some(org) => org.id,
         None => return no_organisation(),
     };
-    match super::set_active(&state.db, org_id, id, active, actor(&who)).await {
+    match super::set_active(&state.db, org_id, id, active, who.audit_actor()).await {
         Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
         Err(e) => app_error(who.lang(), e),
     }

@@ -33,6 +33,15 @@ impl Outcome {
     }
 }
 
+/// Who acts, for the audit journal: `user:<name>`, `cli:<unix user>` or `system`; the source address or `cli`;
+/// and the user's id when a person of the platform acts. Every domain's state changes take one.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub source: String,
+    pub user_id: Option<i64>,
+}
+
 /// One thing that happened.
 #[derive(Debug, Clone)]
 pub struct Event {

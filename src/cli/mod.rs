@@ -141,7 +141,7 @@ pub fn load_config(global: &GlobalArgs) -> Result<Config, Failure> {
 /// The person at the terminal, for the audit journal.
 pub fn cli_actor() -> Actor {
     let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".to_string());
-    Actor { name: format!("cli:{user}"), source: "cli".into() }
+    Actor { name: format!("cli:{user}"), source: "cli".into(), user_id: None }
 }
 
 pub fn main() -> ExitCode {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::kz::Bin;
-use crate::participants::accreditation::{self, Actor, Lifecycle, LifecycleOutcome};
+use crate::participants::accreditation::{self, Lifecycle, LifecycleOutcome};
 use crate::participants::{self, Organisation};
 use crate::store::{Db, StoreError};
 
@@ -149,7 +149,7 @@ async fn change(db: &Db, bin: &str, change: Lifecycle, reason: String) -> Result
         return Err(anyhow::anyhow!("--reason must not be empty").into());
     }
     let cli = cli_actor();
-    let actor = Actor { name: cli.name, source: cli.source, user_id: None };
+    let actor = cli;
     let key = bin.as_str().to_string();
     let outcome = db
         .write(move |tx| -> Result<LifecycleOutcome, StoreError> {

@@ -351,14 +351,7 @@ impl ApplicationInput {
     }
 }
 
-/// Who acts, for the audit journal: `user:<name>` or `cli:<unix user>`, the source address or `cli`, and the
-/// user's id when a person of the platform acts.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub name: String,
-    pub source: String,
-    pub user_id: Option<i64>,
-}
+pub use crate::audit::Actor;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use super::accreditation::{
-    self, Accreditation, Actor, Application, ApplicationInput, Document, MAX_DOCUMENT_BYTES, MAX_DOCUMENTS,
-    MAX_FORM_BYTES, NewDocument, SaveOutcome,
+    self, Accreditation, Application, ApplicationInput, Document, MAX_DOCUMENT_BYTES, MAX_DOCUMENTS, MAX_FORM_BYTES,
+    NewDocument, SaveOutcome,
 };
 use super::{OrgStatus, Organisation};
 use crate::store::StoreError;
@@ -280,7 +280,7 @@ async fn save(
     if !errors.is_empty() {
         return refuse(app, docs, posted.input, errors, StatusCode::UNPROCESSABLE_ENTITY);
     }
-    let actor = Actor { name: who.actor(), source: who.visitor.source.clone(), user_id: Some(who.user.id) };
+    let actor = who.audit_actor();
     let input = posted.input.clone();
     let submit = posted.submit;
     let documents = std::mem::take(&mut posted.documents);

@@ -14,7 +14,7 @@ use rusqlite::params;
 use serde::Deserialize;
 
 use super::accreditation::{
-    self, Accreditation, Actor, Application, DecideOutcome, Decision, Document, Lifecycle, LifecycleOutcome, QueueEntry,
+    self, Accreditation, Application, DecideOutcome, Decision, Document, Lifecycle, LifecycleOutcome, QueueEntry,
 };
 use super::{OrgStatus, Organisation};
 use crate::audit::{self, Event, Outcome};
@@ -39,10 +39,6 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit", get(audit_trail))
         .route("/console/staff", get(staff).post(add_staff))
         .route("/console/staff/{id}/disable", post(disable_staff))
-}
-
-fn actor_of(who: &SignedIn) -> Actor {
-    Actor { name: who.actor(), source: who.visitor.source.clone(), user_id: Some(who.user.id) }
 }
 
 fn can_act(who: &SignedIn) -> bool {
@@ -207,7 +203,7 @@ async fn decide(
         )
         .await;
     };
-    let actor = actor_of(&who);
+    let actor = who.audit_actor();
     let reason = form.reason.clone();
     let result = state
         .db
@@ -393,7 +389,7 @@ async fn change_standing(
         )
         .await;
     };
-    let actor = actor_of(&who);
+    let actor = who.audit_actor();
     let reason = form.reason.clone();
     let result = state
         .db
@@ -582,7 +578,7 @@ async fn add_staff(
     let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || identity::hash_password(&for_hash)).await else {
         return HtmlError::internal(who.lang(), &"password hashing failed").into_response();
     };
-    let actor = actor_of(&who);
+    let actor = who.audit_actor();
     let (name, full_name, email) = (username.clone(), form.full_name.trim().to_string(), form.email.trim().to_string());
     let result = state
         .db
@@ -632,7 +628,7 @@ async fn disable_staff(
         return staff_page(&state, &who, None, Some("opstaff.error.self"), StaffForm::default(), StatusCode::CONFLICT)
             .await;
     }
-    let actor = actor_of(&who);
+    let actor = who.audit_actor();
     let result = state
         .db
         .write(move |tx| -> Result<bool, StoreError> {

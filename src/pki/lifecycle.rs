@@ -9,12 +9,7 @@ use crate::clock;
 use crate::store::Db;
 use rusqlite::Transaction;
 
-/// Who asked, for the audit journal.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub name: String,
-    pub source: String,
-}
+pub use crate::audit::Actor;
 
 /// Signs `csr_pem` into a client certificate and records it.
 pub async fn issue_client(

@@ -320,6 +320,11 @@ impl SignedIn {
         &self.visitor.session.csrf_token
     }
 
+    /// This person as the actor of a change, for the audit journal.
+    pub fn audit_actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor { name: self.actor(), source: self.visitor.source.clone(), user_id: Some(self.user.id) }
+    }
+
     pub fn actor(&self) -> String {
         format!("user:{}", self.user.username)
     }
