@@ -206,3 +206,28 @@ CREATE TABLE signing_keys (
     unpublish_at  TEXT,
     CHECK ((retired_at IS NULL) = (unpublish_at IS NULL))
 ) STRICT;
+
+-- migration 4: trust: one-time codes sent to customers (stored hashed), and the demo SMS outbox
+CREATE TABLE otp_challenges (
+    id            TEXT PRIMARY KEY NOT NULL,
+    purpose       TEXT NOT NULL,
+    -- SHA-256 of the phone number: a resend must name the same number; the number itself is not kept here.
+    phone_hash    TEXT NOT NULL,
+    salt          TEXT NOT NULL,
+    code_hash     TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    sends         INTEGER NOT NULL DEFAULT 1,
+    last_sent_at  TEXT NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'verified', 'failed'))
+) STRICT;
+CREATE INDEX otp_challenges_expiry ON otp_challenges (expires_at);
+
+-- What the demo "outbox" SMS adapter would have sent. Demo mode only; never in a snapshot.
+CREATE TABLE sms_outbox (
+    id       INTEGER PRIMARY KEY,
+    phone    TEXT NOT NULL,
+    message  TEXT NOT NULL,
+    sent_at  TEXT NOT NULL
+) STRICT;

@@ -32,6 +32,26 @@ pub struct Config {
     pub pki: PkiConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub trust: TrustConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// How one-time codes reach customers' phones.
+    pub sms_adapter: SmsAdapter,
+    /// For the `command` adapter: the program (JSON request on stdin, JSON answer on stdout).
+    pub sms_command: String,
+    /// Seconds an adapter may take before the customer's step fails.
+    pub adapter_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsAdapter {
+    /// Demo only: codes are kept on the demo outbox page.
+    Outbox,
+    Command,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -139,6 +159,19 @@ impl Config {
         loader.finish()
     }
 
+    /// What production mode refuses to start with: adapters that only simulate a vendor. Each names its key.
+    pub fn production_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.mode == Mode::Production && self.trust.sms_adapter == SmsAdapter::Outbox {
+            problems.push(ConfigError::Key {
+                source_name: "the configuration".into(),
+                key: "trust.sms_adapter".into(),
+                message: "\"outbox\" only simulates SMS and is refused in production mode; use \"command\"".into(),
+            });
+        }
+        problems
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("kopir.db")
     }
@@ -219,6 +252,12 @@ impl Config {
         }
         if self.server.listen.port() != 0 && self.admin.enabled && self.server.listen == self.admin.listen {
             return Err(fail("admin.listen", "must differ from server.listen".into()));
+        }
+        if self.trust.sms_adapter == SmsAdapter::Command && self.trust.sms_command.trim().is_empty() {
+            return Err(fail("trust.sms_command", "must name the program when trust.sms_adapter = \"command\"".into()));
+        }
+        if self.trust.adapter_timeout_secs == 0 || self.trust.adapter_timeout_secs > 120 {
+            return Err(fail("trust.adapter_timeout_secs", "must be between 1 and 120".into()));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));
@@ -435,6 +474,24 @@ mod tests {
         assert!(err.contains("KOPIR_STORE_READERS"), "{err}");
         let err = load_text("", &[("KOPIR_NO_SUCH_KEY", "1")]).unwrap_err().to_string();
         assert!(err.contains("KOPIR_NO_SUCH_KEY"), "{err}");
+    }
+
+    #[test]
+    fn sms_command_is_required_for_the_command_adapter_and_outbox_is_refused_in_production() {
+        let err = load_text("[trust]\nsms_adapter = \"command\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("trust.sms_command"), "{err}");
+        let demo = load_text("", &[]).unwrap();
+        assert!(demo.production_problems().is_empty());
+        let production = load_text("mode = \"production\"\n", &[]).unwrap();
+        let problems: Vec<String> = production.production_problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("trust.sms_adapter"), "{problems:?}");
+        let configured = load_text(
+            "mode = \"production\"\n[trust]\nsms_adapter = \"command\"\nsms_command = \"/usr/lib/kopir/sms\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(configured.production_problems().is_empty());
     }
 
     #[test]

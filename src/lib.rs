@@ -16,4 +16,5 @@ pub mod participants;
 pub mod pki;
 pub mod snapshot;
 pub mod store;
+pub mod trust;
 pub mod web;

@@ -477,3 +477,14 @@ async fn status_reports_listener_certificates_counts_and_the_audit_chain() {
     assert!(stdout(&stopped).contains("does not answer"));
     assert!(stdout(&stopped).contains("warning: nothing answers"));
 }
+
+#[test]
+fn production_mode_refuses_to_start_with_simulated_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert_success(&kopir(&data).arg("init").output().unwrap());
+    let refused =
+        kopir(&data).env("KOPIR_MODE", "production").args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("trust.sms_adapter"), "{}", stderr(&refused));
+}

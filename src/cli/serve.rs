@@ -55,6 +55,9 @@ pub async fn run(
         print_init_report(&config, &report);
         println!();
     }
+    if let Some(problem) = config.production_problems().into_iter().next() {
+        return Err(Failure::Config(problem));
+    }
     let _log_guard = crate::logging::init_server(&config)?;
     let running = crate::web::start(config.clone(), None).await?;
     let base = public_base(&config, running.addr);

@@ -1,0 +1,155 @@
+//! SMS adapters: how one-time codes reach the customer's phone.
+//! - `outbox`: kept in the `sms_outbox` table and shown on the demo outbox page (demo mode only);
+//! - `command`: a program on the server (the operator's SMS gateway client), run with a JSON request on stdin,
+//!   answering JSON on stdout, killed after the time-out.
+//!
+//! A failure or time-out is an error the caller shows the customer; nothing is authorised on it.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::clock;
+use crate::config::{Config, SmsAdapter};
+use crate::store::{Db, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmsError {
+    #[error("the SMS service did not answer within {0} seconds")]
+    Timeout(u64),
+    #[error("the SMS service refused the message: {0}")]
+    Refused(String),
+    #[error("the SMS service could not be reached: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The request a `command` adapter reads on stdin.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SmsRequest {
+    pub kind: String,
+    pub to: String,
+    pub text: String,
+}
+
+/// The answer a `command` adapter writes on stdout.
+#[derive(Debug, Deserialize)]
+struct SmsAnswer {
+    ok: bool,
+    #[serde(default)]
+    error: String,
+}
+
+#[derive(Clone)]
+pub enum SmsSender {
+    Outbox(Db),
+    Command { program: PathBuf, timeout: Duration },
+}
+
+impl SmsSender {
+    pub fn from_config(config: &Config, db: &Db) -> SmsSender {
+        let timeout = Duration::from_secs(config.trust.adapter_timeout_secs);
+        match config.trust.sms_adapter {
+            SmsAdapter::Outbox => SmsSender::Outbox(db.clone()),
+            SmsAdapter::Command => SmsSender::Command { program: PathBuf::from(&config.trust.sms_command), timeout },
+        }
+    }
+
+    /// Sends `text` to `phone`. The text may hold a one-time code: it is never logged here.
+    pub async fn send(&self, phone: &str, text: &str) -> Result<(), SmsError> {
+        match self {
+            SmsSender::Outbox(db) => {
+                let (phone, text) = (phone.to_string(), text.to_string());
+                db.write(move |tx| {
+                    tx.execute(
+                        "INSERT INTO sms_outbox (phone, message, sent_at) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![phone, text, clock::now_rfc3339()],
+                    )
+                    .map_err(StoreError::from)
+                })
+                .await?;
+                Ok(())
+            }
+            SmsSender::Command { program, timeout } => {
+                let request = SmsRequest { kind: "sms".into(), to: phone.to_string(), text: text.to_string() };
+                let answer = tokio::time::timeout(*timeout, run_command(program, &request))
+                    .await
+                    .map_err(|_| SmsError::Timeout(timeout.as_secs()))??;
+                if answer.ok { Ok(()) } else { Err(SmsError::Refused(answer.error)) }
+            }
+        }
+    }
+}
+
+async fn run_command(program: &PathBuf, request: &SmsRequest) -> Result<SmsAnswer, SmsError> {
+    let unavailable = |e: std::io::Error| SmsError::Unavailable(format!("{}: {e}", program.display()));
+    let mut child = tokio::process::Command::new(program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(unavailable)?;
+    let body = serde_json::to_vec(request).map_err(|e| SmsError::Unavailable(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&body).await.map_err(unavailable)?;
+    }
+    let mut out = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        stdout.take(64 * 1024).read_to_end(&mut out).await.map_err(unavailable)?;
+    }
+    let status = child.wait().await.map_err(unavailable)?;
+    if !status.success() {
+        return Err(SmsError::Unavailable(format!("{} exited with {status}", program.display())));
+    }
+    serde_json::from_slice(&out)
+        .map_err(|_| SmsError::Unavailable(format!("{} did not answer JSON", program.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn command_adapter_passes_json_and_reads_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen.json");
+        let ok = script(dir.path(), "ok.sh", &format!("cat > {}; echo '{{\"ok\": true}}'", seen.display()));
+        let sender = SmsSender::Command { program: ok, timeout: Duration::from_secs(5) };
+        sender.send("+77010000000", "Your kopir code: 123456").await.unwrap();
+        let request: SmsRequest = serde_json::from_slice(&std::fs::read(&seen).unwrap()).unwrap();
+        assert_eq!((request.kind.as_str(), request.to.as_str()), ("sms", "+77010000000"));
+        assert!(request.text.contains("123456"));
+    }
+
+    #[tokio::test]
+    async fn command_adapter_failures_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused =
+            script(dir.path(), "no.sh", "cat >/dev/null; echo '{\"ok\": false, \"error\": \"unknown number\"}'");
+        let slow = script(dir.path(), "slow.sh", "sleep 5; echo '{\"ok\": true}'");
+        let broken = script(dir.path(), "broken.sh", "cat >/dev/null; echo 'not json'");
+        let crashed = script(dir.path(), "crash.sh", "cat >/dev/null; exit 3");
+        let t = Duration::from_millis(500);
+        let send =
+            |p: PathBuf| async move { SmsSender::Command { program: p, timeout: t }.send("+77010000000", "x").await };
+        assert!(matches!(send(refused).await, Err(SmsError::Refused(e)) if e == "unknown number"));
+        assert!(matches!(send(slow).await, Err(SmsError::Timeout(_))));
+        assert!(matches!(send(broken).await, Err(SmsError::Unavailable(_))));
+        assert!(matches!(send(crashed).await, Err(SmsError::Unavailable(_))));
+        assert!(matches!(send(dir.path().join("missing")).await, Err(SmsError::Unavailable(_))));
+    }
+}
