@@ -42,8 +42,20 @@ pub struct TrustConfig {
     pub sms_adapter: SmsAdapter,
     /// For the `command` adapter: the program (JSON request on stdin, JSON answer on stdout).
     pub sms_command: String,
+    /// How biometric verification (liveness + photo match) is done.
+    pub biometric_adapter: BiometricAdapter,
+    /// For the `command` adapter: the program (JSON request on stdin, JSON answer on stdout).
+    pub biometric_command: String,
     /// Seconds an adapter may take before the customer's step fails.
     pub adapter_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BiometricAdapter {
+    /// Demo only: the customer picks the outcome on the page.
+    Simulated,
+    Command,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -169,6 +181,13 @@ impl Config {
                 message: "\"outbox\" only simulates SMS and is refused in production mode; use \"command\"".into(),
             });
         }
+        if self.mode == Mode::Production && self.trust.biometric_adapter == BiometricAdapter::Simulated {
+            problems.push(ConfigError::Key {
+                source_name: "the configuration".into(),
+                key: "trust.biometric_adapter".into(),
+                message: "\"simulated\" is refused in production mode; use \"command\"".into(),
+            });
+        }
         problems
     }
 
@@ -255,6 +274,12 @@ impl Config {
         }
         if self.trust.sms_adapter == SmsAdapter::Command && self.trust.sms_command.trim().is_empty() {
             return Err(fail("trust.sms_command", "must name the program when trust.sms_adapter = \"command\"".into()));
+        }
+        if self.trust.biometric_adapter == BiometricAdapter::Command && self.trust.biometric_command.trim().is_empty() {
+            return Err(fail(
+                "trust.biometric_command",
+                "must name the program when trust.biometric_adapter = \"command\"".into(),
+            ));
         }
         if self.trust.adapter_timeout_secs == 0 || self.trust.adapter_timeout_secs > 120 {
             return Err(fail("trust.adapter_timeout_secs", "must be between 1 and 120".into()));
@@ -477,17 +502,21 @@ mod tests {
     }
 
     #[test]
-    fn sms_command_is_required_for_the_command_adapter_and_outbox_is_refused_in_production() {
+    fn command_adapters_need_their_program_and_production_refuses_simulated_ones() {
         let err = load_text("[trust]\nsms_adapter = \"command\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("trust.sms_command"), "{err}");
         let demo = load_text("", &[]).unwrap();
         assert!(demo.production_problems().is_empty());
         let production = load_text("mode = \"production\"\n", &[]).unwrap();
         let problems: Vec<String> = production.production_problems().iter().map(|p| p.to_string()).collect();
-        assert_eq!(problems.len(), 1);
+        assert_eq!(problems.len(), 2);
         assert!(problems[0].contains("trust.sms_adapter"), "{problems:?}");
+        assert!(problems[1].contains("trust.biometric_adapter"), "{problems:?}");
+        let err = load_text("[trust]\nbiometric_adapter = \"command\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("trust.biometric_command"), "{err}");
         let configured = load_text(
-            "mode = \"production\"\n[trust]\nsms_adapter = \"command\"\nsms_command = \"/usr/lib/kopir/sms\"\n",
+            "mode = \"production\"\n[trust]\nsms_adapter = \"command\"\nsms_command = \"/usr/lib/kopir/sms\"\n\
+             biometric_adapter = \"command\"\nbiometric_command = \"/usr/lib/kopir/bio\"\n",
             &[],
         )
         .unwrap();

@@ -6,11 +6,9 @@
 //! A failure or time-out is an error the caller shows the customer; nothing is authorised on it.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::clock;
 use crate::config::{Config, SmsAdapter};
@@ -76,38 +74,15 @@ impl SmsSender {
             }
             SmsSender::Command { program, timeout } => {
                 let request = SmsRequest { kind: "sms".into(), to: phone.to_string(), text: text.to_string() };
-                let answer = tokio::time::timeout(*timeout, run_command(program, &request))
-                    .await
-                    .map_err(|_| SmsError::Timeout(timeout.as_secs()))??;
+                let answer: SmsAnswer =
+                    super::command::call(program, &request, *timeout).await.map_err(|e| match e {
+                        super::command::CommandError::Timeout(s) => SmsError::Timeout(s),
+                        super::command::CommandError::Failed(why) => SmsError::Unavailable(why),
+                    })?;
                 if answer.ok { Ok(()) } else { Err(SmsError::Refused(answer.error)) }
             }
         }
     }
-}
-
-async fn run_command(program: &PathBuf, request: &SmsRequest) -> Result<SmsAnswer, SmsError> {
-    let unavailable = |e: std::io::Error| SmsError::Unavailable(format!("{}: {e}", program.display()));
-    let mut child = tokio::process::Command::new(program)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(unavailable)?;
-    let body = serde_json::to_vec(request).map_err(|e| SmsError::Unavailable(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&body).await.map_err(unavailable)?;
-    }
-    let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        stdout.take(64 * 1024).read_to_end(&mut out).await.map_err(unavailable)?;
-    }
-    let status = child.wait().await.map_err(unavailable)?;
-    if !status.success() {
-        return Err(SmsError::Unavailable(format!("{} exited with {status}", program.display())));
-    }
-    serde_json::from_slice(&out)
-        .map_err(|_| SmsError::Unavailable(format!("{} did not answer JSON", program.display())))
 }
 
 #[cfg(test)]
