@@ -42,10 +42,18 @@ pub struct TrustConfig {
     pub sms_adapter: SmsAdapter,
     /// For the `command` adapter: the program (JSON request on stdin, JSON answer on stdout).
     pub sms_command: String,
+    /// For the `http` adapter: the vendor's https endpoint.
+    pub sms_url: String,
     /// How biometric verification (liveness + photo match) is done.
     pub biometric_adapter: BiometricAdapter,
     /// For the `command` adapter: the program (JSON request on stdin, JSON answer on stdout).
     pub biometric_command: String,
+    /// For the `http` adapter: the vendor's https endpoint.
+    pub biometric_url: String,
+    /// For `http` adapters: a file holding the HMAC key (at least 32 bytes) that signs every request.
+    pub webhook_secret_file: PathBuf,
+    /// For `http` adapters: extra CA certificates (PEM) to trust for the vendors, besides the system's.
+    pub vendor_ca_file: PathBuf,
     /// Seconds an adapter may take before the customer's step fails.
     pub adapter_timeout_secs: u64,
 }
@@ -56,6 +64,7 @@ pub enum BiometricAdapter {
     /// Demo only: the customer picks the outcome on the page.
     Simulated,
     Command,
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -64,6 +73,7 @@ pub enum SmsAdapter {
     /// Demo only: codes are kept on the demo outbox page.
     Outbox,
     Command,
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -280,6 +290,20 @@ impl Config {
                 "trust.biometric_command",
                 "must name the program when trust.biometric_adapter = \"command\"".into(),
             ));
+        }
+        for (uses_http, key, url) in [
+            (self.trust.sms_adapter == SmsAdapter::Http, "trust.sms_url", &self.trust.sms_url),
+            (self.trust.biometric_adapter == BiometricAdapter::Http, "trust.biometric_url", &self.trust.biometric_url),
+        ] {
+            if uses_http && !(url.starts_with("https://") && url.len() > 8) {
+                return Err(fail(key, "must be the vendor's https:// URL for the \"http\" adapter".into()));
+            }
+            if uses_http && self.trust.webhook_secret_file.as_os_str().is_empty() {
+                return Err(fail(
+                    "trust.webhook_secret_file",
+                    "must name the HMAC key file for \"http\" adapters".into(),
+                ));
+            }
         }
         if self.trust.adapter_timeout_secs == 0 || self.trust.adapter_timeout_secs > 120 {
             return Err(fail("trust.adapter_timeout_secs", "must be between 1 and 120".into()));
@@ -521,6 +545,18 @@ mod tests {
         )
         .unwrap();
         assert!(configured.production_problems().is_empty());
+    }
+
+    #[test]
+    fn http_adapters_need_an_https_url_and_a_key_file() {
+        let err = load_text("[trust]\nsms_adapter = \"http\"\nsms_url = \"http://vendor.kz/sms\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("trust.sms_url"), "{err}");
+        let err =
+            load_text("[trust]\nbiometric_adapter = \"http\"\nbiometric_url = \"https://v.kz/b\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("trust.webhook_secret_file"), "{err}");
+        let ok =
+            "[trust]\nbiometric_adapter = \"http\"\nbiometric_url = \"https://v.kz/b\"\nwebhook_secret_file = \"/k\"\n";
+        assert!(load_text(ok, &[]).is_ok());
     }
 
     #[test]

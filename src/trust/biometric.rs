@@ -50,7 +50,7 @@ struct BiometricAnswer {
     error: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum BiometricVerifier {
     /// Demo only: `session` is the outcome the customer picked: `pass`, `fail-liveness` or `fail-match`.
     Simulated,
@@ -58,17 +58,20 @@ pub enum BiometricVerifier {
         program: PathBuf,
         timeout: Duration,
     },
+    Http(super::webhook::Webhook),
 }
 
 impl BiometricVerifier {
-    pub fn from_config(config: &Config) -> BiometricVerifier {
-        match config.trust.biometric_adapter {
+    /// The configured adapter; fails (naming the file) when an `http` adapter's key or CA cannot be read.
+    pub fn from_config(config: &Config) -> Result<BiometricVerifier, String> {
+        Ok(match config.trust.biometric_adapter {
             BiometricAdapter::Simulated => BiometricVerifier::Simulated,
             BiometricAdapter::Command => BiometricVerifier::Command {
                 program: PathBuf::from(&config.trust.biometric_command),
                 timeout: Duration::from_secs(config.trust.adapter_timeout_secs),
             },
-        }
+            BiometricAdapter::Http => BiometricVerifier::Http(super::webhook(config, &config.trust.biometric_url)?),
+        })
     }
 
     pub async fn verify(&self, iin: &Iin, session: &str) -> Result<Verdict, BiometricError> {
@@ -79,17 +82,21 @@ impl BiometricVerifier {
                 "fail-match" => Ok(Verdict::NoMatch),
                 _ => Err(BiometricError::Unavailable("unknown simulated outcome".into())),
             },
-            BiometricVerifier::Command { program, timeout } => {
+            BiometricVerifier::Command { .. } | BiometricVerifier::Http(_) => {
                 let request = BiometricRequest {
                     kind: "biometric".into(),
                     iin: iin.as_str().to_string(),
                     session: session.to_string(),
                 };
-                let answer: BiometricAnswer =
-                    command::call(program, &request, *timeout).await.map_err(|e| match e {
-                        CommandError::Timeout(s) => BiometricError::Timeout(s),
-                        CommandError::Failed(why) => BiometricError::Unavailable(why),
-                    })?;
+                let answer: Result<BiometricAnswer, CommandError> = match self {
+                    BiometricVerifier::Command { program, timeout } => command::call(program, &request, *timeout).await,
+                    BiometricVerifier::Http(webhook) => webhook.call(&request).await,
+                    BiometricVerifier::Simulated => Err(CommandError::Failed("not an adapter".into())),
+                };
+                let answer = answer.map_err(|e| match e {
+                    CommandError::Timeout(s) => BiometricError::Timeout(s),
+                    CommandError::Failed(why) => BiometricError::Unavailable(why),
+                })?;
                 match (answer.ok, answer.liveness, answer.matched) {
                     (false, ..) => Err(BiometricError::Unavailable(answer.error)),
                     (true, false, _) => Ok(Verdict::LivenessFailed),

@@ -6,3 +6,24 @@ pub mod biometric;
 pub mod command;
 pub mod otp;
 pub mod sms;
+pub mod webhook;
+
+use crate::config::Config;
+
+/// The `http` adapters' shared parts, read once from the configured files.
+pub fn webhook(config: &Config, url: &str) -> Result<webhook::Webhook, String> {
+    let path = &config.trust.webhook_secret_file;
+    let key = crate::pki::files::read_key(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = key.trim().as_bytes().to_vec();
+    if key.len() < 32 {
+        return Err(format!("{}: the key must have at least 32 bytes", path.display()));
+    }
+    let ca = if config.trust.vendor_ca_file.as_os_str().is_empty() {
+        None
+    } else {
+        let ca = &config.trust.vendor_ca_file;
+        Some(std::fs::read_to_string(ca).map_err(|e| format!("{}: {e}", ca.display()))?)
+    };
+    let timeout = std::time::Duration::from_secs(config.trust.adapter_timeout_secs);
+    webhook::Webhook::new(url, key, timeout, ca.as_deref())
+}

@@ -46,15 +46,18 @@ struct SmsAnswer {
 pub enum SmsSender {
     Outbox(Db),
     Command { program: PathBuf, timeout: Duration },
+    Http(super::webhook::Webhook),
 }
 
 impl SmsSender {
-    pub fn from_config(config: &Config, db: &Db) -> SmsSender {
+    /// The configured adapter; fails (naming the file) when an `http` adapter's key or CA cannot be read.
+    pub fn from_config(config: &Config, db: &Db) -> Result<SmsSender, String> {
         let timeout = Duration::from_secs(config.trust.adapter_timeout_secs);
-        match config.trust.sms_adapter {
+        Ok(match config.trust.sms_adapter {
             SmsAdapter::Outbox => SmsSender::Outbox(db.clone()),
             SmsAdapter::Command => SmsSender::Command { program: PathBuf::from(&config.trust.sms_command), timeout },
-        }
+            SmsAdapter::Http => SmsSender::Http(super::webhook(config, &config.trust.sms_url)?),
+        })
     }
 
     /// Sends `text` to `phone`. The text may hold a one-time code: it is never logged here.
@@ -79,6 +82,14 @@ impl SmsSender {
                         super::command::CommandError::Timeout(s) => SmsError::Timeout(s),
                         super::command::CommandError::Failed(why) => SmsError::Unavailable(why),
                     })?;
+                if answer.ok { Ok(()) } else { Err(SmsError::Refused(answer.error)) }
+            }
+            SmsSender::Http(webhook) => {
+                let request = SmsRequest { kind: "sms".into(), to: phone.to_string(), text: text.to_string() };
+                let answer: SmsAnswer = webhook.call(&request).await.map_err(|e| match e {
+                    super::command::CommandError::Timeout(s) => SmsError::Timeout(s),
+                    super::command::CommandError::Failed(why) => SmsError::Unavailable(why),
+                })?;
                 if answer.ok { Ok(()) } else { Err(SmsError::Refused(answer.error)) }
             }
         }
