@@ -128,6 +128,23 @@ impl Entry {
     }
 }
 
+/// A row of `seq, at, actor, organisation, action, object, outcome, source, detail, prev_hash, hash`.
+fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        seq: row.get(0)?,
+        at: row.get(1)?,
+        actor: row.get(2)?,
+        organisation: row.get(3)?,
+        action: row.get(4)?,
+        object: row.get(5)?,
+        outcome: row.get(6)?,
+        source: row.get(7)?,
+        detail: row.get(8)?,
+        prev_hash: row.get(9)?,
+        hash: row.get(10)?,
+    })
+}
+
 /// Appends `event` in the caller's transaction and returns its sequence number.
 pub fn append(tx: &Transaction, event: &Event) -> Result<i64, rusqlite::Error> {
     let head: Option<(i64, String)> = tx
@@ -198,19 +215,7 @@ pub fn verify(conn: &Connection) -> Result<ChainHead, AuditError> {
     let mut expected_seq = 1i64;
     let mut count = 0i64;
     while let Some(row) = rows.next()? {
-        let entry = Entry {
-            seq: row.get(0)?,
-            at: row.get(1)?,
-            actor: row.get(2)?,
-            organisation: row.get(3)?,
-            action: row.get(4)?,
-            object: row.get(5)?,
-            outcome: row.get(6)?,
-            source: row.get(7)?,
-            detail: row.get(8)?,
-            prev_hash: row.get(9)?,
-            hash: row.get(10)?,
-        };
+        let entry = entry_from_row(row)?;
         if entry.seq != expected_seq {
             return Err(AuditError::Broken { seq: entry.seq, reason: format!("row {expected_seq} is missing") });
         }
@@ -284,21 +289,7 @@ pub fn search(conn: &Connection, filter: &Filter, per_page: u32) -> Result<(Vec<
     let offset = i64::from(page - 1) * i64::from(per_page);
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT {} OFFSET {offset}", per_page + 1));
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
-        Ok(Entry {
-            seq: row.get(0)?,
-            at: row.get(1)?,
-            actor: row.get(2)?,
-            organisation: row.get(3)?,
-            action: row.get(4)?,
-            object: row.get(5)?,
-            outcome: row.get(6)?,
-            source: row.get(7)?,
-            detail: row.get(8)?,
-            prev_hash: row.get(9)?,
-            hash: row.get(10)?,
-        })
-    })?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), entry_from_row)?;
     let mut entries = rows.collect::<Result<Vec<_>, _>>()?;
     let more = entries.len() > per_page as usize;
     entries.truncate(per_page as usize);

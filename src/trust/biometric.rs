@@ -32,6 +32,15 @@ pub enum BiometricError {
     Unavailable(String),
 }
 
+impl From<CommandError> for BiometricError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Timeout(s) => BiometricError::Timeout(s),
+            CommandError::Failed(why) => BiometricError::Unavailable(why),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BiometricRequest {
     pub kind: String,
@@ -93,10 +102,7 @@ impl BiometricVerifier {
                     BiometricVerifier::Http(webhook) => webhook.call(&request).await,
                     BiometricVerifier::Simulated => Err(CommandError::Failed("not an adapter".into())),
                 };
-                let answer = answer.map_err(|e| match e {
-                    CommandError::Timeout(s) => BiometricError::Timeout(s),
-                    CommandError::Failed(why) => BiometricError::Unavailable(why),
-                })?;
+                let answer = answer?;
                 match (answer.ok, answer.liveness, answer.matched) {
                     (false, ..) => Err(BiometricError::Unavailable(answer.error)),
                     (true, false, _) => Ok(Verdict::LivenessFailed),
@@ -112,14 +118,7 @@ impl BiometricVerifier {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
+    use crate::trust::command::test_script as script;
 
     fn iin() -> Iin {
         Iin::parse(

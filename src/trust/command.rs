@@ -49,3 +49,13 @@ async fn run<Req: Serialize, Ans: DeserializeOwned>(program: &Path, request: &Re
     }
     serde_json::from_slice(&out).map_err(|_| CommandError::Failed(format!("{} did not answer JSON", program.display())))
 }
+
+/// Writes an executable shell script for adapter tests.
+#[cfg(test)]
+pub(crate) fn test_script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    let _ = std::fs::write(&path, format!("#!/bin/sh\n{body}\n"));
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+    path
+}

@@ -75,23 +75,26 @@ impl SmsSender {
                 .await?;
                 Ok(())
             }
-            SmsSender::Command { program, timeout } => {
+            SmsSender::Command { .. } | SmsSender::Http(_) => {
                 let request = SmsRequest { kind: "sms".into(), to: phone.to_string(), text: text.to_string() };
-                let answer: SmsAnswer =
-                    super::command::call(program, &request, *timeout).await.map_err(|e| match e {
-                        super::command::CommandError::Timeout(s) => SmsError::Timeout(s),
-                        super::command::CommandError::Failed(why) => SmsError::Unavailable(why),
-                    })?;
+                let answer: SmsAnswer = match self {
+                    SmsSender::Command { program, timeout } => {
+                        super::command::call(program, &request, *timeout).await?
+                    }
+                    SmsSender::Http(webhook) => webhook.call(&request).await?,
+                    SmsSender::Outbox(_) => return Ok(()),
+                };
                 if answer.ok { Ok(()) } else { Err(SmsError::Refused(answer.error)) }
             }
-            SmsSender::Http(webhook) => {
-                let request = SmsRequest { kind: "sms".into(), to: phone.to_string(), text: text.to_string() };
-                let answer: SmsAnswer = webhook.call(&request).await.map_err(|e| match e {
-                    super::command::CommandError::Timeout(s) => SmsError::Timeout(s),
-                    super::command::CommandError::Failed(why) => SmsError::Unavailable(why),
-                })?;
-                if answer.ok { Ok(()) } else { Err(SmsError::Refused(answer.error)) }
-            }
+        }
+    }
+}
+
+impl From<super::command::CommandError> for SmsError {
+    fn from(e: super::command::CommandError) -> Self {
+        match e {
+            super::command::CommandError::Timeout(s) => SmsError::Timeout(s),
+            super::command::CommandError::Failed(why) => SmsError::Unavailable(why),
         }
     }
 }
@@ -100,14 +103,7 @@ impl SmsSender {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
+    use crate::trust::command::test_script as script;
 
     #[tokio::test]
     async fn command_adapter_passes_json_and_reads_the_answer() {
