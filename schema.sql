@@ -231,3 +231,175 @@ CREATE TABLE sms_outbox (
     message  TEXT NOT NULL,
     sent_at  TEXT NOT NULL
 ) STRICT;
+
+-- migration 5: consent, customers and the authorization server; the API catalogue's APIs and connections
+-- Customers known to the platform: identified by IIN after biometric + SMS verification. The phone is the one the
+-- last verification went to.
+CREATE TABLE customers (
+    id             INTEGER PRIMARY KEY,
+    iin            TEXT NOT NULL UNIQUE CHECK (length(iin) = 12 AND iin NOT GLOB '*[^0-9]*'),
+    created_at     TEXT NOT NULL,
+    last_seen_at   TEXT NOT NULL
+) STRICT;
+
+-- A provider's published API (its passport) and API users' applications connected to it.
+CREATE TABLE apis (
+    id                   INTEGER PRIMARY KEY,
+    organisation_id      INTEGER NOT NULL REFERENCES organisations (id),
+    name                 TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    version              TEXT NOT NULL CHECK (length(version) BETWEEN 1 AND 32),
+    standard             TEXT NOT NULL,
+    description          TEXT NOT NULL DEFAULT '',
+    sandbox_base_url     TEXT NOT NULL DEFAULT '',
+    production_base_url  TEXT NOT NULL DEFAULT '',
+    sla_response_ms      INTEGER NOT NULL DEFAULT 1000 CHECK (sla_response_ms > 0),
+    contact_email        TEXT NOT NULL DEFAULT '',
+    contact_phone        TEXT NOT NULL DEFAULT '',
+    status               TEXT NOT NULL DEFAULT 'draft'
+                         CHECK (status IN ('draft', 'in_testing', 'published', 'suspended', 'deprecated', 'retired')),
+    created_at           TEXT NOT NULL,
+    updated_at           TEXT NOT NULL,
+    published_at         TEXT
+) STRICT;
+CREATE INDEX apis_organisation ON apis (organisation_id);
+
+CREATE TABLE api_connections (
+    id                INTEGER PRIMARY KEY,
+    application_id    INTEGER NOT NULL REFERENCES applications (id),
+    api_id            INTEGER NOT NULL REFERENCES apis (id),
+    status            TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disconnected')),
+    connected_at      TEXT NOT NULL,
+    disconnected_at   TEXT,
+    UNIQUE (application_id, api_id)
+) STRICT;
+CREATE INDEX api_connections_api ON api_connections (api_id);
+
+-- Account-access consents (OBIE v3.1 shape): one API user's application, one customer, one or several providers.
+CREATE TABLE consents (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    application_id     INTEGER NOT NULL REFERENCES applications (id),
+    customer_id        INTEGER REFERENCES customers (id),
+    permissions        TEXT NOT NULL,
+    purpose            TEXT NOT NULL,
+    expires_at         TEXT NOT NULL,
+    transaction_from   TEXT,
+    transaction_to     TEXT,
+    status             TEXT NOT NULL DEFAULT 'AwaitingAuthorisation'
+                       CHECK (status IN ('AwaitingAuthorisation', 'Authorised', 'Rejected', 'Revoked', 'Expired')),
+    created_at         TEXT NOT NULL,
+    status_updated_at  TEXT NOT NULL,
+    authorised_at      TEXT,
+    last_used_at       TEXT,
+    CHECK (status IN ('AwaitingAuthorisation', 'Rejected') OR customer_id IS NOT NULL)
+) STRICT;
+CREATE INDEX consents_application ON consents (application_id, created_at);
+CREATE INDEX consents_customer ON consents (customer_id);
+CREATE INDEX consents_expiry ON consents (status, expires_at);
+
+-- The banks a consent names. A customer may revoke one bank of a consent; revoking the last one revokes the consent.
+CREATE TABLE consent_providers (
+    consent_id       TEXT NOT NULL REFERENCES consents (id),
+    organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    status           TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked')),
+    revoked_at       TEXT,
+    PRIMARY KEY (consent_id, organisation_id)
+) STRICT;
+CREATE INDEX consent_providers_organisation ON consent_providers (organisation_id);
+
+-- Every status change of a consent (or of one bank of it): who, when, why.
+CREATE TABLE consent_history (
+    id               INTEGER PRIMARY KEY,
+    consent_id       TEXT NOT NULL REFERENCES consents (id),
+    status           TEXT NOT NULL,
+    -- Set when the change concerns one bank of the consent only.
+    organisation_id  INTEGER REFERENCES organisations (id),
+    actor            TEXT NOT NULL,
+    reason           TEXT NOT NULL DEFAULT '',
+    at               TEXT NOT NULL
+) STRICT;
+CREATE INDEX consent_history_consent ON consent_history (consent_id, id);
+
+-- Customer verification journeys (IIN → biometric → SMS code), for the authorize pages and the /my pages. The
+-- browser holds a random cookie; only its SHA-256 is kept here. The phone is kept while the journey is open (for
+-- resends) and cleared when it ends.
+CREATE TABLE customer_sessions (
+    id_hash         TEXT PRIMARY KEY NOT NULL,
+    purpose         TEXT NOT NULL CHECK (purpose IN ('authorize', 'my')),
+    stage           TEXT NOT NULL CHECK (stage IN ('identify', 'biometric', 'otp', 'verified', 'closed')),
+    iin             TEXT,
+    phone           TEXT,
+    otp_id          TEXT,
+    customer_id     INTEGER REFERENCES customers (id),
+    csrf            TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL
+) STRICT;
+CREATE INDEX customer_sessions_expiry ON customer_sessions (expires_at);
+
+-- Pushed authorization requests (RFC 9126) and what becomes of them: the browser journey and the code.
+CREATE TABLE authorization_requests (
+    id                   TEXT PRIMARY KEY NOT NULL,
+    -- SHA-256 of the request_uri's random part; used once, before request_expires_at.
+    request_uri_hash     TEXT NOT NULL UNIQUE,
+    application_id       INTEGER NOT NULL REFERENCES applications (id),
+    consent_id           TEXT NOT NULL REFERENCES consents (id),
+    redirect_uri         TEXT NOT NULL,
+    scope                TEXT NOT NULL,
+    state                TEXT,
+    code_challenge       TEXT NOT NULL,
+    created_at           TEXT NOT NULL,
+    request_expires_at   TEXT NOT NULL,
+    session_hash         TEXT,
+    status               TEXT NOT NULL DEFAULT 'pushed'
+                         CHECK (status IN ('pushed', 'started', 'approved', 'denied', 'failed', 'redeemed')),
+    -- SHA-256 of the authorization code; single use, valid until code_expires_at.
+    code_hash            TEXT UNIQUE,
+    code_expires_at      TEXT,
+    cert_sha256          TEXT NOT NULL
+) STRICT;
+CREATE INDEX authorization_requests_expiry ON authorization_requests (request_expires_at);
+
+-- Refresh tokens (SHA-256 only), bound to the client, its certificate and the consent; not rotated.
+CREATE TABLE refresh_tokens (
+    token_hash      TEXT PRIMARY KEY NOT NULL,
+    application_id  INTEGER NOT NULL REFERENCES applications (id),
+    consent_id      TEXT NOT NULL REFERENCES consents (id),
+    cert_sha256     TEXT NOT NULL,
+    scope           TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL,
+    revoked_at      TEXT
+) STRICT;
+CREATE INDEX refresh_tokens_consent ON refresh_tokens (consent_id);
+
+-- Access tokens are self-contained JWTs; their ids are kept so that revocation and introspection can judge them.
+CREATE TABLE access_tokens (
+    jti             TEXT PRIMARY KEY NOT NULL,
+    application_id  INTEGER NOT NULL REFERENCES applications (id),
+    consent_id      TEXT NOT NULL REFERENCES consents (id),
+    cert_sha256     TEXT NOT NULL,
+    issued_at       TEXT NOT NULL,
+    expires_at      TEXT NOT NULL,
+    revoked_at      TEXT
+) STRICT;
+CREATE INDEX access_tokens_expiry ON access_tokens (expires_at);
+CREATE INDEX access_tokens_consent ON access_tokens (consent_id);
+
+-- migration 6: signed webhooks to participants, kept in an outbox until delivered
+ALTER TABLE organisations ADD COLUMN webhook_url TEXT NOT NULL DEFAULT '';
+CREATE TABLE webhook_outbox (
+    id                INTEGER PRIMARY KEY,
+    event_id          TEXT NOT NULL UNIQUE,
+    organisation_id   INTEGER NOT NULL REFERENCES organisations (id),
+    event_type        TEXT NOT NULL,
+    payload           TEXT NOT NULL,
+    created_at        TEXT NOT NULL,
+    status            TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   TEXT NOT NULL,
+    last_attempt_at   TEXT,
+    last_error        TEXT NOT NULL DEFAULT '',
+    delivered_at      TEXT
+) STRICT;
+CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
+CREATE INDEX webhook_outbox_organisation ON webhook_outbox (organisation_id, id);
