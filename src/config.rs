@@ -33,6 +33,24 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub trust: TrustConfig,
+    pub oauth: OauthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OauthConfig {
+    /// Lifetime of access tokens, in seconds (60 to 3600; FAPI wants them short).
+    pub access_token_secs: u64,
+    /// Lifetime of a pushed authorization request's `request_uri`, in seconds (10 to 599; RFC 9126 / FAPI 2.0).
+    pub request_uri_secs: u64,
+    /// Lifetime of an authorization code, in seconds (1 to 60; FAPI 2.0).
+    pub code_secs: u64,
+    /// How long a customer has to pass identification and decide, in minutes (1 to 60).
+    pub journey_minutes: u64,
+    /// The longest a consent may last, in days; a consent without ExpirationDateTime gets this (1 to 3650).
+    pub consent_max_days: u64,
+    /// How often expired consents are swept, in seconds (expiry is also enforced at every use).
+    pub expiry_sweep_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -307,6 +325,18 @@ impl Config {
         }
         if self.trust.adapter_timeout_secs == 0 || self.trust.adapter_timeout_secs > 120 {
             return Err(fail("trust.adapter_timeout_secs", "must be between 1 and 120".into()));
+        }
+        for (key, value, low, high) in [
+            ("oauth.access_token_secs", self.oauth.access_token_secs, 60, 3600),
+            ("oauth.request_uri_secs", self.oauth.request_uri_secs, 10, 599),
+            ("oauth.code_secs", self.oauth.code_secs, 1, 60),
+            ("oauth.journey_minutes", self.oauth.journey_minutes, 1, 60),
+            ("oauth.consent_max_days", self.oauth.consent_max_days, 1, 3650),
+            ("oauth.expiry_sweep_secs", self.oauth.expiry_sweep_secs, 1, 86_400),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(fail(key, format!("must be between {low} and {high}")));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));
