@@ -330,6 +330,7 @@ CREATE TABLE customer_sessions (
     phone           TEXT,
     otp_id          TEXT,
     customer_id     INTEGER REFERENCES customers (id),
+    biometric_failures INTEGER NOT NULL DEFAULT 0,
     csrf            TEXT NOT NULL,
     created_at      TEXT NOT NULL,
     expires_at      TEXT NOT NULL

@@ -34,6 +34,23 @@ pub struct Config {
     pub log: LogConfig,
     pub trust: TrustConfig,
     pub oauth: OauthConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Signed event notifications to participants (`crate::notify`), kept in an outbox until delivered.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Delay before the first retry, in seconds; each further retry doubles it.
+    pub retry_initial_secs: u64,
+    /// The longest delay between two attempts, in seconds.
+    pub retry_max_secs: u64,
+    /// An event not delivered this many hours after it was made is marked failed and no longer attempted.
+    pub give_up_after_hours: u64,
+    /// Seconds one delivery (connection, TLS, request and answer) may take.
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -338,6 +355,18 @@ impl Config {
                 return Err(fail(key, format!("must be between {low} and {high}")));
             }
         }
+        let webhooks = &self.webhooks;
+        for (key, value, low, high) in [
+            ("webhooks.retry_initial_secs", webhooks.retry_initial_secs, 1, 86_400),
+            ("webhooks.retry_max_secs", webhooks.retry_max_secs, webhooks.retry_initial_secs, 86_400),
+            ("webhooks.give_up_after_hours", webhooks.give_up_after_hours, 1, 720),
+            ("webhooks.timeout_secs", webhooks.timeout_secs, 1, 120),
+            ("webhooks.concurrency", webhooks.concurrency as u64, 1, 64),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(fail(key, format!("must be between {low} and {high}")));
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));
         }
@@ -587,6 +616,20 @@ mod tests {
         let ok =
             "[trust]\nbiometric_adapter = \"http\"\nbiometric_url = \"https://v.kz/b\"\nwebhook_secret_file = \"/k\"\n";
         assert!(load_text(ok, &[]).is_ok());
+    }
+
+    #[test]
+    fn webhook_settings_are_checked_and_set_from_the_environment() {
+        let config =
+            load_text("", &[("KOPIR_WEBHOOKS_RETRY_INITIAL_SECS", "2"), ("KOPIR_WEBHOOKS_CONCURRENCY", "3")]).unwrap();
+        assert_eq!((config.webhooks.retry_initial_secs, config.webhooks.concurrency), (2, 3));
+        assert_eq!(config.webhooks.give_up_after_hours, 72);
+        let err = load_text("[webhooks]\nretry_initial_secs = 60\nretry_max_secs = 30\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("webhooks.retry_max_secs"), "{err}");
+        let err = load_text("", &[("KOPIR_WEBHOOKS_TIMEOUT_SECS", "0")]).unwrap_err().to_string();
+        assert!(err.contains("webhooks.timeout_secs") && err.contains("KOPIR_WEBHOOKS_TIMEOUT_SECS"), "{err}");
+        let err = load_text("[webhooks]\nretries = 3\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("retries"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! Types, SQL and logic live here; the pages are in `routes.rs`.
 
+pub mod client;
 pub mod console;
 pub mod routes;
 

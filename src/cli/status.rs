@@ -61,6 +61,7 @@ pub async fn run(config: &Config, json_output: bool) -> Result<(), Failure> {
                 },
                 "active_sessions": count("SELECT count(*) FROM sessions WHERE stage = 'active'")?,
                 "signing_key": crate::oauth::jwks::active_kid(c)?,
+                "webhooks": crate::notify::counts(c)?,
                 "audit_chain": audit,
             }))
         })
@@ -76,6 +77,12 @@ pub async fn run(config: &Config, json_output: bool) -> Result<(), Failure> {
         {
             warnings.push(format!("the {} certificate expires in {days} days", cert["kind"].as_str().unwrap_or("?")));
         }
+    }
+    if let Some(failed) = facts["webhooks"]["failed"].as_i64()
+        && failed > 0
+    {
+        warnings
+            .push(format!("{failed} webhook deliveries failed for good (listed on the participants' profile pages)"));
     }
     if facts["audit_chain"]["intact"] == false {
         warnings.push("the audit chain is broken: run `kopir audit verify`".into());
@@ -118,6 +125,7 @@ pub async fn run(config: &Config, json_output: bool) -> Result<(), Failure> {
     println!("  client certs    {}", f["client_certificates"]);
     println!("  sessions        {} signed in", f["active_sessions"]);
     println!("  signing key     {}", f["signing_key"].as_str().unwrap_or("-"));
+    println!("  webhooks        {} pending, {} failed", f["webhooks"]["pending"], f["webhooks"]["failed"]);
     println!("  audit chain     {}", f["audit_chain"]);
     for w in &warnings {
         println!("warning: {w}");

@@ -1,3 +1,35 @@
-//! The authorization server. So far: the platform's signing keys and their JWKS.
+//! The authorization server (FAPI 2.0 Security Profile): metadata, the platform's signing keys and JWKS, pushed
+//! authorization requests, the authorize pages (customer identification and the consent screen), the token
+//! endpoint, revocation and introspection. Client authentication everywhere is mutual TLS with the application's
+//! platform-issued certificate, and tokens are bound to that certificate.
 
+pub mod access;
+pub mod authorize;
+pub mod error;
 pub mod jwks;
+pub mod metadata;
+pub mod par;
+pub mod token;
+
+use base64::Engine;
+
+use crate::web::AppState;
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// 256 random bits, base64url: request URIs, codes, refresh tokens. Only their SHA-256 is stored.
+pub fn random_token() -> String {
+    b64url(&rand::random::<[u8; 32]>())
+}
+
+/// Every route of the authorization server.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .merge(jwks::router())
+        .merge(metadata::router())
+        .merge(par::router())
+        .merge(authorize::router())
+        .merge(token::router())
+}

@@ -1,5 +1,6 @@
 //! The organisation's public profile (`/org/profile`): description, website, contacts and logo. Members see it;
-//! administrators change it. The logo is PNG or JPEG (recognised by its first bytes, not by what the browser
+//! administrators change it. The same page holds the organisation's webhook URL (administrators set it) and its
+//! latest webhook deliveries (every member sees them), see `crate::notify`. The logo is PNG or JPEG (recognised by its first bytes, not by what the browser
 //! claims), at most 256 KiB, and is served publicly at `/organisations/{id}/logo`.
 
 use askama::Template;
@@ -15,6 +16,7 @@ use super::{Organisation, email_acceptable, phone_acceptable};
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
 use crate::digest::sha256_hex;
+use crate::notify::{self, Delivery};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{HtmlError, Texts, render_status};
@@ -30,6 +32,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/org/profile", get(show).post(update))
         .route("/org/profile/logo", post(upload_logo).layer(DefaultBodyLimit::max(LOGO_BODY_LIMIT)))
+        .route("/org/profile/webhook", post(set_webhook))
         .route("/organisations/{id}/logo", get(logo))
 }
 
@@ -69,16 +72,45 @@ struct ProfilePage<'a> {
     errors: Vec<&'static str>,
     saved: bool,
     max_kib: usize,
+    /// The webhook URL as stored ("" when none).
+    webhook_url: String,
+    /// What the webhook form shows: the stored URL, or what was just refused.
+    webhook_form: String,
+    deliveries: Vec<Delivery>,
+    jwks_url: String,
+    event_types: &'static [&'static str],
 }
 
-fn page(
+#[derive(Debug, Default, Deserialize)]
+pub struct WebhookForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    webhook_url: String,
+}
+
+async fn page(
+    state: &AppState,
     who: &SignedIn,
     form: Option<ProfileForm>,
+    webhook_form: Option<String>,
     errors: Vec<&'static str>,
     saved: bool,
     status: StatusCode,
 ) -> Response {
     let Some(org) = who.organisation.as_ref() else { return Redirect::to("/").into_response() };
+    let org_id = org.id;
+    let found = state
+        .db
+        .read(move |c| -> Result<_, StoreError> {
+            let url = notify::webhook_url(c, org_id)?.unwrap_or_default();
+            Ok((url, notify::recent(c, org_id, notify::RECENT_DELIVERIES)?))
+        })
+        .await;
+    let (webhook_url, deliveries) = match found {
+        Ok(found) => found,
+        Err(e) => return HtmlError::internal(who.lang(), &e).into_response(),
+    };
     let form = form.unwrap_or_else(|| ProfileForm {
         csrf: String::new(),
         description: org.description.clone(),
@@ -98,6 +130,11 @@ fn page(
             errors,
             saved,
             max_kib: LOGO_MAX_BYTES / 1024,
+            webhook_form: webhook_form.unwrap_or_else(|| webhook_url.clone()),
+            webhook_url,
+            deliveries,
+            jwks_url: state.url("/.well-known/jwks.json"),
+            event_types: notify::EVENT_TYPES,
         },
     )
 }
@@ -110,10 +147,11 @@ pub struct ShowQuery {
 
 /// Members: the profile as the registries show it; administrators also get the forms.
 async fn show(
+    State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     axum::extract::Query(query): axum::extract::Query<ShowQuery>,
 ) -> Response {
-    page(&who, None, vec![], query.saved.is_some(), StatusCode::OK)
+    page(&state, &who, None, None, vec![], query.saved.is_some(), StatusCode::OK).await
 }
 
 /// A website: empty, or an absolute https:// URL.
@@ -151,7 +189,7 @@ async fn update(
         errors.push("register.error.phone");
     }
     if !errors.is_empty() {
-        return page(&who, Some(form), errors, false, StatusCode::UNPROCESSABLE_ENTITY);
+        return page(&state, &who, Some(form), None, errors, false, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let (actor, source) = (who.actor(), who.visitor.source.clone());
     let result = state
@@ -245,17 +283,17 @@ async fn upload_logo(
     mut multipart: Multipart,
 ) -> Response {
     let lang = who.lang();
-    let refuse = |status, key| page(&who, None, vec![key], false, status);
+    let refuse = |status, key| page(&state, &who, None, None, vec![key], false, status);
     let (csrf, bytes) = match read_upload(&mut multipart).await {
         Ok(upload) => upload,
-        Err(Upload::TooLarge) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "profile.error.logo_size"),
-        Err(Upload::Missing) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "profile.error.logo_missing"),
+        Err(Upload::TooLarge) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "profile.error.logo_size").await,
+        Err(Upload::Missing) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "profile.error.logo_missing").await,
     };
     if let Err(e) = who.check_form(&headers, &csrf) {
         return e.into_response();
     }
     let Some(content_type) = image_type(&bytes) else {
-        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "profile.error.logo_type");
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "profile.error.logo_type").await;
     };
     let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
     let (actor, source) = (who.actor(), who.visitor.source.clone());
@@ -276,6 +314,51 @@ async fn upload_logo(
                         "content_type": content_type,
                         "size": bytes.len(),
                         "sha256": sha256_hex(&bytes),
+                    })),
+            )?;
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}
+
+/// Administrators: sets the webhook URL (https only; empty switches webhooks off). Pending events become due at
+/// once, so a fixed endpoint gets the backlog without waiting out the back-off.
+async fn set_webhook(
+    State(state): State<AppState>,
+    ParticipantAdmin(who): ParticipantAdmin,
+    headers: HeaderMap,
+    Form(form): Form<WebhookForm>,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let lang = who.lang();
+    let url = form.webhook_url.trim().to_string();
+    if !url.is_empty() && !notify::url_acceptable(&url) {
+        let errors = vec!["webhooks.error.url"];
+        return page(&state, &who, None, Some(url), errors, false, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    let (actor, source) = (who.actor(), who.visitor.source.clone());
+    let result = state
+        .db
+        .write(move |tx| -> Result<(), StoreError> {
+            let previous = notify::webhook_url(tx, org.id)?.unwrap_or_default();
+            let rescheduled = notify::set_webhook_url(tx, org.id, &url)?;
+            audit::append(
+                tx,
+                &Event::new(actor, "participants.profile.webhook_updated", Outcome::Success)
+                    .organisation(&org.bin)
+                    .object(format!("organisation:{}", org.bin))
+                    .source(&source)
+                    .detail(serde_json::json!({
+                        "webhook_url": url,
+                        "previous": previous,
+                        "pending_rescheduled": rescheduled,
                     })),
             )?;
             Ok(())

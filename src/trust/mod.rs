@@ -4,7 +4,9 @@
 
 pub mod biometric;
 pub mod command;
+pub mod journey;
 pub mod otp;
+pub mod pages;
 pub mod sms;
 pub mod webhook;
 

@@ -38,6 +38,32 @@ pub struct AppState {
     pub db: Db,
     pub authority: Arc<Authority>,
     pub shutting_down: Arc<AtomicBool>,
+    /// `server.public_url` without a trailing slash, with a port of 0 replaced by the port actually bound (tests
+    /// and ad-hoc runs listen on port 0). The OAuth issuer and every advertised URL start with it.
+    pub public_url: Arc<str>,
+    /// Signs tokens, signed headers and webhooks with the platform's active key (keys cached in memory).
+    pub signer: crate::oauth::jwks::Signer,
+    /// How one-time codes reach customers, and how they pass biometric verification (`[trust]`).
+    pub sms: crate::trust::sms::SmsSender,
+    pub biometric: crate::trust::biometric::BiometricVerifier,
+}
+
+impl AppState {
+    /// An absolute URL of this platform for `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url)
+    }
+}
+
+/// `public_url` with a `:0` port replaced by the bound one.
+fn effective_public_url(public_url: &str, bound: SocketAddr) -> String {
+    let trimmed = public_url.trim_end_matches('/');
+    let authority_end = trimmed[8.min(trimmed.len())..].find('/').map(|i| i + 8).unwrap_or(trimmed.len());
+    let (origin, rest) = trimmed.split_at(authority_end);
+    match origin.strip_suffix(":0") {
+        Some(host) => format!("{host}:{}{rest}", bound.port()),
+        None => trimmed.to_string(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +74,8 @@ pub enum ServeError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("trust adapters: {0}")]
+    Adapter(String),
     #[error("cannot listen on {addr}: {error}")]
     Bind { addr: SocketAddr, error: std::io::Error },
 }
@@ -58,7 +86,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::pki::routes::router())
-        .merge(crate::oauth::jwks::router())
+        .merge(crate::oauth::router())
+        .merge(crate::consent::api::router())
+        .merge(crate::consent::my::router())
+        .merge(crate::consent::portal::router())
+        .merge(crate::trust::pages::router())
         .merge(pages::router())
         .merge(crate::identity::routes::router())
         .merge(crate::participants::routes::router())
@@ -158,17 +190,29 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     let server_cert = tls::ServerCert::new(identity)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(server_cert.clone(), &verifier)?);
 
-    let config = Arc::new(config);
-    let state = AppState { config: config.clone(), db, authority, shutting_down: Arc::new(AtomicBool::new(false)) };
-    let mut app = router(state.clone());
-    if let Some(extra) = extra {
-        app = app.merge(router_with_layers(extra, state.clone()));
-    }
-
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|error| ServeError::Bind { addr: config.server.listen, error })?;
     let addr = listener.local_addr().map_err(|error| ServeError::Bind { addr: config.server.listen, error })?;
+
+    let public_url: Arc<str> = effective_public_url(&config.server.public_url, addr).into();
+    let sms = crate::trust::sms::SmsSender::from_config(&config, &db).map_err(ServeError::Adapter)?;
+    let biometric = crate::trust::biometric::BiometricVerifier::from_config(&config).map_err(ServeError::Adapter)?;
+    let config = Arc::new(config);
+    let state = AppState {
+        config: config.clone(),
+        db,
+        authority,
+        shutting_down: Arc::new(AtomicBool::new(false)),
+        public_url,
+        signer: crate::oauth::jwks::Signer::new(config.clone()),
+        sms,
+        biometric,
+    };
+    let mut app = router(state.clone());
+    if let Some(extra) = extra {
+        app = app.merge(router_with_layers(extra, state.clone()));
+    }
     let (shutdown, receiver) = watch::channel(false);
     let limits = server::Limits {
         handshake_timeout: Duration::from_secs(config.server.handshake_timeout_secs),
@@ -177,6 +221,12 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     };
     metrics::spawn_upkeep();
     let mut tasks = vec![tokio::spawn(server::serve(listener, acceptor, verifier, app, limits, receiver.clone()))];
+    tasks.push(crate::notify::spawn_worker(state.clone(), receiver.clone()));
+    tasks.push(crate::consent::spawn_expiry_sweep(
+        state.db.clone(),
+        Duration::from_secs(config.oauth.expiry_sweep_secs),
+        receiver.clone(),
+    ));
 
     let mut admin_addr = None;
     if config.admin.enabled {
@@ -202,4 +252,20 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
 
 fn router_with_layers(extra: Router<AppState>, state: AppState) -> Router {
     extra.layer(middleware::from_fn(request_id::middleware)).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn port_zero_in_the_public_url_becomes_the_bound_port() {
+        let bound: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        assert_eq!(effective_public_url("https://localhost:0", bound), "https://localhost:40123");
+        assert_eq!(effective_public_url("https://localhost:0/", bound), "https://localhost:40123");
+        assert_eq!(effective_public_url("https://openbanking.kz/", bound), "https://openbanking.kz");
+        assert_eq!(effective_public_url("https://h:8443/base", bound), "https://h:8443/base");
+        assert_eq!(effective_public_url("https://h:0/base", bound), "https://h:40123/base");
+    }
 }

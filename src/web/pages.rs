@@ -221,6 +221,7 @@ impl IntoResponse for HtmlError {
             403 => "error.title_403",
             404 => "error.title_404",
             409 => "error.title_409",
+            410 => "error.title_410",
             413 => "error.title_413",
             415 => "error.title_415",
             422 => "error.title_422",

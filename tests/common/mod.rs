@@ -32,6 +32,8 @@ pub fn test_config(dir: &Path) -> Config {
     config.data_dir = dir.join("data");
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    // Port 0: the platform advertises the port it actually bound.
+    config.server.public_url = "https://localhost:0".into();
     config.log.stderr = false;
     config.server.shutdown_grace_secs = 10;
     config

@@ -1,0 +1,506 @@
+//! The central consent registry: who (customer) lets whom (an API user's application) read what (permissions) from
+//! which banks (providers), why (purpose) and until when — with every status change kept in `consent_history`.
+//!
+//! Statuses follow OBIE v3.1: `AwaitingAuthorisation → Authorised | Rejected`, `Authorised → Revoked | Expired`.
+//! A customer may revoke one bank of a consent; revoking the last bank revokes the consent.
+
+pub mod api;
+pub mod my;
+pub mod portal;
+pub mod rules;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{self, Event, Outcome};
+use crate::clock;
+
+pub use rules::{NewConsent, Permission};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Status {
+    AwaitingAuthorisation,
+    Authorised,
+    Rejected,
+    Revoked,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::AwaitingAuthorisation => "AwaitingAuthorisation",
+            Status::Authorised => "Authorised",
+            Status::Rejected => "Rejected",
+            Status::Revoked => "Revoked",
+            Status::Expired => "Expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "AwaitingAuthorisation" => Status::AwaitingAuthorisation,
+            "Authorised" => Status::Authorised,
+            "Rejected" => Status::Rejected,
+            "Revoked" => Status::Revoked,
+            "Expired" => Status::Expired,
+            _ => return None,
+        })
+    }
+
+    /// The key of the status's name in the page texts.
+    pub fn text_key(self) -> &'static str {
+        match self {
+            Status::AwaitingAuthorisation => "consent.status_awaiting",
+            Status::Authorised => "consent.status_authorised",
+            Status::Rejected => "consent.status_rejected",
+            Status::Revoked => "consent.status_revoked",
+            Status::Expired => "consent.status_expired",
+        }
+    }
+}
+
+/// One bank named in a consent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provider {
+    pub organisation_id: i64,
+    pub bin: String,
+    pub name: String,
+    /// Revoked by the customer for this bank only.
+    pub revoked: bool,
+    pub revoked_at: Option<String>,
+}
+
+/// A consent with what the pages and the API show beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Consent {
+    pub id: String,
+    pub application_id: i64,
+    pub client_id: String,
+    pub application_name: String,
+    /// The API user: the organisation of the application.
+    pub organisation_id: i64,
+    pub organisation_name: String,
+    pub customer_id: Option<i64>,
+    pub permissions: Vec<Permission>,
+    pub purpose: String,
+    pub expires_at: String,
+    pub transaction_from: Option<String>,
+    pub transaction_to: Option<String>,
+    pub status: Status,
+    pub created_at: String,
+    pub status_updated_at: String,
+    pub authorised_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub providers: Vec<Provider>,
+}
+
+impl Consent {
+    /// Whether data may flow under this consent now: authorised, not past its expiry, with a bank left.
+    pub fn is_live(&self, now: &str) -> bool {
+        self.status == Status::Authorised && self.expires_at.as_str() > now && self.providers.iter().any(|p| !p.revoked)
+    }
+
+    pub fn active_providers(&self) -> impl Iterator<Item = &Provider> {
+        self.providers.iter().filter(|p| !p.revoked)
+    }
+
+    pub fn names_provider(&self, organisation_id: i64) -> bool {
+        self.providers.iter().any(|p| p.organisation_id == organisation_id)
+    }
+}
+
+/// A row of a consent's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub status: String,
+    pub bank: Option<String>,
+    pub actor: String,
+    pub reason: String,
+    pub at: String,
+}
+
+impl HistoryEntry {
+    /// The key of the status's name in the page texts.
+    pub fn status_key(&self) -> &'static str {
+        Status::parse(&self.status).map(Status::text_key).unwrap_or("consent.status_provider_revoked")
+    }
+
+    /// Who made the change, in words a customer understands (a text key).
+    pub fn actor_key(&self) -> &'static str {
+        match self.actor.split(':').next() {
+            Some("customer") => "consent.by_customer",
+            Some("client") => "consent.by_application",
+            Some("user") | Some("cli") => "consent.by_operator",
+            _ => "consent.by_platform",
+        }
+    }
+}
+
+const COLUMNS: &str = "c.id, c.application_id, a.client_id, a.name, a.organisation_id, o.name, c.customer_id, \
+                       c.permissions, c.purpose, c.expires_at, c.transaction_from, c.transaction_to, c.status, \
+                       c.created_at, c.status_updated_at, c.authorised_at, c.last_used_at";
+const FROM: &str =
+    "consents c JOIN applications a ON a.id = c.application_id JOIN organisations o ON o.id = a.organisation_id";
+
+fn conversion(index: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
+}
+
+fn from_row(r: &Row) -> rusqlite::Result<Consent> {
+    let permissions: String = r.get(7)?;
+    let status: String = r.get(12)?;
+    Ok(Consent {
+        id: r.get(0)?,
+        application_id: r.get(1)?,
+        client_id: r.get(2)?,
+        application_name: r.get(3)?,
+        organisation_id: r.get(4)?,
+        organisation_name: r.get(5)?,
+        customer_id: r.get(6)?,
+        permissions: serde_json::from_str(&permissions).map_err(|e| conversion(7, e.to_string()))?,
+        purpose: r.get(8)?,
+        expires_at: r.get(9)?,
+        transaction_from: r.get(10)?,
+        transaction_to: r.get(11)?,
+        status: Status::parse(&status).ok_or_else(|| conversion(12, format!("status {status}")))?,
+        created_at: r.get(13)?,
+        status_updated_at: r.get(14)?,
+        authorised_at: r.get(15)?,
+        last_used_at: r.get(16)?,
+        providers: Vec::new(),
+    })
+}
+
+fn providers(conn: &Connection, consent_id: &str) -> rusqlite::Result<Vec<Provider>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.organisation_id, o.bin, o.name, p.status, p.revoked_at
+         FROM consent_providers p JOIN organisations o ON o.id = p.organisation_id
+         WHERE p.consent_id = ?1 ORDER BY o.name",
+    )?;
+    let rows = stmt.query_map([consent_id], |r| {
+        Ok(Provider {
+            organisation_id: r.get(0)?,
+            bin: r.get(1)?,
+            name: r.get(2)?,
+            revoked: r.get::<_, String>(3)? == "revoked",
+            revoked_at: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn with_providers(conn: &Connection, mut list: Vec<Consent>) -> rusqlite::Result<Vec<Consent>> {
+    for consent in &mut list {
+        consent.providers = providers(conn, &consent.id)?;
+    }
+    Ok(list)
+}
+
+pub fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Consent>> {
+    let consent =
+        conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE c.id = ?1"), [id], from_row).optional()?;
+    match consent {
+        Some(mut consent) => {
+            consent.providers = providers(conn, &consent.id)?;
+            Ok(Some(consent))
+        }
+        None => Ok(None),
+    }
+}
+
+/// How many consents a listing shows per page.
+pub const PAGE: u32 = 50;
+
+/// Which consents a listing shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Concerning {
+    /// Consents given to this application (the API user's API).
+    Application(i64),
+    /// Consents given to any application of this organisation (the API user's portal).
+    UserOrganisation(i64),
+    /// Consents naming this organisation as a provider.
+    Provider(i64),
+    /// A customer's consents (the /my pages): everything past AwaitingAuthorisation.
+    Customer(i64),
+}
+
+/// One page of consents, newest first, and whether there is a next page.
+pub fn list(conn: &Connection, who: Concerning, page: u32) -> rusqlite::Result<(Vec<Consent>, bool)> {
+    let (filter, id) = match who {
+        Concerning::Application(id) => ("c.application_id = ?1", id),
+        Concerning::UserOrganisation(id) => ("a.organisation_id = ?1", id),
+        Concerning::Provider(id) => {
+            ("c.id IN (SELECT consent_id FROM consent_providers WHERE organisation_id = ?1)", id)
+        }
+        Concerning::Customer(id) => ("c.customer_id = ?1", id),
+    };
+    let sql =
+        format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY c.created_at DESC, c.id DESC LIMIT ?2 OFFSET ?3");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![id, PAGE + 1, page.saturating_sub(1) * PAGE], from_row)?;
+    let mut list = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = list.len() > PAGE as usize;
+    list.truncate(PAGE as usize);
+    Ok((with_providers(conn, list)?, more))
+}
+
+pub fn history(conn: &Connection, consent_id: &str) -> rusqlite::Result<Vec<HistoryEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT h.status, o.name, h.actor, h.reason, h.at FROM consent_history h
+         LEFT JOIN organisations o ON o.id = h.organisation_id WHERE h.consent_id = ?1 ORDER BY h.id",
+    )?;
+    let rows = stmt.query_map([consent_id], |r| {
+        Ok(HistoryEntry { status: r.get(0)?, bank: r.get(1)?, actor: r.get(2)?, reason: r.get(3)?, at: r.get(4)? })
+    })?;
+    rows.collect()
+}
+
+/// Why a change to a consent was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("no such consent")]
+    NotFound,
+    #[error("the consent is {0:?}; this change is not allowed from that status")]
+    WrongStatus(Status),
+    #[error("the consent does not name this bank, or it is already revoked for it")]
+    NotAProvider,
+    #[error(transparent)]
+    Store(#[from] rusqlite::Error),
+}
+
+/// Who changed a consent, as the history and the audit journal name them.
+#[derive(Debug, Clone)]
+pub struct ChangedBy {
+    /// `customer:<id>`, `client:<client id>`, `user:<name>` or `system`.
+    pub actor: String,
+    pub source: String,
+}
+
+impl ChangedBy {
+    pub fn system() -> ChangedBy {
+        ChangedBy { actor: "system".into(), source: "kopir".into() }
+    }
+}
+
+fn record(
+    tx: &Transaction,
+    consent: &Consent,
+    status: &str,
+    bank: Option<i64>,
+    by: &ChangedBy,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    let now = clock::now_rfc3339();
+    tx.execute(
+        "INSERT INTO consent_history (consent_id, status, organisation_id, actor, reason, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![consent.id, status, bank, by.actor, reason, now],
+    )?;
+    let action = match (status, bank) {
+        (_, Some(_)) => "consent.provider_revoked".to_string(),
+        (status, None) => format!("consent.{}", status.to_ascii_lowercase()),
+    };
+    audit::append(
+        tx,
+        &Event::new(&by.actor, action, Outcome::Success)
+            .object(format!("consent:{}", consent.id))
+            .organisation(consent.organisation_id.to_string())
+            .source(&by.source)
+            .detail(json!({ "reason": reason, "provider": bank, "client_id": consent.client_id })),
+    )?;
+    Ok(())
+}
+
+/// Tells the API user and every bank named in the consent what happened, through the webhook outbox (same
+/// transaction: the event exists if and only if the change does).
+fn notify(tx: &Transaction, consent: &Consent, status: Status, bank: Option<i64>) -> rusqlite::Result<()> {
+    let event = match (status, bank) {
+        (_, Some(_)) => "consent.revoked",
+        (Status::Authorised, None) => "consent.authorised",
+        (Status::Expired, _) => "consent.expired",
+        _ => "consent.revoked",
+    };
+    let bin = bank.and_then(|b| consent.providers.iter().find(|p| p.organisation_id == b)).map(|p| p.bin.clone());
+    let data = json!({
+        "ConsentId": consent.id,
+        "Status": status.as_str(),
+        "ClientId": consent.client_id,
+        // Set when one bank of the consent was revoked and the consent goes on for the others.
+        "ProviderBin": bin,
+    });
+    crate::notify::enqueue(tx, consent.organisation_id, event, &data)?;
+    for provider in &consent.providers {
+        if bank.is_none_or(|b| b == provider.organisation_id) {
+            crate::notify::enqueue(tx, provider.organisation_id, event, &data)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_status(tx: &Transaction, consent: &Consent, to: Status, by: &ChangedBy, reason: &str) -> rusqlite::Result<()> {
+    let now = clock::now_rfc3339();
+    tx.execute(
+        "UPDATE consents SET status = ?2, status_updated_at = ?3 WHERE id = ?1",
+        params![consent.id, to.as_str(), now],
+    )?;
+    record(tx, consent, to.as_str(), None, by, reason)
+}
+
+/// Stores a validated new consent for `application_id` in `AwaitingAuthorisation`.
+pub fn insert(tx: &Transaction, application_id: i64, new: &NewConsent, by: &ChangedBy) -> rusqlite::Result<Consent> {
+    let id = format!("aac-{}", uuid::Uuid::new_v4());
+    let now = clock::now_rfc3339();
+    let permissions = serde_json::to_string(&new.permissions).map_err(|e| conversion(0, e.to_string()))?;
+    tx.execute(
+        "INSERT INTO consents (id, application_id, permissions, purpose, expires_at, transaction_from, transaction_to,
+                               created_at, status_updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![
+            id,
+            application_id,
+            permissions,
+            new.purpose,
+            new.expires_at,
+            new.transaction_from,
+            new.transaction_to,
+            now
+        ],
+    )?;
+    for organisation_id in &new.provider_ids {
+        tx.execute(
+            "INSERT INTO consent_providers (consent_id, organisation_id) VALUES (?1, ?2)",
+            params![id, organisation_id],
+        )?;
+    }
+    let consent = load(tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    record(tx, &consent, Status::AwaitingAuthorisation.as_str(), None, by, "")?;
+    Ok(consent)
+}
+
+fn require(tx: &Transaction, id: &str, allowed: &[Status]) -> Result<Consent, ConsentError> {
+    let consent = load(tx, id)?.ok_or(ConsentError::NotFound)?;
+    if !allowed.contains(&consent.status) {
+        return Err(ConsentError::WrongStatus(consent.status));
+    }
+    Ok(consent)
+}
+
+/// The customer allowed it: the consent becomes theirs and `Authorised`.
+pub fn authorise(tx: &Transaction, id: &str, customer_id: i64, by: &ChangedBy) -> Result<Consent, ConsentError> {
+    let consent = require(tx, id, &[Status::AwaitingAuthorisation])?;
+    let now = clock::now_rfc3339();
+    if consent.expires_at <= now {
+        return Err(ConsentError::WrongStatus(Status::Expired));
+    }
+    tx.execute(
+        "UPDATE consents SET customer_id = ?2, authorised_at = ?3 WHERE id = ?1",
+        params![id, customer_id, now],
+    )?;
+    set_status(tx, &consent, Status::Authorised, by, "")?;
+    notify(tx, &consent, Status::Authorised, None)?;
+    Ok(load(tx, id)?.ok_or(ConsentError::NotFound)?)
+}
+
+/// The customer refused (or the API user withdrew the request before the customer decided).
+pub fn reject(tx: &Transaction, id: &str, by: &ChangedBy, reason: &str) -> Result<(), ConsentError> {
+    let consent = require(tx, id, &[Status::AwaitingAuthorisation])?;
+    set_status(tx, &consent, Status::Rejected, by, reason).map_err(ConsentError::from)
+}
+
+/// Ends an authorised consent for every bank at once, and every token issued under it.
+pub fn revoke(tx: &Transaction, id: &str, by: &ChangedBy, reason: &str) -> Result<(), ConsentError> {
+    let consent = require(tx, id, &[Status::Authorised])?;
+    set_status(tx, &consent, Status::Revoked, by, reason)?;
+    end_tokens(tx, id)?;
+    notify(tx, &consent, Status::Revoked, None)?;
+    Ok(())
+}
+
+/// Ends an authorised consent for one bank; the last bank ends the whole consent.
+pub fn revoke_provider(
+    tx: &Transaction,
+    id: &str,
+    organisation_id: i64,
+    by: &ChangedBy,
+    reason: &str,
+) -> Result<(), ConsentError> {
+    let consent = require(tx, id, &[Status::Authorised])?;
+    if !consent.active_providers().any(|p| p.organisation_id == organisation_id) {
+        return Err(ConsentError::NotAProvider);
+    }
+    if consent.active_providers().count() == 1 {
+        return revoke(tx, id, by, reason);
+    }
+    tx.execute(
+        "UPDATE consent_providers SET status = 'revoked', revoked_at = ?3 WHERE consent_id = ?1 AND organisation_id = ?2",
+        params![id, organisation_id, clock::now_rfc3339()],
+    )?;
+    record(tx, &consent, "ProviderRevoked", Some(organisation_id), by, reason)?;
+    notify(tx, &consent, Status::Authorised, Some(organisation_id))?;
+    Ok(())
+}
+
+/// Refresh and access tokens stop with the consent (they are also judged against it live).
+fn end_tokens(tx: &Transaction, consent_id: &str) -> rusqlite::Result<()> {
+    let now = clock::now_rfc3339();
+    tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = ?2 WHERE consent_id = ?1 AND revoked_at IS NULL",
+        params![consent_id, now],
+    )?;
+    tx.execute(
+        "UPDATE access_tokens SET revoked_at = ?2 WHERE consent_id = ?1 AND revoked_at IS NULL",
+        params![consent_id, now],
+    )?;
+    Ok(())
+}
+
+/// Marks every authorised consent past its expiry `Expired`. Returns their ids.
+pub fn expire_due(tx: &Transaction) -> rusqlite::Result<Vec<String>> {
+    let now = clock::now_rfc3339();
+    let ids: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM consents WHERE status = 'Authorised' AND expires_at <= ?1 ORDER BY expires_at LIMIT 500",
+        )?;
+        stmt.query_map([&now], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    let by = ChangedBy::system();
+    for id in &ids {
+        if let Some(consent) = load(tx, id)? {
+            set_status(tx, &consent, Status::Expired, &by, "expiration date reached")?;
+            end_tokens(tx, id)?;
+            notify(tx, &consent, Status::Expired, None)?;
+        }
+    }
+    Ok(ids)
+}
+
+/// Notes that the consent was used (a token issued or refreshed, data fetched), for the customer's pages.
+pub fn touch(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
+    tx.execute("UPDATE consents SET last_used_at = ?2 WHERE id = ?1", params![id, clock::now_rfc3339()])?;
+    Ok(())
+}
+
+/// Runs the expiry sweep every `oauth.expiry_sweep_secs` until `stop` turns true.
+pub fn spawn_expiry_sweep(
+    db: crate::store::Db,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match db.write(|tx| expire_due(tx).map_err(crate::store::StoreError::from)).await {
+                Ok(ids) if !ids.is_empty() => tracing::info!(count = ids.len(), "consents expired"),
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "consent expiry sweep failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,75 @@
+//! The consents that concern a participant, in its personal account (`/org/consents`): for an API user, those
+//! given to its applications; for a provider, those naming its bank. No customer identity is shown: the portal
+//! needs none.
+//!
+//! Who may call: any member of the organisation (administrators, developers, analysts).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{Concerning, Consent};
+use crate::participants::Organisation;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::session::ParticipantMember;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/org/consents", get(list))
+}
+
+#[derive(Template)]
+#[template(path = "org_consents.html")]
+struct ConsentsPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    org: &'a Organisation,
+    given: Vec<Consent>,
+    given_more: bool,
+    received: Vec<Consent>,
+    received_more: bool,
+    page: u32,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<u32>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let lang = who.lang();
+    let Some(org) = who.organisation.as_ref() else { return Redirect::to("/").into_response() };
+    let (org_id, is_user, is_provider) = (org.id, org.is_user, org.is_provider);
+    let page = query.page.unwrap_or(1).max(1);
+    let found = state
+        .db
+        .read(move |c| -> Result<_, StoreError> {
+            let given =
+                if is_user { super::list(c, Concerning::UserOrganisation(org_id), page)? } else { (vec![], false) };
+            let received =
+                if is_provider { super::list(c, Concerning::Provider(org_id), page)? } else { (vec![], false) };
+            Ok((given, received))
+        })
+        .await;
+    match found {
+        Ok(((given, given_more), (received, received_more))) => render(&ConsentsPage {
+            t: Texts { lang },
+            csrf: who.csrf(),
+            org,
+            given,
+            given_more,
+            received,
+            received_more,
+            page,
+        }),
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}

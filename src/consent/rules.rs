@@ -1,0 +1,343 @@
+//! What a consent request may ask for: OBIE v3.1 permission codes the platform's standard serves, their
+//! combinations, dates, and the banks named.
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::clock;
+
+/// The OBIE v3.1 permissions of the platform's account-information standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum Permission {
+    ReadAccountsBasic,
+    ReadAccountsDetail,
+    ReadBalances,
+    ReadTransactionsBasic,
+    ReadTransactionsDetail,
+    ReadTransactionsCredits,
+    ReadTransactionsDebits,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 7] = [
+        Permission::ReadAccountsBasic,
+        Permission::ReadAccountsDetail,
+        Permission::ReadBalances,
+        Permission::ReadTransactionsBasic,
+        Permission::ReadTransactionsDetail,
+        Permission::ReadTransactionsCredits,
+        Permission::ReadTransactionsDebits,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ReadAccountsBasic => "ReadAccountsBasic",
+            Permission::ReadAccountsDetail => "ReadAccountsDetail",
+            Permission::ReadBalances => "ReadBalances",
+            Permission::ReadTransactionsBasic => "ReadTransactionsBasic",
+            Permission::ReadTransactionsDetail => "ReadTransactionsDetail",
+            Permission::ReadTransactionsCredits => "ReadTransactionsCredits",
+            Permission::ReadTransactionsDebits => "ReadTransactionsDebits",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The key of the plain-words description on the consent screen.
+    pub fn text_key(self) -> &'static str {
+        match self {
+            Permission::ReadAccountsBasic => "consent.perm_accounts_basic",
+            Permission::ReadAccountsDetail => "consent.perm_accounts_detail",
+            Permission::ReadBalances => "consent.perm_balances",
+            Permission::ReadTransactionsBasic => "consent.perm_transactions_basic",
+            Permission::ReadTransactionsDetail => "consent.perm_transactions_detail",
+            Permission::ReadTransactionsCredits => "consent.perm_transactions_credits",
+            Permission::ReadTransactionsDebits => "consent.perm_transactions_debits",
+        }
+    }
+}
+
+/// A consent request as validated, before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewConsent {
+    pub permissions: Vec<Permission>,
+    pub purpose: String,
+    pub expires_at: String,
+    pub transaction_from: Option<String>,
+    pub transaction_to: Option<String>,
+    pub provider_ids: Vec<i64>,
+}
+
+/// A refusal of a consent request: the OBIE error code, a message and the JSON path of the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: crate::web::error::ObErrorCode,
+    pub message: String,
+    pub path: &'static str,
+}
+
+fn refuse(code: crate::web::error::ObErrorCode, path: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into(), path }
+}
+
+/// The body of `POST /account-access-consents` (OBIE `OBReadConsent1` plus the banks and the purpose).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ConsentRequest {
+    pub data: ConsentRequestData,
+    #[serde(default)]
+    pub risk: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ConsentRequestData {
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub expiration_date_time: Option<String>,
+    #[serde(default)]
+    pub transaction_from_date_time: Option<String>,
+    #[serde(default)]
+    pub transaction_to_date_time: Option<String>,
+    /// kopir: why the API user asks, shown to the customer in plain words.
+    pub purpose: String,
+    /// kopir: the banks the data is to come from, by BIN.
+    pub providers: Vec<ProviderRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ProviderRef {
+    pub bin: String,
+}
+
+/// The most banks one consent may name.
+pub const MAX_PROVIDERS: usize = 20;
+
+/// Checks the permission set: known codes, no repeats, an accounts permission (every other endpoint addresses an
+/// account), and transaction permissions complete (OBIE: Basic or Detail together with Credits and/or Debits).
+pub fn check_permissions(codes: &[String]) -> Result<Vec<Permission>, Refusal> {
+    use crate::web::error::ObErrorCode::FieldInvalid;
+    const PATH: &str = "Data.Permissions";
+    if codes.is_empty() {
+        return Err(refuse(FieldInvalid, PATH, "Permissions must name at least one permission"));
+    }
+    let mut permissions = Vec::with_capacity(codes.len());
+    for code in codes {
+        let permission = Permission::parse(code).ok_or_else(|| {
+            refuse(FieldInvalid, PATH, format!("Permission {code} is not offered by the platform's standard"))
+        })?;
+        if permissions.contains(&permission) {
+            return Err(refuse(FieldInvalid, PATH, format!("Permission {code} is repeated")));
+        }
+        permissions.push(permission);
+    }
+    let has = |p: Permission| permissions.contains(&p);
+    if !has(Permission::ReadAccountsBasic) && !has(Permission::ReadAccountsDetail) {
+        return Err(refuse(FieldInvalid, PATH, "Permissions must include ReadAccountsBasic or ReadAccountsDetail"));
+    }
+    let base = has(Permission::ReadTransactionsBasic) || has(Permission::ReadTransactionsDetail);
+    let direction = has(Permission::ReadTransactionsCredits) || has(Permission::ReadTransactionsDebits);
+    if base && !direction {
+        return Err(refuse(
+            FieldInvalid,
+            PATH,
+            "ReadTransactionsBasic or ReadTransactionsDetail needs ReadTransactionsCredits and/or ReadTransactionsDebits",
+        ));
+    }
+    if direction && !base {
+        return Err(refuse(
+            FieldInvalid,
+            PATH,
+            "ReadTransactionsCredits or ReadTransactionsDebits needs ReadTransactionsBasic or ReadTransactionsDetail",
+        ));
+    }
+    permissions.sort();
+    Ok(permissions)
+}
+
+fn date(value: &Option<String>, path: &'static str) -> Result<Option<OffsetDateTime>, Refusal> {
+    match value {
+        None => Ok(None),
+        Some(text) => clock::parse(text).map(Some).map_err(|_| {
+            refuse(
+                crate::web::error::ObErrorCode::FieldInvalidDate,
+                path,
+                format!("{path} must be an RFC 3339 date-time with a time zone, e.g. 2027-01-31T00:00:00Z"),
+            )
+        }),
+    }
+}
+
+/// Validates everything in the request that needs no database. Returns the new consent without its banks.
+pub fn check_request(
+    data: &ConsentRequestData,
+    now: OffsetDateTime,
+    max_days: u64,
+) -> Result<(NewConsent, Vec<String>), Refusal> {
+    use crate::web::error::ObErrorCode::{FieldInvalid, FieldInvalidDate, FieldMissing};
+    let permissions = check_permissions(&data.permissions)?;
+    let latest = now + Duration::days(i64::try_from(max_days).unwrap_or(3650));
+    let expires = date(&data.expiration_date_time, "Data.ExpirationDateTime")?.unwrap_or(latest);
+    if expires <= now {
+        return Err(refuse(FieldInvalidDate, "Data.ExpirationDateTime", "ExpirationDateTime is in the past"));
+    }
+    if expires > latest {
+        return Err(refuse(
+            FieldInvalidDate,
+            "Data.ExpirationDateTime",
+            format!("ExpirationDateTime may be at most {max_days} days ahead"),
+        ));
+    }
+    let from = date(&data.transaction_from_date_time, "Data.TransactionFromDateTime")?;
+    let to = date(&data.transaction_to_date_time, "Data.TransactionToDateTime")?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(refuse(
+            FieldInvalidDate,
+            "Data.TransactionFromDateTime",
+            "TransactionFromDateTime is after TransactionToDateTime",
+        ));
+    }
+    let purpose = data.purpose.trim();
+    if purpose.is_empty() {
+        return Err(refuse(FieldMissing, "Data.Purpose", "Purpose must say, in plain words, why the data is needed"));
+    }
+    if purpose.chars().count() > 300 {
+        return Err(refuse(FieldInvalid, "Data.Purpose", "Purpose may be at most 300 characters"));
+    }
+    if data.providers.is_empty() {
+        return Err(refuse(FieldMissing, "Data.Providers", "Providers must name at least one bank by its BIN"));
+    }
+    if data.providers.len() > MAX_PROVIDERS {
+        return Err(refuse(FieldInvalid, "Data.Providers", format!("At most {MAX_PROVIDERS} banks per consent")));
+    }
+    let mut bins: Vec<String> = Vec::with_capacity(data.providers.len());
+    for provider in &data.providers {
+        if crate::kz::Bin::parse(&provider.bin).is_none() {
+            return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{} is not a valid BIN", provider.bin)));
+        }
+        if bins.contains(&provider.bin) {
+            return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{} is named twice", provider.bin)));
+        }
+        bins.push(provider.bin.clone());
+    }
+    let consent = NewConsent {
+        permissions,
+        purpose: purpose.to_string(),
+        expires_at: clock::rfc3339(expires),
+        transaction_from: from.map(clock::rfc3339),
+        transaction_to: to.map(clock::rfc3339),
+        provider_ids: Vec::new(),
+    };
+    Ok((consent, bins))
+}
+
+/// Resolves the banks by BIN: each must be an accredited API provider in good standing that publishes an API this
+/// application is connected to.
+pub fn resolve_providers(conn: &Connection, application_id: i64, bins: &[String]) -> Result<Vec<i64>, Refusal> {
+    use crate::web::error::ObErrorCode::FieldInvalid;
+    const PATH: &str = "Data.Providers.Bin";
+    let store = |e: rusqlite::Error| {
+        tracing::error!(error = %e, "provider lookup failed");
+        refuse(crate::web::error::ObErrorCode::UnexpectedError, PATH, "The banks could not be checked")
+    };
+    let mut ids = Vec::with_capacity(bins.len());
+    for bin in bins {
+        let org = crate::participants::organisation_by_bin(conn, bin).map_err(store)?;
+        let Some(org) = org else {
+            return Err(refuse(FieldInvalid, PATH, format!("No participant has BIN {bin}")));
+        };
+        if org.status != crate::participants::OrgStatus::Accredited || !org.is_provider {
+            return Err(refuse(
+                FieldInvalid,
+                PATH,
+                format!("{bin} is not an accredited API provider in good standing"),
+            ));
+        }
+        let connected: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM api_connections c JOIN apis a ON a.id = c.api_id
+                 WHERE c.application_id = ?1 AND c.status = 'active' AND a.organisation_id = ?2
+                   AND a.status = 'published')",
+                rusqlite::params![application_id, org.id],
+                |r| r.get(0),
+            )
+            .map_err(store)?;
+        if !connected {
+            return Err(refuse(
+                FieldInvalid,
+                PATH,
+                format!(
+                    "The application is not connected to a published API of {bin}; connect to it in the marketplace"
+                ),
+            ));
+        }
+        ids.push(org.id);
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn codes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn permission_sets_follow_the_obie_rules() {
+        assert!(check_permissions(&codes(&["ReadAccountsBasic"])).is_ok());
+        assert!(
+            check_permissions(&codes(&[
+                "ReadAccountsDetail",
+                "ReadBalances",
+                "ReadTransactionsDetail",
+                "ReadTransactionsCredits"
+            ]))
+            .is_ok()
+        );
+        for bad in [
+            vec![],
+            vec!["ReadBalances"],
+            vec!["ReadAccountsBasic", "ReadTransactionsDetail"],
+            vec!["ReadAccountsBasic", "ReadTransactionsDebits"],
+            vec!["ReadAccountsBasic", "ReadAccountsBasic"],
+            vec!["ReadAccountsBasic", "ReadPAN"],
+        ] {
+            assert!(check_permissions(&codes(&bad)).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    fn data(expiry: Option<&str>, from: Option<&str>, to: Option<&str>) -> ConsentRequestData {
+        ConsentRequestData {
+            permissions: codes(&["ReadAccountsBasic"]),
+            expiration_date_time: expiry.map(String::from),
+            transaction_from_date_time: from.map(String::from),
+            transaction_to_date_time: to.map(String::from),
+            purpose: "Budgeting".into(),
+            providers: vec![ProviderRef { bin: crate::kz::with_control_digit("99034000001").unwrap_or_default() }],
+        }
+    }
+
+    #[test]
+    fn dates_are_checked_and_expiry_defaults_to_the_maximum() {
+        let now = clock::parse("2026-11-25T10:00:00Z").unwrap();
+        let (consent, _) = check_request(&data(None, None, None), now, 30).unwrap();
+        assert_eq!(consent.expires_at, "2026-12-25T10:00:00Z");
+        let (consent, _) = check_request(&data(Some("2026-12-01T00:00:00+05:00"), None, None), now, 30).unwrap();
+        assert_eq!(consent.expires_at, "2026-11-30T19:00:00Z", "normalised to UTC");
+        let past = check_request(&data(Some("2026-11-25T09:00:00Z"), None, None), now, 30).unwrap_err();
+        assert_eq!(past.path, "Data.ExpirationDateTime");
+        assert!(check_request(&data(Some("2027-11-25T09:00:00Z"), None, None), now, 30).is_err());
+        assert!(check_request(&data(Some("tomorrow"), None, None), now, 30).is_err());
+        let window = check_request(&data(None, Some("2026-02-01T00:00:00Z"), Some("2026-01-01T00:00:00Z")), now, 30);
+        assert_eq!(window.unwrap_err().path, "Data.TransactionFromDateTime");
+    }
+}

@@ -1,0 +1,143 @@
+//! Access tokens: JWTs signed ES256 with the platform key, bound to the client certificate (`cnf.x5t#S256`,
+//! RFC 8705), short-lived, carrying the consent id. Their `jti`s are recorded so that revocation (RFC 7009) and
+//! introspection (RFC 7662) can judge them; the consent itself is always read live.
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::jwks::Signer;
+use super::metadata::issuer;
+use crate::clock;
+use crate::store::StoreError;
+use crate::web::AppState;
+
+pub const TOKEN_TYPE: &str = "at+jwt";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// The consent the token acts under (a customer's identity never leaves the platform in a token).
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub scope: String,
+    pub consent_id: String,
+    pub cnf: Confirmation,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Signs a new access token for the consent and the certificate. The `jti` must be recorded in the same
+/// transaction that gives the token out ([`record`]).
+pub async fn sign(
+    state: &AppState,
+    signer: &Signer,
+    client_id: &str,
+    consent_id: &str,
+    x5t_s256: &str,
+) -> Result<(String, AccessClaims), super::jwks::KeyError> {
+    let now = clock::now().unix_timestamp();
+    let claims = AccessClaims {
+        iss: issuer(state),
+        sub: consent_id.to_string(),
+        aud: issuer(state),
+        client_id: client_id.to_string(),
+        scope: super::metadata::SCOPE.to_string(),
+        consent_id: consent_id.to_string(),
+        cnf: Confirmation { x5t_s256: x5t_s256.to_string() },
+        iat: now,
+        exp: now + state.config.oauth.access_token_secs as i64,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let token = signer.sign(&state.db, TOKEN_TYPE, &claims).await?;
+    Ok((token, claims))
+}
+
+pub fn record(
+    tx: &rusqlite::Transaction,
+    claims: &AccessClaims,
+    application_id: i64,
+    cert_sha256: &str,
+) -> rusqlite::Result<()> {
+    let at = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix).map(clock::rfc3339).unwrap_or_else(|_| clock::now_rfc3339())
+    };
+    // Expired rows are of no use to anyone: keep the table small.
+    tx.execute(
+        "DELETE FROM access_tokens WHERE expires_at < ?1",
+        [clock::rfc3339(clock::now() - time::Duration::days(1))],
+    )?;
+    tx.execute(
+        "INSERT INTO access_tokens (jti, application_id, consent_id, cert_sha256, issued_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![claims.jti, application_id, claims.consent_id, cert_sha256, at(claims.iat), at(claims.exp)],
+    )?;
+    Ok(())
+}
+
+/// Why a presented access token is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a token of this platform, altered, or of an unknown key.
+    Malformed,
+    Expired,
+    Revoked,
+}
+
+/// Checks signature, issuer, audience and expiry, and that the token was issued and not revoked. The certificate
+/// binding and the consent are the caller's to check.
+pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, Invalid> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid::Malformed)?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(TOKEN_TYPE) {
+        return Err(Invalid::Malformed);
+    }
+    let kid = header.kid.ok_or(Invalid::Malformed)?;
+    let jwk_text = state
+        .db
+        .read(move |c| {
+            c.query_row("SELECT public_jwk FROM signing_keys WHERE kid = ?1", [kid], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+        .map_err(|_| Invalid::Malformed)?
+        .ok_or(Invalid::Malformed)?;
+    let jwk: Jwk = serde_json::from_str(&jwk_text).map_err(|_| Invalid::Malformed)?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|_| Invalid::Malformed)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[issuer(state)]);
+    validation.set_audience(&[issuer(state)]);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let claims = match jsonwebtoken::decode::<AccessClaims>(token, &key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+            return Err(Invalid::Expired);
+        }
+        Err(_) => return Err(Invalid::Malformed),
+    };
+    let jti = claims.jti.clone();
+    let row: Option<Option<String>> = state
+        .db
+        .read(move |c| {
+            c.query_row("SELECT revoked_at FROM access_tokens WHERE jti = ?1", [jti], |r| r.get(0))
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+        .map_err(|_| Invalid::Malformed)?;
+    match row {
+        None => Err(Invalid::Malformed),
+        Some(Some(_)) => Err(Invalid::Revoked),
+        Some(None) => Ok(claims),
+    }
+}

@@ -1,0 +1,281 @@
+//! The authorization endpoint and the consent screen (browser pages, no client certificate).
+//!
+//! `GET /oauth/authorize?client_id=…&request_uri=…` takes a pushed request (once, before it expires), starts the
+//! customer's verification journey and sends the browser to it. After biometric + SMS verification the customer
+//! sees the consent screen — who asks, from which banks, what data, why, until when — and allows or denies.
+//! The answer goes back to the registered redirect URI with `code` (or `error=access_denied`), `state` and `iss`
+//! (RFC 9207). Errors before the client and its redirect URI are established are shown as a page, never redirected.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Deserialize;
+
+use super::metadata::{AUTHORIZE, issuer};
+use super::par::REQUEST_URI_PREFIX;
+use crate::clock;
+use crate::consent::{self, ChangedBy, Consent};
+use crate::digest::sha256_hex;
+use crate::store::StoreError;
+use crate::trust::journey::{self, Customer, Journey, Purpose, Stage};
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Lang, Texts, render};
+
+pub const CONSENT_PAGE: &str = "/oauth/authorize/consent";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(AUTHORIZE, get(authorize)).route(CONSENT_PAGE, get(consent_page).post(decide))
+}
+
+/// An authorization request that a browser journey is working on.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub status: String,
+    pub consent: Consent,
+}
+
+/// The request a journey belongs to.
+pub fn pending(conn: &Connection, session_hash: &str) -> rusqlite::Result<Option<Pending>> {
+    let row: Option<(String, String, Option<String>, String, String)> = conn
+        .query_row(
+            "SELECT id, redirect_uri, state, status, consent_id FROM authorization_requests WHERE session_hash = ?1",
+            [session_hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let Some((id, redirect_uri, state, status, consent_id)) = row else { return Ok(None) };
+    Ok(consent::load(conn, &consent_id)?.map(|consent| Pending { id, redirect_uri, state, status, consent }))
+}
+
+/// The redirect URI with the response parameters added (RFC 6749 §4.1.2, RFC 9207 `iss`).
+pub fn response_url(state: &AppState, pending: &Pending, params: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        query.append_pair(name, value);
+    }
+    if let Some(s) = &pending.state {
+        query.append_pair("state", s);
+    }
+    query.append_pair("iss", &issuer(state));
+    let separator = if pending.redirect_uri.contains('?') { '&' } else { '?' };
+    format!("{}{separator}{}", pending.redirect_uri, query.finish())
+}
+
+/// Where a failed or cancelled journey sends the customer back: `error=access_denied`.
+pub fn denied_url(state: &AppState, pending: &Pending, description: &str) -> String {
+    response_url(state, pending, &[("error", "access_denied"), ("error_description", description)])
+}
+
+/// The journey failed (identity not verified): the request ends, the consent stays unanswered.
+pub fn fail(tx: &Transaction, pending: &Pending) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE authorization_requests SET status = 'failed' WHERE id = ?1 AND status = 'started'",
+        [&pending.id],
+    )?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    client_id: Option<String>,
+    request_uri: Option<String>,
+}
+
+fn page_error(lang: Lang, key: &'static str) -> HtmlError {
+    HtmlError::new(StatusCode::BAD_REQUEST, lang, key)
+}
+
+/// Who may call: anyone with a browser; the pushed request is the credential.
+async fn authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<AuthorizeQuery>,
+) -> Result<Response, HtmlError> {
+    let lang = Lang::of(&headers);
+    let (Some(client_id), Some(request_uri)) = (query.client_id, query.request_uri) else {
+        return Err(page_error(lang, "authorize.bad_request"));
+    };
+    let Some(secret) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
+        return Err(page_error(lang, "authorize.bad_request"));
+    };
+    let uri_hash = sha256_hex(secret.as_bytes());
+    let minutes = state.config.oauth.journey_minutes;
+    let started = state
+        .db
+        .write(move |tx| -> Result<Option<String>, StoreError> {
+            let row: Option<(String, String, String, String)> = tx
+                .query_row(
+                    "SELECT r.id, r.status, r.request_expires_at, a.client_id FROM authorization_requests r
+                     JOIN applications a ON a.id = r.application_id WHERE r.request_uri_hash = ?1",
+                    [&uri_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((id, status, expires_at, owner)) = row else { return Ok(None) };
+            if status != "pushed" || expires_at <= clock::now_rfc3339() || owner != client_id {
+                return Ok(None);
+            }
+            let (cookie, session_hash) = journey::start(tx, Purpose::Authorize, minutes)?;
+            tx.execute(
+                "UPDATE authorization_requests SET status = 'started', session_hash = ?2 WHERE id = ?1",
+                params![id, session_hash],
+            )?;
+            Ok(Some(cookie))
+        })
+        .await
+        .map_err(|e| HtmlError::internal(lang, &e))?;
+    let Some(cookie) = started else { return Err(page_error(lang, "authorize.expired_request")) };
+    let mut response = Redirect::to("/verify").into_response();
+    response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "consent_screen.html")]
+struct ConsentScreen<'a> {
+    t: Texts,
+    csrf: &'a str,
+    consent: &'a Consent,
+    masked_iin: String,
+    expires: String,
+    window: Option<(String, String)>,
+}
+
+/// The request and its journey, when the customer is verified and the request still open.
+async fn verified(state: &AppState, customer: &Customer) -> Result<(Journey, Pending), Response> {
+    let lang = customer.lang;
+    let Some(journey) = customer.journey.clone() else {
+        return Err(HtmlError::new(StatusCode::FORBIDDEN, lang, "verify.no_journey").into_response());
+    };
+    if journey.purpose != Purpose::Authorize || journey.stage != Stage::Verified {
+        return Err(Redirect::to(journey.current_path()).into_response());
+    }
+    let hash = journey.id_hash.clone();
+    let pending = state
+        .db
+        .read(move |c| pending(c, &hash).map_err(StoreError::from))
+        .await
+        .map_err(|e| HtmlError::internal(lang, &e).into_response())?;
+    match pending {
+        Some(p) if p.status == "started" => Ok((journey, p)),
+        _ => Err(HtmlError::new(StatusCode::GONE, lang, "authorize.expired_request").into_response()),
+    }
+}
+
+/// A date for people: the day, in UTC.
+pub fn day(rfc3339: &str) -> String {
+    rfc3339.get(..10).unwrap_or(rfc3339).to_string()
+}
+
+/// Who may call: the customer whose journey is verified, for the request it belongs to.
+async fn consent_page(State(state): State<AppState>, customer: Customer) -> Response {
+    let (journey, pending) = match verified(&state, &customer).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let consent = &pending.consent;
+    let window = match (&consent.transaction_from, &consent.transaction_to) {
+        (None, None) => None,
+        (from, to) => Some((from.as_deref().map(day).unwrap_or_default(), to.as_deref().map(day).unwrap_or_default())),
+    };
+    render(&ConsentScreen {
+        t: Texts { lang: customer.lang },
+        csrf: &journey.csrf,
+        consent,
+        masked_iin: journey.masked_iin(),
+        expires: day(&consent.expires_at),
+        window,
+    })
+}
+
+#[derive(Deserialize)]
+struct Decision {
+    csrf: String,
+    decision: String,
+}
+
+/// Who may call: the customer whose journey is verified (CSRF-checked form). Allow → `Authorised` and a code;
+/// deny → `Rejected` and `access_denied`. Either way the browser goes back to the API user's application.
+async fn decide(
+    State(state): State<AppState>,
+    customer: Customer,
+    headers: HeaderMap,
+    Form(form): Form<Decision>,
+) -> Response {
+    let lang = customer.lang;
+    if let Err(e) = customer.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let (journey, pending) = match verified(&state, &customer).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(customer_id) = journey.customer_id else {
+        return HtmlError::forbidden(lang).into_response();
+    };
+    let allow = match form.decision.as_str() {
+        "allow" => true,
+        "deny" => false,
+        _ => return HtmlError::new(StatusCode::BAD_REQUEST, lang, "error.bad_form").into_response(),
+    };
+    let code = super::random_token();
+    let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
+    let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
+    let (p, hash) = (pending.clone(), journey.id_hash.clone());
+    let outcome = state
+        .db
+        .write(move |tx| -> Result<bool, StoreError> {
+            // Only a request still open may be answered (a second tab cannot answer twice).
+            let open: bool =
+                tx.query_row("SELECT status = 'started' FROM authorization_requests WHERE id = ?1", [&p.id], |r| {
+                    r.get(0)
+                })?;
+            if !open {
+                return Ok(false);
+            }
+            if allow {
+                match consent::authorise(tx, &p.consent.id, customer_id, &by) {
+                    Ok(_) => {}
+                    Err(consent::ConsentError::Store(e)) => return Err(e.into()),
+                    Err(_) => return Ok(false),
+                }
+                let expires = clock::rfc3339(clock::now() + time::Duration::seconds(code_secs as i64));
+                tx.execute(
+                    "UPDATE authorization_requests SET status = 'approved', code_hash = ?2, code_expires_at = ?3
+                     WHERE id = ?1",
+                    params![p.id, code_hash, expires],
+                )?;
+            } else {
+                match consent::reject(tx, &p.consent.id, &by, "refused by the customer") {
+                    Ok(()) => {}
+                    Err(consent::ConsentError::Store(e)) => return Err(e.into()),
+                    Err(_) => return Ok(false),
+                }
+                tx.execute("UPDATE authorization_requests SET status = 'denied' WHERE id = ?1", [&p.id])?;
+            }
+            journey::close(tx, &hash)?;
+            Ok(true)
+        })
+        .await;
+    match outcome {
+        Ok(true) => {
+            let to = if allow {
+                response_url(&state, &pending, &[("code", &code)])
+            } else {
+                denied_url(&state, &pending, "The customer refused the consent")
+            };
+            let mut response = Redirect::to(&to).into_response();
+            response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+            response
+        }
+        Ok(false) => HtmlError::new(StatusCode::GONE, lang, "authorize.expired_request").into_response(),
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}

@@ -1,0 +1,294 @@
+//! A customer's verification journey: IIN (and the phone to send the code to) → biometric verification → SMS
+//! one-time code → verified. The same journey leads to the consent screen of an authorization request or to the
+//! customer's own `/my` pages. The browser holds a random cookie; the database keeps its SHA-256.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::clock;
+use crate::digest::{constant_time_eq, sha256_hex};
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Lang, cookie};
+
+pub const COOKIE: &str = "__Host-kopir_customer";
+/// Biometric failures (liveness or match) allowed in one journey.
+pub const MAX_BIOMETRIC_FAILURES: i64 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Identification for an authorization request: ends at the consent screen.
+    Authorize,
+    /// Identification for the customer's own pages.
+    My,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Authorize => "authorize",
+            Purpose::My => "my",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Identify,
+    Biometric,
+    Otp,
+    Verified,
+    Closed,
+}
+
+impl Stage {
+    fn parse(s: &str) -> Stage {
+        match s {
+            "identify" => Stage::Identify,
+            "biometric" => Stage::Biometric,
+            "otp" => Stage::Otp,
+            "verified" => Stage::Verified,
+            _ => Stage::Closed,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Journey {
+    pub id_hash: String,
+    pub purpose: Purpose,
+    pub stage: Stage,
+    pub iin: Option<String>,
+    pub phone: Option<String>,
+    pub otp_id: Option<String>,
+    pub customer_id: Option<i64>,
+    pub biometric_failures: i64,
+    pub csrf: String,
+    pub expires_at: String,
+}
+
+impl Journey {
+    pub fn csrf_ok(&self, submitted: &str) -> bool {
+        constant_time_eq(self.csrf.as_bytes(), submitted.as_bytes())
+    }
+
+    /// The OTP challenge's purpose: binds a code to this journey only.
+    pub fn otp_purpose(&self) -> String {
+        format!("journey:{}", &self.id_hash[..16.min(self.id_hash.len())])
+    }
+
+    /// The IIN with all but the last four digits hidden, for pages.
+    pub fn masked_iin(&self) -> String {
+        self.iin.as_deref().map(mask_iin).unwrap_or_default()
+    }
+
+    /// The page this journey's customer should be on now.
+    pub fn current_path(&self) -> &'static str {
+        match (self.stage, self.purpose) {
+            (Stage::Identify, _) => "/verify",
+            (Stage::Biometric, _) => "/verify/biometric",
+            (Stage::Otp, _) => "/verify/code",
+            (Stage::Verified, Purpose::Authorize) => "/oauth/authorize/consent",
+            (Stage::Verified, Purpose::My) => "/my",
+            (Stage::Closed, _) => "/verify/ended",
+        }
+    }
+}
+
+pub fn mask_iin(iin: &str) -> String {
+    let keep = iin.len().saturating_sub(4);
+    format!("{}{}", "•".repeat(keep), &iin[keep..])
+}
+
+/// Starts a journey. Returns the cookie value (given to the browser once) and the id hash.
+pub fn start(tx: &Transaction, purpose: Purpose, minutes: u64) -> rusqlite::Result<(String, String)> {
+    let now = clock::now();
+    tx.execute("DELETE FROM customer_sessions WHERE expires_at < ?1", [clock::rfc3339(now - time::Duration::days(1))])?;
+    let value = crate::oauth::random_token();
+    let id_hash = sha256_hex(value.as_bytes());
+    tx.execute(
+        "INSERT INTO customer_sessions (id_hash, purpose, stage, csrf, created_at, expires_at)
+         VALUES (?1, ?2, 'identify', ?3, ?4, ?5)",
+        params![
+            id_hash,
+            purpose.as_str(),
+            crate::oauth::random_token(),
+            clock::rfc3339(now),
+            clock::rfc3339(now + time::Duration::minutes(minutes as i64))
+        ],
+    )?;
+    Ok((value, id_hash))
+}
+
+pub fn cookie_header(value: &str, minutes: u64) -> HeaderValue {
+    // Lax, not Strict: the journey begins with a redirect from the API user's site, and the cookie set then must
+    // come back on the very next (same-site) page.
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        minutes * 60
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("__Host-kopir_customer=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+fn load_by_hash(conn: &Connection, id_hash: &str) -> rusqlite::Result<Option<Journey>> {
+    conn.query_row(
+        "SELECT id_hash, purpose, stage, iin, phone, otp_id, customer_id, biometric_failures, csrf, expires_at
+         FROM customer_sessions WHERE id_hash = ?1 AND expires_at > ?2",
+        params![id_hash, clock::now_rfc3339()],
+        |r| {
+            let purpose: String = r.get(1)?;
+            let stage: String = r.get(2)?;
+            Ok(Journey {
+                id_hash: r.get(0)?,
+                purpose: if purpose == "my" { Purpose::My } else { Purpose::Authorize },
+                stage: Stage::parse(&stage),
+                iin: r.get(3)?,
+                phone: r.get(4)?,
+                otp_id: r.get(5)?,
+                customer_id: r.get(6)?,
+                biometric_failures: r.get(7)?,
+                csrf: r.get(8)?,
+                expires_at: r.get(9)?,
+            })
+        },
+    )
+    .optional()
+}
+
+pub fn load(conn: &Connection, cookie_value: &str) -> rusqlite::Result<Option<Journey>> {
+    load_by_hash(conn, &sha256_hex(cookie_value.as_bytes()))
+}
+
+pub fn reload(tx: &Transaction, journey: &Journey) -> rusqlite::Result<Option<Journey>> {
+    load_by_hash(tx, &journey.id_hash)
+}
+
+/// The customer said who they are: next is the biometric step.
+pub fn identified(tx: &Transaction, id_hash: &str, iin: &str, phone: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE customer_sessions SET iin = ?2, phone = ?3, stage = 'biometric' WHERE id_hash = ?1",
+        params![id_hash, iin, phone],
+    )?;
+    Ok(())
+}
+
+pub fn biometric_failed(tx: &Transaction, id_hash: &str) -> rusqlite::Result<i64> {
+    tx.execute(
+        "UPDATE customer_sessions SET biometric_failures = biometric_failures + 1 WHERE id_hash = ?1",
+        [id_hash],
+    )?;
+    tx.query_row("SELECT biometric_failures FROM customer_sessions WHERE id_hash = ?1", [id_hash], |r| r.get(0))
+}
+
+pub fn code_sent(tx: &Transaction, id_hash: &str, otp_id: &str) -> rusqlite::Result<()> {
+    tx.execute("UPDATE customer_sessions SET otp_id = ?2, stage = 'otp' WHERE id_hash = ?1", params![id_hash, otp_id])?;
+    Ok(())
+}
+
+/// Both factors passed: the customer is known (created on first visit) and the phone is forgotten.
+pub fn verified(tx: &Transaction, id_hash: &str, iin: &str) -> rusqlite::Result<i64> {
+    let now = clock::now_rfc3339();
+    tx.execute(
+        "INSERT INTO customers (iin, created_at, last_seen_at) VALUES (?1, ?2, ?2)
+         ON CONFLICT (iin) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        params![iin, now],
+    )?;
+    let customer_id: i64 = tx.query_row("SELECT id FROM customers WHERE iin = ?1", [iin], |r| r.get(0))?;
+    tx.execute(
+        "UPDATE customer_sessions SET stage = 'verified', customer_id = ?2, phone = NULL, otp_id = NULL
+         WHERE id_hash = ?1",
+        params![id_hash, customer_id],
+    )?;
+    Ok(customer_id)
+}
+
+/// Ends the journey (failed, cancelled or done): nothing more happens with this cookie.
+pub fn close(tx: &Transaction, id_hash: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE customer_sessions SET stage = 'closed', phone = NULL, otp_id = NULL WHERE id_hash = ?1",
+        [id_hash],
+    )?;
+    Ok(())
+}
+
+/// A Kazakh mobile number in any usual writing (`+7 701 234 56 78`, `87012345678`) as `+77012345678`.
+pub fn normalise_phone(input: &str) -> Option<String> {
+    if !input.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c)) {
+        return None;
+    }
+    let digits: String = input.chars().filter(char::is_ascii_digit).collect();
+    let national = match digits.len() {
+        11 if digits.starts_with('7') || digits.starts_with('8') => &digits[1..],
+        10 => &digits[..],
+        _ => return None,
+    };
+    national.starts_with('7').then(|| format!("+7{national}"))
+}
+
+/// The visitor of a journey page: the journey (if the cookie names a live one), the language and the host.
+pub struct Customer {
+    pub journey: Option<Journey>,
+    pub lang: Lang,
+    pub host: String,
+    pub source: String,
+}
+
+impl Customer {
+    /// The journey, if the form's CSRF token and origin are right.
+    pub fn check_form(&self, headers: &HeaderMap, token: &str) -> Result<&Journey, HtmlError> {
+        let journey = self
+            .journey
+            .as_ref()
+            .ok_or_else(|| HtmlError::new(axum::http::StatusCode::FORBIDDEN, self.lang, "verify.no_journey"))?;
+        if !journey.csrf_ok(token) || !crate::web::session::same_origin(headers, &self.host) {
+            tracing::warn!(source = %self.source, "customer form refused");
+            return Err(HtmlError::new(axum::http::StatusCode::FORBIDDEN, self.lang, "error.csrf"));
+        }
+        Ok(journey)
+    }
+}
+
+impl FromRequestParts<AppState> for Customer {
+    type Rejection = HtmlError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let lang = Lang::of(&parts.headers);
+        let host = crate::web::session::request_host(parts);
+        let source = crate::web::session::source_of(&parts.extensions);
+        let journey = match cookie(&parts.headers, COOKIE) {
+            Some(value) => state
+                .db
+                .read(move |c| load(c, &value).map_err(StoreError::from))
+                .await
+                .map_err(|e| HtmlError::internal(lang, &e))?,
+            None => None,
+        };
+        Ok(Customer { journey, lang, host, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_are_normalised_to_plus_seven() {
+        assert_eq!(normalise_phone("+7 701 234 56 78").as_deref(), Some("+77012345678"));
+        assert_eq!(normalise_phone("87012345678").as_deref(), Some("+77012345678"));
+        assert_eq!(normalise_phone("7012345678").as_deref(), Some("+77012345678"));
+        assert_eq!(normalise_phone("+7 727 250 00 00"), Some("+77272500000".into()));
+        assert_eq!(normalise_phone("+44 20 7946 0000"), None);
+        assert_eq!(normalise_phone("phone"), None);
+    }
+
+    #[test]
+    fn iins_are_masked_but_the_last_four() {
+        assert_eq!(mask_iin("900101300012"), "••••••••0012");
+    }
+}

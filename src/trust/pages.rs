@@ -1,0 +1,528 @@
+//! The customer's verification pages — `/verify` (IIN and phone), `/verify/biometric`, `/verify/code` (SMS code,
+//! resend), `/verify/cancel`, `/verify/ended` — and the demo's SMS outbox page `/demo/sms`.
+//!
+//! Who may call: the holder of a live journey cookie (each page checks the journey's stage and sends the browser
+//! to the right one); forms are CSRF- and origin-checked. `/demo/sms` exists in demo mode only.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::biometric::{BiometricVerifier, Verdict};
+use super::journey::{self, Customer, Journey, MAX_BIOMETRIC_FAILURES, Purpose, Stage};
+use super::otp;
+use crate::config::Mode;
+use crate::consent::ChangedBy;
+use crate::kz::Iin;
+use crate::oauth::authorize::{self, Pending};
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Lang, Texts, render, render_status};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/verify", get(identify_page).post(identify))
+        .route("/verify/biometric", get(biometric_page).post(biometric))
+        .route("/verify/code", get(code_page).post(code))
+        .route("/verify/resend", post(resend))
+        .route("/verify/cancel", post(cancel))
+        .route("/verify/ended", get(ended_page))
+        .route("/demo/sms", get(demo_outbox))
+}
+
+/// Who is asking, shown on every step of an authorization journey.
+struct Asking {
+    application: String,
+    organisation: String,
+    banks: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "verify.html")]
+struct VerifyPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    /// `identify`, `biometric` or `code`.
+    step: &'static str,
+    asking: Option<Asking>,
+    error: Option<String>,
+    notice: Option<String>,
+    iin: &'a str,
+    phone: &'a str,
+    masked_iin: String,
+    simulated: bool,
+    demo: bool,
+}
+
+#[derive(Template)]
+#[template(path = "verify_ended.html")]
+struct EndedPage {
+    t: Texts,
+    message: String,
+    /// Back to the API user's application with `error=access_denied`.
+    return_url: Option<String>,
+    application: String,
+    /// For `/my` journeys: start again.
+    restart: bool,
+}
+
+async fn pending_of(state: &AppState, journey: &Journey) -> Result<Option<Pending>, StoreError> {
+    if journey.purpose != Purpose::Authorize {
+        return Ok(None);
+    }
+    let hash = journey.id_hash.clone();
+    state.db.read(move |c| authorize::pending(c, &hash).map_err(StoreError::from)).await
+}
+
+fn asking(pending: &Option<Pending>) -> Option<Asking> {
+    pending.as_ref().map(|p| Asking {
+        application: p.consent.application_name.clone(),
+        organisation: p.consent.organisation_name.clone(),
+        banks: p.consent.providers.iter().map(|b| b.name.clone()).collect(),
+    })
+}
+
+/// Renders one step of the journey.
+async fn step_page(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    step: &'static str,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Response {
+    let pending = match pending_of(state, journey).await {
+        Ok(p) => p,
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    render_status(
+        status,
+        &VerifyPage {
+            t: Texts { lang: customer.lang },
+            csrf: &journey.csrf,
+            step,
+            asking: asking(&pending),
+            error,
+            notice,
+            iin: journey.iin.as_deref().unwrap_or(""),
+            phone: "",
+            masked_iin: journey.masked_iin(),
+            simulated: matches!(state.biometric, BiometricVerifier::Simulated),
+            demo: state.config.mode == Mode::Demo,
+        },
+    )
+}
+
+/// The journey of this visitor at `stage`, or where to go instead.
+fn at_stage(customer: &Customer, stage: Stage) -> Result<&Journey, Response> {
+    match &customer.journey {
+        None => Err(no_journey(customer.lang)),
+        Some(j) if j.stage == stage => Ok(j),
+        Some(j) => Err(Redirect::to(j.current_path()).into_response()),
+    }
+}
+
+fn no_journey(lang: Lang) -> Response {
+    HtmlError::new(StatusCode::FORBIDDEN, lang, "verify.no_journey").into_response()
+}
+
+async fn identify_page(State(state): State<AppState>, customer: Customer) -> Response {
+    match at_stage(&customer, Stage::Identify) {
+        Ok(journey) => step_page(&state, &customer, journey, "identify", None, None).await,
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct IdentifyForm {
+    csrf: String,
+    iin: String,
+    phone: String,
+}
+
+async fn identify(
+    State(state): State<AppState>,
+    customer: Customer,
+    headers: HeaderMap,
+    Form(form): Form<IdentifyForm>,
+) -> Response {
+    let t = Texts { lang: customer.lang };
+    let journey = match customer.check_form(&headers, &form.csrf) {
+        Ok(j) => j.clone(),
+        Err(e) => return e.into_response(),
+    };
+    if journey.stage != Stage::Identify {
+        return Redirect::to(journey.current_path()).into_response();
+    }
+    let iin = form.iin.trim().to_string();
+    let Some(iin) = Iin::parse(&iin) else {
+        return step_page(&state, &customer, &journey, "identify", Some(t.get("verify.bad_iin").into()), None).await;
+    };
+    let Some(phone) = journey::normalise_phone(&form.phone) else {
+        return step_page(&state, &customer, &journey, "identify", Some(t.get("verify.bad_phone").into()), None).await;
+    };
+    let (hash, iin_text) = (journey.id_hash.clone(), iin.as_str().to_string());
+    match state.db.write(move |tx| journey::identified(tx, &hash, &iin_text, &phone).map_err(StoreError::from)).await {
+        Ok(()) => Redirect::to("/verify/biometric").into_response(),
+        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+    }
+}
+
+async fn biometric_page(State(state): State<AppState>, customer: Customer) -> Response {
+    match at_stage(&customer, Stage::Biometric) {
+        Ok(journey) => step_page(&state, &customer, journey, "biometric", None, None).await,
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct BiometricForm {
+    csrf: String,
+    /// The vendor's reference of the capture (or, with the simulated adapter, the outcome chosen).
+    session: String,
+}
+
+/// Ends the journey as failed and shows why, with the way back to the application (authorize) or a restart (my).
+async fn end_failed(state: &AppState, customer: &Customer, journey: &Journey, message_key: &'static str) -> Response {
+    let t = Texts { lang: customer.lang };
+    let pending = match pending_of(state, journey).await {
+        Ok(p) => p,
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
+    let (hash, p) = (journey.id_hash.clone(), pending.clone());
+    let closed = state
+        .db
+        .write(move |tx| -> Result<(), StoreError> {
+            journey::close(tx, &hash)?;
+            if let Some(p) = &p {
+                authorize::fail(tx, p)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = closed {
+        return HtmlError::internal(customer.lang, &e).into_response();
+    }
+    let mut response = render_status(
+        StatusCode::FORBIDDEN,
+        &EndedPage {
+            t,
+            message: t.get(message_key).to_string(),
+            return_url: pending
+                .as_ref()
+                .map(|p| authorize::denied_url(state, p, "The customer could not be identified")),
+            application: pending.as_ref().map(|p| p.consent.application_name.clone()).unwrap_or_default(),
+            restart: journey.purpose == Purpose::My,
+        },
+    );
+    response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+    response
+}
+
+async fn biometric(
+    State(state): State<AppState>,
+    customer: Customer,
+    headers: HeaderMap,
+    Form(form): Form<BiometricForm>,
+) -> Response {
+    let t = Texts { lang: customer.lang };
+    let journey = match customer.check_form(&headers, &form.csrf) {
+        Ok(j) => j.clone(),
+        Err(e) => return e.into_response(),
+    };
+    if journey.stage != Stage::Biometric {
+        return Redirect::to(journey.current_path()).into_response();
+    }
+    let Some(iin) = journey.iin.as_deref().and_then(Iin::parse) else { return no_journey(customer.lang) };
+    let session = form.session.trim();
+    if session.is_empty() || session.len() > 200 {
+        return step_page(
+            &state,
+            &customer,
+            &journey,
+            "biometric",
+            Some(t.get("verify.biometric_missing").into()),
+            None,
+        )
+        .await;
+    }
+    let verdict = match state.biometric.verify(&iin, session).await {
+        Ok(verdict) => verdict,
+        Err(error) => {
+            tracing::warn!(%error, "biometric adapter failed");
+            // The vendor failed, not the customer: nothing counts against them; they may try again.
+            return step_page(
+                &state,
+                &customer,
+                &journey,
+                "biometric",
+                Some(t.get("verify.biometric_unavailable").into()),
+                None,
+            )
+            .await;
+        }
+    };
+    if verdict != Verdict::Passed {
+        let hash = journey.id_hash.clone();
+        let failures =
+            match state.db.write(move |tx| journey::biometric_failed(tx, &hash).map_err(StoreError::from)).await {
+                Ok(n) => n,
+                Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+            };
+        audit_customer(&state, &customer, "trust.biometric.failed", &journey).await;
+        if failures >= MAX_BIOMETRIC_FAILURES {
+            return end_failed(&state, &customer, &journey, "verify.biometric_exhausted").await;
+        }
+        let key = if verdict == Verdict::LivenessFailed { "verify.liveness_failed" } else { "verify.no_match" };
+        return step_page(&state, &customer, &journey, "biometric", Some(t.get(key).into()), None).await;
+    }
+    send_code(&state, &customer, &journey).await
+}
+
+/// Issues an OTP for the journey and sends it. If the SMS cannot be sent, the journey stays where it is.
+async fn send_code(state: &AppState, customer: &Customer, journey: &Journey) -> Response {
+    let t = Texts { lang: customer.lang };
+    let Some(phone) = journey.phone.clone() else { return no_journey(customer.lang) };
+    let (hash, purpose, p) = (journey.id_hash.clone(), journey.otp_purpose(), phone.clone());
+    let issued = state.db.write(move |tx| otp::issue(tx, &purpose, &p).map_err(StoreError::from)).await;
+    let (otp_id, code) = match issued {
+        Ok(issued) => issued,
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
+    let text = t.get("verify.sms_text").replace("{code}", &code);
+    if let Err(error) = state.sms.send(&phone, &text).await {
+        tracing::warn!(%error, "SMS adapter failed");
+        return step_page(state, customer, journey, "biometric", Some(t.get("verify.sms_unavailable").into()), None)
+            .await;
+    }
+    match state.db.write(move |tx| journey::code_sent(tx, &hash, &otp_id).map_err(StoreError::from)).await {
+        Ok(()) => Redirect::to("/verify/code").into_response(),
+        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+    }
+}
+
+async fn code_page(State(state): State<AppState>, customer: Customer) -> Response {
+    match at_stage(&customer, Stage::Otp) {
+        Ok(journey) => step_page(&state, &customer, journey, "code", None, None).await,
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+async fn code(
+    State(state): State<AppState>,
+    customer: Customer,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let t = Texts { lang: customer.lang };
+    let journey = match customer.check_form(&headers, &form.csrf) {
+        Ok(j) => j.clone(),
+        Err(e) => return e.into_response(),
+    };
+    if journey.stage != Stage::Otp {
+        return Redirect::to(journey.current_path()).into_response();
+    }
+    let (Some(otp_id), Some(iin)) = (journey.otp_id.clone(), journey.iin.clone()) else {
+        return no_journey(customer.lang);
+    };
+    let (hash, purpose, submitted) = (journey.id_hash.clone(), journey.otp_purpose(), form.code);
+    let checked = state
+        .db
+        .write(move |tx| -> Result<otp::Check, StoreError> {
+            let check = otp::check(tx, &otp_id, &submitted)?;
+            if let otp::Check::Verified { purpose: p } = &check {
+                if *p != purpose {
+                    return Ok(otp::Check::Unknown);
+                }
+                journey::verified(tx, &hash, &iin)?;
+            }
+            Ok(check)
+        })
+        .await;
+    match checked {
+        Ok(otp::Check::Verified { .. }) => {
+            audit_customer(&state, &customer, "trust.customer.verified", &journey).await;
+            Redirect::to(match journey.purpose {
+                Purpose::Authorize => authorize::CONSENT_PAGE,
+                Purpose::My => "/my",
+            })
+            .into_response()
+        }
+        Ok(otp::Check::Wrong { attempts_left }) => {
+            let message = t.get("verify.wrong_code").replace("{left}", &attempts_left.to_string());
+            step_page(&state, &customer, &journey, "code", Some(message), None).await
+        }
+        Ok(otp::Check::Expired) => {
+            step_page(&state, &customer, &journey, "code", Some(t.get("verify.code_expired").into()), None).await
+        }
+        Ok(otp::Check::Exhausted) | Ok(otp::Check::Unknown) => {
+            audit_customer(&state, &customer, "trust.otp.exhausted", &journey).await;
+            end_failed(&state, &customer, &journey, "verify.code_exhausted").await
+        }
+        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn resend(
+    State(state): State<AppState>,
+    customer: Customer,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let t = Texts { lang: customer.lang };
+    let journey = match customer.check_form(&headers, &form.csrf) {
+        Ok(j) => j.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let (Some(otp_id), Some(phone), Stage::Otp) = (journey.otp_id.clone(), journey.phone.clone(), journey.stage) else {
+        return Redirect::to(journey.current_path()).into_response();
+    };
+    let p = phone.clone();
+    let outcome = state.db.write(move |tx| otp::resend(tx, &otp_id, &p).map_err(StoreError::from)).await;
+    let (error, notice) = match outcome {
+        Ok(otp::Resend::Code(code)) => {
+            let text = t.get("verify.sms_text").replace("{code}", &code);
+            match state.sms.send(&phone, &text).await {
+                Ok(()) => (None, Some(t.get("verify.code_resent").to_string())),
+                Err(error) => {
+                    tracing::warn!(%error, "SMS adapter failed");
+                    (Some(t.get("verify.sms_unavailable").to_string()), None)
+                }
+            }
+        }
+        Ok(otp::Resend::Wait(secs)) => {
+            (Some(t.get("verify.resend_wait").replace("{seconds}", &secs.to_string())), None)
+        }
+        Ok(otp::Resend::TooMany) => (Some(t.get("verify.resend_limit").to_string()), None),
+        Ok(otp::Resend::Unknown) => return end_failed(&state, &customer, &journey, "verify.code_exhausted").await,
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
+    step_page(&state, &customer, &journey, "code", error, notice).await
+}
+
+/// The customer gives up. An authorization request ends as refused by the customer (`Rejected`,
+/// `access_denied`); a `/my` journey just ends.
+async fn cancel(
+    State(state): State<AppState>,
+    customer: Customer,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let journey = match customer.check_form(&headers, &form.csrf) {
+        Ok(j) => j.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let pending = match pending_of(&state, &journey).await {
+        Ok(p) => p,
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
+    let by = ChangedBy {
+        actor: journey.customer_id.map(|id| format!("customer:{id}")).unwrap_or_else(|| "customer:unidentified".into()),
+        source: customer.source.clone(),
+    };
+    let (hash, p) = (journey.id_hash.clone(), pending.clone());
+    let done = state
+        .db
+        .write(move |tx| -> Result<(), StoreError> {
+            journey::close(tx, &hash)?;
+            if let Some(p) = p.filter(|p| p.status == "started") {
+                tx.execute("UPDATE authorization_requests SET status = 'denied' WHERE id = ?1", [&p.id])?;
+                match crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer") {
+                    Err(crate::consent::ConsentError::Store(e)) => return Err(e.into()),
+                    Ok(()) | Err(_) => {}
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = done {
+        return HtmlError::internal(customer.lang, &e).into_response();
+    }
+    let to = match &pending {
+        Some(p) => authorize::denied_url(&state, p, "The customer cancelled"),
+        None => "/".to_string(),
+    };
+    let mut response = Redirect::to(&to).into_response();
+    response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+    response
+}
+
+async fn ended_page(customer: Customer) -> Response {
+    let t = Texts { lang: customer.lang };
+    render_status(
+        StatusCode::GONE,
+        &EndedPage {
+            t,
+            message: t.get("verify.ended").to_string(),
+            return_url: None,
+            application: String::new(),
+            restart: true,
+        },
+    )
+}
+
+/// Journey events in the audit journal name the customer by id when known — never the IIN, phone or code.
+async fn audit_customer(state: &AppState, customer: &Customer, action: &'static str, journey: &Journey) {
+    let actor =
+        journey.customer_id.map(|id| format!("customer:{id}")).unwrap_or_else(|| "customer:unidentified".into());
+    let outcome =
+        if action.ends_with("verified") { crate::audit::Outcome::Success } else { crate::audit::Outcome::Denied };
+    let (source, object) = (customer.source.clone(), format!("journey:{}", &journey.id_hash[..12]));
+    let written = state
+        .db
+        .write(move |tx| {
+            crate::audit::append(tx, &crate::audit::Event::new(actor, action, outcome).object(object).source(source))
+                .map_err(StoreError::from)
+        })
+        .await;
+    if let Err(error) = written {
+        tracing::error!(%error, "audit of a customer journey failed");
+    }
+}
+
+#[derive(Template)]
+#[template(path = "demo_sms.html")]
+struct OutboxPage {
+    t: Texts,
+    messages: Vec<(String, String, String)>,
+}
+
+/// Who may call: anyone, in demo mode only (the outbox adapter is refused in production). Newest first.
+async fn demo_outbox(State(state): State<AppState>, t: Texts) -> Response {
+    if state.config.mode != Mode::Demo || !matches!(state.sms, super::sms::SmsSender::Outbox(_)) {
+        return HtmlError::not_found(t.lang).into_response();
+    }
+    let messages = state
+        .db
+        .read(|c| -> Result<Vec<(String, String, String)>, StoreError> {
+            let mut stmt = c.prepare("SELECT sent_at, phone, message FROM sms_outbox ORDER BY id DESC LIMIT 20")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await;
+    match messages {
+        Ok(messages) => {
+            let mut response = render(&OutboxPage { t, messages });
+            // The page is for watching codes arrive: never cache it.
+            response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+    }
+}
