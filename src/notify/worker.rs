@@ -21,7 +21,7 @@ use crate::web::AppState;
 /// How often the outbox is looked at.
 const POLL: Duration = Duration::from_secs(1);
 /// How often events that can never be attempted are checked against their deadline.
-const SWEEP: Duration = Duration::from_secs(15);
+const SWEEP: Duration = Duration::from_secs(5);
 /// How often a broken HTTP client set-up (unreadable certificate files) is retried and logged.
 const CLIENT_RETRY: Duration = Duration::from_secs(60);
 /// A signed event is accepted for this long after it was signed; each attempt signs afresh.
