@@ -47,6 +47,27 @@ fn html_unescape(s: &str) -> String {
 
 impl Browser {
     pub fn new(platform: &Platform) -> Browser {
+        Browser::with_redirects(platform, reqwest::redirect::Policy::limited(5))
+    }
+
+    /// A customer's browser: follows redirects within the platform and stops at the first one that leaves it
+    /// (back to the API user's application), so the test can read where it was sent.
+    pub fn customer(platform: &Platform) -> Browser {
+        Browser::with_redirects(
+            platform,
+            reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.url().host_str() != Some("localhost") {
+                    attempt.stop()
+                } else if attempt.previous().len() > 5 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }),
+        )
+    }
+
+    fn with_redirects(platform: &Platform, policy: reqwest::redirect::Policy) -> Browser {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let origin = format!("https://localhost:{}", platform.addr.port());
         let mut headers = reqwest::header::HeaderMap::new();
@@ -56,7 +77,7 @@ impl Browser {
             .resolve("localhost", platform.addr)
             .cookie_provider(jar.clone())
             .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(policy)
             .build()
             .unwrap();
         Browser { client, base: origin, jar, totp_secret: None, username: String::new() }

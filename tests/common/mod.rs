@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod chrome;
+pub mod consent;
 pub mod participant;
 
 use std::net::SocketAddr;
