@@ -400,7 +400,7 @@ pub fn authorise(tx: &Transaction, id: &str, customer_id: i64, by: &ChangedBy) -
     )?;
     set_status(tx, &consent, Status::Authorised, by, "")?;
     notify(tx, &consent, Status::Authorised, None)?;
-    Ok(load(tx, id)?.ok_or(ConsentError::NotFound)?)
+    load(tx, id)?.ok_or(ConsentError::NotFound)
 }
 
 /// The customer refused (or the API user withdrew the request before the customer decided).

@@ -119,11 +119,11 @@ async fn step_page(
 }
 
 /// The journey of this visitor at `stage`, or where to go instead.
-fn at_stage(customer: &Customer, stage: Stage) -> Result<&Journey, Response> {
+fn at_stage(customer: &Customer, stage: Stage) -> Result<&Journey, Box<Response>> {
     match &customer.journey {
-        None => Err(no_journey(customer.lang)),
+        None => Err(Box::new(no_journey(customer.lang))),
         Some(j) if j.stage == stage => Ok(j),
-        Some(j) => Err(Redirect::to(j.current_path()).into_response()),
+        Some(j) => Err(Box::new(Redirect::to(j.current_path()).into_response())),
     }
 }
 
@@ -134,7 +134,7 @@ fn no_journey(lang: Lang) -> Response {
 async fn identify_page(State(state): State<AppState>, customer: Customer) -> Response {
     match at_stage(&customer, Stage::Identify) {
         Ok(journey) => step_page(&state, &customer, journey, "identify", None, None).await,
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -176,7 +176,7 @@ async fn identify(
 async fn biometric_page(State(state): State<AppState>, customer: Customer) -> Response {
     match at_stage(&customer, Stage::Biometric) {
         Ok(journey) => step_page(&state, &customer, journey, "biometric", None, None).await,
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -309,7 +309,7 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey) -> 
 async fn code_page(State(state): State<AppState>, customer: Customer) -> Response {
     match at_stage(&customer, Stage::Otp) {
         Ok(journey) => step_page(&state, &customer, journey, "code", None, None).await,
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -443,9 +443,11 @@ async fn cancel(
             journey::close(tx, &hash)?;
             if let Some(p) = p.filter(|p| p.status == "started") {
                 tx.execute("UPDATE authorization_requests SET status = 'denied' WHERE id = ?1", [&p.id])?;
-                match crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer") {
-                    Err(crate::consent::ConsentError::Store(e)) => return Err(e.into()),
-                    Ok(()) | Err(_) => {}
+                // Already answered some other way: nothing to reject.
+                if let Err(crate::consent::ConsentError::Store(e)) =
+                    crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer")
+                {
+                    return Err(e.into());
                 }
             }
             Ok(())
