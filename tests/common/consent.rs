@@ -20,6 +20,8 @@ pub struct Scenario {
     pub identity: Identity,
     /// (BIN, name) of each bank.
     pub banks: Vec<(String, String)>,
+    /// The application's registered redirect URI.
+    pub redirect_uri: String,
 }
 
 /// A valid IIN made from a seed (the first 11 digits vary until a control digit exists).
@@ -66,8 +68,12 @@ pub async fn bank(platform: &Platform, seed: &str, name: &str) -> String {
 /// Registers an API user's application for the signed-in administrator's organisation and downloads its
 /// certificate.
 pub async fn application(admin: &Browser, name: &str) -> (i64, String, Identity) {
+    application_with(admin, name, REDIRECT_URI).await
+}
+
+pub async fn application_with(admin: &Browser, name: &str, redirect_uri: &str) -> (i64, String, Identity) {
     let csr = Csr::new(name);
-    let page = register_app(admin, name, "api_user", REDIRECT_URI, &csr.csr_pem).await;
+    let page = register_app(admin, name, "api_user", redirect_uri, &csr.csr_pem).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let (id, client) = (app_id(&page), client_id(&page));
     let serial = serials(&page).remove(0);
@@ -76,6 +82,11 @@ pub async fn application(admin: &Browser, name: &str) -> (i64, String, Identity)
 }
 
 pub async fn scenario_with(platform: Platform, banks: usize) -> Scenario {
+    scenario_redirecting(platform, banks, REDIRECT_URI).await
+}
+
+/// A scenario whose application is sent back to `redirect_uri` (a browser walk needs one it can open).
+pub async fn scenario_redirecting(platform: Platform, banks: usize, redirect_uri: &str) -> Scenario {
     let names = ["Altyn Bank", "Dala Bank", "Kapshagai Bank"];
     let mut list = Vec::new();
     for (i, name) in names.iter().take(banks).enumerate() {
@@ -85,11 +96,20 @@ pub async fn scenario_with(platform: Platform, banks: usize) -> Scenario {
     let user_bin = bin("99034100001");
     let user_admin = admin_of_new_organisation(&platform, &user_bin, "Fintech One", "fintechadmin").await;
     accredit(&platform, &user_bin);
-    let (app_id, client_id, identity) = application(&user_admin, "Budget App").await;
+    let (app_id, client_id, identity) = application_with(&user_admin, "Budget App", redirect_uri).await;
     for (bank_bin, _) in &list {
         connect(&platform, app_id, bank_bin);
     }
-    Scenario { platform, user_admin, user_bin, client_id, app_id, identity, banks: list }
+    Scenario {
+        platform,
+        user_admin,
+        user_bin,
+        client_id,
+        app_id,
+        identity,
+        banks: list,
+        redirect_uri: redirect_uri.to_string(),
+    }
 }
 
 pub async fn scenario(banks: usize) -> Scenario {
@@ -163,7 +183,7 @@ impl Scenario {
             .form(&[
                 ("client_id", client_id),
                 ("response_type", "code"),
-                ("redirect_uri", REDIRECT_URI),
+                ("redirect_uri", self.redirect_uri.as_str()),
                 ("scope", "accounts"),
                 ("code_challenge", challenge),
                 ("code_challenge_method", "S256"),
