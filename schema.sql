@@ -237,7 +237,9 @@ CREATE TABLE sms_outbox (
 -- last verification went to.
 CREATE TABLE customers (
     id             INTEGER PRIMARY KEY,
-    iin            TEXT NOT NULL UNIQUE CHECK (length(iin) = 12 AND iin NOT GLOB '*[^0-9]*'),
+    -- 12 digits; in a pseudonymised auditor's snapshot, `pseudo:` and a keyed hash instead.
+    iin            TEXT NOT NULL UNIQUE
+                   CHECK ((length(iin) = 12 AND iin NOT GLOB '*[^0-9]*') OR iin GLOB 'pseudo:*'),
     created_at     TEXT NOT NULL,
     last_seen_at   TEXT NOT NULL
 ) STRICT;

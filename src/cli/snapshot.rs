@@ -18,6 +18,10 @@ pub enum SnapshotCommand {
         /// The snapshot file; FILE.manifest.jws (signed) and FILE.manifest.json (readable) are written beside it.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace customers' IINs with keyed hashes (HMAC-SHA256 with a key kept in the data directory), stable
+        /// across snapshots, so an auditor can follow one customer without learning who it is.
+        #[arg(long)]
+        pseudonymise: bool,
     },
     /// Check a snapshot: manifest signature, file hash, integrity, every table, the audit chain, no secrets.
     Verify {
@@ -32,9 +36,9 @@ pub enum SnapshotCommand {
 
 pub async fn run(config: &Config, command: SnapshotCommand) -> Result<(), Failure> {
     match command {
-        SnapshotCommand::Export { out } => {
+        SnapshotCommand::Export { out, pseudonymise } => {
             let (db, _) = Db::open(&config.db_path(), crate::bootstrap::store_options(config), false)?;
-            let manifest = snapshot::export(config, &db, &out).await?;
+            let manifest = snapshot::export(config, &db, &out, pseudonymise).await?;
             let (jws, json) = snapshot::manifest_paths(&out);
             println!("snapshot {} ({} bytes, sha256 {})", out.display(), manifest.file_bytes, manifest.file_sha256);
             println!(
@@ -44,6 +48,9 @@ pub async fn run(config: &Config, command: SnapshotCommand) -> Result<(), Failur
                 manifest.audit_rows,
                 manifest.audit_head
             );
+            if manifest.pseudonymised {
+                println!("  customers' IINs replaced by keyed pseudonyms");
+            }
             println!("  signed manifest: {}", jws.display());
             println!("  readable copy:   {}", json.display());
             Ok(())

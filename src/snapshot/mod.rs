@@ -16,11 +16,67 @@ use crate::digest::{sha256, sha256_hex};
 use crate::oauth::jwks::{KeyError, Signer};
 use crate::store::{Db, StoreError, migrate};
 
-/// What a snapshot must never contain: each statement blanks one kind of secret. Sessions go entirely (their
-/// rows are credentials); password hashes and TOTP secrets are emptied; nothing else in the schema is secret (keys
-/// live in files, tokens and OTPs are stored only as hashes, and not at all here).
-const STRIP: &[&str] =
-    &["DELETE FROM sessions", "UPDATE users SET password_hash = '', totp_secret = NULL, totp_last_step = 0"];
+/// What a snapshot must never contain: each statement removes one kind of secret. Sessions of staff and
+/// customers go entirely (their rows are credentials, and a customer's holds the IIN and phone in flight); password
+/// hashes and TOTP secrets are emptied; one-time codes go (a hash of six digits is as good as the code), and so does
+/// the demo SMS outbox that shows them; hashes of request URIs, authorization codes and refresh tokens are replaced
+/// (useless to an auditor); webhook URLs keep only their origin (a path may carry a receiver's secret). Private keys
+/// live in files and are never in the database.
+const STRIP: &[&str] = &[
+    "DELETE FROM sessions",
+    "UPDATE users SET password_hash = '', totp_secret = NULL, totp_last_step = 0",
+    "DELETE FROM otp_challenges",
+    "DELETE FROM sms_outbox",
+    "DELETE FROM customer_sessions",
+    "UPDATE authorization_requests SET request_uri_hash = 'redacted:' || id, code_hash = NULL, session_hash = NULL",
+    "UPDATE refresh_tokens SET token_hash = 'redacted:' || rowid",
+    "UPDATE organisations SET webhook_url = substr(webhook_url, 1, 8 + instr(substr(webhook_url, 9) || '/', '/') - 1)",
+];
+
+/// The counts [`STRIP`] must leave at zero, each with what it counts.
+const LEFT_OVER: &[(&str, &str)] = &[
+    ("SELECT count(*) FROM sessions", "session rows"),
+    ("SELECT count(*) FROM users WHERE password_hash <> ''", "password hashes"),
+    ("SELECT count(*) FROM users WHERE totp_secret IS NOT NULL", "TOTP secrets"),
+    ("SELECT count(*) FROM otp_challenges", "one-time code rows"),
+    ("SELECT count(*) FROM sms_outbox", "SMS outbox rows"),
+    ("SELECT count(*) FROM customer_sessions", "customer session rows"),
+    (
+        "SELECT count(*) FROM authorization_requests WHERE code_hash IS NOT NULL OR request_uri_hash NOT LIKE 'redacted:%'",
+        "authorization code or request URI hashes",
+    ),
+    ("SELECT count(*) FROM refresh_tokens WHERE token_hash NOT LIKE 'redacted:%'", "refresh token hashes"),
+    ("SELECT count(*) FROM organisations WHERE instr(substr(webhook_url, 9), '/') > 0", "webhook URL paths"),
+];
+
+/// The keyed hash that stands for an IIN in a pseudonymised snapshot: stable across snapshots of one platform
+/// (the key stays in the data directory), not reversible without the key.
+fn pseudonym(key: &[u8], iin: &str) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    format!("pseudo:{}", &hex::encode(aws_lc_rs::hmac::sign(&key, iin.as_bytes()).as_ref())[..32])
+}
+
+/// The pseudonymisation key, `<data_dir>/pki/pseudonym.key` (0600), made on first use.
+fn pseudonym_key(config: &Config) -> Result<Vec<u8>, SnapshotError> {
+    let path = config.pki_dir().join("pseudonym.key");
+    if !path.exists() {
+        let key = hex::encode(rand::random::<[u8; 32]>());
+        crate::pki::files::write_key(&path, &key).map_err(io(&path))?;
+    }
+    let text = crate::pki::files::read_key(&path).map_err(io(&path))?;
+    hex::decode(text.trim()).map_err(|_| SnapshotError::Manifest(format!("{} is not a hex key", path.display())))
+}
+
+fn pseudonymise(conn: &Connection, key: &[u8]) -> Result<(), SnapshotError> {
+    let customers: Vec<(i64, String)> = {
+        let mut stmt = conn.prepare("SELECT id, iin FROM customers WHERE iin NOT LIKE 'pseudo:%'")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, iin) in customers {
+        conn.execute("UPDATE customers SET iin = ?2 WHERE id = ?1", rusqlite::params![id, pseudonym(key, &iin)])?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -66,6 +122,9 @@ pub struct Manifest {
     pub tables: Vec<TableDigest>,
     pub audit_rows: i64,
     pub audit_head: String,
+    /// Customers' IINs are replaced by keyed hashes (`--pseudonymise`).
+    #[serde(default)]
+    pub pseudonymised: bool,
 }
 
 /// The manifest's two files beside the snapshot: the signed one and a readable copy.
@@ -113,22 +172,27 @@ fn digest_table(conn: &Connection, table: &str) -> rusqlite::Result<TableDigest>
     Ok(TableDigest { name: table.to_string(), rows: count, sha256: sha256_hex(&hasher_input) })
 }
 
-/// Checks that nothing [`STRIP`] removes is left in the file.
-fn check_no_secrets(conn: &Connection) -> Result<(), SnapshotError> {
-    let sessions: i64 = conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?;
-    let hashes: i64 = conn.query_row("SELECT count(*) FROM users WHERE password_hash <> ''", [], |r| r.get(0))?;
-    let totp: i64 = conn.query_row("SELECT count(*) FROM users WHERE totp_secret IS NOT NULL", [], |r| r.get(0))?;
-    match (sessions, hashes, totp) {
-        (0, 0, 0) => Ok(()),
-        (s, _, _) if s > 0 => Err(SnapshotError::Secret(format!("{s} session rows"))),
-        (_, h, 0) => Err(SnapshotError::Secret(format!("{h} password hashes"))),
-        (_, _, t) => Err(SnapshotError::Secret(format!("{t} TOTP secrets"))),
+/// Checks that nothing [`STRIP`] removes is left in the file, and (when promised) that no IIN is.
+fn check_no_secrets(conn: &Connection, pseudonymised: bool) -> Result<(), SnapshotError> {
+    for (sql, what) in LEFT_OVER {
+        let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
+        if n > 0 {
+            return Err(SnapshotError::Secret(format!("{n} {what}")));
+        }
     }
+    if pseudonymised {
+        let n: i64 =
+            conn.query_row("SELECT count(*) FROM customers WHERE iin NOT LIKE 'pseudo:%'", [], |r| r.get(0))?;
+        if n > 0 {
+            return Err(SnapshotError::Secret(format!("{n} customer IINs in a pseudonymised snapshot")));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the snapshot to `out` and its signed manifest beside it. Safe while the server runs: the copy is one
 /// read transaction under WAL and blocks no writer.
-pub async fn export(config: &Config, db: &Db, out: &Path) -> Result<Manifest, SnapshotError> {
+pub async fn export(config: &Config, db: &Db, out: &Path, pseudonymised: bool) -> Result<Manifest, SnapshotError> {
     let (jws_path, json_path) = manifest_paths(out);
     for path in [out, &jws_path, &json_path] {
         if path.exists() {
@@ -137,6 +201,7 @@ pub async fn export(config: &Config, db: &Db, out: &Path) -> Result<Manifest, Sn
     }
     let source = config.db_path();
     let target = out.to_path_buf();
+    let key = if pseudonymised { Some(pseudonym_key(config)?) } else { None };
     let manifest = tokio::task::spawn_blocking(move || -> Result<Manifest, SnapshotError> {
         let conn =
             Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -151,8 +216,11 @@ pub async fn export(config: &Config, db: &Db, out: &Path) -> Result<Manifest, Sn
         for statement in STRIP {
             copy.execute_batch(statement)?;
         }
+        if let Some(key) = &key {
+            pseudonymise(&copy, key)?;
+        }
         copy.execute_batch("VACUUM")?;
-        check_no_secrets(&copy)?;
+        check_no_secrets(&copy, pseudonymised)?;
         let head = audit::verify(&copy)?;
         let schema_version: u32 = copy.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let digests = tables(&copy)?.iter().map(|t| digest_table(&copy, t)).collect::<Result<Vec<_>, _>>()?;
@@ -168,6 +236,7 @@ pub async fn export(config: &Config, db: &Db, out: &Path) -> Result<Manifest, Sn
             tables: digests,
             audit_rows: head.rows,
             audit_head: head.head_hash,
+            pseudonymised,
         })
     })
     .await
@@ -248,7 +317,7 @@ pub fn verify(snapshot: &Path, jwks: &serde_json::Value) -> Result<Verified, Sna
     if sha256_hex(&bytes) != manifest.file_sha256 {
         return Err(SnapshotError::Mismatch("the file's SHA-256 differs from the manifest".into()));
     }
-    check_no_secrets(&conn)?;
+    check_no_secrets(&conn, manifest.pseudonymised)?;
     // The schema inside must be one this binary knows: an auditor's tool should not trust an unknown layout.
     if schema_version > migrate::latest_version().map_err(SnapshotError::Store)? {
         return Err(SnapshotError::Mismatch(format!("schema version {schema_version} is newer than this kopir")));
