@@ -1,23 +1,40 @@
 //! Backup and restore: encrypted, taken while serving, restored only onto a fresh directory, and the restored
-//! platform serves the same participants and accepts the same client certificate.
+//! platform serves the same participants and consents and accepts the same client certificate and tokens.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::Platform;
-use common::browser::bin;
-use common::participant::{accredit, admin_of_new_organisation, app_id, client_id, download, register_app, serials};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restored_platform_accepts_the_same_certificate_and_knows_the_same_participants() {
-    let mut platform = Platform::start().await;
-    let bank_bin = bin("99014000044");
-    let bank = admin_of_new_organisation(&platform, &bank_bin, "Backup Bank JSC", "backup.admin").await;
-    accredit(&platform, &bank_bin);
-    let csr = common::Csr::new("backup-gateway");
-    let page = register_app(&bank, "Backup app", "api_user", "https://app.backup.kz/cb", &csr.csr_pem).await;
-    let client_id_text = client_id(&page);
-    let identity = download(&bank, app_id(&page), &serials(&page)[0], &csr.key_pem).await;
+async fn restored_platform_accepts_the_same_certificate_and_knows_the_same_participants_and_consents() {
+    let s = common::consent::scenario(1).await;
+    // A customer's consent, authorised, with a refresh token: all of it must come back.
+    let consent_id = s.create_consent().await;
+    let verifier = "backup-verifier-backup-verifier-backup-verifier";
+    let challenge = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
+    };
+    let request_uri = s.push(&consent_id, &challenge, "b").await;
+    let params = common::consent::authorise(&s, &request_uri, &common::consent::iin(95), "+77015550095", "allow").await;
+    let tokens: serde_json::Value = s
+        .api()
+        .post(s.platform.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", common::consent::param(&params, "code").unwrap()),
+            ("code_verifier", verifier),
+            ("redirect_uri", common::consent::REDIRECT_URI),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().expect("a refresh token").to_string();
+    let (identity, client_id_text, bank_bin) = (s.identity.clone(), s.client_id.clone(), s.user_bin.clone());
+    let mut platform = s.platform;
     let accepted = platform.client(Some(&identity)).get(platform.url("/pki/client-certificate")).send().await.unwrap();
     assert_eq!(accepted.status(), 200);
 
@@ -36,7 +53,7 @@ async fn restored_platform_accepts_the_same_certificate_and_knows_the_same_parti
     // Nothing readable about keys or data in the encrypted files.
     for name in ["kopir.db.enc", "pki.enc"] {
         let bytes = std::fs::read(out.join(name)).unwrap();
-        for needle in [&b"PRIVATE KEY"[..], b"Backup Bank JSC", b"SQLite format 3", b"argon2id"] {
+        for needle in [&b"PRIVATE KEY"[..], b"Fintech One", b"SQLite format 3", b"argon2id"] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),
                 "{name} holds {}",
@@ -114,7 +131,24 @@ async fn restored_platform_accepts_the_same_certificate_and_knows_the_same_parti
         .output()
         .unwrap();
     common::assert_success(&show);
-    assert!(String::from_utf8_lossy(&show.stdout).contains("Backup Bank JSC"));
+    assert!(String::from_utf8_lossy(&show.stdout).contains("Fintech One"));
+    // The same consent, and the refresh token still works (same signing keys, same records).
+    let consent: serde_json::Value = client
+        .get(format!("https://localhost:{}/open-banking/v1/aisp/account-access-consents/{consent_id}", addr.port()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(consent["Data"]["Status"], "Authorised");
+    let refreshed = client
+        .post(format!("https://localhost:{}/oauth/token", addr.port()))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_kopir"))
         .arg("--data-dir")
         .arg(&target)
