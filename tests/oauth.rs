@@ -506,3 +506,31 @@ async fn revoked_and_expired_consents_stop_introspection_and_refresh() {
     );
     s.platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_tokens_move_to_the_new_certificate_when_the_application_rotates_it() {
+    let s = scenario(1).await;
+    let (code, verifier, _) = allowed_code(&s, 96).await;
+    let tokens: Value =
+        exchange(&s, &s.identity, &code, verifier.secret(), consent::REDIRECT_URI).await.json().await.unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let page = s.user_admin.get(&format!("/org/apps/{}", s.app_id)).await;
+    let csr = common::Csr::new("budget-app-2");
+    let rotated = s
+        .user_admin
+        .post(&format!("/org/apps/{}/certificates", s.app_id), &page.csrf(), &[("csr", &csr.csr_pem)])
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let serial = common::participant::serials(&rotated).remove(0);
+    let new_identity = common::participant::download(&s.user_admin, s.app_id, &serial, &csr.key_pem).await;
+    let grant = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    let old = s.api().post(s.platform.url("/oauth/token")).form(&grant).send().await.unwrap();
+    assert_eq!(token_error(old).await, "400 invalid_grant", "the retiring certificate no longer refreshes");
+    let new =
+        s.platform.client(Some(&new_identity)).post(s.platform.url("/oauth/token")).form(&grant).send().await.unwrap();
+    assert_eq!(new.status(), 200);
+    let body: Value = new.json().await.unwrap();
+    let claims = verify_jwt(&s.platform, &discovery(&s.platform).await, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["cnf"]["x5t#S256"], thumbprint(&new_identity).as_str());
+    s.platform.shutdown().await;
+}

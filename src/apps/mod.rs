@@ -492,6 +492,12 @@ pub async fn rotate(
             stmt.query_map(params![app.id, retire_at], |r| r.get(0))?.collect::<Result<_, _>>()?;
         drop(stmt);
         lifecycle::record_client(tx, &issued, Some(app.id), &actor)?;
+        // Refresh tokens follow the application to its new certificate (customers need not consent again); from
+        // now on only the new certificate's key can refresh them.
+        let rebound = tx.execute(
+            "UPDATE refresh_tokens SET cert_sha256 = ?2 WHERE application_id = ?1 AND revoked_at IS NULL",
+            params![app.id, issued.record.sha256],
+        )?;
         audit::append(
             tx,
             &Event::new(&actor.name, "apps.certificate.rotated", Outcome::Success)
@@ -502,6 +508,7 @@ pub async fn rotate(
                     "certificate": issued.record.serial,
                     "retiring": retiring,
                     "retire_at": retire_at,
+                    "refresh_tokens_rebound": rebound,
                 })),
         )?;
         Ok(Ok(issued))

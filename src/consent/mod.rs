@@ -482,7 +482,8 @@ pub fn touch(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Runs the expiry sweep every `oauth.expiry_sweep_secs` until `stop` turns true.
+/// Runs the expiry sweep (and the purge of dead authorization requests) every `oauth.expiry_sweep_secs` until
+/// `stop` turns true.
 pub fn spawn_expiry_sweep(
     db: crate::store::Db,
     every: std::time::Duration,
@@ -496,7 +497,14 @@ pub fn spawn_expiry_sweep(
                 _ = ticker.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            match db.write(|tx| expire_due(tx).map_err(crate::store::StoreError::from)).await {
+            let swept = db
+                .write(|tx| -> Result<Vec<String>, crate::store::StoreError> {
+                    let expired = expire_due(tx)?;
+                    crate::oauth::purge_stale(tx)?;
+                    Ok(expired)
+                })
+                .await;
+            match swept {
                 Ok(ids) if !ids.is_empty() => tracing::info!(count = ids.len(), "consents expired"),
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "consent expiry sweep failed"),

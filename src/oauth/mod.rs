@@ -24,6 +24,21 @@ pub fn random_token() -> String {
     b64url(&rand::random::<[u8; 32]>())
 }
 
+/// Removes what no one can use any more: authorization requests a week past their `request_uri` expiry (their
+/// codes died long before), and customer journeys a day past their end.
+pub fn purge_stale(tx: &rusqlite::Transaction) -> rusqlite::Result<usize> {
+    let now = crate::clock::now();
+    let requests = tx.execute(
+        "DELETE FROM authorization_requests WHERE request_expires_at < ?1",
+        [crate::clock::rfc3339(now - time::Duration::days(7))],
+    )?;
+    let journeys = tx.execute(
+        "DELETE FROM customer_sessions WHERE expires_at < ?1",
+        [crate::clock::rfc3339(now - time::Duration::days(1))],
+    )?;
+    Ok(requests + journeys)
+}
+
 /// Every route of the authorization server.
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
