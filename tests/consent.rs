@@ -330,3 +330,58 @@ async fn customers_see_their_consents_and_revoke_one_bank_or_all() {
     assert!(!page.body.contains("Show all your accounts"));
     s.platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unavailable_sms_service_tells_the_customer_and_authorises_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("sms.sh");
+    std::fs::write(&program, "#!/bin/sh\ncat > /dev/null\nsleep 5\n").unwrap();
+    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = program.display().to_string();
+    let platform = Platform::start_with(
+        move |c| {
+            c.trust.sms_adapter = kopir::config::SmsAdapter::Command;
+            c.trust.sms_command = path;
+            c.trust.adapter_timeout_secs = 1;
+        },
+        None,
+    )
+    .await;
+    let s = scenario_with(platform, 1).await;
+    let (customer, page, consent_id) = at_biometric(&s, 62).await;
+    let page = customer.post("/verify/biometric", &page.csrf(), &[("session", "pass")]).await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    page.assert_contains("could not send the SMS code");
+    assert!(page.url.ends_with("/verify/biometric"));
+    assert_eq!(s.consent(&consent_id).await["Status"], "AwaitingAuthorisation");
+    // The demo outbox page exists only with the outbox adapter.
+    assert_eq!(Browser::new(&s.platform).get("/demo/sms").await.status, 404);
+    s.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn customer_and_portal_pages_refuse_visitors_without_the_right_journey_or_session() {
+    let s = scenario(1).await;
+    let stranger = Browser::customer(&s.platform);
+    for path in ["/verify", "/verify/biometric", "/verify/code", "/oauth/authorize/consent"] {
+        let page = stranger.get(path).await;
+        assert_eq!(page.status, 403, "{path}: {}", page.body);
+    }
+    let home = stranger.get("/my").await;
+    let forged = stranger.post("/verify/code", "forged", &[("code", "123456")]).await;
+    assert_eq!(forged.status, 403);
+    let revoke = stranger.post("/my/consents/aac-x/revoke", "forged", &[]).await;
+    assert_eq!(revoke.status, 403);
+    home.assert_contains("Confirm it is me");
+    assert!(stranger.get("/my/consents/aac-x").await.url.ends_with("/my"));
+    // The portal list needs a signed-in participant member.
+    let anonymous = Browser::new(&s.platform).get("/org/consents").await;
+    assert!(anonymous.url.ends_with("/login"), "{}", anonymous.url);
+    // A customer verified for /my cannot use that journey to answer an authorization request.
+    let customer = Browser::customer(&s.platform);
+    let page = identify(&s.platform, &customer, "/my/start", &consent::iin(63), "+77013330063").await;
+    assert!(page.url.ends_with("/my"));
+    let consent_page = customer.get("/oauth/authorize/consent").await;
+    assert!(consent_page.url.ends_with("/my"), "{}", consent_page.url);
+    s.platform.shutdown().await;
+}
