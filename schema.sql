@@ -406,3 +406,45 @@ CREATE TABLE webhook_outbox (
 ) STRICT;
 CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
 CREATE INDEX webhook_outbox_organisation ON webhook_outbox (organisation_id, id);
+
+-- migration 7: the API catalogue: passports' time-outs, publication checks and the marketplace's full-text search
+ALTER TABLE apis ADD COLUMN timeout_ms INTEGER NOT NULL DEFAULT 5000 CHECK (timeout_ms BETWEEN 100 AND 60000);
+-- Each run of a check of an API (the publication gate, later the sandbox's schedule): its result and evidence.
+CREATE TABLE api_checks (
+    id           INTEGER PRIMARY KEY,
+    api_id       INTEGER NOT NULL REFERENCES apis (id),
+    purpose      TEXT NOT NULL CHECK (purpose IN ('publication', 'scheduled')),
+    environment  TEXT NOT NULL CHECK (environment IN ('sandbox', 'production')),
+    base_url     TEXT NOT NULL,
+    passed       INTEGER NOT NULL CHECK (passed IN (0, 1)),
+    -- JSON: the findings (case, outcome, evidence); never a secret.
+    findings     TEXT NOT NULL DEFAULT '[]',
+    latency_ms   INTEGER,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT NOT NULL
+) STRICT;
+CREATE INDEX api_checks_api ON api_checks (api_id, id);
+-- The marketplace's search: one row per API (rowid = apis.id), kept by the catalogue in the same transaction as
+-- every change of the API or its provider's name.
+CREATE VIRTUAL TABLE apis_search USING fts5(name, provider, description, standard, tokenize = 'unicode61 remove_diacritics 2');
+
+-- migration 8: metering of data exchanges through the gateway (no account data: who, which API, what, how it went)
+CREATE TABLE exchanges (
+    id                        INTEGER PRIMARY KEY,
+    at                        TEXT NOT NULL,
+    application_id            INTEGER NOT NULL,
+    user_organisation_id      INTEGER NOT NULL,
+    -- Empty for a request refused before any bank was called.
+    provider_organisation_id  INTEGER,
+    api_id                    INTEGER,
+    consent_id                TEXT,
+    -- `accounts`, `account`, `balances`, `transactions`.
+    endpoint                  TEXT NOT NULL,
+    status                    INTEGER NOT NULL,
+    latency_ms                INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    interaction_id            TEXT NOT NULL
+) STRICT;
+CREATE INDEX exchanges_at ON exchanges (at);
+CREATE INDEX exchanges_application ON exchanges (application_id, at);
+CREATE INDEX exchanges_provider ON exchanges (provider_organisation_id, at);

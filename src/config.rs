@@ -34,6 +34,7 @@ pub struct Config {
     pub log: LogConfig,
     pub trust: TrustConfig,
     pub oauth: OauthConfig,
+    pub gateway: GatewayConfig,
     pub webhooks: WebhooksConfig,
 }
 
@@ -51,6 +52,20 @@ pub struct WebhooksConfig {
     pub timeout_secs: u64,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Extra CA certificates (PEM) to trust for providers' API endpoints, besides the system's; empty for none.
+    pub provider_ca_file: PathBuf,
+    /// Lifetime of the signed consent header sent to a bank with each call, in seconds (10 to 300).
+    pub signed_header_secs: u64,
+    /// Keep-alive connections kept open per bank (1 to 1024).
+    pub max_idle_per_bank: usize,
+    /// Metering records written per batch, and the longest they wait before being written (milliseconds).
+    pub meter_batch: usize,
+    pub meter_flush_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -350,6 +365,10 @@ impl Config {
             ("oauth.journey_minutes", self.oauth.journey_minutes, 1, 60),
             ("oauth.consent_max_days", self.oauth.consent_max_days, 1, 3650),
             ("oauth.expiry_sweep_secs", self.oauth.expiry_sweep_secs, 1, 86_400),
+            ("gateway.signed_header_secs", self.gateway.signed_header_secs, 10, 300),
+            ("gateway.max_idle_per_bank", self.gateway.max_idle_per_bank as u64, 1, 1024),
+            ("gateway.meter_batch", self.gateway.meter_batch as u64, 1, 100_000),
+            ("gateway.meter_flush_ms", self.gateway.meter_flush_ms, 10, 60_000),
         ] {
             if !(low..=high).contains(&value) {
                 return Err(fail(key, format!("must be between {low} and {high}")));
