@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod digest;
+pub mod gateway;
 pub mod identity;
 pub mod kz;
 pub mod logging;

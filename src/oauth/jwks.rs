@@ -171,16 +171,36 @@ pub fn jwks(conn: &Connection) -> rusqlite::Result<Value> {
 pub struct Signer {
     config: Arc<Config>,
     loaded: Arc<Mutex<HashMap<String, EncodingKey>>>,
+    /// The active key id and when it was read: re-read at most every [`ACTIVE_KEY_TTL`], so that signing on the
+    /// hot path (a header per bank call) costs no database read, and a rotation takes effect within seconds.
+    active: Arc<Mutex<Option<(String, std::time::Instant)>>>,
 }
+
+/// How long the active key id is trusted before it is read again.
+const ACTIVE_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Signer {
     pub fn new(config: Arc<Config>) -> Signer {
-        Signer { config, loaded: Arc::new(Mutex::new(HashMap::new())) }
+        Signer { config, loaded: Arc::new(Mutex::new(HashMap::new())), active: Arc::new(Mutex::new(None)) }
+    }
+
+    async fn active_kid(&self, db: &Db) -> Result<String, KeyError> {
+        if let Ok(active) = self.active.lock()
+            && let Some((kid, at)) = active.as_ref()
+            && at.elapsed() < ACTIVE_KEY_TTL
+        {
+            return Ok(kid.clone());
+        }
+        let kid = db.read(|c| active_kid(c).map_err(StoreError::from)).await?.ok_or(KeyError::NoActiveKey)?;
+        if let Ok(mut active) = self.active.lock() {
+            *active = Some((kid.clone(), std::time::Instant::now()));
+        }
+        Ok(kid)
     }
 
     /// Signs `claims` as a compact JWS with the active key (`typ` as given, e.g. `at+jwt`).
     pub async fn sign<T: Serialize>(&self, db: &Db, typ: &str, claims: &T) -> Result<String, KeyError> {
-        let kid = db.read(|c| active_kid(c).map_err(StoreError::from)).await?.ok_or(KeyError::NoActiveKey)?;
+        let kid = self.active_kid(db).await?;
         let key = self.key(&kid)?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.clone());

@@ -31,6 +31,29 @@ pub enum ObErrorCode {
 }
 
 impl ObErrorCode {
+    pub const ALL: [ObErrorCode; 15] = [
+        ObErrorCode::FieldExpected,
+        ObErrorCode::FieldInvalid,
+        ObErrorCode::FieldInvalidDate,
+        ObErrorCode::FieldMissing,
+        ObErrorCode::FieldUnexpected,
+        ObErrorCode::HeaderInvalid,
+        ObErrorCode::HeaderMissing,
+        ObErrorCode::Reauthenticate,
+        ObErrorCode::ResourceConsentMismatch,
+        ObErrorCode::ResourceInvalidConsentStatus,
+        ObErrorCode::ResourceInvalidFormat,
+        ObErrorCode::ResourceNotFound,
+        ObErrorCode::SignatureInvalid,
+        ObErrorCode::SignatureMissing,
+        ObErrorCode::UnexpectedError,
+    ];
+
+    /// The code named by an OBIE error code string (e.g. from a bank's answer), if it is one the platform uses.
+    pub fn parse(code: &str) -> Option<ObErrorCode> {
+        ObErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ObErrorCode::FieldExpected => "UK.OBIE.Field.Expected",

@@ -46,6 +46,8 @@ pub struct AppState {
     /// How one-time codes reach customers, and how they pass biometric verification (`[trust]`).
     pub sms: crate::trust::sms::SmsSender,
     pub biometric: crate::trust::biometric::BiometricVerifier,
+    /// The data-exchange gateway: the bank client, account-id key, meter and token keys.
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 impl AppState {
@@ -74,6 +76,8 @@ pub enum ServeError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("gateway: {0}")]
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error("trust adapters: {0}")]
     Adapter(String),
     #[error("cannot listen on {addr}: {error}")]
@@ -88,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::pki::routes::router())
         .merge(crate::oauth::router())
         .merge(crate::consent::api::router())
+        .merge(crate::gateway::router())
         .merge(crate::consent::my::router())
         .merge(crate::consent::portal::router())
         .merge(crate::trust::pages::router())
@@ -198,6 +203,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     let public_url: Arc<str> = effective_public_url(&config.server.public_url, addr).into();
     let sms = crate::trust::sms::SmsSender::from_config(&config, &db).map_err(ServeError::Adapter)?;
     let biometric = crate::trust::biometric::BiometricVerifier::from_config(&config).map_err(ServeError::Adapter)?;
+    let (gateway, metered) = crate::gateway::Gateway::new(&config)?;
     let config = Arc::new(config);
     let state = AppState {
         config: config.clone(),
@@ -208,6 +214,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         signer: crate::oauth::jwks::Signer::new(config.clone()),
         sms,
         biometric,
+        gateway,
     };
     let mut app = router(state.clone());
     if let Some(extra) = extra {
@@ -222,6 +229,13 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     metrics::spawn_upkeep();
     let mut tasks = vec![tokio::spawn(server::serve(listener, acceptor, verifier, app, limits, receiver.clone()))];
     tasks.push(crate::notify::spawn_worker(state.clone(), receiver.clone()));
+    tasks.push(crate::gateway::meter::spawn_writer(
+        state.db.clone(),
+        metered,
+        config.gateway.meter_batch,
+        Duration::from_millis(config.gateway.meter_flush_ms),
+        receiver.clone(),
+    ));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
         Duration::from_secs(config.oauth.expiry_sweep_secs),

@@ -30,6 +30,11 @@ pub async fn scope<F: Future>(id: String, f: F) -> F::Output {
     REQUEST_ID.scope(id, f).await
 }
 
+/// The interaction id of a request as the middleware answers it: the caller's when well-formed, else the request id.
+pub fn interaction_id(headers: &axum::http::HeaderMap) -> String {
+    headers.get(&X_FAPI_INTERACTION_ID).and_then(well_formed_interaction_id).or_else(current).unwrap_or_default()
+}
+
 fn well_formed_interaction_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     (!s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then(|| s.to_string())

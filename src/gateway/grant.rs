@@ -1,0 +1,224 @@
+//! Who may call the gateway, judged on every request: a verified, registered certificate of an active application
+//! of an accredited API user (`ApiClient`), a bearer access token signed by the platform, unexpired and unrevoked,
+//! bound to that very certificate and issued to that application, and its consent authorised and unexpired now —
+//! with the banks it still names, each with the API the application is connected to. Everything after the
+//! certificate check is one database read.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::apps::client::ApiClient;
+use crate::clock;
+use crate::consent::{self, Consent};
+use crate::digest::constant_time_eq;
+use crate::oauth::access::{AccessClaims, TOKEN_TYPE};
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::error::{ApiError, ObErrorCode};
+
+/// A bank of the consent and the API through which the application reaches it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub provider: i64,
+    pub bin: String,
+    pub name: String,
+    /// `None` when the application is no longer connected to a published API of this bank.
+    pub api: Option<ConnectedApi>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectedApi {
+    pub id: i64,
+    pub base_url: String,
+    pub timeout_ms: u64,
+}
+
+/// A request the gateway may serve.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub client: ApiClient,
+    pub consent: Consent,
+    pub customer_iin: String,
+    pub routes: Vec<Route>,
+}
+
+impl Grant {
+    pub fn route(&self, provider: i64) -> Option<&Route> {
+        self.routes.iter().find(|r| r.provider == provider)
+    }
+}
+
+/// Verification keys by key id, read once from `signing_keys` (a key never changes; retired ones stay valid for
+/// what they signed until unpublished, and tokens live minutes).
+#[derive(Default)]
+pub struct KeyCache {
+    keys: RwLock<HashMap<String, DecodingKey>>,
+}
+
+impl KeyCache {
+    async fn key(&self, state: &AppState, kid: &str) -> Option<DecodingKey> {
+        if let Ok(keys) = self.keys.read()
+            && let Some(key) = keys.get(kid)
+        {
+            return Some(key.clone());
+        }
+        let wanted = kid.to_string();
+        let text: Option<String> = state
+            .db
+            .read(move |c| {
+                c.query_row("SELECT public_jwk FROM signing_keys WHERE kid = ?1", [wanted], |r| r.get(0))
+                    .optional()
+                    .map_err(StoreError::from)
+            })
+            .await
+            .ok()
+            .flatten();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&text?).ok()?;
+        let key = DecodingKey::from_jwk(&jwk).ok()?;
+        if let Ok(mut keys) = self.keys.write() {
+            keys.insert(kid.to_string(), key.clone());
+        }
+        Some(key)
+    }
+}
+
+fn unauthorised(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, ObErrorCode::Reauthenticate, message)
+}
+
+fn forbidden(code: ObErrorCode, message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, message)
+}
+
+/// The signature, issuer, audience and expiry of a bearer token.
+async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorised("The access token is not valid"))?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(TOKEN_TYPE) {
+        return Err(unauthorised("The access token is not valid"));
+    }
+    let kid = header.kid.ok_or_else(|| unauthorised("The access token is not valid"))?;
+    let key = state.gateway.keys.key(state, &kid).await.ok_or_else(|| unauthorised("The access token is not valid"))?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    let issuer = crate::oauth::metadata::issuer(state);
+    validation.set_issuer(&[issuer.as_str()]);
+    validation.set_audience(&[issuer.as_str()]);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    match jsonwebtoken::decode::<AccessClaims>(token, &key, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+            Err(unauthorised("The access token has expired; refresh it"))
+        }
+        Err(_) => Err(unauthorised("The access token is not valid")),
+    }
+}
+
+/// What the one read finds.
+enum Found {
+    TokenRevoked,
+    NoConsent,
+    Grant(Box<(Consent, String, Vec<Route>)>),
+}
+
+fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i64) -> rusqlite::Result<Found> {
+    let revoked: Option<Option<String>> = conn
+        .prepare_cached("SELECT revoked_at FROM access_tokens WHERE jti = ?1")?
+        .query_row([jti], |r| r.get(0))
+        .optional()?;
+    if !matches!(revoked, Some(None)) {
+        return Ok(Found::TokenRevoked);
+    }
+    let Some(consent) = consent::load(conn, consent_id)? else { return Ok(Found::NoConsent) };
+    let Some(customer_id) = consent.customer_id else { return Ok(Found::NoConsent) };
+    let iin: String =
+        conn.prepare_cached("SELECT iin FROM customers WHERE id = ?1")?.query_row([customer_id], |r| r.get(0))?;
+    let mut routes = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.id, a.production_base_url, a.timeout_ms FROM api_connections c JOIN apis a ON a.id = c.api_id
+         WHERE c.application_id = ?1 AND c.status = 'active' AND a.organisation_id = ?2 AND a.status = 'published'
+         ORDER BY a.id LIMIT 1",
+    )?;
+    for provider in consent.active_providers() {
+        let api = stmt
+            .query_row(params![application_id, provider.organisation_id], |r| {
+                Ok(ConnectedApi { id: r.get(0)?, base_url: r.get(1)?, timeout_ms: r.get::<_, i64>(2)?.max(1) as u64 })
+            })
+            .optional()?;
+        routes.push(Route {
+            provider: provider.organisation_id,
+            bin: provider.bin.clone(),
+            name: provider.name.clone(),
+            api,
+        });
+    }
+    Ok(Found::Grant(Box::new((consent, iin, routes))))
+}
+
+impl FromRequestParts<AppState> for Grant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let client = ApiClient::from_request_parts(parts, state).await?;
+        client.require_api_user()?;
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ObErrorCode::HeaderMissing,
+                    "An access token is required: Authorization: Bearer <token>",
+                )
+                .at("Authorization")
+            })?
+            .to_string();
+        let claims = claims(state, &token).await?;
+        // RFC 8705 §3: the token works only with the certificate it was issued to.
+        if !constant_time_eq(claims.cnf.x5t_s256.as_bytes(), client.cert.x5t_s256.as_bytes()) {
+            return Err(unauthorised("The access token is bound to another certificate"));
+        }
+        if claims.client_id != client.app.client_id {
+            return Err(unauthorised("The access token was issued to another application"));
+        }
+        let (jti, consent_id, app_id) = (claims.jti.clone(), claims.consent_id.clone(), client.app.id);
+        let found = state
+            .db
+            .read(move |c| read_grant(c, &jti, &consent_id, app_id).map_err(StoreError::from))
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        match found {
+            Found::TokenRevoked => Err(unauthorised("The access token has been revoked")),
+            Found::NoConsent => {
+                Err(forbidden(ObErrorCode::ResourceInvalidConsentStatus, "The consent is not authorised"))
+            }
+            Found::Grant(found) => {
+                let (consent, iin, routes) = *found;
+                if consent.application_id != client.app.id {
+                    return Err(forbidden(
+                        ObErrorCode::ResourceConsentMismatch,
+                        "The consent belongs to another application",
+                    ));
+                }
+                if !consent.is_live(&clock::now_rfc3339()) {
+                    let message = match consent.status {
+                        consent::Status::Authorised => "The consent has expired",
+                        consent::Status::Revoked => "The consent has been revoked",
+                        consent::Status::Expired => "The consent has expired",
+                        _ => "The consent is not authorised",
+                    };
+                    return Err(forbidden(ObErrorCode::ResourceInvalidConsentStatus, message));
+                }
+                Ok(Grant { client, consent, customer_iin: iin, routes })
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Calling a bank: one pooled keep-alive HTTPS client presenting the platform's client certificate, a signed
+//! consent header per call (`x-kopir-consent`, ES256, verifiable with the platform's JWKS), the caller's
+//! `x-fapi-interaction-id`, and the API's own time-out. A bank's failure becomes a standard error that names the
+//! bank and never the bank's own words (they may hold anything).
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::grant::{Grant, Route};
+use crate::clock;
+use crate::config::Config;
+use crate::pki::PkiPaths;
+use crate::web::AppState;
+use crate::web::error::{ApiError, ObErrorCode};
+
+pub const CONSENT_HEADER: &str = "x-kopir-consent";
+pub const CONSENT_HEADER_TYPE: &str = "kopir-consent+jwt";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{path}: {error}")]
+    File { path: std::path::PathBuf, error: std::io::Error },
+    #[error("HTTP client: {0}")]
+    Build(String),
+}
+
+/// The HTTP client for banks, built once at start.
+pub fn client(config: &Config) -> Result<reqwest::Client, ClientError> {
+    let paths = PkiPaths::new(config);
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).map_err(|error| ClientError::File { path: path.clone(), error })
+    };
+    let mut identity_pem = read(paths.platform_client_cert())?;
+    identity_pem.push_str(
+        &crate::pki::files::read_key(&paths.platform_client_key())
+            .map_err(|error| ClientError::File { path: paths.platform_client_key(), error })?,
+    );
+    let identity =
+        reqwest::Identity::from_pem(identity_pem.as_bytes()).map_err(|e| ClientError::Build(e.to_string()))?;
+    let mut trust = read(paths.root_cert())?;
+    if !config.gateway.provider_ca_file.as_os_str().is_empty() {
+        trust.push_str(&read(config.gateway.provider_ca_file.clone())?);
+    }
+    let certs =
+        reqwest::Certificate::from_pem_bundle(trust.as_bytes()).map_err(|e| ClientError::Build(e.to_string()))?;
+    reqwest::Client::builder()
+        .identity(identity)
+        .tls_certs_merge(certs)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(config.gateway.max_idle_per_bank)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ClientError::Build(e.to_string()))
+}
+
+/// The claims of the signed consent header: what the bank needs to answer for this customer and no more.
+#[derive(Debug, Serialize)]
+struct ConsentHeader<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    consent_id: &'a str,
+    permissions: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_to: Option<&'a str>,
+    interaction_id: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
+}
+
+/// A bank's answer, as far as the gateway cares.
+pub struct Answer {
+    pub body: Value,
+    pub bytes: u64,
+}
+
+/// Why a bank call gave nothing usable.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub code: ObErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: ObErrorCode, message: String) -> Failure {
+        Failure { status, code, message }
+    }
+
+    pub fn into_error(self) -> ApiError {
+        ApiError::new(self.status, self.code, self.message)
+    }
+}
+
+/// One call to one bank: `path` after the API's base URL (with its query). Metered whatever happens.
+pub async fn call(
+    state: &AppState,
+    grant: &Grant,
+    route: &Route,
+    endpoint: &'static str,
+    path: &str,
+    interaction_id: &str,
+) -> Result<Answer, Failure> {
+    let started = Instant::now();
+    let outcome = call_unmetered(state, grant, route, path, interaction_id).await;
+    let (status, bytes) = match &outcome {
+        Ok(answer) => (200, answer.bytes),
+        Err(failure) => (failure.status.as_u16(), 0),
+    };
+    state.gateway.meter.record(super::meter::Exchange {
+        at: super::meter::now(),
+        application_id: grant.client.app.id,
+        user_organisation_id: grant.client.organisation.id,
+        provider_organisation_id: Some(route.provider),
+        api_id: route.api.as_ref().map(|a| a.id),
+        consent_id: Some(grant.consent.id.clone()),
+        endpoint,
+        status,
+        latency_ms: started.elapsed().as_millis() as u64,
+        bytes,
+        interaction_id: interaction_id.to_string(),
+    });
+    metrics::histogram!("kopir_gateway_bank_seconds", "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
+    outcome
+}
+
+async fn call_unmetered(
+    state: &AppState,
+    grant: &Grant,
+    route: &Route,
+    path: &str,
+    interaction_id: &str,
+) -> Result<Answer, Failure> {
+    let bank = &route.name;
+    let Some(api) = &route.api else {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            ObErrorCode::ResourceConsentMismatch,
+            format!("The application is not connected to a published API of {bank}"),
+        ));
+    };
+    let issuer = crate::oauth::metadata::issuer(state);
+    let now = clock::now().unix_timestamp();
+    let consent = &grant.consent;
+    let claims = ConsentHeader {
+        iss: &issuer,
+        aud: &route.bin,
+        sub: &grant.customer_iin,
+        consent_id: &consent.id,
+        permissions: consent.permissions.iter().map(|p| p.as_str()).collect(),
+        transaction_from: consent.transaction_from.as_deref(),
+        transaction_to: consent.transaction_to.as_deref(),
+        interaction_id,
+        iat: now,
+        exp: now + state.config.gateway.signed_header_secs as i64,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let header = state.signer.sign(&state.db, CONSENT_HEADER_TYPE, &claims).await.map_err(|e| {
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, ObErrorCode::UnexpectedError, {
+            tracing::error!(error = %e, "signing the consent header failed");
+            "The platform could not sign its call to the bank".to_string()
+        })
+    })?;
+    let url = format!("{}{path}", api.base_url.trim_end_matches('/'));
+    let sent = state
+        .gateway
+        .client
+        .get(&url)
+        .timeout(Duration::from_millis(api.timeout_ms))
+        .header(CONSENT_HEADER, header)
+        .header(crate::web::request_id::X_FAPI_INTERACTION_ID, interaction_id)
+        .header(axum::http::header::ACCEPT, "application/json")
+        .send()
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) if e.is_timeout() => {
+            return Err(Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                ObErrorCode::UnexpectedError,
+                format!("{bank} did not answer within {} ms", api.timeout_ms),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(bank = %route.bin, error = %e.without_url(), "bank unreachable");
+            return Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                ObErrorCode::UnexpectedError,
+                format!("{bank} could not be reached"),
+            ));
+        }
+    };
+    let status = response.status();
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(e) if e.is_timeout() => {
+            return Err(Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                ObErrorCode::UnexpectedError,
+                format!("{bank} did not answer within {} ms", api.timeout_ms),
+            ));
+        }
+        Err(_) => {
+            return Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                ObErrorCode::UnexpectedError,
+                format!("{bank} broke off its answer"),
+            ));
+        }
+    };
+    let bytes = body.len() as u64;
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    if status.is_success() {
+        return match parsed {
+            Some(body @ Value::Object(_)) if body.get("Data").is_some_and(Value::is_object) => {
+                Ok(Answer { body, bytes })
+            }
+            _ => Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                ObErrorCode::UnexpectedError,
+                format!("{bank} answered with a malformed body"),
+            )),
+        };
+    }
+    // The bank's error code is passed on when it is the customer's or the caller's business (not found, bad
+    // date); its refusal of the platform's own credentials, or its failure, is the platform's problem to report.
+    let bank_code = parsed.as_ref().and_then(|b| b["Errors"][0]["ErrorCode"].as_str()).and_then(ObErrorCode::parse);
+    let failure = match status {
+        StatusCode::NOT_FOUND => {
+            Failure::new(StatusCode::NOT_FOUND, ObErrorCode::ResourceNotFound, format!("{bank} has no such resource"))
+        }
+        StatusCode::BAD_REQUEST => Failure::new(
+            StatusCode::BAD_REQUEST,
+            bank_code.unwrap_or(ObErrorCode::FieldInvalid),
+            format!("{bank} refused the request's parameters"),
+        ),
+        s if s.is_server_error() => Failure::new(
+            StatusCode::BAD_GATEWAY,
+            ObErrorCode::UnexpectedError,
+            format!("{bank} answered with an error"),
+        ),
+        _ => {
+            tracing::warn!(bank = %route.bin, status = status.as_u16(), "bank refused the platform's call");
+            Failure::new(
+                StatusCode::BAD_GATEWAY,
+                ObErrorCode::UnexpectedError,
+                format!("{bank} refused the platform's call"),
+            )
+        }
+    };
+    Err(failure)
+}
