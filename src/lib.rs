@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod participants;
 pub mod pki;
 pub mod snapshot;
+pub mod standard;
 pub mod store;
 pub mod trust;
 pub mod web;
