@@ -4,6 +4,7 @@ pub mod apps;
 pub mod audit;
 pub mod backup;
 pub mod bootstrap;
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,0 +1,33 @@
+//! The operator console's view of the catalogue: every API with its provider, status, last check and connections.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::ConsoleRow;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::session::ConsoleReader;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/console/apis", get(apis))
+}
+
+#[derive(Template)]
+#[template(path = "console_apis.html")]
+struct ApisPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    rows: Vec<ConsoleRow>,
+}
+
+/// Console readers: every API of every provider, whatever its status.
+async fn apis(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
+    match state.db.read(|c| super::console_rows(c).map_err(StoreError::from)).await {
+        Ok(rows) => render(&ApisPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), rows }),
+        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+    }
+}

@@ -1,0 +1,349 @@
+//! The marketplace: published APIs with their providers, searchable (SQLite FTS5) and filtered by standard and
+//! provider (`/marketplace`); one API's passport with the connection of the viewer's applications
+//! (`/marketplace/{id}`, connect and disconnect in one step); and the same list as JSON for programs
+//! (`/api/v1/marketplace`).
+//!
+//! Who may call: the pages, any signed-in participant member and console reader; connecting and disconnecting,
+//! administrators and developers of an accredited API user; the JSON, anyone.
+
+use askama::Template;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiStatus, AppConnection, CatalogError, Listing, MarketplaceFilter, STANDARDS, Standard};
+use crate::identity::Role;
+use crate::participants::OrgStatus;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+use crate::web::pages::{HtmlError, Texts, render_status};
+use crate::web::session::{ParticipantDeveloper, SignedIn};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/marketplace", get(list))
+        .route("/marketplace/{id}", get(show))
+        .route("/marketplace/{id}/connect", post(connect))
+        .route("/marketplace/{id}/disconnect", post(disconnect))
+        .route("/api/v1/marketplace", get(json_list))
+}
+
+/// Who is looking: a console reader, or a participant member (with the organisation). Anyone else is refused.
+enum Viewer {
+    Console,
+    Participant,
+}
+
+fn viewer(who: &SignedIn) -> Result<Viewer, HtmlError> {
+    match who.user.role {
+        Role::OperatorAdmin | Role::OperatorStaff | Role::Regulator => Ok(Viewer::Console),
+        Role::ParticipantAdmin | Role::ParticipantDeveloper | Role::ParticipantAnalyst
+            if who.organisation.is_some() =>
+        {
+            Ok(Viewer::Participant)
+        }
+        _ => Err(HtmlError::forbidden(who.lang())),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MarketQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    standard: String,
+    #[serde(default)]
+    provider: String,
+}
+
+impl MarketQuery {
+    fn filter(&self) -> MarketplaceFilter {
+        MarketplaceFilter {
+            query: self.q.chars().take(200).collect(),
+            standard: super::standard(self.standard.trim()).map(|s| s.id.to_string()),
+            provider: self.provider.trim().parse().ok(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "marketplace.html")]
+struct MarketPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    console: bool,
+    listings: Vec<Listing>,
+    providers: Vec<(i64, String)>,
+    standards: &'static [Standard],
+    q: String,
+    standard: String,
+    provider: Option<i64>,
+    filtered: bool,
+}
+
+/// Participant members and console readers: the marketplace, searched and filtered.
+async fn list(State(state): State<AppState>, who: SignedIn, Query(query): Query<MarketQuery>) -> Response {
+    let lang = who.lang();
+    let console = match viewer(&who) {
+        Ok(v) => matches!(v, Viewer::Console),
+        Err(e) => return e.into_response(),
+    };
+    let filter = query.filter();
+    let wanted = filter.clone();
+    let found = state
+        .db
+        .read(move |c| -> Result<_, StoreError> { Ok((super::marketplace(c, &wanted)?, super::listed_providers(c)?)) })
+        .await;
+    let (listings, providers) = match found {
+        Ok(found) => found,
+        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+    };
+    let filtered = super::fts_query(&filter.query).is_some() || filter.standard.is_some() || filter.provider.is_some();
+    let page = MarketPage {
+        t: Texts { lang },
+        csrf: who.csrf(),
+        console,
+        listings,
+        providers,
+        standards: STANDARDS,
+        q: filter.query,
+        standard: filter.standard.unwrap_or_default(),
+        provider: filter.provider,
+        filtered,
+    };
+    render_status(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "marketplace_api.html")]
+struct ListingPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    console: bool,
+    listing: Listing,
+    /// The viewer's organisation's API user applications and their connection to this API.
+    connections: Vec<AppConnection>,
+    /// Administrators and developers (may connect and disconnect).
+    can_manage: bool,
+    /// Why the viewer's organisation may not connect (a text key), if so.
+    refusal: Option<&'static str>,
+    error: Option<&'a str>,
+}
+
+impl ListingPage<'_> {
+    /// Applications that may be connected now: active, not connected.
+    fn connectable(&self) -> Vec<&AppConnection> {
+        self.connections.iter().filter(|c| c.application.active && !c.active()).collect()
+    }
+}
+
+async fn listing_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>, status: StatusCode) -> Response {
+    let lang = who.lang();
+    let console = match viewer(who) {
+        Ok(v) => matches!(v, Viewer::Console),
+        Err(e) => return e.into_response(),
+    };
+    let org_id = if console { None } else { who.organisation.as_ref().map(|o| o.id) };
+    let found = state
+        .db
+        .read(move |c| -> Result<_, StoreError> {
+            let Some(listing) = super::listed(c, id)? else { return Ok(None) };
+            let connections = match org_id {
+                Some(org) => super::connections_for(c, org, id)?,
+                None => vec![],
+            };
+            Ok(Some((listing, connections)))
+        })
+        .await;
+    let (listing, connections) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return HtmlError::not_found(lang).into_response(),
+        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+    };
+    let refusal = if console { None } else { who.organisation.as_ref().and_then(super::user_refusal) };
+    let page = ListingPage {
+        t: Texts { lang },
+        csrf: who.csrf(),
+        console,
+        listing,
+        connections,
+        can_manage: matches!(who.user.role, Role::ParticipantAdmin | Role::ParticipantDeveloper),
+        refusal,
+        error,
+    };
+    render_status(status, &page)
+}
+
+/// Participant members and console readers: one listed API; for an API user's members, their applications'
+/// connections to it.
+async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<i64>) -> Response {
+    listing_page(&state, &who, id, None, StatusCode::OK).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    application: String,
+}
+
+async fn change(
+    state: AppState,
+    who: SignedIn,
+    id: i64,
+    headers: HeaderMap,
+    form: ConnectionForm,
+    on: bool,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: who.lang() };
+    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
+    let Ok(application) = form.application.trim().parse::<i64>() else {
+        return listing_page(
+            &state,
+            &who,
+            id,
+            Some(t.get("catalog.error.application")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let done = if on {
+        super::connect(&state.db, org_id, id, application, who.audit_actor()).await
+    } else {
+        super::disconnect(&state.db, org_id, id, application, who.audit_actor()).await
+    };
+    match done {
+        Ok(()) => Redirect::to(&format!("/marketplace/{id}")).into_response(),
+        Err(CatalogError::Refused(key)) => {
+            let status =
+                if key == "catalog.error.not_connected" { StatusCode::CONFLICT } else { StatusCode::FORBIDDEN };
+            listing_page(&state, &who, id, Some(t.get(key)), status).await
+        }
+        Err(CatalogError::NotFound) => HtmlError::not_found(t.lang).into_response(),
+        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+    }
+}
+
+/// Administrators and developers of an accredited API user: connects one of the organisation's active API user
+/// applications to the API (automatic approval).
+async fn connect(
+    State(state): State<AppState>,
+    ParticipantDeveloper(who): ParticipantDeveloper,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<ConnectionForm>,
+) -> Response {
+    change(state, who, id, headers, form, true).await
+}
+
+/// Administrators and developers: ends an application's connection to the API.
+async fn disconnect(
+    State(state): State<AppState>,
+    ParticipantDeveloper(who): ParticipantDeveloper,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<ConnectionForm>,
+) -> Response {
+    change(state, who, id, headers, form, false).await
+}
+
+/// A listed API for programs.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MarketplaceEntry {
+    pub id: i64,
+    pub name: String,
+    pub version: String,
+    pub standard: String,
+    pub description: String,
+    pub provider: Provider,
+    pub sla_response_ms: i64,
+    pub timeout_ms: i64,
+    /// `Published` or `Deprecated`.
+    pub status: &'static str,
+    pub published_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Provider {
+    pub name: String,
+    pub bin: String,
+    /// `Accredited` or `Suspended`.
+    pub status: &'static str,
+}
+
+impl From<Listing> for MarketplaceEntry {
+    fn from(l: Listing) -> Self {
+        MarketplaceEntry {
+            id: l.api.id,
+            status: if l.api.status == ApiStatus::Published { "Published" } else { "Deprecated" },
+            name: l.api.name,
+            version: l.api.version,
+            standard: l.api.standard,
+            description: l.api.description,
+            provider: Provider {
+                name: l.provider_name,
+                bin: l.provider_bin,
+                status: if l.provider_status == OrgStatus::Accredited { "Accredited" } else { "Suspended" },
+            },
+            sla_response_ms: l.api.sla_response_ms,
+            timeout_ms: l.api.timeout_ms,
+            published_at: l.api.published_at,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct JsonQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    standard: String,
+    /// The provider's BIN.
+    #[serde(default)]
+    provider: String,
+}
+
+/// Public: the marketplace as JSON, with the same search (`q`) and filters (`standard`, `provider` = BIN).
+async fn json_list(
+    State(state): State<AppState>,
+    Query(query): Query<JsonQuery>,
+) -> Result<Json<Vec<MarketplaceEntry>>, ApiError> {
+    let standard = query.standard.trim().to_string();
+    let bin = query.provider.trim().to_string();
+    let q: String = query.q.chars().take(200).collect();
+    state
+        .db
+        .read(move |c| -> Result<Vec<MarketplaceEntry>, StoreError> {
+            let provider = if bin.is_empty() {
+                None
+            } else {
+                match crate::participants::organisation_by_bin(c, &bin)? {
+                    Some(org) => Some(org.id),
+                    None => return Ok(vec![]),
+                }
+            };
+            let standard = if standard.is_empty() {
+                None
+            } else {
+                match super::standard(&standard) {
+                    Some(s) => Some(s.id.to_string()),
+                    None => return Ok(vec![]),
+                }
+            };
+            let filter = MarketplaceFilter { query: q, standard, provider };
+            Ok(super::marketplace(c, &filter)?.into_iter().map(MarketplaceEntry::from).collect())
+        })
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::internal(&e))
+}
