@@ -177,6 +177,8 @@ struct AppPage<'a> {
     org: &'a Organisation,
     app: Application,
     certificates: Vec<AppCertificate>,
+    /// The application's connections to APIs in the marketplace.
+    connections: Vec<crate::catalog::ApplicationConnection>,
     can_manage: bool,
     reasons: Vec<&'static str>,
     grace_hours: u32,
@@ -195,10 +197,11 @@ async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>
         .read(move |c| -> Result<_, StoreError> {
             let Some(app) = super::by_id_for_organisation(c, org_id, id)? else { return Ok(None) };
             let certificates = super::certificates(c, app.id)?;
-            Ok(Some((app, certificates)))
+            let connections = crate::catalog::connections_of_application(c, app.id)?;
+            Ok(Some((app, certificates, connections)))
         })
         .await;
-    let (app, certificates) = match found {
+    let (app, certificates, connections) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return HtmlError::not_found(lang).into_response(),
         Err(e) => return HtmlError::internal(lang, &e).into_response(),
@@ -209,6 +212,7 @@ async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>
         org,
         app,
         certificates,
+        connections,
         can_manage: can_manage(who),
         reasons: RevocationReason::ALL.iter().map(|r| r.as_str()).collect(),
         grace_hours: state.config.pki.rotation_grace_hours,

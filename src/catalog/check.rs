@@ -284,6 +284,15 @@ pub fn error_shape(body: &[u8]) -> Result<String, String> {
     Ok(format!("Code \"{}\", ErrorCode {}", excerpt(text("Code").unwrap_or_default(), 40), codes.join(", ")))
 }
 
+/// The rustls error in `error`, looking through I/O errors wrapped in I/O errors (as the HTTP client wraps them).
+fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+    tls_error(inner)
+}
+
 /// A transport failure in a few words: time-out, TLS (rustls' own description), connection (the I/O error kind).
 fn describe(error: &reqwest::Error, timeout_ms: i64) -> String {
     if error.is_timeout() {
@@ -292,13 +301,10 @@ fn describe(error: &reqwest::Error, timeout_ms: i64) -> String {
     let mut io_kind = None;
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(current) = source {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+        if let Some(tls) = tls_error(current) {
             return format!("TLS: {tls}");
         }
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                return format!("TLS: {tls}");
-            }
             io_kind.get_or_insert(io.kind());
         }
         source = current.source();

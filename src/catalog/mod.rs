@@ -1223,7 +1223,8 @@ mod tests {
 
     #[test]
     fn passports_are_refused_field_by_field() {
-        let cases: Vec<(fn(&mut PassportInput), &str)> = vec![
+        type Change = fn(&mut PassportInput);
+        let cases: Vec<(Change, &str)> = vec![
             (|i| i.name = " ".into(), "catalog.error.name"),
             (|i| i.version = "1 0".into(), "catalog.error.version"),
             (|i| i.standard = "obie".into(), "catalog.error.standard"),
