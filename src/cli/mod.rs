@@ -5,6 +5,7 @@ mod backup;
 mod ca;
 mod keys;
 mod participant;
+mod refbank;
 mod serve;
 mod snapshot;
 mod status;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a reference bank: a simulated provider implementing the platform's account information standard, with
+    /// the sandbox customers and generated ones (for tests, demos and benchmarks).
+    ReferenceBank(refbank::ReferenceBankArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +217,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             crate::logging::init_cli();
             audit_verify(&config, json).await
         }
+        Command::ReferenceBank(args) => refbank::run(&cli.global, args).await,
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::EXAMPLE);
             Ok(())
