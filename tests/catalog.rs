@@ -807,3 +807,87 @@ async fn only_accredited_api_users_in_good_standing_connect_their_own_active_app
     assert_eq!(count(&platform, "SELECT count(*) FROM api_connections WHERE status = 'active'"), 1);
     platform.shutdown().await;
 }
+
+/// Signs in with Chromium (enrolling TOTP on the first sign-in) and waits for the workspace.
+async fn chrome_sign_in(chrome: &common::chrome::Chrome, username: &str, password: &str) {
+    chrome.goto("/login").await;
+    chrome.fill("username", username).await;
+    chrome.fill("password", password).await;
+    chrome.click("form[action='/login'] button[type=submit]").await;
+    chrome.wait_path("/account/enrol").await;
+    let secret = kopir::identity::totp::parse_secret_text(&chrome.text("#totp-secret").await).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    chrome.fill("code", &kopir::identity::totp::code_at(&secret, username, now).unwrap()).await;
+    chrome.click("form[action='/account/enrol'] button[type=submit]").await;
+    chrome.wait_path("/org").await;
+}
+
+/// In a real browser (screenshots in `target/tmp/screenshots/catalog/`): a bank describes and publishes its API, a
+/// fintech registers an application, finds the API in the marketplace (in Kazakh too) and connects it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_bank_publishes_and_a_fintech_connects() {
+    let ca = TestCa::new("Test Banks CA");
+    let platform = platform_trusting(&ca).await;
+    let bank = Bank::start(&ca, &platform.root_pem(), Behaviour::Conforming).await;
+    let bank_bin = bin("99050000051");
+    let (bank_admin, bank_password) =
+        common::browser::register_organisation(&platform, &bank_bin, "Altyn Bank JSC", "altyn.admin").await;
+    accredit(&platform, &bank_bin);
+    let user_bin = bin("99050000059");
+    let (user_admin, user_password) =
+        common::browser::register_organisation(&platform, &user_bin, "Qaz Budget LLP", "qaz.admin").await;
+    accredit(&platform, &user_bin);
+    let base = format!("https://localhost:{}", platform.addr.port());
+
+    let chrome = common::chrome::Chrome::start(&base, "catalog").await;
+    chrome_sign_in(&chrome, &bank_admin, &bank_password).await;
+    chrome.goto("/org/apis").await;
+    chrome.wait_text("Describe a new API").await;
+    chrome.fill("name", "Current accounts").await;
+    chrome.fill("version", "1.0").await;
+    chrome.fill("description", "Accounts, balances and a year of transactions of personal current accounts").await;
+    chrome.fill("sandbox_base_url", &bank.url()).await;
+    chrome.fill("production_base_url", "https://api.altyn.test/ob").await;
+    chrome.fill("sla_response_ms", "800").await;
+    chrome.fill("timeout_ms", "3000").await;
+    chrome.shot("01-passport").await;
+    chrome.click("form[action='/org/apis'] button[type=submit]").await;
+    chrome.wait_path("/org/apis/1").await;
+    chrome.wait_text("Not checked yet.").await;
+    chrome.shot("02-draft").await;
+    chrome.click("form[action='/org/apis/1/publish'] button[type=submit]").await;
+    chrome.wait_text("UK.OBIE.Header.Missing").await;
+    assert_eq!(chrome.text("#api-status").await, "Published");
+    chrome.shot("03-published").await;
+    chrome.click("form[action='/logout'] button[type=submit]").await;
+    chrome.wait_path("/").await;
+
+    chrome_sign_in(&chrome, &user_admin, &user_password).await;
+    chrome.goto("/org/apps").await;
+    chrome.fill("name", "Qaz Budget").await;
+    chrome.fill("redirect_uris", "https://app.qazbudget.test/callback").await;
+    chrome.fill("csr", &common::Csr::new("qaz-budget").csr_pem).await;
+    chrome.click("form[action='/org/apps'] button[type=submit]").await;
+    chrome.wait_text("Transport certificates").await;
+    chrome.goto("/marketplace").await;
+    chrome.fill("q", "balances").await;
+    chrome.click("form[action='/marketplace'] button[type=submit]").await;
+    chrome.wait_text("APIs (1)").await;
+    chrome.shot("04-marketplace-search").await;
+    chrome.click("a[href='/marketplace/1']").await;
+    chrome.wait_path("/marketplace/1").await;
+    chrome.wait_text("Not connected").await;
+    chrome.shot("05-api-passport").await;
+    chrome.click("form[action='/marketplace/1/connect'] button[type=submit]").await;
+    chrome.wait_text("Disconnect").await;
+    assert_eq!(count(&platform, "SELECT count(*) FROM api_connections WHERE status = 'active'"), 1);
+    chrome.shot("06-connected").await;
+    chrome.click("a[href='/lang/kk']").await;
+    chrome.wait_text("Қосылған").await;
+    chrome.shot("07-connected-kk").await;
+    chrome.goto("/marketplace").await;
+    chrome.wait_text("Маркетплейс").await;
+    chrome.shot("08-marketplace-kk").await;
+    chrome.close().await;
+    platform.shutdown().await;
+}
