@@ -217,6 +217,31 @@ async fn calls_without_the_platforms_credentials_are_refused() {
     b.bank.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_rotated_platform_key_is_fetched_and_both_keys_verify() {
+    let b = start_bank(Platform::start().await, None).await;
+    let iin = SANDBOX_CUSTOMERS[2].iin;
+    let url = b.url("/accounts");
+    let before = b.header(iin, DETAIL).await;
+    assert_eq!(b.call(&url, Some(&before)).await.status(), 200);
+    let rotated = b.platform.kopir().args(["keys", "rotate", "--retain-hours", "24"]).output().unwrap();
+    common::assert_success(&rotated);
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let after = loop {
+        let header = b.header(iin, DETAIL).await;
+        if kid(&header) != kid(&before) {
+            break header;
+        }
+        assert!(Instant::now() < deadline, "the platform never signed with the new key");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // The bank has never seen the new key id: it fetches the JWKS again (within its pause) and accepts it.
+    assert_eq!(b.call(&url, Some(&after)).await.status(), 200);
+    assert_eq!(b.call(&url, Some(&before)).await.status(), 200, "the retired key still verifies what it signed");
+    b.bank.shutdown().await;
+}
+
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -3,8 +3,8 @@
 //! this bank's BIN, unexpired.
 //!
 //! The JWKS is fetched once, kept in memory and fetched again only when a token names a key id it lacks (a key
-//! rotation) — and then at most once every few seconds, so a stream of forged key ids cannot make the bank hammer
-//! the platform.
+//! rotation) — and then at most once every few seconds (later misses wait for the next fetch), so a stream of forged
+//! key ids cannot make the bank hammer the platform.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -107,8 +107,13 @@ impl Verifier {
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
-        if last.is_some_and(|at| at.elapsed() < REFETCH_PAUSE) {
-            return Err(ConsentError::UnknownKey(kid.to_string()));
+        // Fetched a moment ago: wait out the pause rather than refuse, so a key rotation never fails a call, while
+        // the platform still sees at most one fetch per pause however many unknown key ids arrive.
+        if let Some(at) = *last {
+            tokio::time::sleep(REFETCH_PAUSE.saturating_sub(at.elapsed())).await;
+            if let Some(key) = self.cached(kid) {
+                return Ok(key);
+            }
         }
         *last = Some(Instant::now());
         match self.fetch().await {
