@@ -121,9 +121,17 @@ async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError>
 
 /// What the one read finds.
 enum Found {
-    TokenRevoked,
     NoConsent,
-    Grant(Box<(Consent, String, Vec<Route>)>),
+    Grant(Box<Read>),
+}
+
+struct Read {
+    consent: Consent,
+    iin: String,
+    routes: Vec<Route>,
+    /// The token's own record: unknown or revoked. A consent that ended also revoked its tokens; its own status
+    /// says more, so it is judged first.
+    token_revoked: bool,
 }
 
 fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i64) -> rusqlite::Result<Found> {
@@ -131,9 +139,6 @@ fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i6
         .prepare_cached("SELECT revoked_at FROM access_tokens WHERE jti = ?1")?
         .query_row([jti], |r| r.get(0))
         .optional()?;
-    if !matches!(revoked, Some(None)) {
-        return Ok(Found::TokenRevoked);
-    }
     let Some(consent) = consent::load(conn, consent_id)? else { return Ok(Found::NoConsent) };
     let Some(customer_id) = consent.customer_id else { return Ok(Found::NoConsent) };
     let iin: String =
@@ -157,7 +162,8 @@ fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i6
             api,
         });
     }
-    Ok(Found::Grant(Box::new((consent, iin, routes))))
+    let token_revoked = !matches!(revoked, Some(None));
+    Ok(Found::Grant(Box::new(Read { consent, iin, routes, token_revoked })))
 }
 
 impl FromRequestParts<AppState> for Grant {
@@ -196,12 +202,11 @@ impl FromRequestParts<AppState> for Grant {
             .await
             .map_err(|e| ApiError::internal(&e))?;
         match found {
-            Found::TokenRevoked => Err(unauthorised("The access token has been revoked")),
             Found::NoConsent => {
                 Err(forbidden(ObErrorCode::ResourceInvalidConsentStatus, "The consent is not authorised"))
             }
-            Found::Grant(found) => {
-                let (consent, iin, routes) = *found;
+            Found::Grant(read) => {
+                let Read { consent, iin, routes, token_revoked } = *read;
                 if consent.application_id != client.app.id {
                     return Err(forbidden(
                         ObErrorCode::ResourceConsentMismatch,
@@ -216,6 +221,9 @@ impl FromRequestParts<AppState> for Grant {
                         _ => "The consent is not authorised",
                     };
                     return Err(forbidden(ObErrorCode::ResourceInvalidConsentStatus, message));
+                }
+                if token_revoked {
+                    return Err(unauthorised("The access token has been revoked"));
                 }
                 Ok(Grant { client, consent, customer_iin: iin, routes })
             }

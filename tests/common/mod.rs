@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod chrome;
 pub mod consent;
+pub mod exchange;
 pub mod participant;
 
 use std::net::SocketAddr;
