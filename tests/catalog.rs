@@ -808,6 +808,36 @@ async fn only_accredited_api_users_in_good_standing_connect_their_own_active_app
     platform.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reference_bank_passes_the_publication_check() {
+    // The bank's certificate authority exists before the platform starts, so that the platform can trust it.
+    let dir = tempfile::tempdir().unwrap();
+    let bank_dir = dir.path().join("refbank");
+    let pki = kopir::refbank::pki::load_or_create(&bank_dir, "Altyn Bank JSC").unwrap();
+    let platform = Platform::start_with(|c| c.gateway.provider_ca_file = pki.ca_file.clone(), None).await;
+    let bank_bin = bin("99050000061");
+    let config = kopir::refbank::BankConfig::new(
+        "Altyn Bank JSC",
+        bank_bin.clone(),
+        bank_dir,
+        platform.url(""),
+        platform.root_pem(),
+    );
+    let refbank = kopir::refbank::start(config).await.unwrap();
+    let admin = admin_of_new_organisation(&platform, &bank_bin, "Altyn Bank JSC", "altyn.admin").await;
+    accredit(&platform, &bank_bin);
+    let page = create_api(&admin, &passport(&refbank.base_url)).await;
+    let id = api_id(&page);
+    let page = publish(&admin, id).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(status_of(&platform, id), "published");
+    let (passed, findings) = last_check(&platform, id);
+    assert!(passed, "{findings}");
+    assert!(finding(&findings, "error.shape")["evidence"].as_str().unwrap().contains("UK.OBIE."), "{findings}");
+    refbank.shutdown().await;
+    platform.shutdown().await;
+}
+
 /// Signs in with Chromium (enrolling TOTP on the first sign-in) and waits for the workspace.
 async fn chrome_sign_in(chrome: &common::chrome::Chrome, username: &str, password: &str) {
     chrome.goto("/login").await;
