@@ -37,24 +37,34 @@ async fn ais_v1_document(headers: HeaderMap) -> Response {
     response
 }
 
-/// One row of the endpoint table.
+/// One row of the endpoint table. The permissions needed come as short lines, so that the long codes wrap between
+/// words rather than inside them.
 struct Endpoint {
     path: &'static str,
-    needs: &'static str,
+    needs: &'static [&'static str],
     text_key: &'static str,
 }
 
 const ENDPOINTS: [Endpoint; 4] = [
-    Endpoint { path: "/accounts", needs: "ReadAccountsBasic | ReadAccountsDetail", text_key: "standard.ep_accounts" },
+    Endpoint {
+        path: "/accounts",
+        needs: &["ReadAccountsBasic |", "ReadAccountsDetail"],
+        text_key: "standard.ep_accounts",
+    },
     Endpoint {
         path: "/accounts/{AccountId}",
-        needs: "ReadAccountsBasic | ReadAccountsDetail",
+        needs: &["ReadAccountsBasic |", "ReadAccountsDetail"],
         text_key: "standard.ep_account",
     },
-    Endpoint { path: "/accounts/{AccountId}/balances", needs: "ReadBalances", text_key: "standard.ep_balances" },
+    Endpoint { path: "/accounts/{AccountId}/balances", needs: &["ReadBalances"], text_key: "standard.ep_balances" },
     Endpoint {
         path: "/accounts/{AccountId}/transactions",
-        needs: "ReadTransactionsBasic | ReadTransactionsDetail + ReadTransactionsCredits | ReadTransactionsDebits",
+        needs: &[
+            "ReadTransactionsBasic |",
+            "ReadTransactionsDetail",
+            "+ ReadTransactionsCredits |",
+            "ReadTransactionsDebits",
+        ],
         text_key: "standard.ep_transactions",
     },
 ];
