@@ -54,9 +54,8 @@ pub fn router(bank: Bank) -> Router {
 /// A request id for the error body's `Id` and `x-request-id`, and the interaction id echoed (FAPI).
 async fn ids(request: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
-    let headers = request.headers().clone();
     let (mut response, interaction) = request_id::scope(id.clone(), async move {
-        let interaction = request_id::interaction_id(&headers);
+        let interaction = request_id::interaction_id(request.headers());
         (next.run(request).await, interaction)
     })
     .await;

@@ -351,9 +351,11 @@ impl History {
         self.until(now).iter().rev().find(|t| !t.pending).map_or(self.opening_balance, |t| t.balance_after)
     }
 
-    /// The available balance at `now`: booked, less the debits still pending.
+    /// The available balance at `now`: booked, less the debits still pending (all from the last two days).
     pub fn available(&self, now: i64) -> i64 {
-        let pending: i64 = self.until(now).iter().filter(|t| t.pending).map(Txn::signed).sum();
+        let since = (self.day - 1) * DAY;
+        let recent = self.until(now).iter().rev().take_while(|t| t.at >= since);
+        let pending: i64 = recent.filter(|t| t.pending).map(Txn::signed).sum();
         self.booked(now) + pending
     }
 
