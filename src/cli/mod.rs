@@ -3,6 +3,7 @@
 
 mod backup;
 mod ca;
+mod demo;
 mod keys;
 mod participant;
 mod refbank;
@@ -93,6 +94,16 @@ pub enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the demo: the platform on embedded defaults with three reference banks, a sample API-user application
+    /// ("Qaz Budget", at /demo/app) and test customers. Prints the URLs and credentials.
+    Demo {
+        /// Address of the platform's HTTPS listener (default server.listen, 127.0.0.1:8443).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Ports of the three reference banks on 127.0.0.1 (default 9441 9442 9443; 0 lets the kernel choose).
+        #[arg(long, value_name = "PORT", num_args = 3)]
+        bank_ports: Vec<u16>,
+    },
     /// Run a reference bank: a simulated provider implementing the platform's account information standard, with
     /// the sandbox customers and generated ones (for tests, demos and benchmarks).
     ReferenceBank(refbank::ReferenceBankArgs),
@@ -218,6 +229,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             audit_verify(&config, json).await
         }
         Command::ReferenceBank(args) => refbank::run(&cli.global, args).await,
+        Command::Demo { listen, bank_ports } => demo::run(&cli.global, listen, bank_ports).await,
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::EXAMPLE);
             Ok(())

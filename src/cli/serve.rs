@@ -105,7 +105,7 @@ fn public_base(config: &Config, addr: std::net::SocketAddr) -> String {
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -24,13 +24,19 @@ use crate::web::pages::{Texts, cookie, render, render_status};
 pub const BASE: &str = "/demo/app";
 const COOKIE: &str = "__Host-demoapp";
 
-/// The application's credentials and the banks it is connected to.
+/// The application: its credentials and banks once the demo has set them up, and its customers' sessions.
+#[derive(Default)]
 pub struct DemoApp {
+    ready: std::sync::OnceLock<Ready>,
+    sessions: Mutex<HashMap<String, AppSession>>,
+}
+
+/// What the application knows once registered and connected.
+pub struct Ready {
     pub client_id: String,
     pub client: reqwest::Client,
     /// (BIN, name) of each connected bank.
     pub banks: Vec<(String, String)>,
-    sessions: Mutex<HashMap<String, AppSession>>,
 }
 
 #[derive(Clone, Default)]
@@ -44,7 +50,7 @@ struct AppSession {
     notice: Option<&'static str>,
 }
 
-impl DemoApp {
+impl Ready {
     /// `identity_pem`: the application's certificate chain and key; `root_pem`: the platform root.
     pub fn new(
         platform_addr: std::net::SocketAddr,
@@ -52,7 +58,7 @@ impl DemoApp {
         identity_pem: &str,
         root_pem: &str,
         banks: Vec<(String, String)>,
-    ) -> Result<DemoApp, String> {
+    ) -> Result<Ready, String> {
         let identity = reqwest::Identity::from_pem(identity_pem.as_bytes()).map_err(|e| e.to_string())?;
         let root = reqwest::Certificate::from_pem(root_pem.as_bytes()).map_err(|e| e.to_string())?;
         let client = reqwest::Client::builder()
@@ -63,7 +69,14 @@ impl DemoApp {
             .https_only(true)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(DemoApp { client_id, client, banks, sessions: Mutex::new(HashMap::new()) })
+        Ok(Ready { client_id, client, banks })
+    }
+}
+
+impl DemoApp {
+    /// The application becomes usable: its credentials and banks are known.
+    pub fn set_ready(&self, ready: Ready) {
+        let _ = self.ready.set(ready);
     }
 
     fn session(&self, id: &str) -> Option<AppSession> {
@@ -156,10 +169,11 @@ pub fn money(amount: &Value) -> String {
 
 /// Calls the platform's gateway with the session's token, refreshing it once if it has expired.
 async fn gateway_get(app: &DemoApp, state: &AppState, id: &str, path: &str) -> Result<Value, (u16, String)> {
+    let Some(ready) = app.ready.get() else { return Err((503, String::new())) };
     let Some(mut session) = app.session(id) else { return Err((401, String::new())) };
     for attempt in 0..2 {
         let Some(token) = session.access_token.clone() else { return Err((401, String::new())) };
-        let response = app
+        let response = ready
             .client
             .get(state.url(&format!("{}{path}", crate::gateway::BASE)))
             .bearer_auth(token)
@@ -170,7 +184,7 @@ async fn gateway_get(app: &DemoApp, state: &AppState, id: &str, path: &str) -> R
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status == 401 && attempt == 0 {
             let Some(refresh) = session.refresh_token.clone() else { return Err((401, String::new())) };
-            let answer = app
+            let answer = ready
                 .client
                 .post(state.url(crate::oauth::metadata::TOKEN))
                 .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
@@ -194,7 +208,12 @@ async fn gateway_get(app: &DemoApp, state: &AppState, id: &str, path: &str) -> R
     Err((401, String::new()))
 }
 
-async fn home(State(state): State<AppState>, Extension(app): Extension<Arc<DemoApp>>, headers: HeaderMap, t: Texts) -> Response {
+async fn home(
+    State(state): State<AppState>,
+    Extension(app): Extension<Arc<DemoApp>>,
+    headers: HeaderMap,
+    t: Texts,
+) -> Response {
     // Every visitor gets a session at once: its CSRF token guards the forms.
     let (id, session) = match session_id(&headers).and_then(|id| app.session(&id).map(|s| (id, s))) {
         Some(found) => found,
@@ -209,7 +228,7 @@ async fn home(State(state): State<AppState>, Extension(app): Extension<Arc<DemoA
     let mut page = HomePage {
         t,
         csrf: session.csrf.clone(),
-        banks: app.banks.clone(),
+        banks: app.ready.get().map(|r| r.banks.clone()).unwrap_or_default(),
         connected: Vec::new(),
         missing: Vec::new(),
         consent_id: session.consent_id.clone(),
@@ -221,9 +240,10 @@ async fn home(State(state): State<AppState>, Extension(app): Extension<Arc<DemoA
                 let mut by_bank: Vec<BankView> = Vec::new();
                 for account in body["Data"]["Account"].as_array().cloned().unwrap_or_default() {
                     let bin = account["Servicer"]["Identification"].as_str().unwrap_or("").to_string();
-                    let bank = app.banks.iter().find(|(b, _)| *b == bin).map(|(_, n)| n.clone()).unwrap_or(bin);
+                    let bank = page.banks.iter().find(|(b, _)| *b == bin).map(|(_, n)| n.clone()).unwrap_or(bin);
                     let account_id = account["AccountId"].as_str().unwrap_or("").to_string();
-                    let balance = match gateway_get(&app, &state, id, &format!("/accounts/{account_id}/balances")).await {
+                    let balance = match gateway_get(&app, &state, id, &format!("/accounts/{account_id}/balances")).await
+                    {
                         Ok(b) => b["Data"]["Balance"][0]["Amount"].clone(),
                         Err(_) => Value::Null,
                     };
@@ -269,16 +289,31 @@ fn checked(state: &AppState, app: &DemoApp, headers: &HeaderMap, csrf: &str) -> 
     let host = state.public_url.trim_start_matches("https://").split('/').next().unwrap_or("");
     let id = session_id(headers)?;
     let session = app.session(&id)?;
-    let token_ok = !session.csrf.is_empty() && crate::digest::constant_time_eq(session.csrf.as_bytes(), csrf.as_bytes());
+    let token_ok =
+        !session.csrf.is_empty() && crate::digest::constant_time_eq(session.csrf.as_bytes(), csrf.as_bytes());
     let origin_ok = crate::web::session::same_origin(headers, host);
     (token_ok && origin_ok).then_some((id, session))
 }
 
-#[derive(Deserialize)]
+/// The connect form: its CSRF token and the banks ticked (a repeated field, which serde's form decoding does not
+/// gather, hence read by hand).
 struct ConnectForm {
     csrf: String,
-    #[serde(default)]
     bank: Vec<String>,
+}
+
+impl ConnectForm {
+    fn parse(body: &[u8]) -> ConnectForm {
+        let mut form = ConnectForm { csrf: String::new(), bank: Vec::new() };
+        for (name, value) in form_urlencoded::parse(body) {
+            match name.as_ref() {
+                "csrf" => form.csrf = value.into_owned(),
+                "bank" => form.bank.push(value.into_owned()),
+                _ => {}
+            }
+        }
+        form
+    }
 }
 
 #[derive(Deserialize)]
@@ -292,16 +327,18 @@ async fn connect(
     Extension(app): Extension<Arc<DemoApp>>,
     headers: HeaderMap,
     t: Texts,
-    Form(form): Form<ConnectForm>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let form = ConnectForm::parse(&body);
     let Some((id, session)) = checked(&state, &app, &headers, &form.csrf) else {
         return Redirect::to(BASE).into_response();
     };
-    let chosen: Vec<&(String, String)> = app.banks.iter().filter(|(bin, _)| form.bank.contains(bin)).collect();
+    let Some(ready) = app.ready.get() else { return failed(t) };
+    let chosen: Vec<&(String, String)> = ready.banks.iter().filter(|(bin, _)| form.bank.contains(bin)).collect();
     if chosen.is_empty() {
         return Redirect::to(BASE).into_response();
     }
-    let consent = app
+    let consent = ready
         .client
         .post(state.url(crate::consent::api::BASE))
         .json(&json!({
@@ -327,11 +364,11 @@ async fn connect(
     let challenge = b64url(&crate::digest::sha256(verifier.as_bytes()));
     let oauth_state = b64url(&rand::random::<[u8; 16]>());
     let redirect_uri = state.url(&format!("{BASE}/callback"));
-    let pushed = app
+    let pushed = ready
         .client
         .post(state.url(crate::oauth::metadata::PAR))
         .form(&[
-            ("client_id", app.client_id.as_str()),
+            ("client_id", ready.client_id.as_str()),
             ("response_type", "code"),
             ("redirect_uri", redirect_uri.as_str()),
             ("scope", crate::oauth::metadata::SCOPE),
@@ -351,10 +388,16 @@ async fn connect(
     let Some(request_uri) = request_uri else { return failed(t) };
     app.save(
         &id,
-        AppSession { csrf: session.csrf, state: oauth_state, verifier, consent_id: Some(consent_id), ..AppSession::default() },
+        AppSession {
+            csrf: session.csrf,
+            state: oauth_state,
+            verifier,
+            consent_id: Some(consent_id),
+            ..AppSession::default()
+        },
     );
     let mut query = form_urlencoded::Serializer::new(String::new());
-    query.append_pair("client_id", &app.client_id).append_pair("request_uri", &request_uri);
+    query.append_pair("client_id", &ready.client_id).append_pair("request_uri", &request_uri);
     let to = format!("{}?{}", state.url(crate::oauth::metadata::AUTHORIZE), query.finish());
     with_cookie(Redirect::to(&to).into_response(), &id)
 }
@@ -400,8 +443,9 @@ async fn callback(
         return Redirect::to(BASE).into_response();
     }
     let Some(code) = query.code else { return Redirect::to(BASE).into_response() };
+    let Some(ready) = app.ready.get() else { return failed(t) };
     let redirect_uri = state.url(&format!("{BASE}/callback"));
-    let answer = app
+    let answer = ready
         .client
         .post(state.url(crate::oauth::metadata::TOKEN))
         .form(&[
@@ -409,7 +453,7 @@ async fn callback(
             ("code", code.as_str()),
             ("code_verifier", session.verifier.as_str()),
             ("redirect_uri", redirect_uri.as_str()),
-            ("client_id", app.client_id.as_str()),
+            ("client_id", ready.client_id.as_str()),
         ])
         .send()
         .await;
@@ -480,8 +524,8 @@ async fn disconnect(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Some((id, mut session)) = checked(&state, &app, &headers, &form.csrf) {
-        if let Some(consent_id) = session.consent_id.take() {
-            let _ = app.client.delete(state.url(&format!("{}/{consent_id}", crate::consent::api::BASE))).send().await;
+        if let (Some(consent_id), Some(ready)) = (session.consent_id.take(), app.ready.get()) {
+            let _ = ready.client.delete(state.url(&format!("{}/{consent_id}", crate::consent::api::BASE))).send().await;
         }
         session.access_token = None;
         session.refresh_token = None;

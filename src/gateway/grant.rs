@@ -11,7 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::apps::client::ApiClient;
 use crate::clock;
@@ -144,17 +144,10 @@ fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i6
     let iin: String =
         conn.prepare_cached("SELECT iin FROM customers WHERE id = ?1")?.query_row([customer_id], |r| r.get(0))?;
     let mut routes = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT a.id, a.production_base_url, a.timeout_ms FROM api_connections c JOIN apis a ON a.id = c.api_id
-         WHERE c.application_id = ?1 AND c.status = 'active' AND a.organisation_id = ?2 AND a.status = 'published'
-         ORDER BY a.id LIMIT 1",
-    )?;
     for provider in consent.active_providers() {
-        let api = stmt
-            .query_row(params![application_id, provider.organisation_id], |r| {
-                Ok(ConnectedApi { id: r.get(0)?, base_url: r.get(1)?, timeout_ms: r.get::<_, i64>(2)?.max(1) as u64 })
-            })
-            .optional()?;
+        let api = crate::catalog::connected_api(conn, application_id, provider.organisation_id)?.map(|api| {
+            ConnectedApi { id: api.api_id, base_url: api.production_base_url, timeout_ms: api.timeout_ms.max(1) as u64 }
+        });
         routes.push(Route {
             provider: provider.organisation_id,
             bin: provider.bin.clone(),

@@ -43,7 +43,7 @@ pub fn connect(platform: &Platform, app_id: i64, bank_bin: &str) {
         Err(_) => {
             conn.execute(
                 "INSERT INTO apis (organisation_id, name, version, standard, status, created_at, updated_at,
-                 published_at) VALUES (?1, 'Accounts', '1.0', 'kopir-ais-1', 'published', ?2, ?2, ?2)",
+                 published_at) VALUES (?1, 'Accounts', '1.0', 'kopir-ais-v1', 'published', ?2, ?2, ?2)",
                 rusqlite::params![org_id, now],
             )
             .unwrap();
