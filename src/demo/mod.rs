@@ -97,8 +97,8 @@ pub async fn start(mut config: Config, options: DemoOptions) -> Result<RunningDe
 
     // The banks' certificate authorities first, so that the platform starts trusting them.
     let mut cas = String::new();
-    for i in 0..BANKS.len() {
-        let pki = crate::refbank::pki::load_or_create(&dir.join(format!("bank{}", i + 1)), BANKS[i].0)?;
+    for (i, (name, _)) in BANKS.iter().enumerate() {
+        let pki = crate::refbank::pki::load_or_create(&dir.join(format!("bank{}", i + 1)), name)?;
         cas.push_str(&pki.ca_pem);
     }
     let ca_file = dir.join("bank-cas.pem");
