@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::oauth::router())
         .merge(crate::consent::api::router())
         .merge(crate::gateway::router())
+        .merge(crate::standard::router())
         .merge(crate::consent::my::router())
         .merge(crate::consent::portal::router())
         .merge(crate::trust::pages::router())
