@@ -3,6 +3,7 @@
 pub mod apps;
 pub mod audit;
 pub mod backup;
+pub mod bench;
 pub mod bootstrap;
 pub mod catalog;
 pub mod cli;

@@ -162,7 +162,7 @@ async fn the_gateway_refuses_what_the_consent_token_certificate_or_connection_do
     let (_, _, other_identity) = common::consent::application(&s.user_admin, "Second App").await;
     common::expect_ob_error(get(s, &other_identity, &token, "/accounts").await, 401, "UK.OBIE.Reauthenticate").await;
     let stray = s.platform.issue_identity("stray");
-    common::expect_ob_error(get(s, &stray, &token, "/accounts").await, 403, "UK.OBIE.Resource.ConsentMismatch").await;
+    common::expect_ob_error(get(s, &stray, &token, "/accounts").await, 401, "UK.OBIE.Reauthenticate").await;
     let no_cert = s
         .platform
         .client(None)

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 
 use super::{AppKind, Application};
+use crate::pki::certs::{AppRef, CertCheck};
 use crate::participants::{OrgStatus, Organisation};
 use crate::store::StoreError;
 use crate::web::AppState;
@@ -36,24 +37,43 @@ pub fn forbidden(message: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, ObErrorCode::ResourceConsentMismatch, message)
 }
 
+impl ApiClient {
+    /// The application and organisation behind an application's certificate, read on `conn`.
+    pub fn load(conn: &rusqlite::Connection, app: &AppRef) -> rusqlite::Result<Option<(Application, Organisation)>> {
+        let application = super::by_id_for_organisation(conn, app.organisation_id, app.id)?;
+        let organisation = crate::participants::organisation(conn, app.organisation_id)?;
+        Ok(application.zip(organisation))
+    }
+
+    /// Builds the client from a judged certificate and what [`ApiClient::load`] found.
+    pub fn assemble(client: MtlsClient, found: Option<(Application, Organisation)>) -> Result<ApiClient, ApiError> {
+        if client.application.is_none() {
+            return Err(forbidden("This endpoint is for participants' applications; the certificate belongs to none"));
+        }
+        let (app, organisation) = found.ok_or_else(|| ApiError::internal(&"certificate of a missing application"))?;
+        Ok(ApiClient { cert: client.cert, app, organisation })
+    }
+}
+
 impl FromRequestParts<AppState> for ApiClient {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let client = MtlsClient::from_request_parts(parts, state).await?;
-        let Some(app_ref) = client.application else {
-            return Err(forbidden("This endpoint is for participants' applications; the certificate belongs to none"));
-        };
-        let found = state
+        // One read: the certificate's record, its application and organisation.
+        let (cert, peer) = MtlsClient::presented(parts)?;
+        let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
+        let (verdict, found) = state
             .db
             .read(move |c| -> Result<_, StoreError> {
-                let app = super::by_id_for_organisation(c, app_ref.organisation_id, app_ref.id)?;
-                let org = crate::participants::organisation(c, app_ref.organisation_id)?;
-                Ok(app.zip(org))
+                let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &crate::clock::now_rfc3339())?;
+                let found = match &verdict {
+                    CertCheck::Active(Some(app)) => ApiClient::load(c, app)?,
+                    _ => None,
+                };
+                Ok((verdict, found))
             })
             .await
             .map_err(|e| ApiError::internal(&e))?;
-        let (app, organisation) = found.ok_or_else(|| ApiError::internal(&"certificate of a missing application"))?;
-        Ok(ApiClient { cert: client.cert, app, organisation })
+        ApiClient::assemble(MtlsClient::judge(cert, peer, verdict)?, found)
     }
 }

@@ -144,12 +144,9 @@ pub fn by_id_for_organisation(
     organisation_id: i64,
     id: i64,
 ) -> rusqlite::Result<Option<Application>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM applications WHERE id = ?1 AND organisation_id = ?2"),
-        params![id, organisation_id],
-        from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM applications WHERE id = ?1 AND organisation_id = ?2"))?
+        .query_row(params![id, organisation_id], from_row)
+        .optional()
 }
 
 /// An application by its OAuth client id (for the authorization server).

@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
 
 mod backup;
+mod bench;
 mod ca;
 mod demo;
 mod keys;
@@ -94,6 +95,9 @@ pub enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Measure the gateway: requests/s, p50/p99 latency and peak memory through kopir to a local reference bank,
+    /// and the same load through nginx as a bare TLS proxy, with the ratio.
+    Bench(bench::BenchArgs),
     /// Run the demo: the platform on embedded defaults with three reference banks, a sample API-user application
     /// ("Qaz Budget", at /demo/app) and test customers. Prints the URLs and credentials.
     Demo {
@@ -229,6 +233,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             audit_verify(&config, json).await
         }
         Command::ReferenceBank(args) => refbank::run(&cli.global, args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Demo { listen, bank_ports } => demo::run(&cli.global, listen, bank_ports).await,
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::EXAMPLE);

@@ -199,8 +199,10 @@ fn with_providers(conn: &Connection, mut list: Vec<Consent>) -> rusqlite::Result
 }
 
 pub fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Consent>> {
-    let consent =
-        conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE c.id = ?1"), [id], from_row).optional()?;
+    let consent = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE c.id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?;
     match consent {
         Some(mut consent) => {
             consent.providers = providers(conn, &consent.id)?;

@@ -129,7 +129,8 @@ pub async fn start(mut config: Config, options: DemoOptions) -> Result<RunningDe
     if let Some(admin) = report.admin {
         credentials.push(("operator administrator".into(), admin.username, admin.one_time_password));
     }
-    let (client_id, identity_pem, bank_list) = seed(&state, &banks, &dir, &mut credentials).await?;
+    let urls: Vec<&str> = banks.iter().map(|b| b.base_url.as_str()).collect();
+    let (client_id, identity_pem, bank_list) = seed(&state, &BANKS, &urls, &dir, &mut credentials).await?;
     let ready = app::Ready::new(platform.addr, client_id, &identity_pem, &root_pem, bank_list)
         .map_err(|e| setup(APP_NAME, e))?;
     sample.set_ready(ready);
@@ -244,16 +245,17 @@ fn digits_tail(name: &str) -> String {
 
 /// Sets up banks' APIs, the API user, its application and connections. Returns the application's client id, its
 /// certificate chain + key (PEM) and the banks it is connected to.
-async fn seed(
+pub(crate) async fn seed(
     state: &crate::web::AppState,
-    banks: &[RunningBank],
+    plan: &[(&str, &str)],
+    base_urls: &[&str],
     dir: &std::path::Path,
     credentials: &mut Vec<(String, String, String)>,
 ) -> Result<(String, String, Vec<(String, String)>), DemoError> {
     let checker = crate::catalog::check::checker(&state.config);
     let mut apis = Vec::new();
     let mut bank_list = Vec::new();
-    for (i, ((name, digits), bank)) in BANKS.iter().zip(banks).enumerate() {
+    for (i, ((name, digits), base_url)) in plan.iter().zip(base_urls).enumerate() {
         let org_id = accredited(state, name, digits, true, &format!("bank{}.admin", i + 1), credentials).await?;
         let listed =
             state.db.read(move |c| crate::catalog::list_for_organisation(c, org_id).map_err(StoreError::from)).await?;
@@ -265,8 +267,8 @@ async fn seed(
                     version: "1.0".into(),
                     standard: "kopir-ais-v1".into(),
                     description: format!("{name}: accounts, balances and transactions of personal current accounts"),
-                    sandbox_base_url: bank.base_url.clone(),
-                    production_base_url: bank.base_url.clone(),
+                    sandbox_base_url: base_url.to_string(),
+                    production_base_url: base_url.to_string(),
                     sla_response_ms: 300,
                     timeout_ms: 3000,
                     contact_email: "api@example.kz".into(),

@@ -14,6 +14,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::apps::client::ApiClient;
+use crate::pki::certs::CertCheck;
+use crate::web::client_cert::MtlsClient;
 use crate::clock;
 use crate::consent::{self, Consent};
 use crate::digest::constant_time_eq;
@@ -59,6 +61,28 @@ impl Grant {
 #[derive(Default)]
 pub struct KeyCache {
     keys: RwLock<HashMap<String, DecodingKey>>,
+    /// Tokens whose signature, issuer and audience were verified, with their claims: an API user presents the same
+    /// token for minutes, and an ECDSA verification per request is the costliest part of the check. Expiry and
+    /// revocation are still judged on every request.
+    verified: RwLock<HashMap<String, AccessClaims>>,
+}
+
+/// Verified tokens remembered at most; the memory is cleared when full (tokens live minutes).
+const VERIFIED_MAX: usize = 50_000;
+
+impl KeyCache {
+    fn remembered(&self, token: &str) -> Option<AccessClaims> {
+        self.verified.read().ok()?.get(token).cloned()
+    }
+
+    fn remember(&self, token: &str, claims: &AccessClaims) {
+        if let Ok(mut verified) = self.verified.write() {
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+            verified.insert(token.to_string(), claims.clone());
+        }
+    }
 }
 
 impl KeyCache {
@@ -98,6 +122,12 @@ fn forbidden(code: ObErrorCode, message: &str) -> ApiError {
 
 /// The signature, issuer, audience and expiry of a bearer token.
 async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
+    if let Some(claims) = state.gateway.keys.remembered(token) {
+        if claims.exp <= clock::now().unix_timestamp() {
+            return Err(unauthorised("The access token has expired; refresh it"));
+        }
+        return Ok(claims);
+    }
     let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorised("The access token is not valid"))?;
     if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(TOKEN_TYPE) {
         return Err(unauthorised("The access token is not valid"));
@@ -111,7 +141,10 @@ async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError>
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     match jsonwebtoken::decode::<AccessClaims>(token, &key, &validation) {
-        Ok(data) => Ok(data.claims),
+        Ok(data) => {
+            state.gateway.keys.remember(token, &data.claims);
+            Ok(data.claims)
+        }
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
             Err(unauthorised("The access token has expired; refresh it"))
         }
@@ -163,8 +196,7 @@ impl FromRequestParts<AppState> for Grant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let client = ApiClient::from_request_parts(parts, state).await?;
-        client.require_api_user()?;
+        let (cert, peer) = MtlsClient::presented(parts)?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -182,23 +214,36 @@ impl FromRequestParts<AppState> for Grant {
             .to_string();
         let claims = claims(state, &token).await?;
         // RFC 8705 §3: the token works only with the certificate it was issued to.
-        if !constant_time_eq(claims.cnf.x5t_s256.as_bytes(), client.cert.x5t_s256.as_bytes()) {
+        if !constant_time_eq(claims.cnf.x5t_s256.as_bytes(), cert.x5t_s256.as_bytes()) {
             return Err(unauthorised("The access token is bound to another certificate"));
         }
+        // One read for everything else: the certificate's record, application, organisation, token and consent.
+        let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
+        let (jti, consent_id) = (claims.jti.clone(), claims.consent_id.clone());
+        let (verdict, found, grant) = state
+            .db
+            .read(move |c| -> Result<_, StoreError> {
+                let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &clock::now_rfc3339())?;
+                let (found, grant) = match &verdict {
+                    CertCheck::Active(Some(app)) => {
+                        (ApiClient::load(c, app)?, Some(read_grant(c, &jti, &consent_id, app.id)?))
+                    }
+                    _ => (None, None),
+                };
+                Ok((verdict, found, grant))
+            })
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        let client = ApiClient::assemble(MtlsClient::judge(cert, peer, verdict)?, found)?;
+        client.require_api_user()?;
         if claims.client_id != client.app.client_id {
             return Err(unauthorised("The access token was issued to another application"));
         }
-        let (jti, consent_id, app_id) = (claims.jti.clone(), claims.consent_id.clone(), client.app.id);
-        let found = state
-            .db
-            .read(move |c| read_grant(c, &jti, &consent_id, app_id).map_err(StoreError::from))
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        match found {
-            Found::NoConsent => {
+        match grant {
+            None | Some(Found::NoConsent) => {
                 Err(forbidden(ObErrorCode::ResourceInvalidConsentStatus, "The consent is not authorised"))
             }
-            Found::Grant(read) => {
+            Some(Found::Grant(read)) => {
                 let Read { consent, iin, routes, token_revoked } = *read;
                 if consent.application_id != client.app.id {
                     return Err(forbidden(

@@ -238,17 +238,17 @@ pub enum CertCheck {
 /// Judges a certificate at `now` (RFC 3339; an empty `now` ignores `retire_at`).
 pub fn check(conn: &Connection, serial: &str, sha256: &str, now: &str) -> rusqlite::Result<CertCheck> {
     type Row = (String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<String>);
+    // Cached: this runs on every mTLS request.
     let row: Option<Row> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT c.sha256, c.revoked_at, c.retire_at, a.id, a.client_id, a.organisation_id,
                     CASE WHEN a.id IS NULL THEN NULL WHEN a.status <> 'active' THEN 'disabled' ELSE o.status END
              FROM certificates c
              LEFT JOIN applications a ON a.id = c.application_id
              LEFT JOIN organisations o ON o.id = a.organisation_id
              WHERE c.serial = ?1",
-            [serial],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-        )
+        )?
+        .query_row([serial], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
         .optional()?;
     let Some((stored, revoked_at, retire_at, app_id, client_id, org_id, state)) = row else {
         return Ok(CertCheck::Unknown);

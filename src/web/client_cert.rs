@@ -97,21 +97,18 @@ fn unauthorized(code: ObErrorCode, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
-impl FromRequestParts<AppState> for MtlsClient {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+impl MtlsClient {
+    /// The verified certificate of the request's connection, not yet judged against the records.
+    pub fn presented(parts: &Parts) -> Result<(ClientCert, SocketAddr), ApiError> {
         let info = parts
             .extensions
             .get::<Arc<ConnectionInfo>>()
             .ok_or_else(|| ApiError::internal(&"request without connection information"))?;
-        let cert = match &info.peer_cert {
-            PeerCert::Absent => {
-                return Err(unauthorized(
-                    ObErrorCode::HeaderMissing,
-                    "This endpoint requires mutual TLS with a client certificate issued by the platform",
-                ));
-            }
+        match &info.peer_cert {
+            PeerCert::Absent => Err(unauthorized(
+                ObErrorCode::HeaderMissing,
+                "This endpoint requires mutual TLS with a client certificate issued by the platform",
+            )),
             PeerCert::Rejected { problem, cert } => {
                 tracing::warn!(
                     problem = ?problem,
@@ -119,20 +116,16 @@ impl FromRequestParts<AppState> for MtlsClient {
                     peer = %info.peer_addr,
                     "refused client certificate"
                 );
-                return Err(unauthorized(ObErrorCode::SignatureInvalid, problem.message()));
+                Err(unauthorized(ObErrorCode::SignatureInvalid, problem.message()))
             }
-            PeerCert::Presented(cert) => cert.clone(),
-        };
-        let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
-        let verdict = state
-            .db
-            .read(move |c| {
-                certs::check(c, &serial, &fingerprint, &clock::now_rfc3339()).map_err(crate::store::StoreError::from)
-            })
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+            PeerCert::Presented(cert) => Ok((cert.clone(), info.peer_addr)),
+        }
+    }
+
+    /// Judges a presented certificate by its record (see [`certs::check`]).
+    pub fn judge(cert: ClientCert, peer: SocketAddr, verdict: CertCheck) -> Result<MtlsClient, ApiError> {
         let refuse = |why: &str, message: &str| {
-            tracing::warn!(serial = %cert.serial, peer = %info.peer_addr, why, "refused client certificate");
+            tracing::warn!(serial = %cert.serial, %peer, why, "refused client certificate");
             Err(unauthorized(ObErrorCode::SignatureInvalid, message))
         };
         match verdict {
@@ -151,5 +144,22 @@ impl FromRequestParts<AppState> for MtlsClient {
                 "The participant this client certificate belongs to is suspended or revoked",
             ),
         }
+    }
+}
+
+impl FromRequestParts<AppState> for MtlsClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (cert, peer) = MtlsClient::presented(parts)?;
+        let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
+        let verdict = state
+            .db
+            .read(move |c| {
+                certs::check(c, &serial, &fingerprint, &clock::now_rfc3339()).map_err(crate::store::StoreError::from)
+            })
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        MtlsClient::judge(cert, peer, verdict)
     }
 }

@@ -1,0 +1,401 @@
+//! `kopir bench`: load through the gateway with live consent checks to a local reference bank, and the same load
+//! through a bare TLS reverse proxy (nginx) in front of the same bank, for a ratio.
+//!
+//! The platform and the bank run as child processes (`kopir serve`, `kopir reference-bank`) so that the platform's
+//! peak memory is its own; the load generator is this process: keep-alive HTTP/1.1 connections, each request timed.
+//! Set-up goes through the platform's domain functions (the demo's), run once in-process before the platform starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::config::Config;
+use crate::consent::{ChangedBy, NewConsent, Permission};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{path}: {error}")]
+    File { path: PathBuf, error: std::io::Error },
+}
+
+fn setup(what: impl std::fmt::Display) -> BenchError {
+    BenchError::Setup(what.to_string())
+}
+
+/// How to run the benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub connections: usize,
+    /// The nginx binary; `None` skips the comparison.
+    pub nginx: Option<PathBuf>,
+    /// The `kopir` binary for the child processes.
+    pub kopir: PathBuf,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub requests: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub peak_rss_kib: Option<u64>,
+}
+
+fn free_port() -> Result<u16, BenchError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| setup(format!("no free port: {e}")))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| setup(e))
+}
+
+/// Kills a child process when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_port(port: u16, what: &str) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() > deadline {
+            return Err(setup(format!("{what} did not start listening on port {port}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// The peak resident memory of a process, from `/proc`.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Drives `connections` keep-alive connections at `url` for the warm-up and then the measured duration.
+async fn drive(
+    client: reqwest::Client,
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    options: &BenchOptions,
+) -> Figures {
+    let warm_until = Instant::now() + options.warmup;
+    let stop_at = warm_until + options.duration;
+    let mut workers = Vec::new();
+    for _ in 0..options.connections {
+        let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            loop {
+                let started = Instant::now();
+                if started >= stop_at {
+                    break;
+                }
+                let ok = match client.get(&url).headers(headers.clone()).send().await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        ok && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if started >= warm_until {
+                    if ok {
+                        latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        if let Ok((latencies, e)) = worker.await {
+            all.extend(latencies);
+            errors += e;
+        }
+    }
+    all.sort_unstable();
+    let at = |q: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let index = ((all.len() as f64 - 1.0) * q).round() as usize;
+        f64::from(all[index.min(all.len() - 1)]) / 1000.0
+    };
+    Figures {
+        requests: all.len() as u64,
+        errors,
+        per_second: all.len() as f64 / options.duration.as_secs_f64(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        peak_rss_kib: None,
+    }
+}
+
+/// The load generator's client: HTTP/1.1 keep-alive, trusting `root_pem`, presenting `identity_pem`, `localhost`
+/// pointed at `addr`.
+fn load_client(addr: SocketAddr, root_pem: &str, identity_pem: &str, connections: usize) -> Result<reqwest::Client, BenchError> {
+    let root = reqwest::Certificate::from_pem_bundle(root_pem.as_bytes()).map_err(setup)?;
+    let identity = reqwest::Identity::from_pem(identity_pem.as_bytes()).map_err(setup)?;
+    reqwest::Client::builder()
+        .tls_certs_only(root)
+        .identity(identity)
+        .http1_only()
+        .pool_max_idle_per_host(connections)
+        .resolve("localhost", addr)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(setup)
+}
+
+/// The SHA-256 of the first certificate of a chain: hex, and base64url (`x5t#S256`).
+fn thumbprints(chain_pem: &str) -> Result<(String, String), BenchError> {
+    let der = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .ok_or_else(|| setup("no certificate in the chain"))?
+        .map_err(setup)?;
+    let digest = crate::digest::sha256(der.as_ref());
+    Ok((hex::encode(digest), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)))
+}
+
+/// What the set-up leaves for the load: the application's identity, its access token, a signed consent header for
+/// the bank (for the nginx comparison), the bank's BIN.
+struct Prepared {
+    identity_pem: String,
+    token: String,
+    consent_header: String,
+}
+
+async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str) -> Result<Prepared, BenchError> {
+    crate::pki::files::private_dir(dir).map_err(|error| BenchError::File { path: dir.to_path_buf(), error })?;
+    let running = crate::web::start(config.clone(), None).await.map_err(setup)?;
+    let state = running.state.clone();
+    let plan = [("Bench Bank JSC", bank_digits)];
+    let mut credentials = Vec::new();
+    let seeded = crate::demo::seed(&state, &plan, &[bank_base], dir, &mut credentials).await;
+    let (client_id, identity_pem, banks) = seeded.map_err(setup)?;
+    let (cert_hex, x5t) = thumbprints(&identity_pem)?;
+    let bin = banks.first().map(|(bin, _)| bin.clone()).ok_or_else(|| setup("no bank"))?;
+    let customer = crate::standard::SANDBOX_CUSTOMERS[0].iin.to_string();
+    let (client, iin) = (client_id.clone(), customer.clone());
+    let consent_id = state
+        .db
+        .write(move |tx| -> Result<Result<String, String>, crate::store::StoreError> {
+            let Some(app) = crate::apps::by_client_id(tx, &client)? else { return Ok(Err("no application".into())) };
+            let Some(org) = crate::participants::organisation_by_bin(tx, &bin)? else { return Ok(Err("no bank".into())) };
+            let now = crate::clock::now();
+            tx.execute(
+                "INSERT INTO customers (iin, created_at, last_seen_at) VALUES (?1, ?2, ?2) ON CONFLICT (iin) DO NOTHING",
+                rusqlite::params![iin, crate::clock::rfc3339(now)],
+            )?;
+            let customer_id: i64 = tx.query_row("SELECT id FROM customers WHERE iin = ?1", [&iin], |r| r.get(0))?;
+            let by = ChangedBy { actor: "cli:bench".into(), source: "cli".into() };
+            let new = NewConsent {
+                permissions: vec![Permission::ReadAccountsDetail, Permission::ReadBalances],
+                purpose: "kopir bench".into(),
+                expires_at: crate::clock::rfc3339(now + time::Duration::days(1)),
+                transaction_from: None,
+                transaction_to: None,
+                provider_ids: vec![org.id],
+            };
+            let consent = crate::consent::insert(tx, app.id, &new, &by)?;
+            if let Err(e) = crate::consent::authorise(tx, &consent.id, customer_id, &by) {
+                return Ok(Err(e.to_string()));
+            }
+            Ok(Ok(consent.id))
+        })
+        .await
+        .map_err(setup)?
+        .map_err(setup)?;
+    let (token, claims) =
+        crate::oauth::access::sign(&state, &state.signer, &client_id, &consent_id, &x5t).await.map_err(setup)?;
+    let app_id = state
+        .db
+        .read({
+            let client = client_id.clone();
+            move |c| crate::apps::by_client_id(c, &client).map_err(crate::store::StoreError::from)
+        })
+        .await
+        .map_err(setup)?
+        .map(|a| a.id)
+        .ok_or_else(|| setup("no application"))?;
+    state
+        .db
+        .write(move |tx| crate::oauth::access::record(tx, &claims, app_id, &cert_hex).map_err(crate::store::StoreError::from))
+        .await
+        .map_err(setup)?;
+    // The header a bank expects, as the gateway would sign it, valid for the whole comparison.
+    let now = crate::clock::now().unix_timestamp();
+    let header = crate::standard::ConsentClaims {
+        iss: state.public_url.to_string(),
+        aud: bank_bin(bank_digits),
+        sub: customer,
+        consent_id: consent_id.clone(),
+        permissions: vec!["ReadAccountsDetail".into(), "ReadBalances".into()],
+        transaction_from: None,
+        transaction_to: None,
+        interaction_id: "kopir-bench".into(),
+        iat: now,
+        exp: now + 3600,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let consent_header =
+        state.signer.sign(&state.db, crate::standard::CONSENT_TYP, &header).await.map_err(setup)?;
+    running.shutdown().await;
+    Ok(Prepared { identity_pem, token, consent_header })
+}
+
+fn bank_bin(digits: &str) -> String {
+    crate::kz::with_control_digit(digits).unwrap_or_default()
+}
+
+fn nginx_conf(dir: &Path, port: u16, bank_port: u16, pki: &Path) -> String {
+    format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+           fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+           upstream bank {{ server 127.0.0.1:{bank_port}; keepalive 64; }}\n\
+           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {pki}/server.pem;\n    ssl_certificate_key {pki}/server.key;\n\
+             keepalive_requests 1000000;\n\
+             location / {{\n      proxy_pass https://bank;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+               proxy_ssl_certificate {pki}/platform-client.pem;\n      proxy_ssl_certificate_key {pki}/platform-client.key;\n\
+               proxy_ssl_session_reuse on;\n    }}\n  }}\n}}\n",
+        dir = dir.display(),
+        pki = pki.display(),
+    )
+}
+
+/// Runs the whole benchmark in `dir` (made empty first) and returns (kopir, nginx) figures.
+pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<Figures>), BenchError> {
+    let platform_dir = dir.join("platform");
+    let bank_dir = dir.join("bank");
+    let (port, bank_port) = (free_port()?, free_port()?);
+    let mut config = Config::defaults().map_err(setup)?;
+    config.data_dir = platform_dir.clone();
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    config.server.public_url = format!("https://localhost:{port}");
+    config.admin.enabled = false;
+    config.log.stderr = false;
+    config.log.level = "warn".into();
+    config.oauth.access_token_secs = 3600;
+    crate::bootstrap::init(&config, "cli:bench").await.map_err(setup)?;
+    let bank_pki = crate::refbank::pki::load_or_create(&bank_dir, "Bench Bank JSC").map_err(setup)?;
+    config.gateway.provider_ca_file = bank_pki.ca_file.clone();
+    let root = config.pki_dir().join("root-ca.pem");
+    let bank_digits = "99064000077";
+    let _bank = Guard(
+        Command::new(&options.kopir)
+            .arg("--data-dir")
+            .arg(&bank_dir)
+            .args(["reference-bank", "--name", "Bench Bank JSC", "--bin", &bank_bin(bank_digits)])
+            .args(["--listen", &format!("127.0.0.1:{bank_port}"), "--platform-url", &config.server.public_url])
+            .arg("--platform-ca")
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| setup(format!("starting the reference bank: {e}")))?,
+    );
+    wait_for_port(bank_port, "the reference bank").await?;
+    let bank_base = format!("https://localhost:{bank_port}{}", crate::standard::AIS_BASE_PATH);
+    let prepared = prepare(&config, &platform_dir.join("demo"), &bank_base, bank_digits).await?;
+
+    let platform = Guard(
+        Command::new(&options.kopir)
+            .arg("--data-dir")
+            .arg(&platform_dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("KOPIR_SERVER_PUBLIC_URL", &config.server.public_url)
+            .env("KOPIR_GATEWAY_PROVIDER_CA_FILE", &bank_pki.ca_file)
+            .env("KOPIR_ADMIN_ENABLED", "false")
+            .env("KOPIR_LOG_LEVEL", "warn")
+            .env("KOPIR_LOG_STDERR", "false")
+            .env("KOPIR_OAUTH_ACCESS_TOKEN_SECS", "3600")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| setup(format!("starting the platform: {e}")))?,
+    );
+    wait_for_port(port, "the platform").await?;
+    let root_pem = std::fs::read_to_string(&root).map_err(|error| BenchError::File { path: root.clone(), error })?;
+    let client = load_client(SocketAddr::from(([127, 0, 0, 1], port)), &root_pem, &prepared.identity_pem, options.connections)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", prepared.token);
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().map_err(setup)?);
+    let url = format!("https://localhost:{port}{}/accounts", crate::gateway::BASE);
+    // One call first: a set-up error should say so, not show as a benchmark of errors.
+    let first = client.get(&url).headers(headers.clone()).send().await.map_err(setup)?;
+    if !first.status().is_success() {
+        let status = first.status();
+        let body = first.text().await.unwrap_or_default();
+        return Err(setup(format!("the gateway answered {status}: {body}")));
+    }
+    let mut kopir = drive(client, url, headers, options).await;
+    kopir.peak_rss_kib = peak_rss_kib(platform.0.id());
+    drop(platform);
+
+    let nginx = match &options.nginx {
+        None => None,
+        Some(binary) => {
+            let nginx_port = free_port()?;
+            let nginx_dir = dir.join("nginx");
+            std::fs::create_dir_all(&nginx_dir).map_err(|error| BenchError::File { path: nginx_dir.clone(), error })?;
+            let conf = nginx_dir.join("nginx.conf");
+            std::fs::write(&conf, nginx_conf(&nginx_dir, nginx_port, bank_port, &config.pki_dir()))
+                .map_err(|error| BenchError::File { path: conf.clone(), error })?;
+            let proxy = Guard(
+                Command::new(binary)
+                    .arg("-p")
+                    .arg(&nginx_dir)
+                    .arg("-c")
+                    .arg(&conf)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| setup(format!("starting nginx ({}): {e}", binary.display())))?,
+            );
+            wait_for_port(nginx_port, "nginx").await?;
+            let client =
+                load_client(SocketAddr::from(([127, 0, 0, 1], nginx_port)), &root_pem, &prepared.identity_pem, options.connections)?;
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(crate::standard::CONSENT_HEADER, prepared.consent_header.parse().map_err(setup)?);
+            let url = format!("https://localhost:{nginx_port}{}/accounts", crate::standard::AIS_BASE_PATH);
+            let first = client.get(&url).headers(headers.clone()).send().await.map_err(setup)?;
+            if !first.status().is_success() {
+                let status = first.status();
+                return Err(setup(format!("nginx → bank answered {status}; see {}", nginx_dir.join("nginx-error.log").display())));
+            }
+            let mut figures = drive(client, url, headers, options).await;
+            figures.peak_rss_kib = peak_rss_kib(proxy.0.id());
+            Some(figures)
+        }
+    };
+    Ok((kopir, nginx))
+}
+
+/// A line of the report.
+pub fn line(name: &str, f: &Figures) -> String {
+    let memory = f.peak_rss_kib.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "—".into());
+    format!(
+        "{name:<28} {:>10.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {:>5}   peak memory {memory}",
+        f.per_second, f.p50_ms, f.p99_ms, f.errors
+    )
+}
