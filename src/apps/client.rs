@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 
 use super::{AppKind, Application};
-use crate::pki::certs::{AppRef, CertCheck};
 use crate::participants::{OrgStatus, Organisation};
+use crate::pki::certs::{AppRef, CertCheck};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::client_cert::{ClientCert, MtlsClient};

@@ -151,7 +151,12 @@ async fn drive(
 
 /// The load generator's client: HTTP/1.1 keep-alive, trusting `root_pem`, presenting `identity_pem`, `localhost`
 /// pointed at `addr`.
-fn load_client(addr: SocketAddr, root_pem: &str, identity_pem: &str, connections: usize) -> Result<reqwest::Client, BenchError> {
+fn load_client(
+    addr: SocketAddr,
+    root_pem: &str,
+    identity_pem: &str,
+    connections: usize,
+) -> Result<reqwest::Client, BenchError> {
     let root = reqwest::Certificate::from_pem_bundle(root_pem.as_bytes()).map_err(setup)?;
     let identity = reqwest::Identity::from_pem(identity_pem.as_bytes()).map_err(setup)?;
     reqwest::Client::builder()
@@ -238,7 +243,9 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
         .ok_or_else(|| setup("no application"))?;
     state
         .db
-        .write(move |tx| crate::oauth::access::record(tx, &claims, app_id, &cert_hex).map_err(crate::store::StoreError::from))
+        .write(move |tx| {
+            crate::oauth::access::record(tx, &claims, app_id, &cert_hex).map_err(crate::store::StoreError::from)
+        })
         .await
         .map_err(setup)?;
     // The header a bank expects, as the gateway would sign it, valid for the whole comparison.
@@ -256,8 +263,7 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
         exp: now + 3600,
         jti: uuid::Uuid::new_v4().to_string(),
     };
-    let consent_header =
-        state.signer.sign(&state.db, crate::standard::CONSENT_TYP, &header).await.map_err(setup)?;
+    let consent_header = state.signer.sign(&state.db, crate::standard::CONSENT_TYP, &header).await.map_err(setup)?;
     running.shutdown().await;
     Ok(Prepared { identity_pem, token, consent_header })
 }
@@ -336,7 +342,8 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
     );
     wait_for_port(port, "the platform").await?;
     let root_pem = std::fs::read_to_string(&root).map_err(|error| BenchError::File { path: root.clone(), error })?;
-    let client = load_client(SocketAddr::from(([127, 0, 0, 1], port)), &root_pem, &prepared.identity_pem, options.connections)?;
+    let client =
+        load_client(SocketAddr::from(([127, 0, 0, 1], port)), &root_pem, &prepared.identity_pem, options.connections)?;
     let mut headers = reqwest::header::HeaderMap::new();
     let bearer = format!("Bearer {}", prepared.token);
     headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().map_err(setup)?);
@@ -373,15 +380,22 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
                     .map_err(|e| setup(format!("starting nginx ({}): {e}", binary.display())))?,
             );
             wait_for_port(nginx_port, "nginx").await?;
-            let client =
-                load_client(SocketAddr::from(([127, 0, 0, 1], nginx_port)), &root_pem, &prepared.identity_pem, options.connections)?;
+            let client = load_client(
+                SocketAddr::from(([127, 0, 0, 1], nginx_port)),
+                &root_pem,
+                &prepared.identity_pem,
+                options.connections,
+            )?;
             let mut headers = reqwest::header::HeaderMap::new();
             headers.insert(crate::standard::CONSENT_HEADER, prepared.consent_header.parse().map_err(setup)?);
             let url = format!("https://localhost:{nginx_port}{}/accounts", crate::standard::AIS_BASE_PATH);
             let first = client.get(&url).headers(headers.clone()).send().await.map_err(setup)?;
             if !first.status().is_success() {
                 let status = first.status();
-                return Err(setup(format!("nginx → bank answered {status}; see {}", nginx_dir.join("nginx-error.log").display())));
+                return Err(setup(format!(
+                    "nginx → bank answered {status}; see {}",
+                    nginx_dir.join("nginx-error.log").display()
+                )));
             }
             let mut figures = drive(client, url, headers, options).await;
             figures.peak_rss_kib = peak_rss_kib(proxy.0.id());

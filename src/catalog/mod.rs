@@ -629,29 +629,29 @@ pub fn connected_api(
     application_id: i64,
     provider_organisation_id: i64,
 ) -> rusqlite::Result<Option<ConnectedApi>> {
-    conn.query_row(
+    // Cached: the gateway asks this on every request, for every bank of the consent.
+    conn.prepare_cached(
         "SELECT a.id, a.name, a.version, a.standard, a.production_base_url, a.timeout_ms, a.sla_response_ms, a.status
          FROM api_connections c JOIN apis a ON a.id = c.api_id
          WHERE c.application_id = ?1 AND c.status = 'active' AND a.organisation_id = ?2
            AND a.status IN ('published', 'deprecated')
          ORDER BY a.status = 'published' DESC, a.published_at DESC, a.id DESC LIMIT 1",
-        params![application_id, provider_organisation_id],
-        |r| {
-            let status: String = r.get(7)?;
-            Ok(ConnectedApi {
-                api_id: r.get(0)?,
-                name: r.get(1)?,
-                version: r.get(2)?,
-                standard: r.get(3)?,
-                production_base_url: r.get(4)?,
-                timeout_ms: r.get(5)?,
-                sla_response_ms: r.get(6)?,
-                status: ApiStatus::parse(&status).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, status.into())
-                })?,
-            })
-        },
-    )
+    )?
+    .query_row(params![application_id, provider_organisation_id], |r| {
+        let status: String = r.get(7)?;
+        Ok(ConnectedApi {
+            api_id: r.get(0)?,
+            name: r.get(1)?,
+            version: r.get(2)?,
+            standard: r.get(3)?,
+            production_base_url: r.get(4)?,
+            timeout_ms: r.get(5)?,
+            sla_response_ms: r.get(6)?,
+            status: ApiStatus::parse(&status).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, status.into())
+            })?,
+        })
+    })
     .optional()
 }
 

@@ -65,6 +65,8 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             println!("ratio kopir / nginx: {:.2}", kopir.per_second / nginx.per_second);
         }
     }
-    println!("goal on 2 cores: ≥ 5000 req/s through the gateway, p99 < 20 ms, ratio ≥ 0.5 (the load generator shares the CPUs)");
+    println!(
+        "goal on 2 cores: ≥ 5000 req/s through the gateway, p99 < 20 ms, ratio ≥ 0.5 (the load generator shares the CPUs)"
+    );
     Ok(())
 }

@@ -14,14 +14,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::apps::client::ApiClient;
-use crate::pki::certs::CertCheck;
-use crate::web::client_cert::MtlsClient;
 use crate::clock;
 use crate::consent::{self, Consent};
 use crate::digest::constant_time_eq;
 use crate::oauth::access::{AccessClaims, TOKEN_TYPE};
+use crate::pki::certs::CertCheck;
 use crate::store::StoreError;
 use crate::web::AppState;
+use crate::web::client_cert::MtlsClient;
 use crate::web::error::{ApiError, ObErrorCode};
 
 /// A bank of the consent and the API through which the application reaches it.
@@ -223,6 +223,9 @@ impl FromRequestParts<AppState> for Grant {
         let (verdict, found, grant) = state
             .db
             .read(move |c| -> Result<_, StoreError> {
+                // One read transaction: one snapshot, and one round of file locks instead of one per statement.
+                let tx = c.unchecked_transaction()?;
+                let c = &*tx;
                 let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &clock::now_rfc3339())?;
                 let (found, grant) = match &verdict {
                     CertCheck::Active(Some(app)) => {
@@ -230,6 +233,7 @@ impl FromRequestParts<AppState> for Grant {
                     }
                     _ => (None, None),
                 };
+                drop(tx);
                 Ok((verdict, found, grant))
             })
             .await

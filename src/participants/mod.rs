@@ -104,7 +104,9 @@ fn from_row(r: &Row) -> rusqlite::Result<Organisation> {
 }
 
 pub fn organisation(conn: &Connection, id: i64) -> rusqlite::Result<Option<Organisation>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM organisations WHERE id = ?1"))?.query_row([id], from_row).optional()
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM organisations WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()
 }
 
 pub fn organisation_by_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Option<Organisation>> {
