@@ -54,7 +54,7 @@ pub struct Figures {
 
 fn free_port() -> Result<u16, BenchError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| setup(format!("no free port: {e}")))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| setup(e))
+    listener.local_addr().map(|a| a.port()).map_err(setup)
 }
 
 /// Kills a child process when dropped.
