@@ -446,16 +446,7 @@ pub fn revoke_provider(
 
 /// Refresh and access tokens stop with the consent (they are also judged against it live).
 fn end_tokens(tx: &Transaction, consent_id: &str) -> rusqlite::Result<()> {
-    let now = clock::now_rfc3339();
-    tx.execute(
-        "UPDATE refresh_tokens SET revoked_at = ?2 WHERE consent_id = ?1 AND revoked_at IS NULL",
-        params![consent_id, now],
-    )?;
-    tx.execute(
-        "UPDATE access_tokens SET revoked_at = ?2 WHERE consent_id = ?1 AND revoked_at IS NULL",
-        params![consent_id, now],
-    )?;
-    Ok(())
+    crate::oauth::token::revoke_for_consent(tx, consent_id, None)
 }
 
 /// Marks every authorised consent past its expiry `Expired`. Returns their ids.

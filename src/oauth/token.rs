@@ -37,6 +37,23 @@ fn no_store(body: Value) -> Response {
     response
 }
 
+/// Marks every unrevoked refresh and access token issued under a consent revoked — only those of one application
+/// when it is given. (Tokens are also judged against the consent live; this makes the record say so too.)
+pub fn revoke_for_consent(tx: &Transaction, consent_id: &str, application_id: Option<i64>) -> rusqlite::Result<()> {
+    let now = clock::now_rfc3339();
+    for table in ["refresh_tokens", "access_tokens"] {
+        // The table name is one of two literals, never input.
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET revoked_at = ?3 WHERE consent_id = ?1 AND (?2 IS NULL OR application_id = ?2)
+                 AND revoked_at IS NULL"
+            ),
+            params![consent_id, application_id, now],
+        )?;
+    }
+    Ok(())
+}
+
 /// Who may call: an accredited API user's application, authenticated by its certificate.
 async fn token(
     State(state): State<AppState>,
@@ -130,17 +147,7 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
         state
             .db
             .write(move |tx| -> Result<(), StoreError> {
-                let now = clock::now_rfc3339();
-                tx.execute(
-                    "UPDATE refresh_tokens SET revoked_at = ?3 WHERE consent_id = ?1 AND application_id = ?2
-                     AND revoked_at IS NULL",
-                    params![consent_id, app_id, now],
-                )?;
-                tx.execute(
-                    "UPDATE access_tokens SET revoked_at = ?3 WHERE consent_id = ?1 AND application_id = ?2
-                     AND revoked_at IS NULL",
-                    params![consent_id, app_id, now],
-                )?;
+                revoke_for_consent(tx, &consent_id, Some(app_id))?;
                 audit_grant(tx, &c, "oauth.code.replayed", Outcome::Denied, &consent_id, "code used twice");
                 Ok(())
             })
