@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::audit;
@@ -157,7 +157,19 @@ fn value_json(v: rusqlite::types::ValueRef<'_>) -> serde_json::Value {
 
 /// Row count and content hash of one table. The table name comes from `sqlite_master`, never from input.
 fn digest_table(conn: &Connection, table: &str) -> rusqlite::Result<TableDigest> {
-    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{}\" ORDER BY rowid", table.replace('"', "\"\"")))?;
+    let quoted = table.replace('"', "\"\"");
+    // A WITHOUT ROWID table (e.g. an FTS5 index's shadow tables) is ordered by all its columns instead.
+    let without_rowid: bool = conn
+        .query_row("SELECT wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'", [table], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
+    let order = if without_rowid {
+        let columns: i64 = conn.query_row("SELECT count(*) FROM pragma_table_info(?1)", [table], |r| r.get(0))?;
+        (1..=columns.max(1)).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    } else {
+        "rowid".to_string()
+    };
+    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{quoted}\" ORDER BY {order}"))?;
     let columns = stmt.column_count();
     let mut rows = stmt.query([])?;
     let mut hasher_input = Vec::new();
