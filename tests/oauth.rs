@@ -263,6 +263,17 @@ async fn exchange(s: &Scenario, identity: &Identity, code: &str, verifier: &str,
         .unwrap()
 }
 
+/// A refresh-token grant as the application with `identity` makes it.
+async fn refresh_with(s: &Scenario, identity: &Identity, refresh_token: &str) -> reqwest::Response {
+    s.platform
+        .client(Some(identity))
+        .post(s.platform.url("/oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_endpoint_refuses_wrong_clients_codes_verifiers_and_redirects() {
     let s = scenario(1).await;
@@ -337,14 +348,7 @@ async fn the_token_endpoint_refuses_wrong_clients_codes_verifiers_and_redirects(
 
     // The same refresh token with another certificate of the same application is refused too.
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    let refused = s
-        .platform
-        .client(Some(&other_identity))
-        .post(s.platform.url("/oauth/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
-        .send()
-        .await
-        .unwrap();
+    let refused = refresh_with(&s, &other_identity, refresh).await;
     assert_eq!(token_error(refused).await, "400 invalid_grant");
 
     // PAR refusals: unregistered redirect URI, plain PKCE, another application's consent, a missing consent.
@@ -415,13 +419,7 @@ async fn a_suspended_participant_gets_no_tokens() {
     let tokens: Value =
         exchange(&s, &s.identity, &code, verifier.secret(), consent::REDIRECT_URI).await.json().await.unwrap();
     set_status(&s.platform, &s.user_bin, "suspended");
-    let refresh = s
-        .api()
-        .post(s.platform.url("/oauth/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
+    let refresh = refresh_with(&s, &s.identity, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(token_error(refresh).await, "401 invalid_client");
     let par =
         s.push_as(&s.identity, &s.client_id, &consent_id, "R13_TdhCNqHHszZgSNvkIhuNsrzzWuiVodgRbuFDdA4", "s").await;
@@ -429,13 +427,7 @@ async fn a_suspended_participant_gets_no_tokens() {
     let consents = s.api().get(s.platform.url("/open-banking/v1/aisp/account-access-consents")).send().await.unwrap();
     assert_eq!(consents.status(), 401);
     set_status(&s.platform, &s.user_bin, "accredited");
-    let refresh = s
-        .api()
-        .post(s.platform.url("/oauth/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
+    let refresh = refresh_with(&s, &s.identity, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refresh.status(), 200, "reinstated, it works again");
     s.platform.shutdown().await;
 }
@@ -458,13 +450,7 @@ async fn revoked_and_expired_consents_stop_introspection_and_refresh() {
     assert_eq!(s.consent(&consent_id).await["Status"], "Revoked");
     assert_eq!(introspect(&s, &s.identity, access).await["active"], false);
     assert_eq!(introspect(&s, &s.identity, refresh).await["active"], false);
-    let refused = s
-        .api()
-        .post(s.platform.url("/oauth/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
-        .send()
-        .await
-        .unwrap();
+    let refused = refresh_with(&s, &s.identity, refresh).await;
     assert_eq!(token_error(refused).await, "400 invalid_grant");
     assert_eq!(count(&s.platform, "SELECT count(*) FROM webhook_outbox WHERE event_type = 'consent.revoked'"), 2);
 
@@ -490,13 +476,7 @@ async fn revoked_and_expired_consents_stop_introspection_and_refresh() {
     }
     assert_eq!(s.consent(&consent_id).await["Status"], "Expired", "swept in the background");
     assert_eq!(introspect(&s, &s.identity, access).await["active"], false);
-    let refused = s
-        .api()
-        .post(s.platform.url("/oauth/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
-        .send()
-        .await
-        .unwrap();
+    let refused = refresh_with(&s, &s.identity, refresh).await;
     assert_eq!(token_error(refused).await, "400 invalid_grant");
     assert_eq!(count(&s.platform, "SELECT count(*) FROM webhook_outbox WHERE event_type = 'consent.expired'"), 2);
     assert_eq!(
@@ -523,11 +503,9 @@ async fn refresh_tokens_move_to_the_new_certificate_when_the_application_rotates
     assert_eq!(rotated.status, 200, "{}", rotated.body);
     let serial = common::participant::serials(&rotated).remove(0);
     let new_identity = common::participant::download(&s.user_admin, s.app_id, &serial, &csr.key_pem).await;
-    let grant = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
-    let old = s.api().post(s.platform.url("/oauth/token")).form(&grant).send().await.unwrap();
+    let old = refresh_with(&s, &s.identity, refresh).await;
     assert_eq!(token_error(old).await, "400 invalid_grant", "the retiring certificate no longer refreshes");
-    let new =
-        s.platform.client(Some(&new_identity)).post(s.platform.url("/oauth/token")).form(&grant).send().await.unwrap();
+    let new = refresh_with(&s, &new_identity, refresh).await;
     assert_eq!(new.status(), 200);
     let body: Value = new.json().await.unwrap();
     let claims = verify_jwt(&s.platform, &discovery(&s.platform).await, body["access_token"].as_str().unwrap()).await;

@@ -10,14 +10,14 @@ use std::sync::RwLock;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::DecodingKey;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::apps::client::ApiClient;
 use crate::clock;
 use crate::consent::{self, Consent};
 use crate::digest::constant_time_eq;
-use crate::oauth::access::{AccessClaims, TOKEN_TYPE};
+use crate::oauth::access::{self, AccessClaims};
 use crate::pki::certs::CertCheck;
 use crate::store::StoreError;
 use crate::web::AppState;
@@ -86,7 +86,7 @@ impl KeyCache {
 }
 
 impl KeyCache {
-    async fn key(&self, state: &AppState, kid: &str) -> Option<DecodingKey> {
+    pub async fn key(&self, state: &AppState, kid: &str) -> Option<DecodingKey> {
         if let Ok(keys) = self.keys.read()
             && let Some(key) = keys.get(kid)
         {
@@ -128,28 +128,15 @@ async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError>
         }
         return Ok(claims);
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorised("The access token is not valid"))?;
-    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(TOKEN_TYPE) {
-        return Err(unauthorised("The access token is not valid"));
-    }
-    let kid = header.kid.ok_or_else(|| unauthorised("The access token is not valid"))?;
+    let invalid = |e: access::Invalid| match e {
+        access::Invalid::Expired => unauthorised("The access token has expired; refresh it"),
+        _ => unauthorised("The access token is not valid"),
+    };
+    let kid = access::key_id(token).map_err(invalid)?;
     let key = state.gateway.keys.key(state, &kid).await.ok_or_else(|| unauthorised("The access token is not valid"))?;
-    let mut validation = Validation::new(Algorithm::ES256);
-    let issuer = crate::oauth::metadata::issuer(state);
-    validation.set_issuer(&[issuer.as_str()]);
-    validation.set_audience(&[issuer.as_str()]);
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    match jsonwebtoken::decode::<AccessClaims>(token, &key, &validation) {
-        Ok(data) => {
-            state.gateway.keys.remember(token, &data.claims);
-            Ok(data.claims)
-        }
-        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-            Err(unauthorised("The access token has expired; refresh it"))
-        }
-        Err(_) => Err(unauthorised("The access token is not valid")),
-    }
+    let claims = access::decode(token, &key, &crate::oauth::metadata::issuer(state)).map_err(invalid)?;
+    state.gateway.keys.remember(token, &claims);
+    Ok(claims)
 }
 
 /// What the one read finds.

@@ -2,7 +2,6 @@
 //! RFC 8705), short-lived, carrying the consent id. Their `jti`s are recorded so that revocation (RFC 7009) and
 //! introspection (RFC 7662) can judge them; the consent itself is always read live.
 
-use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -93,38 +92,35 @@ pub enum Invalid {
     Revoked,
 }
 
-/// Checks signature, issuer, audience and expiry, and that the token was issued and not revoked. The certificate
-/// binding and the consent are the caller's to check.
-pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, Invalid> {
+/// The key id in a platform access token's header (ES256, `at+jwt`), read before the signature is checked.
+pub fn key_id(token: &str) -> Result<String, Invalid> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid::Malformed)?;
     if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(TOKEN_TYPE) {
         return Err(Invalid::Malformed);
     }
-    let kid = header.kid.ok_or(Invalid::Malformed)?;
-    let jwk_text = state
-        .db
-        .read(move |c| {
-            c.query_row("SELECT public_jwk FROM signing_keys WHERE kid = ?1", [kid], |r| r.get::<_, String>(0))
-                .optional()
-                .map_err(StoreError::from)
-        })
-        .await
-        .map_err(|_| Invalid::Malformed)?
-        .ok_or(Invalid::Malformed)?;
-    let jwk: Jwk = serde_json::from_str(&jwk_text).map_err(|_| Invalid::Malformed)?;
-    let key = DecodingKey::from_jwk(&jwk).map_err(|_| Invalid::Malformed)?;
+    header.kid.ok_or(Invalid::Malformed)
+}
+
+/// The claims of a token signed with `key` by this `issuer` (also its audience), unexpired (no leeway).
+pub fn decode(token: &str, key: &DecodingKey, issuer: &str) -> Result<AccessClaims, Invalid> {
     let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[issuer(state)]);
-    validation.set_audience(&[issuer(state)]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[issuer]);
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let claims = match jsonwebtoken::decode::<AccessClaims>(token, &key, &validation) {
-        Ok(data) => data.claims,
-        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-            return Err(Invalid::Expired);
-        }
-        Err(_) => return Err(Invalid::Malformed),
-    };
+    match jsonwebtoken::decode::<AccessClaims>(token, key, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(Invalid::Expired),
+        Err(_) => Err(Invalid::Malformed),
+    }
+}
+
+/// Checks signature, issuer, audience and expiry, and that the token was issued and not revoked. The certificate
+/// binding and the consent are the caller's to check.
+pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, Invalid> {
+    let kid = key_id(token)?;
+    let key = state.gateway.keys.key(state, &kid).await.ok_or(Invalid::Malformed)?;
+    let claims = decode(token, &key, &issuer(state))?;
     let jti = claims.jti.clone();
     let row: Option<Option<String>> = state
         .db

@@ -123,10 +123,6 @@ fn audit_grant(tx: &Transaction, client: &ApiClient, action: &str, outcome: Outc
     }
 }
 
-fn refresh_expiry(consent: &consent::Consent) -> String {
-    consent.expires_at.clone()
-}
-
 async fn authorization_code(state: &AppState, client: &ApiClient, params: &Params) -> Result<Response, OauthError> {
     let code = params.require("code")?.to_string();
     let redirect_uri = params.require("redirect_uri")?.to_string();
@@ -199,7 +195,8 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
                     c.cert.sha256,
                     claims.scope,
                     clock::now_rfc3339(),
-                    refresh_expiry(&consent)
+                    // A refresh token lives no longer than its consent.
+                    consent.expires_at
                 ],
             )?;
             consent::touch(tx, &consent.id)?;
@@ -327,7 +324,7 @@ async fn introspect(
     let token = params.require("token")?.to_string();
     let inactive = || Ok(no_store(json!({ "active": false })));
     let now = clock::now_rfc3339();
-    let hint = params.get("token_type_hint").unwrap_or("access_token");
+    // `token_type_hint` is optional (RFC 7662 §2.1): both kinds are tried, access token first.
     let (claims, token_type) = match access::verify(&state, &token).await {
         Ok(claims) => (claims, "access_token"),
         Err(_) => {
@@ -367,7 +364,6 @@ async fn introspect(
             (claims, "refresh_token")
         }
     };
-    let _ = hint;
     if claims.client_id != client.app.client_id {
         return inactive();
     }
