@@ -25,9 +25,35 @@ use crate::config::Config;
 /// The future a check returns.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckReport> + Send + 'a>>;
 
-/// A check run before an API is published. It never fails as such: whatever goes wrong is a finding.
+/// Which of an API's two base URLs a check calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Production => "production",
+        }
+    }
+
+    /// The API's base URL for this environment, without a trailing slash.
+    pub fn base_url(self, api: &Api) -> &str {
+        match self {
+            Environment::Sandbox => api.sandbox_base_url.trim_end_matches('/'),
+            Environment::Production => api.production_base_url.trim_end_matches('/'),
+        }
+    }
+}
+
+/// A check of an API's endpoint: run before an API is published (against its sandbox) and, once it is published, on
+/// a schedule against both environments. It never fails as such: whatever goes wrong is a finding.
 pub trait PublicationCheck: Send + Sync {
-    fn check<'a>(&'a self, api: &'a Api) -> CheckFuture<'a>;
+    fn check<'a>(&'a self, api: &'a Api, environment: Environment) -> CheckFuture<'a>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,10 +182,11 @@ impl ErrorShapeCheck {
         crate::gateway::provider::client(&self.config).map_err(|e| e.to_string())
     }
 
-    async fn run(&self, api: &Api) -> CheckReport {
+    async fn run(&self, api: &Api, environment: Environment) -> CheckReport {
         let started_at = clock::now_rfc3339();
-        let base = api.sandbox_base_url.trim_end_matches('/');
-        let report = |findings, latency| CheckReport::new("sandbox", base, started_at.clone(), findings, latency);
+        let base = environment.base_url(api);
+        let report =
+            |findings, latency| CheckReport::new(environment.as_str(), base, started_at.clone(), findings, latency);
         let client = match self.client() {
             Ok(client) => client,
             Err(error) => {
@@ -242,8 +269,8 @@ impl ErrorShapeCheck {
 }
 
 impl PublicationCheck for ErrorShapeCheck {
-    fn check<'a>(&'a self, api: &'a Api) -> CheckFuture<'a> {
-        Box::pin(self.run(api))
+    fn check<'a>(&'a self, api: &'a Api, environment: Environment) -> CheckFuture<'a> {
+        Box::pin(self.run(api, environment))
     }
 }
 

@@ -43,7 +43,7 @@ use crate::participants::{OrgStatus, Organisation};
 use crate::store::{Db, StoreError};
 use crate::web::pages::{Lang, Texts};
 
-pub use check::{CheckReport, Finding, FindingOutcome, PublicationCheck, checker};
+pub use check::{CheckReport, Environment, Finding, FindingOutcome, PublicationCheck, checker};
 
 /// An Open API standard an API may implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -994,7 +994,7 @@ pub async fn publish(
         })
         .await??;
 
-    let report = check.check(&api).await;
+    let report = check.check(&api, Environment::Sandbox).await;
 
     let finished = report.clone();
     db.write(move |tx| -> Result<Publication, CatalogError> {
