@@ -448,3 +448,72 @@ CREATE TABLE exchanges (
 CREATE INDEX exchanges_at ON exchanges (at);
 CREATE INDEX exchanges_application ON exchanges (application_id, at);
 CREATE INDEX exchanges_provider ON exchanges (provider_organisation_id, at);
+
+-- migration 9: the sandbox's scheduled checks: each API's health state, compact run summaries, hourly rollups
+-- Scale: 1,920 runs a day per API (one every 45 s) × 2 environments × 100 APIs = 384,000 checks a day. So:
+-- * every check leaves one compact summary row in `api_runs` (WITHOUT ROWID, keyed by API and time; time as unix
+--   milliseconds, not RFC 3339 text, to keep the row at ~30 bytes: ~12 MB a day for 100 APIs);
+-- * the full findings (evidence) go to `api_checks` (purpose 'scheduled') only when the outcome or the set of failed
+--   cases changes, or when the last kept failure of that environment is more than an hour old; the summary row then
+--   points at it (`check_id`). Passing runs that change nothing keep no findings;
+-- * `api_health_hourly` rolls the summaries up per hour and environment for the charts and availability figures;
+-- * summaries and scheduled findings older than `sandbox.keep_runs_days` are pruned (hourly), rollups after a year.
+-- Findings hold no secret and no account data (see catalog/check.rs), so all three tables go to the snapshot.
+CREATE TABLE api_health (
+    api_id                INTEGER PRIMARY KEY REFERENCES apis (id),
+    -- Consecutive failing and passing runs (a run checks both environments; it fails when either fails).
+    consecutive_failures  INTEGER NOT NULL DEFAULT 0,
+    consecutive_passes    INTEGER NOT NULL DEFAULT 0,
+    last_run_at           TEXT,
+    last_passed           INTEGER CHECK (last_passed IN (0, 1)),
+    -- When the API was taken off the marketplace (status 'suspended'), by whom ('checks' or 'operator'), and the
+    -- status it goes back to when relisted.
+    delisted_at           TEXT,
+    delisted_by           TEXT CHECK (delisted_by IN ('checks', 'operator')),
+    restore_status        TEXT CHECK (restore_status IN ('published', 'deprecated')),
+    -- The operator's override: 'automatic' (the checks decide), or a pinned 'delisted' / 'listed' state with the
+    -- mandatory reason, who pinned it and when. Checks still run and count while pinned.
+    override              TEXT NOT NULL DEFAULT 'automatic' CHECK (override IN ('automatic', 'delisted', 'listed')),
+    override_reason       TEXT,
+    override_by           TEXT,
+    override_at           TEXT
+) STRICT;
+CREATE TABLE api_runs (
+    api_id       INTEGER NOT NULL,
+    -- Unix time of the check's start, in milliseconds.
+    at_ms        INTEGER NOT NULL,
+    environment  TEXT NOT NULL CHECK (environment IN ('sandbox', 'production')),
+    passed       INTEGER NOT NULL CHECK (passed IN (0, 1)),
+    latency_ms   INTEGER,
+    -- The ids of the failed cases, comma-separated; NULL when none failed.
+    failed       TEXT,
+    -- The `api_checks` row holding this run's full findings, when they were kept.
+    check_id     INTEGER,
+    PRIMARY KEY (api_id, at_ms, environment)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE api_health_hourly (
+    api_id         INTEGER NOT NULL,
+    -- Start of the hour, unix seconds.
+    hour           INTEGER NOT NULL,
+    environment    TEXT NOT NULL CHECK (environment IN ('sandbox', 'production')),
+    runs           INTEGER NOT NULL,
+    passes         INTEGER NOT NULL,
+    latency_sum    INTEGER NOT NULL,
+    latency_count  INTEGER NOT NULL,
+    latency_max    INTEGER NOT NULL,
+    latency_p95    INTEGER NOT NULL,
+    PRIMARY KEY (api_id, hour, environment)
+) STRICT, WITHOUT ROWID;
+
+-- migration 10: sandbox mode of API users' applications, kept apart from production in every register and report
+-- An application's mode, chosen at registration and never changed: 'sandbox' applications reach only the banks'
+-- sandboxes (`apis.sandbox_base_url`) and only the standard's test customers; any registered organisation in good
+-- standing may have them, accredited or not. Provider systems are always 'production'. A consent's mode is its
+-- application's (joined, never copied, so the two cannot disagree).
+ALTER TABLE applications ADD COLUMN mode TEXT NOT NULL DEFAULT 'production'
+    CHECK (mode IN ('production', 'sandbox') AND (mode = 'production' OR kind = 'api_user'));
+CREATE INDEX applications_mode ON applications (mode, organisation_id);
+-- Each exchange records the mode of the application that made it, so production reporting and billing leave the
+-- sandbox's traffic out with one condition.
+ALTER TABLE exchanges ADD COLUMN environment TEXT NOT NULL DEFAULT 'production'
+    CHECK (environment IN ('production', 'sandbox'));

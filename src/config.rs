@@ -36,6 +36,25 @@ pub struct Config {
     pub oauth: OauthConfig,
     pub gateway: GatewayConfig,
     pub webhooks: WebhooksConfig,
+    pub sandbox: SandboxConfig,
+}
+
+/// The technological sandbox's scheduled checks of published APIs (`crate::sandbox::schedule`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Seconds between two runs of the checks of one API (both environments); 45 gives the pilot's 1,920 a day.
+    pub check_interval_secs: u64,
+    /// Up to this many seconds added to each API's interval at random, so runs spread out (0 to the interval).
+    pub check_jitter_secs: u64,
+    /// Checks (one environment of one API) in flight at once, so checks never crowd out live traffic.
+    pub max_concurrent_checks: usize,
+    /// Consecutive failing runs after which an API is taken off the marketplace.
+    pub delist_after_failures: u32,
+    /// Consecutive passing runs after which a delisted API is put back.
+    pub relist_after_passes: u32,
+    /// Days the scheduled runs (summaries and kept findings) are kept; hourly rollups are kept a year.
+    pub keep_runs_days: u32,
 }
 
 /// Signed event notifications to participants (`crate::notify`), kept in an outbox until delivered.
@@ -381,6 +400,19 @@ impl Config {
             ("webhooks.give_up_after_hours", webhooks.give_up_after_hours, 1, 720),
             ("webhooks.timeout_secs", webhooks.timeout_secs, 1, 120),
             ("webhooks.concurrency", webhooks.concurrency as u64, 1, 64),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(fail(key, format!("must be between {low} and {high}")));
+            }
+        }
+        let sandbox = &self.sandbox;
+        for (key, value, low, high) in [
+            ("sandbox.check_interval_secs", sandbox.check_interval_secs, 1, 86_400),
+            ("sandbox.check_jitter_secs", sandbox.check_jitter_secs, 0, sandbox.check_interval_secs),
+            ("sandbox.max_concurrent_checks", sandbox.max_concurrent_checks as u64, 1, 64),
+            ("sandbox.delist_after_failures", sandbox.delist_after_failures.into(), 1, 1000),
+            ("sandbox.relist_after_passes", sandbox.relist_after_passes.into(), 1, 1000),
+            ("sandbox.keep_runs_days", sandbox.keep_runs_days.into(), 1, 366),
         ] {
             if !(low..=high).contains(&value) {
                 return Err(fail(key, format!("must be between {low} and {high}")));
