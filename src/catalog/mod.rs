@@ -134,6 +134,11 @@ impl ApiStatus {
         }
     }
 
+    /// Whether the API is off the marketplace because of the sandbox's checks (or the operator's override).
+    pub fn delisted(self) -> bool {
+        self == ApiStatus::Suspended
+    }
+
     /// Whether the marketplace lists an API in this status.
     pub fn listed(self) -> bool {
         matches!(self, ApiStatus::Published | ApiStatus::Deprecated)
@@ -616,14 +621,16 @@ pub struct ConnectedApi {
     pub production_base_url: String,
     pub timeout_ms: i64,
     pub sla_response_ms: i64,
-    /// `Published`, or `Deprecated` (withdrawn by the provider: existing connections are still served).
+    /// `Published`, `Deprecated` (withdrawn by the provider: existing connections are still served) or `Suspended`
+    /// (delisted by the sandbox's checks: the gateway answers its calls with 503 and says why).
     pub status: ApiStatus,
 }
 
 /// The API of `provider_organisation_id` that `application_id` is actively connected to and that is served —
 /// published, or deprecated (its provider withdrew it, but connected applications keep being served until it is
-/// retired). A published API wins over a deprecated one, then the latest published. `None` when there is none.
-/// The provider's and the API user's standing are not judged here.
+/// retired) — or suspended (delisted by the sandbox's checks: returned so that the gateway can say so instead of
+/// "not connected"). A published API wins over a deprecated one, that over a suspended one, then the latest
+/// published. `None` when there is none. The provider's and the API user's standing are not judged here.
 pub fn connected_api(
     conn: &Connection,
     application_id: i64,
@@ -634,8 +641,8 @@ pub fn connected_api(
         "SELECT a.id, a.name, a.version, a.standard, a.production_base_url, a.timeout_ms, a.sla_response_ms, a.status
          FROM api_connections c JOIN apis a ON a.id = c.api_id
          WHERE c.application_id = ?1 AND c.status = 'active' AND a.organisation_id = ?2
-           AND a.status IN ('published', 'deprecated')
-         ORDER BY a.status = 'published' DESC, a.published_at DESC, a.id DESC LIMIT 1",
+           AND a.status IN ('published', 'deprecated', 'suspended')
+         ORDER BY a.status = 'published' DESC, a.status = 'deprecated' DESC, a.published_at DESC, a.id DESC LIMIT 1",
     )?
     .query_row(params![application_id, provider_organisation_id], |r| {
         let status: String = r.get(7)?;

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub ids: AccountIds,
     pub meter: meter::Meter,
     pub keys: KeyCache,
+    /// The APIs the sandbox's checks (or the operator) took off the marketplace: their calls are refused with 503.
+    pub delisted: crate::sandbox::health::Delisted,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,10 @@ impl Gateway {
         let path = config.pki_dir().join("account-ids.key");
         let ids = AccountIds::load_or_create(&path).map_err(|error| GatewayError::Key { path, error })?;
         let (meter, receiver) = meter::Meter::channel();
-        Ok((Arc::new(Gateway { client, ids, meter, keys: KeyCache::default() }), receiver))
+        Ok((
+            Arc::new(Gateway { client, ids, meter, keys: KeyCache::default(), delisted: Default::default() }),
+            receiver,
+        ))
     }
 }
 

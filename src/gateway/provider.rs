@@ -101,6 +101,16 @@ impl Failure {
     }
 }
 
+/// The answer for a bank whose API the sandbox's checks (or the operator) took off the marketplace: 503, a standard
+/// error body, and the reason — in the fan-out, the bank's `Meta.MissingProviders` entry carries the same message.
+pub fn delisted(bank: &str) -> Failure {
+    Failure::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ObErrorCode::UnexpectedError,
+        format!("{bank}: the bank's API is temporarily delisted by the platform's checks"),
+    )
+}
+
 /// One call to one bank: `path` after the API's base URL (with its query). Metered whatever happens.
 pub async fn call(
     state: &AppState,
@@ -148,6 +158,9 @@ async fn call_unmetered(
             format!("The application is not connected to a published API of {bank}"),
         ));
     };
+    if state.gateway.delisted.contains(api.id) {
+        return Err(delisted(bank));
+    }
     let issuer = crate::oauth::metadata::issuer(state);
     let now = clock::now().unix_timestamp();
     let consent = &grant.consent;

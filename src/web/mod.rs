@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::catalog::routes::router())
         .merge(crate::catalog::marketplace::router())
         .merge(crate::catalog::console::router())
+        .merge(crate::sandbox::pages::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn(standard_error_bodies))
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
@@ -240,6 +241,8 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         Duration::from_millis(config.gateway.meter_flush_ms),
         receiver.clone(),
     ));
+    state.gateway.delisted.reload(&state.db).await?;
+    tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
         Duration::from_secs(config.oauth.expiry_sweep_secs),

@@ -1,0 +1,445 @@
+//! The health pages of the scheduled checks, with charts drawn by the server as inline SVG (each with a title, a
+//! description and a data table beside it):
+//!
+//! - `GET /org/apis/{id}/health` — members of the API's provider: its runs over time, the failing cases with their
+//!   evidence, availability over 24 h / 7 d / 30 d, latency and availability charts. Another organisation's API is
+//!   "not found".
+//! - `GET /console/apis/health` — console readers (operator staff and administrators, the regulator read-only):
+//!   every API on the schedule at a glance (status, last run, availability, p95 latency, consecutive failures, a
+//!   sparkline).
+//! - `GET /console/apis/{id}/health` — console readers: one API's health page, with the override form for staff.
+//! - `POST /console/apis/{id}/override` — operator staff and administrators only: delist now / relist now / return
+//!   to automatic, with a mandatory reason (audited).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::health::{self, Health, HealthError, HourPoint, Override, Overview, RunRow};
+use crate::catalog::{self, Api, CheckRun};
+use crate::clock;
+use crate::identity::Role;
+use crate::store::StoreError;
+use crate::web::AppState;
+use crate::web::pages::{HtmlError, Texts, render_status};
+use crate::web::session::{ConsoleReader, OperatorStaff, ParticipantMember, SignedIn};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/org/apis/{id}/health", get(provider_health))
+        .route("/console/apis/health", get(console_overview))
+        .route("/console/apis/{id}/health", get(console_health))
+        .route("/console/apis/{id}/override", post(override_form))
+}
+
+/// Runs listed on the health page.
+const RECENT: u32 = 40;
+/// Hours the charts cover.
+const CHART_HOURS: i64 = 7 * 24;
+
+#[derive(Template)]
+#[template(path = "health_api.html")]
+struct HealthPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    console: bool,
+    can_override: bool,
+    api: Api,
+    provider_name: String,
+    health: Health,
+    availability: [(&'static str, Option<String>); 3],
+    p95: Option<i64>,
+    failures: Vec<CheckRun>,
+    runs: Vec<RunRow>,
+    hours: Vec<HourPoint>,
+    latency_svg: String,
+    availability_svg: String,
+    errors: Vec<&'a str>,
+    notice: Option<&'a str>,
+}
+
+struct Loaded {
+    api: Api,
+    provider_name: String,
+    health: Health,
+    availability: [Option<f64>; 3],
+    p95: Option<i64>,
+    failures: Vec<CheckRun>,
+    runs: Vec<RunRow>,
+    hours: Vec<HourPoint>,
+}
+
+fn load(conn: &rusqlite::Connection, api: Api) -> rusqlite::Result<Loaded> {
+    let id = api.id;
+    let provider_name: String =
+        conn.query_row("SELECT name FROM organisations WHERE id = ?1", [api.organisation_id], |r| r.get(0))?;
+    let since = clock::now().unix_timestamp().div_euclid(3600) * 3600 - (CHART_HOURS - 1) * 3600;
+    Ok(Loaded {
+        provider_name,
+        health: health::health(conn, id)?,
+        availability: [
+            health::availability(conn, id, 24)?,
+            health::availability(conn, id, 7 * 24)?,
+            health::availability(conn, id, 30 * 24)?,
+        ],
+        p95: health::p95_24h(conn, id)?,
+        failures: health::latest_failures(conn, id)?,
+        runs: health::recent_runs(conn, id, RECENT)?,
+        hours: health::hourly(conn, id, since)?,
+        api,
+    })
+}
+
+fn percent(v: Option<f64>) -> Option<String> {
+    v.map(|v| format!("{v:.2} %"))
+}
+
+struct Shown<'a> {
+    console: bool,
+    can_override: bool,
+    errors: Vec<&'a str>,
+    notice: Option<&'a str>,
+    status: StatusCode,
+}
+
+fn page(who: &SignedIn, loaded: Loaded, shown: Shown) -> Response {
+    let t = Texts { lang: who.lang() };
+    let latency_svg = latency_chart(&t, &loaded.hours);
+    let availability_svg = availability_chart(&t, &loaded.hours);
+    let [day, week, month] = loaded.availability;
+    render_status(
+        shown.status,
+        &HealthPage {
+            t,
+            csrf: who.csrf(),
+            console: shown.console,
+            can_override: shown.can_override,
+            api: loaded.api,
+            provider_name: loaded.provider_name,
+            health: loaded.health,
+            availability: [
+                ("health.availability_24h", percent(day)),
+                ("health.availability_7d", percent(week)),
+                ("health.availability_30d", percent(month)),
+            ],
+            p95: loaded.p95,
+            failures: loaded.failures,
+            runs: loaded.runs,
+            hours: loaded.hours,
+            latency_svg,
+            availability_svg,
+            errors: shown.errors,
+            notice: shown.notice,
+        },
+    )
+}
+
+/// Members of the provider: the health of one of its APIs.
+async fn provider_health(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+    Path(id): Path<i64>,
+) -> Response {
+    let lang = who.lang();
+    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
+    let found = state
+        .db
+        .read(move |c| -> Result<Option<Loaded>, StoreError> {
+            match catalog::by_id_for_organisation(c, org_id, id)? {
+                Some(api) => Ok(Some(load(c, api)?)),
+                None => Ok(None),
+            }
+        })
+        .await;
+    match found {
+        Ok(Some(loaded)) => page(
+            &who,
+            loaded,
+            Shown { console: false, can_override: false, errors: vec![], notice: None, status: StatusCode::OK },
+        ),
+        Ok(None) => HtmlError::not_found(lang).into_response(),
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}
+
+fn may_override(who: &SignedIn) -> bool {
+    matches!(who.user.role, Role::OperatorAdmin | Role::OperatorStaff)
+}
+
+async fn console_page(state: &AppState, who: &SignedIn, id: i64, errors: Vec<&str>, notice: Option<&str>) -> Response {
+    let lang = who.lang();
+    let found = state
+        .db
+        .read(move |c| -> Result<Option<Loaded>, StoreError> {
+            match catalog::api(c, id)? {
+                Some(api) => Ok(Some(load(c, api)?)),
+                None => Ok(None),
+            }
+        })
+        .await;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    match found {
+        Ok(Some(loaded)) => {
+            page(who, loaded, Shown { console: true, can_override: may_override(who), errors, notice, status })
+        }
+        Ok(None) => HtmlError::not_found(lang).into_response(),
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}
+
+/// Console readers: one API's health; staff also see the override form.
+async fn console_health(
+    State(state): State<AppState>,
+    ConsoleReader(who): ConsoleReader,
+    Path(id): Path<i64>,
+) -> Response {
+    console_page(&state, &who, id, vec![], None).await
+}
+
+#[derive(Debug, Deserialize)]
+struct OverrideForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Operator staff and administrators: pins an API delisted or listed, or returns it to the checks.
+async fn override_form(
+    State(state): State<AppState>,
+    OperatorStaff(who): OperatorStaff,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<OverrideForm>,
+) -> Response {
+    if let Err(e) = who.check_form(&headers, &form.csrf) {
+        return e.into_response();
+    }
+    let t = Texts { lang: who.lang() };
+    let Some(mode) = Override::parse(&form.mode) else {
+        return console_page(&state, &who, id, vec![t.get("health.error.mode")], None).await;
+    };
+    match health::set_override(&state.db, id, mode, form.reason, who.audit_actor()).await {
+        Ok(transition) => {
+            state.gateway.delisted.apply(id, transition);
+            Redirect::to(&format!("/console/apis/{id}/health")).into_response()
+        }
+        Err(HealthError::Refused(key)) => console_page(&state, &who, id, vec![t.get(key)], None).await,
+        Err(HealthError::NotFound) => HtmlError::not_found(t.lang).into_response(),
+        Err(HealthError::Store(e)) => HtmlError::internal(t.lang, &e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "health_console.html")]
+struct OverviewPage<'a> {
+    t: Texts,
+    csrf: &'a str,
+    rows: Vec<(Overview, String)>,
+}
+
+/// Console readers: every API on the schedule at a glance.
+async fn console_overview(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
+    let lang = who.lang();
+    match state.db.read(|c| health::overview(c).map_err(StoreError::from)).await {
+        Ok(rows) => {
+            let t = Texts { lang };
+            let rows = rows
+                .into_iter()
+                .map(|o| {
+                    let spark = sparkline(&t, &o.spark, &format!("spark-{}", o.api.id));
+                    (o, spark)
+                })
+                .collect();
+            render_status(StatusCode::OK, &OverviewPage { t, csrf: who.csrf(), rows })
+        }
+        Err(e) => HtmlError::internal(lang, &e).into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Charts: inline SVG, drawn here. Every text in them is escaped; numbers are formatted by us.
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const W: f64 = 720.0;
+const H: f64 = 200.0;
+const LEFT: f64 = 48.0;
+const BOTTOM: f64 = 24.0;
+const TOP: f64 = 10.0;
+
+fn svg_open(id: &str, title: &str, desc: &str, width: f64, height: f64, class: &str) -> String {
+    format!(
+        "<svg class=\"{class}\" role=\"img\" viewBox=\"0 0 {width} {height}\" width=\"100%\" \
+         preserveAspectRatio=\"none\" aria-labelledby=\"{id}-title {id}-desc\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
+        escape(title),
+        escape(desc)
+    )
+}
+
+/// The x of hour `i` of `n` in the plot area.
+fn x_of(i: usize, n: usize) -> f64 {
+    let span = W - LEFT - 8.0;
+    if n <= 1 { LEFT + span / 2.0 } else { LEFT + span * i as f64 / (n - 1) as f64 }
+}
+
+fn axes(out: &mut String, top_label: &str, t: &Texts, hours: &[HourPoint]) {
+    let base = H - BOTTOM;
+    out.push_str(&format!(
+        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"currentColor\" stroke-opacity=\".4\"/>\
+         <line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"currentColor\" stroke-opacity=\".4\"/>\
+         <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\
+         <text x=\"{}\" y=\"{base}\" font-size=\"11\" text-anchor=\"end\">0</text>",
+        W - 8.0,
+        LEFT - 4.0,
+        TOP + 10.0,
+        escape(top_label),
+        LEFT - 4.0,
+    ));
+    if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
+        out.push_str(&format!(
+            "<text x=\"{LEFT}\" y=\"{}\" font-size=\"11\">{}</text>\
+             <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+            H - 6.0,
+            escape(&first.label()),
+            W - 8.0,
+            H - 6.0,
+            escape(&last.label()),
+        ));
+    } else {
+        out.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
+            W / 2.0,
+            H / 2.0,
+            escape(t.get("health.no_data")),
+        ));
+    }
+}
+
+fn polyline(points: &[(f64, f64)], class: &str, dash: bool) -> String {
+    let coords: Vec<String> = points.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    format!(
+        "<polyline class=\"{class}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"2\"{} points=\"{}\"/>",
+        if dash { " stroke-dasharray=\"4 3\"" } else { "" },
+        coords.join(" ")
+    )
+}
+
+/// Mean and p95 latency per hour.
+pub fn latency_chart(t: &Texts, hours: &[HourPoint]) -> String {
+    let max = hours.iter().map(|h| h.p95_ms.max(h.mean_ms)).max().unwrap_or(0).max(10);
+    let top = (max as f64 * 1.1).ceil();
+    let y = |v: i64| (H - BOTTOM) - (H - BOTTOM - TOP) * v as f64 / top;
+    let desc = match (hours.iter().map(|h| h.p95_ms).max(), hours.len()) {
+        (Some(worst), n) => format!("{} {n} h; p95 max {worst} ms", t.get("health.latency_desc")),
+        (None, _) => t.get("health.no_data").to_string(),
+    };
+    let mut out = svg_open("latency-chart", t.get("health.latency_title"), &desc, W, H, "chart");
+    axes(&mut out, &format!("{top} ms"), t, hours);
+    let n = hours.len();
+    let p95: Vec<(f64, f64)> = hours.iter().enumerate().map(|(i, h)| (x_of(i, n), y(h.p95_ms))).collect();
+    let mean: Vec<(f64, f64)> = hours.iter().enumerate().map(|(i, h)| (x_of(i, n), y(h.mean_ms))).collect();
+    if !hours.is_empty() {
+        out.push_str(&polyline(&p95, "p95", false));
+        out.push_str(&polyline(&mean, "mean", true));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Availability (% of passing checks) per hour, as bars.
+pub fn availability_chart(t: &Texts, hours: &[HourPoint]) -> String {
+    let desc = match hours.len() {
+        0 => t.get("health.no_data").to_string(),
+        n => {
+            let worst = hours.iter().map(HourPoint::availability).fold(100.0_f64, f64::min);
+            format!("{} {n} h; min {worst:.1} %", t.get("health.availability_desc"))
+        }
+    };
+    let mut out = svg_open("availability-chart", t.get("health.availability_title"), &desc, W, H, "chart");
+    axes(&mut out, "100 %", t, hours);
+    let n = hours.len().max(1);
+    let width = ((W - LEFT - 8.0) / n as f64 * 0.8).max(1.0);
+    for (i, h) in hours.iter().enumerate() {
+        let a = h.availability();
+        let height = (H - BOTTOM - TOP) * a / 100.0;
+        let x = x_of(i, hours.len()) - width / 2.0;
+        let class = if a >= 99.0 {
+            "ok"
+        } else if a >= 90.0 {
+            "warn"
+        } else {
+            "bad"
+        };
+        out.push_str(&format!(
+            "<rect class=\"{class}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" height=\"{height:.1}\"/>",
+            H - BOTTOM - height
+        ));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// A small availability line for the console's overview (last 24 hours).
+pub fn sparkline(t: &Texts, hours: &[HourPoint], id: &str) -> String {
+    let (w, h) = (120.0, 24.0);
+    let desc = if hours.is_empty() {
+        t.get("health.no_data").to_string()
+    } else {
+        let values: Vec<String> = hours.iter().map(|p| format!("{:.0}", p.availability())).collect();
+        format!("{} {}", t.get("health.spark_desc"), values.join(", "))
+    };
+    let mut out = svg_open(id, t.get("health.spark_title"), &desc, w, h, "spark");
+    let n = hours.len();
+    let points: Vec<String> = hours
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let x = if n <= 1 { w / 2.0 } else { 2.0 + (w - 4.0) * i as f64 / (n - 1) as f64 };
+            let y = 2.0 + (h - 4.0) * (1.0 - p.availability() / 100.0);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    if !points.is_empty() {
+        out.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{}\"/>",
+            points.join(" ")
+        ));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::web::pages::Lang;
+
+    fn hour(i: i64, runs: i64, passes: i64, p95: i64) -> HourPoint {
+        HourPoint { hour: 1_700_000_000 / 3600 * 3600 + i * 3600, runs, passes, mean_ms: p95 / 2, p95_ms: p95 }
+    }
+
+    #[test]
+    fn charts_are_accessible_svg_with_escaped_text() {
+        let t = Texts { lang: Lang::En };
+        let hours = vec![hour(0, 80, 80, 40), hour(1, 80, 40, 900), hour(2, 80, 0, 0)];
+        for svg in [latency_chart(&t, &hours), availability_chart(&t, &hours), sparkline(&t, &hours, "s1")] {
+            assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+            assert!(svg.contains("role=\"img\"") && svg.contains("<title id=") && svg.contains("<desc id="), "{svg}");
+        }
+        assert!(latency_chart(&t, &hours).contains("p95 max 900 ms"));
+        assert!(availability_chart(&t, &hours).contains("class=\"bad\""));
+        assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert!(latency_chart(&t, &[]).contains(t.get("health.no_data")));
+    }
+}
