@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod participants;
 pub mod pki;
 pub mod refbank;
+pub mod sandbox;
 pub mod snapshot;
 pub mod standard;
 pub mod store;

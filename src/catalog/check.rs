@@ -1,26 +1,29 @@
 //! The automatic check an API passes before publication — a pluggable step.
 //!
-//! [`PublicationCheck`] is what publication calls; [`checker`] picks the one in use. The one here now,
-//! [`ErrorShapeCheck`], calls `GET {sandbox_base_url}/accounts` with the gateway's HTTP client — over HTTPS with the
-//! platform's client certificate, trusting the system's roots, the platform's root CA and `gateway.provider_ca_file`,
-//! with no redirects — within the API's time-out, but **without** the signed consent header. A conforming bank
-//! refuses that call with `401` and the standard's error body (`{"Code","Id","Message","Errors":[{"ErrorCode",…}]}`),
-//! which shows that the endpoint is reachable over TLS, speaks the standard's error shape and refuses unauthenticated
-//! calls. The sandbox's conformance suite can take its place later by implementing the same trait.
+//! [`PublicationCheck`] is what publication (and the scheduled checks) call; [`checker`] gives the one in use: the
+//! sandbox's conformance suite ([`crate::sandbox::suite`]), run against the API's base URL as the platform calls
+//! banks — over HTTPS with the platform's client certificate, trusting the platform's root CA and
+//! `gateway.provider_ca_file`, with no redirects, within the API's time-out, with headers signed by the platform's
+//! active key, for the bank's BIN. Each case of the suite becomes a [`Finding`]; an API passes when none failed.
 //!
-//! Findings carry a short evidence excerpt that is never a secret and never account data: the status, the content
-//! type and size, and of an error body only its `Code` and `ErrorCode` values.
+//! Findings carry a short evidence excerpt that is never a secret and never account data: the request line, the
+//! status, the content type and size, error codes, and the JSON pointers of schema violations.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
 use super::Api;
 use crate::clock;
 use crate::config::Config;
+use crate::oauth::jwks::Signer;
+use crate::sandbox::cases;
+use crate::sandbox::suite::{self, Credentials, SuiteReport, Target};
+use crate::store::{Db, StoreError};
+use crate::web::AppState;
 
 /// The future a check returns.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckReport> + Send + 'a>>;
@@ -83,32 +86,54 @@ impl FindingOutcome {
     }
 }
 
+/// How much a failed case matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The platform's credentials or the customers' data are not protected, or nothing works.
+    Critical,
+    /// A rule of the standard is broken: API users' code will trip on it.
+    Major,
+    /// A detail of the standard.
+    Minor,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Major => "major",
+            Severity::Minor => "minor",
+        }
+    }
+}
+
 /// One thing a check looked at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    /// Stable identifier, e.g. `tls.reachable`.
+    /// Stable identifier, e.g. `tls.reachable` (the conformance suite's case ids, see [`cases::CASES`]).
     pub id: String,
     /// What was checked, in English (as recorded).
     pub description: String,
     pub outcome: FindingOutcome,
     /// A short, non-secret excerpt of what was seen.
     pub evidence: String,
+    /// The case's severity (absent in runs recorded before the suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
 
 impl Finding {
-    fn new(id: &str, description: &str, outcome: FindingOutcome, evidence: impl Into<String>) -> Finding {
-        Finding { id: id.into(), description: description.into(), outcome, evidence: evidence.into() }
+    pub fn new(id: &str, description: &str, outcome: FindingOutcome, evidence: impl Into<String>) -> Finding {
+        Finding { id: id.into(), description: description.into(), outcome, evidence: evidence.into(), severity: None }
     }
 
     /// The text key of the description, for the findings this platform knows (others show `description`).
     pub fn text_key(&self) -> Option<&'static str> {
-        Some(match self.id.as_str() {
-            TLS => "catalog.finding.tls",
-            REFUSED => "catalog.finding.refused",
-            ERROR_SHAPE => "catalog.finding.error_shape",
-            SETUP => "catalog.finding.setup",
-            _ => return None,
-        })
+        if self.id == SETUP {
+            return Some("catalog.finding.setup");
+        }
+        cases::find(&self.id).map(|case| case.text_key)
     }
 }
 
@@ -121,7 +146,7 @@ pub struct CheckReport {
     /// At least one finding passed and none failed.
     pub passed: bool,
     pub findings: Vec<Finding>,
-    /// Time to the answer, when there was one.
+    /// The 95th percentile of the response times of the check's calls (to the answer, when there was one).
     pub latency_ms: Option<i64>,
     pub started_at: String,
     pub finished_at: String,
@@ -149,137 +174,111 @@ impl CheckReport {
     }
 }
 
-/// The check publication uses now.
-pub fn checker(config: &Config) -> Arc<dyn PublicationCheck> {
-    Arc::new(ErrorShapeCheck::new(config))
+/// The check publication and the schedule use: the conformance suite, with the platform's credentials.
+pub fn checker(state: &AppState) -> Arc<dyn PublicationCheck> {
+    Arc::new(ConformanceCheck {
+        config: state.config.clone(),
+        db: state.db.clone(),
+        signer: state.signer.clone(),
+        issuer: crate::oauth::metadata::issuer(state),
+    })
 }
 
 const SETUP: &str = "platform.setup";
-const TLS: &str = "tls.reachable";
-const REFUSED: &str = "auth.refused";
-const ERROR_SHAPE: &str = "error.shape";
-const TLS_TEXT: &str = "The sandbox endpoint answers over TLS with a trusted certificate, within the time-out";
-const REFUSED_TEXT: &str = "A call without the platform's signed consent header is refused with 401";
-const SHAPE_TEXT: &str = "The refusal carries the standard's error body: Code, Id, Message and Errors[].ErrorCode";
-/// Most of an answer's body read.
-const BODY_MAX: usize = 64 * 1024;
+const SETUP_TEXT: &str = "The platform can call providers (its client certificate and trusted CAs load)";
 
-/// The default publication check (see the module's description).
-#[derive(Debug, Clone)]
-pub struct ErrorShapeCheck {
-    config: Config,
+/// The conformance suite as a [`PublicationCheck`].
+#[derive(Clone)]
+pub struct ConformanceCheck {
+    config: Arc<Config>,
+    db: Db,
+    signer: Signer,
+    issuer: String,
 }
 
-impl ErrorShapeCheck {
-    pub fn new(config: &Config) -> ErrorShapeCheck {
-        ErrorShapeCheck { config: config.clone() }
-    }
-
-    /// The HTTP client: the gateway's (the platform's client certificate; the system's roots, the platform root and
-    /// `gateway.provider_ca_file`; https only; no redirects), made per run — publication is rare, and a renewed
-    /// certificate or CA file is then always used.
-    fn client(&self) -> Result<reqwest::Client, String> {
-        crate::gateway::provider::client(&self.config).map_err(|e| e.to_string())
-    }
-
+impl ConformanceCheck {
     async fn run(&self, api: &Api, environment: Environment) -> CheckReport {
         let started_at = clock::now_rfc3339();
         let base = environment.base_url(api);
-        let report =
-            |findings, latency| CheckReport::new(environment.as_str(), base, started_at.clone(), findings, latency);
-        let client = match self.client() {
-            Ok(client) => client,
+        let setup_failed = |evidence: &str| {
+            let finding = Finding::new(SETUP, SETUP_TEXT, FindingOutcome::Failed, evidence);
+            CheckReport::new(environment.as_str(), base, started_at.clone(), vec![finding], None)
+        };
+        let organisation = api.organisation_id;
+        let bin = self
+            .db
+            .read(move |c| {
+                c.query_row("SELECT bin FROM organisations WHERE id = ?1", [organisation], |r| r.get::<_, String>(0))
+                    .optional()
+                    .map_err(StoreError::from)
+            })
+            .await;
+        let bin = match bin {
+            Ok(Some(bin)) => bin,
+            Ok(None) => return setup_failed("the API's provider is not on the platform"),
+            Err(error) => {
+                tracing::error!(%error, api = api.id, "the publication check cannot read the provider's BIN");
+                return setup_failed("the platform could not read the provider; the operator has been told in the log");
+            }
+        };
+        // Made per run: a renewed certificate or CA file is then always used.
+        let credentials = match Credentials::platform(&self.config, self.db.clone(), self.signer.clone(), &self.issuer)
+        {
+            Ok(credentials) => credentials,
             Err(error) => {
                 tracing::error!(%error, api = api.id, "the publication check cannot call providers");
-                let setup = "The platform can call providers (its client certificate and trusted CAs load)";
-                let evidence = "the platform is not set up to call providers; the operator has been told in the log";
-                return report(vec![Finding::new(SETUP, setup, FindingOutcome::Failed, evidence)], None);
+                return setup_failed(
+                    "the platform is not set up to call providers; the operator has been told in the log",
+                );
             }
         };
-        let timeout = Duration::from_millis(u64::try_from(api.timeout_ms).unwrap_or(5000));
-        let url = format!("{base}/accounts");
-        let started = Instant::now();
-        let sent = client
-            .get(&url)
-            .timeout(timeout)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header("x-fapi-interaction-id", uuid::Uuid::new_v4().to_string())
-            .send()
-            .await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(error) => {
-                let latency = elapsed_ms(started);
-                let findings = vec![
-                    Finding::new(TLS, TLS_TEXT, FindingOutcome::Failed, describe(&error, api.timeout_ms)),
-                    Finding::new(REFUSED, REFUSED_TEXT, FindingOutcome::Skipped, ""),
-                    Finding::new(ERROR_SHAPE, SHAPE_TEXT, FindingOutcome::Skipped, ""),
-                ];
-                return report(findings, error.is_timeout().then_some(latency));
-            }
+        let target = Target {
+            base_url: base.to_string(),
+            bin,
+            sla_ms: u64::try_from(api.sla_response_ms).unwrap_or(0),
+            timeout_ms: u64::try_from(api.timeout_ms).unwrap_or(5000),
+            customers: Vec::new(),
+            with_customers: environment == Environment::Sandbox,
         };
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| excerpt(v, 60))
-            .unwrap_or_else(|| "no content type".into());
-        let mut body = Vec::new();
-        let mut body_error = None;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > BODY_MAX {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    body_error = Some(describe(&error, api.timeout_ms));
-                    break;
-                }
-            }
-        }
-        let latency = elapsed_ms(started);
-        let answered = format!("HTTP {status} ({content_type}, {} bytes)", body.len());
-        let mut findings = Vec::new();
-        if let Some(why) = body_error {
-            findings.push(Finding::new(TLS, TLS_TEXT, FindingOutcome::Failed, format!("{answered}; body: {why}")));
-            findings.push(Finding::new(REFUSED, REFUSED_TEXT, FindingOutcome::Skipped, ""));
-            findings.push(Finding::new(ERROR_SHAPE, SHAPE_TEXT, FindingOutcome::Skipped, ""));
-            return report(findings, Some(latency));
-        }
-        findings.push(Finding::new(TLS, TLS_TEXT, FindingOutcome::Passed, format!("{answered} in {latency} ms")));
-        if status == 401 {
-            findings.push(Finding::new(REFUSED, REFUSED_TEXT, FindingOutcome::Passed, format!("HTTP {status}")));
-        } else {
-            // The body of an answer that was not a refusal may hold account data: only its size is kept.
-            findings.push(Finding::new(REFUSED, REFUSED_TEXT, FindingOutcome::Failed, answered.clone()));
-        }
-        let shape = match error_shape(&body) {
-            Ok(seen) => Finding::new(ERROR_SHAPE, SHAPE_TEXT, FindingOutcome::Passed, seen),
-            Err(why) if status == 401 => Finding::new(ERROR_SHAPE, SHAPE_TEXT, FindingOutcome::Failed, why),
-            Err(_) => Finding::new(ERROR_SHAPE, SHAPE_TEXT, FindingOutcome::Failed, "not an error body"),
-        };
-        findings.push(shape);
-        report(findings, Some(latency))
+        let report = suite::run(&target, &credentials).await;
+        CheckReport::from_suite(environment, &report)
     }
 }
 
-impl PublicationCheck for ErrorShapeCheck {
+impl PublicationCheck for ConformanceCheck {
     fn check<'a>(&'a self, api: &'a Api, environment: Environment) -> CheckFuture<'a> {
         Box::pin(self.run(api, environment))
     }
 }
 
-fn elapsed_ms(started: Instant) -> i64 {
-    i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
+impl CheckReport {
+    /// A suite's run as a check's report: one finding per case; the latency is the runs' 95th percentile.
+    pub fn from_suite(environment: Environment, report: &SuiteReport) -> CheckReport {
+        let findings = report
+            .cases
+            .iter()
+            .map(|c| Finding {
+                id: c.case.id.to_string(),
+                description: c.case.description.to_string(),
+                outcome: c.outcome,
+                evidence: c.evidence.clone(),
+                severity: Some(c.case.severity),
+            })
+            .collect();
+        let mut out = CheckReport::new(
+            environment.as_str(),
+            &report.base_url,
+            report.started_at.clone(),
+            findings,
+            report.p95_ms,
+        );
+        out.finished_at = report.finished_at.clone();
+        out
+    }
 }
 
 /// At most `max` characters of `s`, without control characters.
-fn excerpt(s: &str, max: usize) -> String {
+pub fn excerpt(s: &str, max: usize) -> String {
     let clean: String = s.chars().filter(|c| !c.is_control()).take(max + 1).collect();
     if clean.chars().count() > max { format!("{}…", clean.chars().take(max).collect::<String>()) } else { clean }
 }
@@ -321,7 +320,7 @@ fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
 }
 
 /// A transport failure in a few words: time-out, TLS (rustls' own description), connection (the I/O error kind).
-fn describe(error: &reqwest::Error, timeout_ms: i64) -> String {
+pub fn describe(error: &reqwest::Error, timeout_ms: i64) -> String {
     if error.is_timeout() {
         return format!("no answer within the time-out of {timeout_ms} ms");
     }

@@ -338,7 +338,7 @@ async fn publish(
     }
     let t = Texts { lang: who.lang() };
     let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return no_organisation() };
-    let check = super::checker(&state.config);
+    let check = super::checker(&state);
     match super::publish(&state.db, check.as_ref(), org_id, id, who.audit_actor()).await {
         Ok(Publication::Published(_)) => Redirect::to(&format!("/org/apis/{id}")).into_response(),
         Ok(Publication::Refused(_)) => {

@@ -4,6 +4,7 @@
 mod backup;
 mod bench;
 mod ca;
+mod conformance;
 mod demo;
 mod keys;
 mod participant;
@@ -111,6 +112,10 @@ pub enum Command {
     /// Run a reference bank: a simulated provider implementing the platform's account information standard, with
     /// the sandbox customers and generated ones (for tests, demos and benchmarks).
     ReferenceBank(refbank::ReferenceBankArgs),
+    /// The sandbox's conformance suite against a provider's base URL: with the platform's credentials
+    /// (--data-dir / --config) or a bank's own (--cert --key --signing-key --kid --issuer). Exits 1 if a case fails.
+    #[command(subcommand)]
+    Conformance(conformance::ConformanceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +238,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             audit_verify(&config, json).await
         }
         Command::ReferenceBank(args) => refbank::run(&cli.global, args).await,
+        Command::Conformance(command) => conformance::run(&cli.global, command).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Demo { listen, bank_ports } => demo::run(&cli.global, listen, bank_ports).await,
         Command::Config(ConfigCommand::Example) => {

@@ -29,7 +29,9 @@ pub struct ReferenceBankArgs {
     /// Seed of the bank's customers, accounts and transactions.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Misbehave on purpose: slow, error or malformed.
+    /// Misbehave on purpose, breaking one rule of the standard: slow, error, malformed, leaky (Detail fields under
+    /// a Basic consent), unfiltered (date filter ignored), open (no valid signed header needed) or badpaging
+    /// (Links.Next points at the same page).
     #[arg(long)]
     pub fault: Option<Fault>,
     /// The delay of `--fault slow`, in milliseconds.

@@ -149,3 +149,30 @@ impl Verifier {
         Ok(keys)
     }
 }
+
+/// What `Fault::Open` answers for: the claims of `header` read without any verification, or, without a readable
+/// header, the first sandbox customer with every permission. Never used by a conforming bank.
+pub fn unverified(header: Option<&axum::http::HeaderValue>) -> Consent {
+    use base64::Engine;
+    let claims = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|token| token.split('.').nth(1))
+        .and_then(|payload| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|json| serde_json::from_slice::<ConsentClaims>(&json).ok());
+    let claims = claims.unwrap_or_else(|| ConsentClaims {
+        iss: String::new(),
+        aud: String::new(),
+        sub: crate::standard::SANDBOX_CUSTOMERS.first().map(|c| c.iin.to_string()).unwrap_or_default(),
+        consent_id: "open".into(),
+        permissions: crate::consent::rules::Permission::ALL.iter().map(|p| p.as_str().to_string()).collect(),
+        transaction_from: None,
+        transaction_to: None,
+        interaction_id: "open".into(),
+        iat: 0,
+        exp: 0,
+        jti: "open".into(),
+    });
+    let at =
+        |t: &Option<String>| t.as_deref().and_then(|s| crate::clock::parse(s).ok()).map(OffsetDateTime::unix_timestamp);
+    Consent { scope: claims.scope(), from: at(&claims.transaction_from), to: at(&claims.transaction_to), claims }
+}

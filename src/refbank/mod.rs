@@ -5,7 +5,8 @@
 //! accounts and a year of transactions, all derived from a seed (see `data`). It answers only the platform: a
 //! client certificate chaining to the platform's root at the handshake, and the platform's signed consent header,
 //! verified with the platform's JWKS (see `consent`). Its own CA and server certificate live in its data directory.
-//! A fault mode makes it slow, failing or malformed on purpose.
+//! A fault mode makes it break one rule of the standard on purpose (slow, failing, malformed, leaking Detail fields,
+//! ignoring the date filter, open to anyone, or with wrong paging links), for the tests of the conformance suite.
 
 mod api;
 mod consent;
@@ -36,7 +37,19 @@ pub enum Fault {
     Error,
     /// Every answer is 200 with a body that is not the standard's shape (truncated JSON).
     Malformed,
+    /// Answers a Basic consent with the Detail fields (identification of accounts, transaction details).
+    Leaky,
+    /// Ignores `fromBookingDateTime` and `toBookingDateTime` (still refusing malformed ones).
+    Unfiltered,
+    /// Answers calls without the signed header, or with one that does not verify (forged, expired, for another
+    /// bank): for the header's customer if it names one, else for the first sandbox customer.
+    Open,
+    /// `Links.Next` of a transaction page points at the page itself.
+    BadPaging,
 }
+
+/// The fault names, for the command line's help and errors.
+pub const FAULTS: &str = "slow, error, malformed, leaky, unfiltered, open or badpaging";
 
 impl FromStr for Fault {
     type Err = String;
@@ -46,7 +59,11 @@ impl FromStr for Fault {
             "slow" => Ok(Fault::Slow),
             "error" => Ok(Fault::Error),
             "malformed" => Ok(Fault::Malformed),
-            other => Err(format!("unknown fault {other:?}: use slow, error or malformed")),
+            "leaky" => Ok(Fault::Leaky),
+            "unfiltered" => Ok(Fault::Unfiltered),
+            "open" => Ok(Fault::Open),
+            "badpaging" => Ok(Fault::BadPaging),
+            other => Err(format!("unknown fault {other:?}: use {FAULTS}")),
         }
     }
 }
@@ -203,6 +220,10 @@ mod tests {
         assert_eq!("slow".parse::<Fault>(), Ok(Fault::Slow));
         assert_eq!("Error".parse::<Fault>(), Ok(Fault::Error));
         assert_eq!("malformed".parse::<Fault>(), Ok(Fault::Malformed));
+        assert_eq!("leaky".parse::<Fault>(), Ok(Fault::Leaky));
+        assert_eq!("Unfiltered".parse::<Fault>(), Ok(Fault::Unfiltered));
+        assert_eq!("open".parse::<Fault>(), Ok(Fault::Open));
+        assert_eq!("badpaging".parse::<Fault>(), Ok(Fault::BadPaging));
         assert!("sometimes".parse::<Fault>().is_err());
     }
 }

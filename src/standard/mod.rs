@@ -196,6 +196,30 @@ pub fn validate(schema_name: &str, value: &Value) -> Result<(), Vec<String>> {
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
+/// Like [`validate`], but each error names only where and which rule (`/Data/Account/0 (additionalProperties)`),
+/// never the offending value: for evidence that may be stored or shown, as a value may be account data.
+pub fn violations(schema_name: &str, value: &Value) -> Result<(), Vec<String>> {
+    let validators = validators().as_ref().map_err(|e| vec![e.clone()])?;
+    let validator =
+        validators.get(schema_name).ok_or_else(|| vec![format!("the standard has no schema {schema_name}")])?;
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("{} ({})", if at.is_empty() { "/" } else { at.as_str() }, e.kind().keyword())
+        })
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// The property names a schema allows (`properties`), e.g. to tell the Detail fields from the Basic ones.
+pub fn properties(schema_name: &str) -> Vec<&'static str> {
+    document()["components"]["schemas"][schema_name]["properties"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -285,6 +309,12 @@ mod tests {
         assert!(errors.iter().any(|e| e.contains("/Data/Account/0/Currency")), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("/Data/Account/0/StatusUpdateDateTime")), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("/Meta")), "{errors:?}");
+        let redacted = violations("KzReadAccount", &wrong).unwrap_err();
+        assert!(redacted.contains(&"/Data/Account/0/Currency (pattern)".to_string()), "{redacted:?}");
+        assert!(redacted.iter().all(|e| !e.contains("tenge") && !e.contains("+05:00")), "{redacted:?}");
+        assert_eq!(violations("KzReadAccount", &account), Ok(()));
+        assert!(properties("KzTransactionDetail").contains(&"MerchantDetails"));
+        assert!(!properties("KzTransactionBasic").contains(&"MerchantDetails"));
 
         let amount = json!({ "MinorUnits": 1234550, "Currency": "KZT" });
         assert!(validate("Amount", &amount).is_ok());
