@@ -5,7 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
-use super::{AppKind, Application};
+use super::{AppKind, AppMode, Application};
 use crate::participants::{OrgStatus, Organisation};
 use crate::pki::certs::{AppRef, CertCheck};
 use crate::store::StoreError;
@@ -21,15 +21,21 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// An API user's application whose organisation is accredited as an API user.
+    /// An API user's application: in production mode its organisation must be accredited as an API user; a sandbox
+    /// application's organisation need only be registered and in good standing (a suspended or revoked one never
+    /// gets this far: its certificates are refused).
     pub fn require_api_user(&self) -> Result<(), ApiError> {
         if self.app.kind != AppKind::ApiUser {
             return Err(forbidden("Only an API user's application may call this endpoint"));
         }
-        if self.organisation.status != OrgStatus::Accredited || !self.organisation.is_user {
-            return Err(forbidden("The participant is not accredited as an API user"));
+        match self.app.mode {
+            AppMode::Sandbox if !self.organisation.status.is_blocked() => Ok(()),
+            AppMode::Sandbox => Err(forbidden("The participant is suspended or revoked")),
+            AppMode::Production if self.organisation.status == OrgStatus::Accredited && self.organisation.is_user => {
+                Ok(())
+            }
+            AppMode::Production => Err(forbidden("The participant is not accredited as an API user")),
         }
-        Ok(())
     }
 }
 

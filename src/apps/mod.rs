@@ -1,5 +1,7 @@
 //! Applications: an API user's OAuth clients and an API provider's systems that call the platform. Each has a
 //! random client id, exact-match redirect URIs and transport certificates issued by the platform CA from CSRs.
+//! An API user's application is in production or sandbox mode ([`AppMode`], chosen at registration): a sandbox one
+//! reaches only the banks' sandboxes and the standard's test customers, and needs no accreditation yet.
 //! Rotation issues a new certificate and lets the previous one live on until `retire_at` (the grace period); the
 //! mTLS check (`web::client_cert::MtlsClient`) refuses it after that, and refuses every certificate of a disabled
 //! application or of a suspended or revoked organisation.
@@ -60,6 +62,73 @@ impl AppKind {
     }
 }
 
+/// Where an API user's application works, chosen at registration and never changed: `production` (real banks, real
+/// customers; the organisation must be accredited as an API user) or `sandbox` (the banks' sandboxes and the
+/// standard's test customers only; any registered organisation, accredited or not, so it can build before it
+/// touches a real bank). A provider's system is always `production`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppMode {
+    Production,
+    Sandbox,
+}
+
+impl AppMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppMode::Production => "production",
+            AppMode::Sandbox => "sandbox",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AppMode> {
+        match s {
+            "production" => Some(AppMode::Production),
+            "sandbox" => Some(AppMode::Sandbox),
+            _ => None,
+        }
+    }
+
+    pub fn is_sandbox(self) -> bool {
+        self == AppMode::Sandbox
+    }
+
+    pub fn text_key(self) -> &'static str {
+        match self {
+            AppMode::Production => "apps.mode_production",
+            AppMode::Sandbox => "apps.mode_sandbox",
+        }
+    }
+
+    /// The CSS class of the mode's badge.
+    pub fn badge(self) -> &'static str {
+        match self {
+            AppMode::Production => "mode-production",
+            AppMode::Sandbox => "mode-sandbox",
+        }
+    }
+}
+
+/// Whether `iin` is one of the standard's sandbox test customers (`standard::SANDBOX_CUSTOMERS`).
+pub fn is_test_customer(iin: &str) -> bool {
+    crate::standard::SANDBOX_CUSTOMERS.iter().any(|c| c.iin == iin)
+}
+
+/// Why a customer may not take part in a consent of an application in `mode` (a text key), or `None` when they may.
+/// A sandbox application's customers are the standard's test customers only, on every platform. A production
+/// application's customers are real people: on a platform in production mode the test customers are refused; a
+/// platform in demo mode has no real people at all (its reference banks and the demo application use the test
+/// customers), so there they are allowed.
+pub fn customer_refusal(mode: AppMode, platform: crate::config::Mode, iin: &str) -> Option<&'static str> {
+    match (mode, is_test_customer(iin)) {
+        (AppMode::Sandbox, false) => Some("apps.sandbox.real_customer"),
+        (AppMode::Production, true) if platform == crate::config::Mode::Production => {
+            Some("apps.sandbox.test_customer")
+        }
+        _ => None,
+    }
+}
+
 /// An OAuth client id: `kc_` and 22 base64url characters (16 random bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClientId(pub String);
@@ -83,6 +152,7 @@ pub struct Application {
     pub client_id: String,
     pub name: String,
     pub kind: AppKind,
+    pub mode: AppMode,
     pub redirect_uris: Vec<String>,
     pub active: bool,
     pub created_at: String,
@@ -98,12 +168,13 @@ impl Application {
     }
 }
 
-const COLUMNS: &str = "id, organisation_id, client_id, name, kind, redirect_uris, status, created_at";
+const COLUMNS: &str = "id, organisation_id, client_id, name, kind, redirect_uris, status, created_at, mode";
 
 fn from_row(r: &Row) -> rusqlite::Result<Application> {
     let kind: String = r.get(4)?;
     let uris: String = r.get(5)?;
     let status: String = r.get(6)?;
+    let mode: String = r.get(8)?;
     Ok(Application {
         id: r.get(0)?,
         organisation_id: r.get(1)?,
@@ -111,6 +182,9 @@ fn from_row(r: &Row) -> rusqlite::Result<Application> {
         name: r.get(3)?,
         kind: AppKind::parse(&kind).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("kind {kind}").into())
+        })?,
+        mode: AppMode::parse(&mode).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, format!("mode {mode}").into())
         })?,
         redirect_uris: serde_json::from_str(&uris)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into()))?,
@@ -131,10 +205,11 @@ pub fn list_for_organisation(conn: &Connection, organisation_id: i64) -> rusqlit
 /// Every application on the platform with its organisation's name (for the operator's registry).
 pub fn list_all(conn: &Connection) -> rusqlite::Result<Vec<(Application, String)>> {
     let mut stmt = conn.prepare(
-        "SELECT a.id, a.organisation_id, a.client_id, a.name, a.kind, a.redirect_uris, a.status, a.created_at, o.name
+        "SELECT a.id, a.organisation_id, a.client_id, a.name, a.kind, a.redirect_uris, a.status, a.created_at, a.mode,
+                o.name
          FROM applications a JOIN organisations o ON o.id = a.organisation_id ORDER BY o.name, a.name",
     )?;
-    let rows = stmt.query_map([], |r| Ok((from_row(r)?, r.get::<_, String>(8)?)))?;
+    let rows = stmt.query_map([], |r| Ok((from_row(r)?, r.get::<_, String>(9)?)))?;
     rows.collect()
 }
 
@@ -314,8 +389,20 @@ pub fn name_acceptable(name: &str) -> bool {
     (1..=100).contains(&n) && !name.chars().any(char::is_control)
 }
 
-/// Why an organisation may not register an application of `kind` (a text key), or `None` when it may.
-pub fn registration_refusal(org: &Organisation, kind: AppKind) -> Option<&'static str> {
+/// Why an organisation may not register an application of `kind` in `mode` (a text key), or `None` when it may.
+/// A sandbox application needs only a registered organisation in good standing (accreditation comes later; the
+/// sandbox is where the organisation builds before it touches a real bank); a production one, accreditation in the
+/// role.
+pub fn registration_refusal(org: &Organisation, kind: AppKind, mode: AppMode) -> Option<&'static str> {
+    if mode == AppMode::Sandbox {
+        return if kind != AppKind::ApiUser {
+            Some("apps.error.sandbox_kind")
+        } else if org.status.is_blocked() {
+            Some("apps.error.blocked")
+        } else {
+            None
+        };
+    }
     if org.status != OrgStatus::Accredited {
         return Some("apps.error.not_accredited");
     }
@@ -331,6 +418,7 @@ pub fn registration_refusal(org: &Organisation, kind: AppKind) -> Option<&'stati
 pub struct NewApplication {
     pub name: String,
     pub kind: AppKind,
+    pub mode: AppMode,
     pub redirect_uris: Vec<String>,
     pub csr_pem: String,
 }
@@ -402,13 +490,18 @@ pub async fn register(
 ) -> Result<(Application, crate::pki::Issued), AppError> {
     db.write(move |tx| -> Result<Result<(Application, crate::pki::Issued), AppError>, AppError> {
         let org = org_of(tx, organisation_id)?;
-        if let Some(why) = registration_refusal(&org, new.kind) {
+        if let Some(why) = registration_refusal(&org, new.kind, new.mode) {
             audit::append(
                 tx,
                 &Event::new(&actor.name, "apps.application.register", Outcome::Denied)
                     .organisation(&org.bin)
                     .source(&actor.source)
-                    .detail(serde_json::json!({ "name": new.name, "kind": new.kind.as_str(), "reason": why })),
+                    .detail(serde_json::json!({
+                        "name": new.name,
+                        "kind": new.kind.as_str(),
+                        "mode": new.mode.as_str(),
+                        "reason": why,
+                    })),
             )?;
             return Ok(Err(AppError::Refused(why)));
         }
@@ -421,8 +514,8 @@ pub async fn register(
         let uris = serde_json::to_string(&new.redirect_uris).map_err(|e| StoreError::Schema(e.to_string()))?;
         tx.execute(
             "INSERT INTO applications (organisation_id, client_id, name, kind, redirect_uris, status, created_by,
-                                       created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7)",
+                                       created_at, mode)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8)",
             params![
                 organisation_id,
                 client_id.as_str(),
@@ -430,7 +523,8 @@ pub async fn register(
                 new.kind.as_str(),
                 uris,
                 user_id,
-                clock::now_rfc3339()
+                clock::now_rfc3339(),
+                new.mode.as_str()
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -444,6 +538,7 @@ pub async fn register(
                 .detail(serde_json::json!({
                     "name": new.name,
                     "kind": new.kind.as_str(),
+                    "mode": new.mode.as_str(),
                     "redirect_uris": new.redirect_uris,
                     "certificate": issued.record.serial,
                 })),
@@ -595,6 +690,57 @@ mod tests {
         assert_eq!(parse_redirect_uris(&eleven), Err("apps.error.too_many_uris"));
         assert_eq!(parse_redirect_uris("https://a.kz/1\n\n https://a.kz/2 \n").unwrap().len(), 2);
         assert_eq!(parse_redirect_uris("https://a.kz/1\nhttps://a.kz/1"), Err("apps.error.duplicate_uri"));
+    }
+
+    fn org(status: OrgStatus, is_user: bool, is_provider: bool) -> Organisation {
+        Organisation {
+            id: 1,
+            bin: "990340000011".into(),
+            name: "Org".into(),
+            licence_number: "L-1".into(),
+            contact_email: "a@b.kz".into(),
+            contact_phone: "+77010000000".into(),
+            description: String::new(),
+            website: String::new(),
+            has_logo: false,
+            status,
+            status_reason: String::new(),
+            is_provider,
+            is_user,
+            created_at: "2026-11-25T12:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn sandbox_applications_need_good_standing_and_production_ones_accreditation() {
+        use AppKind::{ApiUser, ProviderSystem};
+        use AppMode::{Production, Sandbox};
+        let registered = org(OrgStatus::Registered, false, false);
+        assert_eq!(registration_refusal(&registered, ApiUser, Sandbox), None);
+        assert_eq!(registration_refusal(&registered, ApiUser, Production), Some("apps.error.not_accredited"));
+        assert_eq!(registration_refusal(&registered, ProviderSystem, Sandbox), Some("apps.error.sandbox_kind"));
+        let provider_only = org(OrgStatus::Accredited, false, true);
+        assert_eq!(registration_refusal(&provider_only, ApiUser, Sandbox), None);
+        assert_eq!(registration_refusal(&provider_only, ApiUser, Production), Some("apps.error.not_user"));
+        for blocked in [OrgStatus::Suspended, OrgStatus::Revoked] {
+            assert_eq!(registration_refusal(&org(blocked, true, true), ApiUser, Sandbox), Some("apps.error.blocked"));
+        }
+        assert_eq!(registration_refusal(&org(OrgStatus::Accredited, true, false), ApiUser, Production), None);
+    }
+
+    #[test]
+    fn sandbox_consents_are_for_test_customers_and_production_ones_for_real_people() {
+        use crate::config::Mode::{Demo, Production as Live};
+        let test = crate::standard::SANDBOX_CUSTOMERS[2].iin;
+        let real = "900101300012";
+        assert!(is_test_customer(test) && !is_test_customer(real));
+        for platform in [Demo, Live] {
+            assert_eq!(customer_refusal(AppMode::Sandbox, platform, test), None);
+            assert_eq!(customer_refusal(AppMode::Sandbox, platform, real), Some("apps.sandbox.real_customer"));
+            assert_eq!(customer_refusal(AppMode::Production, platform, real), None);
+        }
+        assert_eq!(customer_refusal(AppMode::Production, Live, test), Some("apps.sandbox.test_customer"));
+        assert_eq!(customer_refusal(AppMode::Production, Demo, test), None, "the demo's people are all made up");
     }
 
     #[test]

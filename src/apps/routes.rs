@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{AppCertificate, AppError, AppKind, Application, NewApplication};
+use super::{AppCertificate, AppError, AppKind, AppMode, Application, NewApplication};
 use crate::participants::Organisation;
 use crate::pki::RevocationReason;
 use crate::store::StoreError;
@@ -48,6 +48,9 @@ pub struct RegisterForm {
     name: String,
     #[serde(default)]
     kind: String,
+    /// `production` (the default) or `sandbox`.
+    #[serde(default)]
+    mode: String,
     #[serde(default)]
     redirect_uris: String,
     #[serde(default)]
@@ -64,8 +67,21 @@ struct ListPage<'a> {
     can_manage: bool,
     /// Why this organisation may not register now (a text key), if so.
     blocked: Option<&'static str>,
+    /// Why it may not register production applications now (a text key), if so; sandbox ones it may.
+    production_refusal: Option<&'static str>,
     form: &'a RegisterForm,
     errors: Vec<&'a str>,
+}
+
+impl ListPage<'_> {
+    /// The mode the form shows chosen: the one typed, else production where the organisation may, else sandbox.
+    fn chosen_mode(&self) -> &str {
+        match self.form.mode.as_str() {
+            "production" | "sandbox" => &self.form.mode,
+            _ if self.production_refusal.is_none() => "production",
+            _ => "sandbox",
+        }
+    }
 }
 
 async fn list_page(
@@ -85,10 +101,12 @@ async fn list_page(
         Ok(apps) => apps,
         Err(e) => return HtmlError::internal(lang, &e).into_response(),
     };
-    let blocked = if org.status == crate::participants::OrgStatus::Accredited {
-        (!org.is_user && !org.is_provider).then_some("apps.error.no_role")
-    } else {
+    // Any organisation in good standing may build in the sandbox; production needs the accreditation.
+    let blocked = org.status.is_blocked().then_some("apps.error.blocked");
+    let production_refusal = if org.status != crate::participants::OrgStatus::Accredited {
         Some("apps.error.not_accredited")
+    } else {
+        (!org.is_user && !org.is_provider).then_some("apps.error.no_role")
     };
     render_status(
         status,
@@ -99,6 +117,7 @@ async fn list_page(
             apps,
             can_manage: can_manage(who),
             blocked,
+            production_refusal,
             form,
             errors,
         },
@@ -134,6 +153,13 @@ async fn register(
     if kind.is_none() {
         errors.push(t.get("apps.error.kind"));
     }
+    let mode = match form.mode.as_str() {
+        "" => Some(AppMode::Production),
+        other => AppMode::parse(other),
+    };
+    if mode.is_none() {
+        errors.push(t.get("apps.error.mode"));
+    }
     let uris = match super::parse_redirect_uris(&form.redirect_uris) {
         Ok(uris) => uris,
         Err(key) => {
@@ -147,10 +173,10 @@ async fn register(
     if form.csr.trim().is_empty() {
         errors.push(t.get("apps.error.csr_missing"));
     }
-    let (Some(kind), true) = (kind, errors.is_empty()) else {
+    let (Some(kind), Some(mode), true) = (kind, mode, errors.is_empty()) else {
         return list_page(&state, &who, &form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let new = NewApplication { name, kind, redirect_uris: uris, csr_pem: form.csr.trim().to_string() };
+    let new = NewApplication { name, kind, mode, redirect_uris: uris, csr_pem: form.csr.trim().to_string() };
     match super::register(&state.db, state.authority.clone(), org_id, who.user.id, new, who.audit_actor()).await {
         Ok((app, _)) => Redirect::to(&format!("/org/apps/{}", app.id)).into_response(),
         Err(AppError::Refused(key)) => list_page(&state, &who, &form, vec![t.get(key)], StatusCode::FORBIDDEN).await,

@@ -164,7 +164,12 @@ async fn listing_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&
         Ok(None) => return HtmlError::not_found(lang).into_response(),
         Err(e) => return HtmlError::internal(lang, &e).into_response(),
     };
-    let refusal = if console { None } else { who.organisation.as_ref().and_then(super::user_refusal) };
+    // An organisation not (or no longer) accredited as an API user may still connect its sandbox applications.
+    let has_sandbox_app = connections.iter().any(|c| c.application.mode.is_sandbox());
+    let refusal = match who.organisation.as_ref() {
+        Some(org) if !console => super::user_refusal(org).filter(|_| !has_sandbox_app || org.status.is_blocked()),
+        _ => None,
+    };
     let page = ListingPage {
         t: Texts { lang },
         csrf: who.csrf(),

@@ -610,6 +610,42 @@ pub fn connections_of_application(
     rows.collect()
 }
 
+/// An application actively connected to one API, as its provider sees it: who, and whether it is a sandbox
+/// application (its calls go to the API's sandbox URL, for test customers only).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectedApplication {
+    pub application_name: String,
+    pub client_id: String,
+    pub organisation_name: String,
+    pub organisation_bin: String,
+    pub mode: crate::apps::AppMode,
+    pub connected_at: String,
+}
+
+/// The applications actively connected to `api_id`: production ones first, then by organisation and name.
+pub fn connections_to_api(conn: &Connection, api_id: i64) -> rusqlite::Result<Vec<ConnectedApplication>> {
+    let mut stmt = conn.prepare(
+        "SELECT a.name, a.client_id, o.name, o.bin, a.mode, c.connected_at
+         FROM api_connections c JOIN applications a ON a.id = c.application_id
+         JOIN organisations o ON o.id = a.organisation_id
+         WHERE c.api_id = ?1 AND c.status = 'active' ORDER BY a.mode = 'sandbox', o.name, a.name",
+    )?;
+    let rows = stmt.query_map([api_id], |r| {
+        let mode: String = r.get(4)?;
+        Ok(ConnectedApplication {
+            application_name: r.get(0)?,
+            client_id: r.get(1)?,
+            organisation_name: r.get(2)?,
+            organisation_bin: r.get(3)?,
+            mode: crate::apps::AppMode::parse(&mode).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, mode.into())
+            })?,
+            connected_at: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// What the gateway needs to call a bank for an application: the API the application is connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectedApi {
@@ -796,6 +832,17 @@ pub fn user_refusal(org: &Organisation) -> Option<&'static str> {
         Some("catalog.error.not_user")
     } else {
         None
+    }
+}
+
+/// Why an organisation may not connect an application in `mode` (a text key), or `None` when it may: a sandbox
+/// application needs only an organisation in good standing (its calls reach the banks' sandboxes and test customers
+/// only); a production one, the accreditation as an API user.
+pub fn connection_refusal(org: &Organisation, mode: crate::apps::AppMode) -> Option<&'static str> {
+    match mode {
+        crate::apps::AppMode::Sandbox if org.status.is_blocked() => Some("catalog.error.not_accredited"),
+        crate::apps::AppMode::Sandbox => None,
+        crate::apps::AppMode::Production => user_refusal(org),
     }
 }
 
@@ -1111,7 +1158,7 @@ async fn change_status(
 }
 
 /// Connects an API user's application to a published API in one step (automatic approval for an accredited API
-/// user): the connection becomes (or becomes again) active.
+/// user, or for any API user's sandbox application): the connection becomes (or becomes again) active.
 pub async fn connect(
     db: &Db,
     organisation_id: i64,
@@ -1123,11 +1170,11 @@ pub async fn connect(
         let org = org_of(tx, organisation_id)?;
         let listing = listed(tx, api_id)?.ok_or(CatalogError::NotFound)?;
         const ACTION: &str = "catalog.api.connect";
-        if let Some(why) = user_refusal(&org) {
-            return deny(tx, &actor, ACTION, &org, Some(object(api_id)), why);
-        }
         let app =
             crate::apps::by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(CatalogError::NotFound)?;
+        if let Some(why) = connection_refusal(&org, app.mode) {
+            return deny(tx, &actor, ACTION, &org, Some(object(api_id)), why);
+        }
         let why = if !listing.connectable() {
             Some("catalog.error.not_connectable")
         } else if app.kind != AppKind::ApiUser {
@@ -1154,6 +1201,7 @@ pub async fn connect(
                 &event(&actor, "catalog.api.connected", Outcome::Success, &org).object(object(api_id)).detail(
                     serde_json::json!({
                         "application": app.client_id,
+                        "mode": app.mode.as_str(),
                         "provider": listing.provider_bin,
                         "api": listing.api.name,
                         "version": listing.api.version,

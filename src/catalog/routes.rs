@@ -184,7 +184,9 @@ struct ApiPage<'a> {
     org: &'a Organisation,
     api: Api,
     checks: Vec<CheckRun>,
-    active_connections: i64,
+    active_connections: usize,
+    /// The applications connected now, sandbox ones marked.
+    connected: Vec<super::ConnectedApplication>,
     can_manage: bool,
     blocked: Option<&'static str>,
     form: PassportInput,
@@ -230,15 +232,11 @@ async fn api_page(state: &AppState, who: &SignedIn, id: i64, shown: Shown<'_>) -
         .read(move |c| -> Result<_, StoreError> {
             let Some(api) = super::by_id_for_organisation(c, org_id, id)? else { return Ok(None) };
             let checks = super::checks(c, id, 10)?;
-            let active: i64 = c.query_row(
-                "SELECT count(*) FROM api_connections WHERE api_id = ?1 AND status = 'active'",
-                [id],
-                |r| r.get(0),
-            )?;
-            Ok(Some((api, checks, active)))
+            let connected = super::connections_to_api(c, id)?;
+            Ok(Some((api, checks, connected)))
         })
         .await;
-    let (api, checks, active_connections) = match found {
+    let (api, checks, connected) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return HtmlError::not_found(lang).into_response(),
         Err(e) => return HtmlError::internal(lang, &e).into_response(),
@@ -251,7 +249,8 @@ async fn api_page(state: &AppState, who: &SignedIn, id: i64, shown: Shown<'_>) -
         org,
         api,
         checks,
-        active_connections,
+        active_connections: connected.len(),
+        connected,
         can_manage: can_manage(who),
         blocked: super::provider_refusal(org),
         form,

@@ -60,6 +60,8 @@ pub fn consent_data(consent: &Consent) -> Value {
             "Status": if p.revoked { "Revoked" } else { "Active" },
         })).collect::<Vec<_>>(),
         "LastUsedDateTime": consent.last_used_at,
+        // kopir: `Sandbox` for a sandbox application's consent (test customers, the banks' sandboxes).
+        "Environment": if consent.mode.is_sandbox() { "Sandbox" } else { "Production" },
     })
 }
 
@@ -108,7 +110,7 @@ pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Byt
     })
 }
 
-/// Who may call: an accredited API user's application.
+/// Who may call: an accredited API user's application, or any API user's sandbox application.
 async fn create(
     State(state): State<AppState>,
     client: ApiClient,

@@ -79,6 +79,9 @@ pub struct Consent {
     pub application_id: i64,
     pub client_id: String,
     pub application_name: String,
+    /// The application's mode: a sandbox application's consents are the sandbox's (test customers, the banks'
+    /// sandboxes), kept apart from production in every list and report.
+    pub mode: crate::apps::AppMode,
     /// The API user: the organisation of the application.
     pub organisation_id: i64,
     pub organisation_name: String,
@@ -140,7 +143,7 @@ impl HistoryEntry {
 
 const COLUMNS: &str = "c.id, c.application_id, a.client_id, a.name, a.organisation_id, o.name, c.customer_id, \
                        c.permissions, c.purpose, c.expires_at, c.transaction_from, c.transaction_to, c.status, \
-                       c.created_at, c.status_updated_at, c.authorised_at, c.last_used_at";
+                       c.created_at, c.status_updated_at, c.authorised_at, c.last_used_at, a.mode";
 const FROM: &str =
     "consents c JOIN applications a ON a.id = c.application_id JOIN organisations o ON o.id = a.organisation_id";
 
@@ -151,11 +154,13 @@ fn conversion(index: usize, what: String) -> rusqlite::Error {
 fn from_row(r: &Row) -> rusqlite::Result<Consent> {
     let permissions: String = r.get(7)?;
     let status: String = r.get(12)?;
+    let mode: String = r.get(17)?;
     Ok(Consent {
         id: r.get(0)?,
         application_id: r.get(1)?,
         client_id: r.get(2)?,
         application_name: r.get(3)?,
+        mode: crate::apps::AppMode::parse(&mode).ok_or_else(|| conversion(17, format!("mode {mode}")))?,
         organisation_id: r.get(4)?,
         organisation_name: r.get(5)?,
         customer_id: r.get(6)?,

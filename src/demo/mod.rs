@@ -317,6 +317,7 @@ pub(crate) async fn seed(
             let new = crate::apps::NewApplication {
                 name: APP_NAME.into(),
                 kind: crate::apps::AppKind::ApiUser,
+                mode: crate::apps::AppMode::Production,
                 redirect_uris: vec![state.url(&format!("{}/callback", app::BASE))],
                 csr_pem: csr,
             };

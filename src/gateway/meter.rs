@@ -25,6 +25,8 @@ pub struct Exchange {
     pub latency_ms: u64,
     pub bytes: u64,
     pub interaction_id: String,
+    /// The calling application's mode: sandbox exchanges are kept apart from production reporting and billing.
+    pub mode: crate::apps::AppMode,
 }
 
 /// The request path's end of the channel.
@@ -52,8 +54,8 @@ impl Meter {
 fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
     let mut insert = db_tx.prepare_cached(
         "INSERT INTO exchanges (at, application_id, user_organisation_id, provider_organisation_id, api_id,
-             consent_id, endpoint, status, latency_ms, bytes, interaction_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             consent_id, endpoint, status, latency_ms, bytes, interaction_id, environment)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     let mut used: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for e in batch {
@@ -68,7 +70,8 @@ fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<
             e.status,
             e.latency_ms as i64,
             e.bytes as i64,
-            e.interaction_id
+            e.interaction_id,
+            e.mode.as_str()
         ])?;
         if let Some(consent) = &e.consent_id
             && e.status < 400

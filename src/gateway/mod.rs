@@ -148,6 +148,7 @@ fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, status
         latency_ms: 0,
         bytes: 0,
         interaction_id: interaction_id.to_string(),
+        mode: grant.client.app.mode,
     });
 }
 

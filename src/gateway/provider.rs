@@ -2,10 +2,16 @@
 //! consent header per call (`x-kopir-consent`, ES256, verifiable with the platform's JWKS), the caller's
 //! `x-fapi-interaction-id`, and the API's own time-out. A bank's failure becomes a standard error that names the
 //! bank and never the bank's own words (they may hold anything).
+//!
+//! The base URL is chosen here by the application's mode: a sandbox application's calls go to the API's
+//! `sandbox_base_url` (the bank's sandbox) and never to production; a production application's to the
+//! `production_base_url`. Before any call, the consent's customer is judged against the mode once more
+//! (`apps::customer_refusal`): the journey already refused the wrong ones, this makes sure no other path leads there.
 
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -138,9 +144,39 @@ pub async fn call(
         latency_ms: started.elapsed().as_millis() as u64,
         bytes,
         interaction_id: interaction_id.to_string(),
+        mode: grant.client.app.mode,
     });
     metrics::histogram!("kopir_gateway_bank_seconds", "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
     outcome
+}
+
+/// The sandbox base URL of an API (a sandbox application's calls only; production calls never read it).
+async fn sandbox_base_url(state: &AppState, api_id: i64, bank: &str) -> Result<String, Failure> {
+    let found = state
+        .db
+        .read(move |c| {
+            c.prepare_cached("SELECT sandbox_base_url FROM apis WHERE id = ?1")?
+                .query_row([api_id], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(crate::store::StoreError::from)
+        })
+        .await;
+    match found {
+        Ok(Some(url)) if !url.is_empty() => Ok(url),
+        Ok(_) => Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            ObErrorCode::ResourceConsentMismatch,
+            format!("{bank} publishes no sandbox for this API"),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an API's sandbox URL failed");
+            Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ObErrorCode::UnexpectedError,
+                "The platform could not find the bank's sandbox".to_string(),
+            ))
+        }
+    }
 }
 
 async fn call_unmetered(
@@ -161,6 +197,16 @@ async fn call_unmetered(
     if state.gateway.delisted.contains(api.id) {
         return Err(delisted(bank));
     }
+    let mode = grant.client.app.mode;
+    if crate::apps::customer_refusal(mode, state.config.mode, &grant.customer_iin).is_some() {
+        let message = if mode.is_sandbox() {
+            "A sandbox application's consent may be for the standard's test customers only"
+        } else {
+            "The standard's test customers exist only in the sandbox; a production application cannot reach them"
+        };
+        return Err(Failure::new(StatusCode::FORBIDDEN, ObErrorCode::ResourceConsentMismatch, message.to_string()));
+    }
+    let base_url = if mode.is_sandbox() { sandbox_base_url(state, api.id, bank).await? } else { api.base_url.clone() };
     let issuer = crate::oauth::metadata::issuer(state);
     let now = clock::now().unix_timestamp();
     let consent = &grant.consent;
@@ -183,7 +229,7 @@ async fn call_unmetered(
             "The platform could not sign its call to the bank".to_string()
         })
     })?;
-    let url = format!("{}{path}", api.base_url.trim_end_matches('/'));
+    let url = format!("{}{path}", base_url.trim_end_matches('/'));
     let sent = state
         .gateway
         .client

@@ -56,6 +56,12 @@ struct VerifyPage<'a> {
     masked_iin: String,
     simulated: bool,
     demo: bool,
+    /// A sandbox journey: a sandbox application's consent, or a test customer's own pages on a production platform.
+    /// Test customers only, the face check simulated, the code shown here instead of sent.
+    sandbox: bool,
+    /// The code just issued to a sandbox journey's test customer (shown once, never stored).
+    sandbox_code: Option<String>,
+    test_customers: &'static [crate::standard::SandboxCustomer],
 }
 
 #[derive(Template)]
@@ -86,6 +92,20 @@ fn asking(pending: &Option<Pending>) -> Option<Asking> {
     })
 }
 
+/// Whether the journey is a sandbox one: for a sandbox application's consent; or, on a platform in production mode,
+/// a test customer's own pages (no real person is behind a test customer, so nothing real can verify them). On a
+/// demo platform every adapter is simulated anyway, and the demo's outbox holds the codes.
+fn is_sandbox(state: &AppState, journey: &Journey, pending: &Option<Pending>) -> bool {
+    match pending {
+        Some(p) => p.consent.mode.is_sandbox(),
+        None => {
+            state.config.mode == Mode::Production
+                && journey.purpose == Purpose::My
+                && journey.iin.as_deref().is_some_and(crate::apps::is_test_customer)
+        }
+    }
+}
+
 /// Renders one step of the journey.
 async fn step_page(
     state: &AppState,
@@ -95,10 +115,24 @@ async fn step_page(
     error: Option<String>,
     notice: Option<String>,
 ) -> Response {
+    render_step(state, customer, journey, step, error, notice, None).await
+}
+
+/// Renders one step of the journey, with the code of a sandbox journey's test customer when one was just issued.
+async fn render_step(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    step: &'static str,
+    error: Option<String>,
+    notice: Option<String>,
+    sandbox_code: Option<String>,
+) -> Response {
     let pending = match pending_of(state, journey).await {
         Ok(p) => p,
         Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
+    let sandbox = is_sandbox(state, journey, &pending);
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     render_status(
         status,
@@ -112,8 +146,11 @@ async fn step_page(
             iin: journey.iin.as_deref().unwrap_or(""),
             phone: "",
             masked_iin: journey.masked_iin(),
-            simulated: matches!(state.biometric, BiometricVerifier::Simulated),
-            demo: state.config.mode == Mode::Demo,
+            simulated: sandbox || matches!(state.biometric, BiometricVerifier::Simulated),
+            demo: state.config.mode == Mode::Demo && !sandbox,
+            sandbox,
+            sandbox_code,
+            test_customers: crate::standard::SANDBOX_CUSTOMERS,
         },
     )
 }
@@ -166,6 +203,18 @@ async fn identify(
     let Some(phone) = journey::normalise_phone(&form.phone) else {
         return step_page(&state, &customer, &journey, "identify", Some(t.get("verify.bad_phone").into()), None).await;
     };
+    // A sandbox application's consent is for test customers only; a production one on a production platform, for
+    // real people only. The customer stays on this step (a developer who typed a real IIN can pick a test one).
+    let pending = match pending_of(&state, &journey).await {
+        Ok(p) => p,
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
+    if let Some(p) = &pending
+        && let Some(key) = crate::apps::customer_refusal(p.consent.mode, state.config.mode, iin.as_str())
+    {
+        audit_customer(&state, &customer, "trust.customer.mode_refused", &journey).await;
+        return step_page(&state, &customer, &journey, "identify", Some(t.get(key).into()), None).await;
+    }
     let (hash, iin_text) = (journey.id_hash.clone(), iin.as_str().to_string());
     match state.db.write(move |tx| journey::identified(tx, &hash, &iin_text, &phone).map_err(StoreError::from)).await {
         Ok(()) => Redirect::to("/verify/biometric").into_response(),
@@ -251,7 +300,13 @@ async fn biometric(
         )
         .await;
     }
-    let verdict = match state.biometric.verify(&iin, session).await {
+    let sandbox = match pending_of(&state, &journey).await {
+        Ok(p) => is_sandbox(&state, &journey, &p),
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
+    // No real person is behind a test customer: their face check is always the simulated one.
+    let verifier = if sandbox { &BiometricVerifier::Simulated } else { &state.biometric };
+    let verdict = match verifier.verify(&iin, session).await {
         Ok(verdict) => verdict,
         Err(error) => {
             tracing::warn!(%error, "biometric adapter failed");
@@ -281,11 +336,12 @@ async fn biometric(
         let key = if verdict == Verdict::LivenessFailed { "verify.liveness_failed" } else { "verify.no_match" };
         return step_page(&state, &customer, &journey, "biometric", Some(t.get(key).into()), None).await;
     }
-    send_code(&state, &customer, &journey).await
+    send_code(&state, &customer, &journey, sandbox).await
 }
 
-/// Issues an OTP for the journey and sends it. If the SMS cannot be sent, the journey stays where it is.
-async fn send_code(state: &AppState, customer: &Customer, journey: &Journey) -> Response {
+/// Issues an OTP for the journey and sends it. If the SMS cannot be sent, the journey stays where it is. A sandbox
+/// journey's code is sent nowhere: it is shown on the next page, once (test customers have no real phone).
+async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, sandbox: bool) -> Response {
     let t = Texts { lang: customer.lang };
     let Some(phone) = journey.phone.clone() else { return no_journey(customer.lang) };
     let (hash, purpose, p) = (journey.id_hash.clone(), journey.otp_purpose(), phone.clone());
@@ -294,15 +350,29 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey) -> 
         Ok(issued) => issued,
         Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
-    let text = t.get("verify.sms_text").replace("{code}", &code);
-    if let Err(error) = state.sms.send(&phone, &text).await {
-        tracing::warn!(%error, "SMS adapter failed");
-        return step_page(state, customer, journey, "biometric", Some(t.get("verify.sms_unavailable").into()), None)
+    if !sandbox {
+        let text = t.get("verify.sms_text").replace("{code}", &code);
+        if let Err(error) = state.sms.send(&phone, &text).await {
+            tracing::warn!(%error, "SMS adapter failed");
+            return step_page(
+                state,
+                customer,
+                journey,
+                "biometric",
+                Some(t.get("verify.sms_unavailable").into()),
+                None,
+            )
             .await;
+        }
     }
-    match state.db.write(move |tx| journey::code_sent(tx, &hash, &otp_id).map_err(StoreError::from)).await {
-        Ok(()) => Redirect::to("/verify/code").into_response(),
-        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+    if let Err(e) = state.db.write(move |tx| journey::code_sent(tx, &hash, &otp_id).map_err(StoreError::from)).await {
+        return HtmlError::internal(customer.lang, &e).into_response();
+    }
+    if sandbox {
+        // Rendered here, not after a redirect: the code is never kept, so no later page could show it.
+        render_step(state, customer, journey, "code", None, None, Some(code)).await
+    } else {
+        Redirect::to("/verify/code").into_response()
     }
 }
 
@@ -393,9 +463,17 @@ async fn resend(
     let (Some(otp_id), Some(phone), Stage::Otp) = (journey.otp_id.clone(), journey.phone.clone(), journey.stage) else {
         return Redirect::to(journey.current_path()).into_response();
     };
+    let sandbox = match pending_of(&state, &journey).await {
+        Ok(p) => is_sandbox(&state, &journey, &p),
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+    };
     let p = phone.clone();
     let outcome = state.db.write(move |tx| otp::resend(tx, &otp_id, &p).map_err(StoreError::from)).await;
     let (error, notice) = match outcome {
+        Ok(otp::Resend::Code(code)) if sandbox => {
+            let notice = Some(t.get("verify.code_resent").to_string());
+            return render_step(&state, &customer, &journey, "code", None, notice, Some(code)).await;
+        }
         Ok(otp::Resend::Code(code)) => {
             let text = t.get("verify.sms_text").replace("{code}", &code);
             match state.sms.send(&phone, &text).await {
