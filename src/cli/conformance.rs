@@ -46,8 +46,9 @@ pub struct RunArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// CA certificates (PEM) to trust for the bank's server certificate, besides the system's.
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    /// CA certificates (PEM) to trust for the bank's server certificate: besides the system's with --cert; with
+    /// the platform's credentials, instead of `gateway.provider_ca_file`.
+    #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// The ES256 key (PKCS#8 PEM) that signs the consent header, published in the JWKS the bank trusts.
     #[arg(long, value_name = "FILE", requires = "cert")]
@@ -108,7 +109,10 @@ pub async fn run(global: &GlobalArgs, command: ConformanceCommand) -> Result<(),
 /// The platform's credentials from its configuration and data directory, and the BIN (given, or the provider's of
 /// the catalogued API with this base URL).
 async fn platform(global: &GlobalArgs, args: &RunArgs) -> Result<(Credentials, String), Failure> {
-    let config = load_config(global)?;
+    let mut config = load_config(global)?;
+    if let Some(ca) = &args.ca {
+        config.gateway.provider_ca_file = ca.clone();
+    }
     let (db, _) = Db::open(&config.db_path(), crate::bootstrap::store_options(&config), false)?;
     let bin = match &args.bin {
         Some(bin) => bin.clone(),
