@@ -197,6 +197,24 @@ async fn an_unaccredited_organisation_builds_against_the_reference_banks_sandbox
     let params = redirect_params(&answered);
     let tokens = app.token(param(&params, "code").unwrap()).await;
     let token = tokens["access_token"].as_str().unwrap();
+    let claims: Value = {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    assert_eq!(claims["kopir_env"], "sandbox", "{claims}");
+    let introspected: Value = app
+        .api()
+        .post(platform.url("/oauth/introspect"))
+        .form(&[("token", token), ("client_id", app.client_id.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["kopir_env"], "sandbox", "{introspected}");
 
     // Accounts through the gateway: served by the sandbox (production answers 500 to everything).
     let response = app.get(token, "/accounts").await;

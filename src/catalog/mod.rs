@@ -1170,8 +1170,13 @@ pub async fn connect(
         let org = org_of(tx, organisation_id)?;
         let listing = listed(tx, api_id)?.ok_or(CatalogError::NotFound)?;
         const ACTION: &str = "catalog.api.connect";
-        let app =
-            crate::apps::by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(CatalogError::NotFound)?;
+        let Some(app) = crate::apps::by_id_for_organisation(tx, organisation_id, application_id)? else {
+            // An organisation that may connect nothing of production is told so whatever it names.
+            return match user_refusal(&org) {
+                Some(why) => deny(tx, &actor, ACTION, &org, Some(object(api_id)), why),
+                None => Err(CatalogError::NotFound),
+            };
+        };
         if let Some(why) = connection_refusal(&org, app.mode) {
             return deny(tx, &actor, ACTION, &org, Some(object(api_id)), why);
         }

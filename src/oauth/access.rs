@@ -33,6 +33,10 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// kopir: `sandbox` for a token of a sandbox application (test customers, the banks' sandboxes); absent for a
+    /// production one. Informative: the gateway judges the application itself, never this claim.
+    #[serde(rename = "kopir_env", default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// Signs a new access token for the consent and the certificate. The `jti` must be recorded in the same
@@ -43,6 +47,29 @@ pub async fn sign(
     client_id: &str,
     consent_id: &str,
     x5t_s256: &str,
+) -> Result<(String, AccessClaims), super::jwks::KeyError> {
+    sign_with(state, signer, client_id, consent_id, x5t_s256, None).await
+}
+
+/// [`sign`] for an application: a sandbox application's token says so (`kopir_env`).
+pub async fn sign_for(
+    state: &AppState,
+    signer: &Signer,
+    app: &crate::apps::Application,
+    consent_id: &str,
+    x5t_s256: &str,
+) -> Result<(String, AccessClaims), super::jwks::KeyError> {
+    let environment = app.mode.is_sandbox().then(|| app.mode.as_str().to_string());
+    sign_with(state, signer, &app.client_id, consent_id, x5t_s256, environment).await
+}
+
+async fn sign_with(
+    state: &AppState,
+    signer: &Signer,
+    client_id: &str,
+    consent_id: &str,
+    x5t_s256: &str,
+    environment: Option<String>,
 ) -> Result<(String, AccessClaims), super::jwks::KeyError> {
     let now = clock::now().unix_timestamp();
     let claims = AccessClaims {
@@ -56,6 +83,7 @@ pub async fn sign(
         iat: now,
         exp: now + state.config.oauth.access_token_secs as i64,
         jti: uuid::Uuid::new_v4().to_string(),
+        environment,
     };
     let token = signer.sign(&state.db, TOKEN_TYPE, &claims).await?;
     Ok((token, claims))

@@ -163,10 +163,9 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
     if !pkce_matches(&verifier, &grant.code_challenge) {
         return Err(OauthError::invalid_grant("code_verifier does not match the code_challenge"));
     }
-    let (token, claims) =
-        access::sign(state, &state.signer, &client.app.client_id, &grant.consent_id, &client.cert.x5t_s256)
-            .await
-            .map_err(|e| OauthError::server_error(&e))?;
+    let (token, claims) = access::sign_for(state, &state.signer, &client.app, &grant.consent_id, &client.cert.x5t_s256)
+        .await
+        .map_err(|e| OauthError::server_error(&e))?;
     let refresh_token = random_token();
     let (refresh_hash, c, request_id) = (sha256_hex(refresh_token.as_bytes()), client.clone(), grant.request_id);
     let issued = state
@@ -247,7 +246,7 @@ async fn refresh(state: &AppState, client: &ApiClient, params: &Params) -> Resul
     if expires_at.as_str() <= clock::now_rfc3339().as_str() {
         return Err(OauthError::invalid_grant("The refresh token has expired with its consent"));
     }
-    let (token, claims) = access::sign(state, &state.signer, &client.app.client_id, &consent_id, &client.cert.x5t_s256)
+    let (token, claims) = access::sign_for(state, &state.signer, &client.app, &consent_id, &client.cert.x5t_s256)
         .await
         .map_err(|e| OauthError::server_error(&e))?;
     let c = client.clone();
@@ -360,6 +359,7 @@ async fn introspect(
                 iat: unix(&created_at),
                 exp: unix(&expires_at),
                 jti: String::new(),
+                environment: None,
             };
             (claims, "refresh_token")
         }
@@ -373,9 +373,7 @@ async fn introspect(
         .read(move |c| consent::load(c, &consent_id).map_err(StoreError::from))
         .await
         .map_err(|e| OauthError::server_error(&e))?;
-    if !consent.is_some_and(|c| c.is_live(&now)) {
-        return inactive();
-    }
+    let Some(consent) = consent.filter(|c| c.is_live(&now)) else { return inactive() };
     let mut answer = json!({
         "active": true,
         "token_type": token_type,
@@ -388,6 +386,8 @@ async fn introspect(
         "exp": claims.exp,
         "consent_id": claims.consent_id,
         "cnf": { "x5t#S256": claims.cnf.x5t_s256 },
+        // kopir: the consent's (its application's) environment, so a resource server keeps the sandbox apart.
+        "kopir_env": consent.mode.as_str(),
     });
     if !claims.jti.is_empty() {
         answer["jti"] = json!(claims.jti);
