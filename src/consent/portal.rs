@@ -47,13 +47,13 @@ async fn list(
 ) -> Response {
     let lang = who.lang();
     let Some(org) = who.organisation.as_ref() else { return Redirect::to("/").into_response() };
-    let (org_id, is_user, is_provider) = (org.id, org.is_user, org.is_provider);
+    let (org_id, is_provider) = (org.id, org.is_provider);
     let page = query.page.unwrap_or(1).max(1);
     let found = state
         .db
         .read(move |c| -> Result<_, StoreError> {
-            let given =
-                if is_user { super::list(c, Concerning::UserOrganisation(org_id), page)? } else { (vec![], false) };
+            // Every organisation's own applications: an organisation not yet accredited has sandbox ones.
+            let given = super::list(c, Concerning::UserOrganisation(org_id), page)?;
             let received =
                 if is_provider { super::list(c, Concerning::Provider(org_id), page)? } else { (vec![], false) };
             Ok((given, received))
