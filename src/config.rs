@@ -45,7 +45,7 @@ pub struct Config {
 pub struct SandboxConfig {
     /// Seconds between two runs of the checks of one API (both environments); 45 gives the pilot's 1,920 a day.
     pub check_interval_secs: u64,
-    /// Up to this many seconds added to each API's interval at random, so runs spread out (0 to the interval).
+    /// Each run moved at random by up to half this either way, so runs spread out; the mean stays the interval.
     pub check_jitter_secs: u64,
     /// Checks (one environment of one API) in flight at once, so checks never crowd out live traffic.
     pub max_concurrent_checks: usize,

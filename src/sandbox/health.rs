@@ -151,7 +151,17 @@ pub fn health(conn: &Connection, api_id: i64) -> rusqlite::Result<Health> {
     Ok(found.unwrap_or_else(|| Health::new(api_id)))
 }
 
-/// The APIs the scheduled checks look at: listed ones and those they (or the operator) took off the marketplace.
+/// The APIs the scheduled checks look at — listed ones and those they (or the operator) took off the marketplace —
+/// as (id, delisted): what the scheduler reads every second, kept to one small query.
+pub fn scheduled_ids(conn: &Connection) -> rusqlite::Result<Vec<(i64, bool)>> {
+    conn.prepare_cached(
+        "SELECT id, status = 'suspended' FROM apis WHERE status IN ('published', 'deprecated', 'suspended') ORDER BY id",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
+/// The APIs the scheduled checks look at, in full.
 pub fn scheduled_apis(conn: &Connection) -> rusqlite::Result<Vec<Api>> {
     let ids: Vec<i64> = conn
         .prepare_cached("SELECT id FROM apis WHERE status IN ('published', 'deprecated', 'suspended') ORDER BY id")?
@@ -386,10 +396,38 @@ pub fn record_run(
             relist(
                 tx,
                 &api,
+                "checks",
                 &system_actor(),
                 None,
                 serde_json::json!({
                     "consecutive_passes": state.consecutive_passes,
+                }),
+            )?;
+            Ok(Transition::Relisted)
+        }
+        // A pin holds even when something else moved the API meanwhile (a provider withdrawing a pinned API).
+        Override::Delisted if listed => {
+            delist(
+                tx,
+                &api,
+                "operator",
+                &system_actor(),
+                state.override_reason.as_deref(),
+                serde_json::json!({
+                    "override": "delisted",
+                }),
+            )?;
+            Ok(Transition::Delisted)
+        }
+        Override::Listed if !listed => {
+            relist(
+                tx,
+                &api,
+                "operator",
+                &system_actor(),
+                state.override_reason.as_deref(),
+                serde_json::json!({
+                    "override": "listed",
                 }),
             )?;
             Ok(Transition::Relisted)
@@ -476,6 +514,7 @@ fn delist(
 fn relist(
     tx: &Transaction,
     api: &Api,
+    by: &str,
     actor: &Actor,
     reason: Option<&str>,
     detail: serde_json::Value,
@@ -495,7 +534,6 @@ fn relist(
         [api.id],
     )?;
     catalog::reindex(tx, api.id)?;
-    let by = if actor.name == SYSTEM_ACTOR { "checks" } else { "operator" };
     let told = notify(tx, api, "api.relisted", by, reason)?;
     let bin = provider_bin(tx, api.organisation_id)?;
     let mut detail = detail;
@@ -579,7 +617,7 @@ pub async fn set_override(
                 Transition::Delisted
             }
             Override::Listed if !listed => {
-                relist(tx, &api, &actor, Some(&reason), detail)?;
+                relist(tx, &api, "operator", &actor, Some(&reason), detail)?;
                 Transition::Relisted
             }
             _ => Transition::None,

@@ -1,7 +1,8 @@
 //! The scheduler of the sandbox's checks: a background task started with the server (`kopir serve`, `kopir demo`,
 //! the tests) that checks every published, deprecated and delisted API against its sandbox and its production base
-//! URL every `sandbox.check_interval_secs` (plus up to `sandbox.check_jitter_secs` at random per API and run, and a
-//! random first offset within the interval, so the runs of many APIs spread out instead of arriving together).
+//! URL every `sandbox.check_interval_secs` (each run moved at random by up to half of `sandbox.check_jitter_secs`
+//! either way, so the mean stays the interval, and a random first offset within the interval, so the runs of many
+//! APIs spread out instead of arriving together).
 //!
 //! At most `sandbox.max_concurrent_checks` checks are in flight at once (a semaphore), so checks never crowd out live
 //! traffic; a run of an API never overlaps its previous one. Each finished run is recorded with its consequences in
@@ -17,7 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::health::{self, Policy, Transition};
-use crate::catalog::{Api, ApiStatus, Environment, PublicationCheck};
+use crate::catalog::{Environment, PublicationCheck};
 use crate::store::StoreError;
 use crate::web::AppState;
 
@@ -91,7 +92,7 @@ pub async fn run(
                 in_flight.remove(&api_id);
             }
         }
-        let apis = match state.db.read(|c| health::scheduled_apis(c).map_err(StoreError::from)).await {
+        let apis = match state.db.read(|c| health::scheduled_ids(c).map_err(StoreError::from)).await {
             Ok(apis) => apis,
             Err(error) => {
                 tracing::error!(%error, "the sandbox scheduler cannot list APIs");
@@ -99,20 +100,17 @@ pub async fn run(
             }
         };
         // The gateway's delisted set follows the database (a provider may have withdrawn a delisted API).
-        state
-            .gateway
-            .delisted
-            .replace(apis.iter().filter(|a| a.status == ApiStatus::Suspended).map(|a| a.id).collect());
+        state.gateway.delisted.replace(apis.iter().filter(|(_, delisted)| *delisted).map(|(id, _)| *id).collect());
         let now = Instant::now();
-        let listed: HashSet<i64> = apis.iter().map(|a| a.id).collect();
+        let listed: HashSet<i64> = apis.iter().map(|(id, _)| *id).collect();
         due.retain(|id, _| listed.contains(id));
-        for api in apis {
-            let when = due.entry(api.id).or_insert_with(|| now + random_up_to(timing.interval));
-            if *when > now || in_flight.contains(&api.id) {
+        for (api, _) in apis {
+            let when = due.entry(api).or_insert_with(|| now + random_up_to(timing.interval));
+            if *when > now || in_flight.contains(&api) {
                 continue;
             }
-            *when = now + timing.interval + random_up_to(timing.jitter);
-            in_flight.insert(api.id);
+            *when = now + timing.interval.saturating_sub(timing.jitter / 2) + random_up_to(timing.jitter);
+            in_flight.insert(api);
             running.spawn(run_api(state.clone(), check.clone(), permits.clone(), api, policy));
         }
         if now >= next_prune {
@@ -130,10 +128,17 @@ async fn run_api(
     state: AppState,
     check: Arc<dyn PublicationCheck>,
     permits: Arc<Semaphore>,
-    api: Api,
+    api_id: i64,
     policy: Policy,
 ) -> i64 {
-    let api_id = api.id;
+    let api = match state.db.read(move |c| crate::catalog::api(c, api_id).map_err(StoreError::from)).await {
+        Ok(Some(api)) => api,
+        Ok(None) => return api_id,
+        Err(error) => {
+            tracing::error!(%error, api = api_id, "the sandbox scheduler cannot read an API");
+            return api_id;
+        }
+    };
     let one = |environment: Environment| {
         let (check, permits, api) = (&check, &permits, &api);
         async move {
