@@ -52,6 +52,38 @@ pub struct Figures {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub peak_rss_kib: Option<u64>,
+    /// CPU time per measured request of the process in front of the bank (kopir or nginx), of the bank, and of the
+    /// load generator (this process), in microseconds: what a request costs, whatever else the machine is doing.
+    pub cpu_us_per_request: Option<CpuPerRequest>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CpuPerRequest {
+    pub front: f64,
+    pub bank: f64,
+    pub load: f64,
+}
+
+/// Processes whose CPU time is sampled over the measured window.
+#[derive(Debug, Clone, Copy)]
+struct Sampled {
+    front: u32,
+    bank: u32,
+}
+
+/// User + system CPU time of a process so far, from `/proc/<pid>/stat` (clock ticks of 10 ms: Linux's USER_HZ is
+/// 100 on every architecture it exports to user space).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn cpu_times(sampled: Sampled) -> Option<[Duration; 3]> {
+    Some([cpu_time(sampled.front)?, cpu_time(sampled.bank)?, cpu_time(std::process::id())?])
 }
 
 fn free_port() -> Result<u16, BenchError> {
@@ -93,9 +125,17 @@ async fn drive(
     url: String,
     headers: reqwest::header::HeaderMap,
     options: &BenchOptions,
+    sampled: Sampled,
 ) -> Figures {
     let warm_until = Instant::now() + options.warmup;
     let stop_at = warm_until + options.duration;
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_until.into()).await;
+        let before = cpu_times(sampled)?;
+        tokio::time::sleep_until(stop_at.into()).await;
+        let after = cpu_times(sampled)?;
+        Some([after[0] - before[0], after[1] - before[1], after[2] - before[2]])
+    });
     let mut workers = Vec::new();
     for _ in 0..options.connections {
         let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
@@ -134,6 +174,12 @@ async fn drive(
         }
     }
     all.sort_unstable();
+    let requests = all.len().max(1) as f64;
+    let cpu_us_per_request = sampler.await.ok().flatten().map(|[front, bank, load]| CpuPerRequest {
+        front: front.as_secs_f64() * 1e6 / requests,
+        bank: bank.as_secs_f64() * 1e6 / requests,
+        load: load.as_secs_f64() * 1e6 / requests,
+    });
     let at = |q: f64| -> f64 {
         if all.is_empty() {
             return 0.0;
@@ -148,6 +194,7 @@ async fn drive(
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         peak_rss_kib: None,
+        cpu_us_per_request,
     }
 }
 
@@ -309,7 +356,7 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
     config.gateway.provider_ca_file = bank_pki.ca_file.clone();
     let root = config.pki_dir().join("root-ca.pem");
     let bank_digits = "99064000077";
-    let _bank = Guard(
+    let bank = Guard(
         Command::new(&options.kopir)
             .arg("--data-dir")
             .arg(&bank_dir)
@@ -357,7 +404,8 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
         let body = first.text().await.unwrap_or_default();
         return Err(setup(format!("the gateway answered {status}: {body}")));
     }
-    let mut kopir = drive(client, url, headers, options).await;
+    let sampled = Sampled { front: platform.0.id(), bank: bank.0.id() };
+    let mut kopir = drive(client, url, headers, options, sampled).await;
     kopir.peak_rss_kib = peak_rss_kib(platform.0.id());
     drop(platform);
 
@@ -399,7 +447,8 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
                     nginx_dir.join("nginx-error.log").display()
                 )));
             }
-            let mut figures = drive(client, url, headers, options).await;
+            let sampled = Sampled { front: proxy.0.id(), bank: bank.0.id() };
+            let mut figures = drive(client, url, headers, options, sampled).await;
             figures.peak_rss_kib = peak_rss_kib(proxy.0.id());
             Some(figures)
         }
@@ -410,8 +459,12 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
 /// A line of the report.
 pub fn line(name: &str, f: &Figures) -> String {
     let memory = f.peak_rss_kib.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "—".into());
+    let cpu = f
+        .cpu_us_per_request
+        .map(|c| format!("   CPU/request {:.0} µs (bank {:.0} µs, load {:.0} µs)", c.front, c.bank, c.load))
+        .unwrap_or_default();
     format!(
-        "{name:<28} {:>10.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {:>5}   peak memory {memory}",
+        "{name:<28} {:>10.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {:>5}   peak memory {memory}{cpu}",
         f.per_second, f.p50_ms, f.p99_ms, f.errors
     )
 }

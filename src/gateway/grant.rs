@@ -2,10 +2,14 @@
 //! of an accredited API user (`ApiClient`), a bearer access token signed by the platform, unexpired and unrevoked,
 //! bound to that very certificate and issued to that application, and its consent authorised and unexpired now —
 //! with the banks it still names, each with the API the application is connected to. Everything after the
-//! certificate check is one database read.
+//! certificate check is one database read — or none: what that read found is kept in memory for the same
+//! certificate and token while the store's [`Generation`] says nothing judged has changed (no certificate, application,
+//! participant, token, consent, connection or API written, here or by the CLI), for at most [`JUDGEMENT_MAX_AGE`].
+//! Time is judged again on every request (the token's and the consent's expiry, a rotated certificate's retirement).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -19,7 +23,7 @@ use crate::consent::{self, Consent};
 use crate::digest::constant_time_eq;
 use crate::oauth::access::{self, AccessClaims};
 use crate::pki::certs::CertCheck;
-use crate::store::StoreError;
+use crate::store::{Generation, StoreError};
 use crate::web::AppState;
 use crate::web::client_cert::MtlsClient;
 use crate::web::error::{ApiError, ObErrorCode};
@@ -45,9 +49,10 @@ pub struct ConnectedApi {
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub client: ApiClient,
-    pub consent: Consent,
-    pub customer_iin: String,
-    pub routes: Vec<Route>,
+    /// Shared with the judgement kept in memory: cloning a grant clones no consent.
+    pub consent: Arc<Consent>,
+    pub customer_iin: Arc<str>,
+    pub routes: Arc<[Route]>,
 }
 
 impl Grant {
@@ -69,6 +74,52 @@ pub struct KeyCache {
 
 /// Verified tokens remembered at most; the memory is cleared when full (tokens live minutes).
 const VERIFIED_MAX: usize = 50_000;
+
+/// How long a judgement is kept at most, even when nothing judged has changed: a bound on what a change made behind
+/// the platform's back (an administrator's `sqlite3`) could leave unnoticed.
+pub const JUDGEMENT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// What the one read found for a certificate and a token.
+#[derive(Clone)]
+struct Judged {
+    verdict: CertCheck,
+    found: Option<(crate::apps::Application, crate::participants::Organisation)>,
+    grant: Option<Found>,
+    /// When a certificate replaced in a rotation stops being accepted.
+    retire_at: Option<String>,
+}
+
+struct Remembered {
+    generation: Generation,
+    at: Instant,
+    judged: Arc<Judged>,
+}
+
+/// Judgements by (certificate fingerprint, token id); see the module's description.
+#[derive(Default)]
+pub struct Judgements {
+    entries: RwLock<HashMap<(String, String), Remembered>>,
+}
+
+impl Judgements {
+    fn get(&self, key: &(String, String), generation: Generation, now: &str) -> Option<Arc<Judged>> {
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(key)?;
+        let fresh = entry.generation == generation
+            && entry.at.elapsed() < JUDGEMENT_MAX_AGE
+            && entry.judged.retire_at.as_deref().is_none_or(|retire_at| retire_at > now);
+        fresh.then(|| entry.judged.clone())
+    }
+
+    fn put(&self, key: (String, String), generation: Generation, judged: Arc<Judged>) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= VERIFIED_MAX {
+                entries.retain(|_, e| e.generation == generation && e.at.elapsed() < JUDGEMENT_MAX_AGE);
+            }
+            entries.insert(key, Remembered { generation, at: Instant::now(), judged });
+        }
+    }
+}
 
 impl KeyCache {
     fn remembered(&self, token: &str) -> Option<AccessClaims> {
@@ -140,15 +191,17 @@ async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError>
 }
 
 /// What the one read finds.
+#[derive(Clone)]
 enum Found {
     NoConsent,
     Grant(Box<Read>),
 }
 
+#[derive(Clone)]
 struct Read {
-    consent: Consent,
-    iin: String,
-    routes: Vec<Route>,
+    consent: Arc<Consent>,
+    iin: Arc<str>,
+    routes: Arc<[Route]>,
     /// The token's own record: unknown or revoked. A consent that ended also revoked its tokens; its own status
     /// says more, so it is judged first.
     token_revoked: bool,
@@ -176,7 +229,12 @@ fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i6
         });
     }
     let token_revoked = !matches!(revoked, Some(None));
-    Ok(Found::Grant(Box::new(Read { consent, iin, routes, token_revoked })))
+    Ok(Found::Grant(Box::new(Read {
+        consent: Arc::new(consent),
+        iin: iin.into(),
+        routes: routes.into(),
+        token_revoked,
+    })))
 }
 
 impl FromRequestParts<AppState> for Grant {
@@ -204,27 +262,20 @@ impl FromRequestParts<AppState> for Grant {
         if !constant_time_eq(claims.cnf.x5t_s256.as_bytes(), cert.x5t_s256.as_bytes()) {
             return Err(unauthorised("The access token is bound to another certificate"));
         }
-        // One read for everything else: the certificate's record, application, organisation, token and consent.
-        let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
-        let (jti, consent_id) = (claims.jti.clone(), claims.consent_id.clone());
-        let (verdict, found, grant) = state
-            .db
-            .read(move |c| -> Result<_, StoreError> {
-                // One read transaction: one snapshot, and one round of file locks instead of one per statement.
-                let tx = c.unchecked_transaction()?;
-                let c = &*tx;
-                let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &clock::now_rfc3339())?;
-                let (found, grant) = match &verdict {
-                    CertCheck::Active(Some(app)) => {
-                        (ApiClient::load(c, app)?, Some(read_grant(c, &jti, &consent_id, app.id)?))
-                    }
-                    _ => (None, None),
-                };
-                drop(tx);
-                Ok((verdict, found, grant))
-            })
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        // One read for everything else: the certificate's record, application, organisation, token and consent —
+        // unless the same read was made a moment ago and nothing it depends on has changed since.
+        let now = clock::now_rfc3339();
+        let key = (cert.sha256.clone(), claims.jti.clone());
+        let generation = state.db.generation();
+        let judged = match state.gateway.judgements.get(&key, generation, &now) {
+            Some(judged) => judged,
+            None => {
+                let judged = Arc::new(judge(state, &cert.serial, &cert.sha256, &claims, &now).await?);
+                state.gateway.judgements.put(key, generation, judged.clone());
+                judged
+            }
+        };
+        let Judged { verdict, found, grant, .. } = (*judged).clone();
         let client = ApiClient::assemble(MtlsClient::judge(cert, peer, verdict)?, found)?;
         client.require_api_user()?;
         if claims.client_id != client.app.client_id {
@@ -242,7 +293,7 @@ impl FromRequestParts<AppState> for Grant {
                         "The consent belongs to another application",
                     ));
                 }
-                if !consent.is_live(&clock::now_rfc3339()) {
+                if !consent.is_live(&now) {
                     let message = match consent.status {
                         consent::Status::Authorised => "The consent has expired",
                         consent::Status::Revoked => "The consent has been revoked",
@@ -258,4 +309,35 @@ impl FromRequestParts<AppState> for Grant {
             }
         }
     }
+}
+
+/// The one read: the certificate's record, its application and organisation, the token's record and the consent.
+async fn judge(
+    state: &AppState,
+    serial: &str,
+    sha256: &str,
+    claims: &AccessClaims,
+    now: &str,
+) -> Result<Judged, ApiError> {
+    let (serial, fingerprint, now) = (serial.to_string(), sha256.to_string(), now.to_string());
+    let (jti, consent_id) = (claims.jti.clone(), claims.consent_id.clone());
+    state
+        .db
+        .read(move |c| -> Result<_, StoreError> {
+            // One read transaction: one snapshot, and one round of file locks instead of one per statement.
+            let tx = c.unchecked_transaction()?;
+            let c = &*tx;
+            let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &now)?;
+            let retire_at = crate::pki::certs::retire_at(c, &serial)?;
+            let (found, grant) = match &verdict {
+                CertCheck::Active(Some(app)) => {
+                    (ApiClient::load(c, app)?, Some(read_grant(c, &jti, &consent_id, app.id)?))
+                }
+                _ => (None, None),
+            };
+            drop(tx);
+            Ok(Judged { verdict, found, grant, retire_at })
+        })
+        .await
+        .map_err(|e| ApiError::internal(&e))
 }

@@ -126,7 +126,7 @@ pub fn spawn_writer(
             if !pending.is_empty() {
                 let rows = std::mem::replace(&mut pending, Vec::with_capacity(batch));
                 let count = rows.len();
-                if let Err(error) = db.write(move |tx| write(tx, &rows).map_err(StoreError::from)).await {
+                if let Err(error) = db.write_bookkeeping(move |tx| write(tx, &rows).map_err(StoreError::from)).await {
                     metrics::counter!("kopir_meter_dropped_total").increment(count as u64);
                     tracing::error!(%error, count, "metering batch lost");
                 }

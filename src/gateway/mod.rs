@@ -38,6 +38,7 @@ pub struct Gateway {
     pub keys: KeyCache,
     /// The APIs the sandbox's checks (or the operator) took off the marketplace: their calls are refused with 503.
     pub delisted: crate::sandbox::health::Delisted,
+    pub judgements: grant::Judgements,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +57,14 @@ impl Gateway {
         let ids = AccountIds::load_or_create(&path).map_err(|error| GatewayError::Key { path, error })?;
         let (meter, receiver) = meter::Meter::channel();
         Ok((
-            Arc::new(Gateway { client, ids, meter, keys: KeyCache::default(), delisted: Default::default() }),
+            Arc::new(Gateway {
+                client,
+                ids,
+                meter,
+                keys: KeyCache::default(),
+                judgements: grant::Judgements::default(),
+                delisted: Default::default(),
+            }),
             receiver,
         ))
     }

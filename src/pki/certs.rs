@@ -235,6 +235,14 @@ pub enum CertCheck {
     Active(Option<AppRef>),
 }
 
+/// When a certificate replaced in a rotation stops being accepted, if it was replaced.
+pub fn retire_at(conn: &Connection, serial: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT retire_at FROM certificates WHERE serial = ?1")?
+        .query_row([serial], |r| r.get(0))
+        .optional()
+        .map(Option::flatten)
+}
+
 /// Judges a certificate at `now` (RFC 3339; an empty `now` ignores `retire_at`).
 pub fn check(conn: &Connection, serial: &str, sha256: &str, now: &str) -> rusqlite::Result<CertCheck> {
     type Row = (String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<String>);

@@ -3,12 +3,17 @@
 //!
 //! `write` runs its closure in one `IMMEDIATE` transaction and commits only when the closure returns `Ok`: a
 //! multi-step change is all or nothing by construction.
+//!
+//! [`Db::generation`] tells whether anything that decides who may call the platform (certificates, applications,
+//! participants, tokens, consents, connections, APIs) may have changed since an earlier look — in this process or in
+//! another one (the CLI) — so that the gateway can keep its judgement of a caller in memory between requests.
 
 pub mod migrate;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use thiserror::Error;
@@ -51,6 +56,13 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
+    /// `<database>-changes`: its modification time moves on after every commit that changed a judged table, in any
+    /// process, so that a process sees another one's changes with one `stat`.
+    changes_path: PathBuf,
+    /// Moves on after every commit of this process that changed a judged table.
+    generation: AtomicU64,
+    /// Set by the writer's update hook when the open transaction touches a judged table.
+    judged_write: Arc<AtomicBool>,
     writer: Mutex<Connection>,
     write_permit: Semaphore,
     readers: Mutex<Vec<Connection>>,
@@ -86,6 +98,13 @@ impl Db {
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "FULL")?;
         let report = migrate::migrate(&mut writer, migrate::SCHEMA)?;
+        let judged_write = Arc::new(AtomicBool::new(false));
+        let flag = judged_write.clone();
+        writer.update_hook(Some(move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+            if JUDGED_TABLES.contains(&table) {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }))?;
 
         let readers = (0..options.readers.max(1))
             .map(|_| {
@@ -102,6 +121,9 @@ impl Db {
         let db = Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                changes_path: changes_path(path),
+                generation: AtomicU64::new(0),
+                judged_write,
                 writer: Mutex::new(writer),
                 write_permit: Semaphore::new(1),
                 readers: Mutex::new(readers),
@@ -113,6 +135,19 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Where the database stands as to judged tables: two equal generations, taken before two reads, mean that
+    /// nothing those reads judged by changed in between (but time: expiries are for the caller to re-check).
+    pub fn generation(&self) -> Generation {
+        // Own commits first: a change committed before this load is then also seen by any read that follows.
+        let local = self.inner.generation.load(Ordering::Acquire);
+        let shared = std::fs::metadata(&self.inner.changes_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Generation { local, shared }
     }
 
     /// Runs `f` on a read-only connection, on a blocking thread.
@@ -144,15 +179,80 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.write_with(f, true).await
+    }
+
+    /// [`Db::write`] for bookkeeping that decides nothing about who is served — metering, times of last use — even
+    /// where it touches a judged table: the [`Generation`] stays, so the gateway's judgements in memory stay too.
+    pub async fn write_bookkeeping<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_with(f, false).await
+    }
+
+    async fn write_with<T, E, F>(&self, f: F, judged: bool) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let _permit = self.inner.write_permit.acquire().await.map_err(|_| StoreError::Worker)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().map_err(|_| StoreError::Worker)?;
-            write_tx(&mut conn, f)
+            inner.judged_write.store(false, Ordering::Relaxed);
+            let result = write_tx(&mut conn, f);
+            // After the commit, never before: a judgement read under the old generation must not outlive it.
+            if inner.judged_write.swap(false, Ordering::Relaxed) && judged {
+                inner.generation.fetch_add(1, Ordering::AcqRel);
+                if let Err(error) = touch(&inner.changes_path) {
+                    tracing::warn!(%error, path = %inner.changes_path.display(), "cannot mark a change for other processes");
+                }
+            }
+            result
         })
         .await
         .map_err(|_| StoreError::Worker)?
     }
+}
+
+/// The tables whose rows decide whether a caller is served: a commit that writes one of them moves the
+/// [`Generation`] on.
+const JUDGED_TABLES: &[&str] = &[
+    "certificates",
+    "applications",
+    "organisations",
+    "access_tokens",
+    "consents",
+    "consent_providers",
+    "customers",
+    "api_connections",
+    "apis",
+    "signing_keys",
+];
+
+/// See [`Db::generation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    local: u64,
+    shared: u128,
+}
+
+fn changes_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-changes");
+    PathBuf::from(name)
+}
+
+/// Sets the modification time of the changes file to now (nanoseconds, set explicitly so that the file system's
+/// coarse clock cannot make two changes look alike).
+fn touch(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    file.set_modified(SystemTime::now())
 }
 
 /// The transaction wrapper shared by `Db::write` and code that already owns a connection.
