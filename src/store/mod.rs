@@ -56,9 +56,9 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
-    /// `<database>-changes`: its modification time moves on after every commit that changed a judged table, in any
-    /// process, so that a process sees another one's changes with one `stat`.
-    changes_path: PathBuf,
+    /// `<database>-changes`, kept open: its modification time moves on after every commit that changed a judged
+    /// table, in any process, so that a process sees another one's changes with one `fstat`.
+    changes: std::fs::File,
     /// Moves on after every commit of this process that changed a judged table.
     generation: AtomicU64,
     /// Set by the writer's update hook when the open transaction touches a judged table.
@@ -121,7 +121,7 @@ impl Db {
         let db = Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                changes_path: changes_path(path),
+                changes: open_changes(path)?,
                 generation: AtomicU64::new(0),
                 judged_write,
                 writer: Mutex::new(writer),
@@ -142,7 +142,10 @@ impl Db {
     pub fn generation(&self) -> Generation {
         // Own commits first: a change committed before this load is then also seen by any read that follows.
         let local = self.inner.generation.load(Ordering::Acquire);
-        let shared = std::fs::metadata(&self.inner.changes_path)
+        let shared = self
+            .inner
+            .changes
+            .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -206,10 +209,11 @@ impl Db {
             inner.judged_write.store(false, Ordering::Relaxed);
             let result = write_tx(&mut conn, f);
             // After the commit, never before: a judgement read under the old generation must not outlive it.
-            if inner.judged_write.swap(false, Ordering::Relaxed) && judged {
+            if inner.judged_write.swap(false, Ordering::Relaxed) && judged && result.is_ok() {
                 inner.generation.fetch_add(1, Ordering::AcqRel);
-                if let Err(error) = touch(&inner.changes_path) {
-                    tracing::warn!(%error, path = %inner.changes_path.display(), "cannot mark a change for other processes");
+                // Set explicitly, in nanoseconds, so that the file system's coarse clock cannot make two changes alike.
+                if let Err(error) = inner.changes.set_modified(SystemTime::now()) {
+                    tracing::warn!(%error, "cannot mark a change for other processes");
                 }
             }
             result
@@ -241,18 +245,19 @@ pub struct Generation {
     shared: u128,
 }
 
-fn changes_path(db: &Path) -> PathBuf {
+/// Opens (creating) `<database>-changes`.
+fn open_changes(db: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut name = db.as_os_str().to_owned();
     name.push("-changes");
-    PathBuf::from(name)
-}
-
-/// Sets the modification time of the changes file to now (nanoseconds, set explicitly so that the file system's
-/// coarse clock cannot make two changes look alike).
-fn touch(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
-    file.set_modified(SystemTime::now())
+    let path = PathBuf::from(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| StoreError::Schema(format!("cannot open {}: {e}", path.display())))
 }
 
 /// The transaction wrapper shared by `Db::write` and code that already owns a connection.
@@ -315,6 +320,41 @@ mod tests {
         let (a, b) = db.read(|c| Ok::<_, StoreError>((setting(c, "a")?, setting(c, "b")?))).await.unwrap();
         assert_eq!(a.as_deref(), Some("1"));
         assert_eq!(b, None);
+    }
+
+    #[tokio::test]
+    async fn the_generation_moves_on_judged_writes_in_any_process_and_not_on_bookkeeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (db, _) = Db::open(&path, StoreOptions::default(), true).unwrap();
+        let start = db.generation();
+        db.write(|tx| set_setting(tx, "k", "v").map_err(StoreError::from)).await.unwrap();
+        assert_eq!(db.generation(), start, "settings decide nothing about callers");
+        let organisation = "INSERT INTO organisations (bin, name, licence_number, contact_email, contact_phone,
+                                                       created_at, updated_at)
+                            VALUES ('990640000770', 'X', 'L-1', 'x@example.kz', '+77010000000', '2026-01-01T00:00:00Z',
+                                    '2026-01-01T00:00:00Z')";
+        db.write_bookkeeping(move |tx| tx.execute(organisation, []).map_err(StoreError::from)).await.unwrap();
+        assert_eq!(db.generation(), start, "bookkeeping keeps the generation");
+        db.write(|tx| tx.execute("UPDATE organisations SET name = 'Y'", []).map_err(StoreError::from)).await.unwrap();
+        let after_own = db.generation();
+        assert_ne!(after_own, start, "a judged write in this process");
+        // Another process (the CLI) opens the same database and changes a judged table.
+        let (other, _) = Db::open(&path, StoreOptions::default(), false).unwrap();
+        other
+            .write(|tx| tx.execute("UPDATE organisations SET name = 'Z'", []).map_err(StoreError::from))
+            .await
+            .unwrap();
+        assert_ne!(db.generation(), after_own, "a judged write by another connection is seen");
+        let rolled_back = db.generation();
+        let refused: Result<(), StoreError> = db
+            .write(|tx| {
+                tx.execute("UPDATE organisations SET name = 'W'", [])?;
+                Err(StoreError::Worker)
+            })
+            .await;
+        assert!(refused.is_err());
+        assert_eq!(db.generation(), rolled_back, "a rolled-back write changed nothing");
     }
 
     #[tokio::test]
