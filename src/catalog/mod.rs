@@ -655,6 +655,8 @@ pub struct ConnectedApi {
     pub standard: String,
     /// Without a trailing slash; endpoints are appended (`{production_base_url}/accounts`).
     pub production_base_url: String,
+    /// Where sandbox applications' calls go; may be empty.
+    pub sandbox_base_url: String,
     pub timeout_ms: i64,
     pub sla_response_ms: i64,
     /// `Published`, `Deprecated` (withdrawn by the provider: existing connections are still served) or `Suspended`
@@ -674,7 +676,8 @@ pub fn connected_api(
 ) -> rusqlite::Result<Option<ConnectedApi>> {
     // Cached: the gateway asks this on every request, for every bank of the consent.
     conn.prepare_cached(
-        "SELECT a.id, a.name, a.version, a.standard, a.production_base_url, a.timeout_ms, a.sla_response_ms, a.status
+        "SELECT a.id, a.name, a.version, a.standard, a.production_base_url, a.timeout_ms, a.sla_response_ms, a.status,
+                a.sandbox_base_url
          FROM api_connections c JOIN apis a ON a.id = c.api_id
          WHERE c.application_id = ?1 AND c.status = 'active' AND a.organisation_id = ?2
            AND a.status IN ('published', 'deprecated', 'suspended')
@@ -688,6 +691,7 @@ pub fn connected_api(
             version: r.get(2)?,
             standard: r.get(3)?,
             production_base_url: r.get(4)?,
+            sandbox_base_url: r.get(8)?,
             timeout_ms: r.get(5)?,
             sla_response_ms: r.get(6)?,
             status: ApiStatus::parse(&status).ok_or_else(|| {

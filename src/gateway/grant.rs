@@ -17,7 +17,9 @@ use axum::http::{StatusCode, header};
 use jsonwebtoken::DecodingKey;
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::apps::AppMode;
 use crate::apps::client::ApiClient;
+use crate::catalog::ApiStatus;
 use crate::clock;
 use crate::consent::{self, Consent};
 use crate::digest::constant_time_eq;
@@ -41,8 +43,11 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub struct ConnectedApi {
     pub id: i64,
+    /// The API's production base URL, or its sandbox base URL for a sandbox application (empty when it has none).
     pub base_url: String,
     pub timeout_ms: u64,
+    /// Taken off the marketplace by the sandbox's checks or the operator: its calls are refused with 503.
+    pub delisted: bool,
 }
 
 /// A request the gateway may serve.
@@ -207,7 +212,13 @@ struct Read {
     token_revoked: bool,
 }
 
-fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i64) -> rusqlite::Result<Found> {
+fn read_grant(
+    conn: &Connection,
+    jti: &str,
+    consent_id: &str,
+    application_id: i64,
+    mode: AppMode,
+) -> rusqlite::Result<Found> {
     let revoked: Option<Option<String>> = conn
         .prepare_cached("SELECT revoked_at FROM access_tokens WHERE jti = ?1")?
         .query_row([jti], |r| r.get(0))
@@ -218,9 +229,13 @@ fn read_grant(conn: &Connection, jti: &str, consent_id: &str, application_id: i6
         conn.prepare_cached("SELECT iin FROM customers WHERE id = ?1")?.query_row([customer_id], |r| r.get(0))?;
     let mut routes = Vec::new();
     for provider in consent.active_providers() {
-        let api = crate::catalog::connected_api(conn, application_id, provider.organisation_id)?.map(|api| {
-            ConnectedApi { id: api.api_id, base_url: api.production_base_url, timeout_ms: api.timeout_ms.max(1) as u64 }
-        });
+        let api =
+            crate::catalog::connected_api(conn, application_id, provider.organisation_id)?.map(|api| ConnectedApi {
+                id: api.api_id,
+                base_url: if mode.is_sandbox() { api.sandbox_base_url } else { api.production_base_url },
+                timeout_ms: api.timeout_ms.max(1) as u64,
+                delisted: api.status == ApiStatus::Suspended,
+            });
         routes.push(Route {
             provider: provider.organisation_id,
             bin: provider.bin.clone(),
@@ -330,9 +345,13 @@ async fn judge(
             let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &now)?;
             let retire_at = crate::pki::certs::retire_at(c, &serial)?;
             let (found, grant) = match &verdict {
-                CertCheck::Active(Some(app)) => {
-                    (ApiClient::load(c, app)?, Some(read_grant(c, &jti, &consent_id, app.id)?))
-                }
+                CertCheck::Active(Some(app)) => match ApiClient::load(c, app)? {
+                    Some((application, organisation)) => {
+                        let grant = read_grant(c, &jti, &consent_id, app.id, application.mode)?;
+                        (Some((application, organisation)), Some(grant))
+                    }
+                    None => (None, None),
+                },
                 _ => (None, None),
             };
             drop(tx);

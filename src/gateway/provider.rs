@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -150,35 +149,6 @@ pub async fn call(
     outcome
 }
 
-/// The sandbox base URL of an API (a sandbox application's calls only; production calls never read it).
-async fn sandbox_base_url(state: &AppState, api_id: i64, bank: &str) -> Result<String, Failure> {
-    let found = state
-        .db
-        .read(move |c| {
-            c.prepare_cached("SELECT sandbox_base_url FROM apis WHERE id = ?1")?
-                .query_row([api_id], |r| r.get::<_, String>(0))
-                .optional()
-                .map_err(crate::store::StoreError::from)
-        })
-        .await;
-    match found {
-        Ok(Some(url)) if !url.is_empty() => Ok(url),
-        Ok(_) => Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            ObErrorCode::ResourceConsentMismatch,
-            format!("{bank} publishes no sandbox for this API"),
-        )),
-        Err(e) => {
-            tracing::error!(error = %e, "reading an API's sandbox URL failed");
-            Err(Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ObErrorCode::UnexpectedError,
-                "The platform could not find the bank's sandbox".to_string(),
-            ))
-        }
-    }
-}
-
 async fn call_unmetered(
     state: &AppState,
     grant: &Grant,
@@ -194,7 +164,7 @@ async fn call_unmetered(
             format!("The application is not connected to a published API of {bank}"),
         ));
     };
-    if state.gateway.delisted.contains(api.id) {
+    if api.delisted {
         return Err(delisted(bank));
     }
     let mode = grant.client.app.mode;
@@ -206,7 +176,14 @@ async fn call_unmetered(
         };
         return Err(Failure::new(StatusCode::FORBIDDEN, ObErrorCode::ResourceConsentMismatch, message.to_string()));
     }
-    let base_url = if mode.is_sandbox() { sandbox_base_url(state, api.id, bank).await? } else { api.base_url.clone() };
+    if api.base_url.is_empty() {
+        // Only a sandbox URL may be missing (a production one is required to publish).
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            ObErrorCode::ResourceConsentMismatch,
+            format!("{bank} publishes no sandbox for this API"),
+        ));
+    }
     let issuer = crate::oauth::metadata::issuer(state);
     let now = clock::now().unix_timestamp();
     let consent = &grant.consent;
@@ -229,7 +206,7 @@ async fn call_unmetered(
             "The platform could not sign its call to the bank".to_string()
         })
     })?;
-    let url = format!("{}{path}", base_url.trim_end_matches('/'));
+    let url = format!("{}{path}", api.base_url.trim_end_matches('/'));
     let sent = state
         .gateway
         .client
