@@ -14,6 +14,12 @@ pub async fn run(
     let mut config = load_config(global)?;
     if let Some(listen) = listen {
         config.server.listen = listen;
+        // The banks fetch the platform's keys from its public URL: on this machine, that is the port listened on.
+        if let Some(rest) = config.server.public_url.strip_prefix("https://localhost:")
+            && rest.trim_end_matches('/').parse::<u16>().is_ok()
+        {
+            config.server.public_url = format!("https://localhost:{}", listen.port());
+        }
     }
     let mut options = DemoOptions::default();
     for (slot, port) in options.bank_ports.iter_mut().zip(bank_ports) {

@@ -102,7 +102,8 @@ pub enum Command {
     /// Run the demo: the platform on embedded defaults with three reference banks, a sample API-user application
     /// ("Qaz Budget", at /demo/app) and test customers. Prints the URLs and credentials.
     Demo {
-        /// Address of the platform's HTTPS listener (default server.listen, 127.0.0.1:8443).
+        /// Address of the platform's HTTPS listener (default server.listen, 127.0.0.1:8443); a `localhost`
+        /// server.public_url follows its port.
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
         /// Ports of the three reference banks on 127.0.0.1 (default 9441 9442 9443; 0 lets the kernel choose).

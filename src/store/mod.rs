@@ -247,17 +247,25 @@ pub struct Generation {
 
 /// Opens (creating) `<database>-changes`.
 fn open_changes(db: &Path) -> Result<std::fs::File, StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    let path = changes_path(db);
+    open_changes_file(&path).map_err(|e| StoreError::Schema(format!("cannot open {}: {e}", path.display())))
+}
+
+fn changes_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-changes");
-    let path = PathBuf::from(name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| StoreError::Schema(format!("cannot open {}: {e}", path.display())))
+    PathBuf::from(name)
+}
+
+fn open_changes_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)
+}
+
+/// Tells running platforms that the database at `db` was changed without [`Db`] (a repair with `sqlite3`, a test's
+/// direct write), so that they judge callers afresh on the next request — `touch <database>-changes` does the same.
+pub fn note_external_change(db: &Path) -> std::io::Result<()> {
+    open_changes_file(&changes_path(db))?.set_modified(SystemTime::now())
 }
 
 /// The transaction wrapper shared by `Db::write` and code that already owns a connection.

@@ -6,10 +6,34 @@ use super::browser::{Browser, Page, extract_attr, register_organisation};
 use super::{Identity, Platform};
 
 /// The test database, opened beside the running server (WAL lets both work).
-pub fn db(platform: &Platform) -> rusqlite::Connection {
+pub fn db(platform: &Platform) -> RawDb {
     let conn = rusqlite::Connection::open(platform.config.db_path()).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    conn
+    RawDb { conn, path: platform.config.db_path() }
+}
+
+/// A direct connection to the platform's database that, when dropped, tells the running platform its data changed
+/// behind its back (as an operator's `sqlite3` repair must), so that the gateway judges the next request afresh.
+pub struct RawDb {
+    conn: rusqlite::Connection,
+    path: std::path::PathBuf,
+}
+
+impl std::ops::Deref for RawDb {
+    type Target = rusqlite::Connection;
+
+    fn deref(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+}
+
+impl Drop for RawDb {
+    fn drop(&mut self) {
+        // (Once the test's platform and its directory are gone, there is nobody left to tell.)
+        if self.path.exists() {
+            kopir::store::note_external_change(&self.path).unwrap();
+        }
+    }
 }
 
 /// Makes the organisation accredited as API provider and API user. This stands in for the operator's approval of an
