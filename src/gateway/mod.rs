@@ -36,8 +36,6 @@ pub struct Gateway {
     pub ids: AccountIds,
     pub meter: meter::Meter,
     pub keys: KeyCache,
-    /// The APIs the sandbox's checks (or the operator) took off the marketplace: their calls are refused with 503.
-    pub delisted: crate::sandbox::health::Delisted,
     pub judgements: grant::Judgements,
 }
 
@@ -63,7 +61,6 @@ impl Gateway {
                 meter,
                 keys: KeyCache::default(),
                 judgements: grant::Judgements::default(),
-                delisted: Default::default(),
             }),
             receiver,
         ))

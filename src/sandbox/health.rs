@@ -12,9 +12,6 @@
 //! `api_checks` only when the outcome or the failed cases change (or a failure's evidence is over an hour old); an
 //! hourly rollup per environment in `api_health_hourly`; runs older than `sandbox.keep_runs_days` pruned.
 
-use std::collections::HashSet;
-use std::sync::RwLock;
-
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
@@ -152,13 +149,11 @@ pub fn health(conn: &Connection, api_id: i64) -> rusqlite::Result<Health> {
 }
 
 /// The APIs the scheduled checks look at — listed ones and those they (or the operator) took off the marketplace —
-/// as (id, delisted): what the scheduler reads every second, kept to one small query.
-pub fn scheduled_ids(conn: &Connection) -> rusqlite::Result<Vec<(i64, bool)>> {
-    conn.prepare_cached(
-        "SELECT id, status = 'suspended' FROM apis WHERE status IN ('published', 'deprecated', 'suspended') ORDER BY id",
-    )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-    .collect()
+/// by id: what the scheduler reads every second, kept to one small query.
+pub fn scheduled_ids(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    conn.prepare_cached("SELECT id FROM apis WHERE status IN ('published', 'deprecated', 'suspended') ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect()
 }
 
 /// The APIs the scheduled checks look at, in full.
@@ -174,52 +169,6 @@ pub fn scheduled_apis(conn: &Connection) -> rusqlite::Result<Vec<Api>> {
         }
     }
     Ok(out)
-}
-
-/// The ids of the APIs off the marketplace now (status `suspended`).
-pub fn suspended_ids(conn: &Connection) -> rusqlite::Result<HashSet<i64>> {
-    conn.prepare_cached("SELECT id FROM apis WHERE status = 'suspended'")?.query_map([], |r| r.get(0))?.collect()
-}
-
-/// The gateway's view of which APIs are delisted, kept in memory so that no request pays a database read for it.
-/// Loaded at start, updated by every delisting and relisting the moment it commits, and reloaded by the scheduler
-/// on every tick (so a change made elsewhere — a provider withdrawing a delisted API — shows within a second).
-#[derive(Debug, Default)]
-pub struct Delisted {
-    ids: RwLock<HashSet<i64>>,
-}
-
-impl Delisted {
-    pub fn contains(&self, api_id: i64) -> bool {
-        self.ids.read().map(|ids| ids.contains(&api_id)).unwrap_or(false)
-    }
-
-    pub fn replace(&self, ids: HashSet<i64>) {
-        if let Ok(mut current) = self.ids.write() {
-            *current = ids;
-        }
-    }
-
-    pub fn apply(&self, api_id: i64, transition: Transition) {
-        if let Ok(mut ids) = self.ids.write() {
-            match transition {
-                Transition::Delisted => {
-                    ids.insert(api_id);
-                }
-                Transition::Relisted => {
-                    ids.remove(&api_id);
-                }
-                Transition::None => {}
-            }
-        }
-    }
-
-    /// Reads the set from the database.
-    pub async fn reload(&self, db: &Db) -> Result<(), StoreError> {
-        let ids = db.read(|c| suspended_ids(c).map_err(StoreError::from)).await?;
-        self.replace(ids);
-        Ok(())
-    }
 }
 
 /// What a run (or an override) changed in the API's listing.

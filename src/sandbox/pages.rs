@@ -226,10 +226,7 @@ async fn override_form(
         return console_page(&state, &who, id, vec![t.get("health.error.mode")], None).await;
     };
     match health::set_override(&state.db, id, mode, form.reason, who.audit_actor()).await {
-        Ok(transition) => {
-            state.gateway.delisted.apply(id, transition);
-            Redirect::to(&format!("/console/apis/{id}/health")).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("/console/apis/{id}/health")).into_response(),
         Err(HealthError::Refused(key)) => console_page(&state, &who, id, vec![t.get(key)], None).await,
         Err(HealthError::NotFound) => HtmlError::not_found(t.lang).into_response(),
         Err(HealthError::Store(e)) => HtmlError::internal(t.lang, &e).into_response(),

@@ -22,7 +22,7 @@ use crate::catalog::{Environment, PublicationCheck};
 use crate::store::StoreError;
 use crate::web::AppState;
 
-/// How often the scheduler looks for runs that are due (and refreshes the gateway's delisted set).
+/// How often the scheduler looks for runs that are due.
 const TICK: Duration = Duration::from_secs(1);
 /// How often old runs are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -99,12 +99,10 @@ pub async fn run(
                 continue;
             }
         };
-        // The gateway's delisted set follows the database (a provider may have withdrawn a delisted API).
-        state.gateway.delisted.replace(apis.iter().filter(|(_, delisted)| *delisted).map(|(id, _)| *id).collect());
         let now = Instant::now();
-        let listed: HashSet<i64> = apis.iter().map(|(id, _)| *id).collect();
+        let listed: HashSet<i64> = apis.iter().copied().collect();
         due.retain(|id, _| listed.contains(id));
-        for (api, _) in apis {
+        for api in apis {
             let when = due.entry(api).or_insert_with(|| now + random_up_to(timing.interval));
             if *when > now || in_flight.contains(&api) {
                 continue;
@@ -153,14 +151,9 @@ async fn run_api(
         .write(move |tx| -> Result<Transition, StoreError> { health::record_run(tx, api_id, &reports, policy) })
         .await;
     match recorded {
-        Ok(transition) => {
-            state.gateway.delisted.apply(api_id, transition);
-            match transition {
-                Transition::Delisted => tracing::warn!(api = api_id, "API delisted by the sandbox's checks"),
-                Transition::Relisted => tracing::info!(api = api_id, "API relisted by the sandbox's checks"),
-                Transition::None => {}
-            }
-        }
+        Ok(Transition::Delisted) => tracing::warn!(api = api_id, "API delisted by the sandbox's checks"),
+        Ok(Transition::Relisted) => tracing::info!(api = api_id, "API relisted by the sandbox's checks"),
+        Ok(Transition::None) => {}
         Err(error) => tracing::error!(%error, api = api_id, "recording a scheduled check failed"),
     }
     api_id

@@ -241,7 +241,6 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         Duration::from_millis(config.gateway.meter_flush_ms),
         receiver.clone(),
     ));
-    state.gateway.delisted.reload(&state.db).await?;
     tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
