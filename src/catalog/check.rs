@@ -181,8 +181,14 @@ pub fn checker(state: &AppState) -> Arc<dyn PublicationCheck> {
         db: state.db.clone(),
         signer: state.signer.clone(),
         issuer: crate::oauth::metadata::issuer(state),
+        credentials: Arc::default(),
     })
 }
+
+/// How long the suite's HTTP clients are kept between runs: the scheduled checks then reuse their connections
+/// (keep-alive, TLS sessions) instead of paying fresh handshakes and CA loading for every check, and a renewed
+/// certificate or CA file is still picked up within this time.
+const CREDENTIALS_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 const SETUP: &str = "platform.setup";
 const SETUP_TEXT: &str = "The platform can call providers (its client certificate and trusted CAs load)";
@@ -194,9 +200,24 @@ pub struct ConformanceCheck {
     db: Db,
     signer: Signer,
     issuer: String,
+    /// The credentials in use and when they were made (see [`CREDENTIALS_FOR`]).
+    credentials: Arc<std::sync::Mutex<Option<(std::time::Instant, Credentials)>>>,
 }
 
 impl ConformanceCheck {
+    /// The kept credentials, or new ones when there are none or they are older than [`CREDENTIALS_FOR`].
+    fn credentials(&self) -> Result<Credentials, String> {
+        let mut kept = self.credentials.lock().map_err(|_| "the credentials' lock is poisoned".to_string())?;
+        if let Some((made, credentials)) = kept.as_ref()
+            && made.elapsed() < CREDENTIALS_FOR
+        {
+            return Ok(credentials.clone());
+        }
+        let fresh = Credentials::platform(&self.config, self.db.clone(), self.signer.clone(), &self.issuer)?;
+        *kept = Some((std::time::Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+
     async fn run(&self, api: &Api, environment: Environment) -> CheckReport {
         let started_at = clock::now_rfc3339();
         let base = environment.base_url(api);
@@ -221,9 +242,8 @@ impl ConformanceCheck {
                 return setup_failed("the platform could not read the provider; the operator has been told in the log");
             }
         };
-        // Made per run: a renewed certificate or CA file is then always used.
-        let credentials = match Credentials::platform(&self.config, self.db.clone(), self.signer.clone(), &self.issuer)
-        {
+        // Kept between runs for CREDENTIALS_FOR (a renewed certificate or CA file is picked up after that).
+        let credentials = match self.credentials() {
             Ok(credentials) => credentials,
             Err(error) => {
                 tracing::error!(%error, api = api.id, "the publication check cannot call providers");
