@@ -442,16 +442,34 @@ fn delist(
         "UPDATE api_health SET delisted_at = ?2, delisted_by = ?3, restore_status = ?4 WHERE api_id = ?1",
         params![api.id, now, by, restore],
     )?;
-    catalog::reindex(tx, api.id)?;
-    let told = notify(tx, api, "api.delisted", by, reason)?;
-    let bin = provider_bin(tx, api.organisation_id)?;
     let mut detail = detail;
+    detail["from"] = api.status.as_str().into();
+    announce(tx, api, Transition::Delisted, by, actor, reason, detail)
+}
+
+/// What follows a delisting or a relisting in the same transaction: the marketplace's index, the webhooks to the
+/// provider and the connected API users, and the audit entry.
+fn announce(
+    tx: &Transaction,
+    api: &Api,
+    transition: Transition,
+    by: &str,
+    actor: &Actor,
+    reason: Option<&str>,
+    mut detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    let (event, action) = match transition {
+        Transition::Relisted => ("api.relisted", "sandbox.api.relisted"),
+        _ => ("api.delisted", "sandbox.api.delisted"),
+    };
+    catalog::reindex(tx, api.id)?;
+    let told = notify(tx, api, event, by, reason)?;
+    let bin = provider_bin(tx, api.organisation_id)?;
     detail["by"] = by.into();
     detail["notified"] = told.into();
-    detail["from"] = api.status.as_str().into();
     audit::append(
         tx,
-        &Event::new(&actor.name, "sandbox.api.delisted", Outcome::Success)
+        &Event::new(&actor.name, action, Outcome::Success)
             .organisation(bin)
             .source(&actor.source)
             .object(format!("api:{}", api.id))
@@ -482,22 +500,9 @@ fn relist(
         "UPDATE api_health SET delisted_at = NULL, delisted_by = NULL, restore_status = NULL WHERE api_id = ?1",
         [api.id],
     )?;
-    catalog::reindex(tx, api.id)?;
-    let told = notify(tx, api, "api.relisted", by, reason)?;
-    let bin = provider_bin(tx, api.organisation_id)?;
     let mut detail = detail;
-    detail["by"] = by.into();
-    detail["notified"] = told.into();
     detail["to"] = to.into();
-    audit::append(
-        tx,
-        &Event::new(&actor.name, "sandbox.api.relisted", Outcome::Success)
-            .organisation(bin)
-            .source(&actor.source)
-            .object(format!("api:{}", api.id))
-            .detail(detail),
-    )?;
-    Ok(())
+    announce(tx, api, Transition::Relisted, by, actor, reason, detail)
 }
 
 #[derive(Debug, thiserror::Error)]
