@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::OpenFlags;
 
-use super::{BenchError, Guard, bank_bin, free_port, setup, wait_for_port};
+use super::{BenchError, Guard, free_port, setup, start_bank, wait_for_port};
 use crate::config::Config;
 
 /// How to run the checks benchmark.
@@ -165,21 +165,9 @@ pub async fn run(dir: &Path, options: &ChecksOptions) -> Result<ChecksFigures, B
         let pki = crate::refbank::pki::load_or_create(&bank_dir, name).map_err(setup)?;
         cas.push_str(&pki.ca_pem);
         let bank_port = free_port()?;
-        guards.push(Guard(
-            Command::new(&options.kopir)
-                .arg("--data-dir")
-                .arg(&bank_dir)
-                .args(["reference-bank", "--name", name, "--bin", &bank_bin(digits)])
-                .args(["--listen", &format!("127.0.0.1:{bank_port}"), "--platform-url", &config.server.public_url])
-                .arg("--platform-ca")
-                .arg(&root)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| setup(format!("starting a reference bank: {e}")))?,
-        ));
-        wait_for_port(bank_port, "a reference bank").await?;
-        bases.push(format!("https://localhost:{bank_port}{}", crate::standard::AIS_BASE_PATH));
+        let (bank, base) = start_bank(&options.kopir, &bank_dir, name, digits, bank_port, &config, &root).await?;
+        guards.push(bank);
+        bases.push(base);
     }
     let ca_file = dir.join("bank-cas.pem");
     std::fs::write(&ca_file, cas).map_err(|error| BenchError::File { path: ca_file.clone(), error })?;

@@ -317,6 +317,34 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
     Ok(Prepared { identity_pem, token, consent_header })
 }
 
+/// Starts `kopir reference-bank` as a child process on `port` and waits until it listens; returns its guard and
+/// its AIS base URL.
+async fn start_bank(
+    kopir: &Path,
+    dir: &Path,
+    name: &str,
+    digits: &str,
+    port: u16,
+    config: &Config,
+    platform_root: &Path,
+) -> Result<(Guard, String), BenchError> {
+    let bank = Guard(
+        Command::new(kopir)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["reference-bank", "--name", name, "--bin", &bank_bin(digits)])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--platform-url", &config.server.public_url])
+            .arg("--platform-ca")
+            .arg(platform_root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| setup(format!("starting the reference bank {name}: {e}")))?,
+    );
+    wait_for_port(port, "the reference bank").await?;
+    Ok((bank, format!("https://localhost:{port}{}", crate::standard::AIS_BASE_PATH)))
+}
+
 fn bank_bin(digits: &str) -> String {
     crate::kz::with_control_digit(digits).unwrap_or_default()
 }
@@ -356,21 +384,8 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
     config.gateway.provider_ca_file = bank_pki.ca_file.clone();
     let root = config.pki_dir().join("root-ca.pem");
     let bank_digits = "99064000077";
-    let bank = Guard(
-        Command::new(&options.kopir)
-            .arg("--data-dir")
-            .arg(&bank_dir)
-            .args(["reference-bank", "--name", "Bench Bank JSC", "--bin", &bank_bin(bank_digits)])
-            .args(["--listen", &format!("127.0.0.1:{bank_port}"), "--platform-url", &config.server.public_url])
-            .arg("--platform-ca")
-            .arg(&root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| setup(format!("starting the reference bank: {e}")))?,
-    );
-    wait_for_port(bank_port, "the reference bank").await?;
-    let bank_base = format!("https://localhost:{bank_port}{}", crate::standard::AIS_BASE_PATH);
+    let (bank, bank_base) =
+        start_bank(&options.kopir, &bank_dir, "Bench Bank JSC", bank_digits, bank_port, &config, &root).await?;
     let prepared = prepare(&config, &platform_dir.join("demo"), &bank_base, bank_digits).await?;
 
     let platform = Guard(
