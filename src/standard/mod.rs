@@ -183,22 +183,21 @@ fn validators() -> &'static Result<Validators, String> {
 /// Validates `value` against the schema `schema_name` of the AIS v1 document (e.g. `KzReadAccount`,
 /// `ErrorResponse`); the errors name the JSON pointer of each offending value.
 pub fn validate(schema_name: &str, value: &Value) -> Result<(), Vec<String>> {
-    let validators = validators().as_ref().map_err(|e| vec![e.clone()])?;
-    let validator =
-        validators.get(schema_name).ok_or_else(|| vec![format!("the standard has no schema {schema_name}")])?;
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            format!("{}: {e}", if at.is_empty() { "/" } else { at.as_str() })
-        })
-        .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    check(schema_name, value, |at, e| format!("{at}: {e}"))
 }
 
 /// Like [`validate`], but each error names only where and which rule (`/Data/Account/0 (additionalProperties)`),
 /// never the offending value: for evidence that may be stored or shown, as a value may be account data.
 pub fn violations(schema_name: &str, value: &Value) -> Result<(), Vec<String>> {
+    check(schema_name, value, |at, e| format!("{at} ({})", e.kind().keyword()))
+}
+
+/// Validates `value` against `schema_name`, describing each error with `describe(where, error)`.
+fn check(
+    schema_name: &str,
+    value: &Value,
+    describe: impl Fn(&str, &jsonschema::ValidationError) -> String,
+) -> Result<(), Vec<String>> {
     let validators = validators().as_ref().map_err(|e| vec![e.clone()])?;
     let validator =
         validators.get(schema_name).ok_or_else(|| vec![format!("the standard has no schema {schema_name}")])?;
@@ -206,7 +205,7 @@ pub fn violations(schema_name: &str, value: &Value) -> Result<(), Vec<String>> {
         .iter_errors(value)
         .map(|e| {
             let at = e.instance_path().to_string();
-            format!("{} ({})", if at.is_empty() { "/" } else { at.as_str() }, e.kind().keyword())
+            describe(if at.is_empty() { "/" } else { at.as_str() }, &e)
         })
         .collect();
     if errors.is_empty() { Ok(()) } else { Err(errors) }
