@@ -153,7 +153,7 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
                 crl::publish(tx, &authority, pki_hours)?;
             }
             if store::setting(tx, "instance_id")?.is_none() {
-                store::set_setting(tx, "instance_id", &uuid::Uuid::new_v4().to_string())?;
+                store::set_setting(tx, "instance_id", &crate::random::uuid_v4().to_string())?;
                 store::set_setting(tx, "initialised_at", &crate::clock::now_rfc3339())?;
                 audit::append(tx, &Event::new(&actor, "appliance.initialised", Outcome::Success).source("cli"))?;
             }

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod oauth;
 pub mod participants;
 pub mod pki;
+pub mod random;
 pub mod refbank;
 pub mod sandbox;
 pub mod snapshot;

@@ -12,7 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use base64::Engine;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -119,14 +124,20 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Drives `connections` keep-alive connections at `url` for the warm-up and then the measured duration.
-async fn drive(
-    client: reqwest::Client,
-    url: String,
-    headers: reqwest::header::HeaderMap,
-    options: &BenchOptions,
-    sampled: Sampled,
-) -> Figures {
+/// Where the load goes: address, path, the request's headers, and the TLS set-up of the application's client.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    path: hyper::Uri,
+    headers: HeaderMap,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// One connection's record: the latency of each measured success (µs), and the failures.
+type Timings = (Vec<u32>, u64);
+
+/// Drives `connections` keep-alive connections at the target for the warm-up and then the measured duration.
+async fn drive(target: Target, options: &BenchOptions, sampled: Sampled) -> Figures {
     let warm_until = Instant::now() + options.warmup;
     let stop_at = warm_until + options.duration;
     let sampler = tokio::spawn(async move {
@@ -136,42 +147,19 @@ async fn drive(
         let after = cpu_times(sampled)?;
         Some([after[0] - before[0], after[1] - before[1], after[2] - before[2]])
     });
-    let mut workers = Vec::new();
-    for _ in 0..options.connections {
-        let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
-            let mut errors = 0u64;
-            loop {
-                let started = Instant::now();
-                if started >= stop_at {
-                    break;
-                }
-                let ok = match client.get(&url).headers(headers.clone()).send().await {
-                    Ok(response) => {
-                        let ok = response.status().is_success();
-                        ok && response.bytes().await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                if started >= warm_until {
-                    if ok {
-                        latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            (latencies, errors)
-        }));
+    let workers: Vec<_> =
+        (0..options.connections).map(|_| tokio::spawn(connection(target.clone(), warm_until, stop_at))).collect();
+    let mut timings = Vec::with_capacity(workers.len());
+    for worker in workers {
+        if let Ok(t) = worker.await {
+            timings.push(t);
+        }
     }
     let mut all: Vec<u32> = Vec::new();
     let mut errors = 0;
-    for worker in workers {
-        if let Ok((latencies, e)) = worker.await {
-            all.extend(latencies);
-            errors += e;
-        }
+    for (latencies, e) in timings {
+        all.extend(latencies);
+        errors += e;
     }
     all.sort_unstable();
     let requests = all.len().max(1) as f64;
@@ -198,25 +186,102 @@ async fn drive(
     }
 }
 
-/// The load generator's client: HTTP/1.1 keep-alive, trusting `root_pem`, presenting `identity_pem`, `localhost`
-/// pointed at `addr`.
-fn load_client(
-    addr: SocketAddr,
-    root_pem: &str,
-    identity_pem: &str,
-    connections: usize,
-) -> Result<reqwest::Client, BenchError> {
-    let root = reqwest::Certificate::from_pem_bundle(root_pem.as_bytes()).map_err(setup)?;
-    let identity = reqwest::Identity::from_pem(identity_pem.as_bytes()).map_err(setup)?;
-    reqwest::Client::builder()
-        .tls_certs_only(root)
-        .identity(identity)
-        .http1_only()
-        .pool_max_idle_per_host(connections)
-        .resolve("localhost", addr)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(setup)
+/// One keep-alive connection's loop: a request, its answer read whole, the next; a connection that breaks is made
+/// again (and counted as an error). The load generator speaks HTTP/1.1 with hyper directly, one connection per
+/// worker and no pool: it shares the CPUs with the process measured, so it should cost as little as a C tool would.
+async fn connection(target: Target, warm_until: Instant, stop_at: Instant) -> Timings {
+    let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
+    let mut errors = 0u64;
+    let mut sender = None;
+    loop {
+        let started = Instant::now();
+        if started >= stop_at {
+            break;
+        }
+        if sender.is_none() {
+            sender = connect(&target).await.ok();
+        }
+        let ok = match sender.as_mut() {
+            Some(s) => exchange(s, &target).await,
+            None => false,
+        };
+        if !ok {
+            sender = None;
+        }
+        if started >= warm_until {
+            if ok {
+                latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            } else {
+                errors += 1;
+            }
+        }
+    }
+    (latencies, errors)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// A TLS connection to the target with the application's certificate, and HTTP/1.1 over it.
+async fn connect(target: &Target) -> Result<Sender, BenchError> {
+    let tcp = tokio::net::TcpStream::connect(target.addr).await.map_err(setup)?;
+    tcp.set_nodelay(true).map_err(setup)?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").map_err(setup)?;
+    let tls = tokio_rustls::TlsConnector::from(target.tls.clone()).connect(name, tcp).await.map_err(setup)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(setup)?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One request; true when it succeeded and its answer was read whole.
+async fn exchange(sender: &mut Sender, target: &Target) -> bool {
+    let mut request = hyper::Request::new(Empty::new());
+    *request.uri_mut() = target.path.clone();
+    *request.headers_mut() = target.headers.clone();
+    match sender.send_request(request).await {
+        Ok(response) => response.status().is_success() && response.into_body().collect().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// One request on a connection of its own: the answer's status and body.
+async fn probe(target: &Target) -> Result<(hyper::StatusCode, Bytes), BenchError> {
+    let mut sender = connect(target).await?;
+    let mut request = hyper::Request::new(Empty::new());
+    *request.uri_mut() = target.path.clone();
+    *request.headers_mut() = target.headers.clone();
+    let response = sender.send_request(request).await.map_err(setup)?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(setup)?.to_bytes();
+    Ok((status, body))
+}
+
+/// The TLS set-up of the load: trusting `root_pem`, presenting `identity_pem` (certificate chain and key).
+fn load_tls(root_pem: &str, identity_pem: &str) -> Result<Arc<rustls::ClientConfig>, BenchError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.map_err(setup)?).map_err(setup)?;
+    }
+    let chain =
+        CertificateDer::pem_slice_iter(identity_pem.as_bytes()).collect::<Result<Vec<_>, _>>().map_err(setup)?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(identity_pem.as_bytes()).map_err(setup)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(setup)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(setup)?;
+    Ok(Arc::new(config))
+}
+
+/// The load's request headers: `Host`, and `extra`.
+fn load_headers(extra: &[(HeaderName, String)]) -> Result<HeaderMap, BenchError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(hyper::header::HOST, HeaderValue::from_static("localhost"));
+    for (name, value) in extra {
+        headers.insert(name.clone(), HeaderValue::from_str(value).map_err(setup)?);
+    }
+    Ok(headers)
 }
 
 /// The SHA-256 of the first certificate of a chain: hex, and base64url (`x5t#S256`).
@@ -310,7 +375,7 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
         interaction_id: "kopir-bench".into(),
         iat: now,
         exp: now + 3600,
-        jti: uuid::Uuid::new_v4().to_string(),
+        jti: crate::random::uuid_v4().to_string(),
     };
     let consent_header = state.signer.sign(&state.db, crate::standard::CONSENT_TYP, &header).await.map_err(setup)?;
     running.shutdown().await;
@@ -406,21 +471,20 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
     );
     wait_for_port(port, "the platform").await?;
     let root_pem = std::fs::read_to_string(&root).map_err(|error| BenchError::File { path: root.clone(), error })?;
-    let client =
-        load_client(SocketAddr::from(([127, 0, 0, 1], port)), &root_pem, &prepared.identity_pem, options.connections)?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    let bearer = format!("Bearer {}", prepared.token);
-    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().map_err(setup)?);
-    let url = format!("https://localhost:{port}{}/accounts", crate::gateway::BASE);
+    let tls = load_tls(&root_pem, &prepared.identity_pem)?;
+    let target = Target {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        path: format!("{}/accounts", crate::gateway::BASE).parse().map_err(setup)?,
+        headers: load_headers(&[(hyper::header::AUTHORIZATION, format!("Bearer {}", prepared.token))])?,
+        tls: tls.clone(),
+    };
     // One call first: a set-up error should say so, not show as a benchmark of errors.
-    let first = client.get(&url).headers(headers.clone()).send().await.map_err(setup)?;
-    if !first.status().is_success() {
-        let status = first.status();
-        let body = first.text().await.unwrap_or_default();
-        return Err(setup(format!("the gateway answered {status}: {body}")));
+    let (status, body) = probe(&target).await?;
+    if !status.is_success() {
+        return Err(setup(format!("the gateway answered {status}: {}", String::from_utf8_lossy(&body))));
     }
     let sampled = Sampled { front: platform.0.id(), bank: bank.0.id() };
-    let mut kopir = drive(client, url, headers, options, sampled).await;
+    let mut kopir = drive(target, options, sampled).await;
     kopir.peak_rss_kib = peak_rss_kib(platform.0.id());
     drop(platform);
 
@@ -445,25 +509,22 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
                     .map_err(|e| setup(format!("starting nginx ({}): {e}", binary.display())))?,
             );
             wait_for_port(nginx_port, "nginx").await?;
-            let client = load_client(
-                SocketAddr::from(([127, 0, 0, 1], nginx_port)),
-                &root_pem,
-                &prepared.identity_pem,
-                options.connections,
-            )?;
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert(crate::standard::CONSENT_HEADER, prepared.consent_header.parse().map_err(setup)?);
-            let url = format!("https://localhost:{nginx_port}{}/accounts", crate::standard::AIS_BASE_PATH);
-            let first = client.get(&url).headers(headers.clone()).send().await.map_err(setup)?;
-            if !first.status().is_success() {
-                let status = first.status();
+            let consent = HeaderName::from_static(crate::standard::CONSENT_HEADER);
+            let target = Target {
+                addr: SocketAddr::from(([127, 0, 0, 1], nginx_port)),
+                path: format!("{}/accounts", crate::standard::AIS_BASE_PATH).parse().map_err(setup)?,
+                headers: load_headers(&[(consent, prepared.consent_header.clone())])?,
+                tls,
+            };
+            let (status, _) = probe(&target).await?;
+            if !status.is_success() {
                 return Err(setup(format!(
                     "nginx → bank answered {status}; see {}",
                     nginx_dir.join("nginx-error.log").display()
                 )));
             }
             let sampled = Sampled { front: proxy.0.id(), bank: bank.0.id() };
-            let mut figures = drive(client, url, headers, options, sampled).await;
+            let mut figures = drive(target, options, sampled).await;
             figures.peak_rss_kib = peak_rss_kib(proxy.0.id());
             Some(figures)
         }

@@ -357,7 +357,7 @@ fn set_status(tx: &Transaction, consent: &Consent, to: Status, by: &ChangedBy, r
 
 /// Stores a validated new consent for `application_id` in `AwaitingAuthorisation`.
 pub fn insert(tx: &Transaction, application_id: i64, new: &NewConsent, by: &ChangedBy) -> rusqlite::Result<Consent> {
-    let id = format!("aac-{}", uuid::Uuid::new_v4());
+    let id = format!("aac-{}", crate::random::uuid_v4());
     let now = clock::now_rfc3339();
     let permissions = serde_json::to_string(&new.permissions).map_err(|e| conversion(0, e.to_string()))?;
     tx.execute(

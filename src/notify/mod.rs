@@ -70,7 +70,7 @@ pub fn enqueue(
             event_type.to_string(),
         ))));
     }
-    let event_id = uuid::Uuid::new_v4().to_string();
+    let event_id = crate::random::uuid_v4().to_string();
     let now = clock::now_rfc3339();
     tx.execute(
         "INSERT INTO webhook_outbox (event_id, organisation_id, event_type, payload, created_at, next_attempt_at)

@@ -82,7 +82,7 @@ async fn sign_with(
         cnf: Confirmation { x5t_s256: x5t_s256.to_string() },
         iat: now,
         exp: now + state.config.oauth.access_token_secs as i64,
-        jti: uuid::Uuid::new_v4().to_string(),
+        jti: crate::random::uuid_v4().to_string(),
         environment,
     };
     let token = signer.sign(&state.db, TOKEN_TYPE, &claims).await?;

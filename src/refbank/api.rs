@@ -53,7 +53,7 @@ pub fn router(bank: Bank) -> Router {
 
 /// A request id for the error body's `Id` and `x-request-id`, and the interaction id echoed (FAPI).
 async fn ids(request: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::random::uuid_v4().to_string();
     let (mut response, interaction) = request_id::scope(id.clone(), async move {
         let interaction = request_id::interaction_id(request.headers());
         (next.run(request).await, interaction)

@@ -394,7 +394,7 @@ impl Run<'_> {
             With::Certificate => &self.credentials.client,
             With::NoCertificate => &self.credentials.anonymous,
         };
-        let interaction = uuid::Uuid::new_v4().to_string();
+        let interaction = crate::random::uuid_v4().to_string();
         let mut request = client
             .get(url)
             .timeout(Duration::from_millis(self.target.timeout_ms))
@@ -456,14 +456,14 @@ impl Run<'_> {
             iss: self.credentials.issuer.clone(),
             aud: self.target.bin.clone(),
             sub: sub.to_string(),
-            consent_id: format!("conformance-{}", uuid::Uuid::new_v4().simple()),
+            consent_id: format!("conformance-{}", crate::random::uuid_v4().simple()),
             permissions: permissions.iter().map(|p| p.to_string()).collect(),
             transaction_from: None,
             transaction_to: None,
-            interaction_id: uuid::Uuid::new_v4().to_string(),
+            interaction_id: crate::random::uuid_v4().to_string(),
             iat: now,
             exp: now + HEADER_SECS,
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: crate::random::uuid_v4().to_string(),
         }
     }
 
@@ -752,7 +752,7 @@ async fn data_cases(
     let (Ok(basic), Ok(credits), Ok(accounts_only), Ok(stranger)) = signed else {
         return;
     };
-    let unknown = format!("/accounts/kopir-conformance-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let unknown = format!("/accounts/kopir-conformance-{}", &crate::random::uuid_v4().simple().to_string()[..12]);
     let balances_path = format!("{path}/balances");
     let bad_date_path = format!("{tx}?fromBookingDateTime=not-a-date");
     let bad_page_path = format!("{tx}?page=0");

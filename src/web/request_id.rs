@@ -42,7 +42,7 @@ fn well_formed_interaction_id(value: &HeaderValue) -> Option<String> {
 
 /// The outermost middleware: id, span, security headers, access log line and metrics.
 pub async fn middleware(request: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::random::uuid_v4().to_string();
     let interaction_id = request
         .headers()
         .get(&X_FAPI_INTERACTION_ID)
