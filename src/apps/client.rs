@@ -1,6 +1,8 @@
 //! `ApiClient`: a caller over mutual TLS whose certificate belongs to a registered application — the application
 //! and its organisation read alongside, so routes can judge the kind of application and the accreditation.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -16,8 +18,9 @@ use crate::web::error::{ApiError, ObErrorCode};
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     pub cert: ClientCert,
-    pub app: Application,
-    pub organisation: Organisation,
+    /// Shared, so that the gateway's remembered judgement hands them out without a copy.
+    pub app: Arc<Application>,
+    pub organisation: Arc<Organisation>,
 }
 
 impl ApiClient {
@@ -43,16 +46,19 @@ pub fn forbidden(message: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, ObErrorCode::ResourceConsentMismatch, message)
 }
 
+/// An application and its organisation, as read for a certificate.
+pub type Found = (Arc<Application>, Arc<Organisation>);
+
 impl ApiClient {
     /// The application and organisation behind an application's certificate, read on `conn`.
-    pub fn load(conn: &rusqlite::Connection, app: &AppRef) -> rusqlite::Result<Option<(Application, Organisation)>> {
+    pub fn load(conn: &rusqlite::Connection, app: &AppRef) -> rusqlite::Result<Option<Found>> {
         let application = super::by_id_for_organisation(conn, app.organisation_id, app.id)?;
         let organisation = crate::participants::organisation(conn, app.organisation_id)?;
-        Ok(application.zip(organisation))
+        Ok(application.map(Arc::new).zip(organisation.map(Arc::new)))
     }
 
     /// Builds the client from a judged certificate and what [`ApiClient::load`] found.
-    pub fn assemble(client: MtlsClient, found: Option<(Application, Organisation)>) -> Result<ApiClient, ApiError> {
+    pub fn assemble(client: MtlsClient, found: Option<Found>) -> Result<ApiClient, ApiError> {
         if client.application.is_none() {
             return Err(forbidden("This endpoint is for participants' applications; the certificate belongs to none"));
         }

@@ -137,7 +137,7 @@ struct Target {
 type Timings = (Vec<u32>, u64);
 
 /// Drives `connections` keep-alive connections at the target for the warm-up and then the measured duration.
-async fn drive(target: Target, options: &BenchOptions, sampled: Sampled) -> Figures {
+async fn drive(target: Target, options: &BenchOptions, sampled: Sampled) -> Result<Figures, BenchError> {
     let warm_until = Instant::now() + options.warmup;
     let stop_at = warm_until + options.duration;
     let sampler = tokio::spawn(async move {
@@ -147,14 +147,24 @@ async fn drive(target: Target, options: &BenchOptions, sampled: Sampled) -> Figu
         let after = cpu_times(sampled)?;
         Some([after[0] - before[0], after[1] - before[1], after[2] - before[2]])
     });
-    let workers: Vec<_> =
-        (0..options.connections).map(|_| tokio::spawn(connection(target.clone(), warm_until, stop_at))).collect();
-    let mut timings = Vec::with_capacity(workers.len());
-    for worker in workers {
-        if let Ok(t) = worker.await {
-            timings.push(t);
-        }
-    }
+    // The connections run on one thread of their own: the load is apparatus, and a second thread would only add
+    // wake-ups and work stealing that take CPU from the process measured.
+    let connections = options.connections;
+    let load = tokio::task::spawn_blocking(move || -> Result<Vec<Timings>, BenchError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(setup)?;
+        Ok(runtime.block_on(async move {
+            let workers: Vec<_> =
+                (0..connections).map(|_| tokio::spawn(connection(target.clone(), warm_until, stop_at))).collect();
+            let mut timings = Vec::with_capacity(workers.len());
+            for worker in workers {
+                if let Ok(t) = worker.await {
+                    timings.push(t);
+                }
+            }
+            timings
+        }))
+    });
+    let timings = load.await.map_err(setup)??;
     let mut all: Vec<u32> = Vec::new();
     let mut errors = 0;
     for (latencies, e) in timings {
@@ -175,7 +185,7 @@ async fn drive(target: Target, options: &BenchOptions, sampled: Sampled) -> Figu
         let index = ((all.len() as f64 - 1.0) * q).round() as usize;
         f64::from(all[index.min(all.len() - 1)]) / 1000.0
     };
-    Figures {
+    Ok(Figures {
         requests: all.len() as u64,
         errors,
         per_second: all.len() as f64 / options.duration.as_secs_f64(),
@@ -183,7 +193,7 @@ async fn drive(target: Target, options: &BenchOptions, sampled: Sampled) -> Figu
         p99_ms: at(0.99),
         peak_rss_kib: None,
         cpu_us_per_request,
-    }
+    })
 }
 
 /// One keep-alive connection's loop: a request, its answer read whole, the next; a connection that breaks is made
@@ -484,7 +494,7 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
         return Err(setup(format!("the gateway answered {status}: {}", String::from_utf8_lossy(&body))));
     }
     let sampled = Sampled { front: platform.0.id(), bank: bank.0.id() };
-    let mut kopir = drive(target, options, sampled).await;
+    let mut kopir = drive(target, options, sampled).await?;
     kopir.peak_rss_kib = peak_rss_kib(platform.0.id());
     drop(platform);
 
@@ -524,7 +534,7 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
                 )));
             }
             let sampled = Sampled { front: proxy.0.id(), bank: bank.0.id() };
-            let mut figures = drive(target, options, sampled).await;
+            let mut figures = drive(target, options, sampled).await?;
             figures.peak_rss_kib = peak_rss_kib(proxy.0.id());
             Some(figures)
         }

@@ -74,7 +74,7 @@ pub struct KeyCache {
     /// Tokens whose signature, issuer and audience were verified, with their claims: an API user presents the same
     /// token for minutes, and an ECDSA verification per request is the costliest part of the check. Expiry and
     /// revocation are still judged on every request.
-    verified: RwLock<HashMap<String, AccessClaims>>,
+    verified: RwLock<HashMap<String, Arc<AccessClaims>>>,
 }
 
 /// Verified tokens remembered at most; the memory is cleared when full (tokens live minutes).
@@ -88,7 +88,7 @@ pub const JUDGEMENT_MAX_AGE: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 struct Judged {
     verdict: CertCheck,
-    found: Option<(crate::apps::Application, crate::participants::Organisation)>,
+    found: Option<crate::apps::client::Found>,
     grant: Option<Found>,
     /// When a certificate replaced in a rotation stops being accepted.
     retire_at: Option<String>,
@@ -127,11 +127,11 @@ impl Judgements {
 }
 
 impl KeyCache {
-    fn remembered(&self, token: &str) -> Option<AccessClaims> {
+    fn remembered(&self, token: &str) -> Option<Arc<AccessClaims>> {
         self.verified.read().ok()?.get(token).cloned()
     }
 
-    fn remember(&self, token: &str, claims: &AccessClaims) {
+    fn remember(&self, token: &str, claims: &Arc<AccessClaims>) {
         if let Ok(mut verified) = self.verified.write() {
             if verified.len() >= VERIFIED_MAX {
                 verified.clear();
@@ -177,7 +177,7 @@ fn forbidden(code: ObErrorCode, message: &str) -> ApiError {
 }
 
 /// The signature, issuer, audience and expiry of a bearer token.
-async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
+async fn claims(state: &AppState, token: &str) -> Result<Arc<AccessClaims>, ApiError> {
     if let Some(claims) = state.gateway.keys.remembered(token) {
         if claims.exp <= clock::now().unix_timestamp() {
             return Err(unauthorised("The access token has expired; refresh it"));
@@ -190,7 +190,7 @@ async fn claims(state: &AppState, token: &str) -> Result<AccessClaims, ApiError>
     };
     let kid = access::key_id(token).map_err(invalid)?;
     let key = state.gateway.keys.key(state, &kid).await.ok_or_else(|| unauthorised("The access token is not valid"))?;
-    let claims = access::decode(token, &key, &crate::oauth::metadata::issuer(state)).map_err(invalid)?;
+    let claims = Arc::new(access::decode(token, &key, &crate::oauth::metadata::issuer(state)).map_err(invalid)?);
     state.gateway.keys.remember(token, &claims);
     Ok(claims)
 }

@@ -31,9 +31,21 @@ use crate::pki::{Authority, PkiError, PkiPaths, TlsIdentity};
 use crate::store::{Db, StoreError, StoreOptions};
 use error::{ApiError, ObErrorCode};
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one shared [`Platform`], so a clone (axum makes several per request) is one
+/// reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Platform>);
+
+impl std::ops::Deref for AppState {
+    type Target = Platform;
+
+    fn deref(&self) -> &Platform {
+        &self.0
+    }
+}
+
+/// The parts of the running platform.
+pub struct Platform {
     pub config: Arc<Config>,
     pub db: Db,
     pub authority: Arc<Authority>,
@@ -50,7 +62,7 @@ pub struct AppState {
     pub gateway: Arc<crate::gateway::Gateway>,
 }
 
-impl AppState {
+impl Platform {
     /// An absolute URL of this platform for `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.public_url)
@@ -210,7 +222,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     let biometric = crate::trust::biometric::BiometricVerifier::from_config(&config).map_err(ServeError::Adapter)?;
     let (gateway, metered) = crate::gateway::Gateway::new(&config)?;
     let config = Arc::new(config);
-    let state = AppState {
+    let state = AppState(Arc::new(Platform {
         config: config.clone(),
         db,
         authority,
@@ -220,7 +232,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         sms,
         biometric,
         gateway,
-    };
+    }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {
         app = app.merge(router_with_layers(extra, state.clone()));
