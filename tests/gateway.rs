@@ -295,12 +295,13 @@ async fn the_gateway_refuses_what_the_consent_token_certificate_or_connection_do
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_slow_failing_or_garbled_bank_is_named_and_never_stalls_the_others() {
+async fn a_slow_failing_garbled_or_oversized_bank_is_named_and_never_stalls_the_others() {
     let plans = [
         BankPlan::new("Altyn Bank", "99034000001"),
         BankPlan { name: "Slow Bank", digits: "99034000002", production_fault: Some(Fault::Slow) },
         BankPlan { name: "Broken Bank", digits: "99034000003", production_fault: Some(Fault::Error) },
         BankPlan { name: "Garbled Bank", digits: "99034000004", production_fault: Some(Fault::Malformed) },
+        BankPlan { name: "Bloated Bank", digits: "99034000005", production_fault: Some(Fault::Oversized) },
     ];
     let w = world(&plans).await;
     let s = &w.s;
@@ -319,11 +320,12 @@ async fn a_slow_failing_or_garbled_bank_is_named_and_never_stalls_the_others() {
         .iter()
         .map(|m| (m["Name"].as_str().unwrap().to_string(), m["Reason"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(missing.len(), 3, "{missing:?}");
+    assert_eq!(missing.len(), 4, "{missing:?}");
     let reason = |name: &str| missing.iter().find(|(n, _)| n == name).map(|(_, r)| r.clone()).unwrap();
     assert!(reason("Slow Bank").contains("did not answer within 1500 ms"), "{missing:?}");
     assert!(reason("Broken Bank").contains("answered with an error"), "{missing:?}");
     assert!(reason("Garbled Bank").contains("malformed"), "{missing:?}");
+    assert!(reason("Bloated Bank").contains("more than 16 MiB"), "{missing:?}");
     let statuses = wait_for(&s.platform, "SELECT count(*) FROM exchanges WHERE status = 504", 1).await;
     assert_eq!(statuses, 1, "the time-out is metered");
 

@@ -30,8 +30,8 @@ pub struct ReferenceBankArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Misbehave on purpose, breaking one rule of the standard: slow, error, malformed, leaky (Detail fields under
-    /// a Basic consent), unfiltered (date filter ignored), open (no valid signed header needed) or badpaging
-    /// (Links.Next points at the same page).
+    /// a Basic consent), unfiltered (date filter ignored), open (no valid signed header needed), badpaging
+    /// (Links.Next points at the same page) or oversized (17 MiB answers, more than the gateway reads).
     #[arg(long)]
     pub fault: Option<Fault>,
     /// The delay of `--fault slow`, in milliseconds.

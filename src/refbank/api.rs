@@ -72,6 +72,16 @@ async fn ids(request: Request, next: Next) -> Response {
 /// Truncated JSON: what `Fault::Malformed` answers with status 200.
 const MALFORMED: &str = r#"{"Data":{"Account":[{"AccountId":"acc-"#;
 
+/// The size of `Fault::Oversized`'s answers.
+const OVERSIZED_BYTES: usize = 17 * 1024 * 1024;
+
+/// Well-formed JSON of [`OVERSIZED_BYTES`]: an empty account list padded in `Meta`.
+fn oversized() -> String {
+    let head = r#"{"Data":{"Account":[]},"Meta":{"Padding":""#;
+    let tail = r#""}}"#;
+    format!("{head}{}{tail}", "x".repeat(OVERSIZED_BYTES - head.len() - tail.len()))
+}
+
 /// The configured misbehaviour, for testing how the platform and the sandbox cope with a bad bank.
 async fn fault(State(bank): State<Bank>, request: Request, next: Next) -> Response {
     match bank.fault {
@@ -87,6 +97,7 @@ async fn fault(State(bank): State<Bank>, request: Request, next: Next) -> Respon
         )
         .into_response(),
         Some(Fault::Malformed) => ([(header::CONTENT_TYPE, "application/json")], MALFORMED).into_response(),
+        Some(Fault::Oversized) => ([(header::CONTENT_TYPE, "application/json")], oversized()).into_response(),
         // The other faults bend single rules inside the handlers.
         Some(Fault::Leaky | Fault::Unfiltered | Fault::Open | Fault::BadPaging) => next.run(request).await,
     }

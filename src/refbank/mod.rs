@@ -46,10 +46,12 @@ pub enum Fault {
     Open,
     /// `Links.Next` of a transaction page points at the page itself.
     BadPaging,
+    /// Every answer is 200 with well-formed JSON of 17 MiB: more than the platform reads of a bank's answer.
+    Oversized,
 }
 
 /// The fault names, for the command line's help and errors.
-pub const FAULTS: &str = "slow, error, malformed, leaky, unfiltered, open or badpaging";
+pub const FAULTS: &str = "slow, error, malformed, leaky, unfiltered, open, badpaging or oversized";
 
 impl FromStr for Fault {
     type Err = String;
@@ -63,6 +65,7 @@ impl FromStr for Fault {
             "unfiltered" => Ok(Fault::Unfiltered),
             "open" => Ok(Fault::Open),
             "badpaging" => Ok(Fault::BadPaging),
+            "oversized" => Ok(Fault::Oversized),
             other => Err(format!("unknown fault {other:?}: use {FAULTS}")),
         }
     }
