@@ -7,12 +7,12 @@
 //! database gives the checks recorded and the storage they took (SQLite's `dbstat`), projected to a day.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rusqlite::OpenFlags;
 
-use super::{BenchError, Guard, free_port, setup, start_bank, wait_for_port};
+use super::{BenchError, free_port, setup, start_bank, start_platform};
 use crate::config::Config;
 
 /// How to run the checks benchmark.
@@ -188,24 +188,11 @@ pub async fn run(dir: &Path, options: &ChecksOptions) -> Result<ChecksFigures, B
     }
 
     let interval = options.interval.as_secs().max(1);
-    let platform = Guard(
-        Command::new(&options.kopir)
-            .arg("--data-dir")
-            .arg(&platform_dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("KOPIR_SERVER_PUBLIC_URL", &config.server.public_url)
-            .env("KOPIR_GATEWAY_PROVIDER_CA_FILE", &ca_file)
-            .env("KOPIR_ADMIN_ENABLED", "false")
-            .env("KOPIR_LOG_LEVEL", "warn")
-            .env("KOPIR_LOG_STDERR", "false")
-            .env("KOPIR_SANDBOX_CHECK_INTERVAL_SECS", interval.to_string())
-            .env("KOPIR_SANDBOX_CHECK_JITTER_SECS", (interval.min(10)).to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| setup(format!("starting the platform: {e}")))?,
-    );
-    wait_for_port(port, "the platform").await?;
+    let env = [
+        ("KOPIR_SANDBOX_CHECK_INTERVAL_SECS", interval.to_string()),
+        ("KOPIR_SANDBOX_CHECK_JITTER_SECS", interval.min(10).to_string()),
+    ];
+    let platform = start_platform(&options.kopir, &platform_dir, port, &config, &ca_file, &env).await?;
     let pid = platform.0.id();
     // Every API has run once after one interval plus half the jitter: measure from then on.
     tokio::time::sleep(Duration::from_secs(interval + interval.min(10) / 2 + 1)).await;

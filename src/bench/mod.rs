@@ -392,6 +392,36 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
     Ok(Prepared { identity_pem, token, consent_header })
 }
 
+/// Starts `kopir serve` as a child process on `port` with the data directory set up beforehand, trusting
+/// `provider_ca_file` for banks, with a quiet log, no admin listener and `env` besides; waits until it listens.
+async fn start_platform(
+    kopir: &Path,
+    dir: &Path,
+    port: u16,
+    config: &Config,
+    provider_ca_file: &Path,
+    env: &[(&str, String)],
+) -> Result<Guard, BenchError> {
+    let platform = Guard(
+        Command::new(kopir)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("KOPIR_SERVER_PUBLIC_URL", &config.server.public_url)
+            .env("KOPIR_GATEWAY_PROVIDER_CA_FILE", provider_ca_file)
+            .env("KOPIR_ADMIN_ENABLED", "false")
+            .env("KOPIR_LOG_LEVEL", "warn")
+            .env("KOPIR_LOG_STDERR", "false")
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| setup(format!("starting the platform: {e}")))?,
+    );
+    wait_for_port(port, "the platform").await?;
+    Ok(platform)
+}
+
 /// Starts `kopir reference-bank` as a child process on `port` and waits until it listens; returns its guard and
 /// its AIS base URL.
 async fn start_bank(
@@ -463,23 +493,8 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
         start_bank(&options.kopir, &bank_dir, "Bench Bank JSC", bank_digits, bank_port, &config, &root).await?;
     let prepared = prepare(&config, &platform_dir.join("demo"), &bank_base, bank_digits).await?;
 
-    let platform = Guard(
-        Command::new(&options.kopir)
-            .arg("--data-dir")
-            .arg(&platform_dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("KOPIR_SERVER_PUBLIC_URL", &config.server.public_url)
-            .env("KOPIR_GATEWAY_PROVIDER_CA_FILE", &bank_pki.ca_file)
-            .env("KOPIR_ADMIN_ENABLED", "false")
-            .env("KOPIR_LOG_LEVEL", "warn")
-            .env("KOPIR_LOG_STDERR", "false")
-            .env("KOPIR_OAUTH_ACCESS_TOKEN_SECS", "3600")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| setup(format!("starting the platform: {e}")))?,
-    );
-    wait_for_port(port, "the platform").await?;
+    let env = [("KOPIR_OAUTH_ACCESS_TOKEN_SECS", "3600".to_string())];
+    let platform = start_platform(&options.kopir, &platform_dir, port, &config, &bank_pki.ca_file, &env).await?;
     let root_pem = std::fs::read_to_string(&root).map_err(|error| BenchError::File { path: root.clone(), error })?;
     let tls = load_tls(&root_pem, &prepared.identity_pem)?;
     let target = Target {
