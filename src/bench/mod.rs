@@ -133,6 +133,16 @@ struct Target {
     tls: Arc<rustls::ClientConfig>,
 }
 
+impl Target {
+    /// The load's request: `GET` of the target's path with its headers.
+    fn request(&self) -> hyper::Request<Empty<Bytes>> {
+        let mut request = hyper::Request::new(Empty::new());
+        *request.uri_mut() = self.path.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
 /// One connection's record: the latency of each measured success (µs), and the failures.
 type Timings = (Vec<u32>, u64);
 
@@ -245,10 +255,7 @@ async fn connect(target: &Target) -> Result<Sender, BenchError> {
 
 /// One request; true when it succeeded and its answer was read whole.
 async fn exchange(sender: &mut Sender, target: &Target) -> bool {
-    let mut request = hyper::Request::new(Empty::new());
-    *request.uri_mut() = target.path.clone();
-    *request.headers_mut() = target.headers.clone();
-    match sender.send_request(request).await {
+    match sender.send_request(target.request()).await {
         Ok(response) => response.status().is_success() && response.into_body().collect().await.is_ok(),
         Err(_) => false,
     }
@@ -257,10 +264,7 @@ async fn exchange(sender: &mut Sender, target: &Target) -> bool {
 /// One request on a connection of its own: the answer's status and body.
 async fn probe(target: &Target) -> Result<(hyper::StatusCode, Bytes), BenchError> {
     let mut sender = connect(target).await?;
-    let mut request = hyper::Request::new(Empty::new());
-    *request.uri_mut() = target.path.clone();
-    *request.headers_mut() = target.headers.clone();
-    let response = sender.send_request(request).await.map_err(setup)?;
+    let response = sender.send_request(target.request()).await.map_err(setup)?;
     let status = response.status();
     let body = response.into_body().collect().await.map_err(setup)?.to_bytes();
     Ok((status, body))

@@ -8,9 +8,8 @@
 //! `production_base_url`. Before any call, the consent's customer is judged against the mode once more
 //! (`apps::customer_refusal`): the journey already refused the wrong ones, this makes sure no other path leads there.
 
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{Request, StatusCode, Uri};
