@@ -517,3 +517,25 @@ CREATE INDEX applications_mode ON applications (mode, organisation_id);
 -- sandbox's traffic out with one condition.
 ALTER TABLE exchanges ADD COLUMN environment TEXT NOT NULL DEFAULT 'production'
     CHECK (environment IN ('production', 'sandbox'));
+
+-- migration 11: trust hardening: the face check bound to its journey, cross-journey limits, captures used once
+-- The random value the biometric vendor must echo for this journey's capture (given to the vendor's capture widget
+-- on the page and sent with the check), so a capture made for one journey cannot pass another.
+ALTER TABLE customer_sessions ADD COLUMN biometric_nonce TEXT;
+-- Face checks and SMS sends, counted across journeys per IIN, per phone and per source address (each subject kept
+-- as a SHA-256 of its kind and value), so limits per hour and per day hold however many journeys are started.
+-- Rows older than a day are pruned; never in a snapshot.
+CREATE TABLE trust_attempts (
+    id       INTEGER PRIMARY KEY,
+    kind     TEXT NOT NULL CHECK (kind IN ('face', 'sms')),
+    subject  TEXT NOT NULL,
+    at       TEXT NOT NULL
+) STRICT;
+CREATE INDEX trust_attempts_subject ON trust_attempts (kind, subject, at);
+CREATE INDEX trust_attempts_at ON trust_attempts (at);
+-- The vendor's capture references already checked (SHA-256 only): a capture is checked once, in one journey.
+CREATE TABLE biometric_captures (
+    capture_hash  TEXT PRIMARY KEY NOT NULL,
+    used_at       TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX biometric_captures_used ON biometric_captures (used_at);

@@ -125,6 +125,31 @@ pub struct TrustConfig {
     pub vendor_ca_file: PathBuf,
     /// Seconds an adapter may take before the customer's step fails.
     pub adapter_timeout_secs: u64,
+    /// How the platform learns that the phone a customer gave is registered to their IIN.
+    pub phone_adapter: PhoneAdapter,
+    /// For the `command` adapter: the program (JSON request on stdin, JSON answer on stdout).
+    pub phone_command: String,
+    /// For the `http` adapter: the registry's https endpoint.
+    pub phone_url: String,
+    /// Face checks per IIN in any hour / any day, across all journeys.
+    pub face_checks_per_hour: u32,
+    pub face_checks_per_day: u32,
+    /// SMS codes sent per IIN and per phone in any hour / any day, across all journeys.
+    pub sms_per_hour: u32,
+    pub sms_per_day: u32,
+    /// Face checks and SMS codes (each counted apart) from one source address in any hour / any day: higher than
+    /// the per-person limits, since many customers may share one carrier's address.
+    pub per_source_per_hour: u32,
+    pub per_source_per_day: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneAdapter {
+    /// Demo only: every number belongs to whoever gives it.
+    Simulated,
+    Command,
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -267,6 +292,15 @@ impl Config {
                 message: "\"simulated\" is refused in production mode; use \"command\"".into(),
             });
         }
+        if self.mode == Mode::Production && self.trust.phone_adapter == PhoneAdapter::Simulated {
+            problems.push(ConfigError::Key {
+                source_name: "the configuration".into(),
+                key: "trust.phone_adapter".into(),
+                message:
+                    "\"simulated\" trusts any number and is refused in production mode; use \"command\" or \"http\""
+                        .into(),
+            });
+        }
         problems
     }
 
@@ -360,9 +394,16 @@ impl Config {
                 "must name the program when trust.biometric_adapter = \"command\"".into(),
             ));
         }
+        if self.trust.phone_adapter == PhoneAdapter::Command && self.trust.phone_command.trim().is_empty() {
+            return Err(fail(
+                "trust.phone_command",
+                "must name the program when trust.phone_adapter = \"command\"".into(),
+            ));
+        }
         for (uses_http, key, url) in [
             (self.trust.sms_adapter == SmsAdapter::Http, "trust.sms_url", &self.trust.sms_url),
             (self.trust.biometric_adapter == BiometricAdapter::Http, "trust.biometric_url", &self.trust.biometric_url),
+            (self.trust.phone_adapter == PhoneAdapter::Http, "trust.phone_url", &self.trust.phone_url),
         ] {
             if uses_http && !(url.starts_with("https://") && url.len() > 8) {
                 return Err(fail(key, "must be the vendor's https:// URL for the \"http\" adapter".into()));
@@ -378,6 +419,12 @@ impl Config {
             return Err(fail("trust.adapter_timeout_secs", "must be between 1 and 120".into()));
         }
         for (key, value, low, high) in [
+            ("trust.face_checks_per_hour", self.trust.face_checks_per_hour.into(), 1, 1000),
+            ("trust.face_checks_per_day", self.trust.face_checks_per_day.into(), 1, 10_000),
+            ("trust.sms_per_hour", self.trust.sms_per_hour.into(), 1, 1000),
+            ("trust.sms_per_day", self.trust.sms_per_day.into(), 1, 10_000),
+            ("trust.per_source_per_hour", self.trust.per_source_per_hour.into(), 1, 1_000_000),
+            ("trust.per_source_per_day", self.trust.per_source_per_day.into(), 1, 10_000_000),
             ("oauth.access_token_secs", self.oauth.access_token_secs, 60, 3600),
             ("oauth.request_uri_secs", self.oauth.request_uri_secs, 10, 599),
             ("oauth.code_secs", self.oauth.code_secs, 1, 60),
@@ -643,14 +690,16 @@ mod tests {
         assert!(demo.production_problems().is_empty());
         let production = load_text("mode = \"production\"\n", &[]).unwrap();
         let problems: Vec<String> = production.production_problems().iter().map(|p| p.to_string()).collect();
-        assert_eq!(problems.len(), 2);
+        assert_eq!(problems.len(), 3);
         assert!(problems[0].contains("trust.sms_adapter"), "{problems:?}");
         assert!(problems[1].contains("trust.biometric_adapter"), "{problems:?}");
+        assert!(problems[2].contains("trust.phone_adapter"), "{problems:?}");
         let err = load_text("[trust]\nbiometric_adapter = \"command\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("trust.biometric_command"), "{err}");
         let configured = load_text(
             "mode = \"production\"\n[trust]\nsms_adapter = \"command\"\nsms_command = \"/usr/lib/kopir/sms\"\n\
-             biometric_adapter = \"command\"\nbiometric_command = \"/usr/lib/kopir/bio\"\n",
+             biometric_adapter = \"command\"\nbiometric_command = \"/usr/lib/kopir/bio\"\n\
+             phone_adapter = \"command\"\nphone_command = \"/usr/lib/kopir/phone\"\n",
             &[],
         )
         .unwrap();

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kopir::trust::biometric::{BiometricError, BiometricVerifier, Verdict};
+use kopir::trust::phone::PhoneRegistry;
 use kopir::trust::sms::{SmsError, SmsSender};
 use kopir::trust::webhook::signature;
 use rcgen::{CertificateParams, KeyPair};
@@ -54,12 +55,19 @@ async fn vendor(received: Arc<Mutex<Vec<serde_json::Value>>>) -> (SocketAddr, St
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     serde_json::json!({ "ok": true, "liveness": true, "match": true })
                 }
-                _ => serde_json::json!({ "ok": true, "liveness": true, "match": request["session"] == "me" }),
+                Some("phone") => serde_json::json!({ "ok": true, "owner": request["phone"] == "+77011234567" }),
+                // A real vendor echoes the nonce its capture widget was given with this capture.
+                _ => serde_json::json!({
+                    "ok": true, "liveness": true, "match": request["session"] == "me", "nonce": request["nonce"]
+                }),
             };
             (StatusCode::OK, answer.to_string())
         }
     };
-    let app = Router::new().route("/sms", post(handler.clone())).route("/biometric", post(handler));
+    let app = Router::new()
+        .route("/sms", post(handler.clone()))
+        .route("/biometric", post(handler.clone()))
+        .route("/phone", post(handler));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -91,6 +99,8 @@ fn config(dir: &std::path::Path, addr: SocketAddr, ca_pem: &str, key: &str) -> k
     config.trust.biometric_adapter = kopir::config::BiometricAdapter::Http;
     config.trust.sms_url = format!("https://localhost:{}/sms", addr.port());
     config.trust.biometric_url = format!("https://localhost:{}/biometric", addr.port());
+    config.trust.phone_adapter = kopir::config::PhoneAdapter::Http;
+    config.trust.phone_url = format!("https://localhost:{}/phone", addr.port());
     config.trust.webhook_secret_file = key_file;
     config.trust.vendor_ca_file = dir.join("vendor-ca.pem");
     config.trust.adapter_timeout_secs = 1;
@@ -114,20 +124,27 @@ async fn http_adapters_sign_their_requests_and_never_pass_on_failure() {
     let sms = SmsSender::from_config(&config, &db).unwrap();
     sms.send("+77010000000", "Your kopir code: 482913").await.unwrap();
     let bio = BiometricVerifier::from_config(&config).unwrap();
-    assert_eq!(bio.verify(&iin(), "me").await.unwrap(), Verdict::Passed);
-    assert_eq!(bio.verify(&iin(), "someone else").await.unwrap(), Verdict::NoMatch);
-    assert!(matches!(bio.verify(&iin(), "slow").await, Err(BiometricError::Timeout(_))));
+    assert_eq!(bio.verify(&iin(), "me", "n-1").await.unwrap(), Verdict::Passed);
+    assert_eq!(bio.verify(&iin(), "someone else", "n-1").await.unwrap(), Verdict::NoMatch);
+    assert!(matches!(bio.verify(&iin(), "slow", "n-1").await, Err(BiometricError::Timeout(_))));
+    let registry = PhoneRegistry::from_config(&config).unwrap();
+    assert!(registry.owns(&iin(), "+77011234567").await.unwrap());
+    assert!(!registry.owns(&iin(), "+77019999999").await.unwrap());
     let seen = received.lock().unwrap().clone();
     assert_eq!(seen[0]["kind"], "sms");
     assert_eq!(seen[0]["to"], "+77010000000");
     assert_eq!(seen[1]["iin"], iin().as_str());
+    assert_eq!(seen[1]["nonce"], "n-1");
+    let asked = seen.iter().find(|r| r["kind"] == "phone").unwrap();
+    assert_eq!((asked["iin"].as_str(), asked["phone"].as_str()), (Some(iin().as_str()), Some("+77011234567")));
 
     // Signed with another key: the vendor refuses, and that is an error, not a pass.
     let forged_dir = tempfile::tempdir().unwrap();
     let forged = config_with_key(forged_dir.path(), addr, &ca);
     let sms = SmsSender::from_config(&forged, &db).unwrap();
     assert!(matches!(sms.send("+77010000000", "x").await, Err(SmsError::Unavailable(_))));
-    assert!(BiometricVerifier::from_config(&forged).unwrap().verify(&iin(), "me").await.is_err());
+    assert!(BiometricVerifier::from_config(&forged).unwrap().verify(&iin(), "me", "n-1").await.is_err());
+    assert!(PhoneRegistry::from_config(&forged).unwrap().owns(&iin(), "+77011234567").await.is_err());
 
     // A vendor certificate the platform does not trust is refused.
     let mut untrusted = config.clone();

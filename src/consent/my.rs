@@ -177,7 +177,8 @@ async fn change(
     if let Err(e) = customer.check_form(headers, csrf) {
         return e.into_response();
     }
-    let Some((_, customer_id)) = signed_in(customer) else { return Redirect::to("/my").into_response() };
+    let Some((journey, customer_id)) = signed_in(customer) else { return Redirect::to("/my").into_response() };
+    let seen = journey.clone();
     match own(state, customer_id, id.clone()).await {
         Ok(Some(_)) => {}
         Ok(None) => return HtmlError::not_found(customer.lang).into_response(),
@@ -188,6 +189,10 @@ async fn change(
     let done = state
         .db
         .write(move |tx| -> Result<Result<(), ConsentError>, StoreError> {
+            // Still the same signed-in journey (not signed out or ended since the request was read).
+            if !journey::unchanged(tx, &seen)? {
+                return Ok(Err(ConsentError::NotFound));
+            }
             let result = match bank {
                 None => super::revoke(tx, &target, &by, "withdrawn by the customer"),
                 Some(bank) => super::revoke_provider(tx, &target, bank, &by, "withdrawn by the customer for this bank"),

@@ -228,10 +228,14 @@ async fn decide(
     let code = super::random_token();
     let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
-    let (p, hash) = (pending.clone(), journey.id_hash.clone());
+    let (p, hash, seen) = (pending.clone(), journey.id_hash.clone(), journey.clone());
     let outcome = state
         .db
         .write(move |tx| -> Result<bool, StoreError> {
+            // The customer is the one the journey verified, and the journey is still open.
+            if !journey::unchanged(tx, &seen)? {
+                return Ok(false);
+            }
             // Only a request still open may be answered (a second tab cannot answer twice).
             let open: bool =
                 tx.query_row("SELECT status = 'started' FROM authorization_requests WHERE id = ?1", [&p.id], |r| {

@@ -19,7 +19,8 @@ use crate::store::{Db, StoreError, migrate};
 /// What a snapshot must never contain: each statement removes one kind of secret. Sessions of staff and
 /// customers go entirely (their rows are credentials, and a customer's holds the IIN and phone in flight); password
 /// hashes and TOTP secrets are emptied; one-time codes go (a hash of six digits is as good as the code), and so does
-/// the demo SMS outbox that shows them; hashes of request URIs, authorization codes and refresh tokens are replaced
+/// the demo SMS outbox that shows them, and the counters of face checks and codes (subjects are hashes of IINs and
+/// phones); hashes of request URIs, authorization codes and refresh tokens are replaced
 /// (useless to an auditor); webhook URLs keep only their origin (a path may carry a receiver's secret). Private keys
 /// live in files and are never in the database.
 const STRIP: &[&str] = &[
@@ -28,6 +29,8 @@ const STRIP: &[&str] = &[
     "DELETE FROM otp_challenges",
     "DELETE FROM sms_outbox",
     "DELETE FROM customer_sessions",
+    "DELETE FROM trust_attempts",
+    "DELETE FROM biometric_captures",
     "UPDATE authorization_requests SET request_uri_hash = 'redacted:' || id, code_hash = NULL, session_hash = NULL",
     "UPDATE refresh_tokens SET token_hash = 'redacted:' || rowid",
     "UPDATE organisations SET webhook_url = substr(webhook_url, 1, 8 + instr(substr(webhook_url, 9) || '/', '/') - 1)",
@@ -41,6 +44,8 @@ const LEFT_OVER: &[(&str, &str)] = &[
     ("SELECT count(*) FROM otp_challenges", "one-time code rows"),
     ("SELECT count(*) FROM sms_outbox", "SMS outbox rows"),
     ("SELECT count(*) FROM customer_sessions", "customer session rows"),
+    ("SELECT count(*) FROM trust_attempts", "face-check and SMS counters"),
+    ("SELECT count(*) FROM biometric_captures", "face capture references"),
     (
         "SELECT count(*) FROM authorization_requests WHERE code_hash IS NOT NULL OR request_uri_hash NOT LIKE 'redacted:%'",
         "authorization code or request URI hashes",

@@ -22,6 +22,8 @@ pub enum Verdict {
     LivenessFailed,
     /// A live person, but not the holder of this IIN.
     NoMatch,
+    /// The vendor's answer is for a capture made with another nonce: a capture replayed from another journey.
+    Unbound,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,7 @@ pub struct BiometricRequest {
     pub kind: String,
     pub iin: String,
     pub session: String,
+    pub nonce: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +58,8 @@ struct BiometricAnswer {
     liveness: bool,
     #[serde(default, rename = "match")]
     matched: bool,
+    #[serde(default)]
+    nonce: String,
     #[serde(default)]
     error: String,
 }
@@ -83,7 +88,8 @@ impl BiometricVerifier {
         })
     }
 
-    pub async fn verify(&self, iin: &Iin, session: &str) -> Result<Verdict, BiometricError> {
+    /// Checks the capture `session` made for the journey whose nonce is `nonce`.
+    pub async fn verify(&self, iin: &Iin, session: &str, nonce: &str) -> Result<Verdict, BiometricError> {
         match self {
             BiometricVerifier::Simulated => match session {
                 "pass" => Ok(Verdict::Passed),
@@ -96,6 +102,7 @@ impl BiometricVerifier {
                     kind: "biometric".into(),
                     iin: iin.as_str().to_string(),
                     session: session.to_string(),
+                    nonce: nonce.to_string(),
                 };
                 let answer: Result<BiometricAnswer, CommandError> = match self {
                     BiometricVerifier::Command { program, timeout } => command::call(program, &request, *timeout).await,
@@ -103,8 +110,10 @@ impl BiometricVerifier {
                     BiometricVerifier::Simulated => Err(CommandError::Failed("not an adapter".into())),
                 };
                 let answer = answer?;
+                let bound = crate::digest::constant_time_eq(answer.nonce.as_bytes(), nonce.as_bytes());
                 match (answer.ok, answer.liveness, answer.matched) {
                     (false, ..) => Err(BiometricError::Unavailable(answer.error)),
+                    (true, ..) if !bound => Ok(Verdict::Unbound),
                     (true, false, _) => Ok(Verdict::LivenessFailed),
                     (true, true, false) => Ok(Verdict::NoMatch),
                     (true, true, true) => Ok(Verdict::Passed),
@@ -136,17 +145,27 @@ mod tests {
         let t = Duration::from_secs(5);
         let verify = |body: &str, name: &str| {
             let program = script(dir.path(), name, body);
-            async move { BiometricVerifier::Command { program, timeout: t }.verify(&iin(), "vendor-session-1").await }
+            async move {
+                BiometricVerifier::Command { program, timeout: t }.verify(&iin(), "vendor-session-1", "nonce-1").await
+            }
         };
-        let pass = format!("cat > {}; echo '{{\"ok\":true,\"liveness\":true,\"match\":true}}'", seen.display());
+        let pass = format!(
+            "cat > {}; echo '{{\"ok\":true,\"liveness\":true,\"match\":true,\"nonce\":\"nonce-1\"}}'",
+            seen.display()
+        );
         assert_eq!(verify(&pass, "pass.sh").await.unwrap(), Verdict::Passed);
         let request: BiometricRequest = serde_json::from_slice(&std::fs::read(&seen).unwrap()).unwrap();
         assert_eq!((request.kind.as_str(), request.session.as_str()), ("biometric", "vendor-session-1"));
-        assert_eq!(request.iin, iin().as_str());
-        let spoof = "cat >/dev/null; echo '{\"ok\":true,\"liveness\":false,\"match\":true}'";
+        assert_eq!((request.iin.as_str(), request.nonce.as_str()), (iin().as_str(), "nonce-1"));
+        let spoof = "cat >/dev/null; echo '{\"ok\":true,\"liveness\":false,\"match\":true,\"nonce\":\"nonce-1\"}'";
         assert_eq!(verify(spoof, "spoof.sh").await.unwrap(), Verdict::LivenessFailed);
-        let other = "cat >/dev/null; echo '{\"ok\":true,\"liveness\":true,\"match\":false}'";
+        let other = "cat >/dev/null; echo '{\"ok\":true,\"liveness\":true,\"match\":false,\"nonce\":\"nonce-1\"}'";
         assert_eq!(verify(other, "other.sh").await.unwrap(), Verdict::NoMatch);
+        // A pass for a capture made with another journey's nonce (or with none) is not a pass.
+        let replayed = "cat >/dev/null; echo '{\"ok\":true,\"liveness\":true,\"match\":true,\"nonce\":\"nonce-2\"}'";
+        assert_eq!(verify(replayed, "replayed.sh").await.unwrap(), Verdict::Unbound);
+        let unbound = "cat >/dev/null; echo '{\"ok\":true,\"liveness\":true,\"match\":true}'";
+        assert_eq!(verify(unbound, "unbound.sh").await.unwrap(), Verdict::Unbound);
         let down = "cat >/dev/null; echo '{\"ok\":false,\"error\":\"register offline\"}'";
         assert!(
             matches!(verify(down, "down.sh").await, Err(BiometricError::Unavailable(e)) if e == "register offline")
@@ -155,15 +174,15 @@ mod tests {
             program: script(dir.path(), "slow.sh", "sleep 5"),
             timeout: Duration::from_millis(300),
         };
-        assert!(matches!(slow.verify(&iin(), "s").await, Err(BiometricError::Timeout(_))));
+        assert!(matches!(slow.verify(&iin(), "s", "n").await, Err(BiometricError::Timeout(_))));
     }
 
     #[tokio::test]
     async fn simulated_outcomes() {
         let v = BiometricVerifier::Simulated;
-        assert_eq!(v.verify(&iin(), "pass").await.unwrap(), Verdict::Passed);
-        assert_eq!(v.verify(&iin(), "fail-liveness").await.unwrap(), Verdict::LivenessFailed);
-        assert_eq!(v.verify(&iin(), "fail-match").await.unwrap(), Verdict::NoMatch);
-        assert!(v.verify(&iin(), "anything").await.is_err());
+        assert_eq!(v.verify(&iin(), "pass", "n").await.unwrap(), Verdict::Passed);
+        assert_eq!(v.verify(&iin(), "fail-liveness", "n").await.unwrap(), Verdict::LivenessFailed);
+        assert_eq!(v.verify(&iin(), "fail-match", "n").await.unwrap(), Verdict::NoMatch);
+        assert!(v.verify(&iin(), "anything", "n").await.is_err());
     }
 }

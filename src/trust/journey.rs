@@ -1,6 +1,11 @@
 //! A customer's verification journey: IIN (and the phone to send the code to) → biometric verification → SMS
 //! one-time code → verified. The same journey leads to the consent screen of an authorization request or to the
 //! customer's own `/my` pages. The browser holds a random cookie; the database keeps its SHA-256.
+//!
+//! A request reads the journey when its headers arrive and acts when its body has arrived, possibly much later, after
+//! other requests moved the journey on. So every step is a compare-and-set inside its write transaction: it changes
+//! the row only if the stage, the IIN, the phone, the code challenge and the face-check nonce are still what the
+//! request saw, and the identity the code step verifies is the one that passed the face check.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -67,6 +72,8 @@ pub struct Journey {
     pub biometric_failures: i64,
     pub csrf: String,
     pub expires_at: String,
+    /// The value the biometric vendor must echo for this journey's capture.
+    pub biometric_nonce: Option<String>,
 }
 
 impl Journey {
@@ -138,7 +145,8 @@ pub fn clear_cookie() -> HeaderValue {
 
 fn load_by_hash(conn: &Connection, id_hash: &str) -> rusqlite::Result<Option<Journey>> {
     conn.query_row(
-        "SELECT id_hash, purpose, stage, iin, phone, otp_id, customer_id, biometric_failures, csrf, expires_at
+        "SELECT id_hash, purpose, stage, iin, phone, otp_id, customer_id, biometric_failures, csrf, expires_at,
+                biometric_nonce
          FROM customer_sessions WHERE id_hash = ?1 AND expires_at > ?2",
         params![id_hash, clock::now_rfc3339()],
         |r| {
@@ -155,6 +163,7 @@ fn load_by_hash(conn: &Connection, id_hash: &str) -> rusqlite::Result<Option<Jou
                 biometric_failures: r.get(7)?,
                 csrf: r.get(8)?,
                 expires_at: r.get(9)?,
+                biometric_nonce: r.get(10)?,
             })
         },
     )
@@ -165,34 +174,73 @@ pub fn load(conn: &Connection, cookie_value: &str) -> rusqlite::Result<Option<Jo
     load_by_hash(conn, &sha256_hex(cookie_value.as_bytes()))
 }
 
-pub fn reload(tx: &Transaction, journey: &Journey) -> rusqlite::Result<Option<Journey>> {
-    load_by_hash(tx, &journey.id_hash)
+/// Whether the journey is still as `seen` when the request read it: same stage, identity, phone, code challenge,
+/// nonce and customer. Steps that act on what they saw check this inside their write transaction.
+pub fn unchanged(tx: &Transaction, seen: &Journey) -> rusqlite::Result<bool> {
+    Ok(load_by_hash(tx, &seen.id_hash)?.is_some_and(|now| {
+        now.stage == seen.stage
+            && now.iin == seen.iin
+            && now.phone == seen.phone
+            && now.otp_id == seen.otp_id
+            && now.biometric_nonce == seen.biometric_nonce
+            && now.customer_id == seen.customer_id
+    }))
 }
 
-/// The customer said who they are: next is the biometric step.
-pub fn identified(tx: &Transaction, id_hash: &str, iin: &str, phone: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE customer_sessions SET iin = ?2, phone = ?3, stage = 'biometric' WHERE id_hash = ?1",
-        params![id_hash, iin, phone],
+/// The customer said who they are: next is the face check, with a fresh nonce. False when the journey had already
+/// left the first step (another request identified it first).
+pub fn identified(tx: &Transaction, seen: &Journey, iin: &str, phone: &str) -> rusqlite::Result<bool> {
+    let changed = tx.execute(
+        "UPDATE customer_sessions SET iin = ?2, phone = ?3, stage = 'biometric', biometric_nonce = ?4
+         WHERE id_hash = ?1 AND stage = 'identify'",
+        params![seen.id_hash, iin, phone, crate::oauth::random_token()],
     )?;
-    Ok(())
+    Ok(changed == 1)
 }
 
-pub fn biometric_failed(tx: &Transaction, id_hash: &str) -> rusqlite::Result<i64> {
-    tx.execute(
-        "UPDATE customer_sessions SET biometric_failures = biometric_failures + 1 WHERE id_hash = ?1",
-        [id_hash],
+/// A failed face check of the identity `seen`; the failures so far, or None when the journey has moved on.
+pub fn biometric_failed(tx: &Transaction, seen: &Journey) -> rusqlite::Result<Option<i64>> {
+    let changed = tx.execute(
+        "UPDATE customer_sessions SET biometric_failures = biometric_failures + 1
+         WHERE id_hash = ?1 AND stage = 'biometric' AND iin = ?2 AND biometric_nonce = ?3",
+        params![seen.id_hash, seen.iin, seen.biometric_nonce],
     )?;
-    tx.query_row("SELECT biometric_failures FROM customer_sessions WHERE id_hash = ?1", [id_hash], |r| r.get(0))
+    if changed == 0 {
+        return Ok(None);
+    }
+    tx.query_row("SELECT biometric_failures FROM customer_sessions WHERE id_hash = ?1", [&seen.id_hash], |r| r.get(0))
+        .map(Some)
 }
 
-pub fn code_sent(tx: &Transaction, id_hash: &str, otp_id: &str) -> rusqlite::Result<()> {
-    tx.execute("UPDATE customer_sessions SET otp_id = ?2, stage = 'otp' WHERE id_hash = ?1", params![id_hash, otp_id])?;
-    Ok(())
+/// The identity `seen` passed the face check and its code went to the phone `seen`: next is the code. False when the
+/// journey has moved on (its identity cannot have changed while it stayed at the face check).
+pub fn code_sent(tx: &Transaction, seen: &Journey, otp_id: &str) -> rusqlite::Result<bool> {
+    let changed = tx.execute(
+        "UPDATE customer_sessions SET otp_id = ?5, stage = 'otp'
+         WHERE id_hash = ?1 AND stage = 'biometric' AND iin = ?2 AND phone = ?3 AND biometric_nonce = ?4",
+        params![seen.id_hash, seen.iin, seen.phone, seen.biometric_nonce, otp_id],
+    )?;
+    Ok(changed == 1)
 }
 
-/// Both factors passed: the customer is known (created on first visit) and the phone is forgotten.
-pub fn verified(tx: &Transaction, id_hash: &str, iin: &str) -> rusqlite::Result<i64> {
+/// The phone given is not the person's (the registry says so): back to the first step, identity forgotten, so the
+/// customer gives their own number and passes the face check again.
+pub fn phone_refused(tx: &Transaction, seen: &Journey) -> rusqlite::Result<bool> {
+    let changed = tx.execute(
+        "UPDATE customer_sessions SET stage = 'identify', iin = NULL, phone = NULL, biometric_nonce = NULL
+         WHERE id_hash = ?1 AND stage = 'biometric' AND iin = ?2 AND phone = ?3 AND biometric_nonce = ?4",
+        params![seen.id_hash, seen.iin, seen.phone, seen.biometric_nonce],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Both factors passed for the identity `seen` (the one that passed the face check, whose code this was): the
+/// customer is known (created on first visit) and the phone is forgotten. None when the journey has moved on.
+pub fn verified(tx: &Transaction, seen: &Journey) -> rusqlite::Result<Option<i64>> {
+    let (Some(iin), Some(otp_id)) = (&seen.iin, &seen.otp_id) else { return Ok(None) };
+    if seen.stage != Stage::Otp || !unchanged(tx, seen)? {
+        return Ok(None);
+    }
     let now = clock::now_rfc3339();
     tx.execute(
         "INSERT INTO customers (iin, created_at, last_seen_at) VALUES (?1, ?2, ?2)
@@ -200,12 +248,12 @@ pub fn verified(tx: &Transaction, id_hash: &str, iin: &str) -> rusqlite::Result<
         params![iin, now],
     )?;
     let customer_id: i64 = tx.query_row("SELECT id FROM customers WHERE iin = ?1", [iin], |r| r.get(0))?;
-    tx.execute(
-        "UPDATE customer_sessions SET stage = 'verified', customer_id = ?2, phone = NULL, otp_id = NULL
-         WHERE id_hash = ?1",
-        params![id_hash, customer_id],
+    let changed = tx.execute(
+        "UPDATE customer_sessions SET stage = 'verified', customer_id = ?4, phone = NULL, otp_id = NULL
+         WHERE id_hash = ?1 AND stage = 'otp' AND iin = ?2 AND otp_id = ?3",
+        params![seen.id_hash, iin, otp_id, customer_id],
     )?;
-    Ok(customer_id)
+    Ok((changed == 1).then_some(customer_id))
 }
 
 /// Ends the journey (failed, cancelled or done): nothing more happens with this cookie.

@@ -5,8 +5,10 @@
 pub mod biometric;
 pub mod command;
 pub mod journey;
+pub mod limits;
 pub mod otp;
 pub mod pages;
+pub mod phone;
 pub mod sms;
 pub mod webhook;
 

@@ -115,25 +115,10 @@ pub enum Resend {
 /// A new code for an open challenge, to the same phone number, at most every 60 s and 3 times in all. The attempts
 /// already used stay used, and the expiry moves with the new code.
 pub fn resend(tx: &Transaction, id: &str, phone: &str) -> rusqlite::Result<Resend> {
-    let row: Option<(String, String, i64, String)> = tx
-        .query_row("SELECT phone_hash, last_sent_at, sends, status FROM otp_challenges WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    let Some((stored_phone, last_sent_at, sends, status)) = row else { return Ok(Resend::Unknown) };
-    if status != "pending" || !constant_time_eq(stored_phone.as_bytes(), phone_hash(phone).as_bytes()) {
-        return Ok(Resend::Unknown);
-    }
-    if sends >= MAX_SENDS {
-        return Ok(Resend::TooMany);
+    if let Some(refused) = resend_refusal(tx, id, phone)? {
+        return Ok(refused);
     }
     let now = clock::now();
-    if let Ok(last) = clock::parse(&last_sent_at) {
-        let next = last + RESEND_AFTER;
-        if now < next {
-            return Ok(Resend::Wait((next - now).whole_seconds().max(1)));
-        }
-    }
     let salt = hex::encode(rand::random::<[u8; 16]>());
     let code = random_code();
     tx.execute(
@@ -142,6 +127,30 @@ pub fn resend(tx: &Transaction, id: &str, phone: &str) -> rusqlite::Result<Resen
         params![id, salt, hash(&salt, &code), clock::rfc3339(now), clock::rfc3339(now + TTL)],
     )?;
     Ok(Resend::Code(code))
+}
+
+/// Why a resend may not happen now (None: it may).
+pub fn resend_refusal(tx: &Transaction, id: &str, phone: &str) -> rusqlite::Result<Option<Resend>> {
+    let row: Option<(String, String, i64, String)> = tx
+        .query_row("SELECT phone_hash, last_sent_at, sends, status FROM otp_challenges WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((stored_phone, last_sent_at, sends, status)) = row else { return Ok(Some(Resend::Unknown)) };
+    if status != "pending" || !constant_time_eq(stored_phone.as_bytes(), phone_hash(phone).as_bytes()) {
+        return Ok(Some(Resend::Unknown));
+    }
+    if sends >= MAX_SENDS {
+        return Ok(Some(Resend::TooMany));
+    }
+    let now = clock::now();
+    if let Ok(last) = clock::parse(&last_sent_at) {
+        let next = last + RESEND_AFTER;
+        if now < next {
+            return Ok(Some(Resend::Wait((next - now).whole_seconds().max(1))));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

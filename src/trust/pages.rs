@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::biometric::{BiometricVerifier, Verdict};
 use super::journey::{self, Customer, Journey, MAX_BIOMETRIC_FAILURES, Purpose, Stage};
+use super::limits::{self, Subject};
 use super::otp;
 use crate::config::Mode;
 use crate::consent::ChangedBy;
@@ -54,6 +55,8 @@ struct VerifyPage<'a> {
     iin: &'a str,
     phone: &'a str,
     masked_iin: String,
+    /// Given to the vendor's capture widget, which binds the capture to this journey.
+    nonce: &'a str,
     simulated: bool,
     demo: bool,
     /// A sandbox journey: a sandbox application's consent, or a test customer's own pages on a production platform.
@@ -92,18 +95,12 @@ fn asking(pending: &Option<Pending>) -> Option<Asking> {
     })
 }
 
-/// Whether the journey is a sandbox one: for a sandbox application's consent; or, on a platform in production mode,
-/// a test customer's own pages (no real person is behind a test customer, so nothing real can verify them). On a
-/// demo platform every adapter is simulated anyway, and the demo's outbox holds the codes.
-fn is_sandbox(state: &AppState, journey: &Journey, pending: &Option<Pending>) -> bool {
-    match pending {
-        Some(p) => p.consent.mode.is_sandbox(),
-        None => {
-            state.config.mode == Mode::Production
-                && journey.purpose == Purpose::My
-                && journey.iin.as_deref().is_some_and(crate::apps::is_test_customer)
-        }
-    }
+/// Whether the journey is a sandbox one: for a sandbox application's consent. On a demo platform every adapter is
+/// simulated anyway, and the demo's outbox holds the codes. (A test customer's own `/my` pages on a production
+/// platform are refused at the first step: no real person is behind a test customer, so nothing real could verify
+/// them, and a simulated check would open them to anyone.)
+fn is_sandbox(pending: &Option<Pending>) -> bool {
+    pending.as_ref().is_some_and(|p| p.consent.mode.is_sandbox())
 }
 
 /// Renders one step of the journey.
@@ -132,7 +129,7 @@ async fn render_step(
         Ok(p) => p,
         Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
-    let sandbox = is_sandbox(state, journey, &pending);
+    let sandbox = is_sandbox(&pending);
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     render_status(
         status,
@@ -146,6 +143,7 @@ async fn render_step(
             iin: journey.iin.as_deref().unwrap_or(""),
             phone: "",
             masked_iin: journey.masked_iin(),
+            nonce: journey.biometric_nonce.as_deref().unwrap_or(""),
             simulated: sandbox || matches!(state.biometric, BiometricVerifier::Simulated),
             demo: state.config.mode == Mode::Demo && !sandbox,
             sandbox,
@@ -204,22 +202,53 @@ async fn identify(
         return step_page(&state, &customer, &journey, "identify", Some(t.get("verify.bad_phone").into()), None).await;
     };
     // A sandbox application's consent is for test customers only; a production one on a production platform, for
-    // real people only. The customer stays on this step (a developer who typed a real IIN can pick a test one).
+    // real people only; a test customer's own pages do not exist on a production platform. The customer stays on
+    // this step (a developer who typed a real IIN can pick a test one).
     let pending = match pending_of(&state, &journey).await {
         Ok(p) => p,
         Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
-    if let Some(p) = &pending
-        && let Some(key) = crate::apps::customer_refusal(p.consent.mode, state.config.mode, iin.as_str())
-    {
+    let refusal = match &pending {
+        Some(p) => crate::apps::customer_refusal(p.consent.mode, state.config.mode, iin.as_str()),
+        None => (state.config.mode == Mode::Production && crate::apps::is_test_customer(iin.as_str()))
+            .then_some("verify.test_customer_my"),
+    };
+    if let Some(key) = refusal {
         audit_customer(&state, &customer, "trust.customer.mode_refused", &journey).await;
         return step_page(&state, &customer, &journey, "identify", Some(t.get(key).into()), None).await;
     }
-    let (hash, iin_text) = (journey.id_hash.clone(), iin.as_str().to_string());
-    match state.db.write(move |tx| journey::identified(tx, &hash, &iin_text, &phone).map_err(StoreError::from)).await {
-        Ok(()) => Redirect::to("/verify/biometric").into_response(),
+    let (seen, iin_text) = (journey.clone(), iin.as_str().to_string());
+    match state.db.write(move |tx| journey::identified(tx, &seen, &iin_text, &phone).map_err(StoreError::from)).await {
+        Ok(true) => Redirect::to("/verify/biometric").into_response(),
+        Ok(false) => conflict(customer.lang),
         Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
     }
+}
+
+/// Another request (a second tab, or a request whose body came late) moved the journey on first.
+fn conflict(lang: Lang) -> Response {
+    HtmlError::new(StatusCode::CONFLICT, lang, "verify.conflict").into_response()
+}
+
+/// A limit across journeys is reached: the step's page says when the customer may try again.
+async fn limited(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    step: &'static str,
+    retry_at: time::OffsetDateTime,
+) -> Response {
+    let t = Texts { lang: customer.lang };
+    let seconds = (retry_at - crate::clock::now()).whole_seconds().max(1);
+    let minutes = (seconds + 59) / 60;
+    audit_customer(state, customer, "trust.limit.reached", journey).await;
+    let message = t.get("verify.limit_reached").replace("{minutes}", &minutes.to_string());
+    let mut response = step_page(state, customer, journey, step, Some(message), None).await;
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 async fn biometric_page(State(state): State<AppState>, customer: Customer) -> Response {
@@ -273,6 +302,16 @@ async fn end_failed(state: &AppState, customer: &Customer, journey: &Journey, me
     response
 }
 
+/// What a face check may do before the vendor is asked.
+enum FaceCheck {
+    Go,
+    /// The journey moved on since the request read it.
+    Moved,
+    Limited(time::OffsetDateTime),
+    /// The capture reference was checked before (in this journey or another).
+    Replayed,
+}
+
 async fn biometric(
     State(state): State<AppState>,
     customer: Customer,
@@ -287,8 +326,11 @@ async fn biometric(
     if journey.stage != Stage::Biometric {
         return Redirect::to(journey.current_path()).into_response();
     }
-    let Some(iin) = journey.iin.as_deref().and_then(Iin::parse) else { return no_journey(customer.lang) };
-    let session = form.session.trim();
+    let (Some(iin), Some(nonce)) = (journey.iin.as_deref().and_then(Iin::parse), journey.biometric_nonce.clone())
+    else {
+        return no_journey(customer.lang);
+    };
+    let session = form.session.trim().to_string();
     if session.is_empty() || session.len() > 200 {
         return step_page(
             &state,
@@ -301,53 +343,150 @@ async fn biometric(
         .await;
     }
     let sandbox = match pending_of(&state, &journey).await {
-        Ok(p) => is_sandbox(&state, &journey, &p),
+        Ok(p) => is_sandbox(&p),
         Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
     // No real person is behind a test customer: their face check is always the simulated one.
     let verifier = if sandbox { &BiometricVerifier::Simulated } else { &state.biometric };
-    let verdict = match verifier.verify(&iin, session).await {
-        Ok(verdict) => verdict,
-        Err(error) => {
-            tracing::warn!(%error, "biometric adapter failed");
-            // The vendor failed, not the customer: nothing counts against them; they may try again.
-            return step_page(
-                &state,
-                &customer,
-                &journey,
-                "biometric",
-                Some(t.get("verify.biometric_unavailable").into()),
-                None,
-            )
-            .await;
-        }
+    let real_capture = !matches!(verifier, BiometricVerifier::Simulated);
+    let (seen, trust, source, capture) =
+        (journey.clone(), state.config.trust.clone(), customer.source.clone(), session.clone());
+    let allowed = state
+        .db
+        .write(move |tx| -> Result<FaceCheck, StoreError> {
+            if !journey::unchanged(tx, &seen)? {
+                return Ok(FaceCheck::Moved);
+            }
+            let subjects = [Subject::Iin(seen.iin.as_deref().unwrap_or_default()), Subject::Source(&source)];
+            if let Err(at) = limits::take(tx, &trust, limits::Kind::Face, &subjects)? {
+                return Ok(FaceCheck::Limited(at));
+            }
+            if real_capture && !limits::first_use_of_capture(tx, &capture)? {
+                return Ok(FaceCheck::Replayed);
+            }
+            Ok(FaceCheck::Go)
+        })
+        .await;
+    let verdict = match allowed {
+        Ok(FaceCheck::Go) => match verifier.verify(&iin, &session, &nonce).await {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                tracing::warn!(%error, "biometric adapter failed");
+                // The vendor failed, not the customer: nothing counts against them; they may try again.
+                return step_page(
+                    &state,
+                    &customer,
+                    &journey,
+                    "biometric",
+                    Some(t.get("verify.biometric_unavailable").into()),
+                    None,
+                )
+                .await;
+            }
+        },
+        Ok(FaceCheck::Replayed) => Verdict::Unbound,
+        Ok(FaceCheck::Moved) => return conflict(customer.lang),
+        Ok(FaceCheck::Limited(at)) => return limited(&state, &customer, &journey, "biometric", at).await,
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
     if verdict != Verdict::Passed {
-        let hash = journey.id_hash.clone();
+        let seen = journey.clone();
         let failures =
-            match state.db.write(move |tx| journey::biometric_failed(tx, &hash).map_err(StoreError::from)).await {
-                Ok(n) => n,
+            match state.db.write(move |tx| journey::biometric_failed(tx, &seen).map_err(StoreError::from)).await {
+                Ok(Some(n)) => n,
+                Ok(None) => return conflict(customer.lang),
                 Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
             };
-        audit_customer(&state, &customer, "trust.biometric.failed", &journey).await;
+        let action = if verdict == Verdict::Unbound { "trust.biometric.replayed" } else { "trust.biometric.failed" };
+        audit_customer(&state, &customer, action, &journey).await;
         if failures >= MAX_BIOMETRIC_FAILURES {
             return end_failed(&state, &customer, &journey, "verify.biometric_exhausted").await;
         }
-        let key = if verdict == Verdict::LivenessFailed { "verify.liveness_failed" } else { "verify.no_match" };
-        return step_page(&state, &customer, &journey, "biometric", Some(t.get(key).into()), None).await;
+        let key = match verdict {
+            Verdict::LivenessFailed => "verify.liveness_failed",
+            Verdict::Unbound => "verify.capture_unbound",
+            _ => "verify.no_match",
+        };
+        return step_page(&state, &customer, &journey, "biometric", Some(key_text(t, key)), None).await;
+    }
+    if !sandbox && let Err(response) = phone_of_the_person(&state, &customer, &journey, &iin).await {
+        return *response;
     }
     send_code(&state, &customer, &journey, sandbox).await
+}
+
+fn key_text(t: Texts, key: &'static str) -> String {
+    t.get(key).to_string()
+}
+
+/// Asks the mobile-number registry whether the journey's phone is registered to the person who just passed the face
+/// check. If not, the journey goes back to the first step (identity forgotten) and the customer is told why.
+async fn phone_of_the_person(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    iin: &Iin,
+) -> Result<(), Box<Response>> {
+    let t = Texts { lang: customer.lang };
+    let Some(phone) = journey.phone.as_deref() else { return Err(Box::new(no_journey(customer.lang))) };
+    match state.phones.owns(iin, phone).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            let seen = journey.clone();
+            match state.db.write(move |tx| journey::phone_refused(tx, &seen).map_err(StoreError::from)).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Box::new(conflict(customer.lang))),
+                Err(e) => return Err(Box::new(HtmlError::internal(customer.lang, &e).into_response())),
+            }
+            audit_customer(state, customer, "trust.phone.not_owned", journey).await;
+            let mut back = journey.clone();
+            (back.stage, back.iin, back.phone, back.biometric_nonce) = (Stage::Identify, None, None, None);
+            let message = Some(t.get("verify.phone_not_owned").to_string());
+            Err(Box::new(step_page(state, customer, &back, "identify", message, None).await))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "phone registry adapter failed");
+            let message = Some(t.get("verify.phone_unavailable").to_string());
+            Err(Box::new(step_page(state, customer, journey, "biometric", message, None).await))
+        }
+    }
+}
+
+/// What sending a code found.
+enum CodeIssue {
+    Issued(String, String),
+    Moved,
+    Limited(time::OffsetDateTime),
 }
 
 /// Issues an OTP for the journey and sends it. If the SMS cannot be sent, the journey stays where it is. A sandbox
 /// journey's code is sent nowhere: it is shown on the next page, once (test customers have no real phone).
 async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, sandbox: bool) -> Response {
     let t = Texts { lang: customer.lang };
-    let Some(phone) = journey.phone.clone() else { return no_journey(customer.lang) };
-    let (hash, purpose, p) = (journey.id_hash.clone(), journey.otp_purpose(), phone.clone());
-    let issued = state.db.write(move |tx| otp::issue(tx, &purpose, &p).map_err(StoreError::from)).await;
+    let (Some(phone), Some(iin)) = (journey.phone.clone(), journey.iin.clone()) else {
+        return no_journey(customer.lang);
+    };
+    let (seen, purpose, trust, source) =
+        (journey.clone(), journey.otp_purpose(), state.config.trust.clone(), customer.source.clone());
+    let p = phone.clone();
+    let issued = state
+        .db
+        .write(move |tx| -> Result<CodeIssue, StoreError> {
+            if !journey::unchanged(tx, &seen)? {
+                return Ok(CodeIssue::Moved);
+            }
+            let subjects = [Subject::Iin(&iin), Subject::Phone(&p), Subject::Source(&source)];
+            if let Err(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects)? {
+                return Ok(CodeIssue::Limited(at));
+            }
+            let (otp_id, code) = otp::issue(tx, &purpose, &p)?;
+            Ok(CodeIssue::Issued(otp_id, code))
+        })
+        .await;
     let (otp_id, code) = match issued {
-        Ok(issued) => issued,
+        Ok(CodeIssue::Issued(otp_id, code)) => (otp_id, code),
+        Ok(CodeIssue::Moved) => return conflict(customer.lang),
+        Ok(CodeIssue::Limited(at)) => return limited(state, customer, journey, "biometric", at).await,
         Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
     if !sandbox {
@@ -365,8 +504,11 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, san
             .await;
         }
     }
-    if let Err(e) = state.db.write(move |tx| journey::code_sent(tx, &hash, &otp_id).map_err(StoreError::from)).await {
-        return HtmlError::internal(customer.lang, &e).into_response();
+    let seen = journey.clone();
+    match state.db.write(move |tx| journey::code_sent(tx, &seen, &otp_id).map_err(StoreError::from)).await {
+        Ok(true) => {}
+        Ok(false) => return conflict(customer.lang),
+        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     }
     if sandbox {
         // Rendered here, not after a redirect: the code is never kept, so no later page could show it.
@@ -403,25 +545,32 @@ async fn code(
     if journey.stage != Stage::Otp {
         return Redirect::to(journey.current_path()).into_response();
     }
-    let (Some(otp_id), Some(iin)) = (journey.otp_id.clone(), journey.iin.clone()) else {
+    let Some(otp_id) = journey.otp_id.clone() else {
         return no_journey(customer.lang);
     };
-    let (hash, purpose, submitted) = (journey.id_hash.clone(), journey.otp_purpose(), form.code);
+    let (seen, purpose, submitted) = (journey.clone(), journey.otp_purpose(), form.code);
     let checked = state
         .db
-        .write(move |tx| -> Result<otp::Check, StoreError> {
+        .write(move |tx| -> Result<Option<otp::Check>, StoreError> {
+            // The code belongs to the identity that passed the face check; a journey moved on since is not this one.
+            if !journey::unchanged(tx, &seen)? {
+                return Ok(None);
+            }
             let check = otp::check(tx, &otp_id, &submitted)?;
             if let otp::Check::Verified { purpose: p } = &check {
                 if *p != purpose {
-                    return Ok(otp::Check::Unknown);
+                    return Ok(Some(otp::Check::Unknown));
                 }
-                journey::verified(tx, &hash, &iin)?;
+                if journey::verified(tx, &seen)?.is_none() {
+                    return Ok(None);
+                }
             }
-            Ok(check)
+            Ok(Some(check))
         })
         .await;
     match checked {
-        Ok(otp::Check::Verified { .. }) => {
+        Ok(None) => conflict(customer.lang),
+        Ok(Some(otp::Check::Verified { .. })) => {
             audit_customer(&state, &customer, "trust.customer.verified", &journey).await;
             Redirect::to(match journey.purpose {
                 Purpose::Authorize => authorize::CONSENT_PAGE,
@@ -429,14 +578,14 @@ async fn code(
             })
             .into_response()
         }
-        Ok(otp::Check::Wrong { attempts_left }) => {
+        Ok(Some(otp::Check::Wrong { attempts_left })) => {
             let message = t.get("verify.wrong_code").replace("{left}", &attempts_left.to_string());
             step_page(&state, &customer, &journey, "code", Some(message), None).await
         }
-        Ok(otp::Check::Expired) => {
+        Ok(Some(otp::Check::Expired)) => {
             step_page(&state, &customer, &journey, "code", Some(t.get("verify.code_expired").into()), None).await
         }
-        Ok(otp::Check::Exhausted) | Ok(otp::Check::Unknown) => {
+        Ok(Some(otp::Check::Exhausted | otp::Check::Unknown)) => {
             audit_customer(&state, &customer, "trust.otp.exhausted", &journey).await;
             end_failed(&state, &customer, &journey, "verify.code_exhausted").await
         }
@@ -447,6 +596,13 @@ async fn code(
 #[derive(Deserialize)]
 struct CsrfForm {
     csrf: String,
+}
+
+/// What a resend found.
+enum Resent {
+    Otp(otp::Resend),
+    Moved,
+    Limited(time::OffsetDateTime),
 }
 
 async fn resend(
@@ -464,11 +620,35 @@ async fn resend(
         return Redirect::to(journey.current_path()).into_response();
     };
     let sandbox = match pending_of(&state, &journey).await {
-        Ok(p) => is_sandbox(&state, &journey, &p),
+        Ok(p) => is_sandbox(&p),
         Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
     };
-    let p = phone.clone();
-    let outcome = state.db.write(move |tx| otp::resend(tx, &otp_id, &p).map_err(StoreError::from)).await;
+    let (seen, trust, source, p) =
+        (journey.clone(), state.config.trust.clone(), customer.source.clone(), phone.clone());
+    let outcome = state
+        .db
+        .write(move |tx| -> Result<Resent, StoreError> {
+            if !journey::unchanged(tx, &seen)? {
+                return Ok(Resent::Moved);
+            }
+            // Only a resend that would send counts against the limits; one refused for its wait or count does not.
+            if let Some(refused) = otp::resend_refusal(tx, &otp_id, &p)? {
+                return Ok(Resent::Otp(refused));
+            }
+            let iin = seen.iin.as_deref().unwrap_or_default();
+            let subjects = [Subject::Iin(iin), Subject::Phone(&p), Subject::Source(&source)];
+            if let Err(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects)? {
+                return Ok(Resent::Limited(at));
+            }
+            Ok(Resent::Otp(otp::resend(tx, &otp_id, &p)?))
+        })
+        .await;
+    let outcome = match outcome {
+        Ok(Resent::Otp(outcome)) => Ok(outcome),
+        Ok(Resent::Moved) => return conflict(customer.lang),
+        Ok(Resent::Limited(at)) => return limited(&state, &customer, &journey, "code", at).await,
+        Err(e) => Err(e),
+    };
     let (error, notice) = match outcome {
         Ok(otp::Resend::Code(code)) if sandbox => {
             let notice = Some(t.get("verify.code_resent").to_string());

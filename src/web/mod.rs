@@ -58,6 +58,8 @@ pub struct Platform {
     /// How one-time codes reach customers, and how they pass biometric verification (`[trust]`).
     pub sms: crate::trust::sms::SmsSender,
     pub biometric: crate::trust::biometric::BiometricVerifier,
+    /// The registry of mobile numbers by IIN.
+    pub phones: crate::trust::phone::PhoneRegistry,
     /// The data-exchange gateway: the bank client, account-id key, meter and token keys.
     pub gateway: Arc<crate::gateway::Gateway>,
 }
@@ -220,6 +222,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     let public_url: Arc<str> = effective_public_url(&config.server.public_url, addr).into();
     let sms = crate::trust::sms::SmsSender::from_config(&config, &db).map_err(ServeError::Adapter)?;
     let biometric = crate::trust::biometric::BiometricVerifier::from_config(&config).map_err(ServeError::Adapter)?;
+    let phones = crate::trust::phone::PhoneRegistry::from_config(&config).map_err(ServeError::Adapter)?;
     let (gateway, metered) = crate::gateway::Gateway::new(&config)?;
     let config = Arc::new(config);
     let state = AppState(Arc::new(Platform {
@@ -231,6 +234,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         signer: crate::oauth::jwks::Signer::new(config.clone()),
         sms,
         biometric,
+        phones,
         gateway,
     }));
     let mut app = router(state.clone());

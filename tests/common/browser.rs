@@ -87,6 +87,13 @@ impl Browser {
         format!("{}{}", self.base, path)
     }
 
+    /// The `Cookie` header this browser sends to the platform.
+    pub fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = self.base.parse().unwrap();
+        self.jar.cookies(&url).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    }
+
     async fn page(response: reqwest::Response) -> Page {
         let status = response.status().as_u16();
         let url = response.url().to_string();
