@@ -517,3 +517,10 @@ CREATE INDEX applications_mode ON applications (mode, organisation_id);
 -- sandbox's traffic out with one condition.
 ALTER TABLE exchanges ADD COLUMN environment TEXT NOT NULL DEFAULT 'production'
     CHECK (environment IN ('production', 'sandbox'));
+
+-- migration 11: indexes for the sweeps of expired sessions and old sign-in attempts (sessions now start only at sign-in)
+-- `session::start` deletes sessions past their end or idle too long: without these each sign-in scanned the table.
+CREATE INDEX sessions_expires ON sessions (expires_at);
+CREATE INDEX sessions_last_seen ON sessions (last_seen_at);
+-- The daily purge of sign-in attempts reads `at` alone (the older index leads with the source address).
+CREATE INDEX login_attempts_at ON login_attempts (at);
