@@ -298,4 +298,31 @@ mod tests {
         assert!(!verify_password("wrong password", &hash));
         assert!(!verify_password(&password, "not a hash"));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_hashes_run_at_once_than_the_bound() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let passwords = Passwords::new(2);
+        let (running, most) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (passwords, running, most) = (passwords.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    passwords
+                        .run(move || {
+                            most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().is_some());
+        }
+        assert!(most.load(Ordering::SeqCst) <= 2, "{} ran at once", most.load(Ordering::SeqCst));
+        assert_eq!(passwords.computed(), 8);
+        assert!(!passwords.verify("x".into(), None).await);
+    }
 }
