@@ -539,3 +539,10 @@ CREATE TABLE biometric_captures (
     used_at       TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX biometric_captures_used ON biometric_captures (used_at);
+
+-- migration 12: indexes for the sweeps of expired sessions and old sign-in attempts (sessions now start only at sign-in)
+-- `session::start` deletes sessions past their end or idle too long: without these each sign-in scanned the table.
+CREATE INDEX sessions_expires ON sessions (expires_at);
+CREATE INDEX sessions_last_seen ON sessions (last_seen_at);
+-- The daily purge of sign-in attempts reads `at` alone (the older index leads with the source address).
+CREATE INDEX login_attempts_at ON login_attempts (at);

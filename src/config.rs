@@ -37,6 +37,33 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub webhooks: WebhooksConfig,
     pub sandbox: SandboxConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Request rate limits (`crate::web::rate_limit`), checked before a request does any other work, and the bound on
+/// password hashing. Rates are sustained rates; a burst is what may come at once on top of an idle period.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Set to false to turn the rate limits off (the bound on concurrent password hashes stays).
+    pub enabled: bool,
+    /// Open Banking API requests (consents, accounts) per second per client certificate, and the burst.
+    pub api_per_second: u32,
+    pub api_burst: u32,
+    /// Requests to the clients' OAuth endpoints (PAR, token, revocation, introspection) per second per client
+    /// certificate, and the burst.
+    pub oauth_per_second: u32,
+    pub oauth_burst: u32,
+    /// Requests per second per source address (IPv6: per /64) for everything else — pages, assets, and API calls
+    /// made without a valid client certificate — and the burst.
+    pub pages_per_second: u32,
+    pub pages_burst: u32,
+    /// Sign-in, second-factor, password-change and registration form posts per minute per source address, and the
+    /// burst (these run argon2id or guess a code).
+    pub sign_in_per_minute: u32,
+    pub sign_in_burst: u32,
+    /// Password hashes (argon2id, 19 MiB and tens of milliseconds of one CPU each) computed at once; others wait.
+    pub max_concurrent_password_hashes: usize,
 }
 
 /// The technological sandbox's scheduled checks of published APIs (`crate::sandbox::schedule`).
@@ -435,6 +462,15 @@ impl Config {
             ("gateway.max_idle_per_bank", self.gateway.max_idle_per_bank as u64, 1, 1024),
             ("gateway.meter_batch", self.gateway.meter_batch as u64, 1, 100_000),
             ("gateway.meter_flush_ms", self.gateway.meter_flush_ms, 10, 60_000),
+            ("limits.api_per_second", self.limits.api_per_second.into(), 1, 10_000_000),
+            ("limits.api_burst", self.limits.api_burst.into(), 1, 10_000_000),
+            ("limits.oauth_per_second", self.limits.oauth_per_second.into(), 1, 10_000_000),
+            ("limits.oauth_burst", self.limits.oauth_burst.into(), 1, 10_000_000),
+            ("limits.pages_per_second", self.limits.pages_per_second.into(), 1, 10_000_000),
+            ("limits.pages_burst", self.limits.pages_burst.into(), 1, 10_000_000),
+            ("limits.sign_in_per_minute", self.limits.sign_in_per_minute.into(), 1, 10_000_000),
+            ("limits.sign_in_burst", self.limits.sign_in_burst.into(), 1, 10_000_000),
+            ("limits.max_concurrent_password_hashes", self.limits.max_concurrent_password_hashes as u64, 1, 256),
         ] {
             if !(low..=high).contains(&value) {
                 return Err(fail(key, format!("must be between {low} and {high}")));

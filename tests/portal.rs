@@ -35,8 +35,9 @@ async fn session_cookie_is_host_only_secure_httponly_strict() {
     let platform = Platform::start().await;
     let browser = Browser::new(&platform);
     let response = browser.client.get(browser.url("/login")).send().await.unwrap();
+    // An anonymous visitor gets the form cookie (the session cookie comes with sign-in; same attributes).
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.starts_with("__Host-kopir_session="), "{cookie}");
+    assert!(cookie.starts_with("__Host-kopir_form="), "{cookie}");
     for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
     }

@@ -159,6 +159,66 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     PasswordVerifier::<str>::verify_password(&Argon2::default(), password.as_bytes(), stored).is_ok()
 }
 
+/// Password hashing on behalf of requests: argon2id runs on blocking threads, at most `limit` at once (each takes
+/// 19 MiB and tens of milliseconds of a CPU), so a flood of sign-ins cannot exhaust memory or the blocking pool;
+/// the others wait their turn. The permit is held by the blocking task, so a cancelled request frees it only when
+/// its hash is done.
+#[derive(Clone)]
+pub struct Passwords {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    computed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Passwords {
+    pub fn new(limit: usize) -> Passwords {
+        Passwords {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
+            computed: std::sync::Arc::default(),
+        }
+    }
+
+    /// How many hashes (and checks) have been computed so far.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        let computed = self.computed.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            work()
+        })
+        .await
+        .ok()
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        self.run(move || hash_password(&password)).await.unwrap_or(Err(PasswordError::Hash))
+    }
+
+    /// Checks `password` against `stored`; with no stored hash (an unknown user name) it checks against a hash of a
+    /// random password instead, so the time taken does not reveal which accounts exist.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+        self.run(move || match stored {
+            Some(stored) => verify_password(&password, &stored),
+            None => {
+                let _ = verify_password(&password, dummy_hash());
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// An argon2id hash of a random password, checked against when the user name is unknown.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
+}
+
 /// A random password of 20 characters from an alphabet without look-alikes (about 115 bits).
 pub fn generate_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -237,5 +297,32 @@ mod tests {
         assert!(verify_password(&password, &hash));
         assert!(!verify_password("wrong password", &hash));
         assert!(!verify_password(&password, "not a hash"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_hashes_run_at_once_than_the_bound() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let passwords = Passwords::new(2);
+        let (running, most) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (passwords, running, most) = (passwords.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    passwords
+                        .run(move || {
+                            most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().is_some());
+        }
+        assert!(most.load(Ordering::SeqCst) <= 2, "{} ran at once", most.load(Ordering::SeqCst));
+        assert_eq!(passwords.computed(), 8);
+        assert!(!passwords.verify("x".into(), None).await);
     }
 }

@@ -140,54 +140,55 @@ async fn login(
     }
     let t = Texts { lang: visitor.lang };
     let username = form.username.trim().to_string();
-    // The password check is slow by design: it runs on a blocking thread, outside the write transaction.
+    // The address's recent attempts are counted before the (deliberately slow) password check, so a throttled
+    // address costs no hash.
     let candidate = {
-        let username = username.clone();
+        let (username, source) = (username.clone(), visitor.source.clone());
         state
             .db
             .read(move |c| -> Result<_, StoreError> {
-                let Some(user) = super::user_by_username(c, &username)? else { return Ok(None) };
+                if recent_attempts(c, &source)? >= ATTEMPTS_PER_SOURCE {
+                    return Ok(Err(()));
+                }
+                let Some(user) = super::user_by_username(c, &username)? else { return Ok(Ok(None)) };
                 let hash = super::password_hash_of(c, user.id)?;
-                Ok(Some((user, hash.unwrap_or_default())))
+                Ok(Ok(Some((user, hash.unwrap_or_default()))))
             })
             .await
     };
     let candidate = match candidate {
-        Ok(c) => c,
+        Ok(Ok(c)) => c,
+        Ok(Err(())) => return throttled(visitor.lang),
         Err(e) => return HtmlError::internal(visitor.lang, &e).into_response(),
     };
-    let password = form.password;
-    let password_ok = match &candidate {
-        Some((_, hash)) => {
-            let hash = hash.clone();
-            tokio::task::spawn_blocking(move || super::verify_password(&password, &hash)).await.unwrap_or(false)
-        }
-        None => {
-            // Spend the same time on unknown names, so timing does not reveal which accounts exist.
-            let _ = tokio::task::spawn_blocking(move || super::verify_password(&password, dummy_hash())).await;
-            false
-        }
-    };
+    // The password check runs on a blocking thread, a few at a time, outside the write transaction. An unknown
+    // name is checked against a dummy hash: timing does not reveal which accounts exist.
+    let password_ok = state.passwords.verify(form.password, candidate.as_ref().map(|(_, hash)| hash.clone())).await;
+    // A name that matches no account is kept only as a keyed tag: it is often a password typed in the wrong field.
+    let typed_name_tag = state.local_keys.name_tag(&username);
     let source = visitor.source.clone();
-    let previous = visitor.session.id_hash.clone();
+    let previous = visitor.session_id_hash().map(str::to_string);
     let outcome = state
         .db
         .write(move |tx| -> Result<LoginOutcome, StoreError> {
             let now = clock::now();
             tx.execute("DELETE FROM login_attempts WHERE at < ?1", [clock::rfc3339(now - Duration::days(1))])?;
-            let recent: i64 = tx.query_row(
-                "SELECT count(*) FROM login_attempts WHERE source = ?1 AND at > ?2",
-                params![source, clock::rfc3339(now - Duration::minutes(10))],
-                |r| r.get(0),
-            )?;
+            let recent = recent_attempts(tx, &source)?;
             tx.execute(
                 "INSERT INTO login_attempts (source, at) VALUES (?1, ?2)",
                 params![source, clock::rfc3339(now)],
             )?;
+            let known = candidate.is_some();
+            let actor = match &candidate {
+                Some((user, _)) => format!("user:{}", user.username),
+                None => "anonymous".to_string(),
+            };
             let event = |outcome, reason: &str| {
-                Event::new(format!("user:{username}"), "identity.login.password", outcome)
-                    .source(&source)
-                    .detail(serde_json::json!({ "reason": reason }))
+                let mut detail = serde_json::json!({ "reason": reason });
+                if !known {
+                    detail["typed_name"] = serde_json::Value::String(typed_name_tag.clone());
+                }
+                Event::new(actor.clone(), "identity.login.password", outcome).source(&source).detail(detail)
             };
             if recent >= ATTEMPTS_PER_SOURCE {
                 audit::append(tx, &event(Outcome::Denied, "too many attempts from this address"))?;
@@ -210,7 +211,7 @@ async fn login(
                 return Ok(LoginOutcome::Refused);
             }
             audit::append(tx, &event(Outcome::Success, "password accepted"))?;
-            let (_, cookie) = session::start(tx, Some(&previous), Some(user.id), Stage::Password, &source)?;
+            let (_, cookie) = session::start(tx, previous.as_deref(), Some(user.id), Stage::Password, &source)?;
             Ok(LoginOutcome::Accepted { user, cookie })
         })
         .await;
@@ -225,17 +226,25 @@ async fn login(
                 username: &form.username,
             },
         )),
-        Ok(LoginOutcome::Throttled) => {
-            HtmlError::new(StatusCode::TOO_MANY_REQUESTS, visitor.lang, "error.throttled").into_response()
-        }
+        Ok(LoginOutcome::Throttled) => throttled(visitor.lang),
         Err(e) => HtmlError::internal(visitor.lang, &e).into_response(),
     }
 }
 
-/// An argon2id hash of a random password, checked against when the user name is unknown.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| super::hash_password(&super::generate_password()).unwrap_or_default())
+/// Sign-in attempts from `source` in the last ten minutes.
+fn recent_attempts(conn: &rusqlite::Connection, source: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM login_attempts WHERE source = ?1 AND at > ?2",
+        params![source, clock::rfc3339(clock::now() - Duration::minutes(10))],
+        |r| r.get(0),
+    )
+}
+
+/// 429 for an address over [`ATTEMPTS_PER_SOURCE`]; the window is ten minutes, so that is the longest wait.
+fn throttled(lang: crate::web::pages::Lang) -> Response {
+    let mut response = HtmlError::new(StatusCode::TOO_MANY_REQUESTS, lang, "error.throttled").into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("600"));
+    response
 }
 
 fn locked(user: &User) -> bool {
@@ -441,7 +450,9 @@ async fn enrol(
     }
 }
 
-/// Either a forced change (pending sign-in, one-time password) or a voluntary one (signed in).
+/// Either a forced change (pending sign-in of someone who must replace a one-time password) or a voluntary one
+/// (fully signed in, second factor passed). Someone whose password was accepted but whose second factor is still
+/// pending may not change the password: that would let a stolen password alone take the account over.
 #[allow(clippy::large_enum_variant)] // built once per request and never moved around
 enum PasswordChanger {
     Forced(Pending),
@@ -449,13 +460,17 @@ enum PasswordChanger {
 }
 
 impl FromRequestParts<AppState> for PasswordChanger {
-    type Rejection = Refusal;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Ok(pending) = Pending::from_request_parts(parts, state).await {
-            return Ok(PasswordChanger::Forced(pending));
+            if pending.user.must_change_password {
+                return Ok(PasswordChanger::Forced(pending));
+            }
+            // The second factor (or its enrolment) comes first.
+            return Err(Redirect::to(after_password(&pending.user)).into_response());
         }
-        Ok(PasswordChanger::Voluntary(SignedIn::from_request_parts(parts, state).await?))
+        SignedIn::from_request_parts(parts, state).await.map(PasswordChanger::Voluntary).map_err(|r| r.into_response())
     }
 }
 
@@ -475,11 +490,6 @@ impl PasswordChanger {
 }
 
 async fn password_page(who: PasswordChanger) -> Response {
-    if let PasswordChanger::Forced(p) = &who
-        && !p.user.must_change_password
-    {
-        return Redirect::to(after_password(&p.user)).into_response();
-    }
     let t = Texts { lang: who.visitor().lang };
     let forced = matches!(who, PasswordChanger::Forced(_));
     render(&PasswordPage { t, csrf: &who.visitor().session.csrf_token, error: None, forced })
@@ -514,13 +524,11 @@ async fn change_password(
         let id = user.id;
         let hash = state.db.read(move |c| super::password_hash_of(c, id).map_err(StoreError::from)).await;
         let Ok(Some(hash)) = hash else { return refuse("password.current_wrong") };
-        let current = form.current.clone();
-        if !tokio::task::spawn_blocking(move || super::verify_password(&current, &hash)).await.unwrap_or(false) {
+        if !state.passwords.verify(form.current.clone(), Some(hash)).await {
             return refuse("password.current_wrong");
         }
     }
-    let new_password = form.new_password;
-    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || super::hash_password(&new_password)).await else {
+    let Ok(hash) = state.passwords.hash(form.new_password).await else {
         return HtmlError::internal(t.lang, &"password hashing failed").into_response();
     };
     let source = who.visitor().source.clone();

@@ -575,7 +575,7 @@ async fn add_staff(
     }
     let password = identity::generate_password();
     let for_hash = password.clone();
-    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || identity::hash_password(&for_hash)).await else {
+    let Ok(hash) = state.passwords.hash(for_hash).await else {
         return HtmlError::internal(who.lang(), &"password hashing failed").into_response();
     };
     let actor = who.audit_actor();

@@ -174,7 +174,7 @@ async fn register(
         return refuse(&form, errors);
     }
     let password = std::mem::take(&mut form.password);
-    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || identity::hash_password(&password)).await else {
+    let Ok(hash) = state.passwords.hash(password).await else {
         return HtmlError::internal(t.lang, &"password hashing failed").into_response();
     };
     let org = NewOrganisation {

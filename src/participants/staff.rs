@@ -159,7 +159,7 @@ async fn invite(
     };
     let one_time_password = identity::generate_password();
     let otp = one_time_password.clone();
-    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || identity::hash_password(&otp)).await else {
+    let Ok(hash) = state.passwords.hash(otp).await else {
         return HtmlError::internal(lang, &"password hashing failed").into_response();
     };
     let (actor, source) = (who.actor(), who.visitor.source.clone());

@@ -10,6 +10,7 @@ pub mod console;
 pub mod crl;
 pub mod files;
 pub mod lifecycle;
+pub mod local_keys;
 pub mod routes;
 
 use std::net::IpAddr;

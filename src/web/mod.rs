@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod pages;
+pub mod rate_limit;
 pub mod request_id;
 pub mod server;
 pub mod session;
@@ -62,6 +63,12 @@ pub struct Platform {
     pub phones: crate::trust::phone::PhoneRegistry,
     /// The data-exchange gateway: the bank client, account-id key, meter and token keys.
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Request rate limits (`[limits]`), checked before anything else.
+    pub rate_limits: Arc<rate_limit::RateLimits>,
+    /// Password hashing, bounded to a few at once.
+    pub passwords: crate::identity::Passwords,
+    /// Keys that never leave this server: anonymous forms' CSRF tokens, tags of mistyped user names.
+    pub local_keys: Arc<crate::pki::local_keys::LocalKeys>,
 }
 
 impl Platform {
@@ -92,6 +99,8 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error("gateway: {0}")]
     Gateway(#[from] crate::gateway::GatewayError),
+    #[error("{path}: {error}")]
+    Key { path: std::path::PathBuf, error: std::io::Error },
     #[error("trust adapters: {0}")]
     Adapter(String),
     #[error("cannot listen on {addr}: {error}")]
@@ -133,6 +142,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(config.server.request_timeout_secs),
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }
@@ -224,6 +234,9 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     let biometric = crate::trust::biometric::BiometricVerifier::from_config(&config).map_err(ServeError::Adapter)?;
     let phones = crate::trust::phone::PhoneRegistry::from_config(&config).map_err(ServeError::Adapter)?;
     let (gateway, metered) = crate::gateway::Gateway::new(&config)?;
+    let local_keys_path = crate::pki::local_keys::LocalKeys::path(&config);
+    let local_keys = crate::pki::local_keys::LocalKeys::load_or_create(&local_keys_path)
+        .map_err(|error| ServeError::Key { path: local_keys_path, error })?;
     let config = Arc::new(config);
     let state = AppState(Arc::new(Platform {
         config: config.clone(),
@@ -236,6 +249,9 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         biometric,
         phones,
         gateway,
+        rate_limits: rate_limit::RateLimits::new(&config.limits),
+        passwords: crate::identity::Passwords::new(config.limits.max_concurrent_password_hashes),
+        local_keys: Arc::new(local_keys),
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {

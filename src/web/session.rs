@@ -2,9 +2,16 @@
 //! say who may see a page.
 //!
 //! The cookie `__Host-kopir_session` (Secure, HttpOnly, SameSite=Strict, Path=/) holds 32 random bytes; the database
-//! keeps only their SHA-256. Every session — anonymous ones included — has a CSRF token that each form echoes in a
-//! hidden field; a POST is accepted only with the right token and a same-origin `Origin` header. Sessions expire
-//! after 30 idle minutes or 12 hours, and their id is replaced at each step of signing in.
+//! keeps only their SHA-256. Sessions start when a password is accepted; each has a CSRF token that every form echoes
+//! in a hidden field. Sessions expire after 30 idle minutes or 12 hours, and their id is replaced at each step of
+//! signing in.
+//!
+//! Anonymous visitors (the sign-in and registration forms) have no session and cost no database write: their forms
+//! carry a signed double-submit token instead — the cookie `__Host-kopir_form` (same attributes) holds 32 random
+//! bytes, and the form's token is an HMAC of that value under a key only this server holds
+//! ([`crate::pki::local_keys`]). A page of another site can neither read the cookie nor make the token, and the
+//! `__Host-` prefix keeps a sibling domain from planting a cookie of its own. Every POST is accepted only with the
+//! right token (compared in constant time) and a same-origin `Origin` header.
 
 use std::sync::Arc;
 
@@ -26,6 +33,8 @@ use crate::participants::{OrgStatus, Organisation};
 use crate::store::StoreError;
 
 pub const SESSION_COOKIE: &str = "__Host-kopir_session";
+/// The anonymous visitor's form cookie: the value the CSRF token of anonymous forms is bound to.
+pub const FORM_COOKIE: &str = "__Host-kopir_form";
 const IDLE: Duration = Duration::minutes(30);
 const ABSOLUTE: Duration = Duration::hours(12);
 
@@ -65,6 +74,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// A visitor without a session, whose forms carry `csrf_token` (see the module's notes).
+    fn anonymous(csrf_token: String) -> Session {
+        Session { id_hash: String::new(), stage: Stage::Anonymous, user_id: None, csrf_token, pending_totp: None }
+    }
+
     /// Checks a submitted CSRF token in constant time.
     pub fn csrf_ok(&self, submitted: &str) -> bool {
         constant_time_eq(self.csrf_token.as_bytes(), submitted.as_bytes())
@@ -80,6 +94,16 @@ fn random_token() -> String {
 pub fn session_cookie(value: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"))
         .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+fn form_cookie(value: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{FORM_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+/// A form cookie value as this server makes them (43 base64url characters); anything else is replaced.
+fn well_formed_form_cookie(value: &str) -> bool {
+    value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub fn clear_cookie() -> HeaderValue {
@@ -208,6 +232,11 @@ pub struct Visitor {
 }
 
 impl Visitor {
+    /// The id hash of the visitor's session, if there is one (anonymous visitors have none).
+    pub fn session_id_hash(&self) -> Option<&str> {
+        Some(self.session.id_hash.as_str()).filter(|id| !id.is_empty())
+    }
+
     pub fn respond(&self, response: impl IntoResponse) -> Response {
         let mut response = response.into_response();
         if let Some(c) = &self.new_cookie {
@@ -218,10 +247,11 @@ impl Visitor {
 
     /// Checks the CSRF token and the origin of a form post.
     pub fn check_form(&self, headers: &HeaderMap, submitted_token: &str) -> Result<(), HtmlError> {
-        let (no_session, bad_token, bad_origin) =
+        // A cookie made by this very request means the browser sent none: no token can match it.
+        let (no_cookie, bad_token, bad_origin) =
             (self.new_cookie.is_some(), !self.session.csrf_ok(submitted_token), !same_origin(headers, &self.host));
-        if no_session || bad_token || bad_origin {
-            tracing::warn!(source = %self.source, no_session, bad_token, bad_origin, "form refused");
+        if no_cookie || bad_token || bad_origin {
+            tracing::warn!(source = %self.source, no_cookie, bad_token, bad_origin, "form refused");
             return Err(HtmlError::new(StatusCode::FORBIDDEN, self.lang, "error.csrf"));
         }
         Ok(())
@@ -254,13 +284,17 @@ impl FromRequestParts<AppState> for Visitor {
                 });
             }
         }
-        let src = source.clone();
-        let (session, value) = state
-            .db
-            .write(move |tx| start(tx, None, None, Stage::Anonymous, &src).map_err(StoreError::from))
-            .await
-            .map_err(|e| HtmlError::internal(lang, &e))?;
-        Ok(Visitor { session, lang, source, new_cookie: Some(session_cookie(&value)), cookie_value: Some(value), host })
+        // Anonymous: no session row, a signed token bound to the form cookie (made here when missing).
+        let (form_value, new_cookie) = match cookie(&parts.headers, FORM_COOKIE) {
+            Some(value) if well_formed_form_cookie(&value) => (value, None),
+            _ => {
+                let value = random_token();
+                let set = form_cookie(&value);
+                (value, Some(set))
+            }
+        };
+        let session = Session::anonymous(state.local_keys.form_token(&form_value));
+        Ok(Visitor { session, lang, source, new_cookie, cookie_value: None, host })
     }
 }
 

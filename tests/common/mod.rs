@@ -38,6 +38,14 @@ pub fn test_config(dir: &Path) -> Config {
     config.server.public_url = "https://localhost:0".into();
     config.log.stderr = false;
     config.server.shutdown_grace_secs = 10;
+    // Tests send many requests from 127.0.0.1 in quick succession. The rate limits stay on (every request passes
+    // the middleware) but high enough that only the tests about limits, which lower them, meet them.
+    config.limits.pages_per_second = 100_000;
+    config.limits.pages_burst = 100_000;
+    config.limits.sign_in_per_minute = 100_000;
+    config.limits.sign_in_burst = 100_000;
+    config.limits.oauth_per_second = 100_000;
+    config.limits.oauth_burst = 100_000;
     config
 }
 
