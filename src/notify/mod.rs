@@ -187,6 +187,18 @@ pub fn url_acceptable(url: &str) -> bool {
     url.len() <= URL_MAX && !url.contains('?') && crate::apps::redirect_uri_acceptable(url)
 }
 
+/// What the audit journal keeps of a webhook URL: its origin (scheme, host, port). The path may carry a receiver's
+/// secret, and the journal goes into every auditor's snapshot; the origin is enough to follow who pointed events
+/// where. "" stays "" (webhooks switched off).
+pub fn origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return String::new() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Whatever precedes an `@` is user information, which is a credential.
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
+}
+
 /// Outbox totals, for `kopir status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -389,6 +401,14 @@ mod tests {
             assert!(!url_acceptable(bad), "{bad}");
         }
         assert!(!url_acceptable(&format!("https://hooks.bank.kz/{}", "a".repeat(600))));
+    }
+
+    #[test]
+    fn the_journal_keeps_only_a_webhook_url_s_origin() {
+        assert_eq!(origin("https://hooks.bank.kz:8443/kopir/s3cret-token"), "https://hooks.bank.kz:8443");
+        assert_eq!(origin("https://hooks.bank.kz"), "https://hooks.bank.kz");
+        assert_eq!(origin("https://user:pw@hooks.bank.kz/x?token=t#f"), "https://hooks.bank.kz");
+        assert_eq!(origin(""), "");
     }
 
     #[test]
