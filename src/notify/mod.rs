@@ -133,14 +133,17 @@ pub struct Delivery {
     pub created_at: String,
     pub status: DeliveryStatus,
     pub attempts: i64,
+    /// Coarse, as the participant sees it.
     pub last_error: String,
+    /// What the operator sees: the reason in detail.
+    pub last_error_detail: String,
     pub delivered_at: Option<String>,
 }
 
 /// The latest `limit` events of an organisation, newest first.
 pub fn recent(conn: &Connection, organisation_id: i64, limit: usize) -> rusqlite::Result<Vec<Delivery>> {
     let mut stmt = conn.prepare(
-        "SELECT event_id, event_type, created_at, status, attempts, last_error, delivered_at
+        "SELECT event_id, event_type, created_at, status, attempts, last_error, delivered_at, last_error_detail
          FROM webhook_outbox WHERE organisation_id = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![organisation_id, limit as i64], |r| {
@@ -155,6 +158,7 @@ pub fn recent(conn: &Connection, organisation_id: i64, limit: usize) -> rusqlite
             attempts: r.get(4)?,
             last_error: r.get(5)?,
             delivered_at: r.get(6)?,
+            last_error_detail: r.get(7)?,
         })
     })?;
     rows.collect()
@@ -299,32 +303,34 @@ pub(crate) fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Resul
 pub(crate) fn record_delivered(tx: &Transaction, id: i64, now: &str) -> rusqlite::Result<usize> {
     tx.execute(
         "UPDATE webhook_outbox SET status = 'delivered', attempts = attempts + 1, last_attempt_at = ?2,
-                                   delivered_at = ?2, last_error = ''
+                                   delivered_at = ?2, last_error = '', last_error_detail = ''
          WHERE id = ?1 AND status = 'pending'",
         params![id, now],
     )
 }
 
-/// Records a failed attempt; `next` is `None` when the event is given up.
+/// Records a failed attempt (the coarse reason the participant sees, and the operator's detail); `next` is `None`
+/// when the event is given up.
 pub(crate) fn record_failure(
     tx: &Transaction,
     id: i64,
     now: &str,
-    error: &str,
+    failure: &worker::Failure,
     next: Option<&str>,
 ) -> rusqlite::Result<usize> {
+    let (shown, detail) = (short(&failure.shown), short(&failure.detail));
     match next {
         Some(next) => tx.execute(
             "UPDATE webhook_outbox SET attempts = attempts + 1, last_attempt_at = ?2, last_error = ?3,
-                                       next_attempt_at = ?4
+                                       next_attempt_at = ?4, last_error_detail = ?5
              WHERE id = ?1 AND status = 'pending'",
-            params![id, now, short(error), next],
+            params![id, now, shown, next, detail],
         ),
         None => tx.execute(
             "UPDATE webhook_outbox SET status = 'failed', attempts = attempts + 1, last_attempt_at = ?2,
-                                       last_error = ?3
+                                       last_error = ?3, last_error_detail = ?4
              WHERE id = ?1 AND status = 'pending'",
-            params![id, now, short(error)],
+            params![id, now, shown, detail],
         ),
     }
 }
@@ -359,6 +365,7 @@ mod tests {
             give_up_after_hours: 72,
             timeout_secs: 10,
             concurrency: 8,
+            allowed_networks: Vec::new(),
         }
     }
 

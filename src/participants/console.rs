@@ -220,6 +220,9 @@ async fn decide(
         Ok(DecideOutcome::NotSubmitted) => {
             application_page(&state, &who, id, Some("console.error.not_submitted"), None, StatusCode::CONFLICT).await
         }
+        Ok(DecideOutcome::BinHeld) => {
+            application_page(&state, &who, id, Some("console.error.bin_held"), None, StatusCode::CONFLICT).await
+        }
         Ok(DecideOutcome::NotFound) => HtmlError::not_found(who.lang()).into_response(),
         Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
     }
@@ -304,6 +307,8 @@ struct ParticipantPage<'a> {
     accreditations: Vec<Accreditation>,
     members: Vec<User>,
     latest: Option<Application>,
+    /// The latest webhook deliveries, with the failures' detail that participants do not see.
+    deliveries: Vec<crate::notify::Delivery>,
     can_act: bool,
     error: Option<&'static str>,
     notice: Option<&'static str>,
@@ -326,11 +331,12 @@ async fn participant_page(
                 accreditation::accreditations_of(c, id)?,
                 identity::users_of_organisation(c, id)?,
                 accreditation::latest_application(c, id)?,
+                crate::notify::recent(c, id, crate::notify::RECENT_DELIVERIES)?,
             )))
         })
         .await;
     match found {
-        Ok(Some((org, accreditations, members, latest))) => render_status(
+        Ok(Some((org, accreditations, members, latest, deliveries))) => render_status(
             status,
             &ParticipantPage {
                 t: Texts { lang: who.lang() },
@@ -339,6 +345,7 @@ async fn participant_page(
                 accreditations,
                 members,
                 latest,
+                deliveries,
                 can_act: can_act(who),
                 error,
                 notice,

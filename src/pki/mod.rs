@@ -104,6 +104,59 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     move |error| PkiError::File { path: path.to_path_buf(), error }
 }
 
+/// The common name of the platform's own client certificate (reserved: no organisation may register a name like it).
+pub const PLATFORM_CLIENT_NAME: &str = "kopir platform client";
+
+/// The certificate policy that marks the platform's own client certificate, and that no participant's certificate
+/// ever carries (participants' certificates are made from scratch, nothing of a CSR's extensions is copied). A bank
+/// recognises the platform by this policy in the certificatePolicies extension of a client certificate that chains
+/// to the platform's root — never by the subject, which participants choose. The OID is a UUID OID (ITU-T X.667,
+/// arc 2.25), unique without registration.
+pub const PLATFORM_CLIENT_POLICY: &str = "2.25.95442352668626155380301802102688163027";
+const PLATFORM_CLIENT_POLICY_UUID: u128 = 95442352668626155380301802102688163027;
+/// id-ce-certificatePolicies (RFC 5280 §4.2.1.4).
+const CERTIFICATE_POLICIES: &[u64] = &[2, 5, 29, 32];
+
+/// The DER content (without tag and length) of [`PLATFORM_CLIENT_POLICY`]: 2.25 in one byte, then the UUID in base 128.
+fn platform_policy_oid() -> Vec<u8> {
+    let mut arc = Vec::new();
+    let mut n = PLATFORM_CLIENT_POLICY_UUID;
+    arc.push((n & 0x7f) as u8);
+    n >>= 7;
+    while n > 0 {
+        arc.push(((n & 0x7f) as u8) | 0x80);
+        n >>= 7;
+    }
+    arc.push(40 * 2 + 25);
+    arc.reverse();
+    arc
+}
+
+/// certificatePolicies ::= SEQUENCE OF PolicyInformation { policyIdentifier } with the platform's policy alone.
+fn platform_policy_extension() -> rcgen::CustomExtension {
+    // Every part is far below 128 bytes, so each length is one byte.
+    let tlv = |tag: u8, content: Vec<u8>| -> Vec<u8> {
+        let mut out = vec![tag, content.len() as u8];
+        out.extend(content);
+        out
+    };
+    let policies = tlv(0x30, tlv(0x30, tlv(0x06, platform_policy_oid())));
+    rcgen::CustomExtension::from_oid_content(CERTIFICATE_POLICIES, policies)
+}
+
+/// Whether `der` (a client certificate, already verified to chain to the platform's root) is the platform's own:
+/// it carries [`PLATFORM_CLIENT_POLICY`].
+pub fn is_platform_client(der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return false };
+    let wanted = platform_policy_oid();
+    cert.extensions().iter().any(|extension| match extension.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::CertificatePolicies(policies) => {
+            policies.iter().any(|policy| policy.policy_id.as_bytes() == wanted.as_slice())
+        }
+        _ => false,
+    })
+}
+
 /// A fresh positive 16-byte serial (RFC 5280 allows up to 20). rcgen's default derives the serial from the public
 /// key, which repeats when a key is re-certified; random serials never do.
 pub fn random_serial() -> SerialNumber {
@@ -315,7 +368,11 @@ impl Authority {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let params = match kind {
             CertKind::Server => self.server_params(config)?,
-            _ => self.leaf_params("kopir platform client", ExtendedKeyUsagePurpose::ClientAuth),
+            _ => {
+                let mut params = self.leaf_params(PLATFORM_CLIENT_NAME, ExtendedKeyUsagePurpose::ClientAuth);
+                params.custom_extensions.push(platform_policy_extension());
+                params
+            }
         };
         let cert = params.signed_by(&key, &self.issuer)?;
         files::write_key(key_path, &key.serialize_pem()).map_err(io(key_path))?;
@@ -337,6 +394,29 @@ impl Authority {
         let record = record_for(&der, &pem_of(&der), CertKind::Server, "server certificate", actor)
             .map_err(|e| PkiError::BadCertificate(paths.server_cert(), e))?;
         Ok((old, record))
+    }
+
+    /// Re-issues the platform's client certificate when the one on disk lacks [`PLATFORM_CLIENT_POLICY`] (made
+    /// before banks recognised the platform by it). Returns the replaced serial and the new record, or `None` when
+    /// the certificate already carries the policy.
+    pub fn mark_platform_client(
+        &self,
+        config: &Config,
+        actor: &str,
+    ) -> Result<Option<(Option<String>, CertRecord)>, PkiError> {
+        let paths = PkiPaths::new(config);
+        let (cert_path, key_path) = (paths.platform_client_cert(), paths.platform_client_key());
+        let current = read_text(&cert_path).ok().and_then(|pem| first_der(&pem, &cert_path).ok());
+        if current.as_ref().is_some_and(|der| is_platform_client(der)) {
+            return Ok(None);
+        }
+        let old = current.and_then(|der| describe(&der).ok()).map(|(serial, ..)| serial);
+        self.write_leaf(config, CertKind::PlatformClient, &cert_path, &key_path)?;
+        let pem = read_text(&cert_path)?;
+        let der = first_der(&pem, &cert_path)?;
+        let record = record_for(&der, &pem_of(&der), CertKind::PlatformClient, "platform client certificate", actor)
+            .map_err(|e| PkiError::BadCertificate(cert_path, e))?;
+        Ok(Some((old, record)))
     }
 
     fn issuing_record(&self) -> Result<CertRecord, PkiError> {

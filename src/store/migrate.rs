@@ -59,16 +59,31 @@ pub fn migrate(conn: &mut Connection, schema: &str) -> Result<MigrationReport, S
     if current > latest {
         return Err(StoreError::TooNew { database: current, binary: latest });
     }
-    for migration in all.iter().filter(|m| m.number > current) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(&migration.sql)
-            .map_err(|e| StoreError::Schema(format!("migration {} ({}): {e}", migration.number, migration.title)))?;
-        // PRAGMA takes no bound parameters; the number comes from our own schema, not from input.
-        tx.execute_batch(&format!("PRAGMA user_version = {}", migration.number))?;
-        tx.commit()?;
-        tracing::info!(number = migration.number, title = %migration.title, "applied database migration");
-    }
+    // A migration may rebuild a table others refer to (SQLite cannot drop a constraint in place), which needs
+    // foreign keys off — outside any transaction; every reference is checked before each migration commits instead.
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let applied = all.iter().filter(|m| m.number > current).try_for_each(|migration| apply(conn, migration));
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    applied?;
     Ok(MigrationReport { from: current, to: latest.max(current) })
+}
+
+fn apply(conn: &mut Connection, migration: &Migration) -> Result<(), StoreError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        StoreError::Schema(format!("migration {} ({}): {e}", migration.number, migration.title))
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(&migration.sql).map_err(|e| failed(&e))?;
+    let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+    if broken > 0 {
+        return Err(failed(&format!("{broken} rows would refer to rows that do not exist")));
+    }
+    // PRAGMA takes no bound parameters; the number comes from our own schema, not from input.
+    tx.execute_batch(&format!("PRAGMA user_version = {}", migration.number))?;
+    tx.commit()?;
+    tracing::info!(number = migration.number, title = %migration.title, "applied database migration");
+    Ok(())
 }
 
 #[cfg(test)]

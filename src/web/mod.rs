@@ -60,6 +60,8 @@ pub struct Platform {
     pub biometric: crate::trust::biometric::BiometricVerifier,
     /// The data-exchange gateway: the bank client, account-id key, meter and token keys.
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Where outgoing calls to participants' URLs may go (bank calls, checks, webhooks).
+    pub egress: crate::egress::Egress,
 }
 
 impl Platform {
@@ -196,6 +198,16 @@ impl Running {
 /// Opens the store and the CA and starts the HTTPS and admin listeners. `extra` routes are merged into the public
 /// router (the in-process test harness uses it; `kopir serve` passes none).
 pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Running, ServeError> {
+    start_with_lookup(config, extra, Arc::new(crate::egress::SystemLookup)).await
+}
+
+/// [`start`], with outgoing calls' names resolved by `lookup` (tests give their own, so that the egress guard's
+/// refusals are proven without a packet leaving the machine).
+pub async fn start_with_lookup(
+    config: Config,
+    extra: Option<Router<AppState>>,
+    lookup: Arc<dyn crate::egress::Lookup>,
+) -> Result<Running, ServeError> {
     let options = StoreOptions {
         readers: config.store.readers,
         busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
@@ -220,7 +232,10 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     let public_url: Arc<str> = effective_public_url(&config.server.public_url, addr).into();
     let sms = crate::trust::sms::SmsSender::from_config(&config, &db).map_err(ServeError::Adapter)?;
     let biometric = crate::trust::biometric::BiometricVerifier::from_config(&config).map_err(ServeError::Adapter)?;
-    let (gateway, metered) = crate::gateway::Gateway::new(&config)?;
+    // Banks recognise the platform by the policy in its client certificate; an older data directory gets one now.
+    crate::pki::lifecycle::ensure_platform_client_marked(&db, authority.clone(), &config).await?;
+    let egress = crate::egress::Egress::new(&config, lookup);
+    let (gateway, metered) = crate::gateway::Gateway::new(&config, egress.banks.clone())?;
     let config = Arc::new(config);
     let state = AppState(Arc::new(Platform {
         config: config.clone(),
@@ -232,6 +247,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         sms,
         biometric,
         gateway,
+        egress,
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {
