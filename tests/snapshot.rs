@@ -220,7 +220,7 @@ async fn a_secret_in_a_webhook_url_is_in_no_byte_of_the_snapshot() {
     let live = common::participant::db(&platform);
     let journal: Vec<String> = {
         let mut stmt = live
-            .prepare("SELECT detail FROM audit_log WHERE action = 'participants.profile.webhook_updated' ORDER BY id")
+            .prepare("SELECT detail FROM audit_log WHERE action = 'participants.profile.webhook_updated' ORDER BY seq")
             .unwrap();
         stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
     };
