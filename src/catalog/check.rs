@@ -352,6 +352,9 @@ fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
 /// (the provider is told its URL is not reachable from the platform; the operator's log has the detail).
 pub fn describe_send(error: &crate::egress::SendError, timeout_ms: i64) -> String {
     if let Some(refused) = error.refusal() {
+        if !refused.is_refusal() {
+            return "connection failed: the host name does not resolve".into();
+        }
         tracing::warn!(%refused, "a check's call was refused by the egress guard");
         return "connection failed: the address is not one the platform may call".into();
     }

@@ -85,8 +85,16 @@ pub enum Refused {
     NotPublic { address: IpAddr, key: &'static str },
     #[error("{host} resolves only to addresses that are not public and not in {key} ({addresses})")]
     NoPublicAddress { host: String, addresses: String, key: &'static str },
+    /// Not a refusal: the name has no address at all.
     #[error("{host} does not resolve: {error}")]
     Unresolved { host: String, error: String },
+}
+
+impl Refused {
+    /// Whether the guard refused an address (rather than the name not resolving).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Refused::Unresolved { .. })
+    }
 }
 
 /// The addresses one purpose may reach.
@@ -375,7 +383,9 @@ impl SendError {
 impl GuardedClient {
     /// Builds `builder` with the guard as its resolver.
     pub fn build(builder: reqwest::ClientBuilder, guard: Guard) -> reqwest::Result<GuardedClient> {
-        let inner = builder.dns_resolver(guard.clone()).build()?;
+        // No proxy from the environment: a proxy would resolve and connect on the platform's behalf, out of the
+        // guard's sight.
+        let inner = builder.no_proxy().dns_resolver(guard.clone()).build()?;
         Ok(GuardedClient { inner, guard })
     }
 

@@ -271,8 +271,10 @@ async fn call_unmetered<T: BankBody>(
         let response = state.gateway.client.request(request).await.map_err(|e| {
             let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
             match crate::egress::refusal(&e) {
-                Some(refused) => tracing::warn!(bank = %route.bin, %refused, "bank call refused by the egress guard"),
-                None => tracing::warn!(bank = %route.bin, error = %e, %cause, "bank unreachable"),
+                Some(refused) if refused.is_refusal() => {
+                    tracing::warn!(bank = %route.bin, %refused, "bank call refused by the egress guard")
+                }
+                _ => tracing::warn!(bank = %route.bin, error = %e, %cause, "bank unreachable"),
             }
             unreachable()
         })?;

@@ -325,6 +325,9 @@ impl Failure {
 fn describe(error: &SendError, timeout_secs: u64) -> Failure {
     let failure = |shown: &str, detail: String| Failure { shown: shown.to_string(), detail };
     if let Some(refused) = error.refusal() {
+        if !refused.is_refusal() {
+            return failure("could not connect", format!("DNS: {refused}"));
+        }
         return failure("could not connect", format!("refused by the egress guard: {refused}"));
     }
     let SendError::Http(error) = error else { return failure("could not connect", error.to_string()) };

@@ -607,3 +607,59 @@ impl TlsIdentity {
         missing
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn authority() -> (tempfile::TempDir, Config, Authority) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults().unwrap();
+        config.data_dir = dir.path().join("data");
+        bootstrap(&config).unwrap();
+        let authority = Authority::load(&config).unwrap();
+        (dir, config, authority)
+    }
+
+    #[test]
+    fn the_platform_client_certificate_carries_the_policy_and_a_csr_asking_for_it_never_gets_it() {
+        let (_dir, config, authority) = authority();
+        let paths = PkiPaths::new(&config);
+        let pem = std::fs::read_to_string(paths.platform_client_cert()).unwrap();
+        let der = first_der(&pem, &paths.platform_client_cert()).unwrap();
+        assert!(is_platform_client(der.as_ref()));
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let policies = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::CertificatePolicies(p) => Some(p.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(policies.len(), 1);
+        // The encoding is the OID the documentation names: 2.25 in the first byte, then one arc in base 128.
+        let bytes = policies[0].policy_id.as_bytes();
+        assert_eq!(bytes[0], 40 * 2 + 25);
+        let arc = bytes[1..].iter().fold(0u128, |n, b| (n << 7) | u128::from(b & 0x7f));
+        assert_eq!(format!("2.25.{arc}"), PLATFORM_CLIENT_POLICY);
+
+        // A participant's CSR with the platform's subject that asks for the platform's policy.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(PLATFORM_CLIENT_NAME, &config.pki);
+        params.custom_extensions.push(platform_policy_extension());
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        match authority.issue_client(&csr, "impostor", "test") {
+            Err(PkiError::BadCsr(_)) => {}
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(issued) => {
+                let der = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes()).next().unwrap().unwrap();
+                assert!(!is_platform_client(der.as_ref()), "a participant's certificate carries the platform's policy");
+            }
+        }
+        // Nothing on disk changes when the certificate already carries the policy.
+        assert!(authority.mark_platform_client(&config, "test").unwrap().is_none());
+    }
+}
