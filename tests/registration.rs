@@ -138,6 +138,9 @@ async fn accreditation_makes_a_bin_exclusive_and_a_second_organisation_cannot_be
                 .await
         }
     };
+    // The reviewer is told of the other registration with the same BIN.
+    let review = staff.get(&format!("/console/applications/{real}")).await;
+    review.assert_contains("id=\"same-bin\"").assert_contains("Squat Holdings LLP");
     let approved = decide(real).await;
     assert_eq!(approved.status, 200, "{}", approved.body);
     let refused = decide(squatter).await;

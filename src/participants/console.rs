@@ -117,6 +117,9 @@ struct ApplicationPage<'a> {
     app: Application,
     org: Organisation,
     documents: Vec<Document>,
+    /// Other organisations registered with the same BIN: registration claims no BIN, so the reviewer settles which
+    /// is the real one (out of band) before approving.
+    same_bin: Vec<Organisation>,
     can_decide: bool,
     error: Option<&'static str>,
     notice: Option<&'static str>,
@@ -136,11 +139,12 @@ async fn application_page(
             let Some(app) = accreditation::application(c, id)? else { return Ok(None) };
             let Some(org) = super::organisation(c, app.organisation_id)? else { return Ok(None) };
             let documents = accreditation::documents(c, id)?;
-            Ok(Some((app, org, documents)))
+            let same_bin = super::organisations_with_bin(c, &org.bin)?.into_iter().filter(|o| o.id != org.id).collect();
+            Ok(Some((app, org, documents, same_bin)))
         })
         .await;
     match found {
-        Ok(Some((app, org, documents))) => {
+        Ok(Some((app, org, documents, same_bin))) => {
             let can_decide = can_act(who)
                 && app.status == accreditation::AppStatus::Submitted
                 && org.status == OrgStatus::Registered;
@@ -152,6 +156,7 @@ async fn application_page(
                     app,
                     org,
                     documents,
+                    same_bin,
                     can_decide,
                     error,
                     notice,

@@ -120,6 +120,14 @@ pub fn organisation_by_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Opt
     .optional()
 }
 
+/// Every organisation registered with `bin`, the holder (if any) first.
+pub fn organisations_with_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Vec<Organisation>> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT {COLUMNS} FROM organisations WHERE bin = ?1 ORDER BY status = 'registered', id"))?;
+    let rows = stmt.query_map([bin], from_row)?;
+    rows.collect()
+}
+
 /// Whether `name` is too close to the platform's own names to be an organisation's: the operator's organisation in
 /// the CA's certificates (`pki.organization`), the platform's name, and the subject of its client certificate. A
 /// participant named like the platform could present itself as the platform to customers and banks.
