@@ -319,3 +319,47 @@ async fn the_bank_client_refuses_banks_outside_the_allowed_networks_before_conne
     assert_eq!(bank.accepted(), 1);
     platform.shutdown().await;
 }
+
+/// The sandbox's checks of a provider's API use the platform's credentials through the same guard as bank calls: on a
+/// production platform a base URL on a private or metadata address is refused before connecting, and the finding
+/// says so without the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_checks_refuse_base_urls_outside_the_allowed_networks_before_connecting() {
+    use kopir::sandbox::suite::{self, Credentials, Target};
+    let lookup = hosts(&[("bank.internal.test", "127.0.0.2"), ("metadata.internal.test", "169.254.169.254")]);
+    let platform = Platform::start_with_lookup(production, lookup).await;
+    let bank = Endpoint::start(&platform, "127.0.0.2:0", &["bank.internal.test"]).await;
+    let state = &platform.running().state;
+    let credentials = Credentials::platform(
+        &platform.config,
+        state.db.clone(),
+        state.signer.clone(),
+        &platform.url(""),
+        state.egress.banks.clone(),
+    )
+    .unwrap();
+    for base_url in [
+        format!("https://bank.internal.test:{}/open-banking/v1/aisp", bank.addr.port()),
+        format!("https://127.0.0.2:{}/open-banking/v1/aisp", bank.addr.port()),
+        "https://metadata.internal.test/latest".to_string(),
+    ] {
+        let target = Target {
+            base_url: base_url.clone(),
+            bin: bin("99015000401"),
+            sla_ms: 1_000,
+            timeout_ms: 3_000,
+            customers: Vec::new(),
+            with_customers: true,
+        };
+        let report = suite::run(&target, &credentials).await;
+        assert!(report.failed() > 0, "{base_url}");
+        let evidence: Vec<&str> = report.cases.iter().map(|c| c.evidence.as_str()).collect();
+        assert!(
+            evidence.iter().any(|e| e.contains("the address is not one the platform may call")),
+            "{base_url}: {evidence:?}"
+        );
+        assert!(evidence.iter().all(|e| !e.contains("127.0.0.2") && !e.contains("169.254")), "{evidence:?}");
+    }
+    assert_eq!(bank.accepted(), 0, "a refused check reached the bank");
+    platform.shutdown().await;
+}
