@@ -163,4 +163,46 @@ mod tests {
         let schema = "-- migration 1: a\nSELECT 1;\n-- migration 3: c\nSELECT 1;\n";
         assert!(matches!(migrations(schema), Err(StoreError::Schema(_))));
     }
+
+    #[test]
+    fn organisations_rebuilt_by_migration_11_keep_their_rows_and_the_rows_referring_to_them() {
+        // Everything before the migration that rebuilds `organisations` (found by its title, whatever its number).
+        let title = SCHEMA.find("webhook failures in detail for the operator only").unwrap();
+        let before = &SCHEMA[..SCHEMA[..title].rfind(MARKER).unwrap()];
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn, before).unwrap();
+        conn.execute_batch(
+            "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                        created_at, updated_at, webhook_url)
+             VALUES (7, '990140000661', 'Old Bank JSC', '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't',
+                     'https://hooks.bank.kz/x');
+             INSERT INTO users (username, role, password_hash, created_at, organisation_id)
+             VALUES ('old.admin', 'participant_admin', 'h', 't', 7);",
+        )
+        .unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        let kept: (String, String, String) = conn
+            .query_row("SELECT name, status, webhook_url FROM organisations WHERE id = 7", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("Old Bank JSC".into(), "accredited".into(), "https://hooks.bank.kz/x".into()));
+        let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(broken, 0);
+        let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert!(enforced, "foreign keys are enforced again after the migrations");
+        // A registration may repeat the BIN; a second accredited organisation with it may not.
+        let insert = |status: &str| {
+            conn.execute(
+                "INSERT INTO organisations (bin, name, licence_number, contact_email, contact_phone, status,
+                                            created_at, updated_at)
+                 VALUES ('990140000661', 'Squat LLP', '1', 'a@b.kz', '+77272500000', ?1, 't', 't')",
+                [status],
+            )
+        };
+        assert!(insert("registered").is_ok());
+        assert!(insert("accredited").is_err());
+        assert!(conn.execute("DELETE FROM organisations WHERE id = 7", []).is_err(), "references still hold");
+    }
 }
