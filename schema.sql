@@ -546,3 +546,42 @@ CREATE INDEX sessions_expires ON sessions (expires_at);
 CREATE INDEX sessions_last_seen ON sessions (last_seen_at);
 -- The daily purge of sign-in attempts reads `at` alone (the older index leads with the source address).
 CREATE INDEX login_attempts_at ON login_attempts (at);
+
+-- migration 13: webhook failures in detail for the operator only; a BIN becomes exclusive only when accredited
+-- Participants see a coarse `last_error` ("could not connect", "timed out"…), so that the delivery log cannot be used
+-- to probe which hosts and ports answer; the operator's console shows this detail.
+ALTER TABLE webhook_outbox ADD COLUMN last_error_detail TEXT NOT NULL DEFAULT '';
+-- Registering claims no BIN: otherwise anyone could squat a bank's BIN before the bank registers. Several
+-- registrations may name one BIN; the operator's accreditation makes it one organisation's (the partial unique
+-- index), and it stays that organisation's while suspended or revoked. The table is rebuilt to drop the column's
+-- UNIQUE (the runner turns foreign keys off for this and checks every reference before committing).
+CREATE TABLE organisations_rebuilt (
+    id              INTEGER PRIMARY KEY,
+    bin             TEXT NOT NULL CHECK (length(bin) = 12 AND bin NOT GLOB '*[^0-9]*'),
+    name            TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    licence_number  TEXT NOT NULL CHECK (length(licence_number) BETWEEN 1 AND 64),
+    contact_email   TEXT NOT NULL,
+    contact_phone   TEXT NOT NULL,
+    description     TEXT NOT NULL DEFAULT '',
+    website         TEXT NOT NULL DEFAULT '',
+    logo            BLOB,
+    logo_type       TEXT CHECK (logo_type IN ('image/png', 'image/jpeg')),
+    status          TEXT NOT NULL DEFAULT 'registered'
+                    CHECK (status IN ('registered', 'accredited', 'suspended', 'revoked')),
+    status_reason   TEXT NOT NULL DEFAULT '',
+    is_provider     INTEGER NOT NULL DEFAULT 0 CHECK (is_provider IN (0, 1)),
+    is_user         INTEGER NOT NULL DEFAULT 0 CHECK (is_user IN (0, 1)),
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    webhook_url     TEXT NOT NULL DEFAULT ''
+) STRICT;
+INSERT INTO organisations_rebuilt (id, bin, name, licence_number, contact_email, contact_phone, description, website,
+                                   logo, logo_type, status, status_reason, is_provider, is_user, created_at,
+                                   updated_at, webhook_url)
+    SELECT id, bin, name, licence_number, contact_email, contact_phone, description, website, logo, logo_type, status,
+           status_reason, is_provider, is_user, created_at, updated_at, webhook_url
+    FROM organisations;
+DROP TABLE organisations;
+ALTER TABLE organisations_rebuilt RENAME TO organisations;
+CREATE INDEX organisations_bin ON organisations (bin);
+CREATE UNIQUE INDEX organisations_bin_accredited ON organisations (bin) WHERE status <> 'registered';

@@ -98,6 +98,9 @@ pub struct WebhooksConfig {
     pub timeout_secs: u64,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Networks (CIDR) that webhook deliveries may reach although they are not public. In production every other
+    /// loopback, private, link-local… address is refused after DNS resolution (`crate::egress`).
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -112,6 +115,10 @@ pub struct GatewayConfig {
     /// Metering records written per batch, and the longest they wait before being written (milliseconds).
     pub meter_batch: usize,
     pub meter_flush_ms: u64,
+    /// Networks (CIDR) that bank calls and the sandbox's checks may reach although they are not public (banks on a
+    /// private network). In production every other loopback, private, link-local… address is refused after DNS
+    /// resolution (`crate::egress`).
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod consent;
 pub mod demo;
 pub mod digest;
+pub mod egress;
 pub mod gateway;
 pub mod identity;
 pub mod kz;

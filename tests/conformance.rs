@@ -66,7 +66,8 @@ async fn start(faults: &[Option<Fault>]) -> Banks {
 
 fn credentials(platform: &Platform) -> Credentials {
     let state = &platform.running().state;
-    Credentials::platform(&platform.config, state.db.clone(), state.signer.clone(), &platform.url("")).unwrap()
+    let guard = state.egress.banks.clone();
+    Credentials::platform(&platform.config, state.db.clone(), state.signer.clone(), &platform.url(""), guard).unwrap()
 }
 
 fn failed(report: &SuiteReport) -> BTreeSet<&'static str> {

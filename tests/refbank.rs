@@ -171,10 +171,17 @@ async fn calls_without_the_platforms_credentials_are_refused() {
             Ok(response) => assert_eq!(response.status(), 401, "a call without the platform's certificate was served"),
         }
     }
-    // A participant's certificate from the platform's CA gets through TLS but not past the header check.
+    // A participant's certificate from the platform's CA gets through TLS but is not the platform's, even with a
+    // good header: the bank looks for the platform's certificate policy.
     let participant = b.platform.issue_identity("some-fintech");
     let client = client_for(b.bank.addr, &b.bank.ca_pem, Some(&participant), None);
-    refused(client.get(&accounts).send().await.unwrap(), 401, "UK.OBIE.Header.Missing").await;
+    refused(client.get(&accounts).send().await.unwrap(), 403, "UK.OBIE.Resource.ConsentMismatch").await;
+    refused(
+        client.get(&accounts).header(CONSENT_HEADER, &good).send().await.unwrap(),
+        403,
+        "UK.OBIE.Resource.ConsentMismatch",
+    )
+    .await;
 
     refused(b.call(&accounts, None).await, 401, "UK.OBIE.Header.Missing").await;
     refused(b.call(&accounts, Some("not a jws")).await, 401, "UK.OBIE.Signature.Invalid").await;
@@ -591,4 +598,41 @@ async fn the_platform_serves_the_standard_document_and_page() {
             assert!(html.contains(customer.iin), "{lang}: {}", customer.iin);
         }
     }
+}
+
+/// A participant's certificate with exactly the platform's subject (an organisation named like the platform, its
+/// system named like the platform's client) is still not the platform's: the bank recognises the platform by the
+/// certificate policy only the platform's own certificate carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_certificate_with_the_platforms_subject_is_refused() {
+    let b = start_bank(Platform::start().await, None).await;
+    let customer = SANDBOX_CUSTOMERS[0].iin;
+    let good = b.header(customer, DETAIL).await;
+    let accounts = b.url("/accounts");
+    use rustls::pki_types::pem::PemObject;
+    let subject_of = |pem: &str| {
+        let der = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).next().unwrap().unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        (cert.subject().to_string(), kopir::pki::is_platform_client(der.as_ref()))
+    };
+
+    // Issued as the platform issues participants' certificates, for an organisation bearing the platform's name.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, kopir::pki::PLATFORM_CLIENT_NAME);
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let organisation = b.platform.config.pki.organization.clone();
+    let issued =
+        b.platform.running().state.authority.issue_client_for(&csr, "impostor", "test", Some(&organisation)).unwrap();
+    let impostor = Identity { chain_pem: issued.chain_pem.clone(), key_pem: key.serialize_pem() };
+    let (impostor_subject, impostor_marked) = subject_of(&impostor.chain_pem);
+    let (platform_subject, platform_marked) = subject_of(&b.identity.chain_pem);
+    assert_eq!(impostor_subject, platform_subject, "the same subject as the platform's client certificate");
+    assert!(platform_marked && !impostor_marked);
+
+    let client = client_for(b.bank.addr, &b.bank.ca_pem, Some(&impostor), None);
+    let answer = client.get(&accounts).header(CONSENT_HEADER, &good).send().await.unwrap();
+    refused(answer, 403, "UK.OBIE.Resource.ConsentMismatch").await;
+    // The platform's own certificate, with the same header, is served.
+    assert_eq!(b.call(&accounts, Some(&good)).await.status(), 200);
 }

@@ -134,6 +134,8 @@ async fn an_unaccredited_organisation_builds_against_the_reference_banks_sandbox
     let plans = [BankPlan { name: "Altyn Bank", digits: "99034000001", production_fault: Some(Fault::Error) }];
     let world = world_with(&plans, |c| {
         c.mode = kopir::config::Mode::Production;
+        // The reference banks listen on loopback, which production refuses unless the operator allows it.
+        c.gateway.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
         c.trust.sms_adapter = kopir::config::SmsAdapter::Command;
         c.trust.sms_command = "/nonexistent/sms-gateway".into();
         c.trust.biometric_adapter = kopir::config::BiometricAdapter::Command;

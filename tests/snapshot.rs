@@ -201,3 +201,47 @@ async fn customer_data_is_pseudonymised_stably_and_consent_secrets_never_leave()
     assert!(!text.contains(&message) && !text.contains("7015550092") && !text.contains(&code));
     s.platform.shutdown().await;
 }
+
+/// A webhook URL whose path carries the receiver's secret: the journal keeps only its origin, so the secret is in no
+/// byte of the snapshot file (the organisation's row keeps only the origin there too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_a_webhook_url_is_in_no_byte_of_the_snapshot() {
+    let platform = Platform::start().await;
+    let admin =
+        common::participant::admin_of_new_organisation(&platform, &bin("99014000067"), "Hook Audit JSC", "hook.audit")
+            .await;
+    let page = admin.get("/org/profile").await;
+    let csrf = common::participant::csrf_of(&page);
+    let secret = "tok-5ecret-9f3a7c21d4e8";
+    for url in [format!("https://hooks.bank.kz/kopir/{secret}"), format!("https://hooks.bank.kz:8443/{secret}/v2")] {
+        let saved = admin.post("/org/profile/webhook", &csrf, &[("webhook_url", &url)]).await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+    }
+    let live = common::participant::db(&platform);
+    let journal: Vec<String> = {
+        let mut stmt = live
+            .prepare("SELECT detail FROM audit_log WHERE action = 'participants.profile.webhook_updated' ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    };
+    assert_eq!(journal.len(), 2);
+    assert!(journal[1].contains("https://hooks.bank.kz:8443") && journal[1].contains("https://hooks.bank.kz\""));
+    assert!(journal.iter().all(|d| !d.contains(secret)), "{journal:?}");
+
+    let out = platform.dir.path().join("hooks.db");
+    let exported = tokio::task::spawn_blocking({
+        let mut cmd = platform.kopir();
+        cmd.args(["snapshot", "export", "--out"]).arg(&out);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    common::assert_success(&exported);
+    let raw = std::fs::read(&out).unwrap();
+    assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()), "the webhook URL's secret is in the snapshot");
+    for suffix in ["manifest.jws", "manifest.json"] {
+        let manifest = std::fs::read(platform.dir.path().join(format!("hooks.db.{suffix}"))).unwrap();
+        assert!(!manifest.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
+    platform.shutdown().await;
+}

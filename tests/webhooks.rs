@@ -337,7 +337,8 @@ async fn failed_attempts_are_retried_with_back_off_and_recorded() {
     set_url(&platform, closed, &format!("https://localhost:{port}/hook")).await;
     let refused = enqueue(&platform, closed, "consent.expired", json!({ "ConsentId": "aac-2" })).await;
     let failed = wait_row(&platform, &refused, 10, |r| r.attempts >= 1).await;
-    assert!(failed.last_error.starts_with("connection failed"), "{failed:?}");
+    // Coarse for the participant: no telling a closed port from a filtered one.
+    assert_eq!(failed.last_error, "could not connect", "{failed:?}");
     assert!(!failed.last_error.contains("localhost"), "{failed:?}");
     platform.shutdown().await;
 }

@@ -181,6 +181,7 @@ pub fn checker(state: &AppState) -> Arc<dyn PublicationCheck> {
         db: state.db.clone(),
         signer: state.signer.clone(),
         issuer: crate::oauth::metadata::issuer(state),
+        guard: state.egress.banks.clone(),
         credentials: Arc::default(),
     })
 }
@@ -200,6 +201,8 @@ pub struct ConformanceCheck {
     db: Db,
     signer: Signer,
     issuer: String,
+    /// Where checks may connect: the same guard as bank calls.
+    guard: crate::egress::Guard,
     /// The credentials in use and when they were made (see [`CREDENTIALS_FOR`]).
     credentials: Arc<std::sync::Mutex<Option<(std::time::Instant, Credentials)>>>,
 }
@@ -213,7 +216,13 @@ impl ConformanceCheck {
         {
             return Ok(credentials.clone());
         }
-        let fresh = Credentials::platform(&self.config, self.db.clone(), self.signer.clone(), &self.issuer)?;
+        let fresh = Credentials::platform(
+            &self.config,
+            self.db.clone(),
+            self.signer.clone(),
+            &self.issuer,
+            self.guard.clone(),
+        )?;
         *kept = Some((std::time::Instant::now(), fresh.clone()));
         Ok(fresh)
     }
@@ -337,6 +346,22 @@ fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
     }
     let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
     tls_error(inner)
+}
+
+/// [`describe`] for a request through the egress guard: a refused address is named as such, without the address
+/// (the provider is told its URL is not reachable from the platform; the operator's log has the detail).
+pub fn describe_send(error: &crate::egress::SendError, timeout_ms: i64) -> String {
+    if let Some(refused) = error.refusal() {
+        if !refused.is_refusal() {
+            return "connection failed: the host name does not resolve".into();
+        }
+        tracing::warn!(%refused, "a check's call was refused by the egress guard");
+        return "connection failed: the address is not one the platform may call".into();
+    }
+    match error {
+        crate::egress::SendError::Http(error) => describe(error, timeout_ms),
+        crate::egress::SendError::Refused(refused) => refused.to_string(),
+    }
 }
 
 /// A transport failure in a few words: time-out, TLS (rustls' own description), connection (the I/O error kind).

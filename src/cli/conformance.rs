@@ -135,7 +135,13 @@ async fn platform(global: &GlobalArgs, args: &RunArgs) -> Result<(Credentials, S
     };
     let issuer = args.issuer.clone().unwrap_or_else(|| config.server.public_url.trim_end_matches('/').to_string());
     let signer = crate::oauth::jwks::Signer::new(std::sync::Arc::new(config.clone()));
-    let credentials = Credentials::platform(&config, db, signer, &issuer).map_err(|e| usage(&e))?;
+    // The platform's own credentials reach only what the platform's checks may reach.
+    let guard = crate::egress::Guard::for_purpose(
+        &config,
+        crate::egress::Purpose::Banks,
+        std::sync::Arc::new(crate::egress::SystemLookup),
+    );
+    let credentials = Credentials::platform(&config, db, signer, &issuer, guard).map_err(|e| usage(&e))?;
     Ok((credentials, bin))
 }
 

@@ -52,8 +52,11 @@ pub enum GatewayError {
 
 impl Gateway {
     /// Builds the gateway; the metering channel's receiving end goes to [`meter::spawn_writer`].
-    pub fn new(config: &Config) -> Result<(Arc<Gateway>, tokio::sync::mpsc::Receiver<meter::Exchange>), GatewayError> {
-        let client = provider::client(config)?;
+    pub fn new(
+        config: &Config,
+        guard: crate::egress::Guard,
+    ) -> Result<(Arc<Gateway>, tokio::sync::mpsc::Receiver<meter::Exchange>), GatewayError> {
+        let client = provider::client(config, guard)?;
         let path = config.pki_dir().join("account-ids.key");
         let ids = AccountIds::load_or_create(&path).map_err(|error| GatewayError::Key { path, error })?;
         let (meter, receiver) = meter::Meter::channel();

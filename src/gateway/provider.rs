@@ -26,6 +26,7 @@ use serde_json::Value;
 use super::grant::{Grant, Route};
 use crate::clock;
 use crate::config::Config;
+use crate::egress::{Guard, GuardedConnector};
 use crate::pki::PkiPaths;
 use crate::web::AppState;
 use crate::web::error::{ApiError, ObErrorCode};
@@ -41,17 +42,17 @@ pub enum ClientError {
     Build(String),
 }
 
-/// The HTTP client for banks: hyper's pooled keep-alive client over rustls, HTTP/1.1, HTTPS only. (Not reqwest:
-/// its redirect, retry and URL layers cost a tenth of the gateway's CPU per call and the gateway needs none of
-/// them.)
-pub type BankClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+/// The HTTP client for banks: hyper's pooled keep-alive client over rustls, HTTP/1.1, HTTPS only, connecting only
+/// where the egress guard permits (`gateway.allowed_networks`). (Not reqwest: its redirect, retry and URL layers
+/// cost a tenth of the gateway's CPU per call and the gateway needs none of them.)
+pub type BankClient = Client<HttpsConnector<GuardedConnector<HttpConnector<Guard>>>, Empty<Bytes>>;
 
 /// The most of a bank's answer the gateway reads: a page of transactions is far smaller.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Builds the bank client once at start: the platform's client certificate; trusting the system's roots, the
-/// platform's root and `gateway.provider_ca_file`.
-pub fn client(config: &Config) -> Result<BankClient, ClientError> {
+/// platform's root and `gateway.provider_ca_file`; names resolved, and addresses judged, by `guard`.
+pub fn client(config: &Config, guard: Guard) -> Result<BankClient, ClientError> {
     let paths = PkiPaths::new(config);
     let read = |path: std::path::PathBuf| {
         std::fs::read_to_string(&path).map_err(|error| ClientError::File { path: path.clone(), error })
@@ -81,7 +82,7 @@ pub fn client(config: &Config) -> Result<BankClient, ClientError> {
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(chain, key)
         .map_err(|e| invalid("the platform's client certificate", &e))?;
-    let mut http = HttpConnector::new();
+    let mut http = HttpConnector::new_with_resolver(guard.clone());
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -89,7 +90,7 @@ pub fn client(config: &Config) -> Result<BankClient, ClientError> {
         .with_tls_config(tls)
         .https_only()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(GuardedConnector::new(http, guard));
     Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(config.gateway.max_idle_per_bank)
@@ -269,7 +270,12 @@ async fn call_unmetered<T: BankBody>(
     let exchange = async {
         let response = state.gateway.client.request(request).await.map_err(|e| {
             let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
-            tracing::warn!(bank = %route.bin, error = %e, %cause, "bank unreachable");
+            match crate::egress::refusal(&e) {
+                Some(refused) if refused.is_refusal() => {
+                    tracing::warn!(bank = %route.bin, %refused, "bank call refused by the egress guard")
+                }
+                _ => tracing::warn!(bank = %route.bin, error = %e, %cause, "bank unreachable"),
+            }
             unreachable()
         })?;
         let status = response.status();

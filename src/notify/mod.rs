@@ -133,14 +133,17 @@ pub struct Delivery {
     pub created_at: String,
     pub status: DeliveryStatus,
     pub attempts: i64,
+    /// Coarse, as the participant sees it.
     pub last_error: String,
+    /// What the operator sees: the reason in detail.
+    pub last_error_detail: String,
     pub delivered_at: Option<String>,
 }
 
 /// The latest `limit` events of an organisation, newest first.
 pub fn recent(conn: &Connection, organisation_id: i64, limit: usize) -> rusqlite::Result<Vec<Delivery>> {
     let mut stmt = conn.prepare(
-        "SELECT event_id, event_type, created_at, status, attempts, last_error, delivered_at
+        "SELECT event_id, event_type, created_at, status, attempts, last_error, delivered_at, last_error_detail
          FROM webhook_outbox WHERE organisation_id = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![organisation_id, limit as i64], |r| {
@@ -155,6 +158,7 @@ pub fn recent(conn: &Connection, organisation_id: i64, limit: usize) -> rusqlite
             attempts: r.get(4)?,
             last_error: r.get(5)?,
             delivered_at: r.get(6)?,
+            last_error_detail: r.get(7)?,
         })
     })?;
     rows.collect()
@@ -185,6 +189,18 @@ pub fn set_webhook_url(tx: &Transaction, organisation_id: i64, url: &str) -> rus
 /// secret in the URL — and one there would end up in the audit journal and on the page).
 pub fn url_acceptable(url: &str) -> bool {
     url.len() <= URL_MAX && !url.contains('?') && crate::apps::redirect_uri_acceptable(url)
+}
+
+/// What the audit journal keeps of a webhook URL: its origin (scheme, host, port). The path may carry a receiver's
+/// secret, and the journal goes into every auditor's snapshot; the origin is enough to follow who pointed events
+/// where. "" stays "" (webhooks switched off).
+pub fn origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return String::new() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Whatever precedes an `@` is user information, which is a credential.
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
 }
 
 /// Outbox totals, for `kopir status`.
@@ -287,32 +303,34 @@ pub(crate) fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Resul
 pub(crate) fn record_delivered(tx: &Transaction, id: i64, now: &str) -> rusqlite::Result<usize> {
     tx.execute(
         "UPDATE webhook_outbox SET status = 'delivered', attempts = attempts + 1, last_attempt_at = ?2,
-                                   delivered_at = ?2, last_error = ''
+                                   delivered_at = ?2, last_error = '', last_error_detail = ''
          WHERE id = ?1 AND status = 'pending'",
         params![id, now],
     )
 }
 
-/// Records a failed attempt; `next` is `None` when the event is given up.
+/// Records a failed attempt (the coarse reason the participant sees, and the operator's detail); `next` is `None`
+/// when the event is given up.
 pub(crate) fn record_failure(
     tx: &Transaction,
     id: i64,
     now: &str,
-    error: &str,
+    failure: &worker::Failure,
     next: Option<&str>,
 ) -> rusqlite::Result<usize> {
+    let (shown, detail) = (short(&failure.shown), short(&failure.detail));
     match next {
         Some(next) => tx.execute(
             "UPDATE webhook_outbox SET attempts = attempts + 1, last_attempt_at = ?2, last_error = ?3,
-                                       next_attempt_at = ?4
+                                       next_attempt_at = ?4, last_error_detail = ?5
              WHERE id = ?1 AND status = 'pending'",
-            params![id, now, short(error), next],
+            params![id, now, shown, next, detail],
         ),
         None => tx.execute(
             "UPDATE webhook_outbox SET status = 'failed', attempts = attempts + 1, last_attempt_at = ?2,
-                                       last_error = ?3
+                                       last_error = ?3, last_error_detail = ?4
              WHERE id = ?1 AND status = 'pending'",
-            params![id, now, short(error)],
+            params![id, now, shown, detail],
         ),
     }
 }
@@ -347,6 +365,7 @@ mod tests {
             give_up_after_hours: 72,
             timeout_secs: 10,
             concurrency: 8,
+            allowed_networks: Vec::new(),
         }
     }
 
@@ -389,6 +408,14 @@ mod tests {
             assert!(!url_acceptable(bad), "{bad}");
         }
         assert!(!url_acceptable(&format!("https://hooks.bank.kz/{}", "a".repeat(600))));
+    }
+
+    #[test]
+    fn the_journal_keeps_only_a_webhook_url_s_origin() {
+        assert_eq!(origin("https://hooks.bank.kz:8443/kopir/s3cret-token"), "https://hooks.bank.kz:8443");
+        assert_eq!(origin("https://hooks.bank.kz"), "https://hooks.bank.kz");
+        assert_eq!(origin("https://user:pw@hooks.bank.kz/x?token=t#f"), "https://hooks.bank.kz");
+        assert_eq!(origin(""), "");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::{DueEvent, EVENT_ID_HEADER, JWT_TYPE, Next, NotifyError};
 use crate::clock;
 use crate::config::Config;
+use crate::egress::{Guard, GuardedClient, SendError};
 use crate::oauth::jwks::Signer;
 use crate::pki::{PkiPaths, files};
 use crate::store::{Db, StoreError};
@@ -32,7 +33,7 @@ struct Context {
     db: Db,
     config: Arc<Config>,
     signer: Signer,
-    client: reqwest::Client,
+    client: GuardedClient,
     /// The `iss` of every event: the platform's public base URL.
     issuer: String,
 }
@@ -110,7 +111,8 @@ impl Worker {
         if self.client_failed_at.is_some_and(|at| at.elapsed() < CLIENT_RETRY) {
             return None;
         }
-        match build_client(&self.state.config, self.state.authority.trust_anchor_pem()) {
+        let guard = self.state.egress.webhooks.clone();
+        match build_client(&self.state.config, self.state.authority.trust_anchor_pem(), guard) {
             Ok(client) => {
                 let context = Arc::new(Context {
                     db: self.state.db.clone(),
@@ -192,9 +194,10 @@ impl Worker {
 }
 
 /// The HTTP client of every delivery: https only, no redirects, the configured time-out, the platform's client
-/// certificate, and trust in the system's roots plus the platform's own CA (for participants whose receiving
-/// endpoint uses a certificate the platform issued).
-fn build_client(config: &Config, platform_root_pem: &str) -> Result<reqwest::Client, NotifyError> {
+/// certificate, trust in the system's roots plus the platform's own CA (for participants whose receiving endpoint
+/// uses a certificate the platform issued), and only addresses the egress guard permits
+/// (`webhooks.allowed_networks`).
+fn build_client(config: &Config, platform_root_pem: &str, guard: Guard) -> Result<GuardedClient, NotifyError> {
     let paths = PkiPaths::new(config);
     let cert_path = paths.platform_client_cert();
     let cert = std::fs::read_to_string(&cert_path).map_err(|error| NotifyError::File { path: cert_path, error })?;
@@ -205,16 +208,15 @@ fn build_client(config: &Config, platform_root_pem: &str) -> Result<reqwest::Cli
     let roots = reqwest::Certificate::from_pem_bundle(platform_root_pem.as_bytes())
         .map_err(|e| NotifyError::Client(format!("platform root CA: {e}")))?;
     let timeout = Duration::from_secs(config.webhooks.timeout_secs);
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .https_only(true)
         .identity(identity)
         .tls_certs_merge(roots)
-        .user_agent(concat!("kopir/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| NotifyError::Client(e.to_string()))
+        .user_agent(concat!("kopir/", env!("CARGO_PKG_VERSION")));
+    GuardedClient::build(builder, guard).map_err(|e| NotifyError::Client(e.to_string()))
 }
 
 /// One attempt at one event, and its record.
@@ -234,9 +236,10 @@ async fn deliver(context: Arc<Context>, event: DueEvent) {
         }
     };
     let row = event.id;
-    let error = outcome.as_ref().err().cloned().unwrap_or_default();
+    let failure = outcome.as_ref().err().cloned().unwrap_or_default();
+    let error = failure.detail.clone();
     let recorded = {
-        let (now_text, error, next) = (now_text.clone(), error.clone(), next.clone());
+        let (now_text, failure, next) = (now_text.clone(), failure.clone(), next.clone());
         let delivered = outcome.is_ok();
         context
             .db
@@ -244,7 +247,7 @@ async fn deliver(context: Arc<Context>, event: DueEvent) {
                 Ok(if delivered {
                     super::record_delivered(tx, row, &now_text)?
                 } else {
-                    super::record_failure(tx, row, &now_text, &error, next.as_deref())?
+                    super::record_failure(tx, row, &now_text, &failure, next.as_deref())?
                 })
             })
             .await
@@ -264,11 +267,11 @@ async fn deliver(context: Arc<Context>, event: DueEvent) {
     }
 }
 
-/// Signs and POSTs the event. `Err` holds the short, non-secret reason kept as `last_error`: a status code or the
-/// kind of failure, never the receiver's answer.
-async fn attempt(context: &Context, event: &DueEvent) -> Result<(), String> {
+/// Signs and POSTs the event. `Err` holds the short, non-secret reason, coarse for the participant and in detail
+/// for the operator: a status code or the kind of failure, never the receiver's answer.
+async fn attempt(context: &Context, event: &DueEvent) -> Result<(), Failure> {
     let data: Value =
-        serde_json::from_str(&event.payload).map_err(|_| "the stored payload is not valid JSON".to_string())?;
+        serde_json::from_str(&event.payload).map_err(|_| Failure::platform("the stored payload is not valid JSON"))?;
     let now = clock::now().unix_timestamp();
     let occurred_at = clock::parse(&event.created_at).map(|t| t.unix_timestamp()).unwrap_or(now);
     let claims = json!({
@@ -283,46 +286,73 @@ async fn attempt(context: &Context, event: &DueEvent) -> Result<(), String> {
     });
     let jws = context.signer.sign(&context.db, JWT_TYPE, &claims).await.map_err(|error| {
         tracing::error!(%error, "cannot sign a webhook event");
-        "the platform could not sign the event".to_string()
+        Failure::platform("the platform could not sign the event")
     })?;
-    let response = context
+    let request = context
         .client
         .post(&event.url)
         .header(reqwest::header::CONTENT_TYPE, "application/jwt")
         .header(EVENT_ID_HEADER, &event.event_id)
-        .body(jws)
-        .send()
-        .await
-        .map_err(|e| describe(&e, context.config.webhooks.timeout_secs))?;
+        .body(jws);
+    let response =
+        context.client.send(request).await.map_err(|e| describe(&e, context.config.webhooks.timeout_secs))?;
     let status = response.status();
-    if status.is_success() { Ok(()) } else { Err(format!("HTTP {}", status.as_u16())) }
+    if status.is_success() {
+        Ok(())
+    } else {
+        let shown = format!("HTTP {}", status.as_u16());
+        Err(Failure { shown: shown.clone(), detail: shown })
+    }
 }
 
-/// A transport failure in a few words: time-out, TLS (rustls' own description), connection (the I/O error kind).
-/// The URL is left out: it is on the page already.
-fn describe(error: &reqwest::Error, timeout_secs: u64) -> String {
+/// Why an attempt failed, twice: `shown` to the participant's members, coarse ("could not connect", "timed out",
+/// "TLS failed", "HTTP 500") so that the delivery log cannot be used to probe which hosts and ports answer; `detail`
+/// for the operator (console, logs): the I/O error kind, rustls' description, the egress guard's refusal.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Failure {
+    pub shown: String,
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure on the platform's side, the same for both readers.
+    fn platform(text: &str) -> Failure {
+        Failure { shown: text.to_string(), detail: text.to_string() }
+    }
+}
+
+/// A transport failure in a few words. The URL is left out: it is on the page already.
+fn describe(error: &SendError, timeout_secs: u64) -> Failure {
+    let failure = |shown: &str, detail: String| Failure { shown: shown.to_string(), detail };
+    if let Some(refused) = error.refusal() {
+        if !refused.is_refusal() {
+            return failure("could not connect", format!("DNS: {refused}"));
+        }
+        return failure("could not connect", format!("refused by the egress guard: {refused}"));
+    }
+    let SendError::Http(error) = error else { return failure("could not connect", error.to_string()) };
     if error.is_timeout() {
-        return format!("timed out after {timeout_secs} s");
+        return failure("timed out", format!("timed out after {timeout_secs} s"));
     }
     let mut io_kind = None;
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(current) = source {
         if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return format!("TLS: {tls}");
+            return failure("TLS failed", format!("TLS: {tls}"));
         }
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
             if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                return format!("TLS: {tls}");
+                return failure("TLS failed", format!("TLS: {tls}"));
             }
             io_kind.get_or_insert(io.kind());
         }
         source = current.source();
     }
     match (error.is_connect(), io_kind) {
-        (true, Some(kind)) => format!("connection failed: {kind}"),
-        (true, None) => "connection failed".into(),
-        _ if error.is_builder() => "the webhook URL cannot be used".into(),
-        (false, Some(kind)) => format!("request failed: {kind}"),
-        (false, None) => "request failed".into(),
+        (true, Some(kind)) => failure("could not connect", format!("connection failed: {kind}")),
+        (true, None) => failure("could not connect", "connection failed".into()),
+        _ if error.is_builder() => failure("the webhook URL cannot be used", "the webhook URL cannot be used".into()),
+        (false, Some(kind)) => failure("the request failed", format!("request failed: {kind}")),
+        (false, None) => failure("the request failed", "request failed".into()),
     }
 }

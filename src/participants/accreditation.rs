@@ -508,6 +508,19 @@ pub enum DecideOutcome {
     /// Only submitted applications of registered organisations are decided.
     NotSubmitted,
     ReasonRequired,
+    /// Another organisation holds the BIN: it was accredited with it (a BIN is exclusive only from accreditation on,
+    /// so registrations never claim one).
+    BinHeld,
+}
+
+/// Whether an organisation other than `organisation_id` holds `bin`: accredited with it, and so also while
+/// suspended or revoked (the schema's partial unique index says the same).
+pub fn bin_held_by_another(conn: &Connection, bin: &str, organisation_id: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM organisations WHERE bin = ?1 AND id <> ?2 AND status <> 'registered')",
+        params![bin, organisation_id],
+        |r| r.get(0),
+    )
 }
 
 /// Records the operator's decision on a submitted application. Approval issues the accreditation certificate and
@@ -527,6 +540,9 @@ pub fn decide(
     let Some(org) = super::organisation(tx, app.organisation_id)? else { return Ok(DecideOutcome::NotFound) };
     if app.status != AppStatus::Submitted || org.status != OrgStatus::Registered {
         return Ok(DecideOutcome::NotSubmitted);
+    }
+    if decision == Decision::Approve && bin_held_by_another(tx, &org.bin, org.id)? {
+        return Ok(DecideOutcome::BinHeld);
     }
     let now = clock::now();
     let now_text = clock::rfc3339(now);

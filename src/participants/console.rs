@@ -117,6 +117,9 @@ struct ApplicationPage<'a> {
     app: Application,
     org: Organisation,
     documents: Vec<Document>,
+    /// Other organisations registered with the same BIN: registration claims no BIN, so the reviewer settles which
+    /// is the real one (out of band) before approving.
+    same_bin: Vec<Organisation>,
     can_decide: bool,
     error: Option<&'static str>,
     notice: Option<&'static str>,
@@ -136,11 +139,12 @@ async fn application_page(
             let Some(app) = accreditation::application(c, id)? else { return Ok(None) };
             let Some(org) = super::organisation(c, app.organisation_id)? else { return Ok(None) };
             let documents = accreditation::documents(c, id)?;
-            Ok(Some((app, org, documents)))
+            let same_bin = super::organisations_with_bin(c, &org.bin)?.into_iter().filter(|o| o.id != org.id).collect();
+            Ok(Some((app, org, documents, same_bin)))
         })
         .await;
     match found {
-        Ok(Some((app, org, documents))) => {
+        Ok(Some((app, org, documents, same_bin))) => {
             let can_decide = can_act(who)
                 && app.status == accreditation::AppStatus::Submitted
                 && org.status == OrgStatus::Registered;
@@ -152,6 +156,7 @@ async fn application_page(
                     app,
                     org,
                     documents,
+                    same_bin,
                     can_decide,
                     error,
                     notice,
@@ -219,6 +224,9 @@ async fn decide(
         }
         Ok(DecideOutcome::NotSubmitted) => {
             application_page(&state, &who, id, Some("console.error.not_submitted"), None, StatusCode::CONFLICT).await
+        }
+        Ok(DecideOutcome::BinHeld) => {
+            application_page(&state, &who, id, Some("console.error.bin_held"), None, StatusCode::CONFLICT).await
         }
         Ok(DecideOutcome::NotFound) => HtmlError::not_found(who.lang()).into_response(),
         Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
@@ -304,6 +312,8 @@ struct ParticipantPage<'a> {
     accreditations: Vec<Accreditation>,
     members: Vec<User>,
     latest: Option<Application>,
+    /// The latest webhook deliveries, with the failures' detail that participants do not see.
+    deliveries: Vec<crate::notify::Delivery>,
     can_act: bool,
     error: Option<&'static str>,
     notice: Option<&'static str>,
@@ -326,11 +336,12 @@ async fn participant_page(
                 accreditation::accreditations_of(c, id)?,
                 identity::users_of_organisation(c, id)?,
                 accreditation::latest_application(c, id)?,
+                crate::notify::recent(c, id, crate::notify::RECENT_DELIVERIES)?,
             )))
         })
         .await;
     match found {
-        Ok(Some((org, accreditations, members, latest))) => render_status(
+        Ok(Some((org, accreditations, members, latest, deliveries))) => render_status(
             status,
             &ParticipantPage {
                 t: Texts { lang: who.lang() },
@@ -339,6 +350,7 @@ async fn participant_page(
                 accreditations,
                 members,
                 latest,
+                deliveries,
                 can_act: can_act(who),
                 error,
                 notice,

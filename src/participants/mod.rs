@@ -109,8 +109,35 @@ pub fn organisation(conn: &Connection, id: i64) -> rusqlite::Result<Option<Organ
         .optional()
 }
 
+/// The organisation known by `bin`: the one accredited with it when there is one (a BIN is exclusive from
+/// accreditation on), otherwise the earliest of the registrations naming it.
 pub fn organisation_by_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Option<Organisation>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM organisations WHERE bin = ?1"), [bin], from_row).optional()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM organisations WHERE bin = ?1 ORDER BY status = 'registered', id LIMIT 1"),
+        [bin],
+        from_row,
+    )
+    .optional()
+}
+
+/// Every organisation registered with `bin`, the holder (if any) first.
+pub fn organisations_with_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Vec<Organisation>> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT {COLUMNS} FROM organisations WHERE bin = ?1 ORDER BY status = 'registered', id"))?;
+    let rows = stmt.query_map([bin], from_row)?;
+    rows.collect()
+}
+
+/// Whether `name` is too close to the platform's own names to be an organisation's: the operator's organisation in
+/// the CA's certificates (`pki.organization`), the platform's name, and the subject of its client certificate. A
+/// participant named like the platform could present itself as the platform to customers and banks.
+pub fn name_reserved(name: &str, config: &crate::config::Config) -> bool {
+    let fold = |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
+    let name = fold(name);
+    [config.pki.organization.as_str(), "kopir", crate::pki::PLATFORM_CLIENT_NAME]
+        .iter()
+        .map(|reserved| fold(reserved))
+        .any(|reserved| !reserved.is_empty() && (name.contains(&reserved) || reserved.contains(&name)))
 }
 
 pub fn organisations(conn: &Connection) -> rusqlite::Result<Vec<Organisation>> {

@@ -356,8 +356,10 @@ async fn set_webhook(
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)
                     .detail(serde_json::json!({
-                        "webhook_url": url,
-                        "previous": previous,
+                        // Origins only: a URL's path may hold the receiver's secret, and the journal is in every
+                        // snapshot.
+                        "webhook_url": notify::origin(&url),
+                        "previous": notify::origin(&previous),
                         "pending_rescheduled": rescheduled,
                     })),
             )?;

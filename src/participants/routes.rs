@@ -100,13 +100,15 @@ async fn register_page(visitor: Visitor) -> Response {
 }
 
 /// Field-by-field checks; each error is (field, text key).
-fn validate(form: &RegisterForm) -> Vec<(&'static str, &'static str)> {
+fn validate(form: &RegisterForm, config: &crate::config::Config) -> Vec<(&'static str, &'static str)> {
     let mut errors = Vec::new();
     if Bin::parse(&form.bin).is_none() {
         errors.push(("bin", "register.error.bin"));
     }
     if form.name.trim().is_empty() || form.name.len() > 200 {
         errors.push(("name", "register.error.name"));
+    } else if super::name_reserved(&form.name, config) {
+        errors.push(("name", "register.error.name_reserved"));
     }
     if form.licence_number.trim().is_empty() || form.licence_number.len() > 64 {
         errors.push(("licence_number", "register.error.licence"));
@@ -169,7 +171,7 @@ async fn register(
             &RegisterPage { t, csrf: &visitor.session.csrf_token, form: &blank, errors },
         )
     };
-    let errors = validate(&form);
+    let errors = validate(&form, &state.config);
     if !errors.is_empty() {
         return refuse(&form, errors);
     }
@@ -191,9 +193,8 @@ async fn register(
     let result = state
         .db
         .write(move |tx| -> Result<Registration, StoreError> {
-            if super::organisation_by_bin(tx, &org.bin)?.is_some() {
-                return Ok(Registration::Taken("bin", "register.error.bin_taken"));
-            }
+            // No "BIN taken": registering claims no BIN (it becomes exclusive at accreditation), and the answer must
+            // not tell who else has registered.
             if identity::user_by_username(tx, &username)?.is_some() {
                 return Ok(Registration::Taken("admin_username", "register.error.username_taken"));
             }

@@ -143,3 +143,44 @@ pub async fn renew_server(
     })
     .await
 }
+
+/// Makes sure the platform's client certificate carries the platform's policy (see
+/// [`super::PLATFORM_CLIENT_POLICY`]): a data directory made before it is given a new certificate at start, recorded,
+/// the old one revoked as superseded, with an audit entry. Returns the new record when one was made.
+pub async fn ensure_platform_client_marked(
+    db: &Db,
+    authority: Arc<Authority>,
+    config: &crate::config::Config,
+) -> Result<Option<CertRecord>, PkiError> {
+    let marked = tokio::task::spawn_blocking({
+        let authority = authority.clone();
+        let config = config.clone();
+        move || authority.mark_platform_client(&config, "system:start")
+    })
+    .await
+    .map_err(|_| crate::store::StoreError::Worker)??;
+    let Some((old, record)) = marked else { return Ok(None) };
+    let hours = config.pki.crl_validity_hours;
+    let record = db
+        .write(move |tx| {
+            certs::insert(tx, &record)?;
+            if let Some(old) = &old
+                && certs::mark_revoked(tx, old, &clock::now_rfc3339(), RevocationReason::Superseded)?
+            {
+                crl::publish(tx, &authority, hours)?;
+            }
+            audit::append(
+                tx,
+                &Event::new("system:start", "pki.platform_client_certificate.reissued", Outcome::Success)
+                    .object(format!("certificate:{}", record.serial))
+                    .detail(serde_json::json!({
+                        "replaced": old,
+                        "reason": "the platform's certificate policy was missing",
+                    })),
+            )?;
+            Ok::<_, PkiError>(record)
+        })
+        .await?;
+    tracing::info!(serial = %record.serial, "re-issued the platform's client certificate with the platform's policy");
+    Ok(Some(record))
+}

@@ -105,6 +105,59 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     move |error| PkiError::File { path: path.to_path_buf(), error }
 }
 
+/// The common name of the platform's own client certificate (reserved: no organisation may register a name like it).
+pub const PLATFORM_CLIENT_NAME: &str = "kopir platform client";
+
+/// The certificate policy that marks the platform's own client certificate, and that no participant's certificate
+/// ever carries (participants' certificates are made from scratch, nothing of a CSR's extensions is copied). A bank
+/// recognises the platform by this policy in the certificatePolicies extension of a client certificate that chains
+/// to the platform's root — never by the subject, which participants choose. The OID is a UUID OID (ITU-T X.667,
+/// arc 2.25), unique without registration.
+pub const PLATFORM_CLIENT_POLICY: &str = "2.25.95442352668626155380301802102688163027";
+const PLATFORM_CLIENT_POLICY_UUID: u128 = 95442352668626155380301802102688163027;
+/// id-ce-certificatePolicies (RFC 5280 §4.2.1.4).
+const CERTIFICATE_POLICIES: &[u64] = &[2, 5, 29, 32];
+
+/// The DER content (without tag and length) of [`PLATFORM_CLIENT_POLICY`]: 2.25 in one byte, then the UUID in base 128.
+fn platform_policy_oid() -> Vec<u8> {
+    let mut arc = Vec::new();
+    let mut n = PLATFORM_CLIENT_POLICY_UUID;
+    arc.push((n & 0x7f) as u8);
+    n >>= 7;
+    while n > 0 {
+        arc.push(((n & 0x7f) as u8) | 0x80);
+        n >>= 7;
+    }
+    arc.push(40 * 2 + 25);
+    arc.reverse();
+    arc
+}
+
+/// certificatePolicies ::= SEQUENCE OF PolicyInformation { policyIdentifier } with the platform's policy alone.
+fn platform_policy_extension() -> rcgen::CustomExtension {
+    // Every part is far below 128 bytes, so each length is one byte.
+    let tlv = |tag: u8, content: Vec<u8>| -> Vec<u8> {
+        let mut out = vec![tag, content.len() as u8];
+        out.extend(content);
+        out
+    };
+    let policies = tlv(0x30, tlv(0x30, tlv(0x06, platform_policy_oid())));
+    rcgen::CustomExtension::from_oid_content(CERTIFICATE_POLICIES, policies)
+}
+
+/// Whether `der` (a client certificate, already verified to chain to the platform's root) is the platform's own:
+/// it carries [`PLATFORM_CLIENT_POLICY`].
+pub fn is_platform_client(der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return false };
+    let wanted = platform_policy_oid();
+    cert.extensions().iter().any(|extension| match extension.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::CertificatePolicies(policies) => {
+            policies.iter().any(|policy| policy.policy_id.as_bytes() == wanted.as_slice())
+        }
+        _ => false,
+    })
+}
+
 /// A fresh positive 16-byte serial (RFC 5280 allows up to 20). rcgen's default derives the serial from the public
 /// key, which repeats when a key is re-certified; random serials never do.
 pub fn random_serial() -> SerialNumber {
@@ -316,7 +369,11 @@ impl Authority {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let params = match kind {
             CertKind::Server => self.server_params(config)?,
-            _ => self.leaf_params("kopir platform client", ExtendedKeyUsagePurpose::ClientAuth),
+            _ => {
+                let mut params = self.leaf_params(PLATFORM_CLIENT_NAME, ExtendedKeyUsagePurpose::ClientAuth);
+                params.custom_extensions.push(platform_policy_extension());
+                params
+            }
         };
         let cert = params.signed_by(&key, &self.issuer)?;
         files::write_key(key_path, &key.serialize_pem()).map_err(io(key_path))?;
@@ -338,6 +395,29 @@ impl Authority {
         let record = record_for(&der, &pem_of(&der), CertKind::Server, "server certificate", actor)
             .map_err(|e| PkiError::BadCertificate(paths.server_cert(), e))?;
         Ok((old, record))
+    }
+
+    /// Re-issues the platform's client certificate when the one on disk lacks [`PLATFORM_CLIENT_POLICY`] (made
+    /// before banks recognised the platform by it). Returns the replaced serial and the new record, or `None` when
+    /// the certificate already carries the policy.
+    pub fn mark_platform_client(
+        &self,
+        config: &Config,
+        actor: &str,
+    ) -> Result<Option<(Option<String>, CertRecord)>, PkiError> {
+        let paths = PkiPaths::new(config);
+        let (cert_path, key_path) = (paths.platform_client_cert(), paths.platform_client_key());
+        let current = read_text(&cert_path).ok().and_then(|pem| first_der(&pem, &cert_path).ok());
+        if current.as_ref().is_some_and(|der| is_platform_client(der)) {
+            return Ok(None);
+        }
+        let old = current.and_then(|der| describe(&der).ok()).map(|(serial, ..)| serial);
+        self.write_leaf(config, CertKind::PlatformClient, &cert_path, &key_path)?;
+        let pem = read_text(&cert_path)?;
+        let der = first_der(&pem, &cert_path)?;
+        let record = record_for(&der, &pem_of(&der), CertKind::PlatformClient, "platform client certificate", actor)
+            .map_err(|e| PkiError::BadCertificate(cert_path, e))?;
+        Ok(Some((old, record)))
     }
 
     fn issuing_record(&self) -> Result<CertRecord, PkiError> {
@@ -526,5 +606,61 @@ impl TlsIdentity {
             }
         }
         missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn authority() -> (tempfile::TempDir, Config, Authority) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults().unwrap();
+        config.data_dir = dir.path().join("data");
+        bootstrap(&config).unwrap();
+        let authority = Authority::load(&config).unwrap();
+        (dir, config, authority)
+    }
+
+    #[test]
+    fn the_platform_client_certificate_carries_the_policy_and_a_csr_asking_for_it_never_gets_it() {
+        let (_dir, config, authority) = authority();
+        let paths = PkiPaths::new(&config);
+        let pem = std::fs::read_to_string(paths.platform_client_cert()).unwrap();
+        let der = first_der(&pem, &paths.platform_client_cert()).unwrap();
+        assert!(is_platform_client(der.as_ref()));
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let policies = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::CertificatePolicies(p) => Some(p.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(policies.len(), 1);
+        // The encoding is the OID the documentation names: 2.25 in the first byte, then one arc in base 128.
+        let bytes = policies[0].policy_id.as_bytes();
+        assert_eq!(bytes[0], 40 * 2 + 25);
+        let arc = bytes[1..].iter().fold(0u128, |n, b| (n << 7) | u128::from(b & 0x7f));
+        assert_eq!(format!("2.25.{arc}"), PLATFORM_CLIENT_POLICY);
+
+        // A participant's CSR with the platform's subject that asks for the platform's policy.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(PLATFORM_CLIENT_NAME, &config.pki);
+        params.custom_extensions.push(platform_policy_extension());
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        match authority.issue_client(&csr, "impostor", "test") {
+            Err(PkiError::BadCsr(_)) => {}
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(issued) => {
+                let der = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes()).next().unwrap().unwrap();
+                assert!(!is_platform_client(der.as_ref()), "a participant's certificate carries the platform's policy");
+            }
+        }
+        // Nothing on disk changes when the certificate already carries the policy.
+        assert!(authority.mark_platform_client(&config, "test").unwrap().is_none());
     }
 }

@@ -1,5 +1,6 @@
-//! The bank's side of kopir AIS v1: the four account endpoints, answered only to the platform (its client
-//! certificate is required at the handshake, see `server`) with a valid signed consent header, for the customer the
+//! The bank's side of kopir AIS v1: the four account endpoints, answered only to the platform (a client certificate
+//! from its CA is required at the handshake, see `server`, and it must carry the platform's certificate policy)
+//! with a valid signed consent header, for the customer the
 //! header names and within its permissions and transaction window.
 
 use std::ops::Range;
@@ -103,6 +104,12 @@ async fn fault(State(bank): State<Bank>, request: Request, next: Next) -> Respon
     }
 }
 
+/// Whether the connection's client certificate is the platform's own: it carries the platform's certificate policy
+/// (`pki::PLATFORM_CLIENT_POLICY`). Set on every request by `server`; a participant's certificate from the same CA,
+/// whatever its subject, is not the platform's.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformCaller(pub bool);
+
 /// A call the platform made for a customer under a consent: the header was present and verified.
 struct Authorised(Consent);
 
@@ -127,6 +134,13 @@ impl FromRequestParts<Bank> for Authorised {
 
 impl Authorised {
     async fn verified(parts: &Parts, bank: &Bank) -> Result<Authorised, ApiError> {
+        if !parts.extensions.get::<PlatformCaller>().is_some_and(|caller| caller.0) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ObErrorCode::ResourceConsentMismatch,
+                "Only the platform's own client certificate (with the platform's certificate policy) may call the bank",
+            ));
+        }
         let Some(value) = parts.headers.get(CONSENT_HEADER) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -1,6 +1,7 @@
 //! The bank's HTTPS listener: rustls requiring a client certificate that chains to the platform's root (anything
-//! else is refused at the handshake, before a byte of HTTP), HTTP/1.1 with keep-alive or HTTP/2, and a short drain
-//! on shutdown.
+//! else is refused at the handshake, before a byte of HTTP), whether that certificate is the platform's own (its
+//! certificate policy, `pki::PLATFORM_CLIENT_POLICY`) passed to the handlers, HTTP/1.1 with keep-alive or HTTP/2,
+//! and a short drain on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +94,17 @@ async fn connection(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    // The platform is recognised by the policy in its client certificate, not by the subject (which any
+    // participant's certificate from the same CA may repeat); the handlers refuse everyone else.
+    let caller = super::api::PlatformCaller(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .is_some_and(|leaf| crate::pki::is_platform_client(leaf.as_ref())),
+    );
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(caller);
         router.clone().oneshot(request.map(axum::body::Body::new))
     });
     let builder = auto::Builder::new(TokioExecutor::new());

@@ -24,9 +24,10 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use super::cases::{self, CASES, Case};
-use crate::catalog::check::{FindingOutcome, describe, error_shape, excerpt};
+use crate::catalog::check::{FindingOutcome, describe, describe_send, error_shape, excerpt};
 use crate::clock;
 use crate::config::Config;
+use crate::egress::{Guard, GuardedClient};
 use crate::oauth::jwks::Signer;
 use crate::pki::PkiPaths;
 use crate::standard::{self, CONSENT_HEADER, CONSENT_TYP, ConsentClaims, PAGE_SIZE, SANDBOX_CUSTOMERS};
@@ -95,9 +96,9 @@ impl HeaderSigner {
 #[derive(Clone)]
 pub struct Credentials {
     /// Presents the platform's client certificate.
-    pub client: reqwest::Client,
+    pub client: GuardedClient,
     /// The same trust, no client certificate.
-    pub anonymous: reqwest::Client,
+    pub anonymous: GuardedClient,
     pub signer: HeaderSigner,
     /// The header's `iss`: the platform's URL.
     pub issuer: String,
@@ -105,8 +106,14 @@ pub struct Credentials {
 
 impl Credentials {
     /// The platform's: its client certificate, the platform root and `gateway.provider_ca_file` trusted, its
-    /// active signing key.
-    pub fn platform(config: &Config, db: Db, signer: Signer, issuer: &str) -> Result<Credentials, String> {
+    /// active signing key; only addresses `guard` permits (`gateway.allowed_networks`), as for bank calls.
+    pub fn platform(
+        config: &Config,
+        db: Db,
+        signer: Signer,
+        issuer: &str,
+        guard: Guard,
+    ) -> Result<Credentials, String> {
         let paths = PkiPaths::new(config);
         let read =
             |path: std::path::PathBuf| std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
@@ -118,15 +125,16 @@ impl Credentials {
             trust.push_str(&read(config.gateway.provider_ca_file.clone())?);
         }
         Ok(Credentials {
-            client: http_client(Some((&cert, &key)), Some(&trust))?,
-            anonymous: http_client(None, Some(&trust))?,
+            client: http_client(Some((&cert, &key)), Some(&trust), guard.clone())?,
+            anonymous: http_client(None, Some(&trust), guard)?,
             signer: HeaderSigner::Platform { signer, db },
             issuer: issuer.trim_end_matches('/').to_string(),
         })
     }
 
     /// Credentials given explicitly (PEM texts): a bank testing itself with a client certificate, CA and signing
-    /// key it controls. Without `ca_pem` the system's roots are trusted.
+    /// key it controls. Without `ca_pem` the system's roots are trusted. The URL is the operator's own choice on the
+    /// command line, so any address may be reached.
     pub fn explicit(
         cert_pem: &str,
         key_pem: &str,
@@ -140,8 +148,8 @@ impl Credentials {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_der())
             .map_err(|_| "the signing key is not a P-256 (ES256) key in PKCS#8".to_string())?;
         Ok(Credentials {
-            client: http_client(Some((cert_pem, key_pem)), ca_pem)?,
-            anonymous: http_client(None, ca_pem)?,
+            client: http_client(Some((cert_pem, key_pem)), ca_pem, Guard::unrestricted())?,
+            anonymous: http_client(None, ca_pem, Guard::unrestricted())?,
             signer: HeaderSigner::Key { key: Arc::new(key), kid: kid.to_string() },
             issuer: issuer.trim_end_matches('/').to_string(),
         })
@@ -149,8 +157,8 @@ impl Credentials {
 }
 
 /// An HTTPS-only client following no redirects, with an optional client identity (certificate chain, key) and
-/// extra trusted CAs.
-fn http_client(identity: Option<(&str, &str)>, trust_pem: Option<&str>) -> Result<reqwest::Client, String> {
+/// extra trusted CAs, connecting only where `guard` permits.
+fn http_client(identity: Option<(&str, &str)>, trust_pem: Option<&str>, guard: Guard) -> Result<GuardedClient, String> {
     let mut builder = reqwest::Client::builder()
         .https_only(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -166,7 +174,7 @@ fn http_client(identity: Option<(&str, &str)>, trust_pem: Option<&str>) -> Resul
             .map_err(|e| format!("the trusted CA certificates: {e}"))?;
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(|e| format!("HTTP client: {e}"))
+    GuardedClient::build(builder, guard).map_err(|e| format!("HTTP client: {e}"))
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -405,8 +413,10 @@ impl Run<'_> {
         }
         let timeout_ms = i64::try_from(self.target.timeout_ms).unwrap_or(i64::MAX);
         let started = Instant::now();
-        let mut response =
-            request.send().await.map_err(|e| NoAnswer { line: line.clone(), why: describe(&e, timeout_ms) })?;
+        let mut response = client
+            .send(request)
+            .await
+            .map_err(|e| NoAnswer { line: line.clone(), why: describe_send(&e, timeout_ms) })?;
         let status = response.status().as_u16();
         let header_text = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let content_type = header_text(reqwest::header::CONTENT_TYPE.as_str())

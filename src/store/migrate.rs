@@ -59,16 +59,31 @@ pub fn migrate(conn: &mut Connection, schema: &str) -> Result<MigrationReport, S
     if current > latest {
         return Err(StoreError::TooNew { database: current, binary: latest });
     }
-    for migration in all.iter().filter(|m| m.number > current) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(&migration.sql)
-            .map_err(|e| StoreError::Schema(format!("migration {} ({}): {e}", migration.number, migration.title)))?;
-        // PRAGMA takes no bound parameters; the number comes from our own schema, not from input.
-        tx.execute_batch(&format!("PRAGMA user_version = {}", migration.number))?;
-        tx.commit()?;
-        tracing::info!(number = migration.number, title = %migration.title, "applied database migration");
-    }
+    // A migration may rebuild a table others refer to (SQLite cannot drop a constraint in place), which needs
+    // foreign keys off — outside any transaction; every reference is checked before each migration commits instead.
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let applied = all.iter().filter(|m| m.number > current).try_for_each(|migration| apply(conn, migration));
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    applied?;
     Ok(MigrationReport { from: current, to: latest.max(current) })
+}
+
+fn apply(conn: &mut Connection, migration: &Migration) -> Result<(), StoreError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        StoreError::Schema(format!("migration {} ({}): {e}", migration.number, migration.title))
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(&migration.sql).map_err(|e| failed(&e))?;
+    let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+    if broken > 0 {
+        return Err(failed(&format!("{broken} rows would refer to rows that do not exist")));
+    }
+    // PRAGMA takes no bound parameters; the number comes from our own schema, not from input.
+    tx.execute_batch(&format!("PRAGMA user_version = {}", migration.number))?;
+    tx.commit()?;
+    tracing::info!(number = migration.number, title = %migration.title, "applied database migration");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -147,5 +162,47 @@ mod tests {
     fn gap_in_numbers_is_refused() {
         let schema = "-- migration 1: a\nSELECT 1;\n-- migration 3: c\nSELECT 1;\n";
         assert!(matches!(migrations(schema), Err(StoreError::Schema(_))));
+    }
+
+    #[test]
+    fn organisations_rebuilt_by_the_bin_migration_keep_their_rows_and_the_rows_referring_to_them() {
+        // Everything before the migration that rebuilds `organisations` (found by its title, whatever its number).
+        let title = SCHEMA.find("webhook failures in detail for the operator only").unwrap();
+        let before = &SCHEMA[..SCHEMA[..title].rfind(MARKER).unwrap()];
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn, before).unwrap();
+        conn.execute_batch(
+            "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                        created_at, updated_at, webhook_url)
+             VALUES (7, '990140000661', 'Old Bank JSC', '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't',
+                     'https://hooks.bank.kz/x');
+             INSERT INTO users (username, role, password_hash, created_at, organisation_id)
+             VALUES ('old.admin', 'participant_admin', 'h', 't', 7);",
+        )
+        .unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        let kept: (String, String, String) = conn
+            .query_row("SELECT name, status, webhook_url FROM organisations WHERE id = 7", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("Old Bank JSC".into(), "accredited".into(), "https://hooks.bank.kz/x".into()));
+        let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(broken, 0);
+        let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert!(enforced, "foreign keys are enforced again after the migrations");
+        // A registration may repeat the BIN; a second accredited organisation with it may not.
+        let insert = |status: &str| {
+            conn.execute(
+                "INSERT INTO organisations (bin, name, licence_number, contact_email, contact_phone, status,
+                                            created_at, updated_at)
+                 VALUES ('990140000661', 'Squat LLP', '1', 'a@b.kz', '+77272500000', ?1, 't', 't')",
+                [status],
+            )
+        };
+        assert!(insert("registered").is_ok());
+        assert!(insert("accredited").is_err());
+        assert!(conn.execute("DELETE FROM organisations WHERE id = 7", []).is_err(), "references still hold");
     }
 }

@@ -69,6 +69,8 @@ pub struct Platform {
     pub passwords: crate::identity::Passwords,
     /// Keys that never leave this server: anonymous forms' CSRF tokens, tags of mistyped user names.
     pub local_keys: Arc<crate::pki::local_keys::LocalKeys>,
+    /// Where outgoing calls to participants' URLs may go (bank calls, checks, webhooks).
+    pub egress: crate::egress::Egress,
 }
 
 impl Platform {
@@ -208,6 +210,16 @@ impl Running {
 /// Opens the store and the CA and starts the HTTPS and admin listeners. `extra` routes are merged into the public
 /// router (the in-process test harness uses it; `kopir serve` passes none).
 pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Running, ServeError> {
+    start_with_lookup(config, extra, Arc::new(crate::egress::SystemLookup)).await
+}
+
+/// [`start`], with outgoing calls' names resolved by `lookup` (tests give their own, so that the egress guard's
+/// refusals are proven without a packet leaving the machine).
+pub async fn start_with_lookup(
+    config: Config,
+    extra: Option<Router<AppState>>,
+    lookup: Arc<dyn crate::egress::Lookup>,
+) -> Result<Running, ServeError> {
     let options = StoreOptions {
         readers: config.store.readers,
         busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
@@ -237,6 +249,10 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
     let local_keys_path = crate::pki::local_keys::LocalKeys::path(&config);
     let local_keys = crate::pki::local_keys::LocalKeys::load_or_create(&local_keys_path)
         .map_err(|error| ServeError::Key { path: local_keys_path, error })?;
+    // Banks recognise the platform by the policy in its client certificate; an older data directory gets one now.
+    crate::pki::lifecycle::ensure_platform_client_marked(&db, authority.clone(), &config).await?;
+    let egress = crate::egress::Egress::new(&config, lookup);
+    let (gateway, metered) = crate::gateway::Gateway::new(&config, egress.banks.clone())?;
     let config = Arc::new(config);
     let state = AppState(Arc::new(Platform {
         config: config.clone(),
@@ -252,6 +268,7 @@ pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Ru
         rate_limits: rate_limit::RateLimits::new(&config.limits),
         passwords: crate::identity::Passwords::new(config.limits.max_concurrent_password_hashes),
         local_keys: Arc::new(local_keys),
+        egress,
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {

@@ -63,6 +63,20 @@ impl Platform {
         Platform { addr: running.addr, admin_addr: running.admin_addr, running: Some(running), dir, config }
     }
 
+    /// [`Platform::start_with`], with the names of the platform's outgoing calls resolved by `lookup`: a test maps
+    /// names to the addresses it wants the egress guard to judge, and no query leaves the machine.
+    pub async fn start_with_lookup(
+        tweak: impl FnOnce(&mut Config),
+        lookup: Arc<dyn kopir::egress::Lookup>,
+    ) -> Platform {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        kopir::bootstrap::init(&config, "test:harness").await.expect("init");
+        let running = kopir::web::start_with_lookup(config.clone(), None, lookup).await.expect("server starts");
+        Platform { addr: running.addr, admin_addr: running.admin_addr, running: Some(running), dir, config }
+    }
+
     /// Wraps a server started by the test itself.
     pub fn attach(dir: tempfile::TempDir, config: Config, running: Running) -> Platform {
         Platform { addr: running.addr, admin_addr: running.admin_addr, running: Some(running), dir, config }
