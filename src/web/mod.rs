@@ -245,7 +245,6 @@ pub async fn start_with_lookup(
     let sms = crate::trust::sms::SmsSender::from_config(&config, &db).map_err(ServeError::Adapter)?;
     let biometric = crate::trust::biometric::BiometricVerifier::from_config(&config).map_err(ServeError::Adapter)?;
     let phones = crate::trust::phone::PhoneRegistry::from_config(&config).map_err(ServeError::Adapter)?;
-    let (gateway, metered) = crate::gateway::Gateway::new(&config)?;
     let local_keys_path = crate::pki::local_keys::LocalKeys::path(&config);
     let local_keys = crate::pki::local_keys::LocalKeys::load_or_create(&local_keys_path)
         .map_err(|error| ServeError::Key { path: local_keys_path, error })?;
