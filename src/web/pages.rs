@@ -217,7 +217,7 @@ impl IntoResponse for HtmlError {
     fn into_response(self) -> Response {
         let t = Texts { lang: self.lang };
         let title_key = match self.status.as_u16() {
-            400 => "error.title_400",
+            400 | 405 => "error.title_400",
             403 => "error.title_403",
             404 => "error.title_404",
             409 => "error.title_409",
