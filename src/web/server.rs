@@ -38,7 +38,7 @@ pub struct Limits {
     pub max_connections_per_address: usize,
     pub http2_max_concurrent_streams: u32,
     pub max_header_bytes: usize,
-    /// Bodies a handler left unread are read (and discarded) up to this many bytes, so the answer gets through.
+    /// The body limit; bodies a handler left unread are read (and discarded) up to a multiple of it.
     pub max_body_bytes: usize,
 }
 
@@ -166,7 +166,7 @@ pub async fn serve_http<I>(
 {
     let activity = Arc::new(Activity::new());
     let requests = activity.clone();
-    let drain = DrainLimit { bytes: limits.max_body_bytes, time: limits.graceful_close };
+    let drain = DrainLimit { bytes: limits.max_body_bytes.saturating_mul(DRAIN_FACTOR), time: limits.graceful_close };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let in_flight = requests.begin();
         if let Some(info) = &info {
@@ -217,6 +217,11 @@ pub async fn serve_http<I>(
         }
     }
 }
+
+/// An unread body is read (and discarded) up to this many times the body limit, so a client that sent an oversized
+/// body, or one to an endpoint that refused it early, still gets its answer; past it the connection is given up (as
+/// nginx's lingering close does, bounded in time too).
+const DRAIN_FACTOR: usize = 8;
 
 /// hyper's smallest HTTP/1.1 read buffer.
 const MIN_H1_BUFFER: usize = 8192;
