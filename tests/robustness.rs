@@ -122,6 +122,15 @@ async fn oauth_refusals_before_the_body_arrive_as_json_over_both_http_versions()
             assert_refusal(&answer, Shape::OpenBanking, &format!("{version:?} consents #{attempt}"));
         }
     }
+    // The client that was still sending its body when the refusal came (curl, a slow network): the stream must
+    // take the rest of the body, not be reset after the answer.
+    for path in OAUTH.into_iter().chain([CONSENTS]) {
+        let content_type = if path == CONSENTS { JSON } else { FORM };
+        let early = wire::h2_answer_before_body(&platform, None, path, content_type, b"grant_type=refresh_token").await;
+        assert_eq!(early.status, 401, "{path}");
+        assert!(serde_json::from_slice::<Value>(&early.body).is_ok(), "{path}: {:?}", early.body);
+        assert_eq!(early.reset, None, "{path}: the server reset the stream of a request still sending its body");
+    }
 }
 
 #[tokio::test]

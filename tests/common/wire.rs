@@ -152,3 +152,54 @@ impl Connection {
         tokio::time::timeout(bound, self.closed).await.is_ok()
     }
 }
+
+/// What an HTTP/2 client saw when the server answered a request whose body was still being sent.
+#[derive(Debug)]
+pub struct EarlyAnswer {
+    pub status: StatusCode,
+    pub body: Bytes,
+    /// The server reset the stream (e.g. `RST_STREAM(NO_ERROR)` after the answer) instead of taking the body: some
+    /// clients (curl) then drop the answer and report a framing error.
+    pub reset: Option<h2::Reason>,
+}
+
+/// Sends the head of a POST over HTTP/2 (`h2` directly, to see stream resets that hyper's client hides), waits for
+/// the answer before sending any of the body — as a client does whose body is slow or large — then sends the body.
+pub async fn h2_answer_before_body(
+    platform: &Platform,
+    identity: Option<&Identity>,
+    path: &str,
+    content_type: &str,
+    body: &'static [u8],
+) -> EarlyAnswer {
+    let stream = tls(platform, identity, Some(b"h2")).await;
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = Request::post(format!("https://localhost:{}{path}", platform.addr.port()))
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+    let (response, mut body_tx) = client.send_request(request, false).unwrap();
+    let response = response.await.unwrap();
+    let status = response.status();
+    let mut answer_body = response.into_body();
+    let mut received = Vec::new();
+    while let Some(chunk) = answer_body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = answer_body.flow_control().release_capacity(chunk.len());
+        received.extend_from_slice(&chunk);
+    }
+    // A reset follows the answer at once; give it a moment to arrive before sending the body.
+    let reset = tokio::time::timeout(Duration::from_millis(500), std::future::poll_fn(|cx| body_tx.poll_reset(cx)))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    if reset.is_none() {
+        body_tx.send_data(Bytes::from_static(body), true).unwrap();
+    }
+    EarlyAnswer { status, body: Bytes::from(received), reset }
+}
