@@ -283,6 +283,57 @@ async fn malformed_bodies_to_every_json_and_form_endpoint_get_no_5xx_and_the_end
     assert_still_serving(&s).await;
 }
 
+#[tokio::test]
+async fn malformed_forms_with_a_valid_csrf_token_get_no_5xx_and_no_echo() {
+    // The public forms, past their CSRF check, so the form body itself is parsed.
+    let platform = Platform::start().await;
+    // Ten fields of 90,000: under the body limit, so the handlers parse them.
+    let long = "x".repeat(90_000);
+    let fields = [
+        "username",
+        "password",
+        "bin",
+        "name",
+        "licence_number",
+        "contact_email",
+        "contact_phone",
+        "admin_username",
+        "admin_password",
+        "admin_password_confirm",
+    ];
+    let over_long = fields.iter().map(|f| format!("{f}={long}")).collect::<Vec<_>>().join("&");
+    let bodies: Vec<(&str, String)> = vec![
+        ("junk", "a=%ZZ&&&=&%00=%ff%fe&username".into()),
+        ("invalid UTF-8", "username=%ff%fe%c3%28&password=%a0%a1&bin=%ff".into()),
+        ("over-long fields", over_long),
+        ("repeated fields", "username=a&username=b&password=c&password=d".into()),
+    ];
+    let browser = common::browser::Browser::new(&platform);
+    for (page, action) in [("/login", "/login"), ("/register", "/register")] {
+        for (name, body) in &bodies {
+            let csrf = browser.get(page).await.csrf();
+            let response = browser
+                .client
+                .post(browser.url(action))
+                .header("content-type", FORM)
+                .body(format!("csrf={csrf}&{body}"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+            let text = response.text().await.unwrap();
+            let context = format!("{action} with {name}");
+            assert!(!status.is_server_error(), "{context}: {status}");
+            if status.is_client_error() {
+                assert!(content_type.unwrap_or_default().starts_with("text/html"), "{context}: {status} {text}");
+            }
+            assert!(!text.contains(&"x".repeat(100)), "{context}: the page quotes the input ({} bytes)", text.len());
+        }
+    }
+    assert_eq!(browser.get("/healthz").await.status, 200);
+}
+
 /// The platform still answers, and the API user can still create a consent.
 async fn assert_still_serving(s: &Scenario) {
     let answer = send(&s.platform, None, Version::Http1, "GET", "/healthz", "", Vec::new()).await;

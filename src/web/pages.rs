@@ -149,6 +149,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Texts {
     }
 }
 
+/// A typed value as a form shows it again after a refusal: as typed when it could be valid in any field (at most
+/// 256 characters), empty otherwise — a page never reflects unbounded input.
+pub fn redisplay(value: &str) -> String {
+    if value.chars().count() <= 256 { value.to_string() } else { String::new() }
+}
+
 /// Pages embed no scripts and load everything from the platform itself.
 pub const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                             frame-ancestors 'none'; base-uri 'none'";
