@@ -201,3 +201,42 @@ async fn unknown_http_methods_do_not_grow_the_metric_series() {
     let known = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "OTHER"];
     assert!(methods.iter().all(|m| known.contains(m)), "method labels beyond the standard ones: {methods:?}");
 }
+
+#[tokio::test]
+async fn http2_streams_and_request_heads_are_held_to_the_configured_limits() {
+    let platform = Platform::start_with(
+        |c| {
+            c.server.http2_max_concurrent_streams = 7;
+            c.server.max_header_bytes = 8192;
+        },
+        None,
+    )
+    .await;
+    // The server's SETTINGS announce the stream limit.
+    let stream = wire::tls(&platform, None, Some(b"h2")).await;
+    let (client, mut connection) = h2::client::handshake(stream).await.unwrap();
+    let request = hyper::Request::get(format!("https://localhost:{}/healthz", platform.addr.port())).body(()).unwrap();
+    let answered = async {
+        let mut client = client.ready().await.unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        response.await.unwrap().status()
+    };
+    let status = tokio::select! {
+        status = answered => status,
+        _ = &mut connection => panic!("the connection ended"),
+    };
+    assert_eq!(status, 200);
+    assert_eq!(connection.max_concurrent_send_streams(), 7);
+
+    // A head over the limit is refused on both versions; the platform goes on serving.
+    let big = "a".repeat(12_000);
+    for version in Version::BOTH {
+        let mut connection = wire::connect(&platform, None, version).await;
+        let outcome = connection.send("GET", "/healthz", &[("x-padding", big.as_str())], "").await;
+        match outcome {
+            Ok(answer) => assert_eq!(answer.status, 431, "{version:?}"),
+            Err(error) => assert_eq!(version, Version::Http2, "{version:?}: {error:?}"),
+        }
+    }
+    assert!(serves(&platform).await);
+}
