@@ -232,6 +232,23 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout_secs: u64,
+    /// Time allowed for a request's line and headers to arrive (HTTP/1.1; hyper also holds a keep-alive connection
+    /// waiting for its next request to it). A client trickling headers is cut off after this.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/1.1 and HTTP/2).
+    pub idle_timeout_secs: u64,
+    /// When a connection is retired (maximum age, idle, shutdown), the longest its in-flight requests may take
+    /// before it is closed anyway.
+    pub graceful_close_secs: u64,
+    /// Open connections allowed at once; further ones are closed at accept (and counted in the metrics).
+    pub max_connections: usize,
+    /// Open connections allowed at once from one source address (IPv6: one /64); further ones are closed at accept.
+    pub max_connections_per_address: usize,
+    /// Concurrent requests (streams) on one HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Largest request head accepted, in bytes: the HTTP/2 header list, and HTTP/1.1's request line with headers
+    /// (8192 to 1048576).
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -376,6 +393,12 @@ impl Config {
             ("server.request_timeout_secs", self.server.request_timeout_secs),
             ("server.max_connection_age_secs", self.server.max_connection_age_secs),
             ("server.handshake_timeout_secs", self.server.handshake_timeout_secs),
+            ("server.header_read_timeout_secs", self.server.header_read_timeout_secs),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            ("server.graceful_close_secs", self.server.graceful_close_secs),
+            ("server.max_connections", self.server.max_connections as u64),
+            ("server.max_connections_per_address", self.server.max_connections_per_address as u64),
+            ("server.http2_max_concurrent_streams", self.server.http2_max_concurrent_streams.into()),
             ("pki.root_validity_days", self.pki.root_validity_days.into()),
             ("pki.issuing_validity_days", self.pki.issuing_validity_days.into()),
             ("pki.server_validity_days", self.pki.server_validity_days.into()),
@@ -400,6 +423,12 @@ impl Config {
             if days > self.pki.issuing_validity_days {
                 return Err(fail(key, "must not exceed pki.issuing_validity_days".into()));
             }
+        }
+        if !(8192..=1_048_576).contains(&self.server.max_header_bytes) {
+            return Err(fail("server.max_header_bytes", "must be between 8192 and 1048576".into()));
+        }
+        if self.server.max_connections_per_address > self.server.max_connections {
+            return Err(fail("server.max_connections_per_address", "must not exceed server.max_connections".into()));
         }
         if self.store.readers > 64 {
             return Err(fail("store.readers", "must be at most 64".into()));

@@ -1,6 +1,6 @@
 //! THREAT_MODEL.md stays true: every test it names as proof exists, every threat row names one, and every component
-//! of the platform has its section. A row whose proof is still `PENDING` fails too, unless
-//! `KOPIR_THREAT_MODEL_ALLOW_PENDING=1` (for a branch whose tests land separately; never on main).
+//! of the platform has its section. A row whose proof is still `PENDING` fails too: a threat without a test is
+//! written under "Residual risk", not as a row.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -28,8 +28,7 @@ const ATTRIBUTE_REACH: usize = 4;
 fn the_threat_model_names_only_tests_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("THREAT_MODEL.md")).expect("THREAT_MODEL.md at the top level");
-    let allow_pending = std::env::var("KOPIR_THREAT_MODEL_ALLOW_PENDING").is_ok_and(|v| v == "1");
-    let problems = check(&text, root, allow_pending);
+    let problems = check(&text, root);
     assert!(problems.is_empty(), "THREAT_MODEL.md is not true:\n  {}", problems.join("\n  "));
 }
 
@@ -44,7 +43,7 @@ fn the_checker_catches_missing_tests_rows_without_proof_pending_rows_and_missing
              | S | a threat | a mitigation | `tests/threat_model.rs::the_threat_model_names_only_tests_that_exist` |\n\n"
         ));
     }
-    assert_eq!(check(&text, root, false), ["no section for the component \"TLS listener\""]);
+    assert_eq!(check(&text, root), ["no section for the component \"TLS listener\""]);
 
     let bad = format!(
         "{text}## TLS listener\n\n| STRIDE | Threat | Mitigation | Proved by |\n|---|---|---|---|\n\
@@ -57,7 +56,7 @@ fn the_checker_catches_missing_tests_rows_without_proof_pending_rows_and_missing
          | X | not a STRIDE letter | x | `tests/threat_model.rs::the_threat_model_names_only_tests_that_exist` |\n\n\
          Prose names `tests/threat_model.rs::not_here`; a placeholder `tests/<file>.rs::<name>` is no reference.\n"
     );
-    let problems = check(&bad, root, false);
+    let problems = check(&bad, root);
     let expected = [
         "names no test",
         "has no test named check",
@@ -72,12 +71,10 @@ fn the_checker_catches_missing_tests_rows_without_proof_pending_rows_and_missing
         assert!(problems.iter().any(|p| p.contains(needle)), "{needle:?} not reported in {problems:#?}");
     }
     assert_eq!(problems.len(), 8, "{problems:#?}");
-    // With pending rows allowed, only the pending complaint goes.
-    assert_eq!(check(&bad, root, true).len(), 7);
 }
 
 /// Every untruth found in `text`, a threat model for the repository at `root`, one line each.
-fn check(text: &str, root: &Path, allow_pending: bool) -> Vec<String> {
+fn check(text: &str, root: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     let mut sources = Sources::new(root);
     let mut section: Option<String> = None;
@@ -121,7 +118,7 @@ fn check(text: &str, root: &Path, allow_pending: bool) -> Vec<String> {
         }
         let threat = threat.chars().take(60).collect::<String>();
         let pending = proved_by.contains(PENDING);
-        if pending && !allow_pending {
+        if pending {
             problems.push(format!("line {at}: {threat:?} is still {PENDING}: name the test that proves it"));
         }
         let references = backticked(proved_by);

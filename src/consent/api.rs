@@ -104,9 +104,12 @@ pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Byt
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 "The body is not valid JSON".into()
             }
-            _ => format!("The body does not match the schema: {inner}"),
+            // serde's text may quote the value; keep the kind of mismatch, not the whole input.
+            _ => {
+                format!("The body does not match the schema: {}", crate::web::error::truncate(&inner.to_string(), 160))
+            }
         };
-        ApiError::new(StatusCode::BAD_REQUEST, code, message).at(path)
+        ApiError::new(StatusCode::BAD_REQUEST, code, message).at(crate::web::error::quote(&path))
     })
 }
 

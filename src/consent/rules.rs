@@ -128,10 +128,15 @@ pub fn check_permissions(codes: &[String]) -> Result<Vec<Permission>, Refusal> {
     let mut permissions = Vec::with_capacity(codes.len());
     for code in codes {
         let permission = Permission::parse(code).ok_or_else(|| {
+            let code = crate::web::error::quote(code);
             refuse(FieldInvalid, PATH, format!("Permission {code} is not offered by the platform's standard"))
         })?;
         if permissions.contains(&permission) {
-            return Err(refuse(FieldInvalid, PATH, format!("Permission {code} is repeated")));
+            return Err(refuse(
+                FieldInvalid,
+                PATH,
+                format!("Permission {} is repeated", crate::web::error::quote(code)),
+            ));
         }
         permissions.push(permission);
     }
@@ -219,7 +224,8 @@ pub fn check_request(
     let mut bins: Vec<String> = Vec::with_capacity(data.providers.len());
     for provider in &data.providers {
         if crate::kz::Bin::parse(&provider.bin).is_none() {
-            return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{} is not a valid BIN", provider.bin)));
+            let bin = crate::web::error::quote(&provider.bin);
+            return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{bin} is not a valid BIN")));
         }
         if bins.contains(&provider.bin) {
             return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{} is named twice", provider.bin)));

@@ -342,12 +342,13 @@ fn transaction_query(grant: &Grant, raw: Option<&str>) -> Result<Vec<(String, St
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in &pairs {
         if !TRANSACTION_PARAMS.contains(&name.as_str()) {
+            let name = crate::web::error::quote(name);
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ObErrorCode::FieldUnexpected,
                 format!("Unknown parameter {name}"),
             )
-            .at(name.clone()));
+            .at(name));
         }
         if out.iter().any(|(n, _)| n == name) {
             return Err(ApiError::new(

@@ -223,7 +223,7 @@ async fn login(
                 t,
                 csrf: &visitor.session.csrf_token,
                 error: Some(t.get("login.failed")),
-                username: &form.username,
+                username: &crate::web::pages::redisplay(&form.username),
             },
         )),
         Ok(LoginOutcome::Throttled) => throttled(visitor.lang),

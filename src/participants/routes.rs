@@ -15,7 +15,7 @@ use crate::identity::{self, Role};
 use crate::kz::Bin;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render, render_status};
+use crate::web::pages::{HtmlError, Texts, redisplay, render, render_status};
 use crate::web::session::{ParticipantMember, Visitor};
 
 pub fn router() -> Router<AppState> {
@@ -122,7 +122,7 @@ fn validate(form: &RegisterForm, config: &crate::config::Config) -> Vec<(&'stati
     if !identity::username_acceptable(form.admin_username.trim()) {
         errors.push(("admin_username", "register.error.username"));
     }
-    if form.admin_full_name.trim().is_empty() {
+    if form.admin_full_name.trim().is_empty() || form.admin_full_name.len() > 200 {
         errors.push(("admin_full_name", "register.error.full_name"));
     }
     if !email_acceptable(&form.admin_email) {
@@ -157,14 +157,14 @@ async fn register(
             password: String::new(),
             confirm: String::new(),
             csrf: String::new(),
-            bin: form.bin.clone(),
-            name: form.name.clone(),
-            licence_number: form.licence_number.clone(),
-            contact_email: form.contact_email.clone(),
-            contact_phone: form.contact_phone.clone(),
-            admin_username: form.admin_username.clone(),
-            admin_full_name: form.admin_full_name.clone(),
-            admin_email: form.admin_email.clone(),
+            bin: redisplay(&form.bin),
+            name: redisplay(&form.name),
+            licence_number: redisplay(&form.licence_number),
+            contact_email: redisplay(&form.contact_email),
+            contact_phone: redisplay(&form.contact_phone),
+            admin_username: redisplay(&form.admin_username),
+            admin_full_name: redisplay(&form.admin_full_name),
+            admin_email: redisplay(&form.admin_email),
         };
         render_status(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -7,9 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use rustls::RootCertStore;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::CertificateDer;
@@ -18,10 +15,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use super::BankError;
 use crate::pki::TlsIdentity;
+use crate::web::server::{Limits, serve_http};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -89,10 +86,11 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router,
     }
 }
 
+/// The platform's own connection handling, with fixed limits: only the platform (by its certificate) gets this far.
 async fn connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     router: Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     // The platform is recognised by the policy in its client certificate, not by the subject (which any
     // participant's certificate from the same CA may repeat); the handlers refuse everyone else.
@@ -103,23 +101,24 @@ async fn connection(
             .and_then(|chain| chain.first())
             .is_some_and(|leaf| crate::pki::is_platform_client(leaf.as_ref())),
     );
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(caller);
-        router.clone().oneshot(request.map(axum::body::Body::new))
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    let router = router.layer(axum::Extension(caller));
+    let limits = Limits {
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+        // A bank's certificate check is the handshake's; nothing to re-judge on old connections.
+        max_connection_age: Duration::from_secs(24 * 3600),
+        shutdown_grace: SHUTDOWN_GRACE,
+        // Longer than the gateway's pool keeps idle connections (90 s), so the client, not the bank, closes them and
+        // no request races a closing connection. (hyper holds an idle HTTP/1.1 connection to the header time-out.)
+        header_read_timeout: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(300),
+        graceful_close: SHUTDOWN_GRACE,
+        max_connections: usize::MAX,
+        max_connections_per_address: usize::MAX,
+        http2_max_concurrent_streams: 256,
+        max_header_bytes: 16 * 1024,
+        max_body_bytes: 1024 * 1024,
     };
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection ended with an error");
-    }
+    serve_http(tls, router, None, limits, shutdown).await;
 }
 
 /// Resolves once shutdown has been requested (the watch guard is dropped before returning, keeping futures `Send`).

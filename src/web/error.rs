@@ -10,6 +10,29 @@ use serde::Serialize;
 
 use super::request_id;
 
+/// The longest piece of a caller's input an error message quotes, in characters.
+pub const QUOTE_CHARS: usize = 64;
+
+/// The longest `Message` or `Path` an error body carries, in characters (OBIE `OBError1` allows 500).
+const MESSAGE_CHARS: usize = 500;
+
+/// A caller's value as an error message may quote it: at most [`QUOTE_CHARS`] characters, then `…`. Answers never
+/// reflect unbounded input.
+pub fn quote(input: &str) -> String {
+    truncate(input, QUOTE_CHARS)
+}
+
+/// `text` cut to at most `max` characters (on a character boundary), `…` marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => {
+            let keep = text[..end].char_indices().nth(max.saturating_sub(1)).map_or(end, |(i, _)| i);
+            format!("{}…", &text[..keep])
+        }
+    }
+}
+
 /// OBIE v3.1 error codes (`OBError1.ErrorCode`) used by the platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObErrorCode {
@@ -138,11 +161,14 @@ fn summary(status: StatusCode) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = summary_message(self.status);
+        // A last guard: whatever a message quotes, the body stays within the schema's lengths.
+        let detail = truncate(&self.message, MESSAGE_CHARS);
+        let path = self.path.as_deref().map(|p| truncate(p, MESSAGE_CHARS));
         let body = Body {
             code: summary(self.status),
             id: request_id::current().unwrap_or_else(|| "unknown".into()),
             message,
-            errors: [Detail { error_code: self.code.as_str(), message: &self.message, path: self.path.as_deref() }],
+            errors: [Detail { error_code: self.code.as_str(), message: &detail, path: path.as_deref() }],
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -176,6 +202,17 @@ fn summary_message(status: StatusCode) -> &'static str {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn quotes_are_bounded_on_character_boundaries() {
+        assert_eq!(quote("short"), "short");
+        let long = "ж".repeat(50_000);
+        let quoted = quote(&long);
+        assert_eq!(quoted.chars().count(), QUOTE_CHARS);
+        assert!(quoted.ends_with('…'));
+        assert_eq!(truncate("abcdef", 6), "abcdef");
+        assert_eq!(truncate("abcdefg", 6), "abcde…");
+    }
 
     #[tokio::test]
     async fn body_has_the_obie_shape() {

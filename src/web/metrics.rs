@@ -27,11 +27,34 @@ pub fn handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The `method` label: the standard methods by name, anything else (a client may send any token) as `OTHER`, so
+/// callers cannot grow the number of series.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("OTHER")
+}
+
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let labels = [("method", method.to_string()), ("route", route.to_string()), ("status", status.to_string())];
+    let labels =
+        [("method", method_label(method).to_string()), ("route", route.to_string()), ("status", status.to_string())];
     metrics::counter!("kopir_http_requests_total", &labels).increment(1);
     metrics::histogram!("kopir_http_request_duration_seconds", "route" => route.to_string())
         .record(elapsed.as_secs_f64());
+}
+
+/// The number of open connections of the public listener.
+pub fn record_open_connections(open: usize) {
+    metrics::gauge!("kopir_connections_open").set(open as f64);
+}
+
+/// A connection closed at accept because a connection limit was reached.
+pub fn record_refused_connection(reason: &'static str) {
+    metrics::counter!("kopir_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// A connection closed by the platform before the client was done: `idle`, `header_timeout`, `close_timeout`.
+pub fn record_closed_connection(reason: &'static str) {
+    metrics::counter!("kopir_connections_closed_total", "reason" => reason).increment(1);
 }
 
 /// The admin listener's router: `/metrics` and a liveness probe.
@@ -61,5 +84,18 @@ pub fn spawn_upkeep() {
                 handle.run_upkeep();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_fold_into_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("get"), "OTHER");
+        assert_eq!(method_label("XYZZY"), "OTHER");
     }
 }

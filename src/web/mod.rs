@@ -1,6 +1,8 @@
 //! The HTTPS server: application state, the router that mounts each domain's routes, the cross-cutting layers,
 //! and start / shutdown of the listeners.
 
+pub mod activity;
+pub mod admission;
 pub mod client_cert;
 pub mod error;
 pub mod health;
@@ -138,34 +140,107 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::catalog::console::router())
         .merge(crate::sandbox::pages::router())
         .fallback(|| async { ApiError::not_found() })
-        .layer(middleware::from_fn(standard_error_bodies))
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(config.server.request_timeout_secs),
         ))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::middleware))
+        // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
+        .layer(middleware::from_fn(standard_error_bodies))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }
 
-/// Gives the error responses made by the framework's own layers (405, 413, 503 on time-out…) the standard body.
+/// Which error body a path answers with: the Open Banking body for the API, RFC 6749 JSON for the OAuth endpoints
+/// clients call, an HTML page for everything a person opens in a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorShape {
+    OpenBanking,
+    Oauth,
+    Page,
+}
+
+fn error_shape(path: &str) -> ErrorShape {
+    const OAUTH: [&str; 4] = [
+        crate::oauth::metadata::PAR,
+        crate::oauth::metadata::TOKEN,
+        crate::oauth::metadata::REVOKE,
+        crate::oauth::metadata::INTROSPECT,
+    ];
+    const API_PREFIXES: [&str; 4] = ["/open-banking/", "/api/", "/.well-known/", "/pki/"];
+    if OAUTH.contains(&path) {
+        ErrorShape::Oauth
+    } else if API_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) || matches!(path, "/healthz" | "/readyz") {
+        ErrorShape::OpenBanking
+    } else {
+        ErrorShape::Page
+    }
+}
+
+/// Gives the error responses made by the framework rather than by a handler — 405, the extractors' refusals (a body
+/// over the limit, a malformed form, JSON or query), 503 on time-out — the body of the endpoint's own kind, with a
+/// fixed message: the framework's text may quote the input and is not for the caller.
 async fn standard_error_bodies(request: Request, next: Next) -> Response {
+    let shape = error_shape(request.uri().path());
+    let lang = pages::Lang::of(request.headers());
+    let http1 = request.version() < axum::http::Version::HTTP_2;
     let response = next.run(request).await;
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error())
-        && !response.headers().contains_key(axum::http::header::CONTENT_TYPE)
-    {
-        let code = match status {
-            StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => ObErrorCode::ResourceInvalidFormat,
-            StatusCode::PAYLOAD_TOO_LARGE => ObErrorCode::FieldInvalid,
-            s if s.is_server_error() => ObErrorCode::UnexpectedError,
-            _ => ObErrorCode::FieldInvalid,
-        };
-        let message = status.canonical_reason().unwrap_or("Request refused");
-        return ApiError::new(status, code, message).into_response();
+    if !(status.is_client_error() || status.is_server_error()) || !made_by_framework(&response) {
+        return response;
     }
-    response
+    let mut answer = match shape {
+        ErrorShape::OpenBanking => {
+            let code = match status {
+                StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    ObErrorCode::ResourceInvalidFormat
+                }
+                s if s.is_server_error() => ObErrorCode::UnexpectedError,
+                _ => ObErrorCode::FieldInvalid,
+            };
+            let message = status.canonical_reason().unwrap_or("Request refused");
+            ApiError::new(status, code, message).into_response()
+        }
+        ErrorShape::Oauth => {
+            let (error, description) = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => ("invalid_request", "The request body is too large"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    ("invalid_request", "The body must be application/x-www-form-urlencoded")
+                }
+                StatusCode::METHOD_NOT_ALLOWED => ("invalid_request", "This endpoint takes POST only"),
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    ("temporarily_unavailable", "The platform is temporarily unable to handle the request")
+                }
+                s if s.is_server_error() => ("server_error", "The platform could not complete the request"),
+                _ => ("invalid_request", "The request is malformed"),
+            };
+            crate::oauth::error::OauthError::new(status, error, description).into_response()
+        }
+        ErrorShape::Page => {
+            let key = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => "error.too_large",
+                s if s.is_server_error() => "error.internal",
+                _ => "error.bad_form",
+            };
+            pages::HtmlError::new(status, lang, key).into_response()
+        }
+    };
+    if status == StatusCode::PAYLOAD_TOO_LARGE && http1 {
+        // The rest of an oversized body is not wanted: say the connection ends (the unread rest is drained in the
+        // background so this answer reaches the client first; see `activity`).
+        answer.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    answer
+}
+
+/// A refusal by the framework: no body type, or axum's plain-text rejection. Handlers answer errors in one of the
+/// three shapes, never as plain text.
+fn made_by_framework(response: &Response) -> bool {
+    match response.headers().get(axum::http::header::CONTENT_TYPE) {
+        None => true,
+        Some(value) => value.as_bytes().starts_with(b"text/plain"),
+    }
 }
 
 /// A started server.
@@ -274,11 +349,7 @@ pub async fn start_with_lookup(
         app = app.merge(router_with_layers(extra, state.clone()));
     }
     let (shutdown, receiver) = watch::channel(false);
-    let limits = server::Limits {
-        handshake_timeout: Duration::from_secs(config.server.handshake_timeout_secs),
-        max_connection_age: Duration::from_secs(config.server.max_connection_age_secs),
-        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
-    };
+    let limits = server::Limits::from_config(&config.server);
     metrics::spawn_upkeep();
     let mut tasks = vec![tokio::spawn(server::serve(listener, acceptor, verifier, app, limits, receiver.clone()))];
     tasks.push(crate::notify::spawn_worker(state.clone(), receiver.clone()));

@@ -149,6 +149,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Texts {
     }
 }
 
+/// A typed value as a form shows it again after a refusal: as typed when it could be valid in any field (at most
+/// 256 characters), empty otherwise — a page never reflects unbounded input.
+pub fn redisplay(value: &str) -> String {
+    if value.chars().count() <= 256 { value.to_string() } else { String::new() }
+}
+
 /// Pages embed no scripts and load everything from the platform itself.
 pub const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                             frame-ancestors 'none'; base-uri 'none'";
@@ -217,7 +223,7 @@ impl IntoResponse for HtmlError {
     fn into_response(self) -> Response {
         let t = Texts { lang: self.lang };
         let title_key = match self.status.as_u16() {
-            400 => "error.title_400",
+            400 | 405 => "error.title_400",
             403 => "error.title_403",
             404 => "error.title_404",
             409 => "error.title_409",

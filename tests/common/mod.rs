@@ -7,6 +7,7 @@ pub mod chrome;
 pub mod consent;
 pub mod exchange;
 pub mod participant;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
