@@ -237,8 +237,9 @@ async fn an_unaccredited_organisation_builds_against_the_reference_banks_sandbox
     assert_eq!(consent["Data"]["Environment"], "Sandbox");
     assert_eq!(consent["Data"]["Status"], "Authorised");
 
-    // The organisation's portal lists the consent, marked; so do the test customer's own pages, reached through the
-    // same sandbox journey (no real face check or SMS on this production platform).
+    // The organisation's portal lists the consent, marked. The test customer's own pages do not exist on a production
+    // platform: a simulated face check there would open them to anyone (test customers are reached through sandbox
+    // applications only).
     let portal = dev.get("/org/consents").await;
     portal.assert_contains(&consent_id);
     portal.assert_contains("mode-sandbox");
@@ -246,13 +247,9 @@ async fn an_unaccredited_organisation_builds_against_the_reference_banks_sandbox
     let page = own.get("/my/start").await;
     assert!(page.url.ends_with("/verify"), "{}: {}", page.url, page.body);
     let page = own.post("/verify", &page.csrf(), &[("iin", customer()), ("phone", "+77015550101")]).await;
-    page.assert_contains("value=\"pass\"");
-    let page = own.post("/verify/biometric", &page.csrf(), &[("session", "pass")]).await;
-    let code = shown_code(&page);
-    let page = own.post("/verify/code", &page.csrf(), &[("code", &code)]).await;
-    assert!(page.url.ends_with("/my"), "{}: {}", page.url, page.body);
-    page.assert_contains("Budget prototype");
-    page.assert_contains("mode-sandbox");
+    assert_eq!(page.status, 422, "{}: {}", page.url, page.body);
+    assert!(!page.body.contains("value=\"pass\""), "a test customer was offered the simulated face check for /my");
+    page.assert_contains("Test customers exist only in the sandbox");
 
     // Every exchange of the sandbox application is recorded as the sandbox's.
     tokio::time::sleep(Duration::from_millis(300)).await;
