@@ -7,7 +7,7 @@
 mod common;
 
 use common::Platform;
-use common::browser::{Browser, Page, bin, operator_user};
+use common::browser::{Browser, Page, bin, operator_user, registration_form};
 use common::participant::db;
 use kopir::identity::Role;
 
@@ -17,24 +17,7 @@ async fn register(platform: &Platform, bin: &str, name: &str, admin: &str) -> (S
     let form = browser.get("/register").await;
     let csrf = form.csrf();
     let password = format!("{admin}-Passw0rd-long");
-    let answer = browser
-        .post(
-            "/register",
-            &csrf,
-            &[
-                ("bin", bin),
-                ("name", name),
-                ("licence_number", "1.2.34/56"),
-                ("contact_email", "ops@bank.kz"),
-                ("contact_phone", "+7 727 250 00 00"),
-                ("admin_username", admin),
-                ("admin_full_name", "Aigerim Sadykova"),
-                ("admin_email", "aigerim@bank.kz"),
-                ("password", &password),
-                ("confirm", &password),
-            ],
-        )
-        .await;
+    let answer = browser.post("/register", &csrf, &registration_form(bin, name, admin, &password)).await;
     (csrf, answer)
 }
 

@@ -126,22 +126,33 @@ pub async fn renew_server(
     .map_err(|_| crate::store::StoreError::Worker)??;
     let hours = config.pki.crl_validity_hours;
     db.write(move |tx| {
-        certs::insert(tx, &record)?;
-        if let Some(old) = &old
-            && certs::mark_revoked(tx, old, &clock::now_rfc3339(), RevocationReason::Superseded)?
-        {
-            crl::publish(tx, &authority, hours)?;
-        }
-        audit::append(
-            tx,
-            &Event::new(&actor.name, "pki.server_certificate.renewed", Outcome::Success)
-                .object(format!("certificate:{}", record.serial))
-                .source(&actor.source)
-                .detail(serde_json::json!({ "replaced": old, "subject": record.subject })),
-        )?;
+        let event = Event::new(&actor.name, "pki.server_certificate.renewed", Outcome::Success)
+            .source(&actor.source)
+            .detail(serde_json::json!({ "replaced": old, "subject": record.subject }));
+        record_reissue(tx, &authority, hours, &record, old.as_deref(), event)?;
         Ok(record)
     })
     .await
+}
+
+/// Records a re-issued certificate in one transaction: the new record, the previous one revoked as superseded (and
+/// the CRL published again), and the audit entry `event` naming the new certificate.
+fn record_reissue(
+    tx: &rusqlite::Transaction,
+    authority: &Authority,
+    crl_hours: u32,
+    record: &CertRecord,
+    old: Option<&str>,
+    event: Event,
+) -> Result<(), PkiError> {
+    certs::insert(tx, record)?;
+    if let Some(old) = old
+        && certs::mark_revoked(tx, old, &clock::now_rfc3339(), RevocationReason::Superseded)?
+    {
+        crl::publish(tx, authority, crl_hours)?;
+    }
+    audit::append(tx, &event.object(format!("certificate:{}", record.serial)))?;
+    Ok(())
 }
 
 /// Makes sure the platform's client certificate carries the platform's policy (see
@@ -163,21 +174,12 @@ pub async fn ensure_platform_client_marked(
     let hours = config.pki.crl_validity_hours;
     let record = db
         .write(move |tx| {
-            certs::insert(tx, &record)?;
-            if let Some(old) = &old
-                && certs::mark_revoked(tx, old, &clock::now_rfc3339(), RevocationReason::Superseded)?
-            {
-                crl::publish(tx, &authority, hours)?;
-            }
-            audit::append(
-                tx,
-                &Event::new("system:start", "pki.platform_client_certificate.reissued", Outcome::Success)
-                    .object(format!("certificate:{}", record.serial))
-                    .detail(serde_json::json!({
-                        "replaced": old,
-                        "reason": "the platform's certificate policy was missing",
-                    })),
-            )?;
+            let event = Event::new("system:start", "pki.platform_client_certificate.reissued", Outcome::Success)
+                .detail(serde_json::json!({
+                    "replaced": old,
+                    "reason": "the platform's certificate policy was missing",
+                }));
+            record_reissue(tx, &authority, hours, &record, old.as_deref(), event)?;
             Ok::<_, PkiError>(record)
         })
         .await?;

@@ -179,28 +179,32 @@ impl Browser {
     }
 }
 
+/// The registration form's fields for an organisation and its first administrator.
+pub fn registration_form<'a>(
+    bin: &'a str,
+    name: &'a str,
+    admin: &'a str,
+    password: &'a str,
+) -> [(&'a str, &'a str); 10] {
+    [
+        ("bin", bin),
+        ("name", name),
+        ("licence_number", "1.2.34/56"),
+        ("contact_email", "ops@bank.kz"),
+        ("contact_phone", "+7 727 250 00 00"),
+        ("admin_username", admin),
+        ("admin_full_name", "Aigerim Sadykova"),
+        ("admin_email", "aigerim@bank.kz"),
+        ("password", password),
+        ("confirm", password),
+    ]
+}
+
 /// Registers an organisation through the public form and returns the administrator's credentials.
 pub async fn register_organisation(platform: &Platform, bin: &str, name: &str, admin: &str) -> (String, String) {
     let browser = Browser::new(platform);
     let password = format!("{admin}-Passw0rd-long");
-    let page = browser
-        .submit(
-            "/register",
-            "/register",
-            &[
-                ("bin", bin),
-                ("name", name),
-                ("licence_number", "1.2.34/56"),
-                ("contact_email", "ops@bank.kz"),
-                ("contact_phone", "+7 727 250 00 00"),
-                ("admin_username", admin),
-                ("admin_full_name", "Aigerim Sadykova"),
-                ("admin_email", "aigerim@bank.kz"),
-                ("password", &password),
-                ("confirm", &password),
-            ],
-        )
-        .await;
+    let page = browser.submit("/register", "/register", &registration_form(bin, name, admin, &password)).await;
     assert_eq!(page.status, 200, "registration failed:\n{}", page.body);
     page.assert_contains(admin);
     (admin.to_string(), password)
