@@ -7,41 +7,54 @@
 //! background — up to a byte and time bound, past which it is dropped after all.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use tokio::sync::watch;
 
-/// The requests in flight on one connection.
+/// The requests in flight on one connection. Two atomics, read by the idle timer only when it fires: a request costs
+/// no wake-up of the timer's task and no timer of its own (the gateway's hot path).
 pub struct Activity {
-    in_flight: watch::Sender<usize>,
+    in_flight: AtomicUsize,
+    /// When the last request ended, in milliseconds since `started`.
+    last_end_ms: AtomicU64,
+    started: Instant,
 }
 
 impl Activity {
     pub fn new() -> Activity {
-        Activity { in_flight: watch::Sender::new(0) }
+        Activity { in_flight: AtomicUsize::new(0), last_end_ms: AtomicU64::new(0), started: Instant::now() }
     }
 
     /// Marks a request in flight until the returned guard is dropped.
-    pub fn begin(&self) -> InFlight {
-        self.in_flight.send_modify(|n| *n += 1);
-        InFlight { in_flight: self.in_flight.clone() }
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight { activity: self.clone() }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Resolves once no request has been in flight for `timeout` (counted from the end of the last one).
     pub async fn idle_for(&self, timeout: Duration) {
-        let mut in_flight = self.in_flight.subscribe();
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let busy = *in_flight.borrow_and_update() > 0;
-            if busy {
-                // The sender lives as long as `self`; it cannot close while this runs.
-                let _ = in_flight.changed().await;
-            } else if tokio::time::timeout(timeout, in_flight.changed()).await.is_err() {
+            tokio::time::sleep_until(deadline).await;
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                deadline = tokio::time::Instant::now() + timeout;
+                continue;
+            }
+            let idle_ms = self.now_ms().saturating_sub(self.last_end_ms.load(Ordering::Acquire));
+            if idle_ms >= timeout_ms {
                 return;
             }
+            deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms - idle_ms);
         }
     }
 }
@@ -54,12 +67,14 @@ impl Default for Activity {
 
 /// One request in flight.
 pub struct InFlight {
-    in_flight: watch::Sender<usize>,
+    activity: Arc<Activity>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+        // The end time first, so the timer never sees no request in flight with an older end.
+        self.activity.last_end_ms.store(self.activity.now_ms(), Ordering::Release);
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -164,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_counts_from_the_end_of_the_last_request() {
-        let activity = Activity::new();
+        let activity = Arc::new(Activity::new());
         let request = activity.begin();
         let idle = activity.idle_for(Duration::from_millis(300));
         tokio::pin!(idle);
