@@ -5,34 +5,12 @@
 mod common;
 
 use common::browser::{Browser, Page, bin, extract_attr, operator_user, participant_user, register_organisation};
+use common::participant::application;
 use common::{Platform, assert_success};
 use kopir::identity::Role;
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
-
-/// The application form, filled in, with `documents` as (file name, declared type, bytes).
-fn application(csrf: &str, action: &str, documents: Vec<(&str, &str, Vec<u8>)>) -> Form {
-    let mut form = Form::new()
-        .text("csrf", csrf.to_string())
-        .text("wants_provider", "yes")
-        .text("isms", "yes")
-        .text("isms_detail", "ISO/IEC 27001:2022, certificate 123")
-        .text("security_officer_name", "Nurlan Abenov")
-        .text("security_officer_email", "security@bank.kz")
-        .text("incident_phone", "+7 727 250 00 01")
-        .text("pentest", "no")
-        .text("pentest_date", "")
-        .text("data_in_kz", "yes")
-        .text("encryption_at_rest", "yes")
-        .text("contact_name", "Aigerim Sadykova")
-        .text("contact_email", "aigerim@bank.kz")
-        .text("contact_phone", "+7 727 250 00 00");
-    for (name, mime, bytes) in documents {
-        form = form.part("documents", Part::bytes(bytes).file_name(name.to_string()).mime_str(mime).unwrap());
-    }
-    form.text("action", action.to_string())
-}
 
 async fn apply(browser: &Browser, documents: Vec<(&str, &str, Vec<u8>)>) -> Page {
     let page = browser.get("/org/accreditation").await;

@@ -8,7 +8,7 @@ mod common;
 
 use common::Platform;
 use common::browser::{Browser, Page, bin, operator_user, registration_form};
-use common::participant::db;
+use common::participant::{application, db};
 use kopir::identity::Role;
 
 /// Posts the registration form as a browser would; returns the CSRF token the form carried and the answer.
@@ -66,26 +66,7 @@ async fn applicant(platform: &Platform, bin: &str, name: &str, admin: &str) -> i
     let page = browser.get("/org/accreditation").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec();
-    let form = reqwest::multipart::Form::new()
-        .text("csrf", page.csrf())
-        .text("wants_provider", "yes")
-        .text("isms", "yes")
-        .text("isms_detail", "ISO/IEC 27001:2022")
-        .text("security_officer_name", "Nurlan Abenov")
-        .text("security_officer_email", "security@bank.kz")
-        .text("incident_phone", "+7 727 250 00 01")
-        .text("pentest", "no")
-        .text("pentest_date", "")
-        .text("data_in_kz", "yes")
-        .text("encryption_at_rest", "yes")
-        .text("contact_name", "Aigerim Sadykova")
-        .text("contact_email", "aigerim@bank.kz")
-        .text("contact_phone", "+7 727 250 00 00")
-        .part(
-            "documents",
-            reqwest::multipart::Part::bytes(pdf).file_name("licence.pdf").mime_str("application/pdf").unwrap(),
-        )
-        .text("action", "submit");
+    let form = application(&page.csrf(), "submit", vec![("licence.pdf", "application/pdf", pdf)]);
     let submitted = browser.post_multipart("/org/accreditation", form).await;
     assert_eq!(submitted.status, 200, "{}", submitted.body);
     db(platform)

@@ -167,3 +167,29 @@ pub const PNG: &[u8] = &[
     0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0x64, 0x60, 0xf8, 0x5f, 0x0f, 0x00, 0x02, 0x87, 0x01, 0x80, 0xeb, 0x47, 0xba,
     0x92, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
+
+/// The accreditation application form as the applicant fills it in, with `documents` (name, type, bytes) attached.
+pub fn application(csrf: &str, action: &str, documents: Vec<(&str, &str, Vec<u8>)>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_string())
+        .text("wants_provider", "yes")
+        .text("isms", "yes")
+        .text("isms_detail", "ISO/IEC 27001:2022, certificate 123")
+        .text("security_officer_name", "Nurlan Abenov")
+        .text("security_officer_email", "security@bank.kz")
+        .text("incident_phone", "+7 727 250 00 01")
+        .text("pentest", "no")
+        .text("pentest_date", "")
+        .text("data_in_kz", "yes")
+        .text("encryption_at_rest", "yes")
+        .text("contact_name", "Aigerim Sadykova")
+        .text("contact_email", "aigerim@bank.kz")
+        .text("contact_phone", "+7 727 250 00 00");
+    for (name, mime, bytes) in documents {
+        form = form.part(
+            "documents",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()).mime_str(mime).unwrap(),
+        );
+    }
+    form.text("action", action.to_string())
+}
