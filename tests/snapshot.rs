@@ -10,6 +10,21 @@ use std::process::Command;
 use common::Platform;
 use common::browser::{Browser, bin, register_organisation};
 
+/// Runs `kopir snapshot export` into `name` in the platform's directory, off the runtime's threads (the platform
+/// keeps serving meanwhile), and returns the file's path.
+async fn export_snapshot(platform: &Platform, name: &str) -> std::path::PathBuf {
+    let out = platform.dir.path().join(name);
+    let exported = tokio::task::spawn_blocking({
+        let mut cmd = platform.kopir();
+        cmd.args(["snapshot", "export", "--out"]).arg(&out);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    common::assert_success(&exported);
+    out
+}
+
 fn copy_snapshot(from: &Path, to_dir: &Path) -> std::path::PathBuf {
     let to = to_dir.join("copy.db");
     std::fs::copy(from, &to).unwrap();
@@ -51,15 +66,7 @@ async fn snapshot_taken_while_serving_holds_no_secret_and_verifies_until_a_row_i
             served
         }
     });
-    let out = platform.dir.path().join("audit.db");
-    let exported = tokio::task::spawn_blocking({
-        let mut cmd = platform.kopir();
-        cmd.args(["snapshot", "export", "--out"]).arg(&out);
-        move || cmd.output().unwrap()
-    })
-    .await
-    .unwrap();
-    common::assert_success(&exported);
+    let out = export_snapshot(&platform, "audit.db").await;
     assert_eq!(load.await.unwrap(), 200, "requests failed while the snapshot was taken");
 
     // Opened with the sqlite3 tool, the whole dump holds none of the secrets.
@@ -228,15 +235,7 @@ async fn a_secret_in_a_webhook_url_is_in_no_byte_of_the_snapshot() {
     assert!(journal[1].contains("https://hooks.bank.kz:8443") && journal[1].contains("https://hooks.bank.kz\""));
     assert!(journal.iter().all(|d| !d.contains(secret)), "{journal:?}");
 
-    let out = platform.dir.path().join("hooks.db");
-    let exported = tokio::task::spawn_blocking({
-        let mut cmd = platform.kopir();
-        cmd.args(["snapshot", "export", "--out"]).arg(&out);
-        move || cmd.output().unwrap()
-    })
-    .await
-    .unwrap();
-    common::assert_success(&exported);
+    let out = export_snapshot(&platform, "hooks.db").await;
     let raw = std::fs::read(&out).unwrap();
     assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()), "the webhook URL's secret is in the snapshot");
     for suffix in ["manifest.jws", "manifest.json"] {
