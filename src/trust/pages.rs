@@ -115,6 +115,18 @@ async fn step_page(
     render_step(state, customer, journey, step, error, notice, None).await
 }
 
+/// Renders one step of the journey with the error text under `key`.
+async fn step_error(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    step: &'static str,
+    key: &'static str,
+) -> Response {
+    let message = Texts { lang: customer.lang }.get(key).to_string();
+    step_page(state, customer, journey, step, Some(message), None).await
+}
+
 /// Renders one step of the journey, with the code of a sandbox journey's test customer when one was just issued.
 async fn render_step(
     state: &AppState,
@@ -186,7 +198,6 @@ async fn identify(
     headers: HeaderMap,
     Form(form): Form<IdentifyForm>,
 ) -> Response {
-    let t = Texts { lang: customer.lang };
     let journey = match customer.check_form(&headers, &form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
@@ -196,10 +207,10 @@ async fn identify(
     }
     let iin = form.iin.trim().to_string();
     let Some(iin) = Iin::parse(&iin) else {
-        return step_page(&state, &customer, &journey, "identify", Some(t.get("verify.bad_iin").into()), None).await;
+        return step_error(&state, &customer, &journey, "identify", "verify.bad_iin").await;
     };
     let Some(phone) = journey::normalise_phone(&form.phone) else {
-        return step_page(&state, &customer, &journey, "identify", Some(t.get("verify.bad_phone").into()), None).await;
+        return step_error(&state, &customer, &journey, "identify", "verify.bad_phone").await;
     };
     // A sandbox application's consent is for test customers only; a production one on a production platform, for
     // real people only; a test customer's own pages do not exist on a production platform. The customer stays on
@@ -215,7 +226,7 @@ async fn identify(
     };
     if let Some(key) = refusal {
         audit_customer(&state, &customer, "trust.customer.mode_refused", &journey).await;
-        return step_page(&state, &customer, &journey, "identify", Some(t.get(key).into()), None).await;
+        return step_error(&state, &customer, &journey, "identify", key).await;
     }
     let (seen, iin_text) = (journey.clone(), iin.as_str().to_string());
     match state.db.write(move |tx| journey::identified(tx, &seen, &iin_text, &phone).map_err(StoreError::from)).await {
@@ -318,7 +329,6 @@ async fn biometric(
     headers: HeaderMap,
     Form(form): Form<BiometricForm>,
 ) -> Response {
-    let t = Texts { lang: customer.lang };
     let journey = match customer.check_form(&headers, &form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
@@ -332,15 +342,7 @@ async fn biometric(
     };
     let session = form.session.trim().to_string();
     if session.is_empty() || session.len() > 200 {
-        return step_page(
-            &state,
-            &customer,
-            &journey,
-            "biometric",
-            Some(t.get("verify.biometric_missing").into()),
-            None,
-        )
-        .await;
+        return step_error(&state, &customer, &journey, "biometric", "verify.biometric_missing").await;
     }
     let sandbox = match pending_of(&state, &journey).await {
         Ok(p) => is_sandbox(&p),
@@ -373,15 +375,7 @@ async fn biometric(
             Err(error) => {
                 tracing::warn!(%error, "biometric adapter failed");
                 // The vendor failed, not the customer: nothing counts against them; they may try again.
-                return step_page(
-                    &state,
-                    &customer,
-                    &journey,
-                    "biometric",
-                    Some(t.get("verify.biometric_unavailable").into()),
-                    None,
-                )
-                .await;
+                return step_error(&state, &customer, &journey, "biometric", "verify.biometric_unavailable").await;
             }
         },
         Ok(FaceCheck::Replayed) => Verdict::Unbound,
@@ -407,16 +401,12 @@ async fn biometric(
             Verdict::Unbound => "verify.capture_unbound",
             _ => "verify.no_match",
         };
-        return step_page(&state, &customer, &journey, "biometric", Some(key_text(t, key)), None).await;
+        return step_error(&state, &customer, &journey, "biometric", key).await;
     }
     if !sandbox && let Err(response) = phone_of_the_person(&state, &customer, &journey, &iin).await {
         return *response;
     }
     send_code(&state, &customer, &journey, sandbox).await
-}
-
-fn key_text(t: Texts, key: &'static str) -> String {
-    t.get(key).to_string()
 }
 
 /// Asks the mobile-number registry whether the journey's phone is registered to the person who just passed the face
@@ -493,15 +483,7 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, san
         let text = t.get("verify.sms_text").replace("{code}", &code);
         if let Err(error) = state.sms.send(&phone, &text).await {
             tracing::warn!(%error, "SMS adapter failed");
-            return step_page(
-                state,
-                customer,
-                journey,
-                "biometric",
-                Some(t.get("verify.sms_unavailable").into()),
-                None,
-            )
-            .await;
+            return step_error(state, customer, journey, "biometric", "verify.sms_unavailable").await;
         }
     }
     let seen = journey.clone();
@@ -582,9 +564,7 @@ async fn code(
             let message = t.get("verify.wrong_code").replace("{left}", &attempts_left.to_string());
             step_page(&state, &customer, &journey, "code", Some(message), None).await
         }
-        Ok(Some(otp::Check::Expired)) => {
-            step_page(&state, &customer, &journey, "code", Some(t.get("verify.code_expired").into()), None).await
-        }
+        Ok(Some(otp::Check::Expired)) => step_error(&state, &customer, &journey, "code", "verify.code_expired").await,
         Ok(Some(otp::Check::Exhausted | otp::Check::Unknown)) => {
             audit_customer(&state, &customer, "trust.otp.exhausted", &journey).await;
             end_failed(&state, &customer, &journey, "verify.code_exhausted").await
