@@ -14,6 +14,7 @@ pub mod demo;
 pub mod digest;
 pub mod egress;
 pub mod gateway;
+pub mod i18n;
 pub mod identity;
 pub mod kz;
 pub mod logging;

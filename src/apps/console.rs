@@ -9,7 +9,7 @@ use axum::routing::get;
 use super::Application;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::pages::{PageError, Texts, render};
 use crate::web::session::ConsoleReader;
 
 pub fn router() -> Router<AppState> {
@@ -28,6 +28,6 @@ struct ClientsPage<'a> {
 async fn clients(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
     match state.db.read(|c| super::list_all(c).map_err(StoreError::from)).await {
         Ok(rows) => render(&ClientsPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), rows }),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }

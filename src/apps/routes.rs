@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use crate::participants::Organisation;
 use crate::pki::RevocationReason;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Lang, Texts, render_status};
+use crate::web::pages::{PageError, Texts, render_status};
 use crate::web::session::{ParticipantDeveloper, ParticipantMember, SignedIn};
 
 pub fn router() -> Router<AppState> {
@@ -99,7 +99,7 @@ async fn list_page(
     let org_id = org.id;
     let apps = match state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await {
         Ok(apps) => apps,
-        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     // Any organisation in good standing may build in the sandbox; production needs the accreditation.
     let blocked = org.status.is_blocked().then_some("apps.error.blocked");
@@ -133,10 +133,9 @@ async fn list(State(state): State<AppState>, ParticipantMember(who): Participant
 async fn register(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
-    headers: HeaderMap,
     Form(form): Form<RegisterForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -184,14 +183,14 @@ async fn register(
             let message = format!("{} {why}", t.get("apps.error.csr"));
             list_page(&state, &who, &form, vec![message.as_str()], StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => app_error(t.lang, e),
+        Err(e) => app_error(e),
     }
 }
 
-fn app_error(lang: Lang, e: AppError) -> Response {
+fn app_error(e: AppError) -> Response {
     match e {
-        AppError::NotFound => HtmlError::not_found(lang).into_response(),
-        other => HtmlError::internal(lang, &other).into_response(),
+        AppError::NotFound => PageError::not_found().into_response(),
+        other => PageError::internal(&other).into_response(),
     }
 }
 
@@ -229,8 +228,8 @@ async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>
         .await;
     let (app, certificates, connections) = match found {
         Ok(Some(found)) => found,
-        Ok(None) => return HtmlError::not_found(lang).into_response(),
-        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+        Ok(None) => return PageError::not_found().into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let page = AppPage {
         t: Texts { lang },
@@ -269,10 +268,9 @@ async fn rotate(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<RotateForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -293,7 +291,7 @@ async fn rotate(
             let message = format!("{} {why}", t.get("apps.error.csr"));
             app_page(&state, &who, id, Some(&message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => app_error(t.lang, e),
+        Err(e) => app_error(e),
     }
 }
 
@@ -303,14 +301,13 @@ async fn download(
     ParticipantMember(who): ParticipantMember,
     Path((id, file)): Path<(i64, String)>,
 ) -> Response {
-    let lang = who.lang();
     let org_id = match &who.organisation.as_ref() {
         Some(org) => org.id,
         None => return no_organisation(),
     };
     let Some(serial) = file.strip_suffix(".pem").filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()))
     else {
-        return HtmlError::not_found(lang).into_response();
+        return PageError::not_found().into_response();
     };
     let serial = serial.to_ascii_lowercase();
     let wanted = serial.clone();
@@ -325,8 +322,8 @@ async fn download(
         .await;
     let pem = match pem {
         Ok(Some(pem)) => pem,
-        Ok(None) => return HtmlError::not_found(lang).into_response(),
-        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+        Ok(None) => return PageError::not_found().into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let mut response = format!("{pem}{}", state.authority.issuing_pem).into_response();
     let headers = response.headers_mut();
@@ -350,10 +347,9 @@ async fn revoke(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path((id, serial)): Path<(i64, String)>,
-    headers: HeaderMap,
     Form(form): Form<RevokeForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -380,7 +376,7 @@ async fn revoke(
     {
         Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
         Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::CONFLICT).await,
-        Err(e) => app_error(t.lang, e),
+        Err(e) => app_error(e),
     }
 }
 
@@ -390,15 +386,8 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-async fn set_active(
-    state: AppState,
-    who: SignedIn,
-    id: i64,
-    headers: HeaderMap,
-    form: CsrfForm,
-    active: bool,
-) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+async fn set_active(state: AppState, who: SignedIn, id: i64, form: CsrfForm, active: bool) -> Response {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let org_id = match &who.organisation.as_ref() {
@@ -407,7 +396,7 @@ async fn set_active(
     };
     match super::set_active(&state.db, org_id, id, active, who.audit_actor()).await {
         Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
-        Err(e) => app_error(who.lang(), e),
+        Err(e) => app_error(e),
     }
 }
 
@@ -416,10 +405,9 @@ async fn disable(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    set_active(state, who, id, headers, form, false).await
+    set_active(state, who.signed_in, id, form, false).await
 }
 
 /// Developers: enables a disabled application again.
@@ -427,8 +415,7 @@ async fn enable(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    set_active(state, who, id, headers, form, true).await
+    set_active(state, who.signed_in, id, form, true).await
 }

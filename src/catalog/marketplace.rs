@@ -8,7 +8,7 @@
 
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,7 +20,7 @@ use crate::participants::OrgStatus;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::error::ApiError;
-use crate::web::pages::{HtmlError, Texts, render_status};
+use crate::web::pages::{PageError, Texts, render_status};
 use crate::web::session::{ParticipantDeveloper, SignedIn};
 
 pub fn router() -> Router<AppState> {
@@ -38,7 +38,7 @@ enum Viewer {
     Participant,
 }
 
-fn viewer(who: &SignedIn) -> Result<Viewer, HtmlError> {
+fn viewer(who: &SignedIn) -> Result<Viewer, PageError> {
     match who.user.role {
         Role::OperatorAdmin | Role::OperatorStaff | Role::Regulator => Ok(Viewer::Console),
         Role::ParticipantAdmin | Role::ParticipantDeveloper | Role::ParticipantAnalyst
@@ -46,7 +46,7 @@ fn viewer(who: &SignedIn) -> Result<Viewer, HtmlError> {
         {
             Ok(Viewer::Participant)
         }
-        _ => Err(HtmlError::forbidden(who.lang())),
+        _ => Err(PageError::forbidden()),
     }
 }
 
@@ -100,7 +100,7 @@ async fn list(State(state): State<AppState>, who: SignedIn, Query(query): Query<
         .await;
     let (listings, providers) = match found {
         Ok(found) => found,
-        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let filtered = super::fts_query(&filter.query).is_some() || filter.standard.is_some() || filter.provider.is_some();
     let page = MarketPage {
@@ -161,8 +161,8 @@ async fn listing_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&
         .await;
     let (listing, connections) = match found {
         Ok(Some(found)) => found,
-        Ok(None) => return HtmlError::not_found(lang).into_response(),
-        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+        Ok(None) => return PageError::not_found().into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     // An organisation not (or no longer) accredited as an API user may still connect its sandbox applications.
     let has_sandbox_app = connections.iter().any(|c| c.application.mode.is_sandbox());
@@ -197,15 +197,8 @@ pub struct ConnectionForm {
     application: String,
 }
 
-async fn change(
-    state: AppState,
-    who: SignedIn,
-    id: i64,
-    headers: HeaderMap,
-    form: ConnectionForm,
-    on: bool,
-) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+async fn change(state: AppState, who: SignedIn, id: i64, form: ConnectionForm, on: bool) -> Response {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -232,8 +225,8 @@ async fn change(
                 if key == "catalog.error.not_connected" { StatusCode::CONFLICT } else { StatusCode::FORBIDDEN };
             listing_page(&state, &who, id, Some(t.get(key)), status).await
         }
-        Err(CatalogError::NotFound) => HtmlError::not_found(t.lang).into_response(),
-        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(CatalogError::NotFound) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -243,10 +236,9 @@ async fn connect(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<ConnectionForm>,
 ) -> Response {
-    change(state, who, id, headers, form, true).await
+    change(state, who.signed_in, id, form, true).await
 }
 
 /// Administrators and developers: ends an application's connection to the API.
@@ -254,10 +246,9 @@ async fn disconnect(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<ConnectionForm>,
 ) -> Response {
-    change(state, who, id, headers, form, false).await
+    change(state, who.signed_in, id, form, false).await
 }
 
 /// A listed API for programs.

@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use super::{Api, CatalogError, CheckRun, PassportInput, Publication, STANDARDS, 
 use crate::participants::Organisation;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Lang, Texts, render_status};
+use crate::web::pages::{PageError, Texts, render_status};
 use crate::web::session::{ParticipantDeveloper, ParticipantMember, SignedIn};
 
 pub fn router() -> Router<AppState> {
@@ -36,10 +36,10 @@ fn can_manage(who: &SignedIn) -> bool {
     matches!(who.user.role, crate::identity::Role::ParticipantAdmin | crate::identity::Role::ParticipantDeveloper)
 }
 
-fn catalog_error(lang: Lang, e: CatalogError) -> Response {
+fn catalog_error(e: CatalogError) -> Response {
     match e {
-        CatalogError::NotFound => HtmlError::not_found(lang).into_response(),
-        other => HtmlError::internal(lang, &other).into_response(),
+        CatalogError::NotFound => PageError::not_found().into_response(),
+        other => PageError::internal(&other).into_response(),
     }
 }
 
@@ -126,7 +126,7 @@ async fn list_page(
     let org_id = org.id;
     let apis = match state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await {
         Ok(apis) => apis,
-        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let page = ListPage {
         t: Texts { lang },
@@ -151,10 +151,9 @@ async fn list(State(state): State<AppState>, ParticipantMember(who): Participant
 async fn create(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
-    headers: HeaderMap,
     Form(form): Form<PassportForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -172,7 +171,7 @@ async fn create(
         Err(CatalogError::Refused(key)) => {
             list_page(&state, &who, Some(input), vec![t.get(key)], StatusCode::FORBIDDEN).await
         }
-        Err(e) => catalog_error(t.lang, e),
+        Err(e) => catalog_error(e),
     }
 }
 
@@ -238,8 +237,8 @@ async fn api_page(state: &AppState, who: &SignedIn, id: i64, shown: Shown<'_>) -
         .await;
     let (api, checks, connected) = match found {
         Ok(Some(found)) => found,
-        Ok(None) => return HtmlError::not_found(lang).into_response(),
-        Err(e) => return HtmlError::internal(lang, &e).into_response(),
+        Ok(None) => return PageError::not_found().into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let form = shown.form.unwrap_or_else(|| PassportInput::of(&api));
     let locked = !api.fully_editable();
@@ -276,10 +275,9 @@ async fn update(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<PassportForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -289,8 +287,8 @@ async fn update(
     let current = state.db.read(move |c| super::by_id_for_organisation(c, org_id, id).map_err(StoreError::from)).await;
     let current = match current {
         Ok(Some(api)) => api,
-        Ok(None) => return HtmlError::not_found(t.lang).into_response(),
-        Err(e) => return HtmlError::internal(t.lang, &e).into_response(),
+        Ok(None) => return PageError::not_found().into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     if !current.fully_editable() {
         input.version = current.version.clone();
@@ -313,7 +311,7 @@ async fn update(
                 Shown { form: Some(input), errors: vec![t.get(key)], notice: None, status: StatusCode::CONFLICT };
             api_page(&state, &who, id, shown).await
         }
-        Err(e) => catalog_error(t.lang, e),
+        Err(e) => catalog_error(e),
     }
 }
 
@@ -329,10 +327,9 @@ async fn publish(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -349,19 +346,12 @@ async fn publish(
             let shown = Shown { form: None, errors: vec![t.get(key)], notice: None, status: StatusCode::CONFLICT };
             api_page(&state, &who, id, shown).await
         }
-        Err(e) => catalog_error(t.lang, e),
+        Err(e) => catalog_error(e),
     }
 }
 
-async fn transition(
-    state: AppState,
-    who: SignedIn,
-    id: i64,
-    headers: HeaderMap,
-    form: CsrfForm,
-    retire: bool,
-) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+async fn transition(state: AppState, who: SignedIn, id: i64, form: CsrfForm, retire: bool) -> Response {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -377,7 +367,7 @@ async fn transition(
             let shown = Shown { form: None, errors: vec![t.get(key)], notice: None, status: StatusCode::CONFLICT };
             api_page(&state, &who, id, shown).await
         }
-        Err(e) => catalog_error(t.lang, e),
+        Err(e) => catalog_error(e),
     }
 }
 
@@ -386,10 +376,9 @@ async fn withdraw(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    transition(state, who, id, headers, form, false).await
+    transition(state, who.signed_in, id, form, false).await
 }
 
 /// Administrators and developers: retires a deprecated API (or abandons a draft); its connections end.
@@ -397,8 +386,7 @@ async fn retire(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    transition(state, who, id, headers, form, true).await
+    transition(state, who.signed_in, id, form, true).await
 }

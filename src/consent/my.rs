@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use crate::oauth::authorize::day;
 use crate::store::StoreError;
 use crate::trust::journey::{self, Customer, Journey, Purpose, Stage};
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::pages::{PageError, Texts, render};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -72,7 +72,7 @@ async fn home(State(state): State<AppState>, customer: Customer) -> Response {
         state.db.read(move |c| super::list(c, Concerning::Customer(customer_id), 1).map_err(StoreError::from)).await;
     let consents = match listed {
         Ok((consents, _)) => consents,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let now = crate::clock::now_rfc3339();
     let (active, past): (Vec<Consent>, Vec<Consent>) = consents.into_iter().partition(|c| c.is_live(&now));
@@ -93,7 +93,7 @@ async fn start(State(state): State<AppState>, customer: Customer) -> Response {
             response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
             response
         }
-        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -102,18 +102,13 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn sign_out(
-    State(state): State<AppState>,
-    customer: Customer,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let journey = match customer.check_form(&headers, &form.csrf) {
+async fn sign_out(State(state): State<AppState>, customer: Customer, Form(form): Form<CsrfForm>) -> Response {
+    let journey = match customer.check_form(&form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
     };
     if let Err(e) = state.db.write(move |tx| journey::close(tx, &journey.id_hash).map_err(StoreError::from)).await {
-        return HtmlError::internal(customer.lang, &e).into_response();
+        return PageError::internal(&e).into_response();
     }
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
@@ -156,8 +151,8 @@ async fn consent_page(state: &AppState, customer: &Customer, id: String, notice:
             response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
             response
         }
-        Ok(None) => HtmlError::not_found(customer.lang).into_response(),
-        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+        Ok(None) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -166,23 +161,16 @@ async fn show(State(state): State<AppState>, customer: Customer, Path(id): Path<
 }
 
 /// Runs a revocation for the identified customer, on their own consent only.
-async fn change(
-    state: &AppState,
-    customer: &Customer,
-    headers: &HeaderMap,
-    csrf: &str,
-    id: String,
-    bank: Option<i64>,
-) -> Response {
-    if let Err(e) = customer.check_form(headers, csrf) {
+async fn change(state: &AppState, customer: &Customer, csrf: &str, id: String, bank: Option<i64>) -> Response {
+    if let Err(e) = customer.check_form(csrf) {
         return e.into_response();
     }
     let Some((journey, customer_id)) = signed_in(customer) else { return Redirect::to("/my").into_response() };
     let seen = journey.clone();
     match own(state, customer_id, id.clone()).await {
         Ok(Some(_)) => {}
-        Ok(None) => return HtmlError::not_found(customer.lang).into_response(),
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Ok(None) => return PageError::not_found().into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     }
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
     let target = id.clone();
@@ -210,28 +198,26 @@ async fn change(
             *response.status_mut() = StatusCode::CONFLICT;
             response
         }
-        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
 async fn revoke_all(
     State(state): State<AppState>,
     customer: Customer,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    change(&state, &customer, &headers, &form.csrf, id, None).await
+    change(&state, &customer, &form.csrf, id, None).await
 }
 
 async fn revoke_bank(
     State(state): State<AppState>,
     customer: Customer,
-    headers: HeaderMap,
     Path((id, organisation)): Path<(String, i64)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    change(&state, &customer, &headers, &form.csrf, id, Some(organisation)).await
+    change(&state, &customer, &form.csrf, id, Some(organisation)).await
 }
 
 /// For templates: the status badge class and text key of a consent.

@@ -15,7 +15,7 @@ use super::{Concerning, Consent};
 use crate::participants::Organisation;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::pages::{PageError, Texts, render};
 use crate::web::session::ParticipantMember;
 
 pub fn router() -> Router<AppState> {
@@ -70,6 +70,6 @@ async fn list(
             received_more,
             page,
         }),
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }

@@ -7,7 +7,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use rusqlite::params;
@@ -19,8 +19,8 @@ use crate::audit::{self, Event, Outcome};
 use crate::clock;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render};
-use crate::web::session::{self, Refusal, SignedIn, Stage, Visitor, clear_cookie, session_cookie};
+use crate::web::pages::{PageError, Texts, render};
+use crate::web::session::{self, SignedIn, Stage, Visitor, clear_cookie, session_cookie};
 
 /// Consecutive failures (password or code) before an account is locked.
 pub const MAX_FAILURES: i64 = 5;
@@ -129,13 +129,8 @@ enum LoginOutcome {
     Accepted { user: User, cookie: String },
 }
 
-async fn login(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    if let Err(e) = visitor.check_form(&headers, &form.csrf) {
+async fn login(State(state): State<AppState>, visitor: Visitor, Form(form): Form<LoginForm>) -> Response {
+    if let Err(e) = visitor.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: visitor.lang };
@@ -158,8 +153,8 @@ async fn login(
     };
     let candidate = match candidate {
         Ok(Ok(c)) => c,
-        Ok(Err(())) => return throttled(visitor.lang),
-        Err(e) => return HtmlError::internal(visitor.lang, &e).into_response(),
+        Ok(Err(())) => return throttled(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     // The password check runs on a blocking thread, a few at a time, outside the write transaction. An unknown
     // name is checked against a dummy hash: timing does not reveal which accounts exist.
@@ -226,8 +221,8 @@ async fn login(
                 username: &crate::web::pages::redisplay(&form.username),
             },
         )),
-        Ok(LoginOutcome::Throttled) => throttled(visitor.lang),
-        Err(e) => HtmlError::internal(visitor.lang, &e).into_response(),
+        Ok(LoginOutcome::Throttled) => throttled(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -241,8 +236,8 @@ fn recent_attempts(conn: &rusqlite::Connection, source: &str) -> rusqlite::Resul
 }
 
 /// 429 for an address over [`ATTEMPTS_PER_SOURCE`]; the window is ten minutes, so that is the longest wait.
-fn throttled(lang: crate::web::pages::Lang) -> Response {
-    let mut response = HtmlError::new(StatusCode::TOO_MANY_REQUESTS, lang, "error.throttled").into_response();
+fn throttled() -> Response {
+    let mut response = PageError::new(StatusCode::TOO_MANY_REQUESTS, "error.throttled").into_response();
     response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("600"));
     response
 }
@@ -288,22 +283,21 @@ pub struct Pending {
 }
 
 impl FromRequestParts<AppState> for Pending {
-    type Rejection = Refusal;
+    type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let visitor = Visitor::from_request_parts(parts, state).await?;
         let (Stage::Password, Some(id)) = (visitor.session.stage, visitor.session.user_id) else {
-            return Err(Refusal::SignIn);
+            return Err(PageError::SignIn);
         };
-        let lang = visitor.lang;
         let user = state
             .db
             .read(move |c| super::user_by_id(c, id).map_err(StoreError::from))
             .await
-            .map_err(|e| HtmlError::internal(lang, &e))?;
+            .map_err(|e| PageError::internal(&e))?;
         match user {
             Some(user) if !user.disabled && !locked(&user) => Ok(Pending { visitor, user }),
-            _ => Err(Refusal::SignIn),
+            _ => Err(PageError::SignIn),
         }
     }
 }
@@ -325,13 +319,8 @@ enum CodeOutcome {
     Refused,
 }
 
-async fn code(
-    State(state): State<AppState>,
-    pending: Pending,
-    headers: HeaderMap,
-    Form(form): Form<CodeForm>,
-) -> Response {
-    if let Err(e) = pending.visitor.check_form(&headers, &form.csrf) {
+async fn code(State(state): State<AppState>, pending: Pending, Form(form): Form<CodeForm>) -> Response {
+    if let Err(e) = pending.visitor.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: pending.visitor.lang };
@@ -368,7 +357,7 @@ async fn code(
             StatusCode::UNAUTHORIZED,
             &CodePage { t, csrf: &pending.visitor.session.csrf_token, error: Some(t.get("login.failed")) },
         ),
-        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -388,7 +377,7 @@ async fn enrol_page(State(state): State<AppState>, pending: Pending) -> Response
     if let Err(e) =
         state.db.write(move |tx| session::set_pending_totp(tx, &id, Some(&stored)).map_err(StoreError::from)).await
     {
-        return HtmlError::internal(pending.visitor.lang, &e).into_response();
+        return PageError::internal(&e).into_response();
     }
     enrol_response(&pending, &secret, None, StatusCode::OK)
 }
@@ -408,13 +397,8 @@ fn enrol_response(pending: &Pending, secret: &[u8], error: Option<&str>, status:
     crate::web::pages::render_status(status, &page)
 }
 
-async fn enrol(
-    State(state): State<AppState>,
-    pending: Pending,
-    headers: HeaderMap,
-    Form(form): Form<CodeForm>,
-) -> Response {
-    if let Err(e) = pending.visitor.check_form(&headers, &form.csrf) {
+async fn enrol(State(state): State<AppState>, pending: Pending, Form(form): Form<CodeForm>) -> Response {
+    if let Err(e) = pending.visitor.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: pending.visitor.lang };
@@ -446,7 +430,7 @@ async fn enrol(
         .await;
     match result {
         Ok(cookie) => redirect_with_cookie(home_of(pending.user.role), &cookie),
-        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -498,10 +482,9 @@ async fn password_page(who: PasswordChanger) -> Response {
 async fn change_password(
     State(state): State<AppState>,
     who: PasswordChanger,
-    headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    if let Err(e) = who.visitor().check_form(&headers, &form.csrf) {
+    if let Err(e) = who.visitor().check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.visitor().lang };
@@ -529,7 +512,7 @@ async fn change_password(
         }
     }
     let Ok(hash) = state.passwords.hash(form.new_password).await else {
-        return HtmlError::internal(t.lang, &"password hashing failed").into_response();
+        return PageError::internal(&"password hashing failed").into_response();
     };
     let source = who.visitor().source.clone();
     let previous = who.visitor().session.id_hash.clone();
@@ -564,17 +547,12 @@ async fn change_password(
             };
             redirect_with_cookie(next, &cookie)
         }
-        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = visitor.check_form(&headers, &form.csrf) {
+async fn logout(State(state): State<AppState>, visitor: Visitor, Form(form): Form<CsrfForm>) -> Response {
+    if let Err(e) = visitor.check_form(&form.csrf) {
         return e.into_response();
     }
     let id = visitor.session.id_hash.clone();

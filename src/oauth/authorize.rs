@@ -9,7 +9,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -23,7 +23,7 @@ use crate::digest::sha256_hex;
 use crate::store::StoreError;
 use crate::trust::journey::{self, Customer, Journey, Purpose, Stage};
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Lang, Texts, render};
+use crate::web::pages::{PageError, Texts, render};
 
 pub const CONSENT_PAGE: &str = "/oauth/authorize/consent";
 
@@ -88,22 +88,17 @@ struct AuthorizeQuery {
     request_uri: Option<String>,
 }
 
-fn page_error(lang: Lang, key: &'static str) -> HtmlError {
-    HtmlError::new(StatusCode::BAD_REQUEST, lang, key)
+fn page_error(key: &'static str) -> PageError {
+    PageError::new(StatusCode::BAD_REQUEST, key)
 }
 
 /// Who may call: anyone with a browser; the pushed request is the credential.
-async fn authorize(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<AuthorizeQuery>,
-) -> Result<Response, HtmlError> {
-    let lang = Lang::of(&headers);
+async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQuery>) -> Result<Response, PageError> {
     let (Some(client_id), Some(request_uri)) = (query.client_id, query.request_uri) else {
-        return Err(page_error(lang, "authorize.bad_request"));
+        return Err(page_error("authorize.bad_request"));
     };
     let Some(secret) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
-        return Err(page_error(lang, "authorize.bad_request"));
+        return Err(page_error("authorize.bad_request"));
     };
     let uri_hash = sha256_hex(secret.as_bytes());
     let minutes = state.config.oauth.journey_minutes;
@@ -130,8 +125,8 @@ async fn authorize(
             Ok(Some(cookie))
         })
         .await
-        .map_err(|e| HtmlError::internal(lang, &e))?;
-    let Some(cookie) = started else { return Err(page_error(lang, "authorize.expired_request")) };
+        .map_err(|e| PageError::internal(&e))?;
+    let Some(cookie) = started else { return Err(page_error("authorize.expired_request")) };
     let mut response = Redirect::to("/verify").into_response();
     response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
     Ok(response)
@@ -150,9 +145,8 @@ struct ConsentScreen<'a> {
 
 /// The request and its journey, when the customer is verified and the request still open.
 async fn verified(state: &AppState, customer: &Customer) -> Result<(Journey, Pending), Response> {
-    let lang = customer.lang;
     let Some(journey) = customer.journey.clone() else {
-        return Err(HtmlError::new(StatusCode::FORBIDDEN, lang, "verify.no_journey").into_response());
+        return Err(PageError::new(StatusCode::FORBIDDEN, "verify.no_journey").into_response());
     };
     if journey.purpose != Purpose::Authorize || journey.stage != Stage::Verified {
         return Err(Redirect::to(journey.current_path()).into_response());
@@ -162,10 +156,10 @@ async fn verified(state: &AppState, customer: &Customer) -> Result<(Journey, Pen
         .db
         .read(move |c| pending(c, &hash).map_err(StoreError::from))
         .await
-        .map_err(|e| HtmlError::internal(lang, &e).into_response())?;
+        .map_err(|e| PageError::internal(&e).into_response())?;
     match pending {
         Some(p) if p.status == "started" => Ok((journey, p)),
-        _ => Err(HtmlError::new(StatusCode::GONE, lang, "authorize.expired_request").into_response()),
+        _ => Err(PageError::new(StatusCode::GONE, "authorize.expired_request").into_response()),
     }
 }
 
@@ -203,14 +197,8 @@ struct Decision {
 
 /// Who may call: the customer whose journey is verified (CSRF-checked form). Allow → `Authorised` and a code;
 /// deny → `Rejected` and `access_denied`. Either way the browser goes back to the API user's application.
-async fn decide(
-    State(state): State<AppState>,
-    customer: Customer,
-    headers: HeaderMap,
-    Form(form): Form<Decision>,
-) -> Response {
-    let lang = customer.lang;
-    if let Err(e) = customer.check_form(&headers, &form.csrf) {
+async fn decide(State(state): State<AppState>, customer: Customer, Form(form): Form<Decision>) -> Response {
+    if let Err(e) = customer.check_form(&form.csrf) {
         return e.into_response();
     }
     let (journey, pending) = match verified(&state, &customer).await {
@@ -218,12 +206,12 @@ async fn decide(
         Err(response) => return response,
     };
     let Some(customer_id) = journey.customer_id else {
-        return HtmlError::forbidden(lang).into_response();
+        return PageError::forbidden().into_response();
     };
     let allow = match form.decision.as_str() {
         "allow" => true,
         "deny" => false,
-        _ => return HtmlError::new(StatusCode::BAD_REQUEST, lang, "error.bad_form").into_response(),
+        _ => return PageError::new(StatusCode::BAD_REQUEST, "error.bad_form").into_response(),
     };
     let code = super::random_token();
     let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
@@ -279,7 +267,7 @@ async fn decide(
             response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
             response
         }
-        Ok(false) => HtmlError::new(StatusCode::GONE, lang, "authorize.expired_request").into_response(),
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Ok(false) => PageError::new(StatusCode::GONE, "authorize.expired_request").into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
@@ -16,7 +16,7 @@ use super::accreditation::{
 use super::{OrgStatus, Organisation};
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render, render_status};
+use crate::web::pages::{PageError, Texts, render, render_status};
 use crate::web::session::{ParticipantAdmin, ParticipantMember, SignedIn};
 
 pub fn router() -> Router<AppState> {
@@ -104,7 +104,7 @@ async fn page(State(state): State<AppState>, ParticipantMember(who): Participant
     let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
     match load(&state, org.id).await {
         Ok((app, docs)) => respond(&who, &org, app, docs, None, vec![], None, StatusCode::OK),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -256,20 +256,19 @@ async fn read_form(mut multipart: Multipart) -> Posted {
 async fn save(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
     let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
     let mut posted = read_form(multipart).await;
-    if let Err(e) = who.check_form(&headers, &posted.csrf) {
+    if let Err(e) = who.check_form(&posted.csrf) {
         return e.into_response();
     }
     let (app, docs) = match load(&state, org.id).await {
         Ok(found) => found,
-        Err(e) => return HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     if !can_edit(&org, app.as_ref(), true) {
-        return HtmlError::new(StatusCode::CONFLICT, who.lang(), "apply.error.not_editable").into_response();
+        return PageError::new(StatusCode::CONFLICT, "apply.error.not_editable").into_response();
     }
     let refuse = |app, docs, input, errors, status| respond(&who, &org, app, docs, Some(input), errors, None, status);
     if let Some(problem) = posted.problem {
@@ -300,12 +299,10 @@ async fn save(
             };
             match load(&state, org.id).await {
                 Ok((app, docs)) => respond(&who, &org, app, docs, None, vec![], Some(notice), StatusCode::OK),
-                Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+                Err(e) => PageError::internal(&e).into_response(),
             }
         }
-        Ok(SaveOutcome::NotAllowed) => {
-            HtmlError::new(StatusCode::CONFLICT, who.lang(), "apply.error.not_editable").into_response()
-        }
+        Ok(SaveOutcome::NotAllowed) => PageError::new(StatusCode::CONFLICT, "apply.error.not_editable").into_response(),
         Ok(SaveOutcome::TooManyDocuments) => refuse(
             app,
             docs,
@@ -320,7 +317,7 @@ async fn save(
             vec![("documents", "apply.error.no_documents")],
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -342,8 +339,8 @@ async fn certificate(State(state): State<AppState>, ParticipantMember(who): Part
         Ok(Some(accreditation)) => {
             render(&CertificatePage { t: Texts { lang: who.lang() }, csrf: who.csrf(), org: &org, accreditation })
         }
-        Ok(None) => HtmlError::new(StatusCode::NOT_FOUND, who.lang(), "certificate.none").into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(None) => PageError::new(StatusCode::NOT_FOUND, "certificate.none").into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -358,7 +355,7 @@ async fn document(
     let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await;
     match found {
         Ok(Some(doc)) if doc.organisation_id == org_id => super::console::attachment(doc),
-        Ok(_) => HtmlError::not_found(who.lang()).into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(_) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }

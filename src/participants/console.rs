@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use rusqlite::params;
@@ -21,7 +21,7 @@ use crate::audit::{self, Event, Outcome};
 use crate::identity::{self, Role, User};
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render, render_status};
+use crate::web::pages::{PageError, Texts, render, render_status};
 use crate::web::session::{self, ConsoleReader, OperatorAdmin, OperatorStaff, SignedIn};
 
 pub const AUDIT_PAGE_SIZE: u32 = 50;
@@ -89,7 +89,7 @@ async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleRea
             suspended,
             revoked,
         }),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -105,7 +105,7 @@ struct ApplicationsPage<'a> {
 async fn applications(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
     match state.db.read(|c| accreditation::queue(c).map_err(StoreError::from)).await {
         Ok(entries) => render(&ApplicationsPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), entries }),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -163,8 +163,8 @@ async fn application_page(
                 },
             )
         }
-        Ok(None) => HtmlError::not_found(who.lang()).into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(None) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -191,10 +191,9 @@ async fn decide(
     State(state): State<AppState>,
     OperatorStaff(who): OperatorStaff,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let Some(decision) = Decision::parse(&form.decision) else {
@@ -228,18 +227,18 @@ async fn decide(
         Ok(DecideOutcome::BinHeld) => {
             application_page(&state, &who, id, Some("console.error.bin_held"), None, StatusCode::CONFLICT).await
         }
-        Ok(DecideOutcome::NotFound) => HtmlError::not_found(who.lang()).into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(DecideOutcome::NotFound) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
 /// Console readers: a document, always as a download (never rendered by the browser), with its checked type.
-async fn document(State(state): State<AppState>, ConsoleReader(who): ConsoleReader, Path(id): Path<i64>) -> Response {
+async fn document(State(state): State<AppState>, ConsoleReader(_): ConsoleReader, Path(id): Path<i64>) -> Response {
     let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await;
     match found {
         Ok(Some(doc)) => attachment(doc),
-        Ok(None) => HtmlError::not_found(who.lang()).into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(None) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -299,7 +298,7 @@ async fn participants(
                 statuses: [OrgStatus::Registered, OrgStatus::Accredited, OrgStatus::Suspended, OrgStatus::Revoked],
             })
         }
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -356,8 +355,8 @@ async fn participant_page(
                 notice,
             },
         ),
-        Ok(None) => HtmlError::not_found(who.lang()).into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(None) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -384,10 +383,9 @@ async fn change_standing(
     State(state): State<AppState>,
     OperatorStaff(who): OperatorStaff,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<StandingForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let Some(change) = Lifecycle::parse(&form.action) else {
@@ -418,8 +416,8 @@ async fn change_standing(
         Ok(LifecycleOutcome::NotApplicable(_)) => {
             participant_page(&state, &who, id, Some("console.error.standing"), None, StatusCode::CONFLICT).await
         }
-        Ok(LifecycleOutcome::NotFound) => HtmlError::not_found(who.lang()).into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(LifecycleOutcome::NotFound) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -477,7 +475,7 @@ async fn audit_trail(
             page,
             more,
         }),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -519,7 +517,7 @@ async fn staff_page(
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -551,10 +549,9 @@ enum AddOutcome {
 async fn add_staff(
     State(state): State<AppState>,
     OperatorAdmin(who): OperatorAdmin,
-    headers: HeaderMap,
     Form(form): Form<StaffForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let role = match form.role.as_str() {
@@ -588,7 +585,7 @@ async fn add_staff(
     let password = identity::generate_password();
     let for_hash = password.clone();
     let Ok(hash) = state.passwords.hash(for_hash).await else {
-        return HtmlError::internal(who.lang(), &"password hashing failed").into_response();
+        return PageError::internal(&"password hashing failed").into_response();
     };
     let actor = who.audit_actor();
     let (name, full_name, email) = (username.clone(), form.full_name.trim().to_string(), form.email.trim().to_string());
@@ -616,7 +613,7 @@ async fn add_staff(
         Ok(AddOutcome::Taken) => {
             staff_page(&state, &who, None, Some("register.error.username_taken"), form, StatusCode::CONFLICT).await
         }
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -630,10 +627,9 @@ async fn disable_staff(
     State(state): State<AppState>,
     OperatorAdmin(who): OperatorAdmin,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     if id == who.user.id {
@@ -661,7 +657,7 @@ async fn disable_staff(
         .await;
     match result {
         Ok(true) => Redirect::to("/console/staff").into_response(),
-        Ok(false) => HtmlError::not_found(who.lang()).into_response(),
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Ok(false) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }

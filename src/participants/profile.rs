@@ -19,7 +19,7 @@ use crate::digest::sha256_hex;
 use crate::notify::{self, Delivery};
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render_status};
+use crate::web::pages::{PageError, Texts, render_status};
 use crate::web::session::{ParticipantAdmin, ParticipantMember, SignedIn};
 
 /// The largest logo accepted.
@@ -109,7 +109,7 @@ async fn page(
         .await;
     let (webhook_url, deliveries) = match found {
         Ok(found) => found,
-        Err(e) => return HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let form = form.unwrap_or_else(|| ProfileForm {
         csrf: String::new(),
@@ -163,13 +163,11 @@ fn website_acceptable(url: &str) -> bool {
 async fn update(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    headers: HeaderMap,
     Form(form): Form<ProfileForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
-    let lang = who.lang();
     let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
     let description = form.description.trim().to_string();
     let website = form.website.trim().to_string();
@@ -224,7 +222,7 @@ async fn update(
         .await;
     match result {
         Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -279,17 +277,15 @@ async fn read_upload(multipart: &mut Multipart) -> Result<(String, Vec<u8>), Upl
 async fn upload_logo(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Response {
-    let lang = who.lang();
     let refuse = |status, key| page(&state, &who, None, None, vec![key], false, status);
     let (csrf, bytes) = match read_upload(&mut multipart).await {
         Ok(upload) => upload,
         Err(Upload::TooLarge) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "profile.error.logo_size").await,
         Err(Upload::Missing) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "profile.error.logo_missing").await,
     };
-    if let Err(e) = who.check_form(&headers, &csrf) {
+    if let Err(e) = who.check_form(&csrf) {
         return e.into_response();
     }
     let Some(content_type) = image_type(&bytes) else {
@@ -321,7 +317,7 @@ async fn upload_logo(
         .await;
     match result {
         Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -330,13 +326,11 @@ async fn upload_logo(
 async fn set_webhook(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    headers: HeaderMap,
     Form(form): Form<WebhookForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
-    let lang = who.lang();
     let url = form.webhook_url.trim().to_string();
     if !url.is_empty() && !notify::url_acceptable(&url) {
         let errors = vec!["webhooks.error.url"];
@@ -368,7 +362,7 @@ async fn set_webhook(
         .await;
     match result {
         Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 

@@ -14,7 +14,7 @@ use super::accreditation::{self, RegistryEntry, RegistryKind};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::error::ApiError;
-use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::pages::{PageError, Texts, render};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,7 +44,7 @@ struct RegistryPage {
 async fn page(State(state): State<AppState>, t: Texts) -> Response {
     match both(&state).await {
         Ok((providers, users)) => render(&RegistryPage { t, providers, users }),
-        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use crate::identity::{self, Role};
 use crate::kz::Bin;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, redisplay, render, render_status};
+use crate::web::pages::{PageError, Texts, redisplay, render, render_status};
 use crate::web::session::{ParticipantMember, Visitor};
 
 pub fn router() -> Router<AppState> {
@@ -142,13 +142,8 @@ enum Registration {
 }
 
 /// Public (with CSRF): registers an organisation and its first administrator, in one transaction.
-async fn register(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    Form(mut form): Form<RegisterForm>,
-) -> Response {
-    if let Err(e) = visitor.check_form(&headers, &form.csrf) {
+async fn register(State(state): State<AppState>, visitor: Visitor, Form(mut form): Form<RegisterForm>) -> Response {
+    if let Err(e) = visitor.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: visitor.lang };
@@ -177,7 +172,7 @@ async fn register(
     }
     let password = std::mem::take(&mut form.password);
     let Ok(hash) = state.passwords.hash(password).await else {
-        return HtmlError::internal(t.lang, &"password hashing failed").into_response();
+        return PageError::internal(&"password hashing failed").into_response();
     };
     let org = NewOrganisation {
         bin: form.bin.trim().to_string(),
@@ -225,7 +220,7 @@ async fn register(
             render(&RegisteredPage { t, name: form.name.trim(), username: form.admin_username.trim() })
         }
         Ok(Registration::Taken(field, key)) => refuse(&form, vec![(field, key)]),
-        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 

@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use rusqlite::{Transaction, params};
@@ -18,7 +18,7 @@ use crate::clock;
 use crate::identity::{self, Role, User};
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render, render_status};
+use crate::web::pages::{PageError, Texts, render, render_status};
 use crate::web::session::{self, ParticipantAdmin, SignedIn};
 
 pub fn router() -> Router<AppState> {
@@ -99,7 +99,7 @@ async fn page_with(
     let members =
         match state.db.read(move |c| identity::users_of_organisation(c, org_id).map_err(StoreError::from)).await {
             Ok(m) => m,
-            Err(e) => return HtmlError::internal(lang, &e).into_response(),
+            Err(e) => return PageError::internal(&e).into_response(),
         };
     let page = StaffPage {
         t: Texts { lang },
@@ -129,10 +129,9 @@ enum Invited {
 async fn invite(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    headers: HeaderMap,
     Form(form): Form<InviteForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let lang = who.lang();
@@ -160,7 +159,7 @@ async fn invite(
     let one_time_password = identity::generate_password();
     let otp = one_time_password.clone();
     let Ok(hash) = state.passwords.hash(otp).await else {
-        return HtmlError::internal(lang, &"password hashing failed").into_response();
+        return PageError::internal(&"password hashing failed").into_response();
     };
     let (actor, source) = (who.actor(), who.visitor.source.clone());
     let (name, mail, login) = (full_name.clone(), email.clone(), username.clone());
@@ -194,7 +193,7 @@ async fn invite(
         Ok(Invited::Taken) => {
             page(&state, &who, &form, vec!["register.error.username_taken"], StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -222,7 +221,6 @@ async fn change_member(
     member_id: i64,
     change: impl FnOnce(&Transaction, &Organisation, &User) -> Result<Change, StoreError> + Send + 'static,
 ) -> Response {
-    let lang = who.lang();
     let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
     let result = state
         .db
@@ -235,11 +233,11 @@ async fn change_member(
         .await;
     match result {
         Ok(Change::Done) => Redirect::to("/org/staff").into_response(),
-        Ok(Change::NotFound) => HtmlError::not_found(lang).into_response(),
+        Ok(Change::NotFound) => PageError::not_found().into_response(),
         Ok(Change::Refused(key)) => {
             page_with(state, who, &InviteForm::default(), vec![], Some(key), StatusCode::CONFLICT).await
         }
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -256,10 +254,9 @@ async fn change_role(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<RoleForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let Some(role) = participant_role(&form.role) else {
@@ -300,10 +297,9 @@ async fn disable(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let (actor, source, me) = (who.actor(), who.visitor.source.clone(), who.user.id);
@@ -339,10 +335,9 @@ async fn enable(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let (actor, source) = (who.actor(), who.visitor.source.clone());

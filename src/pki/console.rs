@@ -11,7 +11,7 @@ use super::certs::{self, OwnedCert};
 use crate::clock;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render};
+use crate::web::pages::{PageError, Texts, render};
 use crate::web::session::ConsoleReader;
 
 pub fn router() -> Router<AppState> {
@@ -79,6 +79,6 @@ async fn certificates(
             let rows = list.into_iter().map(|cert| Row { state: state_of(&cert, &now), cert }).collect();
             render(&CertificatesPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), query: &query, rows })
         }
-        Err(e) => HtmlError::internal(who.lang(), &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }

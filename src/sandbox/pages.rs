@@ -14,7 +14,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use crate::clock;
 use crate::identity::Role;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Texts, render_status};
+use crate::web::pages::{PageError, Texts, render_status};
 use crate::web::session::{ConsoleReader, OperatorStaff, ParticipantMember, SignedIn};
 
 pub fn router() -> Router<AppState> {
@@ -144,7 +144,6 @@ async fn provider_health(
     ParticipantMember(who): ParticipantMember,
     Path(id): Path<i64>,
 ) -> Response {
-    let lang = who.lang();
     let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
     let found = state
         .db
@@ -161,8 +160,8 @@ async fn provider_health(
             loaded,
             Shown { console: false, can_override: false, errors: vec![], notice: None, status: StatusCode::OK },
         ),
-        Ok(None) => HtmlError::not_found(lang).into_response(),
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Ok(None) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -171,7 +170,6 @@ fn may_override(who: &SignedIn) -> bool {
 }
 
 async fn console_page(state: &AppState, who: &SignedIn, id: i64, errors: Vec<&str>, notice: Option<&str>) -> Response {
-    let lang = who.lang();
     let found = state
         .db
         .read(move |c| -> Result<Option<Loaded>, StoreError> {
@@ -186,8 +184,8 @@ async fn console_page(state: &AppState, who: &SignedIn, id: i64, errors: Vec<&st
         Ok(Some(loaded)) => {
             page(who, loaded, Shown { console: true, can_override: may_override(who), errors, notice, status })
         }
-        Ok(None) => HtmlError::not_found(lang).into_response(),
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Ok(None) => PageError::not_found().into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -214,11 +212,10 @@ struct OverrideForm {
 async fn override_form(
     State(state): State<AppState>,
     OperatorStaff(who): OperatorStaff,
-    headers: HeaderMap,
     Path(id): Path<i64>,
     Form(form): Form<OverrideForm>,
 ) -> Response {
-    if let Err(e) = who.check_form(&headers, &form.csrf) {
+    if let Err(e) = who.check_form(&form.csrf) {
         return e.into_response();
     }
     let t = Texts { lang: who.lang() };
@@ -228,8 +225,8 @@ async fn override_form(
     match health::set_override(&state.db, id, mode, form.reason, who.audit_actor()).await {
         Ok(_) => Redirect::to(&format!("/console/apis/{id}/health")).into_response(),
         Err(HealthError::Refused(key)) => console_page(&state, &who, id, vec![t.get(key)], None).await,
-        Err(HealthError::NotFound) => HtmlError::not_found(t.lang).into_response(),
-        Err(HealthError::Store(e)) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(HealthError::NotFound) => PageError::not_found().into_response(),
+        Err(HealthError::Store(e)) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -256,7 +253,7 @@ async fn console_overview(State(state): State<AppState>, ConsoleReader(who): Con
                 .collect();
             render_status(StatusCode::OK, &OverviewPage { t, csrf: who.csrf(), rows })
         }
-        Err(e) => HtmlError::internal(lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 

@@ -8,15 +8,15 @@
 //! request saw, and the identity the code step verifies is the one that passed the face check.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::clock;
 use crate::digest::{constant_time_eq, sha256_hex};
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Lang, cookie};
+use crate::web::pages::{PageError, cookie};
 
 pub const COOKIE: &str = "__Host-kopir_customer";
 /// Biometric failures (liveness or match) allowed in one journey.
@@ -282,42 +282,41 @@ pub fn normalise_phone(input: &str) -> Option<String> {
 /// The visitor of a journey page: the journey (if the cookie names a live one), the language and the host.
 pub struct Customer {
     pub journey: Option<Journey>,
-    pub lang: Lang,
+    pub lang: crate::i18n::Lang,
     pub host: String,
     pub source: String,
+    /// Whether the request came from a page of this platform.
+    pub same_origin: bool,
 }
 
 impl Customer {
     /// The journey, if the form's CSRF token and origin are right.
-    pub fn check_form(&self, headers: &HeaderMap, token: &str) -> Result<&Journey, HtmlError> {
+    pub fn check_form(&self, token: &str) -> Result<&Journey, PageError> {
         let journey = self
             .journey
             .as_ref()
-            .ok_or_else(|| HtmlError::new(axum::http::StatusCode::FORBIDDEN, self.lang, "verify.no_journey"))?;
-        if !journey.csrf_ok(token) || !crate::web::session::same_origin(headers, &self.host) {
+            .ok_or_else(|| PageError::new(axum::http::StatusCode::FORBIDDEN, "verify.no_journey"))?;
+        if !journey.csrf_ok(token) || !self.same_origin {
             tracing::warn!(source = %self.source, "customer form refused");
-            return Err(HtmlError::new(axum::http::StatusCode::FORBIDDEN, self.lang, "error.csrf"));
+            return Err(PageError::new(axum::http::StatusCode::FORBIDDEN, "error.csrf"));
         }
         Ok(journey)
     }
 }
 
 impl FromRequestParts<AppState> for Customer {
-    type Rejection = HtmlError;
+    type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let lang = Lang::of(&parts.headers);
+        let lang = crate::i18n::current();
         let host = crate::web::session::request_host(parts);
+        let same_origin = crate::web::session::same_origin(&parts.headers, &host);
         let source = crate::web::session::source_of(&parts.extensions);
         let journey = match cookie(&parts.headers, COOKIE) {
-            Some(value) => state
-                .db
-                .read(move |c| load(c, &value).map_err(StoreError::from))
-                .await
-                .map_err(|e| HtmlError::internal(lang, &e))?,
+            Some(value) => state.db.read(move |c| load(c, &value).map_err(StoreError::from)).await?,
             None => None,
         };
-        Ok(Customer { journey, lang, host, source })
+        Ok(Customer { journey, lang, host, source, same_origin })
     }
 }
 

@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use crate::kz::Iin;
 use crate::oauth::authorize::{self, Pending};
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{HtmlError, Lang, Texts, render, render_status};
+use crate::web::pages::{PageError, Texts, render, render_status};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -139,7 +139,7 @@ async fn render_step(
 ) -> Response {
     let pending = match pending_of(state, journey).await {
         Ok(p) => p,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let sandbox = is_sandbox(&pending);
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
@@ -168,14 +168,14 @@ async fn render_step(
 /// The journey of this visitor at `stage`, or where to go instead.
 fn at_stage(customer: &Customer, stage: Stage) -> Result<&Journey, Box<Response>> {
     match &customer.journey {
-        None => Err(Box::new(no_journey(customer.lang))),
+        None => Err(Box::new(no_journey())),
         Some(j) if j.stage == stage => Ok(j),
         Some(j) => Err(Box::new(Redirect::to(j.current_path()).into_response())),
     }
 }
 
-fn no_journey(lang: Lang) -> Response {
-    HtmlError::new(StatusCode::FORBIDDEN, lang, "verify.no_journey").into_response()
+fn no_journey() -> Response {
+    PageError::new(StatusCode::FORBIDDEN, "verify.no_journey").into_response()
 }
 
 async fn identify_page(State(state): State<AppState>, customer: Customer) -> Response {
@@ -192,13 +192,8 @@ struct IdentifyForm {
     phone: String,
 }
 
-async fn identify(
-    State(state): State<AppState>,
-    customer: Customer,
-    headers: HeaderMap,
-    Form(form): Form<IdentifyForm>,
-) -> Response {
-    let journey = match customer.check_form(&headers, &form.csrf) {
+async fn identify(State(state): State<AppState>, customer: Customer, Form(form): Form<IdentifyForm>) -> Response {
+    let journey = match customer.check_form(&form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
     };
@@ -217,7 +212,7 @@ async fn identify(
     // this step (a developer who typed a real IIN can pick a test one).
     let pending = match pending_of(&state, &journey).await {
         Ok(p) => p,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let refusal = match &pending {
         Some(p) => crate::apps::customer_refusal(p.consent.mode, state.config.mode, iin.as_str()),
@@ -231,14 +226,14 @@ async fn identify(
     let (seen, iin_text) = (journey.clone(), iin.as_str().to_string());
     match state.db.write(move |tx| journey::identified(tx, &seen, &iin_text, &phone).map_err(StoreError::from)).await {
         Ok(true) => Redirect::to("/verify/biometric").into_response(),
-        Ok(false) => conflict(customer.lang),
-        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+        Ok(false) => conflict(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
 /// Another request (a second tab, or a request whose body came late) moved the journey on first.
-fn conflict(lang: Lang) -> Response {
-    HtmlError::new(StatusCode::CONFLICT, lang, "verify.conflict").into_response()
+fn conflict() -> Response {
+    PageError::new(StatusCode::CONFLICT, "verify.conflict").into_response()
 }
 
 /// A limit across journeys is reached: the step's page says when the customer may try again.
@@ -281,7 +276,7 @@ async fn end_failed(state: &AppState, customer: &Customer, journey: &Journey, me
     let t = Texts { lang: customer.lang };
     let pending = match pending_of(state, journey).await {
         Ok(p) => p,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let (hash, p) = (journey.id_hash.clone(), pending.clone());
     let closed = state
@@ -295,7 +290,7 @@ async fn end_failed(state: &AppState, customer: &Customer, journey: &Journey, me
         })
         .await;
     if let Err(e) = closed {
-        return HtmlError::internal(customer.lang, &e).into_response();
+        return PageError::internal(&e).into_response();
     }
     let mut response = render_status(
         StatusCode::FORBIDDEN,
@@ -323,13 +318,8 @@ enum FaceCheck {
     Replayed,
 }
 
-async fn biometric(
-    State(state): State<AppState>,
-    customer: Customer,
-    headers: HeaderMap,
-    Form(form): Form<BiometricForm>,
-) -> Response {
-    let journey = match customer.check_form(&headers, &form.csrf) {
+async fn biometric(State(state): State<AppState>, customer: Customer, Form(form): Form<BiometricForm>) -> Response {
+    let journey = match customer.check_form(&form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
     };
@@ -338,7 +328,7 @@ async fn biometric(
     }
     let (Some(iin), Some(nonce)) = (journey.iin.as_deref().and_then(Iin::parse), journey.biometric_nonce.clone())
     else {
-        return no_journey(customer.lang);
+        return no_journey();
     };
     let session = form.session.trim().to_string();
     if session.is_empty() || session.len() > 200 {
@@ -346,7 +336,7 @@ async fn biometric(
     }
     let sandbox = match pending_of(&state, &journey).await {
         Ok(p) => is_sandbox(&p),
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     // No real person is behind a test customer: their face check is always the simulated one.
     let verifier = if sandbox { &BiometricVerifier::Simulated } else { &state.biometric };
@@ -379,17 +369,17 @@ async fn biometric(
             }
         },
         Ok(FaceCheck::Replayed) => Verdict::Unbound,
-        Ok(FaceCheck::Moved) => return conflict(customer.lang),
+        Ok(FaceCheck::Moved) => return conflict(),
         Ok(FaceCheck::Limited(at)) => return limited(&state, &customer, &journey, "biometric", at).await,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     if verdict != Verdict::Passed {
         let seen = journey.clone();
         let failures =
             match state.db.write(move |tx| journey::biometric_failed(tx, &seen).map_err(StoreError::from)).await {
                 Ok(Some(n)) => n,
-                Ok(None) => return conflict(customer.lang),
-                Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+                Ok(None) => return conflict(),
+                Err(e) => return PageError::internal(&e).into_response(),
             };
         let action = if verdict == Verdict::Unbound { "trust.biometric.replayed" } else { "trust.biometric.failed" };
         audit_customer(&state, &customer, action, &journey).await;
@@ -418,15 +408,15 @@ async fn phone_of_the_person(
     iin: &Iin,
 ) -> Result<(), Box<Response>> {
     let t = Texts { lang: customer.lang };
-    let Some(phone) = journey.phone.as_deref() else { return Err(Box::new(no_journey(customer.lang))) };
+    let Some(phone) = journey.phone.as_deref() else { return Err(Box::new(no_journey())) };
     match state.phones.owns(iin, phone).await {
         Ok(true) => Ok(()),
         Ok(false) => {
             let seen = journey.clone();
             match state.db.write(move |tx| journey::phone_refused(tx, &seen).map_err(StoreError::from)).await {
                 Ok(true) => {}
-                Ok(false) => return Err(Box::new(conflict(customer.lang))),
-                Err(e) => return Err(Box::new(HtmlError::internal(customer.lang, &e).into_response())),
+                Ok(false) => return Err(Box::new(conflict())),
+                Err(e) => return Err(Box::new(PageError::internal(&e).into_response())),
             }
             audit_customer(state, customer, "trust.phone.not_owned", journey).await;
             let mut back = journey.clone();
@@ -454,7 +444,7 @@ enum CodeIssue {
 async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, sandbox: bool) -> Response {
     let t = Texts { lang: customer.lang };
     let (Some(phone), Some(iin)) = (journey.phone.clone(), journey.iin.clone()) else {
-        return no_journey(customer.lang);
+        return no_journey();
     };
     let (seen, purpose, trust, source) =
         (journey.clone(), journey.otp_purpose(), state.config.trust.clone(), customer.source.clone());
@@ -475,9 +465,9 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, san
         .await;
     let (otp_id, code) = match issued {
         Ok(CodeIssue::Issued(otp_id, code)) => (otp_id, code),
-        Ok(CodeIssue::Moved) => return conflict(customer.lang),
+        Ok(CodeIssue::Moved) => return conflict(),
         Ok(CodeIssue::Limited(at)) => return limited(state, customer, journey, "biometric", at).await,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     if !sandbox {
         let text = t.get("verify.sms_text").replace("{code}", &code);
@@ -489,8 +479,8 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, san
     let seen = journey.clone();
     match state.db.write(move |tx| journey::code_sent(tx, &seen, &otp_id).map_err(StoreError::from)).await {
         Ok(true) => {}
-        Ok(false) => return conflict(customer.lang),
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Ok(false) => return conflict(),
+        Err(e) => return PageError::internal(&e).into_response(),
     }
     if sandbox {
         // Rendered here, not after a redirect: the code is never kept, so no later page could show it.
@@ -513,14 +503,9 @@ struct CodeForm {
     code: String,
 }
 
-async fn code(
-    State(state): State<AppState>,
-    customer: Customer,
-    headers: HeaderMap,
-    Form(form): Form<CodeForm>,
-) -> Response {
+async fn code(State(state): State<AppState>, customer: Customer, Form(form): Form<CodeForm>) -> Response {
     let t = Texts { lang: customer.lang };
-    let journey = match customer.check_form(&headers, &form.csrf) {
+    let journey = match customer.check_form(&form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
     };
@@ -528,7 +513,7 @@ async fn code(
         return Redirect::to(journey.current_path()).into_response();
     }
     let Some(otp_id) = journey.otp_id.clone() else {
-        return no_journey(customer.lang);
+        return no_journey();
     };
     let (seen, purpose, submitted) = (journey.clone(), journey.otp_purpose(), form.code);
     let checked = state
@@ -551,7 +536,7 @@ async fn code(
         })
         .await;
     match checked {
-        Ok(None) => conflict(customer.lang),
+        Ok(None) => conflict(),
         Ok(Some(otp::Check::Verified { .. })) => {
             audit_customer(&state, &customer, "trust.customer.verified", &journey).await;
             Redirect::to(match journey.purpose {
@@ -569,7 +554,7 @@ async fn code(
             audit_customer(&state, &customer, "trust.otp.exhausted", &journey).await;
             end_failed(&state, &customer, &journey, "verify.code_exhausted").await
         }
-        Err(e) => HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -585,14 +570,9 @@ enum Resent {
     Limited(time::OffsetDateTime),
 }
 
-async fn resend(
-    State(state): State<AppState>,
-    customer: Customer,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
+async fn resend(State(state): State<AppState>, customer: Customer, Form(form): Form<CsrfForm>) -> Response {
     let t = Texts { lang: customer.lang };
-    let journey = match customer.check_form(&headers, &form.csrf) {
+    let journey = match customer.check_form(&form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
     };
@@ -601,7 +581,7 @@ async fn resend(
     };
     let sandbox = match pending_of(&state, &journey).await {
         Ok(p) => is_sandbox(&p),
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let (seen, trust, source, p) =
         (journey.clone(), state.config.trust.clone(), customer.source.clone(), phone.clone());
@@ -625,7 +605,7 @@ async fn resend(
         .await;
     let outcome = match outcome {
         Ok(Resent::Otp(outcome)) => Ok(outcome),
-        Ok(Resent::Moved) => return conflict(customer.lang),
+        Ok(Resent::Moved) => return conflict(),
         Ok(Resent::Limited(at)) => return limited(&state, &customer, &journey, "code", at).await,
         Err(e) => Err(e),
     };
@@ -649,26 +629,21 @@ async fn resend(
         }
         Ok(otp::Resend::TooMany) => (Some(t.get("verify.resend_limit").to_string()), None),
         Ok(otp::Resend::Unknown) => return end_failed(&state, &customer, &journey, "verify.code_exhausted").await,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     step_page(&state, &customer, &journey, "code", error, notice).await
 }
 
 /// The customer gives up. An authorization request ends as refused by the customer (`Rejected`,
 /// `access_denied`); a `/my` journey just ends.
-async fn cancel(
-    State(state): State<AppState>,
-    customer: Customer,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let journey = match customer.check_form(&headers, &form.csrf) {
+async fn cancel(State(state): State<AppState>, customer: Customer, Form(form): Form<CsrfForm>) -> Response {
+    let journey = match customer.check_form(&form.csrf) {
         Ok(j) => j.clone(),
         Err(e) => return e.into_response(),
     };
     let pending = match pending_of(&state, &journey).await {
         Ok(p) => p,
-        Err(e) => return HtmlError::internal(customer.lang, &e).into_response(),
+        Err(e) => return PageError::internal(&e).into_response(),
     };
     let by = ChangedBy {
         actor: journey.customer_id.map(|id| format!("customer:{id}")).unwrap_or_else(|| "customer:unidentified".into()),
@@ -692,7 +667,7 @@ async fn cancel(
         })
         .await;
     if let Err(e) = done {
-        return HtmlError::internal(customer.lang, &e).into_response();
+        return PageError::internal(&e).into_response();
     }
     let to = match &pending {
         Some(p) => authorize::denied_url(&state, p, "The customer cancelled"),
@@ -746,7 +721,7 @@ struct OutboxPage {
 /// Who may call: anyone, in demo mode only (the outbox adapter is refused in production). Newest first.
 async fn demo_outbox(State(state): State<AppState>, t: Texts) -> Response {
     if state.config.mode != Mode::Demo || !matches!(state.sms, super::sms::SmsSender::Outbox(_)) {
-        return HtmlError::not_found(t.lang).into_response();
+        return PageError::not_found().into_response();
     }
     let messages = state
         .db
@@ -763,6 +738,6 @@ async fn demo_outbox(State(state): State<AppState>, t: Texts) -> Response {
             response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => HtmlError::internal(t.lang, &e).into_response(),
+        Err(e) => PageError::internal(&e).into_response(),
     }
 }

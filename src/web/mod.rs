@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::middleware))
         // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
         .layer(middleware::from_fn(standard_error_bodies))
+        .layer(middleware::from_fn(language))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }
@@ -178,12 +179,18 @@ fn error_shape(path: &str) -> ErrorShape {
     }
 }
 
+/// Makes the language the request asks for its context: pages, error pages and refusals below read it with
+/// [`crate::i18n::current`].
+async fn language(request: Request, next: Next) -> Response {
+    let lang = crate::i18n::Lang::of(request.headers());
+    crate::i18n::scope(lang, next.run(request)).await
+}
+
 /// Gives the error responses made by the framework rather than by a handler — 405, the extractors' refusals (a body
 /// over the limit, a malformed form, JSON or query), 503 on time-out — the body of the endpoint's own kind, with a
 /// fixed message: the framework's text may quote the input and is not for the caller.
 async fn standard_error_bodies(request: Request, next: Next) -> Response {
     let shape = error_shape(request.uri().path());
-    let lang = pages::Lang::of(request.headers());
     let http1 = request.version() < axum::http::Version::HTTP_2;
     let response = next.run(request).await;
     let status = response.status();
@@ -223,7 +230,7 @@ async fn standard_error_bodies(request: Request, next: Next) -> Response {
                 s if s.is_server_error() => "error.internal",
                 _ => "error.bad_form",
             };
-            pages::HtmlError::new(status, lang, key).into_response()
+            pages::PageError::new(status, key).into_response()
         }
     };
     if status == StatusCode::PAYLOAD_TOO_LARGE && http1 {

@@ -1,16 +1,9 @@
-//! Server-rendered pages: languages and their texts, the page response (with its own strict CSP), HTML error
-//! pages, and the embedded static assets.
-//!
-//! Texts live in `assets/i18n/<lang>.toml`, one file per language, English first; a key missing in a language falls
-//! back to English, and a unit test keeps the files complete.
-
-use std::collections::HashMap;
-use std::sync::OnceLock;
+//! Server-rendered pages: the page response (with its own strict CSP), the page error every page handler answers
+//! with, and the embedded static assets. Texts and languages are [`crate::i18n`]'s.
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path};
-use axum::http::request::Parts;
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -24,129 +17,11 @@ use super::AppState;
 #[include = "img/*"]
 struct Assets;
 
-/// Languages the pages speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Ru,
-    Kk,
-}
-
-impl Lang {
-    pub const ALL: [Lang; 3] = [Lang::En, Lang::Ru, Lang::Kk];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Ru => "ru",
-            Lang::Kk => "kk",
-        }
-    }
-
-    pub fn parse(code: &str) -> Option<Lang> {
-        match code.get(..2)?.to_ascii_lowercase().as_str() {
-            "en" => Some(Lang::En),
-            "ru" => Some(Lang::Ru),
-            "kk" | "kz" => Some(Lang::Kk),
-            _ => None,
-        }
-    }
-
-    fn source(self) -> &'static str {
-        match self {
-            Lang::En => include_str!("../../assets/i18n/en.toml"),
-            Lang::Ru => include_str!("../../assets/i18n/ru.toml"),
-            Lang::Kk => include_str!("../../assets/i18n/kk.toml"),
-        }
-    }
-
-    /// The language of a request: the `kopir_lang` cookie, else the first known language in Accept-Language.
-    pub fn of(headers: &HeaderMap) -> Lang {
-        if let Some(lang) = cookie(headers, LANG_COOKIE).and_then(|code| Lang::parse(&code)) {
-            return lang;
-        }
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').find_map(|part| Lang::parse(part.trim())))
-            .unwrap_or(Lang::En)
-    }
-}
-
-pub const LANG_COOKIE: &str = "kopir_lang";
+pub use crate::i18n::{LANG_COOKIE, Lang, Texts};
 
 /// Reads one cookie from the request.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-type Catalogue = HashMap<String, String>;
-
-fn flatten(prefix: &str, table: &toml::Table, out: &mut Catalogue) {
-    for (key, value) in table {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-        match value {
-            toml::Value::Table(inner) => flatten(&path, inner, out),
-            toml::Value::String(s) => {
-                out.insert(path, s.clone());
-            }
-            other => {
-                out.insert(path, other.to_string());
-            }
-        }
-    }
-}
-
-fn catalogue(lang: Lang) -> &'static Catalogue {
-    static CATALOGUES: OnceLock<[Catalogue; 3]> = OnceLock::new();
-    let all = CATALOGUES.get_or_init(|| {
-        Lang::ALL.map(|l| {
-            let mut out = Catalogue::new();
-            if let Ok(table) = toml::from_str::<toml::Table>(l.source()) {
-                flatten("", &table, &mut out);
-            }
-            out
-        })
-    });
-    match lang {
-        Lang::En => &all[0],
-        Lang::Ru => &all[1],
-        Lang::Kk => &all[2],
-    }
-}
-
-/// The texts of one language, handed to every template as `t`.
-#[derive(Debug, Clone, Copy)]
-pub struct Texts {
-    pub lang: Lang,
-}
-
-impl Texts {
-    pub fn get<'a>(&self, key: &'a str) -> &'a str
-    where
-        'static: 'a,
-    {
-        catalogue(self.lang).get(key).or_else(|| catalogue(Lang::En).get(key)).map(String::as_str).unwrap_or(key)
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.lang.code()
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Texts {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Texts { lang: Lang::of(&parts.headers) })
-    }
+    axum_extra::extract::CookieJar::from_headers(headers).get(name).map(|c| c.value().to_string())
 }
 
 /// A typed value as a form shows it again after a refusal: as typed when it could be valid in any field (at most
@@ -191,38 +66,68 @@ struct ErrorPage<'a> {
     request_id: String,
 }
 
-/// An error shown to a person: a page with a fixed message and the request id to quote.
+/// What a page handler answers when it does not show its page: an error page with a fixed message (in the
+/// request's language) and the request id to quote, or the way to the sign-in page. Every domain error converts into
+/// it (`From`), so handlers return `Result<impl IntoResponse, PageError>` and use `?`.
 #[derive(Debug)]
-pub struct HtmlError {
-    pub status: StatusCode,
-    pub lang: Lang,
-    /// Text key of the message.
-    pub message_key: &'static str,
+pub enum PageError {
+    /// An error page: the status and the text key of its message.
+    Shown { status: StatusCode, message_key: &'static str },
+    /// Not signed in, or the session ended: the sign-in page.
+    SignIn,
+    /// Somewhere else to go instead (a page that does not apply to this visitor).
+    Redirect(&'static str),
 }
 
-impl HtmlError {
-    pub fn new(status: StatusCode, lang: Lang, message_key: &'static str) -> HtmlError {
-        HtmlError { status, lang, message_key }
+impl PageError {
+    pub fn new(status: StatusCode, message_key: &'static str) -> PageError {
+        PageError::Shown { status, message_key }
     }
 
-    pub fn internal(lang: Lang, cause: &dyn std::fmt::Display) -> HtmlError {
+    /// An internal failure: the cause is logged under the request id; the person sees only that id.
+    pub fn internal(cause: &dyn std::fmt::Display) -> PageError {
         tracing::error!(error = %cause, "page failed");
-        HtmlError::new(StatusCode::INTERNAL_SERVER_ERROR, lang, "error.internal")
+        PageError::new(StatusCode::INTERNAL_SERVER_ERROR, "error.internal")
     }
 
-    pub fn forbidden(lang: Lang) -> HtmlError {
-        HtmlError::new(StatusCode::FORBIDDEN, lang, "error.forbidden")
+    pub fn forbidden() -> PageError {
+        PageError::new(StatusCode::FORBIDDEN, "error.forbidden")
     }
 
-    pub fn not_found(lang: Lang) -> HtmlError {
-        HtmlError::new(StatusCode::NOT_FOUND, lang, "error.not_found")
+    pub fn not_found() -> PageError {
+        PageError::new(StatusCode::NOT_FOUND, "error.not_found")
+    }
+
+    /// The status the page answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PageError::Shown { status, .. } => *status,
+            PageError::SignIn | PageError::Redirect(_) => StatusCode::SEE_OTHER,
+        }
     }
 }
 
-impl IntoResponse for HtmlError {
+impl From<crate::store::StoreError> for PageError {
+    fn from(error: crate::store::StoreError) -> PageError {
+        PageError::internal(&error)
+    }
+}
+
+impl From<rusqlite::Error> for PageError {
+    fn from(error: rusqlite::Error) -> PageError {
+        PageError::internal(&error)
+    }
+}
+
+impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let t = Texts { lang: self.lang };
-        let title_key = match self.status.as_u16() {
+        let (status, message_key) = match self {
+            PageError::Shown { status, message_key } => (status, message_key),
+            PageError::SignIn => return axum::response::Redirect::to("/login").into_response(),
+            PageError::Redirect(to) => return axum::response::Redirect::to(to).into_response(),
+        };
+        let t = Texts::current();
+        let title_key = match status.as_u16() {
             400 | 405 => "error.title_400",
             403 => "error.title_403",
             404 => "error.title_404",
@@ -237,10 +142,10 @@ impl IntoResponse for HtmlError {
         let page = ErrorPage {
             t,
             title: t.get(title_key),
-            message: t.get(self.message_key),
+            message: t.get(message_key),
             request_id: super::request_id::current().unwrap_or_default(),
         };
-        render_status(self.status, &page)
+        render_status(status, &page)
     }
 }
 
@@ -288,59 +193,4 @@ async fn set_language(Path(code): Path<String>, headers: HeaderMap) -> Response 
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_language_has_every_english_key() {
-        let english = catalogue(Lang::En);
-        assert!(english.len() > 20);
-        for lang in [Lang::Ru, Lang::Kk] {
-            let other = catalogue(lang);
-            let missing: Vec<&String> = english.keys().filter(|k| !other.contains_key(*k)).collect();
-            assert!(missing.is_empty(), "{lang:?} lacks {missing:?}");
-            let extra: Vec<&String> = other.keys().filter(|k| !english.contains_key(*k)).collect();
-            assert!(extra.is_empty(), "{lang:?} has keys English lacks: {extra:?}");
-        }
-    }
-
-    /// Every text key the templates and the code ask for exists in English (a typo would show the bare key).
-    #[test]
-    fn every_text_key_in_use_exists() {
-        let english = catalogue(Lang::En);
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = Vec::new();
-        for dir in ["assets/templates", "src", "src/web", "src/identity", "src/participants", "src/apps", "src/pki"] {
-            if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
-                files.extend(entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()));
-            }
-        }
-        let mut missing = Vec::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            for (i, _) in text.match_indices("t.get(\"") {
-                let rest = &text[i + 7..];
-                if let Some(end) = rest.find('"') {
-                    let key = &rest[..end];
-                    if !english.contains_key(key) {
-                        missing.push(format!("{}: {key}", file.display()));
-                    }
-                }
-            }
-        }
-        assert!(missing.is_empty(), "text keys without an English text: {missing:?}");
-    }
-
-    #[test]
-    fn language_from_cookie_then_accept_language() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("kk-KZ,ru;q=0.8"));
-        assert_eq!(Lang::of(&headers), Lang::Kk);
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=b; kopir_lang=ru"));
-        assert_eq!(Lang::of(&headers), Lang::Ru);
-        assert_eq!(Texts { lang: Lang::Ru }.get("no.such.key"), "no.such.key");
-    }
 }

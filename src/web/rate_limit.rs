@@ -28,7 +28,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::AppState;
 use super::client_cert::{ConnectionInfo, PeerCert};
 use super::error::{ApiError, ObErrorCode};
-use super::pages::{HtmlError, Lang};
+use super::pages::PageError;
 use crate::config::LimitsConfig;
 use crate::oauth::metadata::{INTROSPECT, PAR, REVOKE, TOKEN};
 
@@ -194,15 +194,12 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let connection = request.extensions().get::<Arc<ConnectionInfo>>().map(Arc::as_ref);
     match state.rate_limits.check(class, connection) {
         Ok(()) => next.run(request).await,
-        Err(wait) => {
-            let lang = Lang::of(request.headers());
-            refusal(class, wait, lang)
-        }
+        Err(wait) => refusal(class, wait),
     }
 }
 
 /// 429 in the shape of the endpoint's class, with `Retry-After` in whole seconds (at least 1).
-fn refusal(class: Class, wait: Duration, lang: Lang) -> Response {
+fn refusal(class: Class, wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let seconds = seconds.max(1);
     metrics::counter!("kopir_rate_limited_total", "class" => class.as_str()).increment(1);
@@ -220,8 +217,8 @@ fn refusal(class: Class, wait: Duration, lang: Lang) -> Response {
             format!("Too many requests with this client certificate; retry after {seconds} s"),
         )
         .into_response(),
-        Class::SignIn => HtmlError::new(StatusCode::TOO_MANY_REQUESTS, lang, "error.throttled").into_response(),
-        Class::Page => HtmlError::new(StatusCode::TOO_MANY_REQUESTS, lang, "error.too_many_requests").into_response(),
+        Class::SignIn => PageError::new(StatusCode::TOO_MANY_REQUESTS, "error.throttled").into_response(),
+        Class::Page => PageError::new(StatusCode::TOO_MANY_REQUESTS, "error.too_many_requests").into_response(),
     };
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response

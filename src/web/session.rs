@@ -18,14 +18,14 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::Duration;
 
 use super::AppState;
 use super::client_cert::ConnectionInfo;
-use super::pages::{HtmlError, Lang, cookie};
+use super::pages::{Lang, PageError, cookie};
 use crate::clock;
 use crate::digest::{constant_time_eq, sha256_hex};
 use crate::identity::{Role, User};
@@ -227,8 +227,10 @@ pub struct Visitor {
     pub new_cookie: Option<HeaderValue>,
     /// The raw cookie value, needed to rotate the session.
     pub cookie_value: Option<String>,
-    /// The host the request was addressed to, for the same-origin check of forms.
+    /// The host the request was addressed to.
     pub host: String,
+    /// Whether the request came from a page of this platform (`Origin`, else `Referer`): forms are refused otherwise.
+    pub same_origin: bool,
 }
 
 impl Visitor {
@@ -245,33 +247,42 @@ impl Visitor {
         response
     }
 
-    /// Checks the CSRF token and the origin of a form post.
-    pub fn check_form(&self, headers: &HeaderMap, submitted_token: &str) -> Result<(), HtmlError> {
+    /// Checks the CSRF token and the origin of a form post (handlers take [`CsrfForm`], which calls this).
+    pub fn check_form(&self, submitted_token: &str) -> Result<(), PageError> {
         // A cookie made by this very request means the browser sent none: no token can match it.
         let (no_cookie, bad_token, bad_origin) =
-            (self.new_cookie.is_some(), !self.session.csrf_ok(submitted_token), !same_origin(headers, &self.host));
+            (self.new_cookie.is_some(), !self.session.csrf_ok(submitted_token), !self.same_origin);
         if no_cookie || bad_token || bad_origin {
             tracing::warn!(source = %self.source, no_cookie, bad_token, bad_origin, "form refused");
-            return Err(HtmlError::new(StatusCode::FORBIDDEN, self.lang, "error.csrf"));
+            return Err(PageError::new(StatusCode::FORBIDDEN, "error.csrf"));
         }
         Ok(())
     }
 }
 
 impl FromRequestParts<AppState> for Visitor {
-    type Rejection = HtmlError;
+    type Rejection = PageError;
 
+    /// Loads the visitor once per request: the guards and [`CsrfForm`] of one handler share it.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let lang = Lang::of(&parts.headers);
+        if let Some(visitor) = parts.extensions.get::<Visitor>() {
+            return Ok(visitor.clone());
+        }
+        let visitor = Visitor::load(parts, state).await?;
+        parts.extensions.insert(visitor.clone());
+        Ok(visitor)
+    }
+}
+
+impl Visitor {
+    async fn load(parts: &Parts, state: &AppState) -> Result<Visitor, PageError> {
+        let lang = crate::i18n::current();
         let source = source_of(&parts.extensions);
         let host = request_host(parts);
+        let same_origin = same_origin(&parts.headers, &host);
         let value = cookie(&parts.headers, SESSION_COOKIE);
         if let Some(value) = value.clone() {
-            let found = state
-                .db
-                .read(move |c| load(c, &value).map_err(StoreError::from))
-                .await
-                .map_err(|e| HtmlError::internal(lang, &e))?;
+            let found = state.db.read(move |c| load(c, &value).map_err(StoreError::from)).await?;
             if let Some(session) = found {
                 touch(state, &session.id_hash).await;
                 return Ok(Visitor {
@@ -281,6 +292,7 @@ impl FromRequestParts<AppState> for Visitor {
                     new_cookie: None,
                     cookie_value: cookie(&parts.headers, SESSION_COOKIE),
                     host,
+                    same_origin,
                 });
             }
         }
@@ -294,7 +306,46 @@ impl FromRequestParts<AppState> for Visitor {
             }
         };
         let session = Session::anonymous(state.local_keys.form_token(&form_value));
-        Ok(Visitor { session, lang, source, new_cookie, cookie_value: None, host })
+        Ok(Visitor { session, lang, source, new_cookie, cookie_value: None, host, same_origin })
+    }
+}
+
+/// A form post whose CSRF token (the `csrf` field) and origin were checked against the visitor's session before its
+/// fields were read: a handler taking `CsrfForm(form)` never sees a forged post.
+///
+/// ```ignore
+/// async fn update(ParticipantAdmin(who): ParticipantAdmin, CsrfForm(form): CsrfForm<ProfileForm>) -> Result<…, PageError>
+/// ```
+#[derive(Debug)]
+pub struct CsrfForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState> for CsrfForm<T> {
+    type Rejection = PageError;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let visitor = Visitor::from_request_parts(&mut parts, state).await?;
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form"));
+        }
+        let request = axum::extract::Request::from_parts(parts, body);
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.too_large")
+            } else {
+                PageError::new(StatusCode::BAD_REQUEST, "error.bad_form")
+            }
+        })?;
+        let token = form_urlencoded::parse(&bytes).find(|(name, _)| name == "csrf").map(|(_, v)| v.into_owned());
+        visitor.check_form(token.as_deref().unwrap_or_default())?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(CsrfForm)
+            .map_err(|_| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "error.bad_form"))
     }
 }
 
@@ -312,28 +363,6 @@ async fn touch(state: &AppState, id_hash: &str) {
             .map_err(StoreError::from)
         })
         .await;
-}
-
-/// Why a page was refused to a visitor.
-pub enum Refusal {
-    /// Not signed in (or the session ended): go to the sign-in page.
-    SignIn,
-    Page(HtmlError),
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::SignIn => Redirect::to("/login").into_response(),
-            Refusal::Page(error) => error.into_response(),
-        }
-    }
-}
-
-impl From<HtmlError> for Refusal {
-    fn from(e: HtmlError) -> Self {
-        Refusal::Page(e)
-    }
 }
 
 /// A signed-in person (password and second factor passed), with their organisation if they belong to one.
@@ -363,19 +392,18 @@ impl SignedIn {
         format!("user:{}", self.user.username)
     }
 
-    pub fn check_form(&self, headers: &HeaderMap, token: &str) -> Result<(), HtmlError> {
-        self.visitor.check_form(headers, token)
+    pub fn check_form(&self, token: &str) -> Result<(), PageError> {
+        self.visitor.check_form(token)
     }
 }
 
 impl FromRequestParts<AppState> for SignedIn {
-    type Rejection = Refusal;
+    type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let visitor = Visitor::from_request_parts(parts, state).await?;
-        let lang = visitor.lang;
         let (Stage::Active, Some(user_id)) = (visitor.session.stage, visitor.session.user_id) else {
-            return Err(Refusal::SignIn);
+            return Err(PageError::SignIn);
         };
         let found = state
             .db
@@ -388,15 +416,15 @@ impl FromRequestParts<AppState> for SignedIn {
                 Ok(Some((user, org)))
             })
             .await
-            .map_err(|e| HtmlError::internal(lang, &e))?;
-        let Some((user, organisation)) = found else { return Err(Refusal::SignIn) };
+            .map_err(|e| PageError::internal(&e))?;
+        let Some((user, organisation)) = found else { return Err(PageError::SignIn) };
         if user.disabled {
-            return Err(Refusal::SignIn);
+            return Err(PageError::SignIn);
         }
         if let Some(org) = &organisation
             && matches!(org.status, OrgStatus::Suspended | OrgStatus::Revoked)
         {
-            return Err(Refusal::Page(HtmlError::new(StatusCode::FORBIDDEN, lang, "error.organisation_blocked")));
+            return Err(PageError::new(StatusCode::FORBIDDEN, "error.organisation_blocked"));
         }
         Ok(SignedIn { visitor, user, organisation })
     }
@@ -409,7 +437,7 @@ macro_rules! role_guard {
         pub struct $name(pub SignedIn);
 
         impl FromRequestParts<AppState> for $name {
-            type Rejection = Refusal;
+            type Rejection = PageError;
 
             async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
                 let who = SignedIn::from_request_parts(parts, state).await?;
@@ -417,7 +445,7 @@ macro_rules! role_guard {
                     Ok($name(who))
                 } else {
                     tracing::warn!(user = %who.user.username, role = ?who.user.role, guard = stringify!($name), "page refused");
-                    Err(Refusal::Page(HtmlError::forbidden(who.lang())))
+                    Err(PageError::forbidden())
                 }
             }
         }
@@ -442,19 +470,58 @@ role_guard!(
     Role::OperatorStaff,
     Role::Regulator
 );
-role_guard!(
+/// A signed-in employee of a participant, with their organisation: the participants' guards hand it over, so no
+/// participant page asks whether there is one. (Reads as the [`SignedIn`] it wraps.)
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub signed_in: SignedIn,
+    pub org: Organisation,
+}
+
+impl std::ops::Deref for Member {
+    type Target = SignedIn;
+
+    fn deref(&self) -> &SignedIn {
+        &self.signed_in
+    }
+}
+
+macro_rules! member_guard {
+    ($(#[$doc:meta])* $name:ident, $($role:path),+) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Member);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = PageError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                let who = SignedIn::from_request_parts(parts, state).await?;
+                if !matches!(who.user.role, $($role)|+) {
+                    tracing::warn!(user = %who.user.username, role = ?who.user.role, guard = stringify!($name), "page refused");
+                    return Err(PageError::forbidden());
+                }
+                // A participant's person always has an organisation; should the row be gone, there is no page here.
+                let Some(org) = who.organisation.clone() else { return Err(PageError::Redirect("/")) };
+                Ok($name(Member { signed_in: who, org }))
+            }
+        }
+    };
+}
+
+member_guard!(
     /// Any employee of a participant.
     ParticipantMember,
     Role::ParticipantAdmin,
     Role::ParticipantDeveloper,
     Role::ParticipantAnalyst
 );
-role_guard!(
+member_guard!(
     /// A participant's administrator: staff, profile, accreditation.
     ParticipantAdmin,
     Role::ParticipantAdmin
 );
-role_guard!(
+member_guard!(
     /// A participant's administrator or developer: applications and certificates.
     ParticipantDeveloper,
     Role::ParticipantAdmin,

@@ -1,0 +1,229 @@
+//! Languages and their texts. Pages, e-mails of the platform and error pages speak English, Russian and Kazakh.
+//!
+//! Texts live in `assets/i18n/<lang>.toml`, one file per language, English first; a key missing in a language falls
+//! back to English, and unit tests keep the files complete and every key the code or a template asks for present.
+//!
+//! The language of the request being handled is request context, like the request id: a layer of the web server
+//! reads it once (the `kopir_lang` cookie, else `Accept-Language`) and [`current`] answers it anywhere below, so
+//! neither handlers nor errors pass it around.
+//! A handler takes [`Texts`] as an extractor (or calls [`Texts::current`]) and hands it to its template as `t`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::OnceLock;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+
+/// The cookie that remembers a visitor's chosen language.
+pub const LANG_COOKIE: &str = "kopir_lang";
+
+/// Languages the pages speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Ru,
+    Kk,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 3] = [Lang::En, Lang::Ru, Lang::Kk];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ru => "ru",
+            Lang::Kk => "kk",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code.get(..2)?.to_ascii_lowercase().as_str() {
+            "en" => Some(Lang::En),
+            "ru" => Some(Lang::Ru),
+            "kk" | "kz" => Some(Lang::Kk),
+            _ => None,
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Lang::En => include_str!("../assets/i18n/en.toml"),
+            Lang::Ru => include_str!("../assets/i18n/ru.toml"),
+            Lang::Kk => include_str!("../assets/i18n/kk.toml"),
+        }
+    }
+
+    /// The language a request asks for: the `kopir_lang` cookie, else the first known language in Accept-Language.
+    pub fn of(headers: &HeaderMap) -> Lang {
+        let jar = axum_extra::extract::CookieJar::from_headers(headers);
+        if let Some(lang) = jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value())) {
+            return lang;
+        }
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').find_map(|part| Lang::parse(part.trim())))
+            .unwrap_or(Lang::En)
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Lang;
+}
+
+/// The language of the request being handled; English outside a request (the CLI, background work).
+pub fn current() -> Lang {
+    CURRENT.try_with(|lang| *lang).unwrap_or(Lang::En)
+}
+
+/// Runs `f` with `lang` as the current language.
+pub async fn scope<F: Future>(lang: Lang, f: F) -> F::Output {
+    CURRENT.scope(lang, f).await
+}
+
+type Catalogue = HashMap<String, String>;
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Catalogue) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            toml::Value::Table(inner) => flatten(&path, inner, out),
+            toml::Value::String(s) => {
+                out.insert(path, s.clone());
+            }
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+}
+
+fn catalogue(lang: Lang) -> &'static Catalogue {
+    static CATALOGUES: OnceLock<[Catalogue; 3]> = OnceLock::new();
+    let all = CATALOGUES.get_or_init(|| {
+        Lang::ALL.map(|l| {
+            let mut out = Catalogue::new();
+            if let Ok(table) = toml::from_str::<toml::Table>(l.source()) {
+                flatten("", &table, &mut out);
+            }
+            out
+        })
+    });
+    match lang {
+        Lang::En => &all[0],
+        Lang::Ru => &all[1],
+        Lang::Kk => &all[2],
+    }
+}
+
+/// Whether `key` has an English text (and so a text in every language).
+pub fn has_key(key: &str) -> bool {
+    catalogue(Lang::En).contains_key(key)
+}
+
+/// The texts of one language, handed to every template as `t`.
+#[derive(Debug, Clone, Copy)]
+pub struct Texts {
+    pub lang: Lang,
+}
+
+impl Texts {
+    /// The texts of the request being handled.
+    pub fn current() -> Texts {
+        Texts { lang: current() }
+    }
+
+    pub fn get<'a>(&self, key: &'a str) -> &'a str
+    where
+        'static: 'a,
+    {
+        catalogue(self.lang).get(key).or_else(|| catalogue(Lang::En).get(key)).map(String::as_str).unwrap_or(key)
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.lang.code()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Texts {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Texts::current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn every_language_has_every_english_key() {
+        let english = catalogue(Lang::En);
+        assert!(english.len() > 20);
+        for lang in [Lang::Ru, Lang::Kk] {
+            let other = catalogue(lang);
+            let missing: Vec<&String> = english.keys().filter(|k| !other.contains_key(*k)).collect();
+            assert!(missing.is_empty(), "{lang:?} lacks {missing:?}");
+            let extra: Vec<&String> = other.keys().filter(|k| !english.contains_key(*k)).collect();
+            assert!(extra.is_empty(), "{lang:?} has keys English lacks: {extra:?}");
+        }
+    }
+
+    /// Every file under `dir`, recursively, whose name ends with one of `extensions`.
+    fn files_under(dir: &std::path::Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files_under(&path, extensions, out);
+            } else if extensions.iter().any(|ext| path.extension().is_some_and(|e| e == *ext)) {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every text key that a template or a source file anywhere under `src/` asks a `Texts` for exists in English — a
+    /// typo would show the bare key.
+    #[test]
+    fn every_text_key_in_use_exists() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        files_under(&root.join("assets/templates"), &["html", "txt"], &mut files);
+        files_under(&root.join("src"), &["rs"], &mut files);
+        assert!(files.len() > 100, "the walk found only {} files", files.len());
+        let mut missing = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for needle in ["t.get(\"", "texts.get(\""] {
+                for (i, _) in text.match_indices(needle) {
+                    let rest = &text[i + needle.len()..];
+                    let key = &rest[..rest.find('"').unwrap()];
+                    if !has_key(key) {
+                        missing.push(format!("{}: {key}", file.display()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "text keys without an English text: {missing:?}");
+    }
+
+    #[test]
+    fn language_from_cookie_then_accept_language() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("kk-KZ,ru;q=0.8"));
+        assert_eq!(Lang::of(&headers), Lang::Kk);
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=b; kopir_lang=ru"));
+        assert_eq!(Lang::of(&headers), Lang::Ru);
+        assert_eq!(Texts { lang: Lang::Ru }.get("no.such.key"), "no.such.key");
+    }
+
+    #[tokio::test]
+    async fn the_current_language_is_the_scope_s() {
+        assert_eq!(current(), Lang::En);
+        assert_eq!(scope(Lang::Kk, async { Texts::current().lang }).await, Lang::Kk);
+    }
+}
