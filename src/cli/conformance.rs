@@ -65,7 +65,7 @@ pub async fn run(global: &GlobalArgs, command: ConformanceCommand) -> Result<(),
     let ConformanceCommand::Run(args) = command;
     crate::logging::init_cli();
     for iin in &args.customers {
-        if crate::kz::Iin::parse(iin).is_none() {
+        if crate::kz::Iin::parse(iin).is_err() {
             return Err(usage(&format!("--customer {iin:?} is not a valid IIN")));
         }
     }
@@ -83,7 +83,7 @@ pub async fn run(global: &GlobalArgs, command: ConformanceCommand) -> Result<(),
         }
         _ => platform(global, &args).await?,
     };
-    if crate::kz::Bin::parse(&bin).is_none() {
+    if crate::kz::Bin::parse(&bin).is_err() {
         return Err(usage(&format!("{bin:?} is not a valid BIN")));
     }
     let target = Target {

@@ -54,7 +54,7 @@ fn open(config: &Config) -> Result<Db, Failure> {
 }
 
 fn parse_bin(bin: &str) -> Result<Bin, Failure> {
-    Bin::parse(bin).ok_or_else(|| anyhow::anyhow!("{bin:?} is not a valid BIN (12 digits with a control digit)").into())
+    Bin::parse(bin).map_err(|_| anyhow::anyhow!("{bin:?} is not a valid BIN (12 digits with a control digit)").into())
 }
 
 fn summary(org: &Organisation) -> serde_json::Value {

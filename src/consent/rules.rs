@@ -223,7 +223,7 @@ pub fn check_request(
     }
     let mut bins: Vec<String> = Vec::with_capacity(data.providers.len());
     for provider in &data.providers {
-        if crate::kz::Bin::parse(&provider.bin).is_none() {
+        if crate::kz::Bin::parse(&provider.bin).is_err() {
             let bin = crate::web::error::quote(&provider.bin);
             return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{bin} is not a valid BIN")));
         }

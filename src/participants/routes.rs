@@ -102,7 +102,7 @@ async fn register_page(visitor: Visitor) -> Response {
 /// Field-by-field checks; each error is (field, text key).
 fn validate(form: &RegisterForm, config: &crate::config::Config) -> Vec<(&'static str, &'static str)> {
     let mut errors = Vec::new();
-    if Bin::parse(&form.bin).is_none() {
+    if Bin::parse(&form.bin).is_err() {
         errors.push(("bin", "register.error.bin"));
     }
     if form.name.trim().is_empty() || form.name.len() > 200 {

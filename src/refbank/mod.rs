@@ -163,7 +163,7 @@ impl RunningBank {
 /// Starts a bank: certificates made or loaded, data generated, listener bound. Fetches nothing yet: the platform's
 /// JWKS is fetched on the first call, so a bank may start before the platform.
 pub async fn start(config: BankConfig) -> Result<RunningBank, BankError> {
-    if crate::kz::Bin::parse(&config.bin).is_none() {
+    if crate::kz::Bin::parse(&config.bin).is_err() {
         return Err(BankError::Bin(config.bin));
     }
     if !config.platform_url.starts_with("https://") {

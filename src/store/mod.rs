@@ -9,6 +9,7 @@
 //! another one (the CLI) — so that the gateway can keep its judgement of a caller in memory between requests.
 
 pub mod migrate;
+pub mod value;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

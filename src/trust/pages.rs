@@ -201,7 +201,7 @@ async fn identify(State(state): State<AppState>, customer: Customer, Form(form):
         return Redirect::to(journey.current_path()).into_response();
     }
     let iin = form.iin.trim().to_string();
-    let Some(iin) = Iin::parse(&iin) else {
+    let Ok(iin) = Iin::parse(&iin) else {
         return step_error(&state, &customer, &journey, "identify", "verify.bad_iin").await;
     };
     let Some(phone) = journey::normalise_phone(&form.phone) else {
@@ -326,7 +326,8 @@ async fn biometric(State(state): State<AppState>, customer: Customer, Form(form)
     if journey.stage != Stage::Biometric {
         return Redirect::to(journey.current_path()).into_response();
     }
-    let (Some(iin), Some(nonce)) = (journey.iin.as_deref().and_then(Iin::parse), journey.biometric_nonce.clone())
+    let (Some(iin), Some(nonce)) =
+        (journey.iin.as_deref().and_then(|iin| Iin::parse(iin).ok()), journey.biometric_nonce.clone())
     else {
         return no_journey();
     };

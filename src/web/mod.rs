@@ -73,6 +73,8 @@ pub struct Platform {
     pub local_keys: Arc<crate::pki::local_keys::LocalKeys>,
     /// Where outgoing calls to participants' URLs may go (bank calls, checks, webhooks).
     pub egress: crate::egress::Egress,
+    /// The time: every decision and every stored timestamp reads it (tests move it forward).
+    pub clock: crate::clock::Clock,
 }
 
 impl Platform {
@@ -350,6 +352,7 @@ pub async fn start_with_lookup(
         passwords: crate::identity::Passwords::new(config.limits.max_concurrent_password_hashes),
         local_keys: Arc::new(local_keys),
         egress,
+        clock: crate::clock::Clock::system(),
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {
