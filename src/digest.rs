@@ -1,4 +1,4 @@
-//! SHA-256 helpers (one crypto provider everywhere: aws-lc-rs).
+//! SHA-256, constant-time comparison and the base64url text of bytes (one crypto provider everywhere: aws-lc-rs).
 
 use aws_lc_rs::digest;
 
@@ -17,6 +17,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Bytes as unpadded base64url (RFC 4648 §5), the encoding of JOSE, PKCE and the platform's random tokens.
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]

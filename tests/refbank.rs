@@ -545,7 +545,7 @@ async fn the_bank_keeps_its_certificates_across_restarts() {
 #[tokio::test]
 async fn the_platform_serves_the_standard_document_and_page() {
     let platform = Platform::start().await;
-    let router = kopir::standard::router().with_state(platform.running().state.clone());
+    let router = kopir::web::router(platform.running().state.clone());
     let get = |path: &str, lang: Option<&str>| {
         let mut request = axum::http::Request::get(path);
         if let Some(lang) = lang {

@@ -10,10 +10,10 @@ use axum::http::request::Parts;
 use super::{AppKind, AppMode, Application};
 use crate::participants::{OrgStatus, Organisation};
 use crate::pki::certs::{AppRef, CertCheck};
+use crate::standard::error::{ApiError, ObErrorCode};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::client_cert::{ClientCert, MtlsClient};
-use crate::web::error::{ApiError, ObErrorCode};
 
 #[derive(Debug, Clone)]
 pub struct ApiClient {

@@ -14,7 +14,6 @@ pub mod routes;
 
 use std::sync::Arc;
 
-use base64::Engine;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 use time::Duration;
@@ -136,7 +135,7 @@ pub struct ClientId(pub String);
 impl ClientId {
     pub fn generate() -> ClientId {
         let bytes: [u8; 16] = rand::random();
-        ClientId(format!("kc_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+        ClientId(format!("kc_{}", crate::digest::b64url(&bytes)))
     }
 
     pub fn as_str(&self) -> &str {

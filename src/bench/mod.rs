@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use base64::Engine;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use rustls_pki_types::CertificateDer;
@@ -305,7 +304,7 @@ fn thumbprints(chain_pem: &str) -> Result<(String, String), BenchError> {
         .ok_or_else(|| setup("no certificate in the chain"))?
         .map_err(setup)?;
     let digest = crate::digest::sha256(der.as_ref());
-    Ok((hex::encode(digest), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)))
+    Ok((hex::encode(digest), crate::digest::b64url(&digest)))
 }
 
 /// What the set-up leaves for the load: the application's identity, its access token, a signed consent header for

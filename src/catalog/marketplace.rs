@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::{ApiStatus, AppConnection, CatalogError, Listing, MarketplaceFilter, STANDARDS, Standard};
 use crate::identity::Role;
 use crate::participants::OrgStatus;
+use crate::standard::error::ApiError;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::error::ApiError;
 use crate::web::pages::{PageError, Texts, render_status};
 use crate::web::session::{ParticipantDeveloper, SignedIn};
 

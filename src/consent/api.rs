@@ -21,9 +21,9 @@ use super::{ChangedBy, Concerning, Consent, ConsentError, Status};
 use crate::apps::AppKind;
 use crate::apps::client::ApiClient;
 use crate::clock;
+use crate::standard::error::{ApiError, ObErrorCode};
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::error::{ApiError, ObErrorCode};
 
 pub const BASE: &str = "/open-banking/v1/aisp/account-access-consents";
 
@@ -106,10 +106,13 @@ pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Byt
             }
             // serde's text may quote the value; keep the kind of mismatch, not the whole input.
             _ => {
-                format!("The body does not match the schema: {}", crate::web::error::truncate(&inner.to_string(), 160))
+                format!(
+                    "The body does not match the schema: {}",
+                    crate::standard::error::truncate(&inner.to_string(), 160)
+                )
             }
         };
-        ApiError::new(StatusCode::BAD_REQUEST, code, message).at(crate::web::error::quote(&path))
+        ApiError::new(StatusCode::BAD_REQUEST, code, message).at(crate::standard::error::quote(&path))
     })
 }
 

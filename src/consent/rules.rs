@@ -74,12 +74,12 @@ pub struct NewConsent {
 /// A refusal of a consent request: the OBIE error code, a message and the JSON path of the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: crate::web::error::ObErrorCode,
+    pub code: crate::standard::error::ObErrorCode,
     pub message: String,
     pub path: &'static str,
 }
 
-fn refuse(code: crate::web::error::ObErrorCode, path: &'static str, message: impl Into<String>) -> Refusal {
+fn refuse(code: crate::standard::error::ObErrorCode, path: &'static str, message: impl Into<String>) -> Refusal {
     Refusal { code, message: message.into(), path }
 }
 
@@ -120,7 +120,7 @@ pub const MAX_PROVIDERS: usize = 20;
 /// Checks the permission set: known codes, no repeats, an accounts permission (every other endpoint addresses an
 /// account), and transaction permissions complete (OBIE: Basic or Detail together with Credits and/or Debits).
 pub fn check_permissions(codes: &[String]) -> Result<Vec<Permission>, Refusal> {
-    use crate::web::error::ObErrorCode::FieldInvalid;
+    use crate::standard::error::ObErrorCode::FieldInvalid;
     const PATH: &str = "Data.Permissions";
     if codes.is_empty() {
         return Err(refuse(FieldInvalid, PATH, "Permissions must name at least one permission"));
@@ -128,14 +128,14 @@ pub fn check_permissions(codes: &[String]) -> Result<Vec<Permission>, Refusal> {
     let mut permissions = Vec::with_capacity(codes.len());
     for code in codes {
         let permission = Permission::parse(code).ok_or_else(|| {
-            let code = crate::web::error::quote(code);
+            let code = crate::standard::error::quote(code);
             refuse(FieldInvalid, PATH, format!("Permission {code} is not offered by the platform's standard"))
         })?;
         if permissions.contains(&permission) {
             return Err(refuse(
                 FieldInvalid,
                 PATH,
-                format!("Permission {} is repeated", crate::web::error::quote(code)),
+                format!("Permission {} is repeated", crate::standard::error::quote(code)),
             ));
         }
         permissions.push(permission);
@@ -169,7 +169,7 @@ fn date(value: &Option<String>, path: &'static str) -> Result<Option<OffsetDateT
         None => Ok(None),
         Some(text) => clock::parse(text).map(Some).map_err(|_| {
             refuse(
-                crate::web::error::ObErrorCode::FieldInvalidDate,
+                crate::standard::error::ObErrorCode::FieldInvalidDate,
                 path,
                 format!("{path} must be an RFC 3339 date-time with a time zone, e.g. 2027-01-31T00:00:00Z"),
             )
@@ -183,7 +183,7 @@ pub fn check_request(
     now: OffsetDateTime,
     max_days: u64,
 ) -> Result<(NewConsent, Vec<String>), Refusal> {
-    use crate::web::error::ObErrorCode::{FieldInvalid, FieldInvalidDate, FieldMissing};
+    use crate::standard::error::ObErrorCode::{FieldInvalid, FieldInvalidDate, FieldMissing};
     let permissions = check_permissions(&data.permissions)?;
     let latest = now + Duration::days(i64::try_from(max_days).unwrap_or(3650));
     let expires = date(&data.expiration_date_time, "Data.ExpirationDateTime")?.unwrap_or(latest);
@@ -224,7 +224,7 @@ pub fn check_request(
     let mut bins: Vec<String> = Vec::with_capacity(data.providers.len());
     for provider in &data.providers {
         if crate::kz::Bin::parse(&provider.bin).is_err() {
-            let bin = crate::web::error::quote(&provider.bin);
+            let bin = crate::standard::error::quote(&provider.bin);
             return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{bin} is not a valid BIN")));
         }
         if bins.contains(&provider.bin) {
@@ -246,11 +246,11 @@ pub fn check_request(
 /// Resolves the banks by BIN: each must be an accredited API provider in good standing that publishes an API this
 /// application is connected to.
 pub fn resolve_providers(conn: &Connection, application_id: i64, bins: &[String]) -> Result<Vec<i64>, Refusal> {
-    use crate::web::error::ObErrorCode::FieldInvalid;
+    use crate::standard::error::ObErrorCode::FieldInvalid;
     const PATH: &str = "Data.Providers.Bin";
     let store = |e: rusqlite::Error| {
         tracing::error!(error = %e, "provider lookup failed");
-        refuse(crate::web::error::ObErrorCode::UnexpectedError, PATH, "The banks could not be checked")
+        refuse(crate::standard::error::ObErrorCode::UnexpectedError, PATH, "The banks could not be checked")
     };
     let mut ids = Vec::with_capacity(bins.len());
     for bin in bins {

@@ -5,6 +5,7 @@
 //!
 //! Who may call: anyone in demo mode (it is the demo's public web site). Its sessions live in memory.
 
+use crate::digest::b64url;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -98,10 +98,6 @@ pub fn router(app: Arc<DemoApp>) -> Router<AppState> {
         .route(&format!("{BASE}/accounts/{{id}}"), get(transactions))
         .route(&format!("{BASE}/disconnect"), post(disconnect))
         .layer(Extension(app))
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn session_id(headers: &HeaderMap) -> Option<String> {

@@ -25,10 +25,10 @@ use crate::consent::{self, Consent};
 use crate::digest::constant_time_eq;
 use crate::oauth::access::{self, AccessClaims};
 use crate::pki::certs::CertCheck;
+use crate::standard::error::{ApiError, ObErrorCode};
 use crate::store::{Generation, StoreError};
 use crate::web::AppState;
 use crate::web::client_cert::MtlsClient;
-use crate::web::error::{ApiError, ObErrorCode};
 
 /// A bank of the consent and the API through which the application reaches it.
 #[derive(Debug, Clone)]

@@ -53,7 +53,7 @@ impl AccountIds {
             &mut data,
         );
         match sealed {
-            Ok(()) => format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&data)),
+            Ok(()) => format!("{PREFIX}{}", crate::digest::b64url(&data)),
             // Sealing a short buffer cannot fail; an unusable id is refused later anyway.
             Err(_) => String::new(),
         }

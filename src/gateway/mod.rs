@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::consent::Permission;
+use crate::standard::error::{ApiError, ObErrorCode};
 use crate::web::AppState;
-use crate::web::error::{ApiError, ObErrorCode};
 use grant::{Grant, KeyCache, Route};
 use ids::{AccountIds, BankAccount};
 
@@ -342,7 +342,7 @@ fn transaction_query(grant: &Grant, raw: Option<&str>) -> Result<Vec<(String, St
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in &pairs {
         if !TRANSACTION_PARAMS.contains(&name.as_str()) {
-            let name = crate::web::error::quote(name);
+            let name = crate::standard::error::quote(name);
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ObErrorCode::FieldUnexpected,

@@ -28,8 +28,8 @@ use crate::clock;
 use crate::config::Config;
 use crate::egress::{Guard, GuardedConnector};
 use crate::pki::PkiPaths;
+use crate::standard::error::{ApiError, ObErrorCode};
 use crate::web::AppState;
-use crate::web::error::{ApiError, ObErrorCode};
 
 pub const CONSENT_HEADER: &str = "x-kopir-consent";
 pub const CONSENT_HEADER_TYPE: &str = "kopir-consent+jwt";

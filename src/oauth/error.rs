@@ -52,7 +52,7 @@ impl OauthError {
 impl IntoResponse for OauthError {
     fn into_response(self) -> Response {
         // A last guard: whatever a description quotes, the answer stays short.
-        let description = crate::web::error::truncate(&self.description, 500);
+        let description = crate::standard::error::truncate(&self.description, 500);
         let mut response =
             (self.status, Json(json!({ "error": self.error, "error_description": description }))).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -91,7 +91,7 @@ impl Params {
         let mut params: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(body) {
             if params.iter().any(|(n, _)| *n == name) {
-                let name = crate::web::error::quote(&name);
+                let name = crate::standard::error::quote(&name);
                 return Err(OauthError::invalid_request(format!("Parameter {name} is repeated")));
             }
             params.push((name.into_owned(), value.into_owned()));

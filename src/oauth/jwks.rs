@@ -3,6 +3,7 @@
 //! thumbprint of the public key. Rotation makes a new key the signer; the old one stays published for a retention
 //! period so that everything it signed still verifies.
 
+use crate::digest::b64url;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
 use rcgen::KeyPair;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rustls_pki_types::pem::PemObject;
@@ -26,9 +26,9 @@ use crate::config::Config;
 use crate::digest::sha256;
 use crate::pki::files;
 use crate::pki::lifecycle::Actor;
+use crate::standard::error::ApiError;
 use crate::store::{Db, StoreError};
 use crate::web::AppState;
-use crate::web::error::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -48,10 +48,6 @@ impl From<rusqlite::Error> for KeyError {
     fn from(e: rusqlite::Error) -> Self {
         KeyError::Store(e.into())
     }
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn key_path(config: &Config, kid: &str) -> PathBuf {

@@ -11,13 +11,9 @@ pub mod metadata;
 pub mod par;
 pub mod token;
 
-use base64::Engine;
+use crate::digest::b64url;
 
 use crate::web::AppState;
-
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// 256 random bits, base64url: request URIs, codes, refresh tokens. Only their SHA-256 is stored.
 pub fn random_token() -> String {

@@ -381,8 +381,8 @@ async fn logo(State(state): State<AppState>, Path(id): Path<i64>, headers: Heade
         .await;
     let (bytes, content_type) = match found {
         Ok(Some(found)) => found,
-        Ok(None) => return crate::web::error::ApiError::not_found().into_response(),
-        Err(e) => return crate::web::error::ApiError::internal(&e).into_response(),
+        Ok(None) => return crate::standard::error::ApiError::not_found().into_response(),
+        Err(e) => return crate::standard::error::ApiError::internal(&e).into_response(),
     };
     let etag = format!("\"{}\"", &sha256_hex(&bytes)[..32]);
     let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);

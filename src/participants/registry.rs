@@ -11,9 +11,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::accreditation::{self, RegistryEntry, RegistryKind};
+use crate::standard::error::ApiError;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::error::ApiError;
 use crate::web::pages::{PageError, Texts, render};
 
 pub fn router() -> Router<AppState> {

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::hmac;
-use base64::Engine;
 
 use super::files;
 use crate::config::Config;
@@ -45,7 +44,7 @@ impl LocalKeys {
     /// The CSRF token of an anonymous visitor's forms, bound to the random value of the visitor's form cookie
     /// (a signed double-submit token: only this server can make it, and only for that cookie).
     pub fn form_token(&self, cookie_value: &str) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf, cookie_value.as_bytes()))
+        crate::digest::b64url(hmac::sign(&self.csrf, cookie_value.as_bytes()).as_ref())
     }
 
     /// A short keyed tag of a user name that matches no account: the journal can count attempts per typed name

@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::crl;
+use crate::standard::error::ApiError;
 use crate::web::AppState;
 use crate::web::client_cert::MtlsClient;
-use crate::web::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 use super::Fault;
 use super::consent::{self, Consent, Verifier};
 use super::data::{Book, Txn};
+use crate::standard::error::{ApiError, ObErrorCode};
 use crate::standard::{AIS_BASE_PATH, CONSENT_HEADER, PAGE_SIZE};
-use crate::web::error::{ApiError, ObErrorCode};
 use crate::web::request_id;
 
 /// What every handler reaches.

@@ -11,6 +11,7 @@
 //! customers never named), and of the answer its status, content type, size, error codes and the JSON pointers and
 //! rules of schema violations — never a value, a name, an IBAN, an amount, nor the header itself.
 
+use crate::digest::b64url;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -175,10 +176,6 @@ fn http_client(identity: Option<(&str, &str)>, trust_pem: Option<&str>, guard: G
         builder = builder.tls_certs_merge(certs);
     }
     GuardedClient::build(builder, guard).map_err(|e| format!("HTTP client: {e}"))
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A compact ES256 JWS of `typ` `kopir-consent+jwt`.

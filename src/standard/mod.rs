@@ -5,6 +5,7 @@
 //! implements them for the platform, and the sandbox validates answers against its schemas with [`validate`]. The
 //! constants and types here are the parts of it that code on both sides needs.
 
+pub mod error;
 mod routes;
 
 use std::collections::HashMap;

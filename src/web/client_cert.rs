@@ -7,15 +7,14 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use base64::Engine;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 
 use super::AppState;
-use super::error::{ApiError, ObErrorCode};
 use crate::clock;
 use crate::digest::sha256;
 use crate::pki::certs::{self, AppRef, CertCheck};
+use crate::standard::error::{ApiError, ObErrorCode};
 
 /// What the platform knows of a presented certificate.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +37,7 @@ impl ClientCert {
             subject,
             serial,
             sha256: hex::encode(digest),
-            x5t_s256: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),
+            x5t_s256: crate::digest::b64url(&digest),
             not_after,
         })
     }

@@ -4,7 +4,6 @@
 pub mod activity;
 pub mod admission;
 pub mod client_cert;
-pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod pages;
@@ -31,8 +30,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::pki::{Authority, PkiError, PkiPaths, TlsIdentity};
+use crate::standard::error::{ApiError, ObErrorCode};
 use crate::store::{Db, StoreError, StoreOptions};
-use error::{ApiError, ObErrorCode};
 
 /// What every handler can reach: one shared [`Platform`], so a clone (axum makes several per request) is one
 /// reference count, not one per part.

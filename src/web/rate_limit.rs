@@ -27,10 +27,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::AppState;
 use super::client_cert::{ConnectionInfo, PeerCert};
-use super::error::{ApiError, ObErrorCode};
 use super::pages::PageError;
 use crate::config::LimitsConfig;
 use crate::oauth::metadata::{INTROSPECT, PAR, REVOKE, TOKEN};
+use crate::standard::error::{ApiError, ObErrorCode};
 
 /// How often keys idle long enough to be full again are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);

@@ -19,7 +19,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::Duration;
 
@@ -87,7 +86,7 @@ impl Session {
 
 fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    crate::digest::b64url(&bytes)
 }
 
 /// A `Set-Cookie` value for a session id.

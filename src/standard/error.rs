@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::request_id;
+use crate::web::request_id;
 
 /// The longest piece of a caller's input an error message quotes, in characters.
 pub const QUOTE_CHARS: usize = 64;
