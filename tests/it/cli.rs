@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::assert_success;
 
@@ -234,7 +234,7 @@ fn csr_with_a_weak_key_or_garbage_is_refused_with_a_reason() {
 }
 
 /// Starts `kopir serve` and returns it with the address it printed.
-fn spawn_serve(data: &Path, extra_env: &[(&str, &str)]) -> (std::process::Child, String, Vec<String>) {
+fn spawn_serve(data: &Path, extra_env: &[(&str, &str)]) -> (Served, String, Vec<String>) {
     let mut cmd = kopir(data);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .env("KOPIR_LOG_STDERR", "false")
@@ -243,8 +243,8 @@ fn spawn_serve(data: &Path, extra_env: &[(&str, &str)]) -> (std::process::Child,
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = Served(cmd.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
     let mut lines = Vec::new();
     let mut addr = None;
     let mut reader = BufReader::new(stdout).lines();
@@ -263,22 +263,25 @@ fn spawn_serve(data: &Path, extra_env: &[(&str, &str)]) -> (std::process::Child,
     (child, addr, lines)
 }
 
-fn sigterm(child: &std::process::Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+fn sigterm(child: &Served) {
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
+async fn wait_exit(child: &mut Served, within: Duration) -> std::process::ExitStatus {
+    common::eventually("kopir to exit", within, async || child.0.try_wait().unwrap().ok_or("still running")).await
+}
+
+/// A `kopir serve` child process, killed if the test fails before it has stopped it (a panicking test must not leave
+/// a server behind in the test process's place).
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-        if start.elapsed() > within {
-            let _ = child.kill();
-            panic!("kopir did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -300,7 +303,7 @@ async fn serve_on_a_fresh_directory_initialises_itself_serves_and_exits_0_on_sig
     let request_id = health.headers()["x-request-id"].to_str().unwrap().to_string();
 
     sigterm(&child);
-    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let status = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0));
 
     // The log file has the request, by id, and not the administrator's password.
@@ -377,19 +380,16 @@ async fn sighup_makes_a_running_server_present_a_renewed_certificate() {
     assert_success(&renew);
     assert_eq!(presented_serial(&addr, &root).await, before, "changed before SIGHUP");
 
-    let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-HUP", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(child.try_wait().unwrap().is_none(), "SIGHUP stopped the server");
-        if presented_serial(&addr, &root).await != before {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the renewed certificate was not served after SIGHUP");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("the renewed certificate served after SIGHUP", Duration::from_secs(10), async || {
+        assert!(child.0.try_wait().unwrap().is_none(), "SIGHUP stopped the server");
+        let presented = presented_serial(&addr, &root).await;
+        if presented != before { Ok(()) } else { Err(presented) }
+    })
+    .await;
     sigterm(&child);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)).code(), Some(0));
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)).await.code(), Some(0));
 }
 
 #[test]
@@ -468,7 +468,7 @@ async fn status_reports_listener_certificates_counts_and_the_audit_chain() {
     assert!(certs.iter().all(|c| c["days_left"].as_i64().unwrap() > 300));
     assert!(report["warnings"].as_array().unwrap().is_empty(), "{report}");
     sigterm(&child);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)).code(), Some(0));
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)).await.code(), Some(0));
 
     // Stopped: the status says so.
     let stopped = kopir(&data).env("KOPIR_SERVER_LISTEN", &addr).args(["status"]).output().unwrap();

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::common::Platform;
 use crate::common::wire::{self, Version};
+use crate::common::{self, Platform};
 use axum::Router;
 use axum::routing::get;
 use kopir::web::AppState;
@@ -33,14 +33,11 @@ async fn admin_metrics(platform: &Platform) -> String {
 /// Whether the platform answers a fresh client, trying for a while (freed connection slots come back when the
 /// server has noticed the close).
 async fn serves(platform: &Platform) -> bool {
-    for _ in 0..50 {
-        let client = platform.client(None);
-        if let Ok(response) = client.get(platform.url("/healthz")).send().await {
-            return response.status() == 200;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
+    let answered = common::eventually("the platform to answer a fresh client", Duration::from_secs(5), async || {
+        platform.client(None).get(platform.url("/healthz")).send().await
+    })
+    .await;
+    answered.status() == 200
 }
 
 #[tokio::test]

@@ -9,11 +9,11 @@ use crate::common::{Csr, Platform};
 
 /// Waits (up to 10 s) until `sql` counts `n` rows.
 async fn wait_count(platform: &Platform, sql: &str, n: i64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while count(platform, sql) != n {
-        assert!(std::time::Instant::now() < deadline, "{sql} never reached {n}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    common::eventually(&format!("{n} rows of {sql}"), std::time::Duration::from_secs(10), async || {
+        let counted = count(platform, sql);
+        if counted == n { Ok(()) } else { Err(counted) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,11 +12,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::Platform;
 use crate::common::browser::{Browser, bin, operator_user};
 use crate::common::participant::{admin_of_new_organisation, csrf_of, db};
+use crate::common::{self, Platform};
 use axum::body::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -156,8 +156,7 @@ async fn settled(
     event_id: &str,
     done: impl Fn(&str, i64) -> bool,
 ) -> (String, i64, String, String) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    common::eventually(&format!("event {event_id} to settle"), Duration::from_secs(15), async || {
         let row: (String, i64, String, String) = db(platform)
             .query_row(
                 "SELECT status, attempts, last_error, last_error_detail FROM webhook_outbox WHERE event_id = ?1",
@@ -165,12 +164,9 @@ async fn settled(
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .unwrap();
-        if done(&row.0, row.1) {
-            return row;
-        }
-        assert!(Instant::now() < deadline, "event {event_id} did not settle: {row:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if done(&row.0, row.1) { Ok(row.clone()) } else { Err(row) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,14 +20,11 @@ const BANKS: [BankPlan; 3] = [
 
 /// Waits (up to 10 s) until `sql` counts at least `least` rows (metering is written in batches); returns the count.
 async fn wait_for(platform: &common::Platform, sql: &str, least: i64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(&format!("{least} or more rows of {sql}"), Duration::from_secs(10), async || {
         let n = count(platform, sql);
-        if n >= least || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if n >= least { Ok(n) } else { Err(n) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

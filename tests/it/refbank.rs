@@ -233,15 +233,11 @@ async fn a_rotated_platform_key_is_fetched_and_both_keys_verify() {
     let rotated = b.platform.kopir().args(["keys", "rotate", "--retain-hours", "24"]).output().unwrap();
     common::assert_success(&rotated);
     let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let after = loop {
+    let after = common::eventually("the platform to sign with the new key", Duration::from_secs(15), async || {
         let header = b.header(iin, DETAIL).await;
-        if kid(&header) != kid(&before) {
-            break header;
-        }
-        assert!(Instant::now() < deadline, "the platform never signed with the new key");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        if kid(&header) != kid(&before) { Ok(header) } else { Err(kid(&header)) }
+    })
+    .await;
     // The bank has never seen the new key id: it fetches the JWKS again (within its pause) and accepts it.
     assert_eq!(b.call(&url, Some(&after)).await.status(), 200);
     assert_eq!(b.call(&url, Some(&before)).await.status(), 200, "the retired key still verifies what it signed");

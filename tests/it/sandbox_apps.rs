@@ -10,7 +10,7 @@ use crate::common::browser::{Browser, Page, bin};
 use crate::common::consent::{REDIRECT_URI, iin, param, redirect_params};
 use crate::common::exchange::{BankPlan, FULL, connect, consent, customer, world_with};
 use crate::common::participant::{admin_of_new_organisation, app_id, client_id, db, download, serials, set_status};
-use crate::common::{Csr, Identity, Platform};
+use crate::common::{self, Csr, Identity, Platform};
 use kopir::refbank::Fault;
 use serde_json::Value;
 
@@ -248,10 +248,13 @@ async fn an_unaccredited_organisation_builds_against_the_reference_banks_sandbox
     assert!(!page.body.contains("value=\"pass\""), "a test customer was offered the simulated face check for /my");
     page.assert_contains("Test customers exist only in the sandbox");
 
-    // Every exchange of the sandbox application is recorded as the sandbox's.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every exchange of the sandbox application is recorded as the sandbox's (metering is written in batches).
     let sql = "SELECT count(*) FROM exchanges WHERE application_id = ?1";
-    assert!(count(platform, sql, sandbox_app) >= 1);
+    common::eventually("the sandbox application's exchanges metered", Duration::from_secs(10), async || {
+        let metered = count(platform, sql, sandbox_app);
+        if metered >= 1 { Ok(()) } else { Err(metered) }
+    })
+    .await;
     let sql = "SELECT count(*) FROM exchanges WHERE application_id = ?1 AND environment <> 'sandbox'";
     assert_eq!(count(platform, sql, sandbox_app), 0);
 

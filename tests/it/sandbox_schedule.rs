@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::browser::{Browser, operator_user};
 use crate::common::exchange::{BankPlan, FULL, consent, customer, get, get_json, tokens_for, world_with};
@@ -23,15 +23,11 @@ fn status_of(platform: &common::Platform, api: i64) -> String {
 
 /// Waits (up to `secs`) until the API's status is `want`.
 async fn wait_status(platform: &common::Platform, api: i64, want: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
+    common::eventually(&format!("API {api} to be {want}"), Duration::from_secs(secs), async || {
         let status = status_of(platform, api);
-        if status == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "API {api} is still {status}, not {want}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if status == want { Ok(()) } else { Err(status) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,11 +55,11 @@ async fn a_failing_bank_is_delisted_after_n_runs_and_relisted_after_m_passes_and
 
     // The schedule runs: passing runs are recorded (both environments) and the API stays listed.
     let platform = &w.s.platform;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(platform, &format!("SELECT count(*) FROM api_runs WHERE api_id = {api} AND passed = 1")) < 2 {
-        assert!(Instant::now() < deadline, "no scheduled run was recorded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("two passing scheduled runs recorded", Duration::from_secs(30), async || {
+        let passed = count(platform, &format!("SELECT count(*) FROM api_runs WHERE api_id = {api} AND passed = 1"));
+        if passed >= 2 { Ok(()) } else { Err(passed) }
+    })
+    .await;
     assert_eq!(status_of(platform, api), "published");
     let environments =
         count(platform, &format!("SELECT count(DISTINCT environment) FROM api_runs WHERE api_id = {api}"));
@@ -213,11 +209,11 @@ async fn a_failing_bank_is_delisted_after_n_runs_and_relisted_after_m_passes_and
     );
     // The checks pass, but the pin holds.
     let runs = count(platform, &format!("SELECT count(*) FROM api_runs WHERE api_id = {api}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(platform, &format!("SELECT count(*) FROM api_runs WHERE api_id = {api}")) < runs + 6 {
-        assert!(Instant::now() < deadline, "the schedule stopped");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("six more scheduled runs", Duration::from_secs(30), async || {
+        let now = count(platform, &format!("SELECT count(*) FROM api_runs WHERE api_id = {api}"));
+        if now >= runs + 6 { Ok(()) } else { Err(now - runs) }
+    })
+    .await;
     assert_eq!(status_of(platform, api), "suspended", "the operator's pin gave way to the checks");
     let passes: i64 = db(platform)
         .query_row("SELECT consecutive_passes FROM api_health WHERE api_id = ?1", [api], |r| r.get(0))

@@ -1,5 +1,5 @@
-//! THREAT_MODEL.md stays true: every test it names as proof exists, every threat row names one, and every component
-//! of the platform has its section. A row whose proof is still `PENDING` fails too: a threat without a test is
+//! THREAT_MODEL.md stays true: every test it names as proof exists (and runs: an integration test must sit in a
+//! module of `tests/it/main.rs`), every threat row names one, and every component of the platform has its section. A row whose proof is still `PENDING` fails too: a threat without a test is
 //! written under "Residual risk", not as a row.
 
 use std::collections::HashMap;
@@ -20,6 +20,9 @@ const COMPONENTS: &[&str] = &[
 
 const PENDING: &str = "PENDING";
 
+/// The integration-test binary whose modules hold every integration test.
+const INTEGRATION_MAIN: &str = "tests/it/main.rs";
+
 /// How many lines above a `fn` its `#[test]` attribute may stand (other attributes and comments between).
 const ATTRIBUTE_REACH: usize = 4;
 
@@ -39,7 +42,7 @@ fn the_checker_catches_missing_tests_rows_without_proof_pending_rows_and_missing
     for component in COMPONENTS.iter().skip(1) {
         text.push_str(&format!(
             "## {component}\n\n| STRIDE | Threat | Mitigation | Proved by |\n|---|---|---|---|\n\
-             | S | a threat | a mitigation | `tests/threat_model.rs::the_threat_model_names_only_tests_that_exist` |\n\n"
+             | S | a threat | a mitigation | `tests/it/threat_model.rs::the_threat_model_names_only_tests_that_exist` |\n\n"
         ));
     }
     assert_eq!(check(&text, root), ["no section for the component \"TLS listener\""]);
@@ -47,20 +50,24 @@ fn the_checker_catches_missing_tests_rows_without_proof_pending_rows_and_missing
     let bad = format!(
         "{text}## TLS listener\n\n| STRIDE | Threat | Mitigation | Proved by |\n|---|---|---|---|\n\
          | S | unproved | none | |\n\
-         | T | helper, not a test | x | `tests/threat_model.rs::check` |\n\
-         | I | no such test | x | `tests/threat_model.rs::no_such_test` |\n\
-         | D | no such file | x | `tests/no_such_file.rs::a_test` |\n\
+         | T | helper, not a test | x | `tests/it/threat_model.rs::check` |\n\
+         | I | no such test | x | `tests/it/threat_model.rs::no_such_test` |\n\
+         | D | no such file | x | `tests/it/no_such_file.rs::a_test` |\n\
+         | D | a separate test binary | x | `tests/threat_model.rs::the_threat_model_names_only_tests_that_exist` |\n\
+         | D | not a module of the binary | x | `tests/it/main.rs::the_threat_model_names_only_tests_that_exist` |\n\
          | E | outside the tree | x | `src/../Cargo.toml.rs::a_test` |\n\
          | E | later | x | {PENDING} |\n\
-         | X | not a STRIDE letter | x | `tests/threat_model.rs::the_threat_model_names_only_tests_that_exist` |\n\n\
-         Prose names `tests/threat_model.rs::not_here`; a placeholder `tests/<file>.rs::<name>` is no reference.\n"
+         | X | not a STRIDE letter | x | `tests/it/threat_model.rs::the_threat_model_names_only_tests_that_exist` |\n\n\
+         Prose names `tests/it/threat_model.rs::not_here`; a placeholder `tests/it/<file>.rs::<name>` is no reference.\n"
     );
     let problems = check(&bad, root);
     let expected = [
         "names no test",
         "has no test named check",
         "has no test named no_such_test",
-        "there is no file tests/no_such_file.rs",
+        "there is no file tests/it/no_such_file.rs",
+        "integration tests are modules of tests/it/main.rs",
+        "tests/it/main.rs declares no module main",
         "is not a reference",
         "still PENDING",
         "STRIDE cell \"X\"",
@@ -69,7 +76,7 @@ fn the_checker_catches_missing_tests_rows_without_proof_pending_rows_and_missing
     for needle in expected {
         assert!(problems.iter().any(|p| p.contains(needle)), "{needle:?} not reported in {problems:#?}");
     }
-    assert_eq!(problems.len(), 8, "{problems:#?}");
+    assert_eq!(problems.len(), 10, "{problems:#?}");
 }
 
 /// Every untruth found in `text`, a threat model for the repository at `root`, one line each.
@@ -86,7 +93,7 @@ fn check(text: &str, root: &Path) -> Vec<String> {
             continue;
         }
         if !line.trim_start().starts_with('|') {
-            // Prose may name tests too; those must exist as well (placeholders such as `tests/<file>.rs::<name>` are
+            // Prose may name tests too; those must exist as well (placeholders such as `tests/it/<file>.rs::<name>` are
             // not references).
             for span in backticked(line).into_iter().filter(|span| reference(span).is_some()) {
                 if let Err(problem) = sources.test_exists(span) {
@@ -170,26 +177,50 @@ impl<'a> Sources<'a> {
         Sources { root, files: HashMap::new() }
     }
 
-    /// Whether `span` (`tests/FILE.rs::name` or `src/PATH.rs::name`) is a test function in this repository.
+    /// Whether `span` (`tests/it/FILE.rs::name` or `src/PATH.rs::name`) is a test function in this repository that
+    /// `cargo test` runs: an integration test must sit in a module of the one integration-test binary.
     fn test_exists(&mut self, span: &str) -> Result<(), String> {
         let Some((path, name)) = reference(span) else {
-            return Err(format!("`{span}` is not a reference of the form `tests/FILE.rs::test_name`"));
+            return Err(format!("`{span}` is not a reference of the form `tests/it/FILE.rs::test_name`"));
         };
-        let root = self.root;
-        let source =
-            self.files.entry(path.to_string()).or_insert_with(|| std::fs::read_to_string(root.join(path)).ok());
-        let Some(source) = source else {
+        let module = match path.strip_prefix("tests/") {
+            None => None,
+            Some(in_tests) => match in_tests.strip_prefix("it/").and_then(|file| file.strip_suffix(".rs")) {
+                Some(module) => Some(module),
+                None => {
+                    return Err(format!(
+                        "`{span}`: integration tests are modules of {INTEGRATION_MAIN}, not files of tests/"
+                    ));
+                }
+            },
+        };
+        let declared = module.is_none_or(|module| {
+            self.source(INTEGRATION_MAIN)
+                .unwrap_or_default()
+                .lines()
+                .any(|line| line.trim() == format!("mod {module};"))
+        });
+        let Some(source) = self.source(path) else {
             return Err(format!("`{span}`: there is no file {path}"));
         };
+        if let Some(module) = module.filter(|_| !declared) {
+            return Err(format!("`{span}`: {INTEGRATION_MAIN} declares no module {module}, so nothing runs it"));
+        }
         if is_test_fn(source, name) {
             Ok(())
         } else {
             Err(format!("`{span}`: {path} has no test named {name} (`fn {name}(` under #[test] or #[tokio::test])"))
         }
     }
+
+    /// The text of the file at `path` (relative to the repository), if there is one.
+    fn source(&mut self, path: &str) -> Option<&str> {
+        let root = self.root;
+        self.files.entry(path.to_string()).or_insert_with(|| std::fs::read_to_string(root.join(path)).ok()).as_deref()
+    }
 }
 
-/// The file and test name of a reference `tests/FILE.rs::name` or `src/PATH.rs::name`, a relative path inside the
+/// The file and test name of a reference `tests/it/FILE.rs::name` or `src/PATH.rs::name`, a relative path inside the
 /// repository.
 fn reference(span: &str) -> Option<(&str, &str)> {
     let (path, name) = span.split_once("::")?;

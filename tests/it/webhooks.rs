@@ -214,15 +214,11 @@ fn row(platform: &Platform, event_id: &str) -> Row {
 
 /// Polls the event's row until `done` holds; fails with the last row seen after `secs`.
 async fn wait_row(platform: &Platform, event_id: &str, secs: u64, done: impl Fn(&Row) -> bool) -> Row {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
+    common::eventually(&format!("event {event_id} to get there"), Duration::from_secs(secs), async || {
         let current = row(platform, event_id);
-        if done(&current) {
-            return current;
-        }
-        assert!(Instant::now() < deadline, "event {event_id} did not get there in {secs} s: {current:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if done(&current) { Ok(current) } else { Err(current) }
+    })
+    .await
 }
 
 /// Verifies a webhook body the way a bank would, with an off-the-shelf JWT library and the key set fetched over

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
@@ -59,22 +59,11 @@ impl Chrome {
                 ]
             }),
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let client = loop {
+        let client = super::eventually("a Chromium session from chromedriver", Duration::from_secs(20), async || {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(caps.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await
-            {
-                Ok(client) => break client,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("cannot start a Chromium session: {e}"),
-            }
-        };
+            ClientBuilder::new(connector).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await
+        })
+        .await;
         Chrome { client, driver, _profile: profile, base: base.to_string(), shots: screenshot_dir(walk) }
     }
 
@@ -116,43 +105,28 @@ impl Chrome {
 
     /// The page's text, read again if a navigation was replacing the page at that moment.
     pub async fn body(&self) -> String {
-        for _ in 0..50 {
-            if let Some(text) = self.try_text("body").await {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the page has no readable body");
+        super::eventually("a readable page body", Duration::from_secs(5), async || {
+            self.try_text("body").await.ok_or("a navigation replacing the page")
+        })
+        .await
     }
 
     /// Waits (up to 10 s) until the browser is on `path`, e.g. after a form post and its redirect.
     pub async fn wait_path(&self, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        super::eventually(&format!("the browser to reach {path}"), Duration::from_secs(10), async || {
             let now = self.path().await;
-            if now == path {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("expected to reach {path}, still on {now}:\n{}", self.body().await);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if now == path { Ok(()) } else { Err((now, self.try_text("body").await)) }
+        })
+        .await
     }
 
     /// Waits (up to 10 s) until the page shows `text`.
     pub async fn wait_text(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        super::eventually(&format!("the page to show {text:?}"), Duration::from_secs(10), async || {
             let body = self.try_text("body").await.unwrap_or_default();
-            if body.contains(text) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("the page never showed {text:?}:\n{body}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if body.contains(text) { Ok(()) } else { Err(body) }
+        })
+        .await
     }
 
     pub async fn path(&self) -> String {

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use kopir::config::Config;
@@ -281,6 +282,30 @@ pub async fn expect_ob_error(response: reqwest::Response, status: u16, error_cod
     assert_eq!(errors[0]["ErrorCode"], error_code, "{body}");
     assert!(!errors[0]["Message"].as_str().unwrap().is_empty());
     body
+}
+
+/// How often [`eventually`] looks again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// Polls `probe` until it returns `Ok`, and returns that value. A probe answers `Err` with what it saw instead, and
+/// after `within` (wall-clock time, whatever clock the platform runs on) the test fails, naming `what` it awaited and
+/// the last thing seen. This is for states the system reaches in its own time (a background worker, a sweep, a server
+/// noticing a closed connection, a page after its redirect), never for time itself to pass.
+pub async fn eventually<T, S: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, S>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("waited {within:?} for {what}, in vain; last seen: {seen:?}")
+            }
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
 }
 
 pub fn data_path(dir: &Path, rel: &str) -> PathBuf {
