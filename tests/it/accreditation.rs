@@ -6,12 +6,10 @@ use crate::common;
 use crate::common::browser::{
     Browser, Page, bin, extract_attr, operator_user, participant_user, register_organisation,
 };
-use crate::common::participant::application;
-use crate::common::{Platform, assert_success};
+use crate::common::participant::{PDF, app_id, application, download, register_app, serials};
+use crate::common::{Csr, Platform, assert_success};
 use kopir::identity::Role;
 use reqwest::multipart::Form;
-
-const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 
 async fn apply(browser: &Browser, documents: Vec<(&str, &str, Vec<u8>)>) -> Page {
     let page = browser.get("/org/accreditation").await;
@@ -318,18 +316,12 @@ async fn suspension_from_the_cli_bites_on_the_next_request_and_reinstatement_res
     assert_eq!(apply(&participant, vec![("a.pdf", "application/pdf", PDF.to_vec())]).await.status, 200);
     approve(&platform, application_id(&platform, &org_bin)).await;
     participant.get("/org").await.assert_contains("Accredited");
-    // A system of the participant with a client certificate (linked to an application of the organisation).
-    let identity = platform.issue_identity("freedom-gateway");
-    let conn = db(&platform);
-    conn.execute(
-        "INSERT INTO applications (organisation_id, client_id, name, kind, created_at)
-         SELECT id, 'freedom-client', 'Gateway', 'provider_system', '2026-01-01T00:00:00Z' FROM organisations
-         WHERE bin = ?1",
-        [&org_bin],
-    )
-    .unwrap();
-    conn.execute("UPDATE certificates SET application_id = last_insert_rowid() WHERE serial = ?1", [identity.serial()])
-        .unwrap();
+    // A system of the participant with a client certificate: its application, registered on the participant's pages.
+    let csr = Csr::new("freedom-gateway");
+    let registered = register_app(&participant, "Gateway", "provider_system", "", &csr.csr_pem).await;
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    let serial = serials(&registered).remove(0);
+    let identity = download(&participant, app_id(&registered), &serial, &csr.key_pem).await;
     let system = platform.client(Some(&identity));
     let ok = system.get(platform.url("/pki/client-certificate")).send().await.unwrap();
     assert_eq!(ok.status(), 200);

@@ -6,8 +6,8 @@ use crate::common;
 use crate::common::browser::{Browser, bin};
 use crate::common::participant::PNG;
 use crate::common::participant::{
-    accredit, activate, admin_of_new_organisation, app_id, client_id, count, csrf_of, db, download, invite,
-    register_app, serials, set_status,
+    accredit, accredit_as, activate, admin_of_new_organisation, app_id, client_id, count, csrf_of, db, download,
+    invite, register_app, serials, set_status,
 };
 use crate::common::{Csr, Platform, expect_ob_error};
 
@@ -25,7 +25,7 @@ async fn with_application(
 ) -> (Browser, String, common::browser::Page, common::Identity) {
     let bin = bin(digits);
     let admin = admin_of_new_organisation(platform, &bin, "Delta Pay LLP", &format!("admin{digits}")).await;
-    accredit(platform, &bin);
+    accredit(platform, &bin).await;
     let csr = Csr::new("delta-app");
     let page = register_app(&admin, "Delta wallet", "api_user", CALLBACK, &csr.csr_pem).await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -105,9 +105,7 @@ async fn only_an_accredited_organisation_with_the_right_role_may_register() {
     refused.assert_contains("Only an accredited organisation");
 
     // Accredited as a provider only: no API-user applications.
-    db(&platform)
-        .execute("UPDATE organisations SET status = 'accredited', is_provider = 1, is_user = 0 WHERE bin = ?1", [&bin])
-        .unwrap();
+    accredit_as(&platform, &bin, true, false).await;
     let refused = register_app(&admin, "Eps", "api_user", CALLBACK, &csr.csr_pem).await;
     assert_eq!(refused.status, 403);
     refused.assert_contains("not accredited as an API user");
@@ -131,7 +129,7 @@ async fn analysts_cannot_create_applications_and_developers_cannot_manage_staff(
     let platform = Platform::start().await;
     let bin = bin("99014000103");
     let admin = admin_of_new_organisation(&platform, &bin, "Zeta Bank JSC", "zeta.admin").await;
-    accredit(&platform, &bin);
+    accredit(&platform, &bin).await;
     let otp = invite(&admin, "zeta.analyst", "participant_analyst").await;
     let (analyst, _) = activate(&platform, "zeta.analyst", &otp).await;
     let otp = invite(&admin, "zeta.dev", "participant_developer").await;
@@ -282,11 +280,11 @@ async fn suspending_the_organisation_refuses_its_certificates_on_the_next_reques
     let client = platform.client(Some(&identity));
     assert_eq!(client.get(platform.url("/pki/client-certificate")).send().await.unwrap().status(), 200);
     // Stands in for the operator's suspension (built in parallel).
-    set_status(&platform, &bin, "suspended");
+    set_status(&platform, &bin, "suspended").await;
     let response = client.get(platform.url("/pki/client-certificate")).send().await.unwrap();
     let body = expect_ob_error(response, 401, "UK.OBIE.Signature.Invalid").await;
     assert!(body["Errors"][0]["Message"].as_str().unwrap().contains("suspended"), "{body}");
-    set_status(&platform, &bin, "revoked");
+    set_status(&platform, &bin, "revoked").await;
     expect_ob_error(whoami(&platform, &identity).await, 401, "UK.OBIE.Signature.Invalid").await;
     // Certificates issued with `kopir ca issue` belong to no application and are still accepted.
     let plain = platform.issue_identity("plain-gateway");

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::common::Platform;
 use crate::common::browser::{Browser, Page, bin, operator_user, participant_user};
 use crate::common::consent::{application, consent_body};
-use crate::common::participant::{accredit, admin_of_new_organisation, count, csrf_of, db};
+use crate::common::participant::{accredit, accredit_as, admin_of_new_organisation, count, csrf_of, db};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -54,6 +54,7 @@ async fn accounts(State(bank): State<Arc<BankState>>, headers: HeaderMap) -> Res
     match bank.behaviour {
         Behaviour::Conforming | Behaviour::Slow => {
             if bank.behaviour == Behaviour::Slow {
+                // Slower than the check's time-out: the real network wait is what is tested.
                 tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             }
             if headers.contains_key("x-kopir-consent") {
@@ -299,7 +300,7 @@ async fn published_api(
     let bank_bin = bin(digits);
     let bank = Reference::start(ca, platform, &bank_bin).await;
     let browser = admin_of_new_organisation(platform, &bank_bin, name, admin).await;
-    accredit(platform, &bank_bin);
+    accredit(platform, &bank_bin).await;
     let page = create_api(&browser, &with(passport(&bank.url()), changes)).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let id = api_id(&page);
@@ -344,13 +345,14 @@ async fn accredited_provider_publishes_after_the_check_and_no_one_else_may() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(audits(&platform, "catalog.api.create", "denied"), 1);
 
-    // Accredited as API user only: still refused.
-    accredit(&platform, &bank_bin);
-    db(&platform).execute("UPDATE organisations SET is_provider = 0 WHERE bin = ?1", [&bank_bin]).unwrap();
-    let refused = create_api(&admin, &passport(&bank.url())).await;
+    // Accredited as API user only (another organisation: accreditation decides the roles once): still refused.
+    let user_only_bin = bin("99050000004");
+    let user_only = admin_of_new_organisation(&platform, &user_only_bin, "Qarzhy Budget LLP", "qarzhy.admin").await;
+    accredit_as(&platform, &user_only_bin, false, true).await;
+    let refused = create_api(&user_only, &passport(&bank.url())).await;
     assert_eq!(refused.status, 403);
     refused.assert_contains("Only an organisation accredited as API provider publishes APIs.");
-    accredit(&platform, &bank_bin);
+    accredit(&platform, &bank_bin).await;
 
     // URLs and numbers are checked; nothing is stored on refusal.
     let bad: Vec<(&str, &str, &str)> = vec![
@@ -433,7 +435,7 @@ async fn accredited_provider_publishes_after_the_check_and_no_one_else_may() {
 
     let other_bin = bin("99050000002");
     let other = admin_of_new_organisation(&platform, &other_bin, "Dala Bank JSC", "dala.admin").await;
-    accredit(&platform, &other_bin);
+    accredit(&platform, &other_bin).await;
     assert_eq!(other.get(&format!("/org/apis/{id}")).await.status, 404);
     let csrf = csrf_of(&other.get("/org/apis").await);
     assert_eq!(other.post(&format!("/org/apis/{id}/publish"), &csrf, &[]).await.status, 404);
@@ -470,7 +472,7 @@ async fn publication_is_refused_with_the_findings_when_the_sandbox_does_not_conf
     let bank_bin = bin("99050000011");
     let conforming = Reference::start(&ca, &platform, &bank_bin).await;
     let admin = admin_of_new_organisation(&platform, &bank_bin, "Kapshagai Bank JSC", "kap.admin").await;
-    accredit(&platform, &bank_bin);
+    accredit(&platform, &bank_bin).await;
     let page = create_api(&admin, &passport(&open.url())).await;
     let id = api_id(&page);
 
@@ -559,7 +561,7 @@ async fn marketplace_finds_apis_by_words_in_any_language_and_filters_them() {
 
     let user_bin = bin("99050000029");
     let user = admin_of_new_organisation(&platform, &user_bin, "Fintech One LLP", "fintech.admin").await;
-    accredit(&platform, &user_bin);
+    accredit(&platform, &user_bin).await;
     let ids = |page: &Page| -> Vec<i64> {
         [altyn_api, kazakh_api].into_iter().filter(|id| page.body.contains(&format!("/marketplace/{id}\""))).collect()
     };
@@ -662,7 +664,7 @@ async fn an_api_user_connects_in_one_step_and_consents_follow_the_connection() {
         published_api(&platform, &ca, "99050000031", "Altyn Bank JSC", "altyn.admin", &[]).await;
     let user_bin = bin("99050000039");
     let user = admin_of_new_organisation(&platform, &user_bin, "Fintech One LLP", "fintech.admin").await;
-    accredit(&platform, &user_bin);
+    accredit(&platform, &user_bin).await;
     let (app, client_id, identity) = application(&user, "Budget App").await;
     let post_consent = || async {
         platform
@@ -788,15 +790,14 @@ async fn only_accredited_api_users_in_good_standing_connect_their_own_active_app
     let platform = platform_trusting(&ca).await;
     let (_, _, api, _bank) = published_api(&platform, &ca, "99050000041", "Altyn Bank JSC", "altyn.admin", &[]).await;
     let user_bin = bin("99050000049");
-    let user = admin_of_new_organisation(&platform, &user_bin, "Fintech One LLP", "fintech.admin").await;
-    accredit(&platform, &user_bin);
+    let mut user = admin_of_new_organisation(&platform, &user_bin, "Fintech One LLP", "fintech.admin").await;
+    accredit(&platform, &user_bin).await;
     let (app, _, _) = application(&user, "Budget App").await;
 
     // An organisation accredited as provider only: told why, refused, journalled.
     let provider_bin = bin("99050000042");
     let provider = admin_of_new_organisation(&platform, &provider_bin, "Dala Bank JSC", "dala.admin").await;
-    accredit(&platform, &provider_bin);
-    db(&platform).execute("UPDATE organisations SET is_user = 0 WHERE bin = ?1", [&provider_bin]).unwrap();
+    accredit_as(&platform, &provider_bin, true, false).await;
     let page = provider.get(&format!("/marketplace/{api}")).await;
     page.assert_contains("Only an organisation accredited as API user connects applications to APIs.");
     assert!(!page.body.contains("/connect\""));
@@ -810,7 +811,7 @@ async fn only_accredited_api_users_in_good_standing_connect_their_own_active_app
     // Another organisation's application is not found; an analyst may not connect.
     let other_bin = bin("99050000044");
     let other = admin_of_new_organisation(&platform, &other_bin, "Fintech Two LLP", "fintech2.admin").await;
-    accredit(&platform, &other_bin);
+    accredit(&platform, &other_bin).await;
     assert_eq!(connect_as(&other, api, app).await.status, 404);
     let analyst = member(&platform, &user_bin, "fintech.analyst", Role::ParticipantAnalyst).await;
     let page = analyst.get(&format!("/marketplace/{api}")).await;
@@ -825,17 +826,25 @@ async fn only_accredited_api_users_in_good_standing_connect_their_own_active_app
     refused.assert_contains("The application is disabled");
     user.submit(&format!("/org/apps/{app}"), &format!("/org/apps/{app}/enable"), &[]).await;
 
-    // A suspended API user is refused at once.
+    // A suspended API user is refused at once: suspension ends its sessions, so a form it still holds connects
+    // nothing and the marketplace sends it to sign in.
     let page = user.get(&format!("/marketplace/{api}")).await;
-    common::participant::set_status(&platform, &user_bin, "suspended");
+    common::participant::set_status(&platform, &user_bin, "suspended").await;
     let refused =
         user.post(&format!("/marketplace/{api}/connect"), &csrf_of(&page), &[("application", &app.to_string())]).await;
-    assert_eq!(refused.status, 403);
-    assert_eq!(user.get("/marketplace").await.status, 403);
+    assert!(
+        refused.url.ends_with("/login"),
+        "the held form was not sent to sign in: {} {}",
+        refused.status,
+        refused.url
+    );
+    assert!(user.get("/marketplace").await.url.ends_with("/login"));
     assert_eq!(count(&platform, "SELECT count(*) FROM api_connections"), 0);
 
-    // Reinstated, it connects.
-    common::participant::set_status(&platform, &user_bin, "accredited");
+    // Reinstated, it signs in again and connects.
+    common::participant::set_status(&platform, &user_bin, "accredited").await;
+    let signed_in = user.sign_in("fintech.admin", "fintech.admin-Passw0rd-long").await;
+    assert!(signed_in.url.ends_with("/org"), "{}: {}", signed_in.url, signed_in.body);
     let page = connect_as(&user, api, app).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(count(&platform, "SELECT count(*) FROM api_connections WHERE status = 'active'"), 1);
@@ -859,7 +868,7 @@ async fn the_reference_bank_passes_the_publication_check() {
     );
     let refbank = kopir::refbank::start(config).await.unwrap();
     let admin = admin_of_new_organisation(&platform, &bank_bin, "Altyn Bank JSC", "altyn.admin").await;
-    accredit(&platform, &bank_bin);
+    accredit(&platform, &bank_bin).await;
     let page = create_api(&admin, &passport(&refbank.base_url)).await;
     let id = api_id(&page);
     let page = publish(&admin, id).await;
@@ -896,11 +905,11 @@ async fn in_a_browser_a_bank_publishes_and_a_fintech_connects() {
     let bank = Reference::start(&ca, &platform, &bank_bin).await;
     let (bank_admin, bank_password) =
         common::browser::register_organisation(&platform, &bank_bin, "Altyn Bank JSC", "altyn.admin").await;
-    accredit(&platform, &bank_bin);
+    accredit(&platform, &bank_bin).await;
     let user_bin = bin("99050000059");
     let (user_admin, user_password) =
         common::browser::register_organisation(&platform, &user_bin, "Qaz Budget LLP", "qaz.admin").await;
-    accredit(&platform, &user_bin);
+    accredit(&platform, &user_bin).await;
     let base = format!("https://localhost:{}", platform.addr.port());
 
     let chrome = common::chrome::Chrome::start(&base, "catalog").await;

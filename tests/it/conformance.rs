@@ -231,7 +231,7 @@ async fn the_gate_refuses_a_bank_that_leaks_detail_fields_and_records_the_run() 
     let platform = &world.platform;
     let (_, bank_bin, leaky) = world.bank(Some(Fault::Leaky));
     let admin = admin_of_new_organisation(platform, bank_bin, "Leaky Bank JSC", "leaky.admin").await;
-    accredit(platform, bank_bin);
+    accredit(platform, bank_bin).await;
     let page = admin.submit("/org/apis", "/org/apis", &borrowed(&passport(&leaky.base_url))).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let id: i64 = page.url.rsplit("/org/apis/").next().unwrap().parse().unwrap();

@@ -76,7 +76,8 @@ async fn a_connection_trickling_its_headers_is_closed_after_the_header_timeout()
     let (mut reader, mut writer) = tokio::io::split(stream);
     writer.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
     let trickle = async {
-        // One header line every 200 ms, as long as the server takes it.
+        // One header line every 200 ms, as long as the server takes it: a real slow client against the server's
+        // header time-out.
         for n in 0.. {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if writer.write_all(format!("X-Trickle-{n}: a\r\n").as_bytes()).await.is_err() {

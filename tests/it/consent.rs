@@ -71,10 +71,10 @@ async fn consent_requests_are_validated_and_seen_only_by_those_concerned() {
     )
     .await;
     assert!(error["Errors"][0]["Message"].as_str().unwrap().contains("not connected"), "{error}");
-    set_status(&s.platform, bins[1], "suspended");
+    set_status(&s.platform, bins[1], "suspended").await;
     common::expect_ob_error(post_consent(&s, &s.identity, consent_body(&bins)).await, 400, "UK.OBIE.Field.Invalid")
         .await;
-    set_status(&s.platform, bins[1], "accredited");
+    set_status(&s.platform, bins[1], "accredited").await;
     assert_eq!(count(&s.platform, "SELECT count(*) FROM consents"), 0, "nothing half-written");
 
     let consent_id = s.create_consent().await;
@@ -87,7 +87,7 @@ async fn consent_requests_are_validated_and_seen_only_by_those_concerned() {
     let other_bin = common::browser::bin("99034100002");
     let other_admin =
         common::participant::admin_of_new_organisation(&s.platform, &other_bin, "Fintech Two", "fintech2admin").await;
-    common::participant::accredit(&s.platform, &other_bin);
+    common::participant::accredit(&s.platform, &other_bin).await;
     let (_, _, other) = consent::application(&other_admin, "Spy App").await;
     let client = s.platform.client(Some(&other));
     let url = s.platform.url(&format!("{CONSENTS}/{consent_id}"));

@@ -13,7 +13,7 @@ async fn operator_and_regulator_see_clients_and_certificates_participants_do_not
     let platform = Platform::start().await;
     let bank_bin = bin("99014000055");
     let bank = admin_of_new_organisation(&platform, &bank_bin, "Oasis Bank JSC", "oasis.admin").await;
-    accredit(&platform, &bank_bin);
+    accredit(&platform, &bank_bin).await;
     let csr = common::Csr::new("oasis-gateway");
     let page = register_app(&bank, "Oasis wallet", "api_user", "https://wallet.oasis.kz/cb", &csr.csr_pem).await;
     let client = client_id(&page);

@@ -23,7 +23,7 @@ async fn an_accredited_bank_registers_an_application_invites_a_developer_and_upl
     let (admin, password) =
         common::browser::register_organisation(&platform, &bin, "Qazaq Digital Bank JSC", "dana.admin").await;
     // Stands in for the operator's approval of the accreditation application.
-    accredit(&platform, &bin);
+    accredit(&platform, &bin).await;
     let base = format!("https://localhost:{}", platform.addr.port());
     let chrome = Chrome::start(&base, "apps").await;
 

@@ -250,9 +250,9 @@ async fn the_gateway_refuses_what_the_consent_token_certificate_or_connection_do
     common::exchange::connect(&s.user_admin, w.banks[1].api_id, s.app_id).await;
 
     // A suspended API user, then reinstated.
-    set_status(&s.platform, &s.user_bin, "suspended");
+    set_status(&s.platform, &s.user_bin, "suspended").await;
     common::expect_ob_error(get(s, &s.identity, &token, "/accounts").await, 401, "UK.OBIE.Signature.Invalid").await;
-    set_status(&s.platform, &s.user_bin, "accredited");
+    set_status(&s.platform, &s.user_bin, "accredited").await;
     get_json(s, &token, "/accounts").await;
 
     // Scenario 8 again: expired. A consent that ends in a few seconds stops working on its own.

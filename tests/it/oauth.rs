@@ -417,7 +417,7 @@ async fn a_suspended_participant_gets_no_tokens() {
     let (code, verifier, consent_id) = allowed_code(&s, 31).await;
     let tokens: Value =
         exchange(&s, &s.identity, &code, verifier.secret(), consent::REDIRECT_URI).await.json().await.unwrap();
-    set_status(&s.platform, &s.user_bin, "suspended");
+    set_status(&s.platform, &s.user_bin, "suspended").await;
     let refresh = refresh_with(&s, &s.identity, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(token_error(refresh).await, "401 invalid_client");
     let par =
@@ -425,7 +425,7 @@ async fn a_suspended_participant_gets_no_tokens() {
     assert_eq!(token_error(par).await, "401 invalid_client");
     let consents = s.api().get(s.platform.url("/open-banking/v1/aisp/account-access-consents")).send().await.unwrap();
     assert_eq!(consents.status(), 401);
-    set_status(&s.platform, &s.user_bin, "accredited");
+    set_status(&s.platform, &s.user_bin, "accredited").await;
     let refresh = refresh_with(&s, &s.identity, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refresh.status(), 200, "reinstated, it works again");
     s.platform.shutdown().await;

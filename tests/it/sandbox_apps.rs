@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::common::browser::{Browser, Page, bin};
 use crate::common::consent::{REDIRECT_URI, iin, param, redirect_params};
 use crate::common::exchange::{BankPlan, FULL, connect, consent, customer, world_with};
-use crate::common::participant::{admin_of_new_organisation, app_id, client_id, db, download, serials, set_status};
+use crate::common::participant::{
+    accredit, admin_of_new_organisation, app_id, client_id, db, download, serials, set_status,
+};
 use crate::common::{self, Csr, Identity, Platform};
 use kopir::refbank::Fault;
 use serde_json::Value;
@@ -322,11 +324,13 @@ async fn sandbox_registration_needs_good_standing_not_accreditation() {
         .unwrap();
     assert_eq!(console, 0);
 
-    // A suspended organisation builds nothing, not even in the sandbox: its pages are closed, and a form it still
-    // holds is refused.
+    // A suspended organisation builds nothing, not even in the sandbox. Only an accredited organisation can be
+    // suspended, so the operator accredits it first; suspension ends its members' sessions, so its pages send it to
+    // sign in, a form it still holds is refused, and the rule refuses a blocked organisation in any case.
+    accredit(&platform, &dev_bin).await;
     let form = dev.get("/org/apps").await;
-    set_status(&platform, &dev_bin, "suspended");
-    assert_eq!(dev.get("/org/apps").await.status, 403);
+    set_status(&platform, &dev_bin, "suspended").await;
+    assert!(dev.get("/org/apps").await.url.ends_with("/login"));
     let csr = Csr::new("early-2");
     let fields = [
         ("name", "Early 2"),
@@ -336,7 +340,12 @@ async fn sandbox_registration_needs_good_standing_not_accreditation() {
         ("csr", csr.csr_pem.as_str()),
     ];
     let refused = dev.post("/org/apps", &form.csrf(), &fields).await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.url.ends_with("/login"),
+        "the held form was not sent to sign in: {} {}",
+        refused.status,
+        refused.url
+    );
     let blocked = kopir::participants::Organisation {
         status: kopir::participants::OrgStatus::Suspended,
         ..kopir::participants::organisation_by_bin(&db(&platform), &dev_bin).unwrap().unwrap()

@@ -51,6 +51,7 @@ async fn vendor(received: Arc<Mutex<Vec<serde_json::Value>>>) -> (SocketAddr, St
             let answer = match request["kind"].as_str() {
                 Some("sms") => serde_json::json!({ "ok": true }),
                 _ if request["session"] == "slow" => {
+                    // A vendor slower than the adapter's time-out: the real network wait is what is tested.
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     serde_json::json!({ "ok": true, "liveness": true, "match": true })
                 }

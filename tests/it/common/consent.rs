@@ -61,7 +61,7 @@ pub fn connect(platform: &Platform, app_id: i64, bank_bin: &str) {
 pub async fn bank(platform: &Platform, seed: &str, name: &str) -> String {
     let bin = bin(seed);
     register_organisation(platform, &bin, name, &format!("admin{}", &seed[seed.len() - 4..])).await;
-    accredit(platform, &bin);
+    accredit(platform, &bin).await;
     bin
 }
 
@@ -95,7 +95,7 @@ pub async fn scenario_redirecting(platform: Platform, banks: usize, redirect_uri
     }
     let user_bin = bin("99034100001");
     let user_admin = admin_of_new_organisation(&platform, &user_bin, "Fintech One", "fintechadmin").await;
-    accredit(&platform, &user_bin);
+    accredit(&platform, &user_bin).await;
     let (app_id, client_id, identity) = application_with(&user_admin, "Budget App", redirect_uri).await;
     for (bank_bin, _) in &list {
         connect(&platform, app_id, bank_bin);

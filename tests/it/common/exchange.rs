@@ -113,7 +113,7 @@ pub async fn world_with(plans: &[BankPlan], tweak: impl FnOnce(&mut kopir::confi
         let production_url =
             production.as_ref().map(|p| p.base_url.clone()).unwrap_or_else(|| sandbox.base_url.clone());
         let admin = admin_of_new_organisation(&platform, &bank_bin, plan.name, &format!("bankadmin{i}")).await;
-        accredit(&platform, &bank_bin);
+        accredit(&platform, &bank_bin).await;
         let fields = passport(&sandbox.base_url, &production_url, 1500);
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let page = admin.submit("/org/apis", "/org/apis", &fields).await;
@@ -129,7 +129,7 @@ pub async fn world_with(plans: &[BankPlan], tweak: impl FnOnce(&mut kopir::confi
     }
     let user_bin = bin("99034100001");
     let user_admin = admin_of_new_organisation(&platform, &user_bin, "Fintech One", "fintechadmin").await;
-    accredit(&platform, &user_bin);
+    accredit(&platform, &user_bin).await;
     let (app_id, client_id, identity) = application(&user_admin, "Budget App").await;
     for site in &sites {
         let page = connect(&user_admin, site.api_id, app_id).await;

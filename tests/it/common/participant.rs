@@ -1,9 +1,16 @@
-//! Helpers for participants' pages: accrediting an organisation directly in the database, inviting and activating
-//! members, registering applications and fetching their certificates.
+//! Helpers for participants' pages: accrediting an organisation and changing its standing as the operator does,
+//! inviting and activating members, registering applications and fetching their certificates.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::browser::{Browser, Page, extract_attr, register_organisation};
 use super::{Identity, Platform};
+use kopir::audit::Actor;
+use kopir::participants;
+use kopir::participants::accreditation::{
+    self, ApplicationInput, DecideOutcome, Decision, Lifecycle, LifecycleOutcome, NewDocument, Questionnaire,
+    SaveOutcome,
+};
+use kopir::store::StoreError;
 
 /// The test database, opened beside the running server (WAL lets both work).
 pub fn db(platform: &Platform) -> RawDb {
@@ -36,19 +43,90 @@ impl Drop for RawDb {
     }
 }
 
-/// Makes the organisation accredited as API provider and API user. This stands in for the operator's approval of an
-/// accreditation application (built in parallel): the tests here are about what accreditation allows, not how it is
-/// given.
-pub fn accredit(platform: &Platform, bin: &str) {
-    let n = db(platform)
-        .execute("UPDATE organisations SET status = 'accredited', is_user = 1, is_provider = 1 WHERE bin = ?1", [bin])
-        .unwrap();
-    assert_eq!(n, 1, "no organisation with BIN {bin}");
+/// Accredits the organisation as API provider and API user, as the operator's approval does: see [`accredit_as`].
+pub async fn accredit(platform: &Platform, bin: &str) {
+    accredit_as(platform, bin, true, true).await;
 }
 
-/// Sets an organisation's status directly (standing in for the operator's suspension or revocation).
-pub fn set_status(platform: &Platform, bin: &str, status: &str) {
-    db(platform).execute("UPDATE organisations SET status = ?2 WHERE bin = ?1", [bin, status]).unwrap();
+/// Accredits the organisation (registered, the only one with `bin`) in the roles asked for, the way the product does
+/// it: its accreditation application, with one document, submitted and then approved by the operator — the
+/// product's own functions, in one transaction on the running platform's writer. The tests using this are about what
+/// accreditation allows, not how it is given (tests/it/accreditation.rs walks the pages).
+pub async fn accredit_as(platform: &Platform, bin: &str, provider: bool, user: bool) {
+    let bin_owned = bin.to_string();
+    let outcome = platform
+        .running()
+        .state
+        .db
+        .write(move |tx| {
+            let bin = bin_owned;
+            let organisations = participants::organisations_with_bin(tx, &bin)?;
+            let [org] = organisations.as_slice() else {
+                return Ok(Err(format!("{} organisations with BIN {bin}, not one", organisations.len())));
+            };
+            let input = ApplicationInput {
+                wants_provider: provider,
+                wants_user: user,
+                questionnaire: Questionnaire {
+                    isms: true,
+                    isms_detail: "ISO/IEC 27001:2022".into(),
+                    security_officer_name: "Aliya Security".into(),
+                    security_officer_email: "security@bank.kz".into(),
+                    incident_phone: "+7 727 250 00 01".into(),
+                    pentest: false,
+                    pentest_date: String::new(),
+                    data_in_kz: true,
+                    encryption_at_rest: true,
+                },
+                contact_name: "Nurlan Abenov".into(),
+                contact_email: "openbanking@bank.kz".into(),
+                contact_phone: "+7 727 250 00 00".into(),
+            };
+            let licence =
+                NewDocument { filename: "licence.pdf".into(), content_type: "application/pdf", content: PDF.to_vec() };
+            let saved = accreditation::save_application(tx, org, &input, &[licence], true, &operator())?;
+            let SaveOutcome::Saved { application_id, .. } = saved else {
+                return Ok(Err(format!("application not saved: {saved:?}")));
+            };
+            let decided =
+                accreditation::decide(tx, application_id, Decision::Approve, "documents in order", &operator())?;
+            Ok::<_, StoreError>(match decided {
+                DecideOutcome::Decided { .. } => Ok(()),
+                other => Err(format!("not approved: {other:?}")),
+            })
+        })
+        .await
+        .unwrap();
+    outcome.unwrap_or_else(|why| panic!("accrediting {bin}: {why}"));
+}
+
+/// Changes an accredited organisation's standing as the operator does (`suspended`, `accredited` again from
+/// suspended, or `revoked`), through the product's own function.
+pub async fn set_status(platform: &Platform, bin: &str, status: &str) {
+    let change = match status {
+        "suspended" => Lifecycle::Suspend,
+        "accredited" => Lifecycle::Reinstate,
+        "revoked" => Lifecycle::Revoke,
+        other => panic!("the operator cannot make an organisation {other}"),
+    };
+    let bin_owned = bin.to_string();
+    let outcome = platform
+        .running()
+        .state
+        .db
+        .write(move |tx| {
+            let Some(org) = participants::organisation_by_bin(tx, &bin_owned)? else { return Ok(None) };
+            let changed = accreditation::change_standing(tx, org.id, change, "the operator's decision", &operator())?;
+            Ok::<_, StoreError>(Some(changed))
+        })
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Some(LifecycleOutcome::Changed { .. })), "{bin} {status}: {outcome:?}");
+}
+
+/// The operator, as the audit journal names it when the product's functions are called on its behalf.
+fn operator() -> Actor {
+    Actor { name: "cli:operator".into(), source: "cli".into(), user_id: None }
 }
 
 pub fn count(platform: &Platform, sql: &str) -> i64 {
@@ -159,6 +237,9 @@ pub async fn download(browser: &Browser, app: i64, serial: &str, key_pem: &str) 
 pub fn csrf_of(page: &Page) -> String {
     extract_attr(&page.body, "name=\"csrf\" value=\"").unwrap()
 }
+
+/// A minimal PDF.
+pub const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 
 /// A 1×1 PNG.
 pub const PNG: &[u8] = &[
