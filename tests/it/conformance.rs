@@ -114,9 +114,11 @@ async fn a_conforming_bank_passes_every_case_and_each_fault_fails_the_case_of_it
         let target = Target {
             base_url: bank.base_url.clone(),
             bin: bank_bin.clone(),
-            // The slow bank answers each call after 150 ms; the others locally within a few.
-            sla_ms: if *fault == Some(Fault::Slow) { 100 } else { 1_000 },
-            timeout_ms: 3_000,
+            // The slow bank answers each call after 150 ms; the others locally within a few, but nine banks
+            // answering at once on a busy machine (the oversized ones writing 17 MiB each) take longer: their SLA is
+            // generous, so that only the slow bank's is the rule under test.
+            sla_ms: if *fault == Some(Fault::Slow) { 100 } else { 2_500 },
+            timeout_ms: 5_000,
             customers: Vec::new(),
             with_customers: true,
         };
@@ -347,7 +349,8 @@ async fn the_cli_passes_a_conforming_bank_with_junit_and_fails_a_faulty_one() {
     cmd.arg("--key").arg(pki.join("platform-client.key"));
     cmd.arg("--ca").arg(world.dir.path().join("bank-cas.pem"));
     cmd.arg("--signing-key").arg(pki.join(format!("signing-{kid}.key")));
-    cmd.args(["--kid", &kid, "--issuer", &issuer]);
+    // `--kid=…` in one argument: a random key id may begin with '-', which would read as an option.
+    cmd.arg(format!("--kid={kid}")).args(["--issuer", &issuer]);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
