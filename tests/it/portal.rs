@@ -62,10 +62,10 @@ async fn wrong_password_wrong_code_replayed_code_and_lockout_are_refused() {
     assert_eq!(page.status, 401);
     page.assert_contains("Wrong user name, password or code");
 
-    // Right password, replayed code (the one used at enrolment, same step).
+    // Right password, replayed code (the last one used, even if the TOTP step has moved on since).
     let page = browser.submit("/login", "/login", &[("username", &admin), ("password", &password)]).await;
     assert!(page.url.ends_with("/login/code"));
-    let replay = browser.current_code();
+    let replay = browser.last_code.clone().expect("a code was used to sign in");
     let refused = browser.post("/login/code", &page.csrf(), &[("code", &replay)]).await;
     assert_eq!(refused.status, 401, "a replayed code was accepted");
     let wrong = browser.post("/login/code", &page.csrf(), &[("code", "000000")]).await;

@@ -12,6 +12,8 @@ pub struct Browser {
     jar: Arc<reqwest::cookie::Jar>,
     /// The TOTP secret of the signed-in user, once enrolled (base32 text as the enrolment page shows it).
     pub totp_secret: Option<Vec<u8>>,
+    /// The last TOTP code this browser sent (a replay of it must be refused whatever step the clock is in now).
+    pub last_code: Option<String>,
     pub username: String,
 }
 
@@ -80,7 +82,7 @@ impl Browser {
             .redirect(policy)
             .build()
             .unwrap();
-        Browser { client, base: origin, jar, totp_secret: None, username: String::new() }
+        Browser { client, base: origin, jar, totp_secret: None, last_code: None, username: String::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -145,11 +147,14 @@ impl Browser {
         if page.url.ends_with("/login/code") {
             let code = self.current_code();
             let answered = self.post("/login/code", &page.csrf(), &[("code", &code)]).await;
+            self.last_code = Some(code);
             if answered.status == 401 {
                 // The current step's code was used already (e.g. at enrolment): the next step's code works.
                 let code = self.next_code().await;
                 let page = self.get("/login/code").await;
-                return self.post("/login/code", &page.csrf(), &[("code", &code)]).await;
+                let answered = self.post("/login/code", &page.csrf(), &[("code", &code)]).await;
+                self.last_code = Some(code);
+                return answered;
             }
             return answered;
         }
@@ -168,7 +173,9 @@ impl Browser {
         let secret = kopir::identity::totp::parse_secret_text(&text).expect("base32 secret");
         self.totp_secret = Some(secret);
         let code = self.current_code();
-        self.post("/account/enrol", &page.csrf(), &[("code", &code)]).await
+        let answered = self.post("/account/enrol", &page.csrf(), &[("code", &code)]).await;
+        self.last_code = Some(code);
+        answered
     }
 
     pub async fn sign_out(&self) {
