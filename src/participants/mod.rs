@@ -99,6 +99,61 @@ fn from_row(r: &Row) -> rusqlite::Result<Organisation> {
     })
 }
 
+/// What an organisation's administrator may change of its public profile.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile<'a> {
+    pub description: &'a str,
+    pub website: &'a str,
+    pub contact_email: &'a str,
+    pub contact_phone: &'a str,
+}
+
+pub fn update_profile(
+    tx: &Transaction,
+    organisation_id: i64,
+    profile: &Profile,
+    now: time::OffsetDateTime,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE organisations SET description = ?2, website = ?3, contact_email = ?4, contact_phone = ?5,
+                                  updated_at = ?6 WHERE id = ?1",
+        params![
+            organisation_id,
+            profile.description,
+            profile.website,
+            profile.contact_email,
+            profile.contact_phone,
+            clock::rfc3339(now)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Replaces the organisation's logo (bytes already checked to be of `content_type`).
+pub fn set_logo(
+    tx: &Transaction,
+    organisation_id: i64,
+    bytes: &[u8],
+    content_type: &str,
+    now: time::OffsetDateTime,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE organisations SET logo = ?2, logo_type = ?3, updated_at = ?4 WHERE id = ?1",
+        params![organisation_id, bytes, content_type, clock::rfc3339(now)],
+    )?;
+    Ok(())
+}
+
+/// The organisation's logo and its content type, if it has one.
+pub fn logo(conn: &Connection, organisation_id: i64) -> rusqlite::Result<Option<(Vec<u8>, String)>> {
+    conn.query_row(
+        "SELECT logo, logo_type FROM organisations WHERE id = ?1 AND logo IS NOT NULL AND logo_type IS NOT NULL",
+        [organisation_id],
+        |r| Ok((r.get("logo")?, r.get("logo_type")?)),
+    )
+    .optional()
+}
+
 /// How many organisations are at `status`.
 pub fn count_with_status(conn: &Connection, status: OrgStatus) -> rusqlite::Result<i64> {
     conn.query_row("SELECT count(*) FROM organisations WHERE status = ?1", [status], |r| r.get(0))
