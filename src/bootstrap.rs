@@ -159,7 +159,7 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
             }
             let Some((password, hash)) = admin else { return Ok((None, new_key.is_some())) };
             let username = "admin".to_string();
-            identity::create_user(tx, &username, Role::OperatorAdmin, &hash, true)?;
+            identity::create_user(tx, &username, Role::OperatorAdmin, &hash, true, crate::clock::now())?;
             audit::append(
                 tx,
                 &Event::new(&actor, "identity.user.created", Outcome::Success)

@@ -9,27 +9,24 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use thiserror::Error;
 
+use time::OffsetDateTime;
+
 use crate::clock;
 use crate::digest::sha256_hex;
+
+pub mod page;
+
+pub use page::router;
 
 /// The `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Success,
-    Failure,
-    Denied,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Denied => "denied",
-        }
+crate::text_enum! {
+    /// How an action ended (stored in `audit_log.outcome`).
+    pub enum Outcome {
+        Success = "success",
+        Failure = "failure",
+        Denied = "denied",
     }
 }
 
@@ -57,6 +54,8 @@ pub struct Event {
     pub source: Option<String>,
     /// Non-secret detail, as JSON.
     pub detail: Option<serde_json::Value>,
+    /// When it happened: the platform's clock as the caller read it (see [`Event::at`]).
+    pub at: Option<OffsetDateTime>,
 }
 
 impl Event {
@@ -69,7 +68,15 @@ impl Event {
             outcome,
             source: None,
             detail: None,
+            at: None,
         }
+    }
+
+    /// The time of the entry: the caller's `now`, read once from the platform's clock. Entries without one are
+    /// stamped with the wall clock when appended.
+    pub fn at(mut self, now: OffsetDateTime) -> Event {
+        self.at = Some(now);
+        self
     }
 
     pub fn object(mut self, object: impl Into<String>) -> Event {
@@ -156,7 +163,7 @@ pub fn append(tx: &Transaction, event: &Event) -> Result<i64, rusqlite::Error> {
     };
     let mut entry = Entry {
         seq,
-        at: clock::now_rfc3339(),
+        at: clock::rfc3339(event.at.unwrap_or_else(clock::now)),
         actor: event.actor.clone(),
         organisation: event.organisation.clone(),
         action: event.action.clone(),

@@ -154,7 +154,7 @@ async fn change(db: &Db, bin: &str, change: Lifecycle, reason: String) -> Result
     let outcome = db
         .write(move |tx| -> Result<LifecycleOutcome, StoreError> {
             let Some(org) = participants::organisation_by_bin(tx, &key)? else { return Ok(LifecycleOutcome::NotFound) };
-            Ok(accreditation::change_standing(tx, org.id, change, &reason, &actor)?)
+            Ok(accreditation::change_standing(tx, org.id, change, &reason, &actor, crate::clock::now())?)
         })
         .await?;
     match outcome {

@@ -45,7 +45,8 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
     let (db, _) = Db::open(&config.db_path(), crate::bootstrap::store_options(config), false)?;
     match command {
         UserCommand::Add { username, role, full_name } => {
-            let (user, password) = admin::create_operator_user(&db, &username, &full_name, role, cli_actor()).await?;
+            let (user, password) =
+                admin::create_operator_user(&db, &username, &full_name, role, cli_actor(), crate::clock::now()).await?;
             println!("created {} ({})", user.username, user.role.as_str());
             println!("one-time password (shown once): {password}");
             println!("the user changes it and enrols a second factor at first sign-in");
@@ -61,12 +62,7 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
                 );
                 for u in users {
                     let status = if u.disabled { "disabled" } else { "active" };
-                    let locked = if u.locked_until.as_deref().is_some_and(|t| t > crate::clock::now_rfc3339().as_str())
-                    {
-                        "yes"
-                    } else {
-                        "no"
-                    };
+                    let locked = if u.locked_at(crate::clock::now()) { "yes" } else { "no" };
                     let org = u.organisation_id.map(|id| id.to_string()).unwrap_or_else(|| "operator".into());
                     let tfa = if u.totp_enrolled { "yes" } else { "no" };
                     println!(
@@ -82,11 +78,11 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             }
         }
         UserCommand::Disable { username } => {
-            let user = admin::set_disabled(&db, &username, true, cli_actor()).await?;
+            let user = admin::set_disabled(&db, &username, true, cli_actor(), crate::clock::now()).await?;
             println!("disabled {}; their sessions have ended", user.username);
         }
         UserCommand::Enable { username } => {
-            let user = admin::set_disabled(&db, &username, false, cli_actor()).await?;
+            let user = admin::set_disabled(&db, &username, false, cli_actor(), crate::clock::now()).await?;
             println!("enabled {}", user.username);
         }
         UserCommand::ResetSecondFactor { username } => {

@@ -188,7 +188,7 @@ async fn accredited(
                 contact_email: "openbanking@example.kz".into(),
                 contact_phone: "+7 727 250 00 00".into(),
             };
-            let org_id = crate::participants::insert(tx, &new)?;
+            let org_id = crate::participants::insert(tx, &new, crate::clock::now())?;
             crate::identity::create_member(
                 tx,
                 &admin_owned,
@@ -198,6 +198,7 @@ async fn accredited(
                 Some(org_id),
                 &hash,
                 false,
+                crate::clock::now(),
             )?;
             let Some(org) = crate::participants::organisation(tx, org_id)? else { return Ok(Err("vanished".into())) };
             let input = ApplicationInput {
@@ -223,11 +224,19 @@ async fn accredited(
                 content_type: "application/pdf",
                 content: b"%PDF-1.4\n% kopir demo: a licence stands here\n%%EOF\n".to_vec(),
             };
-            let saved = accreditation::save_application(tx, &org, &input, &[document], true, &actor())?;
+            let saved =
+                accreditation::save_application(tx, &org, &input, &[document], true, &actor(), crate::clock::now())?;
             let accreditation::SaveOutcome::Saved { application_id, .. } = saved else {
                 return Ok(Err(format!("application not saved: {saved:?}")));
             };
-            let decided = accreditation::decide(tx, application_id, Decision::Approve, "kopir demo", &actor())?;
+            let decided = accreditation::decide(
+                tx,
+                application_id,
+                Decision::Approve,
+                "kopir demo",
+                &actor(),
+                crate::clock::now(),
+            )?;
             if !matches!(decided, accreditation::DecideOutcome::Decided { .. }) {
                 return Ok(Err(format!("not approved: {decided:?}")));
             }

@@ -1,14 +1,12 @@
 //! Account administration shared by the CLI and the console: create a user with a one-time password, disable,
 //! re-enable, and reset a second factor. Each is one transaction with its audit entry.
 
-use rusqlite::params;
+use time::OffsetDateTime;
 
-use super::{Role, User};
+use super::{Role, User, sessions};
 use crate::audit::{self, Event, Outcome};
-use crate::clock;
 use crate::pki::lifecycle::Actor;
 use crate::store::{Db, StoreError};
-use crate::web::session;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -40,6 +38,7 @@ pub async fn create_operator_user(
     full_name: &str,
     role: Role,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<(User, String), AccountError> {
     if !super::username_acceptable(username) {
         return Err(AccountError::BadUsername);
@@ -58,7 +57,7 @@ pub async fn create_operator_user(
             if super::user_by_username(tx, &username)?.is_some() {
                 return Err(AccountError::Taken(username));
             }
-            let id = super::create_member(tx, &username, &full_name, "", role, None, &hash, true)?;
+            let id = super::create_member(tx, &username, &full_name, "", role, None, &hash, true, now)?;
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.created", Outcome::Success)
@@ -73,24 +72,26 @@ pub async fn create_operator_user(
 }
 
 /// Disables (or re-enables) a user; disabling ends their sessions at once.
-pub async fn set_disabled(db: &Db, username: &str, disabled: bool, actor: Actor) -> Result<User, AccountError> {
+pub async fn set_disabled(
+    db: &Db,
+    username: &str,
+    disabled: bool,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> Result<User, AccountError> {
     let username = username.to_string();
     db.write(move |tx| -> Result<User, AccountError> {
         let user = super::user_by_username(tx, &username)?.ok_or_else(|| AccountError::NoSuchUser(username.clone()))?;
         if disabled && user.role == Role::OperatorAdmin && !user.disabled {
-            let others: i64 = tx.query_row(
-                "SELECT count(*) FROM users WHERE role = 'operator_admin' AND disabled_at IS NULL AND id != ?1",
-                [user.id],
-                |r| r.get(0),
-            )?;
-            if others == 0 {
+            if super::other_active_with_role(tx, Role::OperatorAdmin, None, user.id)? == 0 {
                 return Err(AccountError::LastAdministrator(username));
             }
         }
-        let at = disabled.then(clock::now_rfc3339);
-        tx.execute("UPDATE users SET disabled_at = ?2 WHERE id = ?1", params![user.id, at])?;
         if disabled {
-            session::end_all_for_user(tx, user.id)?;
+            super::disable(tx, user.id, now)?;
+            sessions::end_all_for_user(tx, user.id)?;
+        } else {
+            super::enable(tx, user.id, false)?;
         }
         let action = if disabled { "identity.user.disabled" } else { "identity.user.enabled" };
         audit::append(
@@ -107,12 +108,8 @@ pub async fn reset_second_factor(db: &Db, username: &str, actor: Actor) -> Resul
     let username = username.to_string();
     db.write(move |tx| -> Result<User, AccountError> {
         let user = super::user_by_username(tx, &username)?.ok_or_else(|| AccountError::NoSuchUser(username.clone()))?;
-        tx.execute(
-            "UPDATE users SET totp_secret = NULL, totp_enrolled_at = NULL, totp_last_step = 0, failed_logins = 0,
-                    locked_until = NULL WHERE id = ?1",
-            [user.id],
-        )?;
-        session::end_all_for_user(tx, user.id)?;
+        super::reset_second_factor(tx, user.id)?;
+        sessions::end_all_for_user(tx, user.id)?;
         audit::append(
             tx,
             &Event::new(&actor.name, "identity.totp.reset", Outcome::Success)
@@ -124,16 +121,4 @@ pub async fn reset_second_factor(db: &Db, username: &str, actor: Actor) -> Resul
     .await
 }
 
-/// Every user, operator side and participants'.
-pub fn all_users(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<User>> {
-    let mut users = super::operator_users(conn)?;
-    let mut stmt =
-        conn.prepare("SELECT id FROM users WHERE organisation_id IS NOT NULL ORDER BY organisation_id, username")?;
-    let ids: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    for id in ids {
-        if let Some(user) = super::user_by_id(conn, id)? {
-            users.push(user);
-        }
-    }
-    Ok(users)
-}
+pub use super::all_users;

@@ -1,9 +1,14 @@
 //! People who sign in: operator staff, regulators and (later) participants' employees. Passwords are argon2id;
 //! a password is only ever held in memory long enough to hash or check it. Sign-in is password, then a TOTP code
 //! (enrolment is forced before anything else), with lockout after repeated failures and no code accepted twice.
+//!
+//! This module owns the `users` and `login_attempts` tables ([`sessions`] owns `sessions`): every other module reads
+//! and changes people through the functions here, e.g. `identity::disable(tx, user.id, now)` then
+//! `sessions::end_all_for_user(tx, user.id)`.
 
 pub mod admin;
 pub mod routes;
+pub mod sessions;
 pub mod totp;
 
 use argon2::Argon2;
@@ -11,33 +16,28 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+use time::OffsetDateTime;
+
 use crate::clock;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    OperatorAdmin,
-    OperatorStaff,
-    Regulator,
-    ParticipantAdmin,
-    ParticipantDeveloper,
-    ParticipantAnalyst,
+/// The sign-in pages.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    routes::router()
+}
+
+crate::text_enum! {
+    /// What a person may do (stored in `users.role`).
+    pub enum Role {
+        OperatorAdmin = "operator_admin",
+        OperatorStaff = "operator_staff",
+        Regulator = "regulator",
+        ParticipantAdmin = "participant_admin",
+        ParticipantDeveloper = "participant_developer",
+        ParticipantAnalyst = "participant_analyst",
+    }
 }
 
 impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        [
-            Role::OperatorAdmin,
-            Role::OperatorStaff,
-            Role::Regulator,
-            Role::ParticipantAdmin,
-            Role::ParticipantDeveloper,
-            Role::ParticipantAnalyst,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-
     pub fn is_operator_side(self) -> bool {
         matches!(self, Role::OperatorAdmin | Role::OperatorStaff | Role::Regulator)
     }
@@ -51,17 +51,6 @@ impl Role {
             Role::ParticipantAdmin => "role.participant_admin",
             Role::ParticipantDeveloper => "role.participant_developer",
             Role::ParticipantAnalyst => "role.participant_analyst",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::OperatorAdmin => "operator_admin",
-            Role::OperatorStaff => "operator_staff",
-            Role::Regulator => "regulator",
-            Role::ParticipantAdmin => "participant_admin",
-            Role::ParticipantDeveloper => "participant_developer",
-            Role::ParticipantAnalyst => "participant_analyst",
         }
     }
 }
@@ -83,47 +72,52 @@ pub struct User {
 }
 
 const USER_COLUMNS: &str = "id, username, full_name, email, role, organisation_id, must_change_password, \
-                            totp_enrolled_at IS NOT NULL, disabled_at IS NOT NULL, locked_until, created_at";
+                            totp_enrolled_at IS NOT NULL AS totp_enrolled, disabled_at IS NOT NULL AS disabled, \
+                            locked_until, created_at";
 
-fn user_from_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
-    let role: String = r.get(4)?;
-    Ok(User {
-        id: r.get(0)?,
-        username: r.get(1)?,
-        full_name: r.get(2)?,
-        email: r.get(3)?,
-        role: Role::parse(&role).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("role {role}").into())
-        })?,
-        organisation_id: r.get(5)?,
-        must_change_password: r.get(6)?,
-        totp_enrolled: r.get(7)?,
-        disabled: r.get(8)?,
-        locked_until: r.get(9)?,
-        created_at: r.get(10)?,
-    })
+impl User {
+    fn from_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
+        Ok(User {
+            id: r.get("id")?,
+            username: r.get("username")?,
+            full_name: r.get("full_name")?,
+            email: r.get("email")?,
+            role: r.get("role")?,
+            organisation_id: r.get("organisation_id")?,
+            must_change_password: r.get("must_change_password")?,
+            totp_enrolled: r.get("totp_enrolled")?,
+            disabled: r.get("disabled")?,
+            locked_until: r.get("locked_until")?,
+            created_at: r.get("created_at")?,
+        })
+    }
+
+    /// Whether the account is locked at `now` (too many failures in a row).
+    pub fn locked_at(&self, now: OffsetDateTime) -> bool {
+        self.locked_until.as_deref().is_some_and(|until| until > clock::rfc3339(now).as_str())
+    }
 }
 
 pub fn user_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
-    conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_from_row).optional()
+    conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], User::from_row).optional()
 }
 
 pub fn user_by_username(conn: &Connection, username: &str) -> rusqlite::Result<Option<User>> {
-    conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"), [username], user_from_row)
+    conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"), [username], User::from_row)
         .optional()
 }
 
 pub fn users_of_organisation(conn: &Connection, organisation_id: i64) -> rusqlite::Result<Vec<User>> {
     let mut stmt =
         conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users WHERE organisation_id = ?1 ORDER BY username"))?;
-    let rows = stmt.query_map([organisation_id], user_from_row)?;
+    let rows = stmt.query_map([organisation_id], User::from_row)?;
     rows.collect()
 }
 
 pub fn operator_users(conn: &Connection) -> rusqlite::Result<Vec<User>> {
     let mut stmt =
         conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users WHERE organisation_id IS NULL ORDER BY username"))?;
-    let rows = stmt.query_map([], user_from_row)?;
+    let rows = stmt.query_map([], User::from_row)?;
     rows.collect()
 }
 
@@ -248,8 +242,9 @@ pub fn create_user(
     role: Role,
     password_hash: &str,
     must_change_password: bool,
+    now: OffsetDateTime,
 ) -> rusqlite::Result<i64> {
-    create_member(tx, username, "", "", role, None, password_hash, must_change_password)
+    create_member(tx, username, "", "", role, None, password_hash, must_change_password, now)
 }
 
 /// Creates a user belonging to `organisation_id` (or to the operator when `None`); returns the new id.
@@ -263,6 +258,7 @@ pub fn create_member(
     organisation_id: Option<i64>,
     password_hash: &str,
     must_change_password: bool,
+    now: OffsetDateTime,
 ) -> rusqlite::Result<i64> {
     tx.execute(
         "INSERT INTO users (username, full_name, email, role, organisation_id, password_hash, must_change_password,
@@ -272,14 +268,150 @@ pub fn create_member(
             username,
             full_name,
             email,
-            role.as_str(),
+            role,
             organisation_id,
             password_hash,
             must_change_password,
-            clock::now_rfc3339()
+            clock::rfc3339(now)
         ],
     )?;
     Ok(tx.last_insert_rowid())
+}
+
+/// Every user, operator side first, then participants' by organisation.
+pub fn all_users(conn: &Connection) -> rusqlite::Result<Vec<User>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY organisation_id IS NOT NULL, organisation_id, username"
+    ))?;
+    let rows = stmt.query_map([], User::from_row)?;
+    rows.collect()
+}
+
+/// How many active users of `role` there are besides `except`, in `organisation_id` when given (else anywhere).
+pub fn other_active_with_role(
+    conn: &Connection,
+    role: Role,
+    organisation_id: Option<i64>,
+    except: i64,
+) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM users WHERE role = ?1 AND disabled_at IS NULL AND id <> ?2
+           AND (?3 IS NULL OR organisation_id = ?3)",
+        params![role, except, organisation_id],
+        |r| r.get(0),
+    )
+}
+
+pub fn set_role(tx: &Transaction, user_id: i64, role: Role) -> rusqlite::Result<()> {
+    tx.execute("UPDATE users SET role = ?2 WHERE id = ?1", params![user_id, role])?;
+    Ok(())
+}
+
+/// Disables a user from `now` (a user already disabled keeps the time they were disabled).
+pub fn disable(tx: &Transaction, user_id: i64, now: OffsetDateTime) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE users SET disabled_at = ?2 WHERE id = ?1 AND disabled_at IS NULL",
+        params![user_id, clock::rfc3339(now)],
+    )?;
+    Ok(())
+}
+
+/// Lets a disabled user sign in again; with `lift_lockout`, also forgets their failed attempts and any lockout.
+pub fn enable(tx: &Transaction, user_id: i64, lift_lockout: bool) -> rusqlite::Result<()> {
+    if lift_lockout {
+        tx.execute(
+            "UPDATE users SET disabled_at = NULL, failed_logins = 0, locked_until = NULL WHERE id = ?1",
+            [user_id],
+        )?;
+    } else {
+        tx.execute("UPDATE users SET disabled_at = NULL WHERE id = ?1", [user_id])?;
+    }
+    Ok(())
+}
+
+/// Replaces the password (and lifts the obligation to change it).
+pub fn set_password(tx: &Transaction, user_id: i64, password_hash: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
+        params![user_id, password_hash],
+    )?;
+    Ok(())
+}
+
+/// Counts a failed sign-in; returns the failures in a row so far.
+pub fn count_failure(tx: &Transaction, user_id: i64) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
+        [user_id],
+        |r| r.get(0),
+    )
+}
+
+/// Locks the account until `until` and starts counting failures afresh.
+pub fn lock(tx: &Transaction, user_id: i64, until: OffsetDateTime) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE users SET locked_until = ?2, failed_logins = 0 WHERE id = ?1",
+        params![user_id, clock::rfc3339(until)],
+    )?;
+    Ok(())
+}
+
+/// The enrolled TOTP secret (if any) and the last step a code was accepted for.
+pub fn second_factor(conn: &Connection, user_id: i64) -> rusqlite::Result<(Option<Vec<u8>>, u64)> {
+    conn.query_row("SELECT totp_secret, totp_last_step FROM users WHERE id = ?1", [user_id], |r| {
+        Ok((r.get("totp_secret")?, r.get::<_, i64>("totp_last_step")?.max(0) as u64))
+    })
+}
+
+/// A code for `step` was accepted: no code of that step or earlier will be again; failures and lockout are lifted.
+pub fn accept_second_factor(tx: &Transaction, user_id: i64, step: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE users SET totp_last_step = ?2, failed_logins = 0, locked_until = NULL WHERE id = ?1",
+        params![user_id, step as i64],
+    )?;
+    Ok(())
+}
+
+/// Enrols a TOTP secret, proven by a code of `step`, unless one is enrolled already.
+pub fn enrol_second_factor(
+    tx: &Transaction,
+    user_id: i64,
+    secret: &[u8],
+    step: u64,
+    now: OffsetDateTime,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE users SET totp_secret = ?2, totp_enrolled_at = ?3, totp_last_step = ?4, failed_logins = 0
+         WHERE id = ?1 AND totp_enrolled_at IS NULL",
+        params![user_id, secret, clock::rfc3339(now), step as i64],
+    )?;
+    Ok(())
+}
+
+/// Removes the second factor (a lost phone) and lifts any lockout: the person enrols again at the next sign-in.
+pub fn reset_second_factor(tx: &Transaction, user_id: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE users SET totp_secret = NULL, totp_enrolled_at = NULL, totp_last_step = 0, failed_logins = 0,
+                locked_until = NULL WHERE id = ?1",
+        [user_id],
+    )?;
+    Ok(())
+}
+
+/// Sign-in attempts from `source` in the ten minutes before `now`.
+pub fn recent_attempts(conn: &Connection, source: &str, now: OffsetDateTime) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM login_attempts WHERE source = ?1 AND at > ?2",
+        params![source, clock::rfc3339(now - time::Duration::minutes(10))],
+        |r| r.get(0),
+    )
+}
+
+/// Notes a sign-in attempt from `source` at `now`, forgetting those older than a day.
+pub fn record_attempt(tx: &Transaction, source: &str, now: OffsetDateTime) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM login_attempts WHERE at < ?1", [clock::rfc3339(now - time::Duration::days(1))])?;
+    tx.execute("INSERT INTO login_attempts (source, at) VALUES (?1, ?2)", params![source, clock::rfc3339(now)])?;
+    Ok(())
 }
 
 #[cfg(test)]

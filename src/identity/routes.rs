@@ -5,22 +5,22 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rusqlite::params;
+use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
+use super::sessions::{self, Stage};
 use super::{Role, User, totp};
 use crate::audit::{self, Event, Outcome};
-use crate::clock;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{PageError, Texts, render};
-use crate::web::session::{self, SignedIn, Stage, Visitor, clear_cookie, session_cookie};
+use crate::web::pages::{PageError, Texts, redisplay, render, render_status};
+use crate::web::session::{CsrfForm, SignedIn, Visitor, session_cookie, session_cookie_removal};
 
 /// Consecutive failures (password or code) before an account is locked.
 pub const MAX_FAILURES: i64 = 5;
@@ -76,33 +76,29 @@ struct PasswordPage<'a> {
 
 #[derive(Deserialize)]
 pub struct LoginForm {
-    csrf: String,
     username: String,
     password: String,
 }
 
 #[derive(Deserialize)]
 pub struct CodeForm {
-    csrf: String,
     code: String,
 }
 
 #[derive(Deserialize)]
 pub struct PasswordForm {
-    csrf: String,
     #[serde(default)]
     current: String,
     new_password: String,
     confirm: String,
 }
 
+/// A form with nothing but its CSRF token (checked by [`CsrfForm`]).
 #[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
-}
+pub struct EmptyForm {}
 
 async fn login_page(visitor: Visitor) -> Response {
-    let t = Texts { lang: visitor.lang };
+    let t = Texts::current();
     visitor.respond(render(&LoginPage { t, csrf: &visitor.session.csrf_token, error: None, username: "" }))
 }
 
@@ -118,9 +114,7 @@ fn after_password(user: &User) -> &'static str {
 }
 
 fn redirect_with_cookie(to: &str, cookie: &str) -> Response {
-    let mut response = Redirect::to(to).into_response();
-    response.headers_mut().append(header::SET_COOKIE, session_cookie(cookie));
-    response
+    (CookieJar::new().add(session_cookie(cookie)), Redirect::to(to)).into_response()
 }
 
 enum LoginOutcome {
@@ -129,11 +123,13 @@ enum LoginOutcome {
     Accepted { user: User, cookie: String },
 }
 
-async fn login(State(state): State<AppState>, visitor: Visitor, Form(form): Form<LoginForm>) -> Response {
-    if let Err(e) = visitor.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: visitor.lang };
+async fn login(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    CsrfForm(form): CsrfForm<LoginForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let now = state.clock.now();
     let username = form.username.trim().to_string();
     // The address's recent attempts are counted before the (deliberately slow) password check, so a throttled
     // address costs no hash.
@@ -142,19 +138,19 @@ async fn login(State(state): State<AppState>, visitor: Visitor, Form(form): Form
         state
             .db
             .read(move |c| -> Result<_, StoreError> {
-                if recent_attempts(c, &source)? >= ATTEMPTS_PER_SOURCE {
-                    return Ok(Err(()));
+                if super::recent_attempts(c, &source, now)? >= ATTEMPTS_PER_SOURCE {
+                    return Ok(Candidate::Throttled);
                 }
-                let Some(user) = super::user_by_username(c, &username)? else { return Ok(Ok(None)) };
+                let Some(user) = super::user_by_username(c, &username)? else { return Ok(Candidate::Unknown) };
                 let hash = super::password_hash_of(c, user.id)?;
-                Ok(Ok(Some((user, hash.unwrap_or_default()))))
+                Ok(Candidate::Known(user, hash.unwrap_or_default()))
             })
-            .await
+            .await?
     };
     let candidate = match candidate {
-        Ok(Ok(c)) => c,
-        Ok(Err(())) => return throttled(),
-        Err(e) => return PageError::internal(&e).into_response(),
+        Candidate::Throttled => return Ok(throttled()),
+        Candidate::Unknown => None,
+        Candidate::Known(user, hash) => Some((user, hash)),
     };
     // The password check runs on a blocking thread, a few at a time, outside the write transaction. An unknown
     // name is checked against a dummy hash: timing does not reveal which accounts exist.
@@ -166,13 +162,8 @@ async fn login(State(state): State<AppState>, visitor: Visitor, Form(form): Form
     let outcome = state
         .db
         .write(move |tx| -> Result<LoginOutcome, StoreError> {
-            let now = clock::now();
-            tx.execute("DELETE FROM login_attempts WHERE at < ?1", [clock::rfc3339(now - Duration::days(1))])?;
-            let recent = recent_attempts(tx, &source)?;
-            tx.execute(
-                "INSERT INTO login_attempts (source, at) VALUES (?1, ?2)",
-                params![source, clock::rfc3339(now)],
-            )?;
+            let recent = super::recent_attempts(tx, &source, now)?;
+            super::record_attempt(tx, &source, now)?;
             let known = candidate.is_some();
             let actor = match &candidate {
                 Some((user, _)) => format!("user:{}", user.username),
@@ -197,42 +188,39 @@ async fn login(State(state): State<AppState>, visitor: Visitor, Form(form): Form
                 audit::append(tx, &event(Outcome::Denied, "account disabled"))?;
                 return Ok(LoginOutcome::Refused);
             }
-            if locked(&user) {
+            if user.locked_at(now) {
                 audit::append(tx, &event(Outcome::Denied, "account locked"))?;
                 return Ok(LoginOutcome::Refused);
             }
             if !password_ok {
-                record_failure(tx, &user, &source, "wrong password")?;
+                record_failure(tx, &user, &source, "wrong password", now)?;
                 return Ok(LoginOutcome::Refused);
             }
             audit::append(tx, &event(Outcome::Success, "password accepted"))?;
-            let (_, cookie) = session::start(tx, previous.as_deref(), Some(user.id), Stage::Password, &source)?;
+            let (_, cookie) = sessions::start(tx, previous.as_deref(), Some(user.id), Stage::Password, &source, now)?;
             Ok(LoginOutcome::Accepted { user, cookie })
         })
-        .await;
-    match outcome {
-        Ok(LoginOutcome::Accepted { user, cookie }) => redirect_with_cookie(after_password(&user), &cookie),
-        Ok(LoginOutcome::Refused) => visitor.respond(crate::web::pages::render_status(
+        .await?;
+    Ok(match outcome {
+        LoginOutcome::Accepted { user, cookie } => redirect_with_cookie(after_password(&user), &cookie),
+        LoginOutcome::Refused => visitor.respond(render_status(
             StatusCode::UNAUTHORIZED,
             &LoginPage {
                 t,
                 csrf: &visitor.session.csrf_token,
                 error: Some(t.get("login.failed")),
-                username: &crate::web::pages::redisplay(&form.username),
+                username: &redisplay(&form.username),
             },
         )),
-        Ok(LoginOutcome::Throttled) => throttled(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        LoginOutcome::Throttled => throttled(),
+    })
 }
 
-/// Sign-in attempts from `source` in the last ten minutes.
-fn recent_attempts(conn: &rusqlite::Connection, source: &str) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT count(*) FROM login_attempts WHERE source = ?1 AND at > ?2",
-        params![source, clock::rfc3339(clock::now() - Duration::minutes(10))],
-        |r| r.get(0),
-    )
+/// Who a sign-in names, read before the password is checked.
+enum Candidate {
+    Throttled,
+    Unknown,
+    Known(User, String),
 }
 
 /// 429 for an address over [`ATTEMPTS_PER_SOURCE`]; the window is ten minutes, so that is the longest wait.
@@ -242,17 +230,15 @@ fn throttled() -> Response {
     response
 }
 
-fn locked(user: &User) -> bool {
-    user.locked_until.as_deref().is_some_and(|until| until > clock::now_rfc3339().as_str())
-}
-
 /// Counts a failure; the fifth in a row locks the account for [`LOCKOUT`].
-fn record_failure(tx: &rusqlite::Transaction, user: &User, source: &str, reason: &str) -> rusqlite::Result<()> {
-    let failures: i64 = tx.query_row(
-        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
-        [user.id],
-        |r| r.get(0),
-    )?;
+fn record_failure(
+    tx: &rusqlite::Transaction,
+    user: &User,
+    source: &str,
+    reason: &str,
+    now: OffsetDateTime,
+) -> rusqlite::Result<()> {
+    let failures = super::count_failure(tx, user.id)?;
     audit::append(
         tx,
         &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Failure)
@@ -260,10 +246,7 @@ fn record_failure(tx: &rusqlite::Transaction, user: &User, source: &str, reason:
             .detail(serde_json::json!({ "reason": reason, "consecutive_failures": failures })),
     )?;
     if failures >= MAX_FAILURES {
-        tx.execute(
-            "UPDATE users SET locked_until = ?2, failed_logins = 0 WHERE id = ?1",
-            params![user.id, clock::rfc3339(clock::now() + LOCKOUT)],
-        )?;
+        super::lock(tx, user.id, now + LOCKOUT)?;
         audit::append(
             tx,
             &Event::new("system", "identity.account.locked", Outcome::Success)
@@ -271,7 +254,7 @@ fn record_failure(tx: &rusqlite::Transaction, user: &User, source: &str, reason:
                 .source(source)
                 .detail(serde_json::json!({ "minutes": LOCKOUT.whole_minutes() })),
         )?;
-        session::end_all_for_user(tx, user.id)?;
+        sessions::end_all_for_user(tx, user.id)?;
     }
     Ok(())
 }
@@ -290,28 +273,24 @@ impl FromRequestParts<AppState> for Pending {
         let (Stage::Password, Some(id)) = (visitor.session.stage, visitor.session.user_id) else {
             return Err(PageError::SignIn);
         };
-        let user = state
-            .db
-            .read(move |c| super::user_by_id(c, id).map_err(StoreError::from))
-            .await
-            .map_err(|e| PageError::internal(&e))?;
+        let user = state.db.read(move |c| super::user_by_id(c, id).map_err(StoreError::from)).await?;
         match user {
-            Some(user) if !user.disabled && !locked(&user) => Ok(Pending { visitor, user }),
+            Some(user) if !user.disabled && !user.locked_at(state.clock.now()) => Ok(Pending { visitor, user }),
             _ => Err(PageError::SignIn),
         }
     }
 }
 
-async fn code_page(pending: Pending) -> Response {
+async fn code_page(pending: Pending) -> Result<Response, PageError> {
     if !pending.user.totp_enrolled || pending.user.must_change_password {
-        return Redirect::to(after_password(&pending.user)).into_response();
+        return Err(PageError::Redirect(after_password(&pending.user)));
     }
-    let t = Texts { lang: pending.visitor.lang };
-    render(&CodePage { t, csrf: &pending.visitor.session.csrf_token, error: None })
+    Ok(render(&CodePage { t: Texts::current(), csrf: &pending.visitor.session.csrf_token, error: None }))
 }
 
-fn unix_now() -> u64 {
-    clock::now().unix_timestamp().max(0) as u64
+/// The time TOTP codes are checked against.
+fn unix_time(now: OffsetDateTime) -> u64 {
+    now.unix_timestamp().max(0) as u64
 }
 
 enum CodeOutcome {
@@ -319,46 +298,41 @@ enum CodeOutcome {
     Refused,
 }
 
-async fn code(State(state): State<AppState>, pending: Pending, Form(form): Form<CodeForm>) -> Response {
-    if let Err(e) = pending.visitor.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: pending.visitor.lang };
+async fn code(
+    State(state): State<AppState>,
+    pending: Pending,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let now = state.clock.now();
     let user = pending.user.clone();
     let source = pending.visitor.source.clone();
     let previous = pending.visitor.session.id_hash.clone();
     let outcome = state
         .db
         .write(move |tx| -> Result<CodeOutcome, StoreError> {
-            let (secret, last_step): (Option<Vec<u8>>, i64) =
-                tx.query_row("SELECT totp_secret, totp_last_step FROM users WHERE id = ?1", [user.id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            let step = secret.and_then(|s| totp::accept(&s, &user.username, &form.code, unix_now(), last_step as u64));
+            let (secret, last_step) = super::second_factor(tx, user.id)?;
+            let step = secret.and_then(|s| totp::accept(&s, &user.username, &form.code, unix_time(now), last_step));
             let Some(step) = step else {
-                record_failure(tx, &user, &source, "wrong or reused code")?;
+                record_failure(tx, &user, &source, "wrong or reused code", now)?;
                 return Ok(CodeOutcome::Refused);
             };
-            tx.execute(
-                "UPDATE users SET totp_last_step = ?2, failed_logins = 0, locked_until = NULL WHERE id = ?1",
-                params![user.id, step as i64],
-            )?;
+            super::accept_second_factor(tx, user.id, step)?;
             audit::append(
                 tx,
                 &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Success).source(&source),
             )?;
-            let (_, cookie) = session::start(tx, Some(&previous), Some(user.id), Stage::Active, &source)?;
+            let (_, cookie) = sessions::start(tx, Some(&previous), Some(user.id), Stage::Active, &source, now)?;
             Ok(CodeOutcome::Accepted(cookie))
         })
-        .await;
-    match outcome {
-        Ok(CodeOutcome::Accepted(cookie)) => redirect_with_cookie(home_of(pending.user.role), &cookie),
-        Ok(CodeOutcome::Refused) => crate::web::pages::render_status(
+        .await?;
+    Ok(match outcome {
+        CodeOutcome::Accepted(cookie) => redirect_with_cookie(home_of(pending.user.role), &cookie),
+        CodeOutcome::Refused => render_status(
             StatusCode::UNAUTHORIZED,
             &CodePage { t, csrf: &pending.visitor.session.csrf_token, error: Some(t.get("login.failed")) },
         ),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+    })
 }
 
 /// The first page after signing in.
@@ -366,72 +340,63 @@ pub fn home_of(role: Role) -> &'static str {
     if role.is_operator_side() { "/console" } else { "/org" }
 }
 
-async fn enrol_page(State(state): State<AppState>, pending: Pending) -> Response {
+async fn enrol_page(State(state): State<AppState>, pending: Pending) -> Result<Response, PageError> {
     if pending.user.totp_enrolled || pending.user.must_change_password {
-        return Redirect::to(after_password(&pending.user)).into_response();
+        return Err(PageError::Redirect(after_password(&pending.user)));
     }
     // A fresh secret per visit, kept with the session until a code proves the app has it.
     let secret = totp::new_secret();
     let id = pending.visitor.session.id_hash.clone();
     let stored = secret.clone();
-    if let Err(e) =
-        state.db.write(move |tx| session::set_pending_totp(tx, &id, Some(&stored)).map_err(StoreError::from)).await
-    {
-        return PageError::internal(&e).into_response();
-    }
-    enrol_response(&pending, &secret, None, StatusCode::OK)
+    state.db.write(move |tx| sessions::set_pending_totp(tx, &id, Some(&stored)).map_err(StoreError::from)).await?;
+    Ok(enrol_response(&pending, &secret, None, StatusCode::OK))
 }
 
 fn enrol_response(pending: &Pending, secret: &[u8], error: Option<&str>, status: StatusCode) -> Response {
     use base64::Engine;
-    let t = Texts { lang: pending.visitor.lang };
     let uri = totp::provisioning_uri(secret, &pending.user.username).unwrap_or_default();
     let svg = totp::qr_svg(&uri).unwrap_or_default();
     let page = EnrolPage {
-        t,
+        t: Texts::current(),
         csrf: &pending.visitor.session.csrf_token,
         error,
         qr_svg_data: format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg)),
         secret_text: totp::secret_text(secret),
     };
-    crate::web::pages::render_status(status, &page)
+    render_status(status, &page)
 }
 
-async fn enrol(State(state): State<AppState>, pending: Pending, Form(form): Form<CodeForm>) -> Response {
-    if let Err(e) = pending.visitor.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: pending.visitor.lang };
+async fn enrol(
+    State(state): State<AppState>,
+    pending: Pending,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let now = state.clock.now();
     let Some(secret) = pending.visitor.session.pending_totp.clone() else {
-        return Redirect::to("/account/enrol").into_response();
+        return Err(PageError::Redirect("/account/enrol"));
     };
-    let Some(step) = totp::accept(&secret, &pending.user.username, &form.code, unix_now(), 0) else {
-        return enrol_response(&pending, &secret, Some(t.get("enrol.wrong_code")), StatusCode::UNPROCESSABLE_ENTITY);
+    let Some(step) = totp::accept(&secret, &pending.user.username, &form.code, unix_time(now), 0) else {
+        let page = enrol_response(&pending, &secret, Some(t.get("enrol.wrong_code")), StatusCode::UNPROCESSABLE_ENTITY);
+        return Ok(page);
     };
     let user = pending.user.clone();
     let source = pending.visitor.source.clone();
     let previous = pending.visitor.session.id_hash.clone();
-    let result = state
+    let cookie = state
         .db
         .write(move |tx| -> Result<String, StoreError> {
-            tx.execute(
-                "UPDATE users SET totp_secret = ?2, totp_enrolled_at = ?3, totp_last_step = ?4, failed_logins = 0
-                 WHERE id = ?1 AND totp_enrolled_at IS NULL",
-                params![user.id, secret, clock::now_rfc3339(), step as i64],
-            )?;
+            super::enrol_second_factor(tx, user.id, &secret, step, now)?;
             audit::append(
                 tx,
                 &Event::new(format!("user:{}", user.username), "identity.totp.enrolled", Outcome::Success)
                     .source(&source),
             )?;
-            let (_, cookie) = session::start(tx, Some(&previous), Some(user.id), Stage::Active, &source)?;
+            let (_, cookie) = sessions::start(tx, Some(&previous), Some(user.id), Stage::Active, &source, now)?;
             Ok(cookie)
         })
-        .await;
-    match result {
-        Ok(cookie) => redirect_with_cookie(home_of(pending.user.role), &cookie),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    Ok(redirect_with_cookie(home_of(pending.user.role), &cookie))
 }
 
 /// Either a forced change (pending sign-in of someone who must replace a one-time password) or a voluntary one
@@ -444,7 +409,7 @@ enum PasswordChanger {
 }
 
 impl FromRequestParts<AppState> for PasswordChanger {
-    type Rejection = Response;
+    type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Ok(pending) = Pending::from_request_parts(parts, state).await {
@@ -452,9 +417,9 @@ impl FromRequestParts<AppState> for PasswordChanger {
                 return Ok(PasswordChanger::Forced(pending));
             }
             // The second factor (or its enrolment) comes first.
-            return Err(Redirect::to(after_password(&pending.user)).into_response());
+            return Err(PageError::Redirect(after_password(&pending.user)));
         }
-        SignedIn::from_request_parts(parts, state).await.map(PasswordChanger::Voluntary).map_err(|r| r.into_response())
+        SignedIn::from_request_parts(parts, state).await.map(PasswordChanger::Voluntary)
     }
 }
 
@@ -474,27 +439,23 @@ impl PasswordChanger {
 }
 
 async fn password_page(who: PasswordChanger) -> Response {
-    let t = Texts { lang: who.visitor().lang };
     let forced = matches!(who, PasswordChanger::Forced(_));
-    render(&PasswordPage { t, csrf: &who.visitor().session.csrf_token, error: None, forced })
+    render(&PasswordPage { t: Texts::current(), csrf: &who.visitor().session.csrf_token, error: None, forced })
 }
 
 async fn change_password(
     State(state): State<AppState>,
     who: PasswordChanger,
-    Form(form): Form<PasswordForm>,
-) -> Response {
-    if let Err(e) = who.visitor().check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.visitor().lang };
+    CsrfForm(form): CsrfForm<PasswordForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
     let forced = matches!(who, PasswordChanger::Forced(_));
     let user = who.user().clone();
     let refuse = |key: &str| {
-        crate::web::pages::render_status(
+        Ok(render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             &PasswordPage { t, csrf: &who.visitor().session.csrf_token, error: Some(t.get(key)), forced },
-        )
+        ))
     };
     if form.new_password != form.confirm {
         return refuse("password.mismatch");
@@ -511,50 +472,38 @@ async fn change_password(
             return refuse("password.current_wrong");
         }
     }
-    let Ok(hash) = state.passwords.hash(form.new_password).await else {
-        return PageError::internal(&"password hashing failed").into_response();
-    };
+    let hash = state.passwords.hash(form.new_password).await.map_err(|e| PageError::internal(&e))?;
+    let now = state.clock.now();
     let source = who.visitor().source.clone();
     let previous = who.visitor().session.id_hash.clone();
     let stage = if forced { Stage::Password } else { Stage::Active };
     let changed = user.clone();
-    let result = state
+    let cookie = state
         .db
         .write(move |tx| -> Result<String, StoreError> {
-            tx.execute(
-                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
-                params![changed.id, hash],
-            )?;
+            super::set_password(tx, changed.id, &hash)?;
             // Other sessions of this person end: whoever knew the old password is out.
-            session::end_all_for_user(tx, changed.id)?;
+            sessions::end_all_for_user(tx, changed.id)?;
             audit::append(
                 tx,
                 &Event::new(format!("user:{}", changed.username), "identity.password.changed", Outcome::Success)
                     .source(&source),
             )?;
-            let (_, cookie) = session::start(tx, Some(&previous), Some(changed.id), stage, &source)?;
+            let (_, cookie) = sessions::start(tx, Some(&previous), Some(changed.id), stage, &source, now)?;
             Ok(cookie)
         })
-        .await;
-    match result {
-        Ok(cookie) => {
-            let next = if forced {
-                let mut after = user;
-                after.must_change_password = false;
-                after_password(&after)
-            } else {
-                home_of(who.user().role)
-            };
-            redirect_with_cookie(next, &cookie)
-        }
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    let next = if forced {
+        let mut after = user;
+        after.must_change_password = false;
+        after_password(&after)
+    } else {
+        home_of(who.user().role)
+    };
+    Ok(redirect_with_cookie(next, &cookie))
 }
 
-async fn logout(State(state): State<AppState>, visitor: Visitor, Form(form): Form<CsrfForm>) -> Response {
-    if let Err(e) = visitor.check_form(&form.csrf) {
-        return e.into_response();
-    }
+async fn logout(State(state): State<AppState>, visitor: Visitor, CsrfForm(_): CsrfForm<EmptyForm>) -> Response {
     let id = visitor.session.id_hash.clone();
     let user_id = visitor.session.user_id;
     let source = visitor.source.clone();
@@ -569,11 +518,9 @@ async fn logout(State(state): State<AppState>, visitor: Visitor, Form(form): For
                     &Event::new(format!("user:{}", user.username), "identity.logout", Outcome::Success).source(&source),
                 )?;
             }
-            session::end(tx, &id)?;
+            sessions::end(tx, &id)?;
             Ok(())
         })
         .await;
-    let mut response = Redirect::to("/").into_response();
-    response.headers_mut().append(header::SET_COOKIE, clear_cookie());
-    response
+    (CookieJar::new().add(session_cookie_removal()), Redirect::to("/")).into_response()
 }

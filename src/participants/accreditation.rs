@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{OrgStatus, Organisation};
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
+use time::OffsetDateTime;
 
 /// Largest accepted document.
 pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024 * 1024;
@@ -19,38 +20,18 @@ pub const MAX_FORM_BYTES: usize = MAX_DOCUMENTS * MAX_DOCUMENT_BYTES + 256 * 102
 /// How long an accreditation certificate is valid.
 pub const VALIDITY_YEARS: i32 = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppStatus {
-    Draft,
-    Submitted,
-    ChangesRequested,
-    Approved,
-    Rejected,
+crate::text_enum! {
+    /// Where an application stands (stored in `accreditation_applications.status`).
+    pub enum AppStatus {
+        Draft = "draft",
+        Submitted = "submitted",
+        ChangesRequested = "changes_requested",
+        Approved = "approved",
+        Rejected = "rejected",
+    }
 }
 
 impl AppStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppStatus::Draft => "draft",
-            AppStatus::Submitted => "submitted",
-            AppStatus::ChangesRequested => "changes_requested",
-            AppStatus::Approved => "approved",
-            AppStatus::Rejected => "rejected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AppStatus> {
-        Some(match s {
-            "draft" => AppStatus::Draft,
-            "submitted" => AppStatus::Submitted,
-            "changes_requested" => AppStatus::ChangesRequested,
-            "approved" => AppStatus::Approved,
-            "rejected" => AppStatus::Rejected,
-            _ => return None,
-        })
-    }
-
     pub fn text_key(self) -> &'static str {
         match self {
             AppStatus::Draft => "app_status.draft",
@@ -93,7 +74,7 @@ pub struct Questionnaire {
 
 impl Questionnaire {
     /// Field-by-field checks; each error is (field, text key).
-    pub fn validate(&self, errors: &mut Vec<(&'static str, &'static str)>) {
+    pub fn validate(&self, errors: &mut Vec<(&'static str, &'static str)>, today: time::Date) {
         if self.isms && self.isms_detail.trim().is_empty() {
             errors.push(("isms_detail", "apply.error.isms_detail"));
         }
@@ -106,17 +87,16 @@ impl Questionnaire {
         if !super::phone_acceptable(&self.incident_phone) {
             errors.push(("incident_phone", "register.error.phone"));
         }
-        if self.pentest && !pentest_date_acceptable(&self.pentest_date) {
+        if self.pentest && !pentest_date_acceptable(&self.pentest_date, today) {
             errors.push(("pentest_date", "apply.error.pentest_date"));
         }
     }
 }
 
 /// A date in the last 12 months, not in the future.
-fn pentest_date_acceptable(s: &str) -> bool {
+fn pentest_date_acceptable(s: &str, today: time::Date) -> bool {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let Ok(date) = time::Date::parse(s.trim(), &format) else { return false };
-    let today = clock::now().date();
     date <= today && date > today - time::Duration::days(366)
 }
 
@@ -148,24 +128,28 @@ fn conversion(col: usize, what: String) -> rusqlite::Error {
 }
 
 fn app_from_row(r: &Row) -> rusqlite::Result<Application> {
-    let questionnaire: String = r.get(4)?;
-    let status: String = r.get(8)?;
+    let questionnaire: String = r.get("questionnaire")?;
     Ok(Application {
-        id: r.get(0)?,
-        organisation_id: r.get(1)?,
-        wants_provider: r.get(2)?,
-        wants_user: r.get(3)?,
+        id: r.get("id")?,
+        organisation_id: r.get("organisation_id")?,
+        wants_provider: r.get("wants_provider")?,
+        wants_user: r.get("wants_user")?,
         questionnaire: serde_json::from_str(&questionnaire).map_err(|e| conversion(4, format!("questionnaire {e}")))?,
-        contact_name: r.get(5)?,
-        contact_email: r.get(6)?,
-        contact_phone: r.get(7)?,
-        status: AppStatus::parse(&status).ok_or_else(|| conversion(8, format!("status {status}")))?,
-        decision_reason: r.get(9)?,
-        decided_at: r.get(10)?,
-        submitted_at: r.get(11)?,
-        created_at: r.get(12)?,
-        updated_at: r.get(13)?,
+        contact_name: r.get("contact_name")?,
+        contact_email: r.get("contact_email")?,
+        contact_phone: r.get("contact_phone")?,
+        status: r.get("status")?,
+        decision_reason: r.get("decision_reason")?,
+        decided_at: r.get("decided_at")?,
+        submitted_at: r.get("submitted_at")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
     })
+}
+
+/// How many applications are at `status`.
+pub fn count_applications(conn: &Connection, status: AppStatus) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM accreditation_applications WHERE status = ?1", [status], |r| r.get(0))
 }
 
 pub fn application(conn: &Connection, id: i64) -> rusqlite::Result<Option<Application>> {
@@ -321,12 +305,12 @@ pub struct ApplicationInput {
 }
 
 impl ApplicationInput {
-    pub fn validate(&self) -> Vec<(&'static str, &'static str)> {
+    pub fn validate(&self, today: time::Date) -> Vec<(&'static str, &'static str)> {
         let mut errors = Vec::new();
         if !self.wants_provider && !self.wants_user {
             errors.push(("wants_provider", "apply.error.roles"));
         }
-        self.questionnaire.validate(&mut errors);
+        self.questionnaire.validate(&mut errors, today);
         if self.contact_name.trim().is_empty() || self.contact_name.len() > 200 {
             errors.push(("contact_name", "apply.error.contact_name"));
         }
@@ -375,11 +359,12 @@ pub fn save_application(
     new_documents: &[NewDocument],
     submit: bool,
     actor: &Actor,
+    now: OffsetDateTime,
 ) -> rusqlite::Result<SaveOutcome> {
     if org.status != OrgStatus::Registered {
         return Ok(SaveOutcome::NotAllowed);
     }
-    let now = clock::now_rfc3339();
+    let now = clock::rfc3339(now);
     let questionnaire = serde_json::to_string(&input.questionnaire).map_err(|e| conversion(0, e.to_string()))?;
     let status = if submit { AppStatus::Submitted } else { AppStatus::Draft };
     let current = latest_application(tx, org.id)?.filter(|a| a.status.is_open());
@@ -414,7 +399,7 @@ pub fn save_application(
                     input.contact_name.trim(),
                     input.contact_email.trim(),
                     input.contact_phone.trim(),
-                    status.as_str(),
+                    status,
                     now,
                     submit
                 ],
@@ -434,7 +419,7 @@ pub fn save_application(
                     input.contact_name.trim(),
                     input.contact_email.trim(),
                     input.contact_phone.trim(),
-                    status.as_str(),
+                    status,
                     submit,
                     now
                 ],
@@ -473,23 +458,16 @@ pub fn save_application(
     Ok(SaveOutcome::Saved { application_id: id, status })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Approve,
-    Reject,
-    RequestChanges,
+crate::text_enum! {
+    /// The operator's decision on a submitted application (the words the decision form posts).
+    pub enum Decision {
+        Approve = "approve",
+        Reject = "reject",
+        RequestChanges = "request_changes",
+    }
 }
 
 impl Decision {
-    pub fn parse(s: &str) -> Option<Decision> {
-        Some(match s {
-            "approve" => Decision::Approve,
-            "reject" => Decision::Reject,
-            "request_changes" => Decision::RequestChanges,
-            _ => return None,
-        })
-    }
-
     fn status(self) -> AppStatus {
         match self {
             Decision::Approve => AppStatus::Approved,
@@ -531,6 +509,7 @@ pub fn decide(
     decision: Decision,
     reason: &str,
     actor: &Actor,
+    now: OffsetDateTime,
 ) -> rusqlite::Result<DecideOutcome> {
     let reason = reason.trim();
     if reason.is_empty() {
@@ -544,13 +523,12 @@ pub fn decide(
     if decision == Decision::Approve && bin_held_by_another(tx, &org.bin, org.id)? {
         return Ok(DecideOutcome::BinHeld);
     }
-    let now = clock::now();
     let now_text = clock::rfc3339(now);
     tx.execute(
         "UPDATE accreditation_applications SET status = ?2, decision_reason = ?3, decided_by = ?4, decided_at = ?5,
                 updated_at = ?5
          WHERE id = ?1",
-        params![app.id, decision.status().as_str(), reason, actor.user_id, now_text],
+        params![app.id, decision.status(), reason, actor.user_id, now_text],
     )?;
     let mut number = None;
     if decision == Decision::Approve {
@@ -672,31 +650,13 @@ pub fn accreditations_of(conn: &Connection, organisation_id: i64) -> rusqlite::R
     rows.collect()
 }
 
-/// A change of an accredited participant's standing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifecycle {
-    Suspend,
-    Reinstate,
-    /// Final: a revoked participant must register anew.
-    Revoke,
-}
-
-impl Lifecycle {
-    pub fn parse(s: &str) -> Option<Lifecycle> {
-        Some(match s {
-            "suspend" => Lifecycle::Suspend,
-            "reinstate" => Lifecycle::Reinstate,
-            "revoke" => Lifecycle::Revoke,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Suspend => "suspend",
-            Lifecycle::Reinstate => "reinstate",
-            Lifecycle::Revoke => "revoke",
-        }
+crate::text_enum! {
+    /// A change of an accredited participant's standing (the words the console and the CLI take).
+    pub enum Lifecycle {
+        Suspend = "suspend",
+        Reinstate = "reinstate",
+        /// Final: a revoked participant must register anew.
+        Revoke = "revoke",
     }
 }
 
@@ -721,6 +681,7 @@ pub fn change_standing(
     change: Lifecycle,
     reason: &str,
     actor: &Actor,
+    now: OffsetDateTime,
 ) -> rusqlite::Result<LifecycleOutcome> {
     let reason = reason.trim();
     if reason.is_empty() {
@@ -733,10 +694,9 @@ pub fn change_standing(
         (Lifecycle::Revoke, OrgStatus::Accredited | OrgStatus::Suspended) => (OrgStatus::Revoked, "", "revoked"),
         (_, other) => return Ok(LifecycleOutcome::NotApplicable(other)),
     };
-    let now = clock::now_rfc3339();
     tx.execute(
         "UPDATE organisations SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1",
-        params![org.id, to.as_str(), reason, now],
+        params![org.id, to, reason, clock::rfc3339(now)],
     )?;
     if accreditation_from.is_empty() {
         tx.execute(
@@ -749,11 +709,8 @@ pub fn change_standing(
             params![org.id, accreditation_from, accreditation_to],
         )?;
     }
-    let sessions_ended = if to.is_blocked() {
-        tx.execute("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE organisation_id = ?1)", [org.id])?
-    } else {
-        0
-    };
+    let sessions_ended =
+        if to.is_blocked() { crate::identity::sessions::end_all_for_organisation(tx, org.id)? } else { 0 };
     let action = match change {
         Lifecycle::Suspend => "participants.organisation.suspended",
         Lifecycle::Reinstate => "participants.organisation.reinstated",
@@ -815,7 +772,7 @@ pub enum RegistryKind {
 
 /// The public registry: accredited and suspended participants with a current, unexpired accreditation. Revoked
 /// participants are not listed; suspended ones are, marked `Suspended`, so relying parties see why calls fail.
-pub fn registry(conn: &Connection, kind: RegistryKind) -> rusqlite::Result<Vec<RegistryEntry>> {
+pub fn registry(conn: &Connection, kind: RegistryKind, now: OffsetDateTime) -> rusqlite::Result<Vec<RegistryEntry>> {
     let role = match kind {
         RegistryKind::Providers => "a.is_provider",
         RegistryKind::Users => "a.is_user",
@@ -827,7 +784,7 @@ pub fn registry(conn: &Connection, kind: RegistryKind) -> rusqlite::Result<Vec<R
            AND a.valid_until > ?1
          ORDER BY o.name, o.bin"
     ))?;
-    let rows = stmt.query_map([clock::now_rfc3339()], |r| {
+    let rows = stmt.query_map([clock::rfc3339(now)], |r| {
         let provider: bool = r.get(2)?;
         let user: bool = r.get(3)?;
         let mut roles = Vec::new();
@@ -911,22 +868,23 @@ mod tests {
                     contact_email: "a@b.kz".into(),
                     contact_phone: "+77270000000".into(),
                 },
+                clock::now(),
             )
             .unwrap();
             let org = super::super::organisation(&tx, org_id).unwrap().unwrap();
             let doc =
                 NewDocument { filename: "a.pdf".into(), content_type: "application/pdf", content: b"%PDF-1".to_vec() };
             let SaveOutcome::Saved { application_id, .. } =
-                save_application(&tx, &org, &input(), &[doc], true, &actor).unwrap()
+                save_application(&tx, &org, &input(), &[doc], true, &actor, clock::now()).unwrap()
             else {
                 panic!("not saved")
             };
             assert_eq!(
-                decide(&tx, application_id, Decision::Approve, " ", &actor).unwrap(),
+                decide(&tx, application_id, Decision::Approve, " ", &actor, clock::now()).unwrap(),
                 DecideOutcome::ReasonRequired
             );
             let DecideOutcome::Decided { accreditation: Some(n) } =
-                decide(&tx, application_id, Decision::Approve, "ok", &actor).unwrap()
+                decide(&tx, application_id, Decision::Approve, "ok", &actor, clock::now()).unwrap()
             else {
                 panic!("not approved")
             };
@@ -934,20 +892,20 @@ mod tests {
         }
         let year = clock::now().year();
         assert_eq!(numbers, vec![format!("KOPIR-AC-{year}-000001"), format!("KOPIR-AC-{year}-000002")]);
-        assert_eq!(registry(&tx, RegistryKind::Providers).unwrap().len(), 2);
-        assert!(registry(&tx, RegistryKind::Users).unwrap().is_empty());
-        let out = change_standing(&tx, 1, Lifecycle::Suspend, "audit finding", &actor).unwrap();
+        assert_eq!(registry(&tx, RegistryKind::Providers, clock::now()).unwrap().len(), 2);
+        assert!(registry(&tx, RegistryKind::Users, clock::now()).unwrap().is_empty());
+        let out = change_standing(&tx, 1, Lifecycle::Suspend, "audit finding", &actor, clock::now()).unwrap();
         assert!(matches!(out, LifecycleOutcome::Changed { to: OrgStatus::Suspended, .. }));
         assert_eq!(
-            change_standing(&tx, 1, Lifecycle::Suspend, "again", &actor).unwrap(),
+            change_standing(&tx, 1, Lifecycle::Suspend, "again", &actor, clock::now()).unwrap(),
             LifecycleOutcome::NotApplicable(OrgStatus::Suspended)
         );
-        let listed = registry(&tx, RegistryKind::Providers).unwrap();
+        let listed = registry(&tx, RegistryKind::Providers, clock::now()).unwrap();
         assert_eq!(listed.iter().filter(|e| e.status == "Suspended").count(), 1);
-        change_standing(&tx, 1, Lifecycle::Revoke, "final", &actor).unwrap();
-        assert_eq!(registry(&tx, RegistryKind::Providers).unwrap().len(), 1);
+        change_standing(&tx, 1, Lifecycle::Revoke, "final", &actor, clock::now()).unwrap();
+        assert_eq!(registry(&tx, RegistryKind::Providers, clock::now()).unwrap().len(), 1);
         assert_eq!(
-            change_standing(&tx, 1, Lifecycle::Reinstate, "undo", &actor).unwrap(),
+            change_standing(&tx, 1, Lifecycle::Reinstate, "undo", &actor, clock::now()).unwrap(),
             LifecycleOutcome::NotApplicable(OrgStatus::Revoked)
         );
         assert_eq!(current_accreditation(&tx, 1).unwrap().unwrap().status, "revoked");

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 
 use super::accreditation::{
@@ -17,7 +17,7 @@ use super::{OrgStatus, Organisation};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render, render_status};
-use crate::web::session::{ParticipantAdmin, ParticipantMember, SignedIn};
+use crate::web::session::{Member, ParticipantAdmin, ParticipantMember};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -64,8 +64,7 @@ fn can_edit(org: &Organisation, app: Option<&Application>, is_admin: bool) -> bo
 
 #[allow(clippy::too_many_arguments)]
 fn respond(
-    who: &SignedIn,
-    org: &Organisation,
+    who: &Member,
     app: Option<Application>,
     documents: Vec<Document>,
     form: Option<ApplicationInput>,
@@ -73,6 +72,7 @@ fn respond(
     notice: Option<&'static str>,
     status: StatusCode,
 ) -> Response {
+    let org = &who.org;
     let is_admin = matches!(who.user.role, crate::identity::Role::ParticipantAdmin);
     let form =
         form.or_else(|| app.as_ref().map(ApplicationInput::from_application)).unwrap_or_else(|| ApplicationInput {
@@ -83,7 +83,7 @@ fn respond(
     // A rejected or approved application is history: its documents belong to it, not to a new application.
     let documents = if app.as_ref().is_some_and(|a| a.status.is_open()) { documents } else { Vec::new() };
     let page = ApplyPage {
-        t: Texts { lang: who.lang() },
+        t: Texts::current(),
         csrf: who.csrf(),
         org,
         can_edit: can_edit(org, app.as_ref(), is_admin),
@@ -100,12 +100,9 @@ fn respond(
 }
 
 /// Participant members: the application, its status and the operator's reason; the form for administrators.
-async fn page(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Response {
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
-    match load(&state, org.id).await {
-        Ok((app, docs)) => respond(&who, &org, app, docs, None, vec![], None, StatusCode::OK),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn page(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Result<Response, PageError> {
+    let (app, docs) = load(&state, who.org.id).await?;
+    Ok(respond(&who, app, docs, None, vec![], None, StatusCode::OK))
 }
 
 /// Why an upload was refused.
@@ -257,25 +254,22 @@ async fn save(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     multipart: Multipart,
-) -> Response {
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+) -> Result<Response, PageError> {
+    let org = who.org.clone();
     let mut posted = read_form(multipart).await;
-    if let Err(e) = who.check_form(&posted.csrf) {
-        return e.into_response();
-    }
-    let (app, docs) = match load(&state, org.id).await {
-        Ok(found) => found,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    // A multipart form: its token is one of the parts, so it is checked here rather than by `CsrfForm`.
+    who.check_form(&posted.csrf)?;
+    let (app, docs) = load(&state, org.id).await?;
     if !can_edit(&org, app.as_ref(), true) {
-        return PageError::new(StatusCode::CONFLICT, "apply.error.not_editable").into_response();
+        return Err(PageError::new(StatusCode::CONFLICT, "apply.error.not_editable"));
     }
-    let refuse = |app, docs, input, errors, status| respond(&who, &org, app, docs, Some(input), errors, None, status);
+    let refuse = |app, docs, input, errors, status| Ok(respond(&who, app, docs, Some(input), errors, None, status));
     if let Some(problem) = posted.problem {
         tracing::warn!(organisation = %org.bin, ?problem, "accreditation upload refused");
         return refuse(app, docs, posted.input, vec![("documents", problem.text_key())], problem.status());
     }
-    let errors = posted.input.validate();
+    let now = state.clock.now();
+    let errors = posted.input.validate(now.date());
     if !errors.is_empty() {
         return refuse(app, docs, posted.input, errors, StatusCode::UNPROCESSABLE_ENTITY);
     }
@@ -287,37 +281,34 @@ async fn save(
     let result = state
         .db
         .write(move |tx| -> Result<SaveOutcome, StoreError> {
-            Ok(accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor)?)
+            Ok(accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor, now)?)
         })
-        .await;
+        .await?;
     match result {
-        Ok(SaveOutcome::Saved { status, .. }) => {
+        SaveOutcome::Saved { status, .. } => {
             let notice = if status == accreditation::AppStatus::Submitted {
                 "apply.notice.submitted"
             } else {
                 "apply.notice.saved"
             };
-            match load(&state, org.id).await {
-                Ok((app, docs)) => respond(&who, &org, app, docs, None, vec![], Some(notice), StatusCode::OK),
-                Err(e) => PageError::internal(&e).into_response(),
-            }
+            let (app, docs) = load(&state, org.id).await?;
+            Ok(respond(&who, app, docs, None, vec![], Some(notice), StatusCode::OK))
         }
-        Ok(SaveOutcome::NotAllowed) => PageError::new(StatusCode::CONFLICT, "apply.error.not_editable").into_response(),
-        Ok(SaveOutcome::TooManyDocuments) => refuse(
+        SaveOutcome::NotAllowed => Err(PageError::new(StatusCode::CONFLICT, "apply.error.not_editable")),
+        SaveOutcome::TooManyDocuments => refuse(
             app,
             docs,
             posted.input,
             vec![("documents", "apply.error.too_many")],
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        Ok(SaveOutcome::NoDocuments) => refuse(
+        SaveOutcome::NoDocuments => refuse(
             app,
             docs,
             posted.input,
             vec![("documents", "apply.error.no_documents")],
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
@@ -331,17 +322,14 @@ struct CertificatePage<'a> {
 }
 
 /// Participant members: the accreditation certificate, printable.
-async fn certificate(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Response {
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
-    let id = org.id;
-    let found = state.db.read(move |c| accreditation::current_accreditation(c, id).map_err(StoreError::from)).await;
-    match found {
-        Ok(Some(accreditation)) => {
-            render(&CertificatePage { t: Texts { lang: who.lang() }, csrf: who.csrf(), org: &org, accreditation })
-        }
-        Ok(None) => PageError::new(StatusCode::NOT_FOUND, "certificate.none").into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn certificate(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+) -> Result<Response, PageError> {
+    let id = who.org.id;
+    let found = state.db.read(move |c| accreditation::current_accreditation(c, id).map_err(StoreError::from)).await?;
+    let accreditation = found.ok_or(PageError::new(StatusCode::NOT_FOUND, "certificate.none"))?;
+    Ok(render(&CertificatePage { t: Texts::current(), csrf: who.csrf(), org: &who.org, accreditation }))
 }
 
 /// Participant members: one of their own organisation's documents, as a download. Another organisation's document
@@ -350,12 +338,11 @@ async fn document(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     Path(id): Path<i64>,
-) -> Response {
-    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
-    let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await;
+) -> Result<Response, PageError> {
+    let org_id = who.org.id;
+    let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await?;
     match found {
-        Ok(Some(doc)) if doc.organisation_id == org_id => super::console::attachment(doc),
-        Ok(_) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
+        Some(doc) if doc.organisation_id == org_id => Ok(super::console::attachment(doc)),
+        _ => Err(PageError::not_found()),
     }
 }

@@ -6,11 +6,10 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rusqlite::params;
 use serde::Deserialize;
 
 use super::accreditation::{
@@ -18,13 +17,11 @@ use super::accreditation::{
 };
 use super::{OrgStatus, Organisation};
 use crate::audit::{self, Event, Outcome};
-use crate::identity::{self, Role, User};
+use crate::identity::{self, Role, User, sessions};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render, render_status};
-use crate::web::session::{self, ConsoleReader, OperatorAdmin, OperatorStaff, SignedIn};
-
-pub const AUDIT_PAGE_SIZE: u32 = 50;
+use crate::web::session::{ConsoleReader, CsrfForm, OperatorAdmin, OperatorStaff, SignedIn};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,7 +33,6 @@ pub fn router() -> Router<AppState> {
         .route("/console/participants", get(participants))
         .route("/console/participants/{id}", get(participant))
         .route("/console/participants/{id}/standing", post(change_standing))
-        .route("/console/audit", get(audit_trail))
         .route("/console/staff", get(staff).post(add_staff))
         .route("/console/staff/{id}/disable", post(disable_staff))
 }
@@ -60,37 +56,32 @@ struct DashboardPage<'a> {
 }
 
 /// Console readers: counts at a glance.
-async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
-    let counts = state
+async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+    use accreditation::AppStatus;
+    let [submitted, changes_requested, registered, accredited, suspended, revoked] = state
         .db
         .read(|c| -> Result<_, StoreError> {
-            let count = |sql: &str, arg: &str| -> rusqlite::Result<i64> { c.query_row(sql, [arg], |r| r.get(0)) };
-            let apps = "SELECT count(*) FROM accreditation_applications WHERE status = ?1";
-            let orgs = "SELECT count(*) FROM organisations WHERE status = ?1";
             Ok([
-                count(apps, "submitted")?,
-                count(apps, "changes_requested")?,
-                count(orgs, "registered")?,
-                count(orgs, "accredited")?,
-                count(orgs, "suspended")?,
-                count(orgs, "revoked")?,
+                accreditation::count_applications(c, AppStatus::Submitted)?,
+                accreditation::count_applications(c, AppStatus::ChangesRequested)?,
+                super::count_with_status(c, OrgStatus::Registered)?,
+                super::count_with_status(c, OrgStatus::Accredited)?,
+                super::count_with_status(c, OrgStatus::Suspended)?,
+                super::count_with_status(c, OrgStatus::Revoked)?,
             ])
         })
-        .await;
-    match counts {
-        Ok([submitted, changes_requested, registered, accredited, suspended, revoked]) => render(&DashboardPage {
-            t: Texts { lang: who.lang() },
-            csrf: who.csrf(),
-            user: &who.user,
-            submitted,
-            changes_requested,
-            registered,
-            accredited,
-            suspended,
-            revoked,
-        }),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    Ok(render(&DashboardPage {
+        t: Texts::current(),
+        csrf: who.csrf(),
+        user: &who.user,
+        submitted,
+        changes_requested,
+        registered,
+        accredited,
+        suspended,
+        revoked,
+    }))
 }
 
 #[derive(Template)]
@@ -102,11 +93,9 @@ struct ApplicationsPage<'a> {
 }
 
 /// Console readers: every application, submitted ones first, oldest first.
-async fn applications(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
-    match state.db.read(|c| accreditation::queue(c).map_err(StoreError::from)).await {
-        Ok(entries) => render(&ApplicationsPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), entries }),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn applications(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+    let entries = state.db.read(|c| accreditation::queue(c).map_err(StoreError::from)).await?;
+    Ok(render(&ApplicationsPage { t: Texts::current(), csrf: who.csrf(), entries }))
 }
 
 #[derive(Template)]
@@ -132,7 +121,7 @@ async fn application_page(
     error: Option<&'static str>,
     notice: Option<&'static str>,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, PageError> {
     let found = state
         .db
         .read(move |c| -> Result<_, StoreError> {
@@ -142,30 +131,22 @@ async fn application_page(
             let same_bin = super::organisations_with_bin(c, &org.bin)?.into_iter().filter(|o| o.id != org.id).collect();
             Ok(Some((app, org, documents, same_bin)))
         })
-        .await;
-    match found {
-        Ok(Some((app, org, documents, same_bin))) => {
-            let can_decide = can_act(who)
-                && app.status == accreditation::AppStatus::Submitted
-                && org.status == OrgStatus::Registered;
-            render_status(
-                status,
-                &ApplicationPage {
-                    t: Texts { lang: who.lang() },
-                    csrf: who.csrf(),
-                    app,
-                    org,
-                    documents,
-                    same_bin,
-                    can_decide,
-                    error,
-                    notice,
-                },
-            )
-        }
-        Ok(None) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    let Some((app, org, documents, same_bin)) = found else { return Err(PageError::not_found()) };
+    let can_decide =
+        can_act(who) && app.status == accreditation::AppStatus::Submitted && org.status == OrgStatus::Registered;
+    let page = ApplicationPage {
+        t: Texts::current(),
+        csrf: who.csrf(),
+        app,
+        org,
+        documents,
+        same_bin,
+        can_decide,
+        error,
+        notice,
+    };
+    Ok(render_status(status, &page))
 }
 
 /// Console readers: one application with everything the reviewer needs; the decision form for operator staff.
@@ -173,13 +154,12 @@ async fn application(
     State(state): State<AppState>,
     ConsoleReader(who): ConsoleReader,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Response, PageError> {
     application_page(&state, &who, id, None, None, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
 pub struct DecisionForm {
-    csrf: String,
     #[serde(default)]
     decision: String,
     #[serde(default)]
@@ -191,12 +171,9 @@ async fn decide(
     State(state): State<AppState>,
     OperatorStaff(who): OperatorStaff,
     Path(id): Path<i64>,
-    Form(form): Form<DecisionForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let Some(decision) = Decision::parse(&form.decision) else {
+    CsrfForm(form): CsrfForm<DecisionForm>,
+) -> Result<Response, PageError> {
+    let Some(decision) = form.decision.parse::<Decision>().ok() else {
         return application_page(
             &state,
             &who,
@@ -209,37 +186,29 @@ async fn decide(
     };
     let actor = who.audit_actor();
     let reason = form.reason.clone();
+    let now = state.clock.now();
     let result = state
         .db
-        .write(move |tx| accreditation::decide(tx, id, decision, &reason, &actor).map_err(StoreError::from))
-        .await;
-    match result {
-        Ok(DecideOutcome::Decided { .. }) => {
-            application_page(&state, &who, id, None, Some("console.notice.decided"), StatusCode::OK).await
-        }
-        Ok(DecideOutcome::ReasonRequired) => {
-            application_page(&state, &who, id, Some("console.error.reason"), None, StatusCode::UNPROCESSABLE_ENTITY)
-                .await
-        }
-        Ok(DecideOutcome::NotSubmitted) => {
-            application_page(&state, &who, id, Some("console.error.not_submitted"), None, StatusCode::CONFLICT).await
-        }
-        Ok(DecideOutcome::BinHeld) => {
-            application_page(&state, &who, id, Some("console.error.bin_held"), None, StatusCode::CONFLICT).await
-        }
-        Ok(DecideOutcome::NotFound) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .write(move |tx| accreditation::decide(tx, id, decision, &reason, &actor, now).map_err(StoreError::from))
+        .await?;
+    let (error, notice, status) = match result {
+        DecideOutcome::Decided { .. } => (None, Some("console.notice.decided"), StatusCode::OK),
+        DecideOutcome::ReasonRequired => (Some("console.error.reason"), None, StatusCode::UNPROCESSABLE_ENTITY),
+        DecideOutcome::NotSubmitted => (Some("console.error.not_submitted"), None, StatusCode::CONFLICT),
+        DecideOutcome::BinHeld => (Some("console.error.bin_held"), None, StatusCode::CONFLICT),
+        DecideOutcome::NotFound => return Err(PageError::not_found()),
+    };
+    application_page(&state, &who, id, error, notice, status).await
 }
 
 /// Console readers: a document, always as a download (never rendered by the browser), with its checked type.
-async fn document(State(state): State<AppState>, ConsoleReader(_): ConsoleReader, Path(id): Path<i64>) -> Response {
-    let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await;
-    match found {
-        Ok(Some(doc)) => attachment(doc),
-        Ok(None) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn document(
+    State(state): State<AppState>,
+    ConsoleReader(_): ConsoleReader,
+    Path(id): Path<i64>,
+) -> Result<Response, PageError> {
+    let found = state.db.read(move |c| accreditation::document_content(c, id).map_err(StoreError::from)).await?;
+    found.map(attachment).ok_or_else(PageError::not_found)
 }
 
 /// A stored document as a download: never rendered by the browser, with the type its bytes were checked to have.
@@ -284,22 +253,18 @@ async fn participants(
     State(state): State<AppState>,
     ConsoleReader(who): ConsoleReader,
     Query(filter): Query<StatusFilter>,
-) -> Response {
-    let wanted = OrgStatus::parse(&filter.status);
-    match state.db.read(|c| super::organisations(c).map_err(StoreError::from)).await {
-        Ok(all) => {
-            let organisations = all.into_iter().filter(|o| wanted.is_none_or(|w| o.status == w)).collect();
-            let filter = wanted.map(|w| w.as_str().to_string()).unwrap_or_default();
-            render(&ParticipantsPage {
-                t: Texts { lang: who.lang() },
-                csrf: who.csrf(),
-                organisations,
-                filter,
-                statuses: [OrgStatus::Registered, OrgStatus::Accredited, OrgStatus::Suspended, OrgStatus::Revoked],
-            })
-        }
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+) -> Result<Response, PageError> {
+    let wanted = filter.status.parse::<OrgStatus>().ok();
+    let all = state.db.read(|c| super::organisations(c).map_err(StoreError::from)).await?;
+    let organisations = all.into_iter().filter(|o| wanted.is_none_or(|w| o.status == w)).collect();
+    let filter = wanted.map(|w| w.as_str().to_string()).unwrap_or_default();
+    Ok(render(&ParticipantsPage {
+        t: Texts::current(),
+        csrf: who.csrf(),
+        organisations,
+        filter,
+        statuses: [OrgStatus::Registered, OrgStatus::Accredited, OrgStatus::Suspended, OrgStatus::Revoked],
+    }))
 }
 
 #[derive(Template)]
@@ -325,7 +290,7 @@ async fn participant_page(
     error: Option<&'static str>,
     notice: Option<&'static str>,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, PageError> {
     let found = state
         .db
         .read(move |c| -> Result<_, StoreError> {
@@ -338,26 +303,21 @@ async fn participant_page(
                 crate::notify::recent(c, id, crate::notify::RECENT_DELIVERIES)?,
             )))
         })
-        .await;
-    match found {
-        Ok(Some((org, accreditations, members, latest, deliveries))) => render_status(
-            status,
-            &ParticipantPage {
-                t: Texts { lang: who.lang() },
-                csrf: who.csrf(),
-                org,
-                accreditations,
-                members,
-                latest,
-                deliveries,
-                can_act: can_act(who),
-                error,
-                notice,
-            },
-        ),
-        Ok(None) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    let Some((org, accreditations, members, latest, deliveries)) = found else { return Err(PageError::not_found()) };
+    let page = ParticipantPage {
+        t: Texts::current(),
+        csrf: who.csrf(),
+        org,
+        accreditations,
+        members,
+        latest,
+        deliveries,
+        can_act: can_act(who),
+        error,
+        notice,
+    };
+    Ok(render_status(status, &page))
 }
 
 /// Console readers: one organisation, its accreditations and people; standing actions for operator staff.
@@ -365,13 +325,12 @@ async fn participant(
     State(state): State<AppState>,
     ConsoleReader(who): ConsoleReader,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Response, PageError> {
     participant_page(&state, &who, id, None, None, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
 pub struct StandingForm {
-    csrf: String,
     #[serde(default)]
     action: String,
     #[serde(default)]
@@ -383,12 +342,9 @@ async fn change_standing(
     State(state): State<AppState>,
     OperatorStaff(who): OperatorStaff,
     Path(id): Path<i64>,
-    Form(form): Form<StandingForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let Some(change) = Lifecycle::parse(&form.action) else {
+    CsrfForm(form): CsrfForm<StandingForm>,
+) -> Result<Response, PageError> {
+    let Some(change) = form.action.parse::<Lifecycle>().ok() else {
         return participant_page(
             &state,
             &who,
@@ -401,82 +357,18 @@ async fn change_standing(
     };
     let actor = who.audit_actor();
     let reason = form.reason.clone();
+    let now = state.clock.now();
     let result = state
         .db
-        .write(move |tx| accreditation::change_standing(tx, id, change, &reason, &actor).map_err(StoreError::from))
-        .await;
-    match result {
-        Ok(LifecycleOutcome::Changed { .. }) => {
-            participant_page(&state, &who, id, None, Some("console.notice.standing"), StatusCode::OK).await
-        }
-        Ok(LifecycleOutcome::ReasonRequired) => {
-            participant_page(&state, &who, id, Some("console.error.reason"), None, StatusCode::UNPROCESSABLE_ENTITY)
-                .await
-        }
-        Ok(LifecycleOutcome::NotApplicable(_)) => {
-            participant_page(&state, &who, id, Some("console.error.standing"), None, StatusCode::CONFLICT).await
-        }
-        Ok(LifecycleOutcome::NotFound) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "console_audit.html")]
-struct AuditPage<'a> {
-    t: Texts,
-    csrf: &'a str,
-    filter: audit::Filter,
-    entries: Vec<audit::Entry>,
-    page: u32,
-    more: bool,
-    query_prev: String,
-    query_next: String,
-}
-
-fn query_string(filter: &audit::Filter, page: u32) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
+        .write(move |tx| accreditation::change_standing(tx, id, change, &reason, &actor, now).map_err(StoreError::from))
+        .await?;
+    let (error, notice, status) = match result {
+        LifecycleOutcome::Changed { .. } => (None, Some("console.notice.standing"), StatusCode::OK),
+        LifecycleOutcome::ReasonRequired => (Some("console.error.reason"), None, StatusCode::UNPROCESSABLE_ENTITY),
+        LifecycleOutcome::NotApplicable(_) => (Some("console.error.standing"), None, StatusCode::CONFLICT),
+        LifecycleOutcome::NotFound => return Err(PageError::not_found()),
     };
-    format!(
-        "action={}&actor={}&object={}&from={}&to={}&page={page}",
-        enc(&filter.action),
-        enc(&filter.actor),
-        enc(&filter.object),
-        enc(&filter.from),
-        enc(&filter.to)
-    )
-}
-
-/// Console readers: the audit journal, filtered, newest first, 50 a page. Read-only.
-async fn audit_trail(
-    State(state): State<AppState>,
-    ConsoleReader(who): ConsoleReader,
-    Query(filter): Query<audit::Filter>,
-) -> Response {
-    let page = filter.page.unwrap_or(1).max(1);
-    let f = filter.clone();
-    match state.db.read(move |c| audit::search(c, &f, AUDIT_PAGE_SIZE).map_err(StoreError::from)).await {
-        Ok((entries, more)) => render(&AuditPage {
-            t: Texts { lang: who.lang() },
-            csrf: who.csrf(),
-            query_prev: query_string(&filter, page.saturating_sub(1).max(1)),
-            query_next: query_string(&filter, page + 1),
-            filter,
-            entries,
-            page,
-            more,
-        }),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+    participant_page(&state, &who, id, error, notice, status).await
 }
 
 #[derive(Template)]
@@ -498,38 +390,22 @@ async fn staff_page(
     error: Option<&'static str>,
     form: StaffForm,
     status: StatusCode,
-) -> Response {
-    match state.db.read(|c| identity::operator_users(c).map_err(StoreError::from)).await {
-        Ok(users) => {
-            let mut response = render_status(
-                status,
-                &StaffPage {
-                    t: Texts { lang: who.lang() },
-                    csrf: who.csrf(),
-                    me: who.user.id,
-                    users,
-                    created,
-                    error,
-                    form,
-                },
-            );
-            // The page may show a one-time password: never keep it in a cache.
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+) -> Result<Response, PageError> {
+    let users = state.db.read(|c| identity::operator_users(c).map_err(StoreError::from)).await?;
+    let page = StaffPage { t: Texts::current(), csrf: who.csrf(), me: who.user.id, users, created, error, form };
+    let mut response = render_status(status, &page);
+    // The page may show a one-time password: never keep it in a cache.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// Operator administrators: the operator's people.
-async fn staff(State(state): State<AppState>, OperatorAdmin(who): OperatorAdmin) -> Response {
+async fn staff(State(state): State<AppState>, OperatorAdmin(who): OperatorAdmin) -> Result<Response, PageError> {
     staff_page(&state, &who, None, None, StaffForm::default(), StatusCode::OK).await
 }
 
 #[derive(Deserialize, Default, Clone)]
 pub struct StaffForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -549,11 +425,8 @@ enum AddOutcome {
 async fn add_staff(
     State(state): State<AppState>,
     OperatorAdmin(who): OperatorAdmin,
-    Form(form): Form<StaffForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
+    CsrfForm(form): CsrfForm<StaffForm>,
+) -> Result<Response, PageError> {
     let role = match form.role.as_str() {
         "operator_staff" => Role::OperatorStaff,
         "regulator" => Role::Regulator,
@@ -584,9 +457,8 @@ async fn add_staff(
     }
     let password = identity::generate_password();
     let for_hash = password.clone();
-    let Ok(hash) = state.passwords.hash(for_hash).await else {
-        return PageError::internal(&"password hashing failed").into_response();
-    };
+    let hash = state.passwords.hash(for_hash).await.map_err(|e| PageError::internal(&e))?;
+    let now = state.clock.now();
     let actor = who.audit_actor();
     let (name, full_name, email) = (username.clone(), form.full_name.trim().to_string(), form.email.trim().to_string());
     let result = state
@@ -595,7 +467,7 @@ async fn add_staff(
             if identity::user_by_username(tx, &name)?.is_some() {
                 return Ok(AddOutcome::Taken);
             }
-            identity::create_member(tx, &name, &full_name, &email, role, None, &hash, true)?;
+            identity::create_member(tx, &name, &full_name, &email, role, None, &hash, true, now)?;
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.created", Outcome::Success)
@@ -605,47 +477,43 @@ async fn add_staff(
             )?;
             Ok(AddOutcome::Added)
         })
-        .await;
+        .await?;
     match result {
-        Ok(AddOutcome::Added) => {
+        AddOutcome::Added => {
             staff_page(&state, &who, Some((username, password)), None, StaffForm::default(), StatusCode::OK).await
         }
-        Ok(AddOutcome::Taken) => {
+        AddOutcome::Taken => {
             staff_page(&state, &who, None, Some("register.error.username_taken"), form, StatusCode::CONFLICT).await
         }
-        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
+/// A form with nothing but its CSRF token (checked by [`CsrfForm`]).
 #[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
+pub struct EmptyForm {}
 
 /// Operator administrators: disables an operator user (not themselves) and ends their sessions.
 async fn disable_staff(
     State(state): State<AppState>,
     OperatorAdmin(who): OperatorAdmin,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
+    CsrfForm(_): CsrfForm<EmptyForm>,
+) -> Result<Response, PageError> {
     if id == who.user.id {
         return staff_page(&state, &who, None, Some("opstaff.error.self"), StaffForm::default(), StatusCode::CONFLICT)
             .await;
     }
     let actor = who.audit_actor();
-    let result = state
+    let now = state.clock.now();
+    let disabled = state
         .db
         .write(move |tx| -> Result<bool, StoreError> {
             let Some(user) = identity::user_by_id(tx, id)? else { return Ok(false) };
             if !user.role.is_operator_side() || user.disabled {
                 return Ok(false);
             }
-            tx.execute("UPDATE users SET disabled_at = ?2 WHERE id = ?1", params![id, crate::clock::now_rfc3339()])?;
-            session::end_all_for_user(tx, id)?;
+            identity::disable(tx, id, now)?;
+            sessions::end_all_for_user(tx, id)?;
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.disabled", Outcome::Success)
@@ -654,10 +522,6 @@ async fn disable_staff(
             )?;
             Ok(true)
         })
-        .await;
-    match result {
-        Ok(true) => Redirect::to("/console/staff").into_response(),
-        Ok(false) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    if disabled { Ok(Redirect::to("/console/staff").into_response()) } else { Err(PageError::not_found()) }
 }

@@ -15,33 +15,32 @@ use serde::Serialize;
 
 use crate::clock;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OrgStatus {
-    Registered,
-    Accredited,
-    Suspended,
-    Revoked,
+/// Every participant page and the public registries: registration, the organisation's pages, accreditation, and
+/// the operator console's participant pages.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    axum::Router::new()
+        .merge(routes::router())
+        .merge(staff::router())
+        .merge(profile::router())
+        .merge(apply::router())
+        .merge(console::router())
+        .merge(registry::router())
+}
+
+crate::text_enum! {
+    /// Where an organisation stands (stored in `organisations.status`).
+    pub enum OrgStatus {
+        Registered = "registered",
+        Accredited = "accredited",
+        Suspended = "suspended",
+        Revoked = "revoked",
+    }
 }
 
 impl OrgStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrgStatus::Registered => "registered",
-            OrgStatus::Accredited => "accredited",
-            OrgStatus::Suspended => "suspended",
-            OrgStatus::Revoked => "revoked",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OrgStatus> {
-        Some(match s {
-            "registered" => OrgStatus::Registered,
-            "accredited" => OrgStatus::Accredited,
-            "suspended" => OrgStatus::Suspended,
-            "revoked" => OrgStatus::Revoked,
-            _ => return None,
-        })
+    /// The status for `word`, if it is one (kept for callers that treat an unknown word as none).
+    pub fn parse(word: &str) -> Option<OrgStatus> {
+        word.parse().ok()
     }
 
     pub fn text_key(self) -> &'static str {
@@ -82,7 +81,6 @@ const COLUMNS: &str = "id, bin, name, licence_number, contact_email, contact_pho
                        logo IS NOT NULL, status, status_reason, is_provider, is_user, created_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<Organisation> {
-    let status: String = r.get(9)?;
     Ok(Organisation {
         id: r.get(0)?,
         bin: r.get(1)?,
@@ -93,14 +91,72 @@ fn from_row(r: &Row) -> rusqlite::Result<Organisation> {
         description: r.get(6)?,
         website: r.get(7)?,
         has_logo: r.get(8)?,
-        status: OrgStatus::parse(&status).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, format!("status {status}").into())
-        })?,
+        status: r.get("status")?,
         status_reason: r.get(10)?,
         is_provider: r.get(11)?,
         is_user: r.get(12)?,
         created_at: r.get(13)?,
     })
+}
+
+/// What an organisation's administrator may change of its public profile.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile<'a> {
+    pub description: &'a str,
+    pub website: &'a str,
+    pub contact_email: &'a str,
+    pub contact_phone: &'a str,
+}
+
+pub fn update_profile(
+    tx: &Transaction,
+    organisation_id: i64,
+    profile: &Profile,
+    now: time::OffsetDateTime,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE organisations SET description = ?2, website = ?3, contact_email = ?4, contact_phone = ?5,
+                                  updated_at = ?6 WHERE id = ?1",
+        params![
+            organisation_id,
+            profile.description,
+            profile.website,
+            profile.contact_email,
+            profile.contact_phone,
+            clock::rfc3339(now)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Replaces the organisation's logo (bytes already checked to be of `content_type`).
+pub fn set_logo(
+    tx: &Transaction,
+    organisation_id: i64,
+    bytes: &[u8],
+    content_type: &str,
+    now: time::OffsetDateTime,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE organisations SET logo = ?2, logo_type = ?3, updated_at = ?4 WHERE id = ?1",
+        params![organisation_id, bytes, content_type, clock::rfc3339(now)],
+    )?;
+    Ok(())
+}
+
+/// The organisation's logo and its content type, if it has one.
+pub fn logo(conn: &Connection, organisation_id: i64) -> rusqlite::Result<Option<(Vec<u8>, String)>> {
+    conn.query_row(
+        "SELECT logo, logo_type FROM organisations WHERE id = ?1 AND logo IS NOT NULL AND logo_type IS NOT NULL",
+        [organisation_id],
+        |r| Ok((r.get("logo")?, r.get("logo_type")?)),
+    )
+    .optional()
+}
+
+/// How many organisations are at `status`.
+pub fn count_with_status(conn: &Connection, status: OrgStatus) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM organisations WHERE status = ?1", [status], |r| r.get(0))
 }
 
 pub fn organisation(conn: &Connection, id: i64) -> rusqlite::Result<Option<Organisation>> {
@@ -156,8 +212,8 @@ pub struct NewOrganisation {
     pub contact_phone: String,
 }
 
-pub fn insert(tx: &Transaction, org: &NewOrganisation) -> rusqlite::Result<i64> {
-    let now = clock::now_rfc3339();
+pub fn insert(tx: &Transaction, org: &NewOrganisation, now: time::OffsetDateTime) -> rusqlite::Result<i64> {
+    let now = clock::rfc3339(now);
     tx.execute(
         "INSERT INTO organisations (bin, name, licence_number, contact_email, contact_phone, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",

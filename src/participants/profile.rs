@@ -5,22 +5,20 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 
-use super::{Organisation, email_acceptable, phone_acceptable};
+use super::{Organisation, Profile, email_acceptable, phone_acceptable};
 use crate::audit::{self, Event, Outcome};
-use crate::clock;
 use crate::digest::sha256_hex;
 use crate::notify::{self, Delivery};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render_status};
-use crate::web::session::{ParticipantAdmin, ParticipantMember, SignedIn};
+use crate::web::session::{CsrfForm, Member, ParticipantAdmin, ParticipantMember};
 
 /// The largest logo accepted.
 pub const LOGO_MAX_BYTES: usize = 256 * 1024;
@@ -49,8 +47,6 @@ pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ProfileForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -84,21 +80,19 @@ struct ProfilePage<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct WebhookForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     webhook_url: String,
 }
 
 async fn page(
     state: &AppState,
-    who: &SignedIn,
+    who: &Member,
     form: Option<ProfileForm>,
     webhook_form: Option<String>,
     errors: Vec<&'static str>,
     saved: bool,
     status: StatusCode,
-) -> Response {
-    let Some(org) = who.organisation.as_ref() else { return Redirect::to("/").into_response() };
+) -> Result<Response, PageError> {
+    let org = &who.org;
     let org_id = org.id;
     let found = state
         .db
@@ -106,23 +100,19 @@ async fn page(
             let url = notify::webhook_url(c, org_id)?.unwrap_or_default();
             Ok((url, notify::recent(c, org_id, notify::RECENT_DELIVERIES)?))
         })
-        .await;
-    let (webhook_url, deliveries) = match found {
-        Ok(found) => found,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+        .await?;
+    let (webhook_url, deliveries) = found;
     let form = form.unwrap_or_else(|| ProfileForm {
-        csrf: String::new(),
         description: org.description.clone(),
         website: org.website.clone(),
         contact_email: org.contact_email.clone(),
         contact_phone: org.contact_phone.clone(),
     });
     let can_edit = who.user.role == crate::identity::Role::ParticipantAdmin;
-    render_status(
+    Ok(render_status(
         status,
         &ProfilePage {
-            t: Texts { lang: who.lang() },
+            t: Texts::current(),
             csrf: who.csrf(),
             org,
             can_edit,
@@ -136,7 +126,7 @@ async fn page(
             jwks_url: state.url("/.well-known/jwks.json"),
             event_types: notify::EVENT_TYPES,
         },
-    )
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,7 +140,7 @@ async fn show(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     axum::extract::Query(query): axum::extract::Query<ShowQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     page(&state, &who, None, None, vec![], query.saved.is_some(), StatusCode::OK).await
 }
 
@@ -163,12 +153,9 @@ fn website_acceptable(url: &str) -> bool {
 async fn update(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    Form(form): Form<ProfileForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    CsrfForm(form): CsrfForm<ProfileForm>,
+) -> Result<Response, PageError> {
+    let org = who.org.clone();
     let description = form.description.trim().to_string();
     let website = form.website.trim().to_string();
     let email = form.contact_email.trim().to_string();
@@ -189,8 +176,8 @@ async fn update(
     if !errors.is_empty() {
         return page(&state, &who, Some(form), None, errors, false, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    let (actor, source) = (who.actor(), who.visitor.source.clone());
-    let result = state
+    let (actor, source, now) = (who.actor(), who.visitor.source.clone(), state.clock.now());
+    state
         .db
         .write(move |tx| -> Result<(), StoreError> {
             let mut changed = Vec::new();
@@ -204,11 +191,9 @@ async fn update(
                     changed.push(field);
                 }
             }
-            tx.execute(
-                "UPDATE organisations SET description = ?2, website = ?3, contact_email = ?4, contact_phone = ?5,
-                                          updated_at = ?6 WHERE id = ?1",
-                params![org.id, description, website, email, phone, clock::now_rfc3339()],
-            )?;
+            let profile =
+                Profile { description: &description, website: &website, contact_email: &email, contact_phone: &phone };
+            super::update_profile(tx, org.id, &profile, now)?;
             audit::append(
                 tx,
                 &Event::new(actor, "participants.profile.updated", Outcome::Success)
@@ -219,11 +204,8 @@ async fn update(
             )?;
             Ok(())
         })
-        .await;
-    match result {
-        Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    Ok(Redirect::to("/org/profile?saved=1").into_response())
 }
 
 /// Why an upload was refused.
@@ -278,28 +260,24 @@ async fn upload_logo(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     mut multipart: Multipart,
-) -> Response {
+) -> Result<Response, PageError> {
     let refuse = |status, key| page(&state, &who, None, None, vec![key], false, status);
     let (csrf, bytes) = match read_upload(&mut multipart).await {
         Ok(upload) => upload,
         Err(Upload::TooLarge) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "profile.error.logo_size").await,
         Err(Upload::Missing) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "profile.error.logo_missing").await,
     };
-    if let Err(e) = who.check_form(&csrf) {
-        return e.into_response();
-    }
+    // A multipart form: its token is one of the parts, so it is checked here rather than by `CsrfForm`.
+    who.check_form(&csrf)?;
     let Some(content_type) = image_type(&bytes) else {
         return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "profile.error.logo_type").await;
     };
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
-    let (actor, source) = (who.actor(), who.visitor.source.clone());
-    let result = state
+    let org = who.org.clone();
+    let (actor, source, now) = (who.actor(), who.visitor.source.clone(), state.clock.now());
+    state
         .db
         .write(move |tx| -> Result<(), StoreError> {
-            tx.execute(
-                "UPDATE organisations SET logo = ?2, logo_type = ?3, updated_at = ?4 WHERE id = ?1",
-                params![org.id, bytes, content_type, clock::now_rfc3339()],
-            )?;
+            super::set_logo(tx, org.id, &bytes, content_type, now)?;
             audit::append(
                 tx,
                 &Event::new(actor, "participants.profile.logo_updated", Outcome::Success)
@@ -314,11 +292,8 @@ async fn upload_logo(
             )?;
             Ok(())
         })
-        .await;
-    match result {
-        Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    Ok(Redirect::to("/org/profile?saved=1").into_response())
 }
 
 /// Administrators: sets the webhook URL (https only; empty switches webhooks off). Pending events become due at
@@ -326,19 +301,16 @@ async fn upload_logo(
 async fn set_webhook(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    Form(form): Form<WebhookForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
+    CsrfForm(form): CsrfForm<WebhookForm>,
+) -> Result<Response, PageError> {
     let url = form.webhook_url.trim().to_string();
     if !url.is_empty() && !notify::url_acceptable(&url) {
         let errors = vec!["webhooks.error.url"];
         return page(&state, &who, None, Some(url), errors, false, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    let org = who.org.clone();
     let (actor, source) = (who.actor(), who.visitor.source.clone());
-    let result = state
+    state
         .db
         .write(move |tx| -> Result<(), StoreError> {
             let previous = notify::webhook_url(tx, org.id)?.unwrap_or_default();
@@ -359,26 +331,13 @@ async fn set_webhook(
             )?;
             Ok(())
         })
-        .await;
-    match result {
-        Ok(()) => Redirect::to("/org/profile?saved=1").into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    Ok(Redirect::to("/org/profile?saved=1").into_response())
 }
 
 /// Public: an organisation's logo, with its own content type, no sniffing, a policy that runs nothing, and an ETag.
 async fn logo(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
-    let found = state
-        .db
-        .read(move |c| -> Result<Option<(Vec<u8>, String)>, StoreError> {
-            Ok(c.query_row(
-                "SELECT logo, logo_type FROM organisations WHERE id = ?1 AND logo IS NOT NULL AND logo_type IS NOT NULL",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
-        })
-        .await;
+    let found = state.db.read(move |c| super::logo(c, id).map_err(StoreError::from)).await;
     let (bytes, content_type) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return crate::standard::error::ApiError::not_found().into_response(),

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -24,10 +24,14 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn both(state: &AppState) -> Result<(Vec<RegistryEntry>, Vec<RegistryEntry>), StoreError> {
+    let now = state.clock.now();
     state
         .db
-        .read(|c| -> Result<_, StoreError> {
-            Ok((accreditation::registry(c, RegistryKind::Providers)?, accreditation::registry(c, RegistryKind::Users)?))
+        .read(move |c| -> Result<_, StoreError> {
+            Ok((
+                accreditation::registry(c, RegistryKind::Providers, now)?,
+                accreditation::registry(c, RegistryKind::Users, now)?,
+            ))
         })
         .await
 }
@@ -41,17 +45,16 @@ struct RegistryPage {
 }
 
 /// Public: both registries as a page.
-async fn page(State(state): State<AppState>, t: Texts) -> Response {
-    match both(&state).await {
-        Ok((providers, users)) => render(&RegistryPage { t, providers, users }),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn page(State(state): State<AppState>, t: Texts) -> Result<Response, PageError> {
+    let (providers, users) = both(&state).await?;
+    Ok(render(&RegistryPage { t, providers, users }))
 }
 
 async fn list(state: &AppState, kind: RegistryKind) -> Result<Json<Vec<RegistryEntry>>, ApiError> {
+    let now = state.clock.now();
     state
         .db
-        .read(move |c| accreditation::registry(c, kind).map_err(StoreError::from))
+        .read(move |c| accreditation::registry(c, kind, now).map_err(StoreError::from))
         .await
         .map(Json)
         .map_err(|e| ApiError::internal(&e))

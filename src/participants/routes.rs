@@ -3,9 +3,9 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -16,7 +16,7 @@ use crate::kz::Bin;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, redisplay, render, render_status};
-use crate::web::session::{ParticipantMember, Visitor};
+use crate::web::session::{CsrfForm, ParticipantMember, Stage, Visitor};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,9 +34,9 @@ struct HomePage {
 
 /// Public: what kopir is, and the ways in.
 async fn home(State(state): State<AppState>, visitor: Visitor) -> Response {
-    let t = Texts { lang: visitor.lang };
+    let t = Texts::current();
     let signed_in_home = match (visitor.session.stage, visitor.session.user_id) {
-        (crate::web::session::Stage::Active, Some(id)) => state
+        (Stage::Active, Some(id)) => state
             .db
             .read(move |c| identity::user_by_id(c, id).map_err(StoreError::from))
             .await
@@ -51,8 +51,6 @@ async fn home(State(state): State<AppState>, visitor: Visitor) -> Response {
 /// The registration form, as typed (so a refused form comes back filled in, passwords excepted).
 #[derive(Debug, Default, Deserialize)]
 pub struct RegisterForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     bin: String,
     #[serde(default)]
@@ -94,7 +92,7 @@ struct RegisteredPage<'a> {
 
 /// Public: the registration form.
 async fn register_page(visitor: Visitor) -> Response {
-    let t = Texts { lang: visitor.lang };
+    let t = Texts::current();
     let form = RegisterForm::default();
     visitor.respond(render(&RegisterPage { t, csrf: &visitor.session.csrf_token, form: &form, errors: vec![] }))
 }
@@ -142,16 +140,16 @@ enum Registration {
 }
 
 /// Public (with CSRF): registers an organisation and its first administrator, in one transaction.
-async fn register(State(state): State<AppState>, visitor: Visitor, Form(mut form): Form<RegisterForm>) -> Response {
-    if let Err(e) = visitor.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: visitor.lang };
+async fn register(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    CsrfForm(mut form): CsrfForm<RegisterForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
     let refuse = |form: &RegisterForm, errors| {
         let blank = RegisterForm {
             password: String::new(),
             confirm: String::new(),
-            csrf: String::new(),
             bin: redisplay(&form.bin),
             name: redisplay(&form.name),
             licence_number: redisplay(&form.licence_number),
@@ -168,12 +166,11 @@ async fn register(State(state): State<AppState>, visitor: Visitor, Form(mut form
     };
     let errors = validate(&form, &state.config);
     if !errors.is_empty() {
-        return refuse(&form, errors);
+        return Ok(refuse(&form, errors));
     }
     let password = std::mem::take(&mut form.password);
-    let Ok(hash) = state.passwords.hash(password).await else {
-        return PageError::internal(&"password hashing failed").into_response();
-    };
+    let hash = state.passwords.hash(password).await.map_err(|e| PageError::internal(&e))?;
+    let now = state.clock.now();
     let org = NewOrganisation {
         bin: form.bin.trim().to_string(),
         name: form.name.trim().to_string(),
@@ -193,7 +190,7 @@ async fn register(State(state): State<AppState>, visitor: Visitor, Form(mut form
             if identity::user_by_username(tx, &username)?.is_some() {
                 return Ok(Registration::Taken("admin_username", "register.error.username_taken"));
             }
-            let org_id = super::insert(tx, &org)?;
+            let org_id = super::insert(tx, &org, now)?;
             identity::create_member(
                 tx,
                 &username,
@@ -203,6 +200,7 @@ async fn register(State(state): State<AppState>, visitor: Visitor, Form(mut form
                 Some(org_id),
                 &hash,
                 false,
+                now,
             )?;
             audit::append(
                 tx,
@@ -214,14 +212,13 @@ async fn register(State(state): State<AppState>, visitor: Visitor, Form(mut form
             )?;
             Ok(Registration::Done)
         })
-        .await;
-    match result {
-        Ok(Registration::Done) => {
+        .await?;
+    Ok(match result {
+        Registration::Done => {
             render(&RegisteredPage { t, name: form.name.trim(), username: form.admin_username.trim() })
         }
-        Ok(Registration::Taken(field, key)) => refuse(&form, vec![(field, key)]),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        Registration::Taken(field, key) => refuse(&form, vec![(field, key)]),
+    })
 }
 
 #[derive(Template)]
@@ -235,9 +232,5 @@ struct DashboardPage<'a> {
 
 /// Participant members: their organisation at a glance and what to do next.
 async fn dashboard(ParticipantMember(who): ParticipantMember) -> Response {
-    let t = Texts { lang: who.lang() };
-    let Some(org) = who.organisation.as_ref() else {
-        return Redirect::to("/").into_response();
-    };
-    render(&DashboardPage { t, csrf: who.csrf(), user: &who.user, org })
+    render(&DashboardPage { t: Texts::current(), csrf: who.csrf(), user: &who.user, org: &who.org })
 }

@@ -5,21 +5,20 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rusqlite::{Transaction, params};
+use rusqlite::Transaction;
 use serde::Deserialize;
 
 use super::{Organisation, email_acceptable};
 use crate::audit::{self, Event, Outcome};
-use crate::clock;
-use crate::identity::{self, Role, User};
+use crate::identity::{self, Role, User, sessions};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render, render_status};
-use crate::web::session::{self, ParticipantAdmin, SignedIn};
+use crate::web::session::{CsrfForm, Member, ParticipantAdmin};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,13 +32,11 @@ pub fn router() -> Router<AppState> {
 const ROLES: [Role; 3] = [Role::ParticipantAdmin, Role::ParticipantDeveloper, Role::ParticipantAnalyst];
 
 fn participant_role(s: &str) -> Option<Role> {
-    Role::parse(s).filter(|r| ROLES.contains(r))
+    s.parse().ok().filter(|r| ROLES.contains(r))
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct InviteForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     full_name: String,
     #[serde(default)]
@@ -77,34 +74,28 @@ struct InvitedPage<'a> {
 
 async fn page(
     state: &AppState,
-    who: &SignedIn,
+    who: &Member,
     form: &InviteForm,
     errors: Vec<&'static str>,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, PageError> {
     page_with(state, who, form, errors, None, status).await
 }
 
 async fn page_with(
     state: &AppState,
-    who: &SignedIn,
+    who: &Member,
     form: &InviteForm,
     errors: Vec<&'static str>,
     notice: Option<&'static str>,
     status: StatusCode,
-) -> Response {
-    let lang = who.lang();
-    let Some(org) = who.organisation.as_ref() else { return Redirect::to("/").into_response() };
-    let org_id = org.id;
-    let members =
-        match state.db.read(move |c| identity::users_of_organisation(c, org_id).map_err(StoreError::from)).await {
-            Ok(m) => m,
-            Err(e) => return PageError::internal(&e).into_response(),
-        };
+) -> Result<Response, PageError> {
+    let org_id = who.org.id;
+    let members = state.db.read(move |c| identity::users_of_organisation(c, org_id).map_err(StoreError::from)).await?;
     let page = StaffPage {
-        t: Texts { lang },
+        t: Texts::current(),
         csrf: who.csrf(),
-        org,
+        org: &who.org,
         me: &who.user,
         members,
         roles: ROLES,
@@ -112,11 +103,11 @@ async fn page_with(
         errors,
         notice,
     };
-    render_status(status, &page)
+    Ok(render_status(status, &page))
 }
 
 /// Administrators: the organisation's members and the invitation form.
-async fn list(State(state): State<AppState>, ParticipantAdmin(who): ParticipantAdmin) -> Response {
+async fn list(State(state): State<AppState>, ParticipantAdmin(who): ParticipantAdmin) -> Result<Response, PageError> {
     page(&state, &who, &InviteForm::default(), vec![], StatusCode::OK).await
 }
 
@@ -129,13 +120,9 @@ enum Invited {
 async fn invite(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
-    Form(form): Form<InviteForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let lang = who.lang();
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+    CsrfForm(form): CsrfForm<InviteForm>,
+) -> Result<Response, PageError> {
+    let org = who.org.clone();
     let mut errors = Vec::new();
     let full_name = form.full_name.trim().to_string();
     let email = form.email.trim().to_string();
@@ -158,9 +145,8 @@ async fn invite(
     };
     let one_time_password = identity::generate_password();
     let otp = one_time_password.clone();
-    let Ok(hash) = state.passwords.hash(otp).await else {
-        return PageError::internal(&"password hashing failed").into_response();
-    };
+    let hash = state.passwords.hash(otp).await.map_err(|e| PageError::internal(&e))?;
+    let now = state.clock.now();
     let (actor, source) = (who.actor(), who.visitor.source.clone());
     let (name, mail, login) = (full_name.clone(), email.clone(), username.clone());
     let result = state
@@ -169,7 +155,7 @@ async fn invite(
             if identity::user_by_username(tx, &login)?.is_some() {
                 return Ok(Invited::Taken);
             }
-            identity::create_member(tx, &login, &name, &mail, role, Some(org.id), &hash, true)?;
+            identity::create_member(tx, &login, &name, &mail, role, Some(org.id), &hash, true, now)?;
             audit::append(
                 tx,
                 &Event::new(actor, "participants.staff.invited", Outcome::Success)
@@ -180,31 +166,25 @@ async fn invite(
             )?;
             Ok(Invited::Done)
         })
-        .await;
+        .await?;
     match result {
-        Ok(Invited::Done) => render(&InvitedPage {
-            t: Texts { lang },
+        Invited::Done => Ok(render(&InvitedPage {
+            t: Texts::current(),
             csrf: who.csrf(),
             full_name: &full_name,
             username: &username,
             role,
             one_time_password: &one_time_password,
-        }),
-        Ok(Invited::Taken) => {
+        })),
+        Invited::Taken => {
             page(&state, &who, &form, vec!["register.error.username_taken"], StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
 /// How many active administrators the organisation has besides `except`.
 fn other_active_admins(tx: &Transaction, organisation_id: i64, except: i64) -> rusqlite::Result<i64> {
-    tx.query_row(
-        "SELECT count(*) FROM users WHERE organisation_id = ?1 AND id <> ?2 AND role = 'participant_admin'
-           AND disabled_at IS NULL",
-        params![organisation_id, except],
-        |r| r.get(0),
-    )
+    identity::other_active_with_role(tx, Role::ParticipantAdmin, Some(organisation_id), except)
 }
 
 /// What became of a change to a member.
@@ -217,11 +197,11 @@ enum Change {
 /// Runs `change` on a member of the administrator's organisation, in one transaction.
 async fn change_member(
     state: &AppState,
-    who: &SignedIn,
+    who: &Member,
     member_id: i64,
     change: impl FnOnce(&Transaction, &Organisation, &User) -> Result<Change, StoreError> + Send + 'static,
-) -> Response {
-    let Some(org) = who.organisation.clone() else { return Redirect::to("/").into_response() };
+) -> Result<Response, PageError> {
+    let org = who.org.clone();
     let result = state
         .db
         .write(move |tx| -> Result<Change, StoreError> {
@@ -230,21 +210,18 @@ async fn change_member(
                 _ => Ok(Change::NotFound),
             }
         })
-        .await;
+        .await?;
     match result {
-        Ok(Change::Done) => Redirect::to("/org/staff").into_response(),
-        Ok(Change::NotFound) => PageError::not_found().into_response(),
-        Ok(Change::Refused(key)) => {
+        Change::Done => Ok(Redirect::to("/org/staff").into_response()),
+        Change::NotFound => Err(PageError::not_found()),
+        Change::Refused(key) => {
             page_with(state, who, &InviteForm::default(), vec![], Some(key), StatusCode::CONFLICT).await
         }
-        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RoleForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     role: String,
 }
@@ -254,11 +231,8 @@ async fn change_role(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     Path(id): Path<i64>,
-    Form(form): Form<RoleForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
+    CsrfForm(form): CsrfForm<RoleForm>,
+) -> Result<Response, PageError> {
     let Some(role) = participant_role(&form.role) else {
         return page(&state, &who, &InviteForm::default(), vec!["staff.error.role"], StatusCode::UNPROCESSABLE_ENTITY)
             .await;
@@ -272,7 +246,7 @@ async fn change_role(
         {
             return Ok(Change::Refused("staff.error.last_admin"));
         }
-        tx.execute("UPDATE users SET role = ?2 WHERE id = ?1", params![member.id, role.as_str()])?;
+        identity::set_role(tx, member.id, role)?;
         audit::append(
             tx,
             &Event::new(actor, "participants.staff.role_changed", Outcome::Success)
@@ -286,23 +260,18 @@ async fn change_role(
     .await
 }
 
+/// A form with nothing but its CSRF token (checked by [`CsrfForm`]).
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+pub struct EmptyForm {}
 
 /// Administrators: disables a member and ends their sessions at once.
 async fn disable(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let (actor, source, me) = (who.actor(), who.visitor.source.clone(), who.user.id);
+    CsrfForm(_): CsrfForm<EmptyForm>,
+) -> Result<Response, PageError> {
+    let (actor, source, me, now) = (who.actor(), who.visitor.source.clone(), who.user.id, state.clock.now());
     change_member(&state, &who, id, move |tx, org, member| {
         if member.id == me {
             return Ok(Change::Refused("staff.error.self"));
@@ -313,11 +282,8 @@ async fn disable(
         if member.role == Role::ParticipantAdmin && other_active_admins(tx, org.id, member.id)? == 0 {
             return Ok(Change::Refused("staff.error.last_admin"));
         }
-        tx.execute(
-            "UPDATE users SET disabled_at = ?2 WHERE id = ?1 AND disabled_at IS NULL",
-            params![member.id, clock::now_rfc3339()],
-        )?;
-        session::end_all_for_user(tx, member.id)?;
+        identity::disable(tx, member.id, now)?;
+        sessions::end_all_for_user(tx, member.id)?;
         audit::append(
             tx,
             &Event::new(actor, "participants.staff.disabled", Outcome::Success)
@@ -335,20 +301,14 @@ async fn enable(
     State(state): State<AppState>,
     ParticipantAdmin(who): ParticipantAdmin,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
+    CsrfForm(_): CsrfForm<EmptyForm>,
+) -> Result<Response, PageError> {
     let (actor, source) = (who.actor(), who.visitor.source.clone());
     change_member(&state, &who, id, move |tx, org, member| {
         if !member.disabled {
             return Ok(Change::Done);
         }
-        tx.execute(
-            "UPDATE users SET disabled_at = NULL, failed_logins = 0, locked_until = NULL WHERE id = ?1",
-            [member.id],
-        )?;
+        identity::enable(tx, member.id, true)?;
         audit::append(
             tx,
             &Event::new(actor, "participants.staff.enabled", Outcome::Success)

@@ -19,14 +19,14 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use time::Duration;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use time::OffsetDateTime;
 
 use super::AppState;
 use super::client_cert::ConnectionInfo;
-use super::pages::{Lang, PageError, cookie};
-use crate::clock;
-use crate::digest::{constant_time_eq, sha256_hex};
+use super::pages::{Lang, PageError};
+use crate::identity::sessions::{self, random_token};
+pub use crate::identity::sessions::{Session, Stage, end, end_all_for_user, set_pending_totp};
 use crate::identity::{Role, User};
 use crate::participants::{OrgStatus, Organisation};
 use crate::store::StoreError;
@@ -34,156 +34,47 @@ use crate::store::StoreError;
 pub const SESSION_COOKIE: &str = "__Host-kopir_session";
 /// The anonymous visitor's form cookie: the value the CSRF token of anonymous forms is bound to.
 pub const FORM_COOKIE: &str = "__Host-kopir_form";
-const IDLE: Duration = Duration::minutes(30);
-const ABSOLUTE: Duration = Duration::hours(12);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Anonymous,
-    /// The password was right; the second factor (or its enrolment, or a forced password change) is pending.
-    Password,
-    Active,
+/// Starts a session at `now` (see [`sessions::start`]): kept for callers that hold a transaction already.
+pub fn start(
+    tx: &rusqlite::Transaction,
+    previous: Option<&str>,
+    user_id: Option<i64>,
+    stage: Stage,
+    source: &str,
+    now: OffsetDateTime,
+) -> rusqlite::Result<(Session, String)> {
+    sessions::start(tx, previous, user_id, stage, source, now)
 }
 
-impl Stage {
-    fn as_str(self) -> &'static str {
-        match self {
-            Stage::Anonymous => "anonymous",
-            Stage::Password => "password",
-            Stage::Active => "active",
-        }
-    }
-
-    fn parse(s: &str) -> Stage {
-        match s {
-            "password" => Stage::Password,
-            "active" => Stage::Active,
-            _ => Stage::Anonymous,
-        }
-    }
+/// A `__Host-` cookie as every cookie of the platform's pages is: Secure, HttpOnly, SameSite=Strict, Path=/.
+fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build((name, value)).path("/").secure(true).http_only(true).same_site(SameSite::Strict).build()
 }
 
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub id_hash: String,
-    pub stage: Stage,
-    pub user_id: Option<i64>,
-    pub csrf_token: String,
-    pub pending_totp: Option<Vec<u8>>,
+fn header_value(cookie: &Cookie) -> HeaderValue {
+    HeaderValue::from_str(&cookie.encoded().to_string()).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
-impl Session {
-    /// A visitor without a session, whose forms carry `csrf_token` (see the module's notes).
-    fn anonymous(csrf_token: String) -> Session {
-        Session { id_hash: String::new(), stage: Stage::Anonymous, user_id: None, csrf_token, pending_totp: None }
-    }
-
-    /// Checks a submitted CSRF token in constant time.
-    pub fn csrf_ok(&self, submitted: &str) -> bool {
-        constant_time_eq(self.csrf_token.as_bytes(), submitted.as_bytes())
-    }
+/// The session cookie carrying a session's id (add it to the response's [`CookieJar`]).
+pub fn session_cookie(value: &str) -> Cookie<'static> {
+    host_cookie(SESSION_COOKIE, value.to_string())
 }
 
-fn random_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    crate::digest::b64url(&bytes)
-}
-
-/// A `Set-Cookie` value for a session id.
-pub fn session_cookie(value: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+/// The cookie that ends the browser's session cookie.
+pub fn session_cookie_removal() -> Cookie<'static> {
+    let mut cookie = host_cookie(SESSION_COOKIE, String::new());
+    cookie.make_removal();
+    cookie
 }
 
 fn form_cookie(value: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("{FORM_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+    header_value(&host_cookie(FORM_COOKIE, value.to_string()))
 }
 
 /// A form cookie value as this server makes them (43 base64url characters); anything else is replaced.
 fn well_formed_form_cookie(value: &str) -> bool {
     value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-pub fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static("__Host-kopir_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
-}
-
-fn load(conn: &Connection, cookie_value: &str) -> rusqlite::Result<Option<Session>> {
-    let now = clock::now_rfc3339();
-    conn.query_row(
-        "SELECT id_hash, stage, user_id, csrf_token, pending_totp FROM sessions WHERE id_hash = ?1 AND expires_at > ?2
-           AND last_seen_at > ?3",
-        params![sha256_hex(cookie_value.as_bytes()), now, clock::rfc3339(clock::now() - IDLE)],
-        |r| {
-            Ok(Session {
-                id_hash: r.get(0)?,
-                stage: Stage::parse(&r.get::<_, String>(1)?),
-                user_id: r.get(2)?,
-                csrf_token: r.get(3)?,
-                pending_totp: r.get(4)?,
-            })
-        },
-    )
-    .optional()
-}
-
-/// Starts a session (anonymous, or for a user at `stage`), replacing `previous` if given. Returns the session and
-/// the cookie value to send.
-pub fn start(
-    tx: &Transaction,
-    previous: Option<&str>,
-    user_id: Option<i64>,
-    stage: Stage,
-    source: &str,
-) -> rusqlite::Result<(Session, String)> {
-    if let Some(old) = previous {
-        tx.execute("DELETE FROM sessions WHERE id_hash = ?1", [old])?;
-    }
-    // Expired sessions are swept whenever a new one starts: no separate job needed.
-    tx.execute(
-        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2",
-        params![clock::now_rfc3339(), clock::rfc3339(clock::now() - IDLE)],
-    )?;
-    let value = random_token();
-    let session = Session {
-        id_hash: sha256_hex(value.as_bytes()),
-        stage,
-        user_id,
-        csrf_token: random_token(),
-        pending_totp: None,
-    };
-    let now = clock::now();
-    tx.execute(
-        "INSERT INTO sessions (id_hash, user_id, stage, csrf_token, created_at, last_seen_at, expires_at, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-        params![
-            session.id_hash,
-            user_id,
-            stage.as_str(),
-            session.csrf_token,
-            clock::rfc3339(now),
-            clock::rfc3339(now + ABSOLUTE),
-            source
-        ],
-    )?;
-    Ok((session, value))
-}
-
-pub fn set_pending_totp(tx: &Transaction, id_hash: &str, secret: Option<&[u8]>) -> rusqlite::Result<()> {
-    tx.execute("UPDATE sessions SET pending_totp = ?2 WHERE id_hash = ?1", params![id_hash, secret])?;
-    Ok(())
-}
-
-pub fn end(tx: &Transaction, id_hash: &str) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
-    Ok(())
-}
-
-/// Ends every session of a user (disabled, password changed elsewhere) or of an organisation.
-pub fn end_all_for_user(tx: &Transaction, user_id: i64) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
-    Ok(())
 }
 
 /// The source address of a request, for the audit journal and throttling.
@@ -279,24 +170,26 @@ impl Visitor {
         let source = source_of(&parts.extensions);
         let host = request_host(parts);
         let same_origin = same_origin(&parts.headers, &host);
-        let value = cookie(&parts.headers, SESSION_COOKIE);
-        if let Some(value) = value.clone() {
-            let found = state.db.read(move |c| load(c, &value).map_err(StoreError::from)).await?;
+        let jar = CookieJar::from_headers(&parts.headers);
+        let now = state.clock.now();
+        if let Some(value) = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()) {
+            let lookup = value.clone();
+            let found = state.db.read(move |c| sessions::get(c, &lookup, now).map_err(StoreError::from)).await?;
             if let Some(session) = found {
-                touch(state, &session.id_hash).await;
+                touch(state, &session.id_hash, now).await;
                 return Ok(Visitor {
                     session,
                     lang,
                     source,
                     new_cookie: None,
-                    cookie_value: cookie(&parts.headers, SESSION_COOKIE),
+                    cookie_value: Some(value),
                     host,
                     same_origin,
                 });
             }
         }
         // Anonymous: no session row, a signed token bound to the form cookie (made here when missing).
-        let (form_value, new_cookie) = match cookie(&parts.headers, FORM_COOKIE) {
+        let (form_value, new_cookie) = match jar.get(FORM_COOKIE).map(|c| c.value().to_string()) {
             Some(value) if well_formed_form_cookie(&value) => (value, None),
             _ => {
                 let value = random_token();
@@ -349,19 +242,9 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState>
 }
 
 /// Slides the idle time-out, at most once a minute per session (to keep writes off most requests).
-async fn touch(state: &AppState, id_hash: &str) {
+async fn touch(state: &AppState, id_hash: &str, now: OffsetDateTime) {
     let id = id_hash.to_string();
-    let threshold = clock::rfc3339(clock::now() - Duration::minutes(1));
-    let _ = state
-        .db
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1 AND last_seen_at < ?3",
-                params![id, clock::now_rfc3339(), threshold],
-            )
-            .map_err(StoreError::from)
-        })
-        .await;
+    let _ = state.db.write(move |tx| sessions::touch(tx, &id, now).map_err(StoreError::from)).await;
 }
 
 /// A signed-in person (password and second factor passed), with their organisation if they belong to one.

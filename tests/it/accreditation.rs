@@ -55,6 +55,7 @@ async fn approve(platform: &Platform, application_id: i64) {
             kopir::participants::accreditation::Decision::Approve,
             "complete",
             &actor,
+            kopir::clock::now(),
         )
         .map_err(kopir::store::StoreError::from)
     })

@@ -129,7 +129,7 @@ async fn organisation(platform: &Platform, digits: &str, name: &str, url: &str) 
         .state
         .db
         .write(move |tx| {
-            let id = kopir::participants::insert(tx, &new)?;
+            let id = kopir::participants::insert(tx, &new, kopir::clock::now())?;
             kopir::notify::set_webhook_url(tx, id, &url)?;
             Ok::<_, StoreError>(id)
         })

@@ -152,7 +152,7 @@ async fn organisation(platform: &Platform, digits: &str, name: &str) -> (i64, St
         .running()
         .state
         .db
-        .write(move |tx| kopir::participants::insert(tx, &new).map_err(StoreError::from))
+        .write(move |tx| kopir::participants::insert(tx, &new, kopir::clock::now()).map_err(StoreError::from))
         .await
         .unwrap();
     (id, bin)

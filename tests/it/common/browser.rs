@@ -229,7 +229,8 @@ pub async fn operator_user(platform: &Platform, username: &str, role: kopir::ide
     let hash = kopir::identity::hash_password(&password).unwrap();
     let name = username.to_string();
     db.write(move |tx| {
-        kopir::identity::create_user(tx, &name, role, &hash, false).map_err(kopir::store::StoreError::from)
+        kopir::identity::create_user(tx, &name, role, &hash, false, kopir::clock::now())
+            .map_err(kopir::store::StoreError::from)
     })
     .await
     .unwrap();
@@ -252,8 +253,18 @@ pub async fn participant_user(platform: &Platform, bin: &str, username: &str, ro
     let (name, bin) = (username.to_string(), bin.to_string());
     db.write(move |tx| {
         let org = kopir::participants::organisation_by_bin(tx, &bin)?.expect("organisation exists");
-        kopir::identity::create_member(tx, &name, "Test Member", "member@bank.kz", role, Some(org.id), &hash, false)
-            .map_err(kopir::store::StoreError::from)
+        kopir::identity::create_member(
+            tx,
+            &name,
+            "Test Member",
+            "member@bank.kz",
+            role,
+            Some(org.id),
+            &hash,
+            false,
+            kopir::clock::now(),
+        )
+        .map_err(kopir::store::StoreError::from)
     })
     .await
     .unwrap();

@@ -54,6 +54,7 @@ pub async fn accredit(platform: &Platform, bin: &str) {
 /// accreditation allows, not how it is given (tests/it/accreditation.rs walks the pages).
 pub async fn accredit_as(platform: &Platform, bin: &str, provider: bool, user: bool) {
     let bin_owned = bin.to_string();
+    let now = platform.running().state.clock.now();
     let outcome = platform
         .running()
         .state
@@ -84,12 +85,12 @@ pub async fn accredit_as(platform: &Platform, bin: &str, provider: bool, user: b
             };
             let licence =
                 NewDocument { filename: "licence.pdf".into(), content_type: "application/pdf", content: PDF.to_vec() };
-            let saved = accreditation::save_application(tx, org, &input, &[licence], true, &operator())?;
+            let saved = accreditation::save_application(tx, org, &input, &[licence], true, &operator(), now)?;
             let SaveOutcome::Saved { application_id, .. } = saved else {
                 return Ok(Err(format!("application not saved: {saved:?}")));
             };
             let decided =
-                accreditation::decide(tx, application_id, Decision::Approve, "documents in order", &operator())?;
+                accreditation::decide(tx, application_id, Decision::Approve, "documents in order", &operator(), now)?;
             Ok::<_, StoreError>(match decided {
                 DecideOutcome::Decided { .. } => Ok(()),
                 other => Err(format!("not approved: {other:?}")),
@@ -110,13 +111,15 @@ pub async fn set_status(platform: &Platform, bin: &str, status: &str) {
         other => panic!("the operator cannot make an organisation {other}"),
     };
     let bin_owned = bin.to_string();
+    let now = platform.running().state.clock.now();
     let outcome = platform
         .running()
         .state
         .db
         .write(move |tx| {
             let Some(org) = participants::organisation_by_bin(tx, &bin_owned)? else { return Ok(None) };
-            let changed = accreditation::change_standing(tx, org.id, change, "the operator's decision", &operator())?;
+            let changed =
+                accreditation::change_standing(tx, org.id, change, "the operator's decision", &operator(), now)?;
             Ok::<_, StoreError>(Some(changed))
         })
         .await
