@@ -369,6 +369,7 @@ pub async fn start_with_lookup(
     tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
+        state.clock.clone(),
         Duration::from_secs(config.oauth.expiry_sweep_secs),
         receiver.clone(),
     ));
