@@ -458,8 +458,24 @@ fn org_of(tx: &Transaction, organisation_id: i64) -> Result<Organisation, AppErr
     crate::participants::organisation(tx, organisation_id)?.ok_or(AppError::NotFound)
 }
 
+/// What a change came to inside its transaction: done, or refused — a refusal is journalled, so the transaction
+/// commits it, and only then does the caller see it as its error ([`Written::into_result`]).
+enum Written<T> {
+    Done(T),
+    Refused(AppError),
+}
+
+impl<T> Written<T> {
+    fn into_result(self) -> Result<T, AppError> {
+        match self {
+            Written::Done(value) => Ok(value),
+            Written::Refused(error) => Err(error),
+        }
+    }
+}
+
 /// Signs the CSR for the organisation (its registered name becomes the certificate's O); a refusal is journalled
-/// and returned as `Ok(Err(..))` so the caller can commit that record.
+/// and returned as [`Written::Refused`] so the caller can commit that record.
 fn sign(
     tx: &Transaction,
     authority: &Authority,
@@ -467,12 +483,12 @@ fn sign(
     org: &Organisation,
     label: &str,
     actor: &Actor,
-) -> Result<Result<crate::pki::Issued, AppError>, AppError> {
+) -> Result<Written<crate::pki::Issued>, AppError> {
     match authority.issue_client_for(csr_pem, label, &actor.name, Some(&org.name)) {
-        Ok(issued) => Ok(Ok(issued)),
+        Ok(issued) => Ok(Written::Done(issued)),
         Err(error) => {
             lifecycle::record_refusal(tx, label, &error, actor)?;
-            Ok(Err(error.into()))
+            Ok(Written::Refused(error.into()))
         }
     }
 }
@@ -487,7 +503,7 @@ pub async fn register(
     new: NewApplication,
     actor: Actor,
 ) -> Result<(Application, crate::pki::Issued), AppError> {
-    db.write(move |tx| -> Result<Result<(Application, crate::pki::Issued), AppError>, AppError> {
+    db.write(move |tx| -> Result<Written<(Application, crate::pki::Issued)>, AppError> {
         let org = org_of(tx, organisation_id)?;
         if let Some(why) = registration_refusal(&org, new.kind, new.mode) {
             audit::append(
@@ -502,12 +518,12 @@ pub async fn register(
                         "reason": why,
                     })),
             )?;
-            return Ok(Err(AppError::Refused(why)));
+            return Ok(Written::Refused(AppError::Refused(why)));
         }
         let label = format!("{} — {}", org.name, new.name);
         let issued = match sign(tx, &authority, &new.csr_pem, &org, &label, &actor)? {
-            Ok(issued) => issued,
-            Err(e) => return Ok(Err(e)),
+            Written::Done(issued) => issued,
+            Written::Refused(e) => return Ok(Written::Refused(e)),
         };
         let client_id = ClientId::generate();
         let uris = serde_json::to_string(&new.redirect_uris).map_err(|e| StoreError::Schema(e.to_string()))?;
@@ -543,9 +559,10 @@ pub async fn register(
                 })),
         )?;
         let app = by_id_for_organisation(tx, organisation_id, id)?.ok_or(AppError::NotFound)?;
-        Ok(Ok((app, issued)))
+        Ok(Written::Done((app, issued)))
     })
     .await?
+    .into_result()
 }
 
 /// Issues a new certificate for an application; every earlier certificate still valid gets `retire_at = now + grace`
@@ -559,19 +576,19 @@ pub async fn rotate(
     grace_hours: u32,
     actor: Actor,
 ) -> Result<crate::pki::Issued, AppError> {
-    db.write(move |tx| -> Result<Result<crate::pki::Issued, AppError>, AppError> {
+    db.write(move |tx| -> Result<Written<crate::pki::Issued>, AppError> {
         let app = by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(AppError::NotFound)?;
         let org = org_of(tx, organisation_id)?;
         if !app.active {
-            return Ok(Err(AppError::Refused("apps.error.disabled")));
+            return Ok(Written::Refused(AppError::Refused("apps.error.disabled")));
         }
         if org.status.is_blocked() {
-            return Ok(Err(AppError::Refused("apps.error.not_accredited")));
+            return Ok(Written::Refused(AppError::Refused("apps.error.not_accredited")));
         }
         let label = format!("{} — {}", org.name, app.name);
         let issued = match sign(tx, &authority, &csr_pem, &org, &label, &actor)? {
-            Ok(issued) => issued,
-            Err(e) => return Ok(Err(e)),
+            Written::Done(issued) => issued,
+            Written::Refused(e) => return Ok(Written::Refused(e)),
         };
         let retire_at = clock::rfc3339(clock::now() + Duration::hours(grace_hours.into()));
         let mut stmt = tx.prepare(
@@ -602,9 +619,10 @@ pub async fn rotate(
                     "refresh_tokens_rebound": rebound,
                 })),
         )?;
-        Ok(Ok(issued))
+        Ok(Written::Done(issued))
     })
     .await?
+    .into_result()
 }
 
 /// Revokes one certificate of an application (it must belong to the application of this organisation).
