@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use super::cases::{self, CASES, Case};
-use crate::catalog::check::{FindingOutcome, describe, describe_send, error_shape, excerpt};
+use super::evidence::{FindingOutcome, describe, describe_send, error_shape, excerpt};
 use crate::clock;
 use crate::config::Config;
 use crate::egress::{Guard, GuardedClient};
