@@ -28,30 +28,16 @@ use crate::store::{Db, StoreError};
 /// Most redirect URIs one application may register.
 pub const MAX_REDIRECT_URIS: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppKind {
-    /// An API user's application (an OAuth client): needs the organisation to be accredited as an API user.
-    ApiUser,
-    /// An API provider's system that calls the platform: needs accreditation as an API provider.
-    ProviderSystem,
+crate::text_enum! {
+    pub enum AppKind {
+        /// An API user's application (an OAuth client): needs the organisation to be accredited as an API user.
+        ApiUser = "api_user",
+        /// An API provider's system that calls the platform: needs accreditation as an API provider.
+        ProviderSystem = "provider_system",
+    }
 }
 
 impl AppKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppKind::ApiUser => "api_user",
-            AppKind::ProviderSystem => "provider_system",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AppKind> {
-        match s {
-            "api_user" => Some(AppKind::ApiUser),
-            "provider_system" => Some(AppKind::ProviderSystem),
-            _ => None,
-        }
-    }
 
     pub fn text_key(self) -> &'static str {
         match self {
@@ -61,31 +47,22 @@ impl AppKind {
     }
 }
 
-/// Where an API user's application works, chosen at registration and never changed: `production` (real banks, real
-/// customers; the organisation must be accredited as an API user) or `sandbox` (the banks' sandboxes and the
-/// standard's test customers only; any registered organisation, accredited or not, so it can build before it
-/// touches a real bank). A provider's system is always `production`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppMode {
-    Production,
-    Sandbox,
+crate::text_enum! {
+    /// Where an API user's application works, chosen at registration and never changed: `production` (real banks, real
+    /// customers; the organisation must be accredited as an API user) or `sandbox` (the banks' sandboxes and the
+    /// standard's test customers only; any registered organisation, accredited or not, so it can build before it
+    /// touches a real bank). A provider's system is always `production`.
+    pub enum AppMode {
+        Production = "production",
+        Sandbox = "sandbox",
+    }
 }
 
 impl AppMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppMode::Production => "production",
-            AppMode::Sandbox => "sandbox",
-        }
-    }
 
-    pub fn parse(s: &str) -> Option<AppMode> {
-        match s {
-            "production" => Some(AppMode::Production),
-            "sandbox" => Some(AppMode::Sandbox),
-            _ => None,
-        }
+    /// The mode of `word`, if it is one (for callers that read it as text; `word.parse()` says why not).
+    pub fn parse(word: &str) -> Option<AppMode> {
+        word.parse().ok()
     }
 
     pub fn is_sandbox(self) -> bool {
@@ -179,10 +156,10 @@ fn from_row(r: &Row) -> rusqlite::Result<Application> {
         organisation_id: r.get(1)?,
         client_id: r.get(2)?,
         name: r.get(3)?,
-        kind: AppKind::parse(&kind).ok_or_else(|| {
+        kind: kind.parse::<AppKind>().ok().ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("kind {kind}").into())
         })?,
-        mode: AppMode::parse(&mode).ok_or_else(|| {
+        mode: mode.parse::<AppMode>().ok().ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, format!("mode {mode}").into())
         })?,
         redirect_uris: serde_json::from_str(&uris)

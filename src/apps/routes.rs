@@ -128,13 +128,13 @@ async fn register(
     if !super::name_acceptable(&name) {
         errors.push(t.get("apps.error.name"));
     }
-    let kind = AppKind::parse(&form.kind);
+    let kind = form.kind.parse::<AppKind>().ok();
     if kind.is_none() {
         errors.push(t.get("apps.error.kind"));
     }
     let mode = match form.mode.as_str() {
         "" => Some(AppMode::Production),
-        other => AppMode::parse(other),
+        other => other.parse::<AppMode>().ok(),
     };
     if mode.is_none() {
         errors.push(t.get("apps.error.mode"));
@@ -317,7 +317,7 @@ async fn revoke(
 ) -> Result<Response, PageError> {
     let t = Texts::current();
     let org_id = who.org.id;
-    let Some(reason) = RevocationReason::parse(&form.reason) else {
+    let Some(reason) = form.reason.parse::<RevocationReason>().ok() else {
         return app_page(&state, &who, id, Some(t.get("apps.error.reason")), StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     let hours = state.config.pki.crl_validity_hours;

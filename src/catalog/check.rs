@@ -29,22 +29,15 @@ use crate::web::AppState;
 /// The future a check returns.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckReport> + Send + 'a>>;
 
-/// Which of an API's two base URLs a check calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Environment {
-    Sandbox,
-    Production,
+crate::text_enum! {
+    /// Which of an API's two base URLs a check calls.
+    pub enum Environment {
+        Sandbox = "sandbox",
+        Production = "production",
+    }
 }
 
 impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Sandbox => "sandbox",
-            Environment::Production => "production",
-        }
-    }
-
     /// The API's base URL for this environment, without a trailing slash.
     pub fn base_url(self, api: &Api) -> &str {
         match self {

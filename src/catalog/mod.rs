@@ -66,40 +66,18 @@ pub fn standard_title_key(id: &str) -> Option<&'static str> {
     standard(id).map(|s| s.title_key)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiStatus {
-    Draft,
-    InTesting,
-    Published,
-    Suspended,
-    Deprecated,
-    Retired,
+crate::text_enum! {
+    pub enum ApiStatus {
+        Draft = "draft",
+        InTesting = "in_testing",
+        Published = "published",
+        Suspended = "suspended",
+        Deprecated = "deprecated",
+        Retired = "retired",
+    }
 }
 
 impl ApiStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiStatus::Draft => "draft",
-            ApiStatus::InTesting => "in_testing",
-            ApiStatus::Published => "published",
-            ApiStatus::Suspended => "suspended",
-            ApiStatus::Deprecated => "deprecated",
-            ApiStatus::Retired => "retired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ApiStatus> {
-        Some(match s {
-            "draft" => ApiStatus::Draft,
-            "in_testing" => ApiStatus::InTesting,
-            "published" => ApiStatus::Published,
-            "suspended" => ApiStatus::Suspended,
-            "deprecated" => ApiStatus::Deprecated,
-            "retired" => ApiStatus::Retired,
-            _ => return None,
-        })
-    }
 
     pub fn text_key(self) -> &'static str {
         match self {
@@ -203,7 +181,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Api> {
         timeout_ms: r.get(9)?,
         contact_email: r.get(10)?,
         contact_phone: r.get(11)?,
-        status: ApiStatus::parse(&status).ok_or_else(|| {
+        status: status.parse::<ApiStatus>().ok().ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 12,
                 rusqlite::types::Type::Text,
@@ -597,7 +575,7 @@ pub fn connections_of_application(
             api_id: r.get(0)?,
             api_name: r.get(1)?,
             api_version: r.get(2)?,
-            api_status: ApiStatus::parse(&status).ok_or_else(|| {
+            api_status: status.parse::<ApiStatus>().ok().ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, status.into())
             })?,
             provider_name: r.get(4)?,
@@ -637,7 +615,7 @@ pub fn connections_to_api(conn: &Connection, api_id: i64) -> rusqlite::Result<Ve
             client_id: r.get(1)?,
             organisation_name: r.get(2)?,
             organisation_bin: r.get(3)?,
-            mode: crate::apps::AppMode::parse(&mode).ok_or_else(|| {
+            mode: mode.parse::<crate::apps::AppMode>().ok().ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, mode.into())
             })?,
             connected_at: r.get(5)?,
@@ -694,7 +672,7 @@ pub fn connected_api(
             sandbox_base_url: r.get(8)?,
             timeout_ms: r.get(5)?,
             sla_response_ms: r.get(6)?,
-            status: ApiStatus::parse(&status).ok_or_else(|| {
+            status: status.parse::<ApiStatus>().ok().ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, status.into())
             })?,
         })

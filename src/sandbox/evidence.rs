@@ -34,25 +34,15 @@ impl FindingOutcome {
     }
 }
 
-/// How much a failed case matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// The platform's credentials or the customers' data are not protected, or nothing works.
-    Critical,
-    /// A rule of the standard is broken: API users' code will trip on it.
-    Major,
-    /// A detail of the standard.
-    Minor,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Major => "major",
-            Severity::Minor => "minor",
-        }
+crate::text_enum! {
+    /// How much a failed case matters.
+    pub enum Severity {
+        /// The platform's credentials or the customers' data are not protected, or nothing works.
+        Critical = "critical",
+        /// A rule of the standard is broken: API users' code will trip on it.
+        Major = "major",
+        /// A detail of the standard.
+        Minor = "minor",
     }
 }
 

@@ -211,7 +211,7 @@ async fn override_form(
     CsrfForm(form): CsrfForm<OverrideForm>,
 ) -> Result<Response, PageError> {
     let t = Texts::current();
-    let Some(mode) = Override::parse(&form.mode) else {
+    let Some(mode) = form.mode.parse::<Override>().ok() else {
         return console_page(&state, &who, id, vec![t.get("health.error.mode")], None).await;
     };
     match health::set_override(&state.db, id, mode, form.reason, who.audit_actor()).await {
