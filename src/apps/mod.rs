@@ -38,7 +38,6 @@ crate::text_enum! {
 }
 
 impl AppKind {
-
     pub fn text_key(self) -> &'static str {
         match self {
             AppKind::ApiUser => "apps.kind_api_user",
@@ -59,7 +58,6 @@ crate::text_enum! {
 }
 
 impl AppMode {
-
     /// The mode of `word`, if it is one (for callers that read it as text; `word.parse()` says why not).
     pub fn parse(word: &str) -> Option<AppMode> {
         word.parse().ok()

@@ -15,7 +15,6 @@ crate::text_enum! {
 }
 
 impl CertKind {
-
     /// Whether `kopir ca revoke` may revoke it (the CA's own certificates need a new CA instead).
     pub fn revocable(self) -> bool {
         matches!(self, CertKind::Server | CertKind::PlatformClient | CertKind::Client)
@@ -35,7 +34,6 @@ crate::text_enum! {
 }
 
 impl RevocationReason {
-
     pub fn to_rcgen(self) -> rcgen::RevocationReason {
         match self {
             RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
