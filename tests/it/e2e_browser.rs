@@ -42,7 +42,7 @@ async fn a_bank_registers_enrols_its_second_factor_and_reaches_its_workspace() {
     // Read the key as a person would type it into an authenticator app, and answer with the app's code.
     let secret_text = chrome.text("#totp-secret").await;
     let secret = kopir::identity::totp::parse_secret_text(&secret_text).expect("the page shows a base32 key");
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let now = platform.clock().now().unix_timestamp() as u64;
     let code = kopir::identity::totp::code_at(&secret, "aruzhan", now).unwrap();
     chrome.fill("code", &code).await;
     chrome.click("form[action='/account/enrol'] button[type=submit]").await;
@@ -66,6 +66,7 @@ async fn a_bank_registers_enrols_its_second_factor_and_reaches_its_workspace() {
 /// Signs in through the pages; enrols the second factor when asked. Returns the TOTP secret and the step used.
 async fn sign_in(
     chrome: &Chrome,
+    clock: &kopir::clock::Clock,
     username: &str,
     password: &str,
     secret: Option<&[u8]>,
@@ -86,11 +87,11 @@ async fn sign_in(
             (secret.to_vec(), "/login/code")
         }
     };
-    // A code is accepted once per 30-second step: wait for a step later than the last one used.
-    let mut now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
-    while now / 30 <= last_step {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    // A code is accepted once per 30-second step: move the platform's clock to a step later than the last one used.
+    let mut now = clock.now().unix_timestamp() as u64;
+    if now / 30 <= last_step {
+        clock.advance(time::Duration::seconds(30));
+        now = clock.now().unix_timestamp() as u64;
     }
     chrome.fill("code", &kopir::identity::totp::code_at(&secret, username, now).unwrap()).await;
     chrome.click(&format!("form[action='{form}'] button[type=submit]")).await;
@@ -119,7 +120,7 @@ async fn register_apply_approve_list_and_connect_over_mtls() {
     .await;
 
     // The bank's administrator signs in (enrolling the second factor) and applies for accreditation.
-    let (bank_secret, bank_step) = sign_in(&chrome, &admin, &password, None, 0).await;
+    let (bank_secret, bank_step) = sign_in(&chrome, platform.clock(), &admin, &password, None, 0).await;
     chrome.wait_path("/org").await;
     chrome.goto("/org/accreditation").await;
     chrome.click("#wants_provider").await;
@@ -156,7 +157,7 @@ async fn register_apply_approve_list_and_connect_over_mtls() {
     // The operator reviews the queue and approves, with a reason.
     let operator_password =
         common::browser::operator_user(&platform, "saule.ops", kopir::identity::Role::OperatorStaff).await;
-    let (_, _) = sign_in(&chrome, "saule.ops", &operator_password, None, 0).await;
+    let (_, _) = sign_in(&chrome, platform.clock(), "saule.ops", &operator_password, None, 0).await;
     chrome.wait_path("/console").await;
     chrome.goto("/console/applications").await;
     chrome.wait_text("Steppe Bank JSC").await;
@@ -178,7 +179,7 @@ async fn register_apply_approve_list_and_connect_over_mtls() {
     chrome.shot("06-registry").await;
 
     // The bank registers an application with a CSR and gets its transport certificate.
-    sign_in(&chrome, &admin, &password, Some(&bank_secret), bank_step).await;
+    sign_in(&chrome, platform.clock(), &admin, &password, Some(&bank_secret), bank_step).await;
     chrome.wait_path("/org").await;
     chrome.goto("/org/apps").await;
     let csr = common::Csr::new("steppe-gateway");

@@ -15,6 +15,8 @@ pub struct Browser {
     /// The last TOTP code this browser sent (a replay of it must be refused whatever step the clock is in now).
     pub last_code: Option<String>,
     pub username: String,
+    /// The platform's clock: codes are computed for its time, and the next step is reached by moving it on.
+    clock: kopir::clock::Clock,
 }
 
 /// A page as the browser received it.
@@ -82,7 +84,15 @@ impl Browser {
             .redirect(policy)
             .build()
             .unwrap();
-        Browser { client, base: origin, jar, totp_secret: None, last_code: None, username: String::new() }
+        Browser {
+            client,
+            base: origin,
+            jar,
+            totp_secret: None,
+            last_code: None,
+            username: String::new(),
+            clock: platform.clock().clone(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -124,15 +134,14 @@ impl Browser {
 
     pub fn current_code(&self) -> String {
         let secret = self.totp_secret.as_ref().expect("enrolled");
-        let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+        let now = self.clock.now().unix_timestamp() as u64;
         kopir::identity::totp::code_at(secret, &self.username, now).unwrap()
     }
 
-    /// Waits for the next TOTP step (a code is accepted once per step) and returns its code.
+    /// The code of the next TOTP step (a code is accepted once per step), reached by moving the platform's clock on
+    /// by one step rather than waiting for it.
     pub async fn next_code(&self) -> String {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
-        let wait = 30 - now % 30;
-        tokio::time::sleep(std::time::Duration::from_secs(wait) + std::time::Duration::from_millis(200)).await;
+        self.clock.advance(time::Duration::seconds(30));
         self.current_code()
     }
 
