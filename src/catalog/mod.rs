@@ -78,7 +78,6 @@ crate::text_enum! {
 }
 
 impl ApiStatus {
-
     pub fn text_key(self) -> &'static str {
         match self {
             ApiStatus::Draft => "catalog.status.draft",

@@ -90,7 +90,6 @@ crate::text_enum! {
 }
 
 impl DeliveryStatus {
-
     pub fn text_key(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "webhooks.status.pending",

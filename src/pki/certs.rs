@@ -3,6 +3,14 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+crate::store::value::text_id! {
+    /// A certificate's serial number as the platform writes it: lower-case hex of its bytes (at most 20 bytes,
+    /// RFC 5280). Parse at the edge with the case a person typed folded first.
+    pub struct CertSerial, |s: &str| {
+        !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
 crate::text_enum! {
     /// What a certificate is for.
     pub enum CertKind {
@@ -15,7 +23,6 @@ crate::text_enum! {
 }
 
 impl CertKind {
-
     /// Whether `kopir ca revoke` may revoke it (the CA's own certificates need a new CA instead).
     pub fn revocable(self) -> bool {
         matches!(self, CertKind::Server | CertKind::PlatformClient | CertKind::Client)
@@ -35,7 +42,6 @@ crate::text_enum! {
 }
 
 impl RevocationReason {
-
     pub fn to_rcgen(self) -> rcgen::RevocationReason {
         match self {
             RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,

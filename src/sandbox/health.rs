@@ -59,7 +59,6 @@ crate::text_enum! {
 }
 
 impl Override {
-
     pub fn text_key(self) -> &'static str {
         match self {
             Override::Automatic => "health.override.automatic",
