@@ -279,7 +279,11 @@ pub fn certificates(conn: &Connection, application_id: i64) -> rusqlite::Result<
 }
 
 /// The stored PEM of one certificate of an application (the leaf only).
-pub fn certificate_pem(conn: &Connection, application_id: i64, serial: &str) -> rusqlite::Result<Option<String>> {
+pub fn certificate_pem(
+    conn: &Connection,
+    application_id: i64,
+    serial: &crate::pki::certs::CertSerial,
+) -> rusqlite::Result<Option<String>> {
     conn.query_row(
         "SELECT pem FROM certificates WHERE application_id = ?1 AND serial = ?2",
         params![application_id, serial],
@@ -607,7 +611,7 @@ pub async fn revoke_certificate(
     authority: Arc<Authority>,
     organisation_id: i64,
     application_id: i64,
-    serial: String,
+    serial: crate::pki::certs::CertSerial,
     reason: crate::pki::RevocationReason,
     crl_validity_hours: u32,
     actor: Actor,
@@ -624,7 +628,7 @@ pub async fn revoke_certificate(
     if !belongs {
         return Err(AppError::NotFound);
     }
-    match lifecycle::revoke(db, authority, serial, reason, crl_validity_hours, actor).await {
+    match lifecycle::revoke(db, authority, serial.into_string(), reason, crl_validity_hours, actor).await {
         Ok(_) => Ok(()),
         Err(PkiError::AlreadyRevoked(_)) => Err(AppError::Refused("apps.error.already_revoked")),
         Err(e) => Err(e.into()),

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::{AppCertificate, AppError, AppKind, AppMode, Application, NewApplication};
 use crate::participants::Organisation;
 use crate::pki::RevocationReason;
+use crate::pki::certs::CertSerial;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render_status};
@@ -277,11 +278,9 @@ async fn download(
     Path((id, file)): Path<(i64, String)>,
 ) -> Result<Response, PageError> {
     let org_id = who.org.id;
-    let Some(serial) = file.strip_suffix(".pem").filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()))
-    else {
+    let Some(serial) = file.strip_suffix(".pem").and_then(|s| CertSerial::parse(&s.to_ascii_lowercase()).ok()) else {
         return Err(PageError::not_found());
     };
-    let serial = serial.to_ascii_lowercase();
     let wanted = serial.clone();
     let pem = state
         .db
@@ -321,7 +320,7 @@ async fn revoke(
         return app_page(&state, &who, id, Some(t.get("apps.error.reason")), StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     let hours = state.config.pki.crl_validity_hours;
-    let serial = serial.to_ascii_lowercase();
+    let Ok(serial) = CertSerial::parse(&serial.to_ascii_lowercase()) else { return Err(PageError::not_found()) };
     match super::revoke_certificate(
         &state.db,
         state.authority.clone(),

@@ -13,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
 use super::Api;
@@ -183,8 +182,8 @@ impl ConformanceCheck {
         let bin = self
             .db
             .read(move |c| {
-                c.query_row("SELECT bin FROM organisations WHERE id = ?1", [organisation], |r| r.get::<_, String>(0))
-                    .optional()
+                crate::participants::organisation(c, organisation)
+                    .map(|org| org.map(|org| org.bin.to_string()))
                     .map_err(StoreError::from)
             })
             .await;

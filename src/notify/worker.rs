@@ -4,19 +4,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::{DueEvent, EVENT_ID_HEADER, JWT_TYPE, Next, NotifyError};
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::egress::{Guard, GuardedClient, Outbound, OutboundError, SendError};
 use crate::oauth::jwks::Signer;
 use crate::store::{Db, StoreError};
 use crate::web::AppState;
+use time::OffsetDateTime;
 
 /// How often the outbox is looked at.
 const POLL: Duration = Duration::from_secs(1);
@@ -30,6 +31,7 @@ const JWS_LIFETIME_SECS: i64 = 600;
 /// What every delivery needs.
 struct Context {
     db: Db,
+    clock: Clock,
     config: Arc<Config>,
     signer: Signer,
     client: GuardedClient,
@@ -42,9 +44,10 @@ struct Context {
 /// again after the restart — at least once, never lost.
 pub fn spawn_worker(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // Passes are timed on the platform's clock (tests move it to make retries due).
+        let clock = state.clock.clone();
         let mut worker = Worker::new(state);
-        let mut tick = tokio::time::interval(POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_pass = clock.now();
         loop {
             if *stop.borrow() {
                 break;
@@ -67,8 +70,9 @@ pub fn spawn_worker(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
                     worker.in_flight.remove(&task);
                     continue;
                 }
-                _ = tick.tick() => {}
+                () = clock.sleep(Duration::try_from(next_pass - clock.now()).unwrap_or_default()) => {}
             }
+            next_pass = clock.now() + POLL;
             worker.pass().await;
         }
         while worker.running.join_next().await.is_some() {}
@@ -80,8 +84,8 @@ struct Worker {
     state: AppState,
     signer: Signer,
     context: Option<Arc<Context>>,
-    client_failed_at: Option<Instant>,
-    last_sweep: Option<Instant>,
+    client_failed_at: Option<OffsetDateTime>,
+    last_sweep: Option<OffsetDateTime>,
     running: JoinSet<()>,
     /// Outbox row of each delivery in flight, so the next pass does not pick it again.
     in_flight: HashMap<tokio::task::Id, i64>,
@@ -107,7 +111,8 @@ impl Worker {
         if let Some(context) = &self.context {
             return Some(context.clone());
         }
-        if self.client_failed_at.is_some_and(|at| at.elapsed() < CLIENT_RETRY) {
+        let now = self.state.clock.now();
+        if self.client_failed_at.is_some_and(|at| now - at < CLIENT_RETRY) {
             return None;
         }
         let guard = self.state.egress.webhooks.clone();
@@ -115,6 +120,7 @@ impl Worker {
             Ok(client) => {
                 let context = Arc::new(Context {
                     db: self.state.db.clone(),
+                    clock: self.state.clock.clone(),
                     config: self.state.config.clone(),
                     signer: self.signer.clone(),
                     client,
@@ -125,16 +131,16 @@ impl Worker {
             }
             Err(error) => {
                 tracing::error!(%error, "webhooks cannot be delivered; retrying in a minute");
-                self.client_failed_at = Some(Instant::now());
+                self.client_failed_at = Some(now);
                 None
             }
         }
     }
 
     async fn pass(&mut self) {
-        let now = clock::now();
-        if self.last_sweep.is_none_or(|at| at.elapsed() >= SWEEP) {
-            self.last_sweep = Some(Instant::now());
+        let now = self.state.clock.now();
+        if self.last_sweep.is_none_or(|at| now - at >= SWEEP) {
+            self.last_sweep = Some(now);
             self.sweep(now).await;
         }
         let free = self.state.config.webhooks.concurrency.saturating_sub(self.running.len());
@@ -214,7 +220,7 @@ fn build_client(config: &Config, platform_root_pem: &str, guard: Guard) -> Resul
 /// One attempt at one event, and its record.
 async fn deliver(context: Arc<Context>, event: DueEvent) {
     let outcome = attempt(&context, &event).await;
-    let now = clock::now();
+    let now = context.clock.now();
     let now_text = clock::rfc3339(now);
     let attempts = u32::try_from(event.attempts.saturating_add(1)).unwrap_or(u32::MAX);
     let (label, next) = match &outcome {
@@ -264,7 +270,7 @@ async fn deliver(context: Arc<Context>, event: DueEvent) {
 async fn attempt(context: &Context, event: &DueEvent) -> Result<(), Failure> {
     let data: Value =
         serde_json::from_str(&event.payload).map_err(|_| Failure::platform("the stored payload is not valid JSON"))?;
-    let now = clock::now().unix_timestamp();
+    let now = context.clock.now().unix_timestamp();
     let occurred_at = clock::parse(&event.created_at).map(|t| t.unix_timestamp()).unwrap_or(now);
     let claims = json!({
         "iss": context.issuer,

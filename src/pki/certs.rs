@@ -3,6 +3,14 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+crate::store::value::text_id! {
+    /// A certificate's serial number as the platform writes it: lower-case hex of its bytes (at most 20 bytes,
+    /// RFC 5280). Parse at the edge with the case a person typed folded first.
+    pub struct CertSerial, |s: &str| {
+        !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
 crate::text_enum! {
     /// What a certificate is for.
     pub enum CertKind {

@@ -24,7 +24,7 @@ pub async fn issue_client(
             match authority.issue_client(&csr_pem, &label, &actor.name) {
                 Ok(issued) => {
                     record_client(tx, &issued, None, &actor)?;
-                    Ok(Signed::Issued(issued))
+                    Ok(Signed::Issued(Box::new(issued)))
                 }
                 Err(error) => {
                     record_refusal(tx, &label, &error, &actor)?;
@@ -34,7 +34,7 @@ pub async fn issue_client(
         })
         .await?;
     match signed {
-        Signed::Issued(issued) => Ok(issued),
+        Signed::Issued(issued) => Ok(*issued),
         Signed::Refused(error) => Err(error),
     }
 }
@@ -42,7 +42,7 @@ pub async fn issue_client(
 /// What a signing came to inside its transaction: issued, or refused — the refusal is journalled, so the transaction
 /// commits it before the caller sees it as its error.
 enum Signed {
-    Issued(Issued),
+    Issued(Box<Issued>),
     Refused(PkiError),
 }
 

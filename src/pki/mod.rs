@@ -27,7 +27,7 @@ use time::{Duration, OffsetDateTime};
 use crate::clock;
 use crate::config::{Config, PkiConfig};
 use crate::digest::sha256_hex;
-pub use certs::{CertKind, CertRecord, CertStatus, RevocationReason};
+pub use certs::{CertKind, CertRecord, CertSerial, CertStatus, RevocationReason};
 
 #[derive(Debug, Error)]
 pub enum PkiError {

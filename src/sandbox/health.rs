@@ -19,6 +19,7 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::catalog::{self, Api, ApiStatus, CheckReport, FindingOutcome};
 use crate::clock;
 use crate::store::{Db, StoreError};
+use time::OffsetDateTime;
 
 /// Full findings of a failing environment are kept again when the last kept ones are older than this.
 const EVIDENCE_REFRESH_MS: i64 = 3_600_000;
@@ -282,6 +283,7 @@ pub fn record_run(
     api_id: i64,
     reports: &[CheckReport],
     policy: Policy,
+    now: OffsetDateTime,
 ) -> Result<Transition, StoreError> {
     let Some(api) = catalog::api(tx, api_id)? else { return Ok(Transition::None) };
     if !matches!(api.status, ApiStatus::Published | ApiStatus::Deprecated | ApiStatus::Suspended) || reports.is_empty()
@@ -321,6 +323,7 @@ pub fn record_run(
                     "consecutive_failures": state.consecutive_failures,
                     "failing": failing_runs,
                 }),
+                now,
             )?;
             Ok(Transition::Delisted)
         }
@@ -334,6 +337,7 @@ pub fn record_run(
                 serde_json::json!({
                     "consecutive_passes": state.consecutive_passes,
                 }),
+                now,
             )?;
             Ok(Transition::Relisted)
         }
@@ -348,6 +352,7 @@ pub fn record_run(
                 serde_json::json!({
                     "override": "delisted",
                 }),
+                now,
             )?;
             Ok(Transition::Delisted)
         }
@@ -361,6 +366,7 @@ pub fn record_run(
                 serde_json::json!({
                     "override": "listed",
                 }),
+                now,
             )?;
             Ok(Transition::Relisted)
         }
@@ -416,8 +422,9 @@ fn delist(
     actor: &Actor,
     reason: Option<&str>,
     detail: serde_json::Value,
+    now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let now = clock::now_rfc3339();
+    let now = clock::rfc3339(now);
     tx.execute("UPDATE apis SET status = 'suspended', updated_at = ?2 WHERE id = ?1", params![api.id, now])?;
     tx.execute("INSERT OR IGNORE INTO api_health (api_id) VALUES (?1)", [api.id])?;
     let restore = if api.status == ApiStatus::Deprecated { "deprecated" } else { "published" };
@@ -468,8 +475,9 @@ fn relist(
     actor: &Actor,
     reason: Option<&str>,
     detail: serde_json::Value,
+    now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let now = clock::now_rfc3339();
+    let now = clock::rfc3339(now);
     let restore: Option<String> = tx
         .query_row("SELECT restore_status FROM api_health WHERE api_id = ?1", [api.id], |r| r.get(0))
         .optional()?
@@ -514,6 +522,7 @@ pub async fn set_override(
     mode: Override,
     reason: String,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<Transition, HealthError> {
     let reason = reason.trim().replace(['\r', '\n'], " ");
     if reason.chars().count() < 3 || reason.chars().count() > REASON_MAX || reason.chars().any(char::is_control) {
@@ -524,13 +533,12 @@ pub async fn set_override(
         if !matches!(api.status, ApiStatus::Published | ApiStatus::Deprecated | ApiStatus::Suspended) {
             return Err(HealthError::Refused("health.error.not_scheduled"));
         }
-        let now = clock::now_rfc3339();
         tx.execute("INSERT OR IGNORE INTO api_health (api_id) VALUES (?1)", [api_id])?;
         let before = health(tx, api_id)?;
         tx.execute(
             "UPDATE api_health SET override = ?2, override_reason = ?3, override_by = ?4, override_at = ?5
              WHERE api_id = ?1",
-            params![api_id, mode.as_str(), reason, actor.name, now],
+            params![api_id, mode, reason, actor.name, clock::rfc3339(now)],
         )?;
         let bin = provider_bin(tx, api.organisation_id)?;
         audit::append(
@@ -550,11 +558,11 @@ pub async fn set_override(
         let detail = serde_json::json!({ "override": mode.as_str(), "reason": reason });
         Ok(match mode {
             Override::Delisted if listed => {
-                delist(tx, &api, "operator", &actor, Some(&reason), detail)?;
+                delist(tx, &api, "operator", &actor, Some(&reason), detail, now)?;
                 Transition::Delisted
             }
             Override::Listed if !listed => {
-                relist(tx, &api, "operator", &actor, Some(&reason), detail)?;
+                relist(tx, &api, "operator", &actor, Some(&reason), detail, now)?;
                 Transition::Relisted
             }
             _ => Transition::None,
@@ -565,8 +573,7 @@ pub async fn set_override(
 
 /// Deletes one API's runs older than `keep_days` (summaries and scheduled findings) and its rollups older than a
 /// year. Returns the summaries deleted.
-pub fn prune(tx: &Transaction, api_id: i64, keep_days: u32) -> rusqlite::Result<usize> {
-    let now = clock::now();
+pub fn prune(tx: &Transaction, api_id: i64, keep_days: u32, now: OffsetDateTime) -> rusqlite::Result<usize> {
     let cutoff = now - time::Duration::days(i64::from(keep_days));
     let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000) as i64;
     let deleted = tx.execute("DELETE FROM api_runs WHERE api_id = ?1 AND at_ms < ?2", params![api_id, cutoff_ms])?;

@@ -214,7 +214,7 @@ async fn override_form(
     let Some(mode) = form.mode.parse::<Override>().ok() else {
         return console_page(&state, &who, id, vec![t.get("health.error.mode")], None).await;
     };
-    match health::set_override(&state.db, id, mode, form.reason, who.audit_actor()).await {
+    match health::set_override(&state.db, id, mode, form.reason, who.audit_actor(), state.clock.now()).await {
         Ok(_) => Ok(Redirect::to(&format!("/console/apis/{id}/health")).into_response()),
         Err(HealthError::Refused(key)) => console_page(&state, &who, id, vec![t.get(key)], None).await,
         Err(e) => Err(e.into()),

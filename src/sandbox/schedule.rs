@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 
 use super::health::{self, Policy, Transition};
 use crate::catalog::{Environment, PublicationCheck};
@@ -70,12 +70,14 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(timing.concurrency.max(1)));
-    let mut due: HashMap<i64, Instant> = HashMap::new();
+    // Due times are on the platform's clock, so tests that move it forward make runs due.
+    let clock = state.clock.clone();
+    let mut due: HashMap<i64, OffsetDateTime> = HashMap::new();
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut running: JoinSet<i64> = JoinSet::new();
-    let mut ticker = tokio::time::interval(TICK.min(timing.interval));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_prune = Instant::now();
+    let tick = TICK.min(timing.interval);
+    let mut wait = Duration::ZERO;
+    let mut next_prune = clock.now();
     tracing::info!(
         interval_secs = timing.interval.as_secs(),
         jitter_secs = timing.jitter.as_secs(),
@@ -84,9 +86,10 @@ pub async fn run(
     );
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            () = clock.sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
+        wait = tick;
         while let Some(done) = running.try_join_next() {
             if let Ok(api_id) = done {
                 in_flight.remove(&api_id);
@@ -99,7 +102,7 @@ pub async fn run(
                 continue;
             }
         };
-        let now = Instant::now();
+        let now = clock.now();
         let listed: HashSet<i64> = apis.iter().copied().collect();
         due.retain(|id, _| listed.contains(id));
         for api in apis {
@@ -145,10 +148,11 @@ async fn run_api(
         }
     };
     let (sandbox, production) = tokio::join!(one(Environment::Sandbox), one(Environment::Production));
+    let now = state.clock.now();
     let reports = vec![sandbox, production];
     let recorded = state
         .db
-        .write(move |tx| -> Result<Transition, StoreError> { health::record_run(tx, api_id, &reports, policy) })
+        .write(move |tx| -> Result<Transition, StoreError> { health::record_run(tx, api_id, &reports, policy, now) })
         .await;
     match recorded {
         Ok(Transition::Delisted) => tracing::warn!(api = api_id, "API delisted by the sandbox's checks"),
@@ -161,6 +165,7 @@ async fn run_api(
 
 /// Prunes old runs, one small transaction per API (the writer is never held long).
 async fn prune(state: &AppState, keep_days: u32) {
+    let now = state.clock.now();
     let ids = match state.db.read(|c| health::apis_with_runs(c).map_err(StoreError::from)).await {
         Ok(ids) => ids,
         Err(error) => {
@@ -170,7 +175,7 @@ async fn prune(state: &AppState, keep_days: u32) {
     };
     let mut deleted = 0;
     for id in ids {
-        match state.db.write(move |tx| health::prune(tx, id, keep_days).map_err(StoreError::from)).await {
+        match state.db.write(move |tx| health::prune(tx, id, keep_days, now).map_err(StoreError::from)).await {
             Ok(n) => deleted += n,
             Err(error) => tracing::error!(%error, api = id, "pruning scheduled checks failed"),
         }

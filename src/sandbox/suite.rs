@@ -11,17 +11,15 @@
 //! customers never named), and of the answer its status, content type, size, error codes and the JSON pointers and
 //! rules of schema violations — never a value, a name, an IBAN, an amount, nor the header itself.
 
-use crate::digest::b64url;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-use base64::Engine;
 use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::cases::{self, CASES, Case};
@@ -78,7 +76,7 @@ pub enum HeaderSigner {
     /// The platform's active signing key (the platform's own runs).
     Platform { signer: Signer, db: Db },
     /// A key given on the command line, published in the JWKS the bank trusts under `kid`.
-    Key { key: Arc<EcdsaKeyPair>, kid: String },
+    Key { key: Arc<jsonwebtoken::EncodingKey>, kid: String },
 }
 
 impl HeaderSigner {
@@ -137,8 +135,9 @@ impl Credentials {
     ) -> Result<Credentials, String> {
         let der = rustls_pki_types::PrivateKeyDer::from_pem_slice(signing_key_pem.as_bytes())
             .map_err(|e| format!("the signing key is not a PEM private key: {e}"))?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_der())
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_der())
             .map_err(|_| "the signing key is not a P-256 (ES256) key in PKCS#8".to_string())?;
+        let key = jsonwebtoken::EncodingKey::from_ec_der(der.secret_der());
         let trusting = Outbound::new().trust_pem(ca_pem.unwrap_or_default());
         let identified = trusting.clone().identity_pem(cert_pem, key_pem);
         Ok(Credentials {
@@ -151,21 +150,16 @@ impl Credentials {
 }
 
 /// A compact ES256 JWS of `typ` `kopir-consent+jwt`.
-fn jws(key: &EcdsaKeyPair, kid: &str, claims: &ConsentClaims) -> Result<String, String> {
-    let header = json!({ "alg": "ES256", "kid": kid, "typ": CONSENT_TYP });
-    let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
-    let mut token = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(&payload));
-    let signature =
-        key.sign(&aws_lc_rs::rand::SystemRandom::new(), token.as_bytes()).map_err(|_| "signing failed".to_string())?;
-    token.push('.');
-    token.push_str(&b64url(signature.as_ref()));
-    Ok(token)
+fn jws(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &ConsentClaims) -> Result<String, String> {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.to_string());
+    header.typ = Some(CONSENT_TYP.to_string());
+    jsonwebtoken::encode(&header, claims, key).map_err(|e| format!("signing failed: {e}"))
 }
 
 /// The `kid` of a compact JWS's protected header.
 fn kid_of(token: &str) -> Option<String> {
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
-    serde_json::from_slice::<Value>(&header).ok()?["kid"].as_str().map(str::to_string)
+    jsonwebtoken::decode_header(token).ok()?.kid
 }
 
 /// A header signed by a fresh key the platform never published, under the platform's real key id: a bank must
@@ -174,9 +168,7 @@ fn forged(kid: &str, claims: &ConsentClaims) -> Result<String, String> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| "key generation failed".to_string())?;
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-        .map_err(|_| "key generation failed".to_string())?;
-    jws(&key, kid, claims)
+    jws(&jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), kid, claims)
 }
 
 /// One case's result.
@@ -1060,6 +1052,7 @@ async fn windows(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn percentiles_take_the_nearest_rank() {
@@ -1095,7 +1088,7 @@ mod tests {
         assert_eq!(out_of_order(&list[..2]), None);
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref());
         let claims = ConsentClaims {
             iss: "https://p".into(),
             aud: "000740001307".into(),
