@@ -105,7 +105,13 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
 }
 
 fn with_cookie(mut response: Response, id: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Lax")) {
+    let cookie = axum_extra::extract::cookie::Cookie::build((COOKIE, id.to_string()))
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(axum_extra::extract::cookie::SameSite::Lax)
+        .build();
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

@@ -3,6 +3,7 @@
 //! certificate policy, `pki::PLATFORM_CLIENT_POLICY`) passed to the handlers, HTTP/1.1 with keep-alive or HTTP/2,
 //! and a short drain on shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +14,12 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::BankError;
 use crate::pki::TlsIdentity;
-use crate::web::server::{Limits, serve_http};
+use crate::web::client_cert::ConnectionInfo;
+use crate::web::server::{ConnectionSetup, Limits, TlsConnection};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -45,63 +46,9 @@ pub fn tls_config(identity: TlsIdentity, platform_root_pem: &str) -> Result<Arc<
     Ok(Arc::new(config))
 }
 
-/// Serves until `shutdown` turns true, then lets open requests finish for a few seconds.
-pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router, mut shutdown: watch::Receiver<bool>) {
-    let mut connections = JoinSet::new();
-    let connection_shutdown = shutdown.clone();
-    loop {
-        while connections.try_join_next().is_some() {}
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, router, stop) = (acceptor.clone(), router.clone(), connection_shutdown.clone());
-                connections.spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    connection(tls, router, stop).await;
-                });
-            }
-            _ = stopped(&mut shutdown) => break,
-        }
-    }
-    drop(listener);
-    let drained =
-        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        connections.abort_all();
-    }
-}
-
-/// The platform's own connection handling, with fixed limits: only the platform (by its certificate) gets this far.
-async fn connection(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    router: Router,
-    shutdown: watch::Receiver<bool>,
-) {
-    // The platform is recognised by the policy in its client certificate, not by the subject (which any
-    // participant's certificate from the same CA may repeat); the handlers refuse everyone else.
-    let caller = super::api::PlatformCaller(
-        tls.get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .is_some_and(|leaf| crate::pki::is_platform_client(leaf.as_ref())),
-    );
-    let router = router.layer(axum::Extension(caller));
+/// Serves until `shutdown` turns true, then lets open requests finish for a few seconds: the platform's accept loop
+/// with the bank's fixed limits.
+pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router, shutdown: watch::Receiver<bool>) {
     let limits = Limits {
         handshake_timeout: HANDSHAKE_TIMEOUT,
         // A bank's certificate check is the handshake's; nothing to re-judge on old connections.
@@ -118,10 +65,30 @@ async fn connection(
         max_header_bytes: 16 * 1024,
         max_body_bytes: 1024 * 1024,
     };
-    serve_http(tls, router, None, limits, shutdown).await;
+    crate::web::server::serve(listener, acceptor, BankConnections { router }, limits, shutdown).await;
 }
 
-/// Resolves once shutdown has been requested (the watch guard is dropped before returning, keeping futures `Send`).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+/// The bank's connections: whether the caller is the platform goes into every request.
+#[derive(Clone)]
+struct BankConnections {
+    router: Router,
+}
+
+impl ConnectionSetup for BankConnections {
+    fn setup(&self, tls: &TlsConnection, _peer_addr: SocketAddr) -> (Router, Option<Arc<ConnectionInfo>>) {
+        // The platform is recognised by the policy in its client certificate, not by the subject (which any
+        // participant's certificate from the same CA may repeat); the handlers refuse everyone else.
+        let caller = super::api::PlatformCaller(
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .is_some_and(|leaf| crate::pki::is_platform_client(leaf.as_ref())),
+        );
+        (self.router.clone().layer(axum::Extension(caller)), None)
+    }
+
+    fn metered(&self) -> bool {
+        false
+    }
 }

@@ -32,6 +32,8 @@ pub struct Admission {
 struct Inner {
     max_total: usize,
     max_per_source: usize,
+    /// Whether the count is the platform's `kopir_connections_open` (not another loop's, e.g. a reference bank's).
+    metered: bool,
     open: Mutex<Open>,
 }
 
@@ -64,7 +66,12 @@ fn source_of(ip: IpAddr) -> IpAddr {
 
 impl Admission {
     pub fn new(max_total: usize, max_per_source: usize) -> Admission {
-        Admission { inner: Arc::new(Inner { max_total, max_per_source, open: Mutex::new(Open::default()) }) }
+        Admission::with_metering(max_total, max_per_source, true)
+    }
+
+    /// An admission whose count is not reported as the platform's open connections.
+    pub fn with_metering(max_total: usize, max_per_source: usize, metered: bool) -> Admission {
+        Admission { inner: Arc::new(Inner { max_total, max_per_source, metered, open: Mutex::new(Open::default()) }) }
     }
 
     /// Takes a slot for a connection from `peer`, or says why there is none.
@@ -80,7 +87,9 @@ impl Admission {
         }
         *from_source += 1;
         open.total += 1;
-        super::metrics::record_open_connections(open.total);
+        if self.inner.metered {
+            super::metrics::record_open_connections(open.total);
+        }
         Ok(Admitted { inner: self.inner.clone(), source })
     }
 }
@@ -102,7 +111,9 @@ impl Drop for Admitted {
                 open.by_source.remove(&self.source);
             }
         }
-        super::metrics::record_open_connections(open.total);
+        if self.inner.metered {
+            super::metrics::record_open_connections(open.total);
+        }
     }
 }
 

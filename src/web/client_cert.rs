@@ -11,7 +11,6 @@ use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 
 use super::AppState;
-use crate::clock;
 use crate::digest::sha256;
 use crate::pki::certs::{self, AppRef, CertCheck};
 use crate::standard::error::{ApiError, ObErrorCode};
@@ -151,12 +150,17 @@ impl FromRequestParts<AppState> for MtlsClient {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let (cert, peer) = MtlsClient::presented(parts)?;
+        let now = state.clock.now_rfc3339();
+        // The handshake judged the validity when the connection opened; the platform's time decides at each request
+        // (a long-lived connection outlives a certificate that ends in the meantime).
+        if cert.not_after.as_str() <= now.as_str() {
+            tracing::warn!(serial = %cert.serial, %peer, "refused client certificate: expired since the handshake");
+            return Err(unauthorized(ObErrorCode::SignatureInvalid, CertProblem::Expired.message()));
+        }
         let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
         let verdict = state
             .db
-            .read(move |c| {
-                certs::check(c, &serial, &fingerprint, &clock::now_rfc3339()).map_err(crate::store::StoreError::from)
-            })
+            .read(move |c| certs::check(c, &serial, &fingerprint, &now).map_err(crate::store::StoreError::from))
             .await
             .map_err(|e| ApiError::internal(&e))?;
         MtlsClient::judge(cert, peer, verdict)

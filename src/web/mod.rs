@@ -360,7 +360,8 @@ pub async fn start_with_lookup(
     let (shutdown, receiver) = watch::channel(false);
     let limits = server::Limits::from_config(&config.server);
     metrics::spawn_upkeep();
-    let mut tasks = vec![tokio::spawn(server::serve(listener, acceptor, verifier, app, limits, receiver.clone()))];
+    let connections = PlatformConnections { router: app, verifier };
+    let mut tasks = vec![tokio::spawn(server::serve(listener, acceptor, connections, limits, receiver.clone()))];
     tasks.push(crate::notify::spawn_worker(state.clone(), receiver.clone()));
     tasks.push(crate::gateway::meter::spawn_writer(
         state.db.clone(),
@@ -397,6 +398,25 @@ pub async fn start_with_lookup(
     }
     tracing::info!(%addr, admin = ?admin_addr, "kopir is serving");
     Ok(Running { addr, admin_addr, state, server_cert, shutdown, tasks })
+}
+
+/// The platform's connections: the client certificate judged once, and with the peer's address put into every
+/// request of the connection.
+#[derive(Clone)]
+struct PlatformConnections {
+    router: Router,
+    verifier: tls::ClientVerifier,
+}
+
+impl server::ConnectionSetup for PlatformConnections {
+    fn setup(
+        &self,
+        tls: &server::TlsConnection,
+        peer_addr: SocketAddr,
+    ) -> (Router, Option<Arc<client_cert::ConnectionInfo>>) {
+        let peer_cert = self.verifier.judge(tls.get_ref().1.peer_certificates());
+        (self.router.clone(), Some(Arc::new(client_cert::ConnectionInfo { peer_addr, peer_cert })))
+    }
 }
 
 fn router_with_layers(extra: Router<AppState>, state: AppState) -> Router {

@@ -1,6 +1,7 @@
-//! The HTTPS accept loop: connection limits at accept, TLS handshake with a time-out, the client certificate judged
-//! once per connection, HTTP/1.1 or HTTP/2 by ALPN with header and idle time-outs and HTTP/2 stream limits,
-//! connections retired gracefully (with a bound) when idle or at their maximum age, and a drain on shutdown.
+//! The HTTPS accept loop, shared by the platform and the reference bank: connection limits at accept, TLS handshake
+//! with a time-out, then the owner's [`ConnectionSetup`] (the platform judges the client certificate once per
+//! connection), HTTP/1.1 or HTTP/2 by ALPN with header and idle time-outs and HTTP/2 stream limits, connections
+//! retired gracefully (with a bound) when idle or at their maximum age, and a drain on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +23,21 @@ use tower::ServiceExt;
 use super::activity::{Activity, DrainLimit, DrainedBody, TrackedBody};
 use super::admission::{Admission, Admitted};
 use super::client_cert::ConnectionInfo;
-use super::tls::ClientVerifier;
 use crate::config::ServerConfig;
+
+/// A TLS connection as accepted.
+pub type TlsConnection = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// What the owner of an accept loop decides for each connection once its handshake is done: the router that serves
+/// it, and what every request on it carries (the platform: the judged client certificate and the peer's address).
+pub trait ConnectionSetup: Clone + Send + Sync + 'static {
+    fn setup(&self, tls: &TlsConnection, peer_addr: SocketAddr) -> (Router, Option<Arc<ConnectionInfo>>);
+
+    /// Whether this loop's connections are the platform's, counted in its connection metrics.
+    fn metered(&self) -> bool {
+        true
+    }
+}
 
 /// Limits of the accept loop and of each connection (`[server]` in the configuration).
 #[derive(Debug, Clone, Copy)]
@@ -65,14 +79,14 @@ impl Limits {
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    verifier: ClientVerifier,
-    router: Router,
+    setup: impl ConnectionSetup,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
     let connection_shutdown = shutdown.clone();
-    let admission = Admission::new(limits.max_connections, limits.max_connections_per_address);
+    let admission =
+        Admission::with_metering(limits.max_connections, limits.max_connections_per_address, setup.metered());
     loop {
         // Reap finished connection tasks so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
@@ -102,8 +116,7 @@ pub async fn serve(
                     tcp,
                     peer_addr,
                     acceptor.clone(),
-                    verifier.clone(),
-                    router.clone(),
+                    setup.clone(),
                     limits,
                     connection_shutdown.clone(),
                     slot,
@@ -125,13 +138,11 @@ pub async fn serve(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn connection(
     tcp: tokio::net::TcpStream,
     peer_addr: SocketAddr,
     acceptor: TlsAcceptor,
-    verifier: ClientVerifier,
-    router: Router,
+    setup: impl ConnectionSetup,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
     _slot: Admitted,
@@ -147,9 +158,8 @@ async fn connection(
             return;
         }
     };
-    let peer_cert = verifier.judge(tls.get_ref().1.peer_certificates());
-    let info = Arc::new(ConnectionInfo { peer_addr, peer_cert });
-    serve_http(tls, router, Some(info), limits, shutdown).await;
+    let (router, info) = setup.setup(&tls, peer_addr);
+    serve_http(tls, router, info, limits, shutdown).await;
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one established (TLS) connection: the head of each request must arrive within the

@@ -1,0 +1,39 @@
+//! kopir's integration tests, one binary: every module starts real servers on 127.0.0.1:0 with their own temporary
+//! data directories, so tests share nothing but the process and run in parallel. Nothing here may change
+//! process-wide state (environment, current directory, global subscribers or crypto providers): a child process
+//! gets its configuration through its own command line and environment.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod accreditation;
+mod apps;
+mod backup;
+mod catalog;
+mod cli;
+mod conformance;
+mod connections;
+mod consent;
+mod console_registers;
+mod e2e_apps;
+mod e2e_browser;
+mod e2e_consent;
+mod e2e_demo;
+mod egress;
+mod gateway;
+mod journey_binding;
+mod jwks;
+mod limits;
+mod mtls;
+mod oauth;
+mod portal;
+mod refbank;
+mod registration;
+mod robustness;
+mod sandbox_apps;
+mod sandbox_schedule;
+mod shutdown;
+mod snapshot;
+mod threat_model;
+mod trust_adapters;
+mod webhooks;
