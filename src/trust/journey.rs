@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::clock;
@@ -325,9 +326,32 @@ pub struct JourneyForm<T> {
 pub struct NoFields {}
 
 impl<T: serde::de::DeserializeOwned + Send> FromRequest<AppState> for JourneyForm<T> {
-    type Rejection = PageError;
+    type Rejection = axum::response::Response;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Self::take(request, state).await.map_err(|refused| match refused {
+            // The framework's own refusal: the platform's error layer answers it (and, over HTTP/1.1, ends the
+            // connection, the rest of the body being unwanted).
+            FormRefusal::TooLarge(rejection) => rejection.into_response(),
+            FormRefusal::Page(e) => e.into_response(),
+        })
+    }
+}
+
+/// Why a journey form was not taken.
+enum FormRefusal {
+    TooLarge(axum::extract::rejection::BytesRejection),
+    Page(PageError),
+}
+
+impl From<PageError> for FormRefusal {
+    fn from(e: PageError) -> Self {
+        FormRefusal::Page(e)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Send> JourneyForm<T> {
+    async fn take(request: Request, state: &AppState) -> Result<Self, FormRefusal> {
         let (mut parts, body) = request.into_parts();
         let customer = Customer::from_request_parts(&mut parts, state).await?;
         let is_form = parts
@@ -336,13 +360,13 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequest<AppState> for JourneyFor
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if !is_form {
-            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form"));
+            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form").into());
         }
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.too_large")
+                FormRefusal::TooLarge(rejection)
             } else {
-                PageError::new(StatusCode::BAD_REQUEST, "error.bad_form")
+                FormRefusal::Page(PageError::new(StatusCode::BAD_REQUEST, "error.bad_form"))
             }
         })?;
         let token = form_urlencoded::parse(&bytes).find(|(name, _)| name == "csrf").map(|(_, v)| v.into_owned());
