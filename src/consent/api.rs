@@ -134,12 +134,12 @@ async fn create(
                 Ok(ids) => new.provider_ids = ids,
                 Err(refusal) => return Ok(Created::Refused(refusal)),
             }
-            Ok(Created::Consent(super::insert(tx, application_id, &new, &by)?))
+            Ok(Created::Consent(Box::new(super::insert(tx, application_id, &new, &by)?)))
         })
         .await
         .map_err(store_error)?;
     let consent = match consent {
-        Created::Consent(consent) => consent,
+        Created::Consent(consent) => *consent,
         Created::Refused(refusal) => return Err(refusal.into()),
     };
     let mut response = (StatusCode::CREATED, Json(one(&state, &consent))).into_response();
@@ -161,7 +161,7 @@ async fn visible(state: &AppState, client: &ApiClient, id: String) -> Result<Con
 
 /// What creating a consent came to.
 enum Created {
-    Consent(Consent),
+    Consent(Box<Consent>),
     /// A bank named cannot be asked (unknown, not a provider, or not for this environment).
     Refused(Refusal),
 }

@@ -16,6 +16,11 @@ use serde_json::json;
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
 
+/// Every route of consents: the Open Banking API, the customer's `/my` pages and the participants' portal page.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    axum::Router::new().merge(api::router()).merge(my::router()).merge(portal::router())
+}
+
 pub use rules::{NewConsent, Permission};
 
 crate::text_enum! {

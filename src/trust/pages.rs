@@ -453,7 +453,7 @@ async fn send_code(
             if let limits::Taken::Limited(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects, now)? {
                 return Ok(CodeIssue::Limited(at));
             }
-            let (otp_id, code) = otp::issue(tx, &purpose, &p)?;
+            let (otp_id, code) = otp::issue(tx, &purpose, &p, now)?;
             Ok(CodeIssue::Issued(otp_id, code))
         })
         .await?;
@@ -502,7 +502,7 @@ async fn code(
     let Some(otp_id) = journey.otp_id.clone() else {
         return Err(no_journey());
     };
-    let (seen, purpose, submitted) = (journey.clone(), journey.otp_purpose(), form.code);
+    let (seen, purpose, submitted, now) = (journey.clone(), journey.otp_purpose(), form.code, state.clock.now());
     let checked = state
         .db
         .write(move |tx| -> Result<Option<otp::Check>, StoreError> {
@@ -510,7 +510,7 @@ async fn code(
             if !journey::unchanged(tx, &seen)? {
                 return Ok(None);
             }
-            let check = otp::check(tx, &otp_id, &submitted)?;
+            let check = otp::check(tx, &otp_id, &submitted, now)?;
             if let otp::Check::Verified { purpose: p } = &check {
                 if *p != purpose {
                     return Ok(Some(otp::Check::Unknown));
@@ -570,7 +570,7 @@ async fn resend(
                 return Ok(Resent::Moved);
             }
             // Only a resend that would send counts against the limits; one refused for its wait or count does not.
-            if let Some(refused) = otp::resend_refusal(tx, &otp_id, &p)? {
+            if let Some(refused) = otp::resend_refusal(tx, &otp_id, &p, now)? {
                 return Ok(Resent::Otp(refused));
             }
             let iin = seen.iin.as_deref().unwrap_or_default();
@@ -578,7 +578,7 @@ async fn resend(
             if let limits::Taken::Limited(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects, now)? {
                 return Ok(Resent::Limited(at));
             }
-            Ok(Resent::Otp(otp::resend(tx, &otp_id, &p)?))
+            Ok(Resent::Otp(otp::resend(tx, &otp_id, &p, now)?))
         })
         .await?;
     let outcome = match outcome {
@@ -627,12 +627,10 @@ async fn cancel(
             // Only a request still open ends here; one answered some other way has nothing to reject.
             if let Some(p) = p.filter(|p| p.status == RequestStatus::Started)
                 && requests::deny(tx, &p.id)?
-            {
-                if let Err(crate::consent::ConsentError::Store(e)) =
+                && let Err(crate::consent::ConsentError::Store(e)) =
                     crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer")
-                {
-                    return Err(e.into());
-                }
+            {
+                return Err(e.into());
             }
             Ok(())
         })
