@@ -20,7 +20,6 @@ use super::rules::{self, ConsentRequest, Refusal};
 use super::{ChangedBy, Concerning, Consent, ConsentError, Status};
 use crate::apps::AppKind;
 use crate::apps::client::ApiClient;
-use crate::clock;
 use crate::standard::error::{ApiError, ObErrorCode};
 use crate::store::StoreError;
 use crate::web::AppState;
@@ -125,20 +124,24 @@ async fn create(
 ) -> Result<Response, ApiError> {
     client.require_api_user()?;
     let request: ConsentRequest = json_body(&headers, &body)?;
-    let (mut new, bins) = rules::check_request(&request.data, clock::now(), state.config.oauth.consent_max_days)?;
+    let (mut new, bins) = rules::check_request(&request.data, state.clock.now(), state.config.oauth.consent_max_days)?;
     let application_id = client.app.id;
     let by = ChangedBy { actor: format!("client:{}", client.app.client_id), source: client.cert.serial.clone() };
     let consent = state
         .db
-        .write(move |tx| -> Result<Result<Consent, Refusal>, StoreError> {
+        .write(move |tx| -> Result<Created, StoreError> {
             match rules::resolve_providers(tx, application_id, &bins) {
                 Ok(ids) => new.provider_ids = ids,
-                Err(refusal) => return Ok(Err(refusal)),
+                Err(refusal) => return Ok(Created::Refused(refusal)),
             }
-            Ok(Ok(super::insert(tx, application_id, &new, &by)?))
+            Ok(Created::Consent(Box::new(super::insert(tx, application_id, &new, &by)?)))
         })
         .await
-        .map_err(store_error)??;
+        .map_err(store_error)?;
+    let consent = match consent {
+        Created::Consent(consent) => *consent,
+        Created::Refused(refusal) => return Err(refusal.into()),
+    };
     let mut response = (StatusCode::CREATED, Json(one(&state, &consent))).into_response();
     if let Ok(location) = state.url(&format!("{BASE}/{}", consent.id)).parse() {
         response.headers_mut().insert(header::LOCATION, location);
@@ -154,6 +157,13 @@ async fn visible(state: &AppState, client: &ApiClient, id: String) -> Result<Con
         Some(c) if client.app.kind == AppKind::ProviderSystem && c.names_provider(client.organisation.id) => Ok(c),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, ObErrorCode::ResourceNotFound, "No such consent")),
     }
+}
+
+/// What creating a consent came to.
+enum Created {
+    Consent(Box<Consent>),
+    /// A bank named cannot be asked (unknown, not a provider, or not for this environment).
+    Refused(Refusal),
 }
 
 /// Who may call: the consent's application, or a provider system of a bank it names.

@@ -16,39 +16,25 @@ use serde_json::json;
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
 
+/// Every route of consents: the Open Banking API, the customer's `/my` pages and the participants' portal page.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    axum::Router::new().merge(api::router()).merge(my::router()).merge(portal::router())
+}
+
 pub use rules::{NewConsent, Permission};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Status {
-    AwaitingAuthorisation,
-    Authorised,
-    Rejected,
-    Revoked,
-    Expired,
+crate::text_enum! {
+    /// Where a consent stands (OBIE words: stored in `consents.status` and sent as `Status`).
+    pub enum Status {
+        AwaitingAuthorisation = "AwaitingAuthorisation",
+        Authorised = "Authorised",
+        Rejected = "Rejected",
+        Revoked = "Revoked",
+        Expired = "Expired",
+    }
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::AwaitingAuthorisation => "AwaitingAuthorisation",
-            Status::Authorised => "Authorised",
-            Status::Rejected => "Rejected",
-            Status::Revoked => "Revoked",
-            Status::Expired => "Expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "AwaitingAuthorisation" => Status::AwaitingAuthorisation,
-            "Authorised" => Status::Authorised,
-            "Rejected" => Status::Rejected,
-            "Revoked" => Status::Revoked,
-            "Expired" => Status::Expired,
-            _ => return None,
-        })
-    }
-
     /// The key of the status's name in the page texts.
     pub fn text_key(self) -> &'static str {
         match self {
@@ -127,7 +113,7 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// The key of the status's name in the page texts.
     pub fn status_key(&self) -> &'static str {
-        Status::parse(&self.status).map(Status::text_key).unwrap_or("consent.status_provider_revoked")
+        self.status.parse::<Status>().map(Status::text_key).unwrap_or("consent.status_provider_revoked")
     }
 
     /// Who made the change, in words a customer understands (a text key).
@@ -153,7 +139,6 @@ fn conversion(index: usize, what: String) -> rusqlite::Error {
 
 fn from_row(r: &Row) -> rusqlite::Result<Consent> {
     let permissions: String = r.get(7)?;
-    let status: String = r.get(12)?;
     let mode: String = r.get(17)?;
     Ok(Consent {
         id: r.get(0)?,
@@ -169,7 +154,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Consent> {
         expires_at: r.get(9)?,
         transaction_from: r.get(10)?,
         transaction_to: r.get(11)?,
-        status: Status::parse(&status).ok_or_else(|| conversion(12, format!("status {status}")))?,
+        status: r.get(12)?,
         created_at: r.get(13)?,
         status_updated_at: r.get(14)?,
         authorised_at: r.get(15)?,

@@ -6,16 +6,15 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 
 use super::{ChangedBy, Concerning, Consent, ConsentError, HistoryEntry, Status};
 use crate::oauth::authorize::day;
 use crate::store::StoreError;
-use crate::trust::journey::{self, Customer, Journey, Purpose, Stage};
+use crate::trust::journey::{self, Customer, Journey, JourneyForm, NoFields, Purpose, Stage};
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render};
 
@@ -63,56 +62,41 @@ fn signed_in(customer: &Customer) -> Option<(&Journey, i64)> {
 }
 
 /// Anyone: the list when identified, otherwise what the page is and how to get in.
-async fn home(State(state): State<AppState>, customer: Customer) -> Response {
+async fn home(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
     let t = Texts { lang: customer.lang };
     let Some((journey, customer_id)) = signed_in(&customer) else {
-        return render(&WelcomePage { t });
+        return Ok(render(&WelcomePage { t }));
     };
-    let listed =
-        state.db.read(move |c| super::list(c, Concerning::Customer(customer_id), 1).map_err(StoreError::from)).await;
-    let consents = match listed {
-        Ok((consents, _)) => consents,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
-    let now = crate::clock::now_rfc3339();
+    let (consents, _) =
+        state.db.read(move |c| super::list(c, Concerning::Customer(customer_id), 1).map_err(StoreError::from)).await?;
+    let now = state.clock.now_rfc3339();
     let (active, past): (Vec<Consent>, Vec<Consent>) = consents.into_iter().partition(|c| c.is_live(&now));
     let mut response = render(&MyPage { t, csrf: &journey.csrf, masked_iin: journey.masked_iin(), active, past });
     response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-    response
+    Ok(response)
 }
 
 /// Anyone: begins the identification that leads to `/my`.
-async fn start(State(state): State<AppState>, customer: Customer) -> Response {
+async fn start(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
     if signed_in(&customer).is_some() {
-        return Redirect::to("/my").into_response();
+        return Err(PageError::Redirect("/my"));
     }
     let minutes = state.config.oauth.journey_minutes;
-    match state.db.write(move |tx| journey::start(tx, Purpose::My, minutes).map_err(StoreError::from)).await {
-        Ok((cookie, _)) => {
-            let mut response = Redirect::to("/verify").into_response();
-            response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
-            response
-        }
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+    let (cookie, _) =
+        state.db.write(move |tx| journey::start(tx, Purpose::My, minutes).map_err(StoreError::from)).await?;
+    let mut response = Redirect::to("/verify").into_response();
+    response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
+    Ok(response)
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
-async fn sign_out(State(state): State<AppState>, customer: Customer, Form(form): Form<CsrfForm>) -> Response {
-    let journey = match customer.check_form(&form.csrf) {
-        Ok(j) => j.clone(),
-        Err(e) => return e.into_response(),
-    };
-    if let Err(e) = state.db.write(move |tx| journey::close(tx, &journey.id_hash).map_err(StoreError::from)).await {
-        return PageError::internal(&e).into_response();
-    }
+async fn sign_out(
+    State(state): State<AppState>,
+    JourneyForm { journey, .. }: JourneyForm<NoFields>,
+) -> Result<Response, PageError> {
+    state.db.write(move |tx| journey::close(tx, &journey.id_hash).map_err(StoreError::from)).await?;
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
-    response
+    Ok(response)
 }
 
 /// The consent if it is this customer's.
@@ -135,89 +119,91 @@ async fn own(
         .await
 }
 
-async fn consent_page(state: &AppState, customer: &Customer, id: String, notice: Option<&'static str>) -> Response {
-    let Some((journey, customer_id)) = signed_in(customer) else { return Redirect::to("/my").into_response() };
-    match own(state, customer_id, id).await {
-        Ok(Some((consent, history))) => {
-            let live = consent.is_live(&crate::clock::now_rfc3339());
-            let mut response = render(&ConsentPage {
-                t: Texts { lang: customer.lang },
-                csrf: &journey.csrf,
-                consent: &consent,
-                live,
-                history,
-                notice,
-            });
-            response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-            response
-        }
-        Ok(None) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn consent_page(
+    state: &AppState,
+    customer: &Customer,
+    id: String,
+    notice: Option<&'static str>,
+) -> Result<Response, PageError> {
+    let Some((journey, customer_id)) = signed_in(customer) else { return Err(PageError::Redirect("/my")) };
+    let (consent, history) = own(state, customer_id, id).await?.ok_or_else(PageError::not_found)?;
+    let live = consent.is_live(&state.clock.now_rfc3339());
+    let mut response = render(&ConsentPage {
+        t: Texts { lang: customer.lang },
+        csrf: &journey.csrf,
+        consent: &consent,
+        live,
+        history,
+        notice,
+    });
+    response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
-async fn show(State(state): State<AppState>, customer: Customer, Path(id): Path<String>) -> Response {
+async fn show(
+    State(state): State<AppState>,
+    customer: Customer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     consent_page(&state, &customer, id, None).await
 }
 
+/// What a customer's withdrawal came to.
+enum Withdrawn {
+    Done,
+    /// The journey moved on, or the consent (or the bank's part of it) was not active.
+    NotActive,
+}
+
 /// Runs a revocation for the identified customer, on their own consent only.
-async fn change(state: &AppState, customer: &Customer, csrf: &str, id: String, bank: Option<i64>) -> Response {
-    if let Err(e) = customer.check_form(csrf) {
-        return e.into_response();
-    }
-    let Some((journey, customer_id)) = signed_in(customer) else { return Redirect::to("/my").into_response() };
+async fn change(state: &AppState, customer: &Customer, id: String, bank: Option<i64>) -> Result<Response, PageError> {
+    let Some((journey, customer_id)) = signed_in(customer) else { return Err(PageError::Redirect("/my")) };
     let seen = journey.clone();
-    match own(state, customer_id, id.clone()).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return PageError::not_found().into_response(),
-        Err(e) => return PageError::internal(&e).into_response(),
-    }
+    own(state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
     let target = id.clone();
     let done = state
         .db
-        .write(move |tx| -> Result<Result<(), ConsentError>, StoreError> {
+        .write(move |tx| -> Result<Withdrawn, StoreError> {
             // Still the same signed-in journey (not signed out or ended since the request was read).
             if !journey::unchanged(tx, &seen)? {
-                return Ok(Err(ConsentError::NotFound));
+                return Ok(Withdrawn::NotActive);
             }
             let result = match bank {
                 None => super::revoke(tx, &target, &by, "withdrawn by the customer"),
                 Some(bank) => super::revoke_provider(tx, &target, bank, &by, "withdrawn by the customer for this bank"),
             };
             match result {
+                Ok(()) => Ok(Withdrawn::Done),
                 Err(ConsentError::Store(e)) => Err(e.into()),
-                other => Ok(other),
+                Err(_) => Ok(Withdrawn::NotActive),
             }
         })
-        .await;
+        .await?;
     match done {
-        Ok(Ok(())) => Redirect::to(&format!("/my/consents/{id}")).into_response(),
-        Ok(Err(_)) => {
-            let mut response = consent_page(state, customer, id, Some("my.not_active")).await;
+        Withdrawn::Done => Ok(Redirect::to(&format!("/my/consents/{id}")).into_response()),
+        Withdrawn::NotActive => {
+            let mut response = consent_page(state, customer, id, Some("my.not_active")).await?;
             *response.status_mut() = StatusCode::CONFLICT;
-            response
+            Ok(response)
         }
-        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 
 async fn revoke_all(
     State(state): State<AppState>,
-    customer: Customer,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(&state, &customer, &form.csrf, id, None).await
+    JourneyForm { customer, .. }: JourneyForm<NoFields>,
+) -> Result<Response, PageError> {
+    change(&state, &customer, id, None).await
 }
 
 async fn revoke_bank(
     State(state): State<AppState>,
-    customer: Customer,
     Path((id, organisation)): Path<(String, i64)>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(&state, &customer, &form.csrf, id, Some(organisation)).await
+    JourneyForm { customer, .. }: JourneyForm<NoFields>,
+) -> Result<Response, PageError> {
+    change(&state, &customer, id, Some(organisation)).await
 }
 
 /// For templates: the status badge class and text key of a consent.

@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -44,9 +44,8 @@ async fn list(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     Query(query): Query<PageQuery>,
-) -> Response {
-    let lang = who.lang();
-    let Some(org) = who.organisation.as_ref() else { return Redirect::to("/").into_response() };
+) -> Result<Response, PageError> {
+    let org = &who.org;
     let (org_id, is_provider) = (org.id, org.is_provider);
     let page = query.page.unwrap_or(1).max(1);
     let found = state
@@ -58,18 +57,16 @@ async fn list(
                 if is_provider { super::list(c, Concerning::Provider(org_id), page)? } else { (vec![], false) };
             Ok((given, received))
         })
-        .await;
-    match found {
-        Ok(((given, given_more), (received, received_more))) => render(&ConsentsPage {
-            t: Texts { lang },
-            csrf: who.csrf(),
-            org,
-            given,
-            given_more,
-            received,
-            received_more,
-            page,
-        }),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?;
+    let ((given, given_more), (received, received_more)) = found;
+    Ok(render(&ConsentsPage {
+        t: Texts::current(),
+        csrf: who.csrf(),
+        org,
+        given,
+        given_more,
+        received,
+        received_more,
+        page,
+    }))
 }

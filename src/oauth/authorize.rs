@@ -8,7 +8,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -22,7 +22,7 @@ use crate::clock;
 use crate::consent::{self, ChangedBy, Consent};
 use crate::digest::sha256_hex;
 use crate::store::StoreError;
-use crate::trust::journey::{self, Customer, Journey, Purpose, Stage};
+use crate::trust::journey::{self, Customer, Journey, JourneyForm, Purpose, Stage};
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render};
 
@@ -111,8 +111,7 @@ async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQ
             // Checked above in this transaction, so it moves; the compare-and-set keeps it so if that changes.
             Ok(requests::start(tx, &request.id, &session_hash)?.then_some(cookie))
         })
-        .await
-        .map_err(|e| PageError::internal(&e))?;
+        .await?;
     let Some(cookie) = started else { return Err(page_error("authorize.expired_request")) };
     let mut response = Redirect::to("/verify").into_response();
     response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
@@ -131,22 +130,18 @@ struct ConsentScreen<'a> {
 }
 
 /// The request and its journey, when the customer is verified and the request still open.
-async fn verified(state: &AppState, customer: &Customer) -> Result<(Journey, Pending), Response> {
-    let Some(journey) = customer.journey.clone() else {
-        return Err(PageError::new(StatusCode::FORBIDDEN, "verify.no_journey").into_response());
+async fn verified(state: &AppState, journey: Option<&Journey>) -> Result<(Journey, Pending), PageError> {
+    let Some(journey) = journey.cloned() else {
+        return Err(PageError::new(StatusCode::FORBIDDEN, "verify.no_journey"));
     };
     if journey.purpose != Purpose::Authorize || journey.stage != Stage::Verified {
-        return Err(Redirect::to(journey.current_path()).into_response());
+        return Err(PageError::Redirect(journey.current_path()));
     }
     let hash = journey.id_hash.clone();
-    let pending = state
-        .db
-        .read(move |c| pending(c, &hash).map_err(StoreError::from))
-        .await
-        .map_err(|e| PageError::internal(&e).into_response())?;
+    let pending = state.db.read(move |c| pending(c, &hash).map_err(StoreError::from)).await?;
     match pending {
         Some(p) if p.status == RequestStatus::Started => Ok((journey, p)),
-        _ => Err(PageError::new(StatusCode::GONE, "authorize.expired_request").into_response()),
+        _ => Err(PageError::new(StatusCode::GONE, "authorize.expired_request")),
     }
 }
 
@@ -156,49 +151,50 @@ pub fn day(rfc3339: &str) -> String {
 }
 
 /// Who may call: the customer whose journey is verified, for the request it belongs to.
-async fn consent_page(State(state): State<AppState>, customer: Customer) -> Response {
-    let (journey, pending) = match verified(&state, &customer).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+async fn consent_page(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
+    let (journey, pending) = verified(&state, customer.journey.as_ref()).await?;
     let consent = &pending.consent;
     let window = match (&consent.transaction_from, &consent.transaction_to) {
         (None, None) => None,
         (from, to) => Some((from.as_deref().map(day).unwrap_or_default(), to.as_deref().map(day).unwrap_or_default())),
     };
-    render(&ConsentScreen {
+    Ok(render(&ConsentScreen {
         t: Texts { lang: customer.lang },
         csrf: &journey.csrf,
         consent,
         masked_iin: journey.masked_iin(),
         expires: day(&consent.expires_at),
         window,
-    })
+    }))
 }
 
 #[derive(Deserialize)]
 struct Decision {
-    csrf: String,
     decision: String,
+}
+
+/// What answering the consent screen came to.
+enum Answered {
+    /// The consent is authorised (a code issued) or rejected; the journey is closed.
+    Done,
+    /// The journey or the request moved on first (another tab), or the consent can no longer be answered.
+    Gone,
 }
 
 /// Who may call: the customer whose journey is verified (CSRF-checked form). Allow → `Authorised` and a code;
 /// deny → `Rejected` and `access_denied`. Either way the browser goes back to the API user's application.
-async fn decide(State(state): State<AppState>, customer: Customer, Form(form): Form<Decision>) -> Response {
-    if let Err(e) = customer.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let (journey, pending) = match verified(&state, &customer).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+async fn decide(
+    State(state): State<AppState>,
+    JourneyForm { customer, journey, form }: JourneyForm<Decision>,
+) -> Result<Response, PageError> {
+    let (journey, pending) = verified(&state, Some(&journey)).await?;
     let Some(customer_id) = journey.customer_id else {
-        return PageError::forbidden().into_response();
+        return Err(PageError::forbidden());
     };
     let allow = match form.decision.as_str() {
         "allow" => true,
         "deny" => false,
-        _ => return PageError::new(StatusCode::BAD_REQUEST, "error.bad_form").into_response(),
+        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_form")),
     };
     let code = super::random_token();
     let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
@@ -207,46 +203,43 @@ async fn decide(State(state): State<AppState>, customer: Customer, Form(form): F
     let now = state.clock.now();
     let outcome = state
         .db
-        .write(move |tx| -> Result<bool, StoreError> {
+        .write(move |tx| -> Result<Answered, StoreError> {
             // The customer is the one the journey verified, and the journey is still open.
             if !journey::unchanged(tx, &seen)? {
-                return Ok(false);
+                return Ok(Answered::Gone);
             }
             // Only a request still open may be answered (a second tab cannot answer twice).
             if requests::status(tx, &p.id)? != Some(RequestStatus::Started) {
-                return Ok(false);
+                return Ok(Answered::Gone);
             }
             if allow {
                 match consent::authorise(tx, &p.consent.id, customer_id, &by) {
                     Ok(_) => {}
                     Err(consent::ConsentError::Store(e)) => return Err(e.into()),
-                    Err(_) => return Ok(false),
+                    Err(_) => return Ok(Answered::Gone),
                 }
                 requests::approve(tx, &p.id, &code_hash, now + time::Duration::seconds(code_secs as i64))?;
             } else {
                 match consent::reject(tx, &p.consent.id, &by, "refused by the customer") {
                     Ok(()) => {}
                     Err(consent::ConsentError::Store(e)) => return Err(e.into()),
-                    Err(_) => return Ok(false),
+                    Err(_) => return Ok(Answered::Gone),
                 }
                 requests::deny(tx, &p.id)?;
             }
             journey::close(tx, &hash)?;
-            Ok(true)
+            Ok(Answered::Done)
         })
-        .await;
-    match outcome {
-        Ok(true) => {
-            let to = if allow {
-                response_url(&state, &pending, &[("code", &code)])
-            } else {
-                denied_url(&state, &pending, "The customer refused the consent")
-            };
-            let mut response = Redirect::to(&to).into_response();
-            response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
-            response
-        }
-        Ok(false) => PageError::new(StatusCode::GONE, "authorize.expired_request").into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
+        .await?;
+    if let Answered::Gone = outcome {
+        return Err(PageError::new(StatusCode::GONE, "authorize.expired_request"));
     }
+    let to = if allow {
+        response_url(&state, &pending, &[("code", &code)])
+    } else {
+        denied_url(&state, &pending, "The customer refused the consent")
+    };
+    let mut response = Redirect::to(&to).into_response();
+    response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+    Ok(response)
 }

@@ -205,6 +205,7 @@ pub fn purge(tx: &Transaction, before: OffsetDateTime) -> rusqlite::Result<usize
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::store::migrate::{SCHEMA, migrate};
 

@@ -32,6 +32,21 @@ pub fn router() -> Router<AppState> {
     Router::new().route(TOKEN, post(token)).route(REVOKE, post(revoke)).route(INTROSPECT, post(introspect))
 }
 
+/// What a grant came to, decided in its write transaction (a refusal may be journalled there too).
+enum Grant {
+    Issued(AccessClaims),
+    Refused(OauthError),
+}
+
+impl Grant {
+    fn into_result(self) -> Result<AccessClaims, OauthError> {
+        match self {
+            Grant::Issued(claims) => Ok(claims),
+            Grant::Refused(e) => Err(e),
+        }
+    }
+}
+
 fn no_store(body: Value) -> Response {
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -141,14 +156,14 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
     let (refresh_hash, c, request_id) = (sha256_hex(refresh_token.as_bytes()), client.clone(), grant.id);
     let issued = state
         .db
-        .write(move |tx| -> Result<Result<AccessClaims, OauthError>, StoreError> {
+        .write(move |tx| -> Result<Grant, StoreError> {
             // Compare-and-set: of two racing redemptions, one wins.
             if !requests::redeem(tx, &request_id)? {
-                return Ok(Err(OauthError::invalid_grant("The authorization code was already used")));
+                return Ok(Grant::Refused(OauthError::invalid_grant("The authorization code was already used")));
             }
             let consent = consent::load(tx, &claims.consent_id)?;
-            let Some(consent) = consent.filter(|c| c.is_live(&clock::now_rfc3339())) else {
-                return Ok(Err(OauthError::invalid_grant("The consent is no longer authorised")));
+            let Some(consent) = consent.filter(|c| c.is_live(&now)) else {
+                return Ok(Grant::Refused(OauthError::invalid_grant("The consent is no longer authorised")));
             };
             access::record(tx, &claims, c.app.id, &c.cert.sha256)?;
             tx.execute(
@@ -160,17 +175,18 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
                     consent.id,
                     c.cert.sha256,
                     claims.scope,
-                    clock::now_rfc3339(),
+                    now,
                     // A refresh token lives no longer than its consent.
                     consent.expires_at
                 ],
             )?;
             consent::touch(tx, &consent.id)?;
             audit_grant(tx, &c, "oauth.token.issued", Outcome::Success, &consent.id, "authorization_code");
-            Ok(Ok(claims))
+            Ok(Grant::Issued(claims))
         })
         .await
-        .map_err(|e| OauthError::server_error(&e))??;
+        .map_err(|e| OauthError::server_error(&e))?
+        .into_result()?;
     Ok(no_store(json!({
         "access_token": token,
         "token_type": "Bearer",
@@ -210,7 +226,8 @@ async fn refresh(state: &AppState, client: &ApiClient, params: &Params) -> Resul
     if revoked_at.is_some() {
         return Err(OauthError::invalid_grant("The refresh token has been revoked"));
     }
-    if expires_at.as_str() <= clock::now_rfc3339().as_str() {
+    let now = state.clock.now_rfc3339();
+    if expires_at.as_str() <= now.as_str() {
         return Err(OauthError::invalid_grant("The refresh token has expired with its consent"));
     }
     let (token, claims) = access::sign_for(state, &state.signer, &client.app, &consent_id, &client.cert.x5t_s256)
@@ -219,18 +236,19 @@ async fn refresh(state: &AppState, client: &ApiClient, params: &Params) -> Resul
     let c = client.clone();
     let issued = state
         .db
-        .write(move |tx| -> Result<Result<AccessClaims, OauthError>, StoreError> {
+        .write(move |tx| -> Result<Grant, StoreError> {
             let consent = consent::load(tx, &claims.consent_id)?;
-            let Some(consent) = consent.filter(|c| c.is_live(&clock::now_rfc3339())) else {
+            let Some(consent) = consent.filter(|c| c.is_live(&now)) else {
                 audit_grant(tx, &c, "oauth.token.refused", Outcome::Denied, &claims.consent_id, "consent not live");
-                return Ok(Err(OauthError::invalid_grant("The consent is no longer authorised")));
+                return Ok(Grant::Refused(OauthError::invalid_grant("The consent is no longer authorised")));
             };
             access::record(tx, &claims, c.app.id, &c.cert.sha256)?;
             consent::touch(tx, &consent.id)?;
-            Ok(Ok(claims))
+            Ok(Grant::Issued(claims))
         })
         .await
-        .map_err(|e| OauthError::server_error(&e))??;
+        .map_err(|e| OauthError::server_error(&e))?
+        .into_result()?;
     Ok(no_store(json!({
         "access_token": token,
         "token_type": "Bearer",
@@ -253,11 +271,10 @@ async fn revoke(
     params.check_client_id(&client)?;
     let token = params.require("token")?.to_string();
     let jti = access::verify(&state, &token).await.ok().map(|claims| claims.jti);
-    let (app_id, hash) = (client.app.id, sha256_hex(token.as_bytes()));
+    let (app_id, hash, now) = (client.app.id, sha256_hex(token.as_bytes()), state.clock.now_rfc3339());
     state
         .db
         .write(move |tx| -> Result<(), StoreError> {
-            let now = clock::now_rfc3339();
             tx.execute(
                 "UPDATE refresh_tokens SET revoked_at = ?3 WHERE token_hash = ?1 AND application_id = ?2
                  AND revoked_at IS NULL",
@@ -289,7 +306,7 @@ async fn introspect(
     params.check_client_id(&client)?;
     let token = params.require("token")?.to_string();
     let inactive = || Ok(no_store(json!({ "active": false })));
-    let now = clock::now_rfc3339();
+    let now = state.clock.now_rfc3339();
     // `token_type_hint` is optional (RFC 7662 §2.1): both kinds are tried, access token first.
     let (claims, token_type) = match access::verify(&state, &token).await {
         Ok(claims) => (claims, "access_token"),

@@ -7,9 +7,11 @@
 //! the row only if the stage, the IIN, the phone, the code challenge and the face-check nonce are still what the
 //! request saw, and the identity the code step verifies is the one that passed the face check.
 
-use axum::extract::FromRequestParts;
-use axum::http::HeaderValue;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::clock;
@@ -22,41 +24,42 @@ pub const COOKIE: &str = "__Host-kopir_customer";
 /// Biometric failures (liveness or match) allowed in one journey.
 pub const MAX_BIOMETRIC_FAILURES: i64 = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// Identification for an authorization request: ends at the consent screen.
-    Authorize,
-    /// Identification for the customer's own pages.
-    My,
-}
-
-impl Purpose {
-    fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Authorize => "authorize",
-            Purpose::My => "my",
-        }
+crate::text_enum! {
+    /// What a journey identifies the customer for (the word stored in `customer_sessions.purpose`).
+    pub enum Purpose {
+        /// Identification for an authorization request: ends at the consent screen.
+        Authorize = "authorize",
+        /// Identification for the customer's own pages.
+        My = "my",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Identify,
-    Biometric,
-    Otp,
-    Verified,
-    Closed,
+crate::text_enum! {
+    /// Where a journey stands (the word stored in `customer_sessions.stage`).
+    pub enum Stage {
+        Identify = "identify",
+        Biometric = "biometric",
+        Otp = "otp",
+        Verified = "verified",
+        Closed = "closed",
+    }
 }
 
-impl Stage {
-    fn parse(s: &str) -> Stage {
-        match s {
-            "identify" => Stage::Identify,
-            "biometric" => Stage::Biometric,
-            "otp" => Stage::Otp,
-            "verified" => Stage::Verified,
-            _ => Stage::Closed,
-        }
+impl Journey {
+    fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Journey> {
+        Ok(Journey {
+            id_hash: row.get("id_hash")?,
+            purpose: row.get("purpose")?,
+            stage: row.get("stage")?,
+            iin: row.get("iin")?,
+            phone: row.get("phone")?,
+            otp_id: row.get("otp_id")?,
+            customer_id: row.get("customer_id")?,
+            biometric_failures: row.get("biometric_failures")?,
+            csrf: row.get("csrf")?,
+            expires_at: row.get("expires_at")?,
+            biometric_nonce: row.get("biometric_nonce")?,
+        })
     }
 }
 
@@ -125,7 +128,7 @@ pub fn start(tx: &Transaction, purpose: Purpose, minutes: u64) -> rusqlite::Resu
          VALUES (?1, ?2, 'identify', ?3, ?4, ?5)",
         params![
             id_hash,
-            purpose.as_str(),
+            purpose,
             crate::oauth::random_token(),
             clock::rfc3339(now),
             clock::rfc3339(now + time::Duration::minutes(minutes as i64))
@@ -154,23 +157,7 @@ fn load_by_hash(conn: &Connection, id_hash: &str) -> rusqlite::Result<Option<Jou
                 biometric_nonce
          FROM customer_sessions WHERE id_hash = ?1 AND expires_at > ?2",
         params![id_hash, clock::now_rfc3339()],
-        |r| {
-            let purpose: String = r.get(1)?;
-            let stage: String = r.get(2)?;
-            Ok(Journey {
-                id_hash: r.get(0)?,
-                purpose: if purpose == "my" { Purpose::My } else { Purpose::Authorize },
-                stage: Stage::parse(&stage),
-                iin: r.get(3)?,
-                phone: r.get(4)?,
-                otp_id: r.get(5)?,
-                customer_id: r.get(6)?,
-                biometric_failures: r.get(7)?,
-                csrf: r.get(8)?,
-                expires_at: r.get(9)?,
-                biometric_nonce: r.get(10)?,
-            })
-        },
+        Journey::from_row,
     )
     .optional()
 }
@@ -322,6 +309,71 @@ impl FromRequestParts<AppState> for Customer {
             None => None,
         };
         Ok(Customer { journey, lang, host, source, same_origin })
+    }
+}
+
+/// A journey page's form, taken only when its CSRF token and the request's origin are the journey's — checked
+/// before the form is read, as [`crate::web::session::CsrfForm`] does for signed-in pages. The form type needs no
+/// `csrf` field.
+pub struct JourneyForm<T> {
+    pub customer: Customer,
+    pub journey: Journey,
+    pub form: T,
+}
+
+/// A form with nothing but its CSRF token.
+#[derive(serde::Deserialize)]
+pub struct NoFields {}
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequest<AppState> for JourneyForm<T> {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Self::take(request, state).await.map_err(|refused| match refused {
+            // The framework's own refusal: the platform's error layer answers it (and, over HTTP/1.1, ends the
+            // connection, the rest of the body being unwanted).
+            FormRefusal::TooLarge(rejection) => rejection.into_response(),
+            FormRefusal::Page(e) => e.into_response(),
+        })
+    }
+}
+
+/// Why a journey form was not taken.
+enum FormRefusal {
+    TooLarge(axum::extract::rejection::BytesRejection),
+    Page(PageError),
+}
+
+impl From<PageError> for FormRefusal {
+    fn from(e: PageError) -> Self {
+        FormRefusal::Page(e)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Send> JourneyForm<T> {
+    async fn take(request: Request, state: &AppState) -> Result<Self, FormRefusal> {
+        let (mut parts, body) = request.into_parts();
+        let customer = Customer::from_request_parts(&mut parts, state).await?;
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form").into());
+        }
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                FormRefusal::TooLarge(rejection)
+            } else {
+                FormRefusal::Page(PageError::new(StatusCode::BAD_REQUEST, "error.bad_form"))
+            }
+        })?;
+        let token = form_urlencoded::parse(&bytes).find(|(name, _)| name == "csrf").map(|(_, v)| v.into_owned());
+        let journey = customer.check_form(token.as_deref().unwrap_or_default())?.clone();
+        let form = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "error.bad_form"))?;
+        Ok(JourneyForm { customer, journey, form })
     }
 }
 

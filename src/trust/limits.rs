@@ -10,21 +10,23 @@ use crate::clock;
 use crate::config::TrustConfig;
 use crate::digest::sha256_hex;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A call of the biometric adapter.
-    Face,
-    /// A one-time code sent (or shown, in a sandbox journey).
-    Sms,
+crate::text_enum! {
+    /// What an attempt is (the word stored in `trust_attempts.kind`).
+    pub enum Kind {
+        /// A call of the biometric adapter.
+        Face = "face",
+        /// A one-time code sent (or shown, in a sandbox journey).
+        Sms = "sms",
+    }
 }
 
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Face => "face",
-            Kind::Sms => "sms",
-        }
-    }
+/// What [`take`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Counted against every subject.
+    Counted,
+    /// A limit is reached: nothing counted; room again at this moment.
+    Limited(OffsetDateTime),
 }
 
 /// Who an attempt is counted against.
@@ -62,8 +64,8 @@ pub fn take(
     config: &TrustConfig,
     kind: Kind,
     subjects: &[Subject<'_>],
-) -> rusqlite::Result<Result<(), OffsetDateTime>> {
-    let now = clock::now();
+    now: OffsetDateTime,
+) -> rusqlite::Result<Taken> {
     tx.execute("DELETE FROM trust_attempts WHERE at < ?1", [clock::rfc3339(now - Duration::days(1))])?;
     let mut retry_at: Option<OffsetDateTime> = None;
     for subject in subjects {
@@ -75,16 +77,16 @@ pub fn take(
         }
     }
     if let Some(at) = retry_at {
-        return Ok(Err(at));
+        return Ok(Taken::Limited(at));
     }
     let at = clock::rfc3339(now);
     for subject in subjects {
         tx.execute(
             "INSERT INTO trust_attempts (kind, subject, at) VALUES (?1, ?2, ?3)",
-            params![kind.as_str(), subject.key(), at],
+            params![kind, subject.key(), at],
         )?;
     }
-    Ok(Ok(()))
+    Ok(Taken::Counted)
 }
 
 /// When the window has `limit` attempts already: the moment the oldest of the last `limit` leaves it.
@@ -99,7 +101,7 @@ fn full_until(
     let since = clock::rfc3339(now - window);
     let count: i64 = tx.query_row(
         "SELECT count(*) FROM trust_attempts WHERE kind = ?1 AND subject = ?2 AND at > ?3",
-        params![kind.as_str(), subject, since],
+        params![kind, subject, since],
         |r| r.get(0),
     )?;
     if count < i64::from(limit) {
@@ -108,7 +110,7 @@ fn full_until(
     // The attempt whose leaving makes room: the (count - limit + 1)-th oldest in the window.
     let leaving: String = tx.query_row(
         "SELECT at FROM trust_attempts WHERE kind = ?1 AND subject = ?2 AND at > ?3 ORDER BY at LIMIT 1 OFFSET ?4",
-        params![kind.as_str(), subject, since, count - i64::from(limit)],
+        params![kind, subject, since, count - i64::from(limit)],
         |r| r.get(0),
     )?;
     Ok(Some(clock::parse(&leaving).map(|t| t + window).unwrap_or(now + window)))
@@ -116,8 +118,7 @@ fn full_until(
 
 /// Marks a vendor's capture reference as checked. False when it was checked before, in this journey or another:
 /// one capture is evidence for one check only.
-pub fn first_use_of_capture(tx: &Transaction, capture: &str) -> rusqlite::Result<bool> {
-    let now = clock::now();
+pub fn first_use_of_capture(tx: &Transaction, capture: &str, now: OffsetDateTime) -> rusqlite::Result<bool> {
     // A vendor's capture reference is short-lived on its side; a week covers any replay window.
     tx.execute("DELETE FROM biometric_captures WHERE used_at < ?1", [clock::rfc3339(now - Duration::days(7))])?;
     let inserted = tx.execute(
@@ -140,30 +141,33 @@ mod tests {
         let mut config = crate::config::Config::defaults().unwrap().trust;
         config.face_checks_per_hour = 2;
         config.per_source_per_hour = 3;
+        let now = clock::now();
         let take_for = |iin: &'static str, source: &'static str| {
             let config = config.clone();
             db.write(move |tx| {
-                take(tx, &config, Kind::Face, &[Subject::Iin(iin), Subject::Source(source)]).map_err(StoreError::from)
+                take(tx, &config, Kind::Face, &[Subject::Iin(iin), Subject::Source(source)], now)
+                    .map_err(StoreError::from)
             })
         };
-        assert!(take_for("1", "a").await.unwrap().is_ok());
-        assert!(take_for("1", "b").await.unwrap().is_ok());
-        let refused = take_for("1", "c").await.unwrap().unwrap_err();
-        assert!(refused > clock::now() + Duration::minutes(59), "retry after the hour: {refused}");
+        assert_eq!(take_for("1", "a").await.unwrap(), Taken::Counted);
+        assert_eq!(take_for("1", "b").await.unwrap(), Taken::Counted);
+        let Taken::Limited(refused) = take_for("1", "c").await.unwrap() else { panic!("the third face check") };
+        assert!(refused > now + Duration::minutes(59), "retry after the hour: {refused}");
         // Another person from source "a": allowed until the source's own limit.
-        assert!(take_for("2", "a").await.unwrap().is_ok());
-        assert!(take_for("3", "a").await.unwrap().is_ok());
-        assert!(take_for("4", "a").await.unwrap().is_err(), "source a has had three");
+        assert_eq!(take_for("2", "a").await.unwrap(), Taken::Counted);
+        assert_eq!(take_for("3", "a").await.unwrap(), Taken::Counted);
+        assert!(matches!(take_for("4", "a").await.unwrap(), Taken::Limited(_)), "source a has had three");
         // The refusals were not counted: source "c" still has room.
-        assert!(take_for("5", "c").await.unwrap().is_ok());
+        assert_eq!(take_for("5", "c").await.unwrap(), Taken::Counted);
     }
 
     #[tokio::test]
     async fn a_capture_is_checked_once() {
         let dir = tempfile::tempdir().unwrap();
         let (db, _) = Db::open(&dir.path().join("t.db"), Default::default(), true).unwrap();
-        let first =
-            |capture: &'static str| db.write(move |tx| first_use_of_capture(tx, capture).map_err(StoreError::from));
+        let first = |capture: &'static str| {
+            db.write(move |tx| first_use_of_capture(tx, capture, clock::now()).map_err(StoreError::from))
+        };
         assert!(first("cap-1").await.unwrap());
         assert!(!first("cap-1").await.unwrap());
         assert!(first("cap-2").await.unwrap());

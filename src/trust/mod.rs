@@ -31,3 +31,8 @@ pub fn webhook(config: &Config, url: &str) -> Result<webhook::Webhook, String> {
     let timeout = std::time::Duration::from_secs(config.trust.adapter_timeout_secs);
     webhook::Webhook::new(url, key, timeout, ca.as_deref())
 }
+
+/// Every route of the customer's verification journey (the pages; the rest of trust serves them).
+pub fn router() -> axum::Router<crate::web::AppState> {
+    pages::router()
+}

@@ -2,7 +2,7 @@
 //! does not reset them), a resend at most every 60 seconds and 3 sends per challenge.
 
 use rusqlite::{OptionalExtension, Transaction, params};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::clock;
 use crate::digest::{constant_time_eq, sha256_hex};
@@ -32,8 +32,7 @@ fn phone_hash(phone: &str) -> String {
 }
 
 /// A new challenge for `purpose`: returns its id and the code to send (the code is not stored).
-pub fn issue(tx: &Transaction, purpose: &str, phone: &str) -> rusqlite::Result<(String, String)> {
-    let now = clock::now();
+pub fn issue(tx: &Transaction, purpose: &str, phone: &str, now: OffsetDateTime) -> rusqlite::Result<(String, String)> {
     tx.execute("DELETE FROM otp_challenges WHERE expires_at < ?1", [clock::rfc3339(now - Duration::days(1))])?;
     let id = hex::encode(rand::random::<[u8; 16]>());
     let salt = hex::encode(rand::random::<[u8; 16]>());
@@ -70,7 +69,7 @@ pub enum Check {
 }
 
 /// Checks a code; a right one consumes the challenge.
-pub fn check(tx: &Transaction, id: &str, code: &str) -> rusqlite::Result<Check> {
+pub fn check(tx: &Transaction, id: &str, code: &str, now: OffsetDateTime) -> rusqlite::Result<Check> {
     let row: Option<(String, String, String, String, i64, String)> = tx
         .query_row(
             "SELECT purpose, salt, code_hash, expires_at, attempts, status FROM otp_challenges WHERE id = ?1",
@@ -84,7 +83,7 @@ pub fn check(tx: &Transaction, id: &str, code: &str) -> rusqlite::Result<Check> 
         "failed" => return Ok(Check::Exhausted),
         _ => return Ok(Check::Unknown),
     }
-    if expires_at.as_str() <= clock::now_rfc3339().as_str() {
+    if expires_at.as_str() <= clock::rfc3339(now).as_str() {
         return Ok(Check::Expired);
     }
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
@@ -114,11 +113,10 @@ pub enum Resend {
 
 /// A new code for an open challenge, to the same phone number, at most every 60 s and 3 times in all. The attempts
 /// already used stay used, and the expiry moves with the new code.
-pub fn resend(tx: &Transaction, id: &str, phone: &str) -> rusqlite::Result<Resend> {
-    if let Some(refused) = resend_refusal(tx, id, phone)? {
+pub fn resend(tx: &Transaction, id: &str, phone: &str, now: OffsetDateTime) -> rusqlite::Result<Resend> {
+    if let Some(refused) = resend_refusal(tx, id, phone, now)? {
         return Ok(refused);
     }
-    let now = clock::now();
     let salt = hex::encode(rand::random::<[u8; 16]>());
     let code = random_code();
     tx.execute(
@@ -130,7 +128,12 @@ pub fn resend(tx: &Transaction, id: &str, phone: &str) -> rusqlite::Result<Resen
 }
 
 /// Why a resend may not happen now (None: it may).
-pub fn resend_refusal(tx: &Transaction, id: &str, phone: &str) -> rusqlite::Result<Option<Resend>> {
+pub fn resend_refusal(
+    tx: &Transaction,
+    id: &str,
+    phone: &str,
+    now: OffsetDateTime,
+) -> rusqlite::Result<Option<Resend>> {
     let row: Option<(String, String, i64, String)> = tx
         .query_row("SELECT phone_hash, last_sent_at, sends, status FROM otp_challenges WHERE id = ?1", [id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -143,7 +146,6 @@ pub fn resend_refusal(tx: &Transaction, id: &str, phone: &str) -> rusqlite::Resu
     if sends >= MAX_SENDS {
         return Ok(Some(Resend::TooMany));
     }
-    let now = clock::now();
     if let Ok(last) = clock::parse(&last_sent_at) {
         let next = last + RESEND_AFTER;
         if now < next {
@@ -170,55 +172,60 @@ mod tests {
     fn right_code_verifies_once_and_is_never_stored() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, code) = issue(&tx, "consent:1", "+7 701 000 00 00").unwrap();
+        let (id, code) = issue(&tx, "consent:1", "+7 701 000 00 00", clock::now()).unwrap();
         assert_eq!(code.len(), 6);
         let stored: String =
             tx.query_row("SELECT code_hash || salt || phone_hash FROM otp_challenges", [], |r| r.get(0)).unwrap();
         assert!(!stored.contains(&code) && !stored.contains("7010000000"));
-        assert_eq!(check(&tx, &id, &code).unwrap(), Check::Verified { purpose: "consent:1".into() });
-        assert_eq!(check(&tx, &id, &code).unwrap(), Check::Unknown, "a used code worked again");
+        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Verified { purpose: "consent:1".into() });
+        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Unknown, "a used code worked again");
     }
 
     #[test]
     fn five_wrong_codes_kill_the_challenge_even_for_the_right_code() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, code) = issue(&tx, "p", "+77010000000").unwrap();
+        let (id, code) = issue(&tx, "p", "+77010000000", clock::now()).unwrap();
         let wrong = if code == "000000" { "111111" } else { "000000" };
         for left in (1..5).rev() {
-            assert_eq!(check(&tx, &id, wrong).unwrap(), Check::Wrong { attempts_left: left });
+            assert_eq!(check(&tx, &id, wrong, clock::now()).unwrap(), Check::Wrong { attempts_left: left });
         }
-        assert_eq!(check(&tx, &id, wrong).unwrap(), Check::Exhausted);
-        assert_eq!(check(&tx, &id, &code).unwrap(), Check::Exhausted);
+        assert_eq!(check(&tx, &id, wrong, clock::now()).unwrap(), Check::Exhausted);
+        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Exhausted);
     }
 
     #[test]
     fn expired_codes_are_refused() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, code) = issue(&tx, "p", "+77010000000").unwrap();
+        let (id, code) = issue(&tx, "p", "+77010000000", clock::now()).unwrap();
         tx.execute("UPDATE otp_challenges SET expires_at = '2000-01-01T00:00:00Z'", []).unwrap();
-        assert_eq!(check(&tx, &id, &code).unwrap(), Check::Expired);
+        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Expired);
     }
 
     #[test]
     fn resends_are_throttled_limited_and_replace_the_code() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, first) = issue(&tx, "p", "+77010000000").unwrap();
-        assert!(matches!(resend(&tx, &id, "+77010000000").unwrap(), Resend::Wait(s) if s > 0 && s <= 60));
-        assert_eq!(resend(&tx, &id, "+77019999999").unwrap(), Resend::Unknown, "another number");
+        let (id, first) = issue(&tx, "p", "+77010000000", clock::now()).unwrap();
+        assert!(matches!(resend(&tx, &id, "+77010000000", clock::now()).unwrap(), Resend::Wait(s) if s > 0 && s <= 60));
+        assert_eq!(resend(&tx, &id, "+77019999999", clock::now()).unwrap(), Resend::Unknown, "another number");
         let back = |tx: &Transaction| {
             tx.execute("UPDATE otp_challenges SET last_sent_at = '2000-01-01T00:00:00Z'", []).unwrap()
         };
         back(&tx);
-        let Resend::Code(second) = resend(&tx, &id, "+7 701 000 0000").unwrap() else { panic!("no resend") };
+        let Resend::Code(second) = resend(&tx, &id, "+7 701 000 0000", clock::now()).unwrap() else {
+            panic!("no resend")
+        };
         back(&tx);
-        assert!(matches!(resend(&tx, &id, "+77010000000").unwrap(), Resend::Code(_)));
+        assert!(matches!(resend(&tx, &id, "+77010000000", clock::now()).unwrap(), Resend::Code(_)));
         back(&tx);
-        assert_eq!(resend(&tx, &id, "+77010000000").unwrap(), Resend::TooMany);
+        assert_eq!(resend(&tx, &id, "+77010000000", clock::now()).unwrap(), Resend::TooMany);
         if first != second {
-            assert!(matches!(check(&tx, &id, &first).unwrap(), Check::Wrong { .. }), "the replaced code still worked");
+            assert!(
+                matches!(check(&tx, &id, &first, clock::now()).unwrap(), Check::Wrong { .. }),
+                "the replaced code still worked"
+            );
         }
     }
 

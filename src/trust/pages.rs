@@ -6,14 +6,14 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::biometric::{BiometricVerifier, Verdict};
-use super::journey::{self, Customer, Journey, MAX_BIOMETRIC_FAILURES, Purpose, Stage};
+use super::journey::{self, Customer, Journey, JourneyForm, MAX_BIOMETRIC_FAILURES, NoFields, Purpose, Stage};
 use super::limits::{self, Subject};
 use super::otp;
 use crate::config::Mode;
@@ -112,7 +112,7 @@ async fn step_page(
     step: &'static str,
     error: Option<String>,
     notice: Option<String>,
-) -> Response {
+) -> Result<Response, PageError> {
     render_step(state, customer, journey, step, error, notice, None).await
 }
 
@@ -123,7 +123,7 @@ async fn step_error(
     journey: &Journey,
     step: &'static str,
     key: &'static str,
-) -> Response {
+) -> Result<Response, PageError> {
     let message = Texts { lang: customer.lang }.get(key).to_string();
     step_page(state, customer, journey, step, Some(message), None).await
 }
@@ -137,14 +137,11 @@ async fn render_step(
     error: Option<String>,
     notice: Option<String>,
     sandbox_code: Option<String>,
-) -> Response {
-    let pending = match pending_of(state, journey).await {
-        Ok(p) => p,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+) -> Result<Response, PageError> {
+    let pending = pending_of(state, journey).await?;
     let sandbox = is_sandbox(&pending);
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    render_status(
+    Ok(render_status(
         status,
         &VerifyPage {
             t: Texts { lang: customer.lang },
@@ -163,43 +160,39 @@ async fn render_step(
             sandbox_code,
             test_customers: crate::standard::SANDBOX_CUSTOMERS,
         },
-    )
+    ))
 }
 
 /// The journey of this visitor at `stage`, or where to go instead.
-fn at_stage(customer: &Customer, stage: Stage) -> Result<&Journey, Box<Response>> {
+fn at_stage(customer: &Customer, stage: Stage) -> Result<&Journey, PageError> {
     match &customer.journey {
-        None => Err(Box::new(no_journey())),
+        None => Err(no_journey()),
         Some(j) if j.stage == stage => Ok(j),
-        Some(j) => Err(Box::new(Redirect::to(j.current_path()).into_response())),
+        Some(j) => Err(PageError::Redirect(j.current_path())),
     }
 }
 
-fn no_journey() -> Response {
-    PageError::new(StatusCode::FORBIDDEN, "verify.no_journey").into_response()
+fn no_journey() -> PageError {
+    PageError::new(StatusCode::FORBIDDEN, "verify.no_journey")
 }
 
-async fn identify_page(State(state): State<AppState>, customer: Customer) -> Response {
-    match at_stage(&customer, Stage::Identify) {
-        Ok(journey) => step_page(&state, &customer, journey, "identify", None, None).await,
-        Err(response) => *response,
-    }
+async fn identify_page(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
+    let journey = at_stage(&customer, Stage::Identify)?;
+    step_page(&state, &customer, journey, "identify", None, None).await
 }
 
 #[derive(Deserialize)]
 struct IdentifyForm {
-    csrf: String,
     iin: String,
     phone: String,
 }
 
-async fn identify(State(state): State<AppState>, customer: Customer, Form(form): Form<IdentifyForm>) -> Response {
-    let journey = match customer.check_form(&form.csrf) {
-        Ok(j) => j.clone(),
-        Err(e) => return e.into_response(),
-    };
+async fn identify(
+    State(state): State<AppState>,
+    JourneyForm { customer, journey, form }: JourneyForm<IdentifyForm>,
+) -> Result<Response, PageError> {
     if journey.stage != Stage::Identify {
-        return Redirect::to(journey.current_path()).into_response();
+        return Err(PageError::Redirect(journey.current_path()));
     }
     let iin = form.iin.trim().to_string();
     let Ok(iin) = Iin::parse(&iin) else {
@@ -211,10 +204,7 @@ async fn identify(State(state): State<AppState>, customer: Customer, Form(form):
     // A sandbox application's consent is for test customers only; a production one on a production platform, for
     // real people only; a test customer's own pages do not exist on a production platform. The customer stays on
     // this step (a developer who typed a real IIN can pick a test one).
-    let pending = match pending_of(&state, &journey).await {
-        Ok(p) => p,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let pending = pending_of(&state, &journey).await?;
     let refusal = match &pending {
         Some(p) => crate::apps::customer_refusal(p.consent.mode, state.config.mode, iin.as_str()),
         None => (state.config.mode == Mode::Production && crate::apps::is_test_customer(iin.as_str()))
@@ -225,16 +215,15 @@ async fn identify(State(state): State<AppState>, customer: Customer, Form(form):
         return step_error(&state, &customer, &journey, "identify", key).await;
     }
     let (seen, iin_text) = (journey.clone(), iin.as_str().to_string());
-    match state.db.write(move |tx| journey::identified(tx, &seen, &iin_text, &phone).map_err(StoreError::from)).await {
-        Ok(true) => Redirect::to("/verify/biometric").into_response(),
-        Ok(false) => conflict(),
-        Err(e) => PageError::internal(&e).into_response(),
+    if !state.db.write(move |tx| journey::identified(tx, &seen, &iin_text, &phone).map_err(StoreError::from)).await? {
+        return Err(conflict());
     }
+    Ok(Redirect::to("/verify/biometric").into_response())
 }
 
 /// Another request (a second tab, or a request whose body came late) moved the journey on first.
-fn conflict() -> Response {
-    PageError::new(StatusCode::CONFLICT, "verify.conflict").into_response()
+fn conflict() -> PageError {
+    PageError::new(StatusCode::CONFLICT, "verify.conflict")
 }
 
 /// A limit across journeys is reached: the step's page says when the customer may try again.
@@ -244,43 +233,42 @@ async fn limited(
     journey: &Journey,
     step: &'static str,
     retry_at: time::OffsetDateTime,
-) -> Response {
+) -> Result<Response, PageError> {
     let t = Texts { lang: customer.lang };
-    let seconds = (retry_at - crate::clock::now()).whole_seconds().max(1);
+    let seconds = (retry_at - state.clock.now()).whole_seconds().max(1);
     let minutes = (seconds + 59) / 60;
     audit_customer(state, customer, "trust.limit.reached", journey).await;
     let message = t.get("verify.limit_reached").replace("{minutes}", &minutes.to_string());
-    let mut response = step_page(state, customer, journey, step, Some(message), None).await;
+    let mut response = step_page(state, customer, journey, step, Some(message), None).await?;
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
-    response
+    Ok(response)
 }
 
-async fn biometric_page(State(state): State<AppState>, customer: Customer) -> Response {
-    match at_stage(&customer, Stage::Biometric) {
-        Ok(journey) => step_page(&state, &customer, journey, "biometric", None, None).await,
-        Err(response) => *response,
-    }
+async fn biometric_page(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
+    let journey = at_stage(&customer, Stage::Biometric)?;
+    step_page(&state, &customer, journey, "biometric", None, None).await
 }
 
 #[derive(Deserialize)]
 struct BiometricForm {
-    csrf: String,
     /// The vendor's reference of the capture (or, with the simulated adapter, the outcome chosen).
     session: String,
 }
 
 /// Ends the journey as failed and shows why, with the way back to the application (authorize) or a restart (my).
-async fn end_failed(state: &AppState, customer: &Customer, journey: &Journey, message_key: &'static str) -> Response {
+async fn end_failed(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    message_key: &'static str,
+) -> Result<Response, PageError> {
     let t = Texts { lang: customer.lang };
-    let pending = match pending_of(state, journey).await {
-        Ok(p) => p,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let pending = pending_of(state, journey).await?;
     let (hash, p) = (journey.id_hash.clone(), pending.clone());
-    let closed = state
+    state
         .db
         .write(move |tx| -> Result<(), StoreError> {
             journey::close(tx, &hash)?;
@@ -289,10 +277,7 @@ async fn end_failed(state: &AppState, customer: &Customer, journey: &Journey, me
             }
             Ok(())
         })
-        .await;
-    if let Err(e) = closed {
-        return PageError::internal(&e).into_response();
-    }
+        .await?;
     let mut response = render_status(
         StatusCode::FORBIDDEN,
         &EndedPage {
@@ -306,7 +291,7 @@ async fn end_failed(state: &AppState, customer: &Customer, journey: &Journey, me
         },
     );
     response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
-    response
+    Ok(response)
 }
 
 /// What a face check may do before the vendor is asked.
@@ -319,30 +304,27 @@ enum FaceCheck {
     Replayed,
 }
 
-async fn biometric(State(state): State<AppState>, customer: Customer, Form(form): Form<BiometricForm>) -> Response {
-    let journey = match customer.check_form(&form.csrf) {
-        Ok(j) => j.clone(),
-        Err(e) => return e.into_response(),
-    };
+async fn biometric(
+    State(state): State<AppState>,
+    JourneyForm { customer, journey, form }: JourneyForm<BiometricForm>,
+) -> Result<Response, PageError> {
     if journey.stage != Stage::Biometric {
-        return Redirect::to(journey.current_path()).into_response();
+        return Err(PageError::Redirect(journey.current_path()));
     }
     let (Some(iin), Some(nonce)) =
         (journey.iin.as_deref().and_then(|iin| Iin::parse(iin).ok()), journey.biometric_nonce.clone())
     else {
-        return no_journey();
+        return Err(no_journey());
     };
     let session = form.session.trim().to_string();
     if session.is_empty() || session.len() > 200 {
         return step_error(&state, &customer, &journey, "biometric", "verify.biometric_missing").await;
     }
-    let sandbox = match pending_of(&state, &journey).await {
-        Ok(p) => is_sandbox(&p),
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let sandbox = is_sandbox(&pending_of(&state, &journey).await?);
     // No real person is behind a test customer: their face check is always the simulated one.
     let verifier = if sandbox { &BiometricVerifier::Simulated } else { &state.biometric };
     let real_capture = !matches!(verifier, BiometricVerifier::Simulated);
+    let now = state.clock.now();
     let (seen, trust, source, capture) =
         (journey.clone(), state.config.trust.clone(), customer.source.clone(), session.clone());
     let allowed = state
@@ -352,17 +334,17 @@ async fn biometric(State(state): State<AppState>, customer: Customer, Form(form)
                 return Ok(FaceCheck::Moved);
             }
             let subjects = [Subject::Iin(seen.iin.as_deref().unwrap_or_default()), Subject::Source(&source)];
-            if let Err(at) = limits::take(tx, &trust, limits::Kind::Face, &subjects)? {
+            if let limits::Taken::Limited(at) = limits::take(tx, &trust, limits::Kind::Face, &subjects, now)? {
                 return Ok(FaceCheck::Limited(at));
             }
-            if real_capture && !limits::first_use_of_capture(tx, &capture)? {
+            if real_capture && !limits::first_use_of_capture(tx, &capture, now)? {
                 return Ok(FaceCheck::Replayed);
             }
             Ok(FaceCheck::Go)
         })
-        .await;
+        .await?;
     let verdict = match allowed {
-        Ok(FaceCheck::Go) => match verifier.verify(&iin, &session, &nonce).await {
+        FaceCheck::Go => match verifier.verify(&iin, &session, &nonce).await {
             Ok(verdict) => verdict,
             Err(error) => {
                 tracing::warn!(%error, "biometric adapter failed");
@@ -370,19 +352,17 @@ async fn biometric(State(state): State<AppState>, customer: Customer, Form(form)
                 return step_error(&state, &customer, &journey, "biometric", "verify.biometric_unavailable").await;
             }
         },
-        Ok(FaceCheck::Replayed) => Verdict::Unbound,
-        Ok(FaceCheck::Moved) => return conflict(),
-        Ok(FaceCheck::Limited(at)) => return limited(&state, &customer, &journey, "biometric", at).await,
-        Err(e) => return PageError::internal(&e).into_response(),
+        FaceCheck::Replayed => Verdict::Unbound,
+        FaceCheck::Moved => return Err(conflict()),
+        FaceCheck::Limited(at) => return limited(&state, &customer, &journey, "biometric", at).await,
     };
     if verdict != Verdict::Passed {
         let seen = journey.clone();
-        let failures =
-            match state.db.write(move |tx| journey::biometric_failed(tx, &seen).map_err(StoreError::from)).await {
-                Ok(Some(n)) => n,
-                Ok(None) => return conflict(),
-                Err(e) => return PageError::internal(&e).into_response(),
-            };
+        let failures = state
+            .db
+            .write(move |tx| journey::biometric_failed(tx, &seen).map_err(StoreError::from))
+            .await?
+            .ok_or_else(conflict)?;
         let action = if verdict == Verdict::Unbound { "trust.biometric.replayed" } else { "trust.biometric.failed" };
         audit_customer(&state, &customer, action, &journey).await;
         if failures >= MAX_BIOMETRIC_FAILURES {
@@ -395,8 +375,8 @@ async fn biometric(State(state): State<AppState>, customer: Customer, Form(form)
         };
         return step_error(&state, &customer, &journey, "biometric", key).await;
     }
-    if !sandbox && let Err(response) = phone_of_the_person(&state, &customer, &journey, &iin).await {
-        return *response;
+    if !sandbox && let PhoneCheck::Page(page) = phone_of_the_person(&state, &customer, &journey, &iin).await? {
+        return Ok(page);
     }
     send_code(&state, &customer, &journey, sandbox).await
 }
@@ -408,30 +388,36 @@ async fn phone_of_the_person(
     customer: &Customer,
     journey: &Journey,
     iin: &Iin,
-) -> Result<(), Box<Response>> {
+) -> Result<PhoneCheck, PageError> {
     let t = Texts { lang: customer.lang };
-    let Some(phone) = journey.phone.as_deref() else { return Err(Box::new(no_journey())) };
+    let Some(phone) = journey.phone.as_deref() else { return Err(no_journey()) };
     match state.phones.owns(iin, phone).await {
-        Ok(true) => Ok(()),
+        Ok(true) => Ok(PhoneCheck::Owned),
         Ok(false) => {
             let seen = journey.clone();
-            match state.db.write(move |tx| journey::phone_refused(tx, &seen).map_err(StoreError::from)).await {
-                Ok(true) => {}
-                Ok(false) => return Err(Box::new(conflict())),
-                Err(e) => return Err(Box::new(PageError::internal(&e).into_response())),
+            if !state.db.write(move |tx| journey::phone_refused(tx, &seen).map_err(StoreError::from)).await? {
+                return Err(conflict());
             }
             audit_customer(state, customer, "trust.phone.not_owned", journey).await;
             let mut back = journey.clone();
             (back.stage, back.iin, back.phone, back.biometric_nonce) = (Stage::Identify, None, None, None);
             let message = Some(t.get("verify.phone_not_owned").to_string());
-            Err(Box::new(step_page(state, customer, &back, "identify", message, None).await))
+            Ok(PhoneCheck::Page(step_page(state, customer, &back, "identify", message, None).await?))
         }
         Err(error) => {
             tracing::warn!(%error, "phone registry adapter failed");
             let message = Some(t.get("verify.phone_unavailable").to_string());
-            Err(Box::new(step_page(state, customer, journey, "biometric", message, None).await))
+            Ok(PhoneCheck::Page(step_page(state, customer, journey, "biometric", message, None).await?))
         }
     }
+}
+
+/// What the phone registry said of the journey's phone.
+enum PhoneCheck {
+    /// Registered to the person: the journey goes on.
+    Owned,
+    /// Not (or the registry failed): this page says so.
+    Page(Response),
 }
 
 /// What sending a code found.
@@ -443,11 +429,17 @@ enum CodeIssue {
 
 /// Issues an OTP for the journey and sends it. If the SMS cannot be sent, the journey stays where it is. A sandbox
 /// journey's code is sent nowhere: it is shown on the next page, once (test customers have no real phone).
-async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, sandbox: bool) -> Response {
+async fn send_code(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    sandbox: bool,
+) -> Result<Response, PageError> {
     let t = Texts { lang: customer.lang };
     let (Some(phone), Some(iin)) = (journey.phone.clone(), journey.iin.clone()) else {
-        return no_journey();
+        return Err(no_journey());
     };
+    let now = state.clock.now();
     let (seen, purpose, trust, source) =
         (journey.clone(), journey.otp_purpose(), state.config.trust.clone(), customer.source.clone());
     let p = phone.clone();
@@ -458,18 +450,17 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, san
                 return Ok(CodeIssue::Moved);
             }
             let subjects = [Subject::Iin(&iin), Subject::Phone(&p), Subject::Source(&source)];
-            if let Err(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects)? {
+            if let limits::Taken::Limited(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects, now)? {
                 return Ok(CodeIssue::Limited(at));
             }
-            let (otp_id, code) = otp::issue(tx, &purpose, &p)?;
+            let (otp_id, code) = otp::issue(tx, &purpose, &p, now)?;
             Ok(CodeIssue::Issued(otp_id, code))
         })
-        .await;
+        .await?;
     let (otp_id, code) = match issued {
-        Ok(CodeIssue::Issued(otp_id, code)) => (otp_id, code),
-        Ok(CodeIssue::Moved) => return conflict(),
-        Ok(CodeIssue::Limited(at)) => return limited(state, customer, journey, "biometric", at).await,
-        Err(e) => return PageError::internal(&e).into_response(),
+        CodeIssue::Issued(otp_id, code) => (otp_id, code),
+        CodeIssue::Moved => return Err(conflict()),
+        CodeIssue::Limited(at) => return limited(state, customer, journey, "biometric", at).await,
     };
     if !sandbox {
         let text = t.get("verify.sms_text").replace("{code}", &code);
@@ -479,45 +470,39 @@ async fn send_code(state: &AppState, customer: &Customer, journey: &Journey, san
         }
     }
     let seen = journey.clone();
-    match state.db.write(move |tx| journey::code_sent(tx, &seen, &otp_id).map_err(StoreError::from)).await {
-        Ok(true) => {}
-        Ok(false) => return conflict(),
-        Err(e) => return PageError::internal(&e).into_response(),
+    if !state.db.write(move |tx| journey::code_sent(tx, &seen, &otp_id).map_err(StoreError::from)).await? {
+        return Err(conflict());
     }
     if sandbox {
         // Rendered here, not after a redirect: the code is never kept, so no later page could show it.
         render_step(state, customer, journey, "code", None, None, Some(code)).await
     } else {
-        Redirect::to("/verify/code").into_response()
+        Ok(Redirect::to("/verify/code").into_response())
     }
 }
 
-async fn code_page(State(state): State<AppState>, customer: Customer) -> Response {
-    match at_stage(&customer, Stage::Otp) {
-        Ok(journey) => step_page(&state, &customer, journey, "code", None, None).await,
-        Err(response) => *response,
-    }
+async fn code_page(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
+    let journey = at_stage(&customer, Stage::Otp)?;
+    step_page(&state, &customer, journey, "code", None, None).await
 }
 
 #[derive(Deserialize)]
 struct CodeForm {
-    csrf: String,
     code: String,
 }
 
-async fn code(State(state): State<AppState>, customer: Customer, Form(form): Form<CodeForm>) -> Response {
+async fn code(
+    State(state): State<AppState>,
+    JourneyForm { customer, journey, form }: JourneyForm<CodeForm>,
+) -> Result<Response, PageError> {
     let t = Texts { lang: customer.lang };
-    let journey = match customer.check_form(&form.csrf) {
-        Ok(j) => j.clone(),
-        Err(e) => return e.into_response(),
-    };
     if journey.stage != Stage::Otp {
-        return Redirect::to(journey.current_path()).into_response();
+        return Err(PageError::Redirect(journey.current_path()));
     }
     let Some(otp_id) = journey.otp_id.clone() else {
-        return no_journey();
+        return Err(no_journey());
     };
-    let (seen, purpose, submitted) = (journey.clone(), journey.otp_purpose(), form.code);
+    let (seen, purpose, submitted, now) = (journey.clone(), journey.otp_purpose(), form.code, state.clock.now());
     let checked = state
         .db
         .write(move |tx| -> Result<Option<otp::Check>, StoreError> {
@@ -525,7 +510,7 @@ async fn code(State(state): State<AppState>, customer: Customer, Form(form): For
             if !journey::unchanged(tx, &seen)? {
                 return Ok(None);
             }
-            let check = otp::check(tx, &otp_id, &submitted)?;
+            let check = otp::check(tx, &otp_id, &submitted, now)?;
             if let otp::Check::Verified { purpose: p } = &check {
                 if *p != purpose {
                     return Ok(Some(otp::Check::Unknown));
@@ -536,33 +521,27 @@ async fn code(State(state): State<AppState>, customer: Customer, Form(form): For
             }
             Ok(Some(check))
         })
-        .await;
+        .await?;
     match checked {
-        Ok(None) => conflict(),
-        Ok(Some(otp::Check::Verified { .. })) => {
+        None => Err(conflict()),
+        Some(otp::Check::Verified { .. }) => {
             audit_customer(&state, &customer, "trust.customer.verified", &journey).await;
-            Redirect::to(match journey.purpose {
+            Ok(Redirect::to(match journey.purpose {
                 Purpose::Authorize => authorize::CONSENT_PAGE,
                 Purpose::My => "/my",
             })
-            .into_response()
+            .into_response())
         }
-        Ok(Some(otp::Check::Wrong { attempts_left })) => {
+        Some(otp::Check::Wrong { attempts_left }) => {
             let message = t.get("verify.wrong_code").replace("{left}", &attempts_left.to_string());
             step_page(&state, &customer, &journey, "code", Some(message), None).await
         }
-        Ok(Some(otp::Check::Expired)) => step_error(&state, &customer, &journey, "code", "verify.code_expired").await,
-        Ok(Some(otp::Check::Exhausted | otp::Check::Unknown)) => {
+        Some(otp::Check::Expired) => step_error(&state, &customer, &journey, "code", "verify.code_expired").await,
+        Some(otp::Check::Exhausted | otp::Check::Unknown) => {
             audit_customer(&state, &customer, "trust.otp.exhausted", &journey).await;
             end_failed(&state, &customer, &journey, "verify.code_exhausted").await
         }
-        Err(e) => PageError::internal(&e).into_response(),
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// What a resend found.
@@ -572,19 +551,16 @@ enum Resent {
     Limited(time::OffsetDateTime),
 }
 
-async fn resend(State(state): State<AppState>, customer: Customer, Form(form): Form<CsrfForm>) -> Response {
+async fn resend(
+    State(state): State<AppState>,
+    JourneyForm { customer, journey, .. }: JourneyForm<NoFields>,
+) -> Result<Response, PageError> {
     let t = Texts { lang: customer.lang };
-    let journey = match customer.check_form(&form.csrf) {
-        Ok(j) => j.clone(),
-        Err(e) => return e.into_response(),
-    };
     let (Some(otp_id), Some(phone), Stage::Otp) = (journey.otp_id.clone(), journey.phone.clone(), journey.stage) else {
-        return Redirect::to(journey.current_path()).into_response();
+        return Err(PageError::Redirect(journey.current_path()));
     };
-    let sandbox = match pending_of(&state, &journey).await {
-        Ok(p) => is_sandbox(&p),
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let sandbox = is_sandbox(&pending_of(&state, &journey).await?);
+    let now = state.clock.now();
     let (seen, trust, source, p) =
         (journey.clone(), state.config.trust.clone(), customer.source.clone(), phone.clone());
     let outcome = state
@@ -594,29 +570,28 @@ async fn resend(State(state): State<AppState>, customer: Customer, Form(form): F
                 return Ok(Resent::Moved);
             }
             // Only a resend that would send counts against the limits; one refused for its wait or count does not.
-            if let Some(refused) = otp::resend_refusal(tx, &otp_id, &p)? {
+            if let Some(refused) = otp::resend_refusal(tx, &otp_id, &p, now)? {
                 return Ok(Resent::Otp(refused));
             }
             let iin = seen.iin.as_deref().unwrap_or_default();
             let subjects = [Subject::Iin(iin), Subject::Phone(&p), Subject::Source(&source)];
-            if let Err(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects)? {
+            if let limits::Taken::Limited(at) = limits::take(tx, &trust, limits::Kind::Sms, &subjects, now)? {
                 return Ok(Resent::Limited(at));
             }
-            Ok(Resent::Otp(otp::resend(tx, &otp_id, &p)?))
+            Ok(Resent::Otp(otp::resend(tx, &otp_id, &p, now)?))
         })
-        .await;
+        .await?;
     let outcome = match outcome {
-        Ok(Resent::Otp(outcome)) => Ok(outcome),
-        Ok(Resent::Moved) => return conflict(),
-        Ok(Resent::Limited(at)) => return limited(&state, &customer, &journey, "code", at).await,
-        Err(e) => Err(e),
+        Resent::Otp(outcome) => outcome,
+        Resent::Moved => return Err(conflict()),
+        Resent::Limited(at) => return limited(&state, &customer, &journey, "code", at).await,
     };
     let (error, notice) = match outcome {
-        Ok(otp::Resend::Code(code)) if sandbox => {
+        otp::Resend::Code(code) if sandbox => {
             let notice = Some(t.get("verify.code_resent").to_string());
             return render_step(&state, &customer, &journey, "code", None, notice, Some(code)).await;
         }
-        Ok(otp::Resend::Code(code)) => {
+        otp::Resend::Code(code) => {
             let text = t.get("verify.sms_text").replace("{code}", &code);
             match state.sms.send(&phone, &text).await {
                 Ok(()) => (None, Some(t.get("verify.code_resent").to_string())),
@@ -626,64 +601,52 @@ async fn resend(State(state): State<AppState>, customer: Customer, Form(form): F
                 }
             }
         }
-        Ok(otp::Resend::Wait(secs)) => {
-            (Some(t.get("verify.resend_wait").replace("{seconds}", &secs.to_string())), None)
-        }
-        Ok(otp::Resend::TooMany) => (Some(t.get("verify.resend_limit").to_string()), None),
-        Ok(otp::Resend::Unknown) => return end_failed(&state, &customer, &journey, "verify.code_exhausted").await,
-        Err(e) => return PageError::internal(&e).into_response(),
+        otp::Resend::Wait(secs) => (Some(t.get("verify.resend_wait").replace("{seconds}", &secs.to_string())), None),
+        otp::Resend::TooMany => (Some(t.get("verify.resend_limit").to_string()), None),
+        otp::Resend::Unknown => return end_failed(&state, &customer, &journey, "verify.code_exhausted").await,
     };
     step_page(&state, &customer, &journey, "code", error, notice).await
 }
 
 /// The customer gives up. An authorization request ends as refused by the customer (`Rejected`,
 /// `access_denied`); a `/my` journey just ends.
-async fn cancel(State(state): State<AppState>, customer: Customer, Form(form): Form<CsrfForm>) -> Response {
-    let journey = match customer.check_form(&form.csrf) {
-        Ok(j) => j.clone(),
-        Err(e) => return e.into_response(),
-    };
-    let pending = match pending_of(&state, &journey).await {
-        Ok(p) => p,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+async fn cancel(
+    State(state): State<AppState>,
+    JourneyForm { customer, journey, .. }: JourneyForm<NoFields>,
+) -> Result<Response, PageError> {
+    let pending = pending_of(&state, &journey).await?;
     let by = ChangedBy {
         actor: journey.customer_id.map(|id| format!("customer:{id}")).unwrap_or_else(|| "customer:unidentified".into()),
         source: customer.source.clone(),
     };
     let (hash, p) = (journey.id_hash.clone(), pending.clone());
-    let done = state
+    state
         .db
         .write(move |tx| -> Result<(), StoreError> {
             journey::close(tx, &hash)?;
             // Only a request still open ends here; one answered some other way has nothing to reject.
             if let Some(p) = p.filter(|p| p.status == RequestStatus::Started)
                 && requests::deny(tx, &p.id)?
-            {
-                if let Err(crate::consent::ConsentError::Store(e)) =
+                && let Err(crate::consent::ConsentError::Store(e)) =
                     crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer")
-                {
-                    return Err(e.into());
-                }
+            {
+                return Err(e.into());
             }
             Ok(())
         })
-        .await;
-    if let Err(e) = done {
-        return PageError::internal(&e).into_response();
-    }
+        .await?;
     let to = match &pending {
         Some(p) => authorize::denied_url(&state, p, "The customer cancelled"),
         None => "/".to_string(),
     };
     let mut response = Redirect::to(&to).into_response();
     response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
-    response
+    Ok(response)
 }
 
-async fn ended_page(customer: Customer) -> Response {
+async fn ended_page(customer: Customer) -> Result<Response, PageError> {
     let t = Texts { lang: customer.lang };
-    render_status(
+    Ok(render_status(
         StatusCode::GONE,
         &EndedPage {
             t,
@@ -692,7 +655,7 @@ async fn ended_page(customer: Customer) -> Response {
             application: String::new(),
             restart: true,
         },
-    )
+    ))
 }
 
 /// Journey events in the audit journal name the customer by id when known — never the IIN, phone or code.
@@ -722,25 +685,13 @@ struct OutboxPage {
 }
 
 /// Who may call: anyone, in demo mode only (the outbox adapter is refused in production). Newest first.
-async fn demo_outbox(State(state): State<AppState>, t: Texts) -> Response {
+async fn demo_outbox(State(state): State<AppState>, t: Texts) -> Result<Response, PageError> {
     if state.config.mode != Mode::Demo || !matches!(state.sms, super::sms::SmsSender::Outbox(_)) {
-        return PageError::not_found().into_response();
+        return Err(PageError::not_found());
     }
-    let messages = state
-        .db
-        .read(|c| -> Result<Vec<(String, String, String)>, StoreError> {
-            let mut stmt = c.prepare("SELECT sent_at, phone, message FROM sms_outbox ORDER BY id DESC LIMIT 20")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await;
-    match messages {
-        Ok(messages) => {
-            let mut response = render(&OutboxPage { t, messages });
-            // The page is for watching codes arrive: never cache it.
-            response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-            response
-        }
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+    let messages = state.db.read(|c| super::sms::outbox(c, 20).map_err(StoreError::from)).await?;
+    let mut response = render(&OutboxPage { t, messages });
+    // The page is for watching codes arrive: never cache it.
+    response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(response)
 }

@@ -90,6 +90,13 @@ impl SmsSender {
     }
 }
 
+/// The demo outbox's newest `limit` messages, newest first: (sent at, phone, text).
+pub fn outbox(conn: &rusqlite::Connection, limit: u32) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare("SELECT sent_at, phone, message FROM sms_outbox ORDER BY id DESC LIMIT ?1")?;
+    let rows = stmt.query_map([limit], |r| Ok((r.get("sent_at")?, r.get("phone")?, r.get("message")?)))?;
+    rows.collect()
+}
+
 impl From<super::command::CommandError> for SmsError {
     fn from(e: super::command::CommandError) -> Self {
         match e {
