@@ -12,6 +12,11 @@ pub mod client;
 pub mod console;
 pub mod routes;
 
+/// Every route of this domain (applications: the participants' pages and the console list), mounted by the web server.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    axum::Router::new().merge(routes::router()).merge(console::router())
+}
+
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};

@@ -32,6 +32,11 @@ pub mod console;
 pub mod marketplace;
 pub mod routes;
 
+/// Every route of this domain (the provider's API pages, the marketplace and the console list), mounted by the web server.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    axum::Router::new().merge(routes::router()).merge(marketplace::router()).merge(console::router())
+}
+
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 use time::Duration;

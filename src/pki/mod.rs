@@ -13,6 +13,11 @@ pub mod lifecycle;
 pub mod local_keys;
 pub mod routes;
 
+/// Every route of this domain (certificate files, the CRL and the console list of certificates), mounted by the web server.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    axum::Router::new().merge(routes::router()).merge(console::router())
+}
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 

@@ -10,3 +10,8 @@ pub mod health;
 pub mod pages;
 pub mod schedule;
 pub mod suite;
+
+/// Every route of the sandbox (the health pages), mounted by the web server.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    pages::router()
+}
