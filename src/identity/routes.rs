@@ -22,6 +22,12 @@ use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, redisplay, render, render_status};
 use crate::web::session::{CsrfForm, SignedIn, Visitor, session_cookie, session_cookie_removal};
 
+impl From<super::PasswordError> for PageError {
+    fn from(error: super::PasswordError) -> PageError {
+        PageError::internal(&error)
+    }
+}
+
 /// Consecutive failures (password or code) before an account is locked.
 pub const MAX_FAILURES: i64 = 5;
 /// How long a locked account stays locked.
@@ -472,7 +478,7 @@ async fn change_password(
             return refuse("password.current_wrong");
         }
     }
-    let hash = state.passwords.hash(form.new_password).await.map_err(|e| PageError::internal(&e))?;
+    let hash = state.passwords.hash(form.new_password).await?;
     let now = state.clock.now();
     let source = who.visitor().source.clone();
     let previous = who.visitor().session.id_hash.clone();

@@ -1,5 +1,6 @@
 //! Browser sessions for the personal account and the operator console, CSRF protection, and the extractors that
-//! say who may see a page.
+//! say who may see a page. The sessions themselves (the `sessions` table) are [`crate::identity::sessions`]'; this
+//! module carries them through cookies and requests.
 //!
 //! The cookie `__Host-kopir_session` (Secure, HttpOnly, SameSite=Strict, Path=/) holds 32 random bytes; the database
 //! keeps only their SHA-256. Sessions start when a password is accepted; each has a CSRF token that every form echoes
@@ -26,7 +27,7 @@ use super::AppState;
 use super::client_cert::ConnectionInfo;
 use super::pages::{Lang, PageError};
 use crate::identity::sessions::{self, random_token};
-pub use crate::identity::sessions::{Session, Stage, end, end_all_for_user, set_pending_totp};
+pub use crate::identity::sessions::{Session, Stage};
 use crate::identity::{Role, User};
 use crate::participants::{OrgStatus, Organisation};
 use crate::store::StoreError;
@@ -34,18 +35,6 @@ use crate::store::StoreError;
 pub const SESSION_COOKIE: &str = "__Host-kopir_session";
 /// The anonymous visitor's form cookie: the value the CSRF token of anonymous forms is bound to.
 pub const FORM_COOKIE: &str = "__Host-kopir_form";
-
-/// Starts a session at `now` (see [`sessions::start`]): kept for callers that hold a transaction already.
-pub fn start(
-    tx: &rusqlite::Transaction,
-    previous: Option<&str>,
-    user_id: Option<i64>,
-    stage: Stage,
-    source: &str,
-    now: OffsetDateTime,
-) -> rusqlite::Result<(Session, String)> {
-    sessions::start(tx, previous, user_id, stage, source, now)
-}
 
 /// A `__Host-` cookie as every cookie of the platform's pages is: Secure, HttpOnly, SameSite=Strict, Path=/.
 fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
@@ -212,32 +201,34 @@ impl Visitor {
 pub struct CsrfForm<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState> for CsrfForm<T> {
-    type Rejection = PageError;
+    type Rejection = Response;
 
     async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let visitor = Visitor::from_request_parts(&mut parts, state).await?;
+        let visitor = Visitor::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
         let is_form = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if !is_form {
-            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form"));
+            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form").into_response());
         }
         let request = axum::extract::Request::from_parts(parts, body);
+        // A body over the limit is the framework's refusal, left as it is: the error-body layer gives it the page
+        // shape and, over HTTP/1.1, ends the connection (the rest of the body is not wanted).
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.too_large")
+                rejection.into_response()
             } else {
-                PageError::new(StatusCode::BAD_REQUEST, "error.bad_form")
+                PageError::new(StatusCode::BAD_REQUEST, "error.bad_form").into_response()
             }
         })?;
         let token = form_urlencoded::parse(&bytes).find(|(name, _)| name == "csrf").map(|(_, v)| v.into_owned());
-        visitor.check_form(token.as_deref().unwrap_or_default())?;
+        visitor.check_form(token.as_deref().unwrap_or_default()).map_err(IntoResponse::into_response)?;
         serde_urlencoded::from_bytes(&bytes)
             .map(CsrfForm)
-            .map_err(|_| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "error.bad_form"))
+            .map_err(|_| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "error.bad_form").into_response())
     }
 }
 
@@ -297,8 +288,7 @@ impl FromRequestParts<AppState> for SignedIn {
                 };
                 Ok(Some((user, org)))
             })
-            .await
-            .map_err(|e| PageError::internal(&e))?;
+            .await?;
         let Some((user, organisation)) = found else { return Err(PageError::SignIn) };
         if user.disabled {
             return Err(PageError::SignIn);
