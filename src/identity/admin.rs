@@ -82,10 +82,12 @@ pub async fn set_disabled(
     let username = username.to_string();
     db.write(move |tx| -> Result<User, AccountError> {
         let user = super::user_by_username(tx, &username)?.ok_or_else(|| AccountError::NoSuchUser(username.clone()))?;
-        if disabled && user.role == Role::OperatorAdmin && !user.disabled {
-            if super::other_active_with_role(tx, Role::OperatorAdmin, None, user.id)? == 0 {
-                return Err(AccountError::LastAdministrator(username));
-            }
+        if disabled
+            && user.role == Role::OperatorAdmin
+            && !user.disabled
+            && super::other_active_with_role(tx, Role::OperatorAdmin, None, user.id)? == 0
+        {
+            return Err(AccountError::LastAdministrator(username));
         }
         if disabled {
             super::disable(tx, user.id, now)?;
