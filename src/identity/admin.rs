@@ -61,6 +61,7 @@ pub async fn create_operator_user(
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.created", Outcome::Success)
+                    .at(now)
                     .object(format!("user:{username}"))
                     .source(&actor.source)
                     .detail(serde_json::json!({ "role": role.as_str(), "one_time_password": "issued" })),
@@ -98,7 +99,10 @@ pub async fn set_disabled(
         let action = if disabled { "identity.user.disabled" } else { "identity.user.enabled" };
         audit::append(
             tx,
-            &Event::new(&actor.name, action, Outcome::Success).object(format!("user:{username}")).source(&actor.source),
+            &Event::new(&actor.name, action, Outcome::Success)
+                .at(now)
+                .object(format!("user:{username}"))
+                .source(&actor.source),
         )?;
         super::user_by_id(tx, user.id)?.ok_or(AccountError::NoSuchUser(username))
     })

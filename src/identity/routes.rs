@@ -180,7 +180,7 @@ async fn login(
                 if !known {
                     detail["typed_name"] = serde_json::Value::String(typed_name_tag.clone());
                 }
-                Event::new(actor.clone(), "identity.login.password", outcome).source(&source).detail(detail)
+                Event::new(actor.clone(), "identity.login.password", outcome).at(now).source(&source).detail(detail)
             };
             if recent >= ATTEMPTS_PER_SOURCE {
                 audit::append(tx, &event(Outcome::Denied, "too many attempts from this address"))?;
@@ -248,6 +248,7 @@ fn record_failure(
     audit::append(
         tx,
         &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Failure)
+            .at(now)
             .source(source)
             .detail(serde_json::json!({ "reason": reason, "consecutive_failures": failures })),
     )?;
@@ -256,6 +257,7 @@ fn record_failure(
         audit::append(
             tx,
             &Event::new("system", "identity.account.locked", Outcome::Success)
+                .at(now)
                 .object(format!("user:{}", user.username))
                 .source(source)
                 .detail(serde_json::json!({ "minutes": LOCKOUT.whole_minutes() })),
@@ -326,7 +328,9 @@ async fn code(
             super::accept_second_factor(tx, user.id, step)?;
             audit::append(
                 tx,
-                &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Success).source(&source),
+                &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Success)
+                    .at(now)
+                    .source(&source),
             )?;
             let (_, cookie) = sessions::start(tx, Some(&previous), Some(user.id), Stage::Active, &source, now)?;
             Ok(CodeOutcome::Accepted(cookie))
@@ -396,6 +400,7 @@ async fn enrol(
             audit::append(
                 tx,
                 &Event::new(format!("user:{}", user.username), "identity.totp.enrolled", Outcome::Success)
+                    .at(now)
                     .source(&source),
             )?;
             let (_, cookie) = sessions::start(tx, Some(&previous), Some(user.id), Stage::Active, &source, now)?;
@@ -493,6 +498,7 @@ async fn change_password(
             audit::append(
                 tx,
                 &Event::new(format!("user:{}", changed.username), "identity.password.changed", Outcome::Success)
+                    .at(now)
                     .source(&source),
             )?;
             let (_, cookie) = sessions::start(tx, Some(&previous), Some(changed.id), stage, &source, now)?;

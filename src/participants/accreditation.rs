@@ -572,6 +572,7 @@ pub fn decide(
     audit::append(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
+            .at(now)
             .organisation(&org.bin)
             .object(format!("application:{}", app.id))
             .source(&actor.source)
@@ -734,6 +735,7 @@ pub fn change_standing(
     audit::append(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
+            .at(now)
             .organisation(&org.bin)
             .object(format!("organisation:{}", org.bin))
             .source(&actor.source)

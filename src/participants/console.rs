@@ -471,6 +471,7 @@ async fn add_staff(
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.created", Outcome::Success)
+                    .at(now)
                     .object(format!("user:{name}"))
                     .source(&actor.source)
                     .detail(serde_json::json!({ "role": role.as_str() })),
@@ -517,6 +518,7 @@ async fn disable_staff(
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.disabled", Outcome::Success)
+                    .at(now)
                     .object(format!("user:{}", user.username))
                     .source(&actor.source),
             )?;

@@ -205,6 +205,7 @@ async fn register(
             audit::append(
                 tx,
                 &Event::new(format!("user:{username}"), "participants.organisation.registered", Outcome::Success)
+                    .at(now)
                     .organisation(&org.bin)
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)

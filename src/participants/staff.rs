@@ -159,6 +159,7 @@ async fn invite(
             audit::append(
                 tx,
                 &Event::new(actor, "participants.staff.invited", Outcome::Success)
+                    .at(now)
                     .organisation(&org.bin)
                     .object(format!("user:{login}"))
                     .source(&source)
@@ -287,6 +288,7 @@ async fn disable(
         audit::append(
             tx,
             &Event::new(actor, "participants.staff.disabled", Outcome::Success)
+                .at(now)
                 .organisation(&org.bin)
                 .object(format!("user:{}", member.username))
                 .source(&source),
