@@ -10,6 +10,21 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::Config;
 
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled, if any: what log lines, error bodies and error pages quote. (Set by the web
+/// server's outermost layer; here so that every error shape can read it without depending on the server.)
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `f` with `id` as the current request id.
+pub async fn request_id_scope<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("log directory {0}: {1}")]

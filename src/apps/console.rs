@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 
 use super::Application;
@@ -25,9 +25,7 @@ struct ClientsPage<'a> {
 }
 
 /// Console readers: every registered application with its organisation, kind, client id and status.
-async fn clients(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
-    match state.db.read(|c| super::list_all(c).map_err(StoreError::from)).await {
-        Ok(rows) => render(&ClientsPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), rows }),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn clients(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+    let rows = state.db.read(|c| super::list_all(c).map_err(StoreError::from)).await?;
+    Ok(render(&ClientsPage { t: Texts::current(), csrf: who.csrf(), rows }))
 }

@@ -28,31 +28,16 @@ use crate::store::{Db, StoreError};
 /// Most redirect URIs one application may register.
 pub const MAX_REDIRECT_URIS: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppKind {
-    /// An API user's application (an OAuth client): needs the organisation to be accredited as an API user.
-    ApiUser,
-    /// An API provider's system that calls the platform: needs accreditation as an API provider.
-    ProviderSystem,
+crate::text_enum! {
+    pub enum AppKind {
+        /// An API user's application (an OAuth client): needs the organisation to be accredited as an API user.
+        ApiUser = "api_user",
+        /// An API provider's system that calls the platform: needs accreditation as an API provider.
+        ProviderSystem = "provider_system",
+    }
 }
 
 impl AppKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppKind::ApiUser => "api_user",
-            AppKind::ProviderSystem => "provider_system",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AppKind> {
-        match s {
-            "api_user" => Some(AppKind::ApiUser),
-            "provider_system" => Some(AppKind::ProviderSystem),
-            _ => None,
-        }
-    }
-
     pub fn text_key(self) -> &'static str {
         match self {
             AppKind::ApiUser => "apps.kind_api_user",
@@ -61,31 +46,21 @@ impl AppKind {
     }
 }
 
-/// Where an API user's application works, chosen at registration and never changed: `production` (real banks, real
-/// customers; the organisation must be accredited as an API user) or `sandbox` (the banks' sandboxes and the
-/// standard's test customers only; any registered organisation, accredited or not, so it can build before it
-/// touches a real bank). A provider's system is always `production`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppMode {
-    Production,
-    Sandbox,
+crate::text_enum! {
+    /// Where an API user's application works, chosen at registration and never changed: `production` (real banks, real
+    /// customers; the organisation must be accredited as an API user) or `sandbox` (the banks' sandboxes and the
+    /// standard's test customers only; any registered organisation, accredited or not, so it can build before it
+    /// touches a real bank). A provider's system is always `production`.
+    pub enum AppMode {
+        Production = "production",
+        Sandbox = "sandbox",
+    }
 }
 
 impl AppMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppMode::Production => "production",
-            AppMode::Sandbox => "sandbox",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AppMode> {
-        match s {
-            "production" => Some(AppMode::Production),
-            "sandbox" => Some(AppMode::Sandbox),
-            _ => None,
-        }
+    /// The mode of `word`, if it is one (for callers that read it as text; `word.parse()` says why not).
+    pub fn parse(word: &str) -> Option<AppMode> {
+        word.parse().ok()
     }
 
     pub fn is_sandbox(self) -> bool {
@@ -179,10 +154,10 @@ fn from_row(r: &Row) -> rusqlite::Result<Application> {
         organisation_id: r.get(1)?,
         client_id: r.get(2)?,
         name: r.get(3)?,
-        kind: AppKind::parse(&kind).ok_or_else(|| {
+        kind: kind.parse::<AppKind>().ok().ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("kind {kind}").into())
         })?,
-        mode: AppMode::parse(&mode).ok_or_else(|| {
+        mode: mode.parse::<AppMode>().ok().ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, format!("mode {mode}").into())
         })?,
         redirect_uris: serde_json::from_str(&uris)
@@ -458,8 +433,24 @@ fn org_of(tx: &Transaction, organisation_id: i64) -> Result<Organisation, AppErr
     crate::participants::organisation(tx, organisation_id)?.ok_or(AppError::NotFound)
 }
 
+/// What a change came to inside its transaction: done, or refused — a refusal is journalled, so the transaction
+/// commits it, and only then does the caller see it as its error ([`Written::into_result`]).
+enum Written<T> {
+    Done(T),
+    Refused(AppError),
+}
+
+impl<T> Written<T> {
+    fn into_result(self) -> Result<T, AppError> {
+        match self {
+            Written::Done(value) => Ok(value),
+            Written::Refused(error) => Err(error),
+        }
+    }
+}
+
 /// Signs the CSR for the organisation (its registered name becomes the certificate's O); a refusal is journalled
-/// and returned as `Ok(Err(..))` so the caller can commit that record.
+/// and returned as [`Written::Refused`] so the caller can commit that record.
 fn sign(
     tx: &Transaction,
     authority: &Authority,
@@ -467,12 +458,12 @@ fn sign(
     org: &Organisation,
     label: &str,
     actor: &Actor,
-) -> Result<Result<crate::pki::Issued, AppError>, AppError> {
+) -> Result<Written<crate::pki::Issued>, AppError> {
     match authority.issue_client_for(csr_pem, label, &actor.name, Some(&org.name)) {
-        Ok(issued) => Ok(Ok(issued)),
+        Ok(issued) => Ok(Written::Done(issued)),
         Err(error) => {
             lifecycle::record_refusal(tx, label, &error, actor)?;
-            Ok(Err(error.into()))
+            Ok(Written::Refused(error.into()))
         }
     }
 }
@@ -487,7 +478,7 @@ pub async fn register(
     new: NewApplication,
     actor: Actor,
 ) -> Result<(Application, crate::pki::Issued), AppError> {
-    db.write(move |tx| -> Result<Result<(Application, crate::pki::Issued), AppError>, AppError> {
+    db.write(move |tx| -> Result<Written<(Application, crate::pki::Issued)>, AppError> {
         let org = org_of(tx, organisation_id)?;
         if let Some(why) = registration_refusal(&org, new.kind, new.mode) {
             audit::append(
@@ -502,12 +493,12 @@ pub async fn register(
                         "reason": why,
                     })),
             )?;
-            return Ok(Err(AppError::Refused(why)));
+            return Ok(Written::Refused(AppError::Refused(why)));
         }
         let label = format!("{} — {}", org.name, new.name);
         let issued = match sign(tx, &authority, &new.csr_pem, &org, &label, &actor)? {
-            Ok(issued) => issued,
-            Err(e) => return Ok(Err(e)),
+            Written::Done(issued) => issued,
+            Written::Refused(e) => return Ok(Written::Refused(e)),
         };
         let client_id = ClientId::generate();
         let uris = serde_json::to_string(&new.redirect_uris).map_err(|e| StoreError::Schema(e.to_string()))?;
@@ -543,9 +534,10 @@ pub async fn register(
                 })),
         )?;
         let app = by_id_for_organisation(tx, organisation_id, id)?.ok_or(AppError::NotFound)?;
-        Ok(Ok((app, issued)))
+        Ok(Written::Done((app, issued)))
     })
     .await?
+    .into_result()
 }
 
 /// Issues a new certificate for an application; every earlier certificate still valid gets `retire_at = now + grace`
@@ -559,19 +551,19 @@ pub async fn rotate(
     grace_hours: u32,
     actor: Actor,
 ) -> Result<crate::pki::Issued, AppError> {
-    db.write(move |tx| -> Result<Result<crate::pki::Issued, AppError>, AppError> {
+    db.write(move |tx| -> Result<Written<crate::pki::Issued>, AppError> {
         let app = by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(AppError::NotFound)?;
         let org = org_of(tx, organisation_id)?;
         if !app.active {
-            return Ok(Err(AppError::Refused("apps.error.disabled")));
+            return Ok(Written::Refused(AppError::Refused("apps.error.disabled")));
         }
         if org.status.is_blocked() {
-            return Ok(Err(AppError::Refused("apps.error.not_accredited")));
+            return Ok(Written::Refused(AppError::Refused("apps.error.not_accredited")));
         }
         let label = format!("{} — {}", org.name, app.name);
         let issued = match sign(tx, &authority, &csr_pem, &org, &label, &actor)? {
-            Ok(issued) => issued,
-            Err(e) => return Ok(Err(e)),
+            Written::Done(issued) => issued,
+            Written::Refused(e) => return Ok(Written::Refused(e)),
         };
         let retire_at = clock::rfc3339(clock::now() + Duration::hours(grace_hours.into()));
         let mut stmt = tx.prepare(
@@ -602,9 +594,10 @@ pub async fn rotate(
                     "refresh_tokens_rebound": rebound,
                 })),
         )?;
-        Ok(Ok(issued))
+        Ok(Written::Done(issued))
     })
     .await?
+    .into_result()
 }
 
 /// Revokes one certificate of an application (it must belong to the application of this organisation).

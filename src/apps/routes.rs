@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use crate::pki::RevocationReason;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render_status};
-use crate::web::session::{ParticipantDeveloper, ParticipantMember, SignedIn};
+use crate::web::session::{CsrfForm, Member, ParticipantDeveloper, ParticipantMember};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,20 +30,13 @@ pub fn router() -> Router<AppState> {
         .route("/org/apps/{id}/enable", post(enable))
 }
 
-/// Participant members always have an organisation; should one not, they go home.
-fn no_organisation() -> Response {
-    Redirect::to("/").into_response()
-}
-
-fn can_manage(who: &SignedIn) -> bool {
+fn can_manage(who: &Member) -> bool {
     matches!(who.user.role, crate::identity::Role::ParticipantAdmin | crate::identity::Role::ParticipantDeveloper)
 }
 
 /// The registration form, as typed (the CSR is kept so a refused form need not be pasted again).
 #[derive(Debug, Default, Deserialize)]
 pub struct RegisterForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -86,21 +79,14 @@ impl ListPage<'_> {
 
 async fn list_page(
     state: &AppState,
-    who: &SignedIn,
+    who: &Member,
     form: &RegisterForm,
     errors: Vec<&str>,
     status: StatusCode,
-) -> Response {
-    let lang = who.lang();
-    let org = match who.organisation.as_ref() {
-        Some(org) => org,
-        None => return no_organisation(),
-    };
+) -> Result<Response, PageError> {
+    let org = &who.org;
     let org_id = org.id;
-    let apps = match state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await {
-        Ok(apps) => apps,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let apps = state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await?;
     // Any organisation in good standing may build in the sandbox; production needs the accreditation.
     let blocked = org.status.is_blocked().then_some("apps.error.blocked");
     let production_refusal = if org.status != crate::participants::OrgStatus::Accredited {
@@ -108,10 +94,10 @@ async fn list_page(
     } else {
         (!org.is_user && !org.is_provider).then_some("apps.error.no_role")
     };
-    render_status(
+    Ok(render_status(
         status,
         &ListPage {
-            t: Texts { lang },
+            t: Texts::current(),
             csrf: who.csrf(),
             org,
             apps,
@@ -121,11 +107,11 @@ async fn list_page(
             form,
             errors,
         },
-    )
+    ))
 }
 
 /// Members: the organisation's applications, and (for developers) the registration form.
-async fn list(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Response {
+async fn list(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Result<Response, PageError> {
     list_page(&state, &who, &RegisterForm::default(), vec![], StatusCode::OK).await
 }
 
@@ -133,28 +119,22 @@ async fn list(State(state): State<AppState>, ParticipantMember(who): Participant
 async fn register(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
-    Form(form): Form<RegisterForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let org_id = match &who.organisation.as_ref() {
-        Some(org) => org.id,
-        None => return no_organisation(),
-    };
+    CsrfForm(form): CsrfForm<RegisterForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
     let mut errors: Vec<&str> = Vec::new();
     let name = form.name.trim().to_string();
     if !super::name_acceptable(&name) {
         errors.push(t.get("apps.error.name"));
     }
-    let kind = AppKind::parse(&form.kind);
+    let kind = form.kind.parse::<AppKind>().ok();
     if kind.is_none() {
         errors.push(t.get("apps.error.kind"));
     }
     let mode = match form.mode.as_str() {
         "" => Some(AppMode::Production),
-        other => AppMode::parse(other),
+        other => other.parse::<AppMode>().ok(),
     };
     if mode.is_none() {
         errors.push(t.get("apps.error.mode"));
@@ -177,20 +157,25 @@ async fn register(
     };
     let new = NewApplication { name, kind, mode, redirect_uris: uris, csr_pem: form.csr.trim().to_string() };
     match super::register(&state.db, state.authority.clone(), org_id, who.user.id, new, who.audit_actor()).await {
-        Ok((app, _)) => Redirect::to(&format!("/org/apps/{}", app.id)).into_response(),
+        Ok((app, _)) => Ok(Redirect::to(&format!("/org/apps/{}", app.id)).into_response()),
         Err(AppError::Refused(key)) => list_page(&state, &who, &form, vec![t.get(key)], StatusCode::FORBIDDEN).await,
         Err(AppError::BadCsr(why)) => {
             let message = format!("{} {why}", t.get("apps.error.csr"));
             list_page(&state, &who, &form, vec![message.as_str()], StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => app_error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn app_error(e: AppError) -> Response {
-    match e {
-        AppError::NotFound => PageError::not_found().into_response(),
-        other => PageError::internal(&other).into_response(),
+/// Refusals and bad requests re-render the application pages (the handlers match them); what reaches here is not
+/// found or a failure.
+impl From<AppError> for PageError {
+    fn from(error: AppError) -> PageError {
+        match error {
+            AppError::NotFound => PageError::not_found(),
+            AppError::Store(e) => PageError::from(e),
+            other => PageError::internal(&other),
+        }
     }
 }
 
@@ -210,12 +195,14 @@ struct AppPage<'a> {
     error: Option<&'a str>,
 }
 
-async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>, status: StatusCode) -> Response {
-    let lang = who.lang();
-    let org = match who.organisation.as_ref() {
-        Some(org) => org,
-        None => return no_organisation(),
-    };
+async fn app_page(
+    state: &AppState,
+    who: &Member,
+    id: i64,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let org = &who.org;
     let org_id = org.id;
     let found = state
         .db
@@ -225,14 +212,10 @@ async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>
             let connections = crate::catalog::connections_of_application(c, app.id)?;
             Ok(Some((app, certificates, connections)))
         })
-        .await;
-    let (app, certificates, connections) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => return PageError::not_found().into_response(),
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+        .await?;
+    let (app, certificates, connections) = found.ok_or_else(PageError::not_found)?;
     let page = AppPage {
-        t: Texts { lang },
+        t: Texts::current(),
         csrf: who.csrf(),
         org,
         app,
@@ -243,7 +226,7 @@ async fn app_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>
         grace_hours: state.config.pki.rotation_grace_hours,
         error,
     };
-    render_status(status, &page)
+    Ok(render_status(status, &page))
 }
 
 /// Members: one application with its client id, redirect URIs and certificates.
@@ -251,14 +234,12 @@ async fn show(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Response, PageError> {
     app_page(&state, &who, id, None, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RotateForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     csr: String,
 }
@@ -268,16 +249,10 @@ async fn rotate(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<RotateForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let org_id = match &who.organisation.as_ref() {
-        Some(org) => org.id,
-        None => return no_organisation(),
-    };
+    CsrfForm(form): CsrfForm<RotateForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
     if form.csr.trim().is_empty() {
         return app_page(&state, &who, id, Some(t.get("apps.error.csr_missing")), StatusCode::UNPROCESSABLE_ENTITY)
             .await;
@@ -285,13 +260,13 @@ async fn rotate(
     let grace = state.config.pki.rotation_grace_hours;
     let csr = form.csr.trim().to_string();
     match super::rotate(&state.db, state.authority.clone(), org_id, id, csr, grace, who.audit_actor()).await {
-        Ok(_) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
+        Ok(_) => Ok(Redirect::to(&format!("/org/apps/{id}")).into_response()),
         Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::FORBIDDEN).await,
         Err(AppError::BadCsr(why)) => {
             let message = format!("{} {why}", t.get("apps.error.csr"));
             app_page(&state, &who, id, Some(&message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(e) => app_error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -300,14 +275,11 @@ async fn download(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     Path((id, file)): Path<(i64, String)>,
-) -> Response {
-    let org_id = match &who.organisation.as_ref() {
-        Some(org) => org.id,
-        None => return no_organisation(),
-    };
+) -> Result<Response, PageError> {
+    let org_id = who.org.id;
     let Some(serial) = file.strip_suffix(".pem").filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()))
     else {
-        return PageError::not_found().into_response();
+        return Err(PageError::not_found());
     };
     let serial = serial.to_ascii_lowercase();
     let wanted = serial.clone();
@@ -319,25 +291,19 @@ async fn download(
             }
             Ok(super::certificate_pem(c, id, &wanted)?)
         })
-        .await;
-    let pem = match pem {
-        Ok(Some(pem)) => pem,
-        Ok(None) => return PageError::not_found().into_response(),
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+        .await?
+        .ok_or_else(PageError::not_found)?;
     let mut response = format!("{pem}{}", state.authority.issuing_pem).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{serial}.pem\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    response
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RevokeForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     reason: String,
 }
@@ -347,17 +313,11 @@ async fn revoke(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path((id, serial)): Path<(i64, String)>,
-    Form(form): Form<RevokeForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let org_id = match &who.organisation.as_ref() {
-        Some(org) => org.id,
-        None => return no_organisation(),
-    };
-    let Some(reason) = RevocationReason::parse(&form.reason) else {
+    CsrfForm(form): CsrfForm<RevokeForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
+    let Some(reason) = form.reason.parse::<RevocationReason>().ok() else {
         return app_page(&state, &who, id, Some(t.get("apps.error.reason")), StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     let hours = state.config.pki.crl_validity_hours;
@@ -374,30 +334,19 @@ async fn revoke(
     )
     .await
     {
-        Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
+        Ok(()) => Ok(Redirect::to(&format!("/org/apps/{id}")).into_response()),
         Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::CONFLICT).await,
-        Err(e) => app_error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
+/// A form of a button only: its CSRF token is all it carries.
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+pub struct ButtonForm {}
 
-async fn set_active(state: AppState, who: SignedIn, id: i64, form: CsrfForm, active: bool) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let org_id = match &who.organisation.as_ref() {
-        Some(org) => org.id,
-        None => return no_organisation(),
-    };
-    match super::set_active(&state.db, org_id, id, active, who.audit_actor()).await {
-        Ok(()) => Redirect::to(&format!("/org/apps/{id}")).into_response(),
-        Err(e) => app_error(e),
-    }
+async fn set_active(state: AppState, who: Member, id: i64, active: bool) -> Result<Response, PageError> {
+    super::set_active(&state.db, who.org.id, id, active, who.audit_actor()).await?;
+    Ok(Redirect::to(&format!("/org/apps/{id}")).into_response())
 }
 
 /// Developers: disables the application; all its certificates are refused until it is enabled again.
@@ -405,9 +354,9 @@ async fn disable(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    set_active(state, who.signed_in, id, form, false).await
+    CsrfForm(_): CsrfForm<ButtonForm>,
+) -> Result<Response, PageError> {
+    set_active(state, who, id, false).await
 }
 
 /// Developers: enables a disabled application again.
@@ -415,7 +364,7 @@ async fn enable(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    set_active(state, who.signed_in, id, form, true).await
+    CsrfForm(_): CsrfForm<ButtonForm>,
+) -> Result<Response, PageError> {
+    set_active(state, who, id, true).await
 }

@@ -21,6 +21,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::oauth::jwks::Signer;
 use crate::sandbox::cases;
+pub use crate::sandbox::evidence::{FindingOutcome, Severity};
 use crate::sandbox::suite::{self, Credentials, SuiteReport, Target};
 use crate::store::{Db, StoreError};
 use crate::web::AppState;
@@ -28,22 +29,15 @@ use crate::web::AppState;
 /// The future a check returns.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckReport> + Send + 'a>>;
 
-/// Which of an API's two base URLs a check calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Environment {
-    Sandbox,
-    Production,
+crate::text_enum! {
+    /// Which of an API's two base URLs a check calls.
+    pub enum Environment {
+        Sandbox = "sandbox",
+        Production = "production",
+    }
 }
 
 impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Sandbox => "sandbox",
-            Environment::Production => "production",
-        }
-    }
-
     /// The API's base URL for this environment, without a trailing slash.
     pub fn base_url(self, api: &Api) -> &str {
         match self {
@@ -57,55 +51,6 @@ impl Environment {
 /// a schedule against both environments. It never fails as such: whatever goes wrong is a finding.
 pub trait PublicationCheck: Send + Sync {
     fn check<'a>(&'a self, api: &'a Api, environment: Environment) -> CheckFuture<'a>;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingOutcome {
-    Passed,
-    Failed,
-    /// Not run, because an earlier finding made it pointless.
-    Skipped,
-}
-
-impl FindingOutcome {
-    pub fn text_key(self) -> &'static str {
-        match self {
-            FindingOutcome::Passed => "catalog.finding.passed",
-            FindingOutcome::Failed => "catalog.finding.failed",
-            FindingOutcome::Skipped => "catalog.finding.skipped",
-        }
-    }
-
-    pub fn badge(self) -> &'static str {
-        match self {
-            FindingOutcome::Passed => "status-active",
-            FindingOutcome::Failed => "status-revoked",
-            FindingOutcome::Skipped => "status-suspended",
-        }
-    }
-}
-
-/// How much a failed case matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// The platform's credentials or the customers' data are not protected, or nothing works.
-    Critical,
-    /// A rule of the standard is broken: API users' code will trip on it.
-    Major,
-    /// A detail of the standard.
-    Minor,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Major => "major",
-            Severity::Minor => "minor",
-        }
-    }
 }
 
 /// One thing a check looked at.
@@ -306,110 +251,10 @@ impl CheckReport {
     }
 }
 
-/// At most `max` characters of `s`, without control characters.
-pub fn excerpt(s: &str, max: usize) -> String {
-    let clean: String = s.chars().filter(|c| !c.is_control()).take(max + 1).collect();
-    if clean.chars().count() > max { format!("{}…", clean.chars().take(max).collect::<String>()) } else { clean }
-}
-
-/// Whether `body` is an OBIE error body; `Ok` with its `Code` and `ErrorCode`s, `Err` with what is wrong.
-pub fn error_shape(body: &[u8]) -> Result<String, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON".to_string())?;
-    let text = |key: &str| value.get(key).and_then(|v| v.as_str());
-    for key in ["Code", "Id", "Message"] {
-        if text(key).is_none_or(str::is_empty) {
-            return Err(format!("no {key} (a non-empty string)"));
-        }
-    }
-    let errors = value
-        .get("Errors")
-        .and_then(|v| v.as_array())
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| "no Errors (a non-empty array)".to_string())?;
-    let mut codes = Vec::new();
-    for (i, error) in errors.iter().enumerate() {
-        match error.get("ErrorCode").and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
-            Some(code) => codes.push(excerpt(code, 60)),
-            None => return Err(format!("no Errors[{i}].ErrorCode")),
-        }
-        if i >= 4 {
-            break;
-        }
-    }
-    Ok(format!("Code \"{}\", ErrorCode {}", excerpt(text("Code").unwrap_or_default(), 40), codes.join(", ")))
-}
-
-/// The rustls error in `error`, looking through I/O errors wrapped in I/O errors (as the HTTP client wraps them).
-fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-        return Some(tls);
-    }
-    let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
-    tls_error(inner)
-}
-
-/// [`describe`] for a request through the egress guard: a refused address is named as such, without the address
-/// (the provider is told its URL is not reachable from the platform; the operator's log has the detail).
-pub fn describe_send(error: &crate::egress::SendError, timeout_ms: i64) -> String {
-    if let Some(refused) = error.refusal() {
-        if !refused.is_refusal() {
-            return "connection failed: the host name does not resolve".into();
-        }
-        tracing::warn!(%refused, "a check's call was refused by the egress guard");
-        return "connection failed: the address is not one the platform may call".into();
-    }
-    match error {
-        crate::egress::SendError::Http(error) => describe(error, timeout_ms),
-        crate::egress::SendError::Refused(refused) => refused.to_string(),
-    }
-}
-
-/// A transport failure in a few words: time-out, TLS (rustls' own description), connection (the I/O error kind).
-pub fn describe(error: &reqwest::Error, timeout_ms: i64) -> String {
-    if error.is_timeout() {
-        return format!("no answer within the time-out of {timeout_ms} ms");
-    }
-    let mut io_kind = None;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(current) = source {
-        if let Some(tls) = tls_error(current) {
-            return format!("TLS: {tls}");
-        }
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            io_kind.get_or_insert(io.kind());
-        }
-        source = current.source();
-    }
-    match (error.is_connect(), io_kind) {
-        (true, Some(kind)) => format!("connection failed: {kind}"),
-        (true, None) => "connection failed".into(),
-        _ if error.is_redirect() => "redirects are not followed".into(),
-        _ if error.is_builder() => "the sandbox URL cannot be used".into(),
-        (false, Some(kind)) => format!("request failed: {kind}"),
-        (false, None) => "request failed".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn error_bodies_are_recognised_and_excerpted() {
-        let good = br#"{"Code":"401 Unauthorized","Id":"r1","Message":"no","Errors":[{"ErrorCode":"UK.OBIE.Header.Missing","Message":"m"}]}"#;
-        assert_eq!(error_shape(good).unwrap(), "Code \"401 Unauthorized\", ErrorCode UK.OBIE.Header.Missing");
-        assert_eq!(error_shape(b"<html>").unwrap_err(), "the body is not JSON");
-        assert_eq!(
-            error_shape(br#"{"Code":"x","Id":"1","Message":"m","Errors":[]}"#).unwrap_err(),
-            "no Errors (a non-empty array)"
-        );
-        assert_eq!(
-            error_shape(br#"{"Code":"x","Id":"1","Message":"m","Errors":[{}]}"#).unwrap_err(),
-            "no Errors[0].ErrorCode"
-        );
-        assert_eq!(error_shape(br#"{"error":"unauthorized"}"#).unwrap_err(), "no Code (a non-empty string)");
-    }
 
     #[test]
     fn a_report_passes_only_with_no_failure_and_something_passed() {
@@ -422,11 +267,5 @@ mod tests {
             !CheckReport::new("sandbox", "u", at(), vec![f(FindingOutcome::Passed), f(FindingOutcome::Failed)], None)
                 .passed
         );
-    }
-
-    #[test]
-    fn excerpts_are_short_and_clean() {
-        assert_eq!(excerpt("a\nb", 10), "ab");
-        assert_eq!(excerpt("abcdef", 3), "abc…");
     }
 }

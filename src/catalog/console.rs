@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 
 use super::ConsoleRow;
@@ -25,9 +25,7 @@ struct ApisPage<'a> {
 }
 
 /// Console readers: every API of every provider, whatever its status.
-async fn apis(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
-    match state.db.read(|c| super::console_rows(c).map_err(StoreError::from)).await {
-        Ok(rows) => render(&ApisPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), rows }),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+async fn apis(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+    let rows = state.db.read(|c| super::console_rows(c).map_err(StoreError::from)).await?;
+    Ok(render(&ApisPage { t: Texts::current(), csrf: who.csrf(), rows }))
 }

@@ -7,7 +7,7 @@
 //! administrators and developers of an accredited API user; the JSON, anyone.
 
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -21,7 +21,7 @@ use crate::standard::error::ApiError;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render_status};
-use crate::web::session::{ParticipantDeveloper, SignedIn};
+use crate::web::session::{CsrfForm, Member, ParticipantDeveloper, SignedIn};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -86,25 +86,22 @@ struct MarketPage<'a> {
 }
 
 /// Participant members and console readers: the marketplace, searched and filtered.
-async fn list(State(state): State<AppState>, who: SignedIn, Query(query): Query<MarketQuery>) -> Response {
-    let lang = who.lang();
-    let console = match viewer(&who) {
-        Ok(v) => matches!(v, Viewer::Console),
-        Err(e) => return e.into_response(),
-    };
+async fn list(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Query(query): Query<MarketQuery>,
+) -> Result<Response, PageError> {
+    let console = matches!(viewer(&who)?, Viewer::Console);
     let filter = query.filter();
     let wanted = filter.clone();
     let found = state
         .db
         .read(move |c| -> Result<_, StoreError> { Ok((super::marketplace(c, &wanted)?, super::listed_providers(c)?)) })
-        .await;
-    let (listings, providers) = match found {
-        Ok(found) => found,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+        .await?;
+    let (listings, providers) = found;
     let filtered = super::fts_query(&filter.query).is_some() || filter.standard.is_some() || filter.provider.is_some();
     let page = MarketPage {
-        t: Texts { lang },
+        t: Texts::current(),
         csrf: who.csrf(),
         console,
         listings,
@@ -115,7 +112,7 @@ async fn list(State(state): State<AppState>, who: SignedIn, Query(query): Query<
         provider: filter.provider,
         filtered,
     };
-    render_status(StatusCode::OK, &page)
+    Ok(render_status(StatusCode::OK, &page))
 }
 
 #[derive(Template)]
@@ -141,12 +138,14 @@ impl ListingPage<'_> {
     }
 }
 
-async fn listing_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&str>, status: StatusCode) -> Response {
-    let lang = who.lang();
-    let console = match viewer(who) {
-        Ok(v) => matches!(v, Viewer::Console),
-        Err(e) => return e.into_response(),
-    };
+async fn listing_page(
+    state: &AppState,
+    who: &SignedIn,
+    id: i64,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let console = matches!(viewer(who)?, Viewer::Console);
     let org_id = if console { None } else { who.organisation.as_ref().map(|o| o.id) };
     let found = state
         .db
@@ -158,12 +157,8 @@ async fn listing_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&
             };
             Ok(Some((listing, connections)))
         })
-        .await;
-    let (listing, connections) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => return PageError::not_found().into_response(),
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+        .await?;
+    let (listing, connections) = found.ok_or_else(PageError::not_found)?;
     // An organisation not (or no longer) accredited as an API user may still connect its sandbox applications.
     let has_sandbox_app = connections.iter().any(|c| c.application.mode.is_sandbox());
     let refusal = match who.organisation.as_ref() {
@@ -171,7 +166,7 @@ async fn listing_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&
         _ => None,
     };
     let page = ListingPage {
-        t: Texts { lang },
+        t: Texts::current(),
         csrf: who.csrf(),
         console,
         listing,
@@ -180,29 +175,24 @@ async fn listing_page(state: &AppState, who: &SignedIn, id: i64, error: Option<&
         refusal,
         error,
     };
-    render_status(status, &page)
+    Ok(render_status(status, &page))
 }
 
 /// Participant members and console readers: one listed API; for an API user's members, their applications'
 /// connections to it.
-async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<i64>) -> Response {
+async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<i64>) -> Result<Response, PageError> {
     listing_page(&state, &who, id, None, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ConnectionForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     application: String,
 }
 
-async fn change(state: AppState, who: SignedIn, id: i64, form: ConnectionForm, on: bool) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
+async fn change(state: AppState, who: Member, id: i64, form: ConnectionForm, on: bool) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
     let Ok(application) = form.application.trim().parse::<i64>() else {
         return listing_page(
             &state,
@@ -219,14 +209,13 @@ async fn change(state: AppState, who: SignedIn, id: i64, form: ConnectionForm, o
         super::disconnect(&state.db, org_id, id, application, who.audit_actor()).await
     };
     match done {
-        Ok(()) => Redirect::to(&format!("/marketplace/{id}")).into_response(),
+        Ok(()) => Ok(Redirect::to(&format!("/marketplace/{id}")).into_response()),
         Err(CatalogError::Refused(key)) => {
             let status =
                 if key == "catalog.error.not_connected" { StatusCode::CONFLICT } else { StatusCode::FORBIDDEN };
             listing_page(&state, &who, id, Some(t.get(key)), status).await
         }
-        Err(CatalogError::NotFound) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -236,9 +225,9 @@ async fn connect(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<ConnectionForm>,
-) -> Response {
-    change(state, who.signed_in, id, form, true).await
+    CsrfForm(form): CsrfForm<ConnectionForm>,
+) -> Result<Response, PageError> {
+    change(state, who, id, form, true).await
 }
 
 /// Administrators and developers: ends an application's connection to the API.
@@ -246,9 +235,9 @@ async fn disconnect(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<ConnectionForm>,
-) -> Response {
-    change(state, who.signed_in, id, form, false).await
+    CsrfForm(form): CsrfForm<ConnectionForm>,
+) -> Result<Response, PageError> {
+    change(state, who, id, form, false).await
 }
 
 /// A listed API for programs.

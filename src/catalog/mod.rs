@@ -66,41 +66,18 @@ pub fn standard_title_key(id: &str) -> Option<&'static str> {
     standard(id).map(|s| s.title_key)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiStatus {
-    Draft,
-    InTesting,
-    Published,
-    Suspended,
-    Deprecated,
-    Retired,
+crate::text_enum! {
+    pub enum ApiStatus {
+        Draft = "draft",
+        InTesting = "in_testing",
+        Published = "published",
+        Suspended = "suspended",
+        Deprecated = "deprecated",
+        Retired = "retired",
+    }
 }
 
 impl ApiStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiStatus::Draft => "draft",
-            ApiStatus::InTesting => "in_testing",
-            ApiStatus::Published => "published",
-            ApiStatus::Suspended => "suspended",
-            ApiStatus::Deprecated => "deprecated",
-            ApiStatus::Retired => "retired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ApiStatus> {
-        Some(match s {
-            "draft" => ApiStatus::Draft,
-            "in_testing" => ApiStatus::InTesting,
-            "published" => ApiStatus::Published,
-            "suspended" => ApiStatus::Suspended,
-            "deprecated" => ApiStatus::Deprecated,
-            "retired" => ApiStatus::Retired,
-            _ => return None,
-        })
-    }
-
     pub fn text_key(self) -> &'static str {
         match self {
             ApiStatus::Draft => "catalog.status.draft",
@@ -203,7 +180,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Api> {
         timeout_ms: r.get(9)?,
         contact_email: r.get(10)?,
         contact_phone: r.get(11)?,
-        status: ApiStatus::parse(&status).ok_or_else(|| {
+        status: status.parse::<ApiStatus>().ok().ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 12,
                 rusqlite::types::Type::Text,
@@ -597,7 +574,7 @@ pub fn connections_of_application(
             api_id: r.get(0)?,
             api_name: r.get(1)?,
             api_version: r.get(2)?,
-            api_status: ApiStatus::parse(&status).ok_or_else(|| {
+            api_status: status.parse::<ApiStatus>().ok().ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, status.into())
             })?,
             provider_name: r.get(4)?,
@@ -637,7 +614,7 @@ pub fn connections_to_api(conn: &Connection, api_id: i64) -> rusqlite::Result<Ve
             client_id: r.get(1)?,
             organisation_name: r.get(2)?,
             organisation_bin: r.get(3)?,
-            mode: crate::apps::AppMode::parse(&mode).ok_or_else(|| {
+            mode: mode.parse::<crate::apps::AppMode>().ok().ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, mode.into())
             })?,
             connected_at: r.get(5)?,
@@ -694,7 +671,7 @@ pub fn connected_api(
             sandbox_base_url: r.get(8)?,
             timeout_ms: r.get(5)?,
             sla_response_ms: r.get(6)?,
-            status: ApiStatus::parse(&status).ok_or_else(|| {
+            status: status.parse::<ApiStatus>().ok().ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, status.into())
             })?,
         })
@@ -858,6 +835,23 @@ fn event(actor: &Actor, action: &str, outcome: Outcome, org: &Organisation) -> E
     Event::new(&actor.name, action, outcome).organisation(&org.bin).source(&actor.source)
 }
 
+/// What a change of the catalogue came to inside its transaction: done, or refused — a refusal is journalled, so the
+/// transaction commits it, and only then does the caller see the refusal as an error
+/// ([`Written::into_result`]).
+enum Written<T> {
+    Done(T),
+    Refused(&'static str),
+}
+
+impl<T> Written<T> {
+    fn into_result(self) -> Result<T, CatalogError> {
+        match self {
+            Written::Done(value) => Ok(value),
+            Written::Refused(why) => Err(CatalogError::Refused(why)),
+        }
+    }
+}
+
 /// Records a refusal in the journal (committed with the refusal) and returns it.
 fn deny<T>(
     tx: &Transaction,
@@ -866,13 +860,13 @@ fn deny<T>(
     org: &Organisation,
     object: Option<String>,
     why: &'static str,
-) -> Result<Result<T, CatalogError>, CatalogError> {
+) -> Result<Written<T>, CatalogError> {
     let mut e = event(actor, action, Outcome::Denied, org).detail(serde_json::json!({ "reason": why }));
     if let Some(object) = object {
         e = e.object(object);
     }
     audit::append(tx, &e)?;
-    Ok(Err(CatalogError::Refused(why)))
+    Ok(Written::Refused(why))
 }
 
 fn object(api_id: i64) -> String {
@@ -881,7 +875,7 @@ fn object(api_id: i64) -> String {
 
 /// Creates a draft API for an accredited provider.
 pub async fn create(db: &Db, organisation_id: i64, passport: Passport, actor: Actor) -> Result<Api, CatalogError> {
-    db.write(move |tx| -> Result<Result<Api, CatalogError>, CatalogError> {
+    db.write(move |tx| -> Result<Written<Api>, CatalogError> {
         let org = org_of(tx, organisation_id)?;
         if let Some(why) = provider_refusal(&org) {
             return deny(tx, &actor, "catalog.api.create", &org, None, why);
@@ -921,9 +915,10 @@ pub async fn create(db: &Db, organisation_id: i64, passport: Passport, actor: Ac
                 }),
             ),
         )?;
-        Ok(Ok(by_id_for_organisation(tx, organisation_id, id)?.ok_or(CatalogError::NotFound)?))
+        Ok(Written::Done(by_id_for_organisation(tx, organisation_id, id)?.ok_or(CatalogError::NotFound)?))
     })
     .await?
+    .into_result()
 }
 
 /// Changes an API's passport. Once published, version, standard and base URLs are kept as they are (a change of them
@@ -935,14 +930,14 @@ pub async fn update(
     passport: Passport,
     actor: Actor,
 ) -> Result<Api, CatalogError> {
-    db.write(move |tx| -> Result<Result<Api, CatalogError>, CatalogError> {
+    db.write(move |tx| -> Result<Written<Api>, CatalogError> {
         let current = by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?;
         let org = org_of(tx, organisation_id)?;
         if let Some(why) = provider_refusal(&org) {
             return deny(tx, &actor, "catalog.api.update", &org, Some(object(api_id)), why);
         }
         if !current.editable() {
-            return Ok(Err(CatalogError::Refused("catalog.error.not_editable")));
+            return Ok(Written::Refused("catalog.error.not_editable"));
         }
         let mut p = passport;
         if !current.fully_editable() {
@@ -999,9 +994,10 @@ pub async fn update(
                 .object(object(api_id))
                 .detail(serde_json::json!({ "changed": changed, "status": current.status.as_str() })),
         )?;
-        Ok(Ok(by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?))
+        Ok(Written::Done(by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?))
     })
     .await?
+    .into_result()
 }
 
 /// A check left `in_testing` this long (a crash mid-check) may be started again.
@@ -1027,7 +1023,7 @@ pub async fn publish(
 ) -> Result<Publication, CatalogError> {
     let begin_actor = actor.clone();
     let (api, previous) = db
-        .write(move |tx| -> Result<Result<(Api, ApiStatus), CatalogError>, CatalogError> {
+        .write(move |tx| -> Result<Written<(Api, ApiStatus)>, CatalogError> {
             let actor = begin_actor;
             let api = by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?;
             let org = org_of(tx, organisation_id)?;
@@ -1041,16 +1037,17 @@ pub async fn publish(
                 _ => false,
             };
             if !may {
-                return Ok(Err(CatalogError::Refused("catalog.error.cannot_publish")));
+                return Ok(Written::Refused("catalog.error.cannot_publish"));
             }
             tx.execute(
                 "UPDATE apis SET status = 'in_testing', updated_at = ?2 WHERE id = ?1",
                 params![api_id, clock::now_rfc3339()],
             )?;
             let previous = if api.status == ApiStatus::Deprecated { ApiStatus::Deprecated } else { ApiStatus::Draft };
-            Ok(Ok((api, previous)))
+            Ok(Written::Done((api, previous)))
         })
-        .await??;
+        .await?
+        .into_result()?;
 
     let report = check.check(&api, Environment::Sandbox).await;
 
@@ -1117,7 +1114,7 @@ async fn change_status(
     actor: Actor,
     change: Change,
 ) -> Result<(), CatalogError> {
-    db.write(move |tx| -> Result<Result<(), CatalogError>, CatalogError> {
+    db.write(move |tx| -> Result<Written<()>, CatalogError> {
         let api = by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?;
         let org = org_of(tx, organisation_id)?;
         let (action, allowed, to) = match change {
@@ -1136,7 +1133,7 @@ async fn change_status(
             return deny(tx, &actor, action, &org, Some(object(api_id)), why);
         }
         if !allowed {
-            return Ok(Err(CatalogError::Refused("catalog.error.transition")));
+            return Ok(Written::Refused("catalog.error.transition"));
         }
         let now = clock::now_rfc3339();
         tx.execute("UPDATE apis SET status = ?2, updated_at = ?3 WHERE id = ?1", params![api_id, to.as_str(), now])?;
@@ -1156,9 +1153,10 @@ async fn change_status(
                 "connections_ended": ended,
             })),
         )?;
-        Ok(Ok(()))
+        Ok(Written::Done(()))
     })
     .await?
+    .into_result()
 }
 
 /// Connects an API user's application to a published API in one step (automatic approval for an accredited API
@@ -1170,7 +1168,7 @@ pub async fn connect(
     application_id: i64,
     actor: Actor,
 ) -> Result<(), CatalogError> {
-    db.write(move |tx| -> Result<Result<(), CatalogError>, CatalogError> {
+    db.write(move |tx| -> Result<Written<()>, CatalogError> {
         let org = org_of(tx, organisation_id)?;
         let listing = listed(tx, api_id)?.ok_or(CatalogError::NotFound)?;
         const ACTION: &str = "catalog.api.connect";
@@ -1218,9 +1216,10 @@ pub async fn connect(
                 ),
             )?;
         }
-        Ok(Ok(()))
+        Ok(Written::Done(()))
     })
     .await?
+    .into_result()
 }
 
 /// Ends an application's connection to an API (whatever the API's status now). Consents naming the bank can then no
@@ -1232,7 +1231,7 @@ pub async fn disconnect(
     application_id: i64,
     actor: Actor,
 ) -> Result<(), CatalogError> {
-    db.write(move |tx| -> Result<Result<(), CatalogError>, CatalogError> {
+    db.write(move |tx| -> Result<Written<()>, CatalogError> {
         let org = org_of(tx, organisation_id)?;
         let api = api(tx, api_id)?.ok_or(CatalogError::NotFound)?;
         let app =
@@ -1243,7 +1242,7 @@ pub async fn disconnect(
             params![app.id, api.id, clock::now_rfc3339()],
         )?;
         if changed == 0 {
-            return Ok(Err(CatalogError::Refused("catalog.error.not_connected")));
+            return Ok(Written::Refused("catalog.error.not_connected"));
         }
         let provider_bin: String =
             tx.query_row("SELECT bin FROM organisations WHERE id = ?1", [api.organisation_id], |r| r.get(0))?;
@@ -1253,9 +1252,10 @@ pub async fn disconnect(
                 .object(object(api_id))
                 .detail(serde_json::json!({ "application": app.client_id, "provider": provider_bin })),
         )?;
-        Ok(Ok(()))
+        Ok(Written::Done(()))
     })
     .await?
+    .into_result()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use crate::participants::Organisation;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render_status};
-use crate::web::session::{ParticipantDeveloper, ParticipantMember, SignedIn};
+use crate::web::session::{CsrfForm, Member, ParticipantDeveloper, ParticipantMember};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,26 +28,24 @@ pub fn router() -> Router<AppState> {
         .route("/org/apis/{id}/retire", post(retire))
 }
 
-fn no_organisation() -> Response {
-    Redirect::to("/").into_response()
-}
-
-fn can_manage(who: &SignedIn) -> bool {
+fn can_manage(who: &Member) -> bool {
     matches!(who.user.role, crate::identity::Role::ParticipantAdmin | crate::identity::Role::ParticipantDeveloper)
 }
 
-fn catalog_error(e: CatalogError) -> Response {
-    match e {
-        CatalogError::NotFound => PageError::not_found().into_response(),
-        other => PageError::internal(&other).into_response(),
+/// Refusals re-render the passport page (the handlers match them); what reaches here is not found or a failure.
+impl From<CatalogError> for PageError {
+    fn from(error: CatalogError) -> PageError {
+        match error {
+            CatalogError::NotFound => PageError::not_found(),
+            CatalogError::Refused(key) => PageError::new(StatusCode::CONFLICT, key),
+            CatalogError::Store(e) => PageError::from(e),
+        }
     }
 }
 
 /// The passport form, as typed.
 #[derive(Debug, Default, Deserialize)]
 pub struct PassportForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -116,20 +114,16 @@ struct ListPage<'a> {
 
 async fn list_page(
     state: &AppState,
-    who: &SignedIn,
+    who: &Member,
     form: Option<PassportInput>,
     errors: Vec<&str>,
     status: StatusCode,
-) -> Response {
-    let lang = who.lang();
-    let Some(org) = who.organisation.as_ref() else { return no_organisation() };
+) -> Result<Response, PageError> {
+    let org = &who.org;
     let org_id = org.id;
-    let apis = match state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await {
-        Ok(apis) => apis,
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let apis = state.db.read(move |c| super::list_for_organisation(c, org_id).map_err(StoreError::from)).await?;
     let page = ListPage {
-        t: Texts { lang },
+        t: Texts::current(),
         csrf: who.csrf(),
         apis,
         can_manage: can_manage(who),
@@ -139,11 +133,11 @@ async fn list_page(
         locked: false,
         errors,
     };
-    render_status(status, &page)
+    Ok(render_status(status, &page))
 }
 
 /// Members: the organisation's APIs; administrators and developers of an accredited provider also the form.
-async fn list(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Response {
+async fn list(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Result<Response, PageError> {
     list_page(&state, &who, None, vec![], StatusCode::OK).await
 }
 
@@ -151,13 +145,10 @@ async fn list(State(state): State<AppState>, ParticipantMember(who): Participant
 async fn create(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
-    Form(form): Form<PassportForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return no_organisation() };
+    CsrfForm(form): CsrfForm<PassportForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
     let input = form.input();
     let passport = match super::validate(&input) {
         Ok(p) => p,
@@ -167,11 +158,11 @@ async fn create(
         }
     };
     match super::create(&state.db, org_id, passport, who.audit_actor()).await {
-        Ok(api) => Redirect::to(&format!("/org/apis/{}", api.id)).into_response(),
+        Ok(api) => Ok(Redirect::to(&format!("/org/apis/{}", api.id)).into_response()),
         Err(CatalogError::Refused(key)) => {
             list_page(&state, &who, Some(input), vec![t.get(key)], StatusCode::FORBIDDEN).await
         }
-        Err(e) => catalog_error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -222,9 +213,8 @@ impl Shown<'_> {
     }
 }
 
-async fn api_page(state: &AppState, who: &SignedIn, id: i64, shown: Shown<'_>) -> Response {
-    let lang = who.lang();
-    let Some(org) = who.organisation.as_ref() else { return no_organisation() };
+async fn api_page(state: &AppState, who: &Member, id: i64, shown: Shown<'_>) -> Result<Response, PageError> {
+    let org = &who.org;
     let org_id = org.id;
     let found = state
         .db
@@ -235,15 +225,11 @@ async fn api_page(state: &AppState, who: &SignedIn, id: i64, shown: Shown<'_>) -
             Ok(Some((api, checks, connected)))
         })
         .await;
-    let (api, checks, connected) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => return PageError::not_found().into_response(),
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let (api, checks, connected) = found?.ok_or_else(PageError::not_found)?;
     let form = shown.form.unwrap_or_else(|| PassportInput::of(&api));
     let locked = !api.fully_editable();
     let page = ApiPage {
-        t: Texts { lang },
+        t: Texts::current(),
         csrf: who.csrf(),
         org,
         api,
@@ -258,7 +244,7 @@ async fn api_page(state: &AppState, who: &SignedIn, id: i64, shown: Shown<'_>) -
         errors: shown.errors,
         notice: shown.notice,
     };
-    render_status(shown.status, &page)
+    Ok(render_status(shown.status, &page))
 }
 
 /// Members: one API's passport, status and check results.
@@ -266,7 +252,7 @@ async fn show(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Response, PageError> {
     api_page(&state, &who, id, Shown::ok()).await
 }
 
@@ -275,21 +261,14 @@ async fn update(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<PassportForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return no_organisation() };
+    CsrfForm(form): CsrfForm<PassportForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
     let mut input = form.input();
     // Fields fixed after publication are not part of the form then: take them from the stored passport.
     let current = state.db.read(move |c| super::by_id_for_organisation(c, org_id, id).map_err(StoreError::from)).await;
-    let current = match current {
-        Ok(Some(api)) => api,
-        Ok(None) => return PageError::not_found().into_response(),
-        Err(e) => return PageError::internal(&e).into_response(),
-    };
+    let current = current?.ok_or_else(PageError::not_found)?;
     if !current.fully_editable() {
         input.version = current.version.clone();
         input.standard = current.standard.clone();
@@ -305,21 +284,19 @@ async fn update(
         }
     };
     match super::update(&state.db, org_id, id, passport, who.audit_actor()).await {
-        Ok(_) => Redirect::to(&format!("/org/apis/{id}")).into_response(),
+        Ok(_) => Ok(Redirect::to(&format!("/org/apis/{id}")).into_response()),
         Err(CatalogError::Refused(key)) => {
             let shown =
                 Shown { form: Some(input), errors: vec![t.get(key)], notice: None, status: StatusCode::CONFLICT };
             api_page(&state, &who, id, shown).await
         }
-        Err(e) => catalog_error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
+/// A form of a button only: its CSRF token is all it carries.
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+pub struct ButtonForm {}
 
 /// Administrators and developers: runs the publication check and publishes on success; on failure the API goes back
 /// to its earlier status and the page shows the findings.
@@ -327,16 +304,13 @@ async fn publish(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return no_organisation() };
+    CsrfForm(_): CsrfForm<ButtonForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
     let check = super::checker(&state);
     match super::publish(&state.db, check.as_ref(), org_id, id, who.audit_actor()).await {
-        Ok(Publication::Published(_)) => Redirect::to(&format!("/org/apis/{id}")).into_response(),
+        Ok(Publication::Published(_)) => Ok(Redirect::to(&format!("/org/apis/{id}")).into_response()),
         Ok(Publication::Refused(_)) => {
             let notice = Some(t.get("catalog.publication_refused"));
             let status = StatusCode::UNPROCESSABLE_ENTITY;
@@ -346,28 +320,25 @@ async fn publish(
             let shown = Shown { form: None, errors: vec![t.get(key)], notice: None, status: StatusCode::CONFLICT };
             api_page(&state, &who, id, shown).await
         }
-        Err(e) => catalog_error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
-async fn transition(state: AppState, who: SignedIn, id: i64, form: CsrfForm, retire: bool) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return no_organisation() };
+async fn transition(state: AppState, who: Member, id: i64, retire: bool) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let org_id = who.org.id;
     let done = if retire {
         super::retire(&state.db, org_id, id, who.audit_actor()).await
     } else {
         super::withdraw(&state.db, org_id, id, who.audit_actor()).await
     };
     match done {
-        Ok(()) => Redirect::to(&format!("/org/apis/{id}")).into_response(),
+        Ok(()) => Ok(Redirect::to(&format!("/org/apis/{id}")).into_response()),
         Err(CatalogError::Refused(key)) => {
             let shown = Shown { form: None, errors: vec![t.get(key)], notice: None, status: StatusCode::CONFLICT };
             api_page(&state, &who, id, shown).await
         }
-        Err(e) => catalog_error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -376,9 +347,9 @@ async fn withdraw(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    transition(state, who.signed_in, id, form, false).await
+    CsrfForm(_): CsrfForm<ButtonForm>,
+) -> Result<Response, PageError> {
+    transition(state, who, id, false).await
 }
 
 /// Administrators and developers: retires a deprecated API (or abandons a draft); its connections end.
@@ -386,7 +357,7 @@ async fn retire(
     State(state): State<AppState>,
     ParticipantDeveloper(who): ParticipantDeveloper,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    transition(state, who.signed_in, id, form, true).await
+    CsrfForm(_): CsrfForm<ButtonForm>,
+) -> Result<Response, PageError> {
+    transition(state, who, id, true).await
 }

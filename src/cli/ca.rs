@@ -48,7 +48,7 @@ pub enum CaCommand {
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
-    RevocationReason::parse(s).ok_or_else(|| {
+    s.parse::<RevocationReason>().ok().ok_or_else(|| {
         let all: Vec<&str> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
         format!("unknown reason; use one of: {}", all.join(", "))
     })

@@ -455,8 +455,8 @@ fn end_tokens(tx: &Transaction, consent_id: &str) -> rusqlite::Result<()> {
 }
 
 /// Marks every authorised consent past its expiry `Expired`. Returns their ids.
-pub fn expire_due(tx: &Transaction) -> rusqlite::Result<Vec<String>> {
-    let now = clock::now_rfc3339();
+pub fn expire_due(tx: &Transaction, now: time::OffsetDateTime) -> rusqlite::Result<Vec<String>> {
+    let now = clock::rfc3339(now);
     let ids: Vec<String> = {
         let mut stmt = tx.prepare(
             "SELECT id FROM consents WHERE status = 'Authorised' AND expires_at <= ?1 ORDER BY expires_at LIMIT 500",
@@ -481,24 +481,31 @@ pub fn touch(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs the expiry sweep (and the purge of dead authorization requests) every `oauth.expiry_sweep_secs` until
-/// `stop` turns true.
+/// `stop` turns true: once at the start, then after each wait on the platform's clock (which tests move forward).
 pub fn spawn_expiry_sweep(
     db: crate::store::Db,
+    clock: crate::clock::Clock,
     every: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
+            if !first {
+                tokio::select! {
+                    () = clock.sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
             }
+            first = false;
+            if *stop.borrow() {
+                return;
+            }
+            let now = clock.now();
             let swept = db
-                .write(|tx| -> Result<Vec<String>, crate::store::StoreError> {
-                    let expired = expire_due(tx)?;
-                    crate::oauth::purge_stale(tx)?;
+                .write(move |tx| -> Result<Vec<String>, crate::store::StoreError> {
+                    let expired = expire_due(tx, now)?;
+                    crate::oauth::purge_stale(tx, now)?;
                     Ok(expired)
                 })
                 .await;

@@ -17,6 +17,9 @@
 //! (`gateway.allowed_networks` for bank calls and checks, `webhooks.allowed_networks` for deliveries). In demo mode
 //! loopback is allowed as well — the demo's banks and receivers run on the same machine.
 
+pub mod outbound;
+pub use outbound::{Outbound, OutboundError};
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;

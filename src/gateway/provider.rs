@@ -8,7 +8,6 @@
 //! `production_base_url`. Before any call, the consent's customer is judged against the mode once more
 //! (`apps::customer_refusal`): the journey already refused the wrong ones, this makes sure no other path leads there.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -18,16 +17,13 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::grant::{Grant, Route};
 use crate::clock;
 use crate::config::Config;
-use crate::egress::{Guard, GuardedConnector};
-use crate::pki::PkiPaths;
+use crate::egress::{Guard, GuardedConnector, Outbound, OutboundError};
 use crate::standard::error::{ApiError, ObErrorCode};
 use crate::web::AppState;
 
@@ -53,35 +49,18 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// Builds the bank client once at start: the platform's client certificate; trusting the system's roots, the
 /// platform's root and `gateway.provider_ca_file`; names resolved, and addresses judged, by `guard`.
 pub fn client(config: &Config, guard: Guard) -> Result<BankClient, ClientError> {
-    let paths = PkiPaths::new(config);
-    let read = |path: std::path::PathBuf| {
-        std::fs::read_to_string(&path).map_err(|error| ClientError::File { path: path.clone(), error })
+    let outbound = |e: OutboundError| match e {
+        OutboundError::File { path, error } => ClientError::File { path, error },
+        invalid => ClientError::Build(invalid.to_string()),
     };
-    let invalid = |what: &str, e: &dyn std::fmt::Display| ClientError::Build(format!("{what}: {e}"));
-    let chain = CertificateDer::pem_slice_iter(read(paths.platform_client_cert())?.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid("the platform's client certificate", &e))?;
-    let key_pem = crate::pki::files::read_key(&paths.platform_client_key())
-        .map_err(|error| ClientError::File { path: paths.platform_client_key(), error })?;
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| invalid("the platform's client key", &e))?;
-    let mut trust = read(paths.root_cert())?;
-    if !config.gateway.provider_ca_file.as_os_str().is_empty() {
-        trust.push_str(&read(config.gateway.provider_ca_file.clone())?);
-    }
-    let extra_roots = CertificateDer::pem_slice_iter(trust.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid("the trusted CA certificates", &e))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
-        .map_err(|e| invalid("the certificate verifier", &e))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("TLS versions", &e))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| invalid("the platform's client certificate", &e))?;
+    // The TLS set-up is the egress builder's; the client stays hyper's (the gateway's hot path).
+    let tls = Outbound::new()
+        .platform_identity(config)
+        .map_err(outbound)?
+        .trust_platform_and_providers(config)
+        .map_err(outbound)?
+        .rustls_config()
+        .map_err(outbound)?;
     let mut http = HttpConnector::new_with_resolver(guard.clone());
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -80,33 +80,16 @@ pub fn enqueue(
     Ok(event_id)
 }
 
-/// Where an event stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Failed,
+crate::text_enum! {
+    /// Where an event stands.
+    pub enum DeliveryStatus {
+        Pending = "pending",
+        Delivered = "delivered",
+        Failed = "failed",
+    }
 }
 
 impl DeliveryStatus {
-    pub fn parse(s: &str) -> Option<DeliveryStatus> {
-        match s {
-            "pending" => Some(DeliveryStatus::Pending),
-            "delivered" => Some(DeliveryStatus::Delivered),
-            "failed" => Some(DeliveryStatus::Failed),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-
     pub fn text_key(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "webhooks.status.pending",
@@ -152,7 +135,7 @@ pub fn recent(conn: &Connection, organisation_id: i64, limit: usize) -> rusqlite
             event_id: r.get(0)?,
             event_type: r.get(1)?,
             created_at: r.get(2)?,
-            status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            status: status.parse::<DeliveryStatus>().ok().ok_or_else(|| {
                 rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, status.into())
             })?,
             attempts: r.get(4)?,
@@ -423,7 +406,7 @@ mod tests {
         for lang in Lang::ALL {
             for status in [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed] {
                 assert_ne!(Texts { lang }.get(status.text_key()), status.text_key(), "{lang:?}");
-                assert_eq!(DeliveryStatus::parse(status.as_str()), Some(status));
+                assert_eq!(status.as_str().parse::<DeliveryStatus>().ok(), Some(status));
             }
         }
     }

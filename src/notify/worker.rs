@@ -13,9 +13,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::{DueEvent, EVENT_ID_HEADER, JWT_TYPE, Next, NotifyError};
 use crate::clock;
 use crate::config::Config;
-use crate::egress::{Guard, GuardedClient, SendError};
+use crate::egress::{Guard, GuardedClient, Outbound, OutboundError, SendError};
 use crate::oauth::jwks::Signer;
-use crate::pki::{PkiPaths, files};
 use crate::store::{Db, StoreError};
 use crate::web::AppState;
 
@@ -198,25 +197,18 @@ impl Worker {
 /// uses a certificate the platform issued), and only addresses the egress guard permits
 /// (`webhooks.allowed_networks`).
 fn build_client(config: &Config, platform_root_pem: &str, guard: Guard) -> Result<GuardedClient, NotifyError> {
-    let paths = PkiPaths::new(config);
-    let cert_path = paths.platform_client_cert();
-    let cert = std::fs::read_to_string(&cert_path).map_err(|error| NotifyError::File { path: cert_path, error })?;
-    let key_path = paths.platform_client_key();
-    let key = files::read_key(&key_path).map_err(|error| NotifyError::File { path: key_path, error })?;
-    let identity = reqwest::Identity::from_pem(format!("{key}\n{cert}").as_bytes())
-        .map_err(|e| NotifyError::Client(format!("platform client certificate: {e}")))?;
-    let roots = reqwest::Certificate::from_pem_bundle(platform_root_pem.as_bytes())
-        .map_err(|e| NotifyError::Client(format!("platform root CA: {e}")))?;
-    let timeout = Duration::from_secs(config.webhooks.timeout_secs);
-    let builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(true)
-        .identity(identity)
-        .tls_certs_merge(roots)
-        .user_agent(concat!("kopir/", env!("CARGO_PKG_VERSION")));
-    GuardedClient::build(builder, guard).map_err(|e| NotifyError::Client(e.to_string()))
+    let outbound = |e: OutboundError| match e {
+        OutboundError::File { path, error } => NotifyError::File { path, error },
+        invalid => NotifyError::Client(invalid.to_string()),
+    };
+    Outbound::new()
+        .platform_identity(config)
+        .map_err(outbound)?
+        .trust_pem(platform_root_pem)
+        .timeout(Duration::from_secs(config.webhooks.timeout_secs))
+        .user_agent(concat!("kopir/", env!("CARGO_PKG_VERSION")))
+        .build(guard)
+        .map_err(outbound)
 }
 
 /// One attempt at one event, and its record.

@@ -12,11 +12,12 @@ use axum::extract::{Form, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction};
 use serde::Deserialize;
 
 use super::metadata::{AUTHORIZE, issuer};
 use super::par::REQUEST_URI_PREFIX;
+use super::requests::{self, RequestStatus};
 use crate::clock;
 use crate::consent::{self, ChangedBy, Consent};
 use crate::digest::sha256_hex;
@@ -37,21 +38,20 @@ pub struct Pending {
     pub id: String,
     pub redirect_uri: String,
     pub state: Option<String>,
-    pub status: String,
+    pub status: RequestStatus,
     pub consent: Consent,
 }
 
 /// The request a journey belongs to.
 pub fn pending(conn: &Connection, session_hash: &str) -> rusqlite::Result<Option<Pending>> {
-    let row: Option<(String, String, Option<String>, String, String)> = conn
-        .query_row(
-            "SELECT id, redirect_uri, state, status, consent_id FROM authorization_requests WHERE session_hash = ?1",
-            [session_hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
-    let Some((id, redirect_uri, state, status, consent_id)) = row else { return Ok(None) };
-    Ok(consent::load(conn, &consent_id)?.map(|consent| Pending { id, redirect_uri, state, status, consent }))
+    let Some(request) = requests::get_by_session(conn, session_hash)? else { return Ok(None) };
+    Ok(consent::load(conn, &request.consent_id)?.map(|consent| Pending {
+        id: request.id,
+        redirect_uri: request.redirect_uri,
+        state: request.state,
+        status: request.status,
+        consent,
+    }))
 }
 
 /// The redirect URI with the response parameters added (RFC 6749 §4.1.2, RFC 9207 `iss`).
@@ -75,10 +75,7 @@ pub fn denied_url(state: &AppState, pending: &Pending, description: &str) -> Str
 
 /// The journey failed (identity not verified): the request ends, the consent stays unanswered.
 pub fn fail(tx: &Transaction, pending: &Pending) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE authorization_requests SET status = 'failed' WHERE id = ?1 AND status = 'started'",
-        [&pending.id],
-    )?;
+    requests::fail(tx, &pending.id)?;
     Ok(())
 }
 
@@ -102,27 +99,17 @@ async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQ
     };
     let uri_hash = sha256_hex(secret.as_bytes());
     let minutes = state.config.oauth.journey_minutes;
+    let now = clock::rfc3339(state.clock.now());
     let started = state
         .db
         .write(move |tx| -> Result<Option<String>, StoreError> {
-            let row: Option<(String, String, String, String)> = tx
-                .query_row(
-                    "SELECT r.id, r.status, r.request_expires_at, a.client_id FROM authorization_requests r
-                     JOIN applications a ON a.id = r.application_id WHERE r.request_uri_hash = ?1",
-                    [&uri_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            let Some((id, status, expires_at, owner)) = row else { return Ok(None) };
-            if status != "pushed" || expires_at <= clock::now_rfc3339() || owner != client_id {
+            let Some((request, owner)) = requests::get_by_request_uri(tx, &uri_hash)? else { return Ok(None) };
+            if request.status != RequestStatus::Pushed || request.request_expires_at <= now || owner != client_id {
                 return Ok(None);
             }
             let (cookie, session_hash) = journey::start(tx, Purpose::Authorize, minutes)?;
-            tx.execute(
-                "UPDATE authorization_requests SET status = 'started', session_hash = ?2 WHERE id = ?1",
-                params![id, session_hash],
-            )?;
-            Ok(Some(cookie))
+            // Checked above in this transaction, so it moves; the compare-and-set keeps it so if that changes.
+            Ok(requests::start(tx, &request.id, &session_hash)?.then_some(cookie))
         })
         .await
         .map_err(|e| PageError::internal(&e))?;
@@ -158,7 +145,7 @@ async fn verified(state: &AppState, customer: &Customer) -> Result<(Journey, Pen
         .await
         .map_err(|e| PageError::internal(&e).into_response())?;
     match pending {
-        Some(p) if p.status == "started" => Ok((journey, p)),
+        Some(p) if p.status == RequestStatus::Started => Ok((journey, p)),
         _ => Err(PageError::new(StatusCode::GONE, "authorize.expired_request").into_response()),
     }
 }
@@ -217,6 +204,7 @@ async fn decide(State(state): State<AppState>, customer: Customer, Form(form): F
     let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
     let (p, hash, seen) = (pending.clone(), journey.id_hash.clone(), journey.clone());
+    let now = state.clock.now();
     let outcome = state
         .db
         .write(move |tx| -> Result<bool, StoreError> {
@@ -225,11 +213,7 @@ async fn decide(State(state): State<AppState>, customer: Customer, Form(form): F
                 return Ok(false);
             }
             // Only a request still open may be answered (a second tab cannot answer twice).
-            let open: bool =
-                tx.query_row("SELECT status = 'started' FROM authorization_requests WHERE id = ?1", [&p.id], |r| {
-                    r.get(0)
-                })?;
-            if !open {
+            if requests::status(tx, &p.id)? != Some(RequestStatus::Started) {
                 return Ok(false);
             }
             if allow {
@@ -238,19 +222,14 @@ async fn decide(State(state): State<AppState>, customer: Customer, Form(form): F
                     Err(consent::ConsentError::Store(e)) => return Err(e.into()),
                     Err(_) => return Ok(false),
                 }
-                let expires = clock::rfc3339(clock::now() + time::Duration::seconds(code_secs as i64));
-                tx.execute(
-                    "UPDATE authorization_requests SET status = 'approved', code_hash = ?2, code_expires_at = ?3
-                     WHERE id = ?1",
-                    params![p.id, code_hash, expires],
-                )?;
+                requests::approve(tx, &p.id, &code_hash, now + time::Duration::seconds(code_secs as i64))?;
             } else {
                 match consent::reject(tx, &p.consent.id, &by, "refused by the customer") {
                     Ok(()) => {}
                     Err(consent::ConsentError::Store(e)) => return Err(e.into()),
                     Err(_) => return Ok(false),
                 }
-                tx.execute("UPDATE authorization_requests SET status = 'denied' WHERE id = ?1", [&p.id])?;
+                requests::deny(tx, &p.id)?;
             }
             journey::close(tx, &hash)?;
             Ok(true)

@@ -9,6 +9,7 @@ pub mod error;
 pub mod jwks;
 pub mod metadata;
 pub mod par;
+pub mod requests;
 pub mod token;
 
 use crate::digest::b64url;
@@ -22,16 +23,9 @@ pub fn random_token() -> String {
 
 /// Removes what no one can use any more: authorization requests a week past their `request_uri` expiry (their
 /// codes died long before), and customer journeys a day past their end.
-pub fn purge_stale(tx: &rusqlite::Transaction) -> rusqlite::Result<usize> {
-    let now = crate::clock::now();
-    let requests = tx.execute(
-        "DELETE FROM authorization_requests WHERE request_expires_at < ?1",
-        [crate::clock::rfc3339(now - time::Duration::days(7))],
-    )?;
-    let journeys = tx.execute(
-        "DELETE FROM customer_sessions WHERE expires_at < ?1",
-        [crate::clock::rfc3339(now - time::Duration::days(1))],
-    )?;
+pub fn purge_stale(tx: &rusqlite::Transaction, now: time::OffsetDateTime) -> rusqlite::Result<usize> {
+    let requests = requests::purge(tx, now - time::Duration::days(7))?;
+    let journeys = crate::trust::journey::purge(tx, now - time::Duration::days(1))?;
     Ok(requests + journeys)
 }
 

@@ -11,12 +11,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use rusqlite::params;
 use serde_json::json;
 
 use super::error::{OauthClient, OauthError, Params};
 use super::metadata::{PAR, SCOPE};
-use super::{b64url, random_token};
+use super::random_token;
+use super::requests::{self, NewRequest};
 use crate::clock;
 use crate::consent::{self, Status};
 use crate::digest::sha256_hex;
@@ -24,6 +24,22 @@ use crate::store::StoreError;
 use crate::web::AppState;
 
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// What became of a push.
+enum Pushed {
+    Stored,
+    /// The consent cannot be authorised through this request.
+    Refused(OauthError),
+}
+
+impl Pushed {
+    fn into_result(self) -> Result<(), OauthError> {
+        match self {
+            Pushed::Stored => Ok(()),
+            Pushed::Refused(e) => Err(e),
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route(PAR, post(push))
@@ -87,49 +103,42 @@ async fn push(
     let secret = random_token();
     let request_uri = format!("{REQUEST_URI_PREFIX}{secret}");
     let lifetime = state.config.oauth.request_uri_secs;
-    let (app_id, cert) = (client.app.id, client.cert.sha256.clone());
-    let stored = state
+    let now = state.clock.now();
+    let new = NewRequest {
+        request_uri_hash: sha256_hex(secret.as_bytes()),
+        application_id: client.app.id,
+        consent_id,
+        redirect_uri,
+        scope: SCOPE.to_string(),
+        state: state_param,
+        code_challenge: challenge,
+        cert_sha256: client.cert.sha256.clone(),
+    };
+    state
         .db
-        .write(move |tx| -> Result<Result<(), OauthError>, StoreError> {
-            let consent = consent::load(tx, &consent_id)?;
-            match consent {
-                Some(c) if c.application_id == app_id && c.status == Status::AwaitingAuthorisation => {
-                    if c.expires_at <= clock::now_rfc3339() {
-                        return Ok(Err(OauthError::invalid_request("The consent has expired")));
+        .write(move |tx| -> Result<Pushed, StoreError> {
+            match consent::load(tx, &new.consent_id)? {
+                Some(c) if c.application_id == new.application_id && c.status == Status::AwaitingAuthorisation => {
+                    if c.expires_at <= clock::rfc3339(now) {
+                        return Ok(Pushed::Refused(OauthError::invalid_request("The consent has expired")));
                     }
                 }
-                Some(c) if c.application_id == app_id => {
-                    return Ok(Err(OauthError::invalid_request(format!(
+                Some(c) if c.application_id == new.application_id => {
+                    return Ok(Pushed::Refused(OauthError::invalid_request(format!(
                         "The consent is {}, not AwaitingAuthorisation",
                         c.status.as_str()
                     ))));
                 }
-                _ => return Ok(Err(OauthError::invalid_request("No such consent for this application"))),
+                _ => {
+                    return Ok(Pushed::Refused(OauthError::invalid_request("No such consent for this application")));
+                }
             }
-            let now = clock::now();
-            tx.execute(
-                "INSERT INTO authorization_requests (id, request_uri_hash, application_id, consent_id, redirect_uri,
-                     scope, state, code_challenge, created_at, request_expires_at, cert_sha256)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    b64url(&rand::random::<[u8; 16]>()),
-                    sha256_hex(secret.as_bytes()),
-                    app_id,
-                    consent_id,
-                    redirect_uri,
-                    SCOPE,
-                    state_param,
-                    challenge,
-                    clock::rfc3339(now),
-                    clock::rfc3339(now + time::Duration::seconds(lifetime as i64)),
-                    cert,
-                ],
-            )?;
-            Ok(Ok(()))
+            requests::push(tx, &new, now, now + time::Duration::seconds(lifetime as i64))?;
+            Ok(Pushed::Stored)
         })
         .await
-        .map_err(|e| OauthError::server_error(&e))?;
-    stored?;
+        .map_err(|e| OauthError::server_error(&e))?
+        .into_result()?;
     let mut response = (StatusCode::CREATED, axum::Json(json!({ "request_uri": request_uri, "expires_in": lifetime })))
         .into_response();
     response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));

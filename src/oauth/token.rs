@@ -19,6 +19,7 @@ use super::access::{self, AccessClaims};
 use super::error::{OauthClient, OauthError, Params};
 use super::metadata::{INTROSPECT, REVOKE, TOKEN};
 use super::random_token;
+use super::requests::{self, RequestStatus};
 use crate::apps::client::ApiClient;
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
@@ -81,37 +82,6 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     well_formed && constant_time_eq(super::b64url(&sha256(verifier.as_bytes())).as_bytes(), challenge.as_bytes())
 }
 
-/// What a code stands for, read before the grant.
-struct CodeGrant {
-    request_id: String,
-    application_id: i64,
-    consent_id: String,
-    redirect_uri: String,
-    code_challenge: String,
-    status: String,
-    code_expires_at: String,
-}
-
-fn code_grant(conn: &rusqlite::Connection, code: &str) -> rusqlite::Result<Option<CodeGrant>> {
-    conn.query_row(
-        "SELECT id, application_id, consent_id, redirect_uri, code_challenge, status, code_expires_at
-         FROM authorization_requests WHERE code_hash = ?1",
-        [sha256_hex(code.as_bytes())],
-        |r| {
-            Ok(CodeGrant {
-                request_id: r.get(0)?,
-                application_id: r.get(1)?,
-                consent_id: r.get(2)?,
-                redirect_uri: r.get(3)?,
-                code_challenge: r.get(4)?,
-                status: r.get(5)?,
-                code_expires_at: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-            })
-        },
-    )
-    .optional()
-}
-
 fn audit_grant(tx: &Transaction, client: &ApiClient, action: &str, outcome: Outcome, consent_id: &str, why: &str) {
     let event = Event::new(format!("client:{}", client.app.client_id), action, outcome)
         .object(format!("consent:{consent_id}"))
@@ -127,17 +97,17 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
     let code = params.require("code")?.to_string();
     let redirect_uri = params.require("redirect_uri")?.to_string();
     let verifier = params.require("code_verifier")?.to_string();
-    let lookup = code.clone();
+    let code_hash = sha256_hex(code.as_bytes());
     let grant = state
         .db
-        .read(move |c| code_grant(c, &lookup).map_err(StoreError::from))
+        .read(move |c| requests::get_by_code(c, &code_hash).map_err(StoreError::from))
         .await
         .map_err(|e| OauthError::server_error(&e))?
         .ok_or_else(|| OauthError::invalid_grant("The authorization code is not valid"))?;
     if grant.application_id != client.app.id {
         return Err(OauthError::invalid_grant("The authorization code was issued to another client"));
     }
-    if grant.status == "redeemed" {
+    if grant.status == RequestStatus::Redeemed {
         // A replayed code: whatever it gave may be in the wrong hands.
         let (consent_id, app_id, c) = (grant.consent_id.clone(), client.app.id, client.clone());
         state
@@ -151,10 +121,11 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
             .map_err(|e| OauthError::server_error(&e))?;
         return Err(OauthError::invalid_grant("The authorization code was already used"));
     }
-    if grant.status != "approved" {
+    if grant.status != RequestStatus::Approved {
         return Err(OauthError::invalid_grant("The authorization code is not valid"));
     }
-    if grant.code_expires_at.as_str() <= clock::now_rfc3339().as_str() {
+    let now = state.clock.now_rfc3339();
+    if grant.code_expires_at.as_deref().unwrap_or_default() <= now.as_str() {
         return Err(OauthError::invalid_grant("The authorization code has expired"));
     }
     if grant.redirect_uri != redirect_uri {
@@ -167,16 +138,12 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
         .await
         .map_err(|e| OauthError::server_error(&e))?;
     let refresh_token = random_token();
-    let (refresh_hash, c, request_id) = (sha256_hex(refresh_token.as_bytes()), client.clone(), grant.request_id);
+    let (refresh_hash, c, request_id) = (sha256_hex(refresh_token.as_bytes()), client.clone(), grant.id);
     let issued = state
         .db
         .write(move |tx| -> Result<Result<AccessClaims, OauthError>, StoreError> {
             // Compare-and-set: of two racing redemptions, one wins.
-            let won = tx.execute(
-                "UPDATE authorization_requests SET status = 'redeemed' WHERE id = ?1 AND status = 'approved'",
-                [&request_id],
-            )?;
-            if won != 1 {
+            if !requests::redeem(tx, &request_id)? {
                 return Ok(Err(OauthError::invalid_grant("The authorization code was already used")));
             }
             let consent = consent::load(tx, &claims.consent_id)?;

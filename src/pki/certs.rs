@@ -3,82 +3,37 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
-/// What a certificate is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CertKind {
-    RootCa,
-    IssuingCa,
-    Server,
-    PlatformClient,
-    Client,
+crate::text_enum! {
+    /// What a certificate is for.
+    pub enum CertKind {
+        RootCa = "root_ca",
+        IssuingCa = "issuing_ca",
+        Server = "server",
+        PlatformClient = "platform_client",
+        Client = "client",
+    }
 }
 
 impl CertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CertKind::RootCa => "root_ca",
-            CertKind::IssuingCa => "issuing_ca",
-            CertKind::Server => "server",
-            CertKind::PlatformClient => "platform_client",
-            CertKind::Client => "client",
-        }
-    }
-
-    fn parse(s: &str) -> Option<CertKind> {
-        Some(match s {
-            "root_ca" => CertKind::RootCa,
-            "issuing_ca" => CertKind::IssuingCa,
-            "server" => CertKind::Server,
-            "platform_client" => CertKind::PlatformClient,
-            "client" => CertKind::Client,
-            _ => return None,
-        })
-    }
-
     /// Whether `kopir ca revoke` may revoke it (the CA's own certificates need a new CA instead).
     pub fn revocable(self) -> bool {
         matches!(self, CertKind::Server | CertKind::PlatformClient | CertKind::Client)
     }
 }
 
-/// RFC 5280 revocation reasons the platform uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RevocationReason {
-    Unspecified,
-    KeyCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    PrivilegeWithdrawn,
+crate::text_enum! {
+    /// RFC 5280 revocation reasons the platform uses.
+    pub enum RevocationReason {
+        Unspecified = "unspecified",
+        KeyCompromise = "key-compromise",
+        AffiliationChanged = "affiliation-changed",
+        Superseded = "superseded",
+        CessationOfOperation = "cessation-of-operation",
+        PrivilegeWithdrawn = "privilege-withdrawn",
+    }
 }
 
 impl RevocationReason {
-    pub const ALL: [RevocationReason; 6] = [
-        RevocationReason::Unspecified,
-        RevocationReason::KeyCompromise,
-        RevocationReason::AffiliationChanged,
-        RevocationReason::Superseded,
-        RevocationReason::CessationOfOperation,
-        RevocationReason::PrivilegeWithdrawn,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RevocationReason::Unspecified => "unspecified",
-            RevocationReason::KeyCompromise => "key-compromise",
-            RevocationReason::AffiliationChanged => "affiliation-changed",
-            RevocationReason::Superseded => "superseded",
-            RevocationReason::CessationOfOperation => "cessation-of-operation",
-            RevocationReason::PrivilegeWithdrawn => "privilege-withdrawn",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RevocationReason> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
     pub fn to_rcgen(self) -> rcgen::RevocationReason {
         match self {
             RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
@@ -124,7 +79,7 @@ fn from_row(row: &Row) -> rusqlite::Result<CertRecord> {
     let kind: String = row.get(1)?;
     Ok(CertRecord {
         serial: row.get(0)?,
-        kind: CertKind::parse(&kind).ok_or_else(|| {
+        kind: kind.parse::<CertKind>().ok().ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, format!("kind {kind}").into())
         })?,
         label: row.get(2)?,

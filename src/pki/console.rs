@@ -3,12 +3,11 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
 use super::certs::{self, OwnedCert};
-use crate::clock;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render};
@@ -70,15 +69,11 @@ async fn certificates(
     State(state): State<AppState>,
     ConsoleReader(who): ConsoleReader,
     Query(search): Query<Search>,
-) -> Response {
+) -> Result<Response, PageError> {
     let query = search.q.trim().chars().take(100).collect::<String>();
     let q = query.clone();
-    match state.db.read(move |c| certs::list_with_owners(c, &q).map_err(StoreError::from)).await {
-        Ok(list) => {
-            let now = clock::now_rfc3339();
-            let rows = list.into_iter().map(|cert| Row { state: state_of(&cert, &now), cert }).collect();
-            render(&CertificatesPage { t: Texts { lang: who.lang() }, csrf: who.csrf(), query: &query, rows })
-        }
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+    let list = state.db.read(move |c| certs::list_with_owners(c, &q).map_err(StoreError::from)).await?;
+    let now = state.clock.now_rfc3339();
+    let rows = list.into_iter().map(|cert| Row { state: state_of(&cert, &now), cert }).collect();
+    Ok(render(&CertificatesPage { t: Texts::current(), csrf: who.csrf(), query: &query, rows }))
 }

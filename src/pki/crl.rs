@@ -27,7 +27,7 @@ pub fn publish(tx: &Transaction, authority: &Authority, validity_hours: u32) -> 
             reason_code: record
                 .revocation_reason
                 .as_deref()
-                .and_then(certs::RevocationReason::parse)
+                .and_then(|word| word.parse::<certs::RevocationReason>().ok())
                 .map(certs::RevocationReason::to_rcgen),
             invalidity_date: None,
         });

@@ -19,18 +19,31 @@ pub async fn issue_client(
     label: String,
     actor: Actor,
 ) -> Result<Issued, PkiError> {
-    db.write(move |tx| -> Result<Result<Issued, PkiError>, PkiError> {
-        let issued = match authority.issue_client(&csr_pem, &label, &actor.name) {
-            Ok(issued) => issued,
-            Err(error) => {
-                record_refusal(tx, &label, &error, &actor)?;
-                return Ok(Err(error));
+    let signed = db
+        .write(move |tx| -> Result<Signed, PkiError> {
+            match authority.issue_client(&csr_pem, &label, &actor.name) {
+                Ok(issued) => {
+                    record_client(tx, &issued, None, &actor)?;
+                    Ok(Signed::Issued(issued))
+                }
+                Err(error) => {
+                    record_refusal(tx, &label, &error, &actor)?;
+                    Ok(Signed::Refused(error))
+                }
             }
-        };
-        record_client(tx, &issued, None, &actor)?;
-        Ok(Ok(issued))
-    })
-    .await?
+        })
+        .await?;
+    match signed {
+        Signed::Issued(issued) => Ok(issued),
+        Signed::Refused(error) => Err(error),
+    }
+}
+
+/// What a signing came to inside its transaction: issued, or refused — the refusal is journalled, so the transaction
+/// commits it before the caller sees it as its error.
+enum Signed {
+    Issued(Issued),
+    Refused(PkiError),
 }
 
 /// Records a refused issuance in the caller's transaction. A refused request is itself worth recording; the CSR's

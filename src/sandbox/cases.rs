@@ -2,7 +2,7 @@
 //! The ids are recorded with every run (`api_checks.findings`) and named by the CLI's JUnit report, so they never
 //! change meaning; the descriptions are the English texts, with their translations under `catalog.finding.*`.
 
-use crate::catalog::check::Severity;
+use super::evidence::Severity;
 
 /// One case of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -46,36 +46,19 @@ impl Policy {
     }
 }
 
-/// The operator's override of the checks' decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Override {
-    /// The checks decide.
-    Automatic,
-    /// Pinned off the marketplace until the operator returns the API to automatic.
-    Delisted,
-    /// Pinned on the marketplace, whatever the checks find.
-    Listed,
+crate::text_enum! {
+    /// The operator's override of the checks' decision.
+    pub enum Override {
+        /// The checks decide.
+        Automatic = "automatic",
+        /// Pinned off the marketplace until the operator returns the API to automatic.
+        Delisted = "delisted",
+        /// Pinned on the marketplace, whatever the checks find.
+        Listed = "listed",
+    }
 }
 
 impl Override {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Override::Automatic => "automatic",
-            Override::Delisted => "delisted",
-            Override::Listed => "listed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Override> {
-        Some(match s {
-            "automatic" => Override::Automatic,
-            "delisted" => Override::Delisted,
-            "listed" => Override::Listed,
-            _ => return None,
-        })
-    }
-
     pub fn text_key(self) -> &'static str {
         match self {
             Override::Automatic => "health.override.automatic",
@@ -137,7 +120,7 @@ pub fn health(conn: &Connection, api_id: i64) -> rusqlite::Result<Health> {
                     last_passed: r.get(3)?,
                     delisted_at: r.get(4)?,
                     delisted_by: r.get(5)?,
-                    mode: Override::parse(&mode).unwrap_or(Override::Automatic),
+                    mode: mode.parse::<Override>().ok().unwrap_or(Override::Automatic),
                     override_reason: r.get(7)?,
                     override_by: r.get(8)?,
                     override_at: r.get(9)?,
@@ -766,8 +749,8 @@ mod tests {
     #[test]
     fn overrides_round_trip() {
         for o in [Override::Automatic, Override::Delisted, Override::Listed] {
-            assert_eq!(Override::parse(o.as_str()), Some(o));
+            assert_eq!(o.as_str().parse::<Override>().ok(), Some(o));
         }
-        assert_eq!(Override::parse("pinned"), None);
+        assert_eq!("pinned".parse::<Override>().ok(), None);
     }
 }

@@ -13,7 +13,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -21,12 +21,11 @@ use serde::Deserialize;
 
 use super::health::{self, Health, HealthError, HourPoint, Override, Overview, RunRow};
 use crate::catalog::{self, Api, CheckRun};
-use crate::clock;
 use crate::identity::Role;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render_status};
-use crate::web::session::{ConsoleReader, OperatorStaff, ParticipantMember, SignedIn};
+use crate::web::session::{ConsoleReader, CsrfForm, OperatorStaff, ParticipantMember, SignedIn};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -73,11 +72,12 @@ struct Loaded {
     hours: Vec<HourPoint>,
 }
 
-fn load(conn: &rusqlite::Connection, api: Api) -> rusqlite::Result<Loaded> {
+fn load(conn: &rusqlite::Connection, api: Api, now: time::OffsetDateTime) -> rusqlite::Result<Loaded> {
     let id = api.id;
-    let provider_name: String =
-        conn.query_row("SELECT name FROM organisations WHERE id = ?1", [api.organisation_id], |r| r.get(0))?;
-    let since = clock::now().unix_timestamp().div_euclid(3600) * 3600 - (CHART_HOURS - 1) * 3600;
+    let provider_name = crate::participants::organisation(conn, api.organisation_id)?
+        .map(|org| org.name)
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let since = now.unix_timestamp().div_euclid(3600) * 3600 - (CHART_HOURS - 1) * 3600;
     Ok(Loaded {
         provider_name,
         health: health::health(conn, id)?,
@@ -107,7 +107,7 @@ struct Shown<'a> {
 }
 
 fn page(who: &SignedIn, loaded: Loaded, shown: Shown) -> Response {
-    let t = Texts { lang: who.lang() };
+    let t = Texts::current();
     let latency_svg = latency_chart(&t, &loaded.hours);
     let availability_svg = availability_chart(&t, &loaded.hours);
     let [day, week, month] = loaded.availability;
@@ -143,50 +143,47 @@ async fn provider_health(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
     Path(id): Path<i64>,
-) -> Response {
-    let Some(org_id) = who.organisation.as_ref().map(|o| o.id) else { return Redirect::to("/").into_response() };
-    let found = state
+) -> Result<Response, PageError> {
+    let org_id = who.org.id;
+    let now = state.clock.now();
+    let loaded = state
         .db
         .read(move |c| -> Result<Option<Loaded>, StoreError> {
             match catalog::by_id_for_organisation(c, org_id, id)? {
-                Some(api) => Ok(Some(load(c, api)?)),
+                Some(api) => Ok(Some(load(c, api, now)?)),
                 None => Ok(None),
             }
         })
-        .await;
-    match found {
-        Ok(Some(loaded)) => page(
-            &who,
-            loaded,
-            Shown { console: false, can_override: false, errors: vec![], notice: None, status: StatusCode::OK },
-        ),
-        Ok(None) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let shown = Shown { console: false, can_override: false, errors: vec![], notice: None, status: StatusCode::OK };
+    Ok(page(&who, loaded, shown))
 }
 
 fn may_override(who: &SignedIn) -> bool {
     matches!(who.user.role, Role::OperatorAdmin | Role::OperatorStaff)
 }
 
-async fn console_page(state: &AppState, who: &SignedIn, id: i64, errors: Vec<&str>, notice: Option<&str>) -> Response {
-    let found = state
+async fn console_page(
+    state: &AppState,
+    who: &SignedIn,
+    id: i64,
+    errors: Vec<&str>,
+    notice: Option<&str>,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let loaded = state
         .db
         .read(move |c| -> Result<Option<Loaded>, StoreError> {
             match catalog::api(c, id)? {
-                Some(api) => Ok(Some(load(c, api)?)),
+                Some(api) => Ok(Some(load(c, api, now)?)),
                 None => Ok(None),
             }
         })
-        .await;
+        .await?
+        .ok_or_else(PageError::not_found)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    match found {
-        Ok(Some(loaded)) => {
-            page(who, loaded, Shown { console: true, can_override: may_override(who), errors, notice, status })
-        }
-        Ok(None) => PageError::not_found().into_response(),
-        Err(e) => PageError::internal(&e).into_response(),
-    }
+    Ok(page(who, loaded, Shown { console: true, can_override: may_override(who), errors, notice, status }))
 }
 
 /// Console readers: one API's health; staff also see the override form.
@@ -194,14 +191,12 @@ async fn console_health(
     State(state): State<AppState>,
     ConsoleReader(who): ConsoleReader,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Response, PageError> {
     console_page(&state, &who, id, vec![], None).await
 }
 
 #[derive(Debug, Deserialize)]
 struct OverrideForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     mode: String,
     #[serde(default)]
@@ -213,20 +208,16 @@ async fn override_form(
     State(state): State<AppState>,
     OperatorStaff(who): OperatorStaff,
     Path(id): Path<i64>,
-    Form(form): Form<OverrideForm>,
-) -> Response {
-    if let Err(e) = who.check_form(&form.csrf) {
-        return e.into_response();
-    }
-    let t = Texts { lang: who.lang() };
-    let Some(mode) = Override::parse(&form.mode) else {
+    CsrfForm(form): CsrfForm<OverrideForm>,
+) -> Result<Response, PageError> {
+    let t = Texts::current();
+    let Some(mode) = form.mode.parse::<Override>().ok() else {
         return console_page(&state, &who, id, vec![t.get("health.error.mode")], None).await;
     };
     match health::set_override(&state.db, id, mode, form.reason, who.audit_actor()).await {
-        Ok(_) => Redirect::to(&format!("/console/apis/{id}/health")).into_response(),
+        Ok(_) => Ok(Redirect::to(&format!("/console/apis/{id}/health")).into_response()),
         Err(HealthError::Refused(key)) => console_page(&state, &who, id, vec![t.get(key)], None).await,
-        Err(HealthError::NotFound) => PageError::not_found().into_response(),
-        Err(HealthError::Store(e)) => PageError::internal(&e).into_response(),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -239,21 +230,30 @@ struct OverviewPage<'a> {
 }
 
 /// Console readers: every API on the schedule at a glance.
-async fn console_overview(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Response {
-    let lang = who.lang();
-    match state.db.read(|c| health::overview(c).map_err(StoreError::from)).await {
-        Ok(rows) => {
-            let t = Texts { lang };
-            let rows = rows
-                .into_iter()
-                .map(|o| {
-                    let spark = sparkline(&t, &o.spark, &format!("spark-{}", o.api.id));
-                    (o, spark)
-                })
-                .collect();
-            render_status(StatusCode::OK, &OverviewPage { t, csrf: who.csrf(), rows })
+async fn console_overview(
+    State(state): State<AppState>,
+    ConsoleReader(who): ConsoleReader,
+) -> Result<Response, PageError> {
+    let rows = state.db.read(|c| health::overview(c).map_err(StoreError::from)).await?;
+    let t = Texts::current();
+    let rows = rows
+        .into_iter()
+        .map(|o| {
+            let spark = sparkline(&t, &o.spark, &format!("spark-{}", o.api.id));
+            (o, spark)
+        })
+        .collect();
+    Ok(render_status(StatusCode::OK, &OverviewPage { t, csrf: who.csrf(), rows }))
+}
+
+/// Refusals re-render the health page (the handler matches them); what reaches here is not found or a failure.
+impl From<HealthError> for PageError {
+    fn from(error: HealthError) -> PageError {
+        match error {
+            HealthError::NotFound => PageError::not_found(),
+            HealthError::Refused(key) => PageError::new(StatusCode::UNPROCESSABLE_ENTITY, key),
+            HealthError::Store(e) => PageError::from(e),
         }
-        Err(e) => PageError::internal(&e).into_response(),
     }
 }
 

@@ -25,12 +25,11 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use super::cases::{self, CASES, Case};
-use crate::catalog::check::{FindingOutcome, describe, describe_send, error_shape, excerpt};
+use super::evidence::{FindingOutcome, describe, describe_send, error_shape, excerpt};
 use crate::clock;
 use crate::config::Config;
-use crate::egress::{Guard, GuardedClient};
+use crate::egress::{Guard, GuardedClient, Outbound};
 use crate::oauth::jwks::Signer;
-use crate::pki::PkiPaths;
 use crate::standard::{self, CONSENT_HEADER, CONSENT_TYP, ConsentClaims, PAGE_SIZE, SANDBOX_CUSTOMERS};
 use crate::store::Db;
 
@@ -115,19 +114,11 @@ impl Credentials {
         issuer: &str,
         guard: Guard,
     ) -> Result<Credentials, String> {
-        let paths = PkiPaths::new(config);
-        let read =
-            |path: std::path::PathBuf| std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
-        let cert = read(paths.platform_client_cert())?;
-        let key = crate::pki::files::read_key(&paths.platform_client_key())
-            .map_err(|e| format!("{}: {e}", paths.platform_client_key().display()))?;
-        let mut trust = read(paths.root_cert())?;
-        if !config.gateway.provider_ca_file.as_os_str().is_empty() {
-            trust.push_str(&read(config.gateway.provider_ca_file.clone())?);
-        }
+        let trusting = Outbound::new().trust_platform_and_providers(config).map_err(|e| e.to_string())?;
+        let identified = trusting.clone().platform_identity(config).map_err(|e| e.to_string())?;
         Ok(Credentials {
-            client: http_client(Some((&cert, &key)), Some(&trust), guard.clone())?,
-            anonymous: http_client(None, Some(&trust), guard)?,
+            client: identified.build(guard.clone()).map_err(|e| e.to_string())?,
+            anonymous: trusting.build(guard).map_err(|e| e.to_string())?,
             signer: HeaderSigner::Platform { signer, db },
             issuer: issuer.trim_end_matches('/').to_string(),
         })
@@ -148,34 +139,15 @@ impl Credentials {
             .map_err(|e| format!("the signing key is not a PEM private key: {e}"))?;
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_der())
             .map_err(|_| "the signing key is not a P-256 (ES256) key in PKCS#8".to_string())?;
+        let trusting = Outbound::new().trust_pem(ca_pem.unwrap_or_default());
+        let identified = trusting.clone().identity_pem(cert_pem, key_pem);
         Ok(Credentials {
-            client: http_client(Some((cert_pem, key_pem)), ca_pem, Guard::unrestricted())?,
-            anonymous: http_client(None, ca_pem, Guard::unrestricted())?,
+            client: identified.build(Guard::unrestricted()).map_err(|e| e.to_string())?,
+            anonymous: trusting.build(Guard::unrestricted()).map_err(|e| e.to_string())?,
             signer: HeaderSigner::Key { key: Arc::new(key), kid: kid.to_string() },
             issuer: issuer.trim_end_matches('/').to_string(),
         })
     }
-}
-
-/// An HTTPS-only client following no redirects, with an optional client identity (certificate chain, key) and
-/// extra trusted CAs, connecting only where `guard` permits.
-fn http_client(identity: Option<(&str, &str)>, trust_pem: Option<&str>, guard: Guard) -> Result<GuardedClient, String> {
-    let mut builder = reqwest::Client::builder()
-        .https_only(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    if let Some((cert, key)) = identity {
-        let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
-            .map_err(|e| format!("the client certificate and key: {e}"))?;
-        builder = builder.identity(identity);
-    }
-    if let Some(pem) = trust_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|e| format!("the trusted CA certificates: {e}"))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    GuardedClient::build(builder, guard).map_err(|e| format!("HTTP client: {e}"))
 }
 
 /// A compact ES256 JWS of `typ` `kopir-consent+jwt`.

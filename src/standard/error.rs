@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::web::request_id;
+use crate::logging;
 
 /// The longest piece of a caller's input an error message quotes, in characters.
 pub const QUOTE_CHARS: usize = 64;
@@ -166,7 +166,7 @@ impl IntoResponse for ApiError {
         let path = self.path.as_deref().map(|p| truncate(p, MESSAGE_CHARS));
         let body = Body {
             code: summary(self.status),
-            id: request_id::current().unwrap_or_else(|| "unknown".into()),
+            id: logging::current_request_id().unwrap_or_else(|| "unknown".into()),
             message,
             errors: [Detail { error_code: self.code.as_str(), message: &detail, path: path.as_deref() }],
         };
@@ -216,7 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn body_has_the_obie_shape() {
-        let response = request_id::scope("req-1".into(), async {
+        let response = logging::request_id_scope("req-1".into(), async {
             ApiError::new(StatusCode::BAD_REQUEST, ObErrorCode::FieldInvalid, "bad date")
                 .at("Data.Date")
                 .into_response()

@@ -109,10 +109,15 @@ pub fn mask_iin(iin: &str) -> String {
     format!("{}{}", "•".repeat(keep), &iin[keep..])
 }
 
+/// Removes journeys that ended before `before`.
+pub fn purge(tx: &Transaction, before: time::OffsetDateTime) -> rusqlite::Result<usize> {
+    tx.execute("DELETE FROM customer_sessions WHERE expires_at < ?1", [clock::rfc3339(before)])
+}
+
 /// Starts a journey. Returns the cookie value (given to the browser once) and the id hash.
 pub fn start(tx: &Transaction, purpose: Purpose, minutes: u64) -> rusqlite::Result<(String, String)> {
     let now = clock::now();
-    tx.execute("DELETE FROM customer_sessions WHERE expires_at < ?1", [clock::rfc3339(now - time::Duration::days(1))])?;
+    purge(tx, now - time::Duration::days(1))?;
     let value = crate::oauth::random_token();
     let id_hash = sha256_hex(value.as_bytes());
     tx.execute(

@@ -20,6 +20,7 @@ use crate::config::Mode;
 use crate::consent::ChangedBy;
 use crate::kz::Iin;
 use crate::oauth::authorize::{self, Pending};
+use crate::oauth::requests::{self, RequestStatus};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render, render_status};
@@ -655,9 +656,10 @@ async fn cancel(State(state): State<AppState>, customer: Customer, Form(form): F
         .db
         .write(move |tx| -> Result<(), StoreError> {
             journey::close(tx, &hash)?;
-            if let Some(p) = p.filter(|p| p.status == "started") {
-                tx.execute("UPDATE authorization_requests SET status = 'denied' WHERE id = ?1", [&p.id])?;
-                // Already answered some other way: nothing to reject.
+            // Only a request still open ends here; one answered some other way has nothing to reject.
+            if let Some(p) = p.filter(|p| p.status == RequestStatus::Started)
+                && requests::deny(tx, &p.id)?
+            {
                 if let Err(crate::consent::ConsentError::Store(e)) =
                     crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer")
                 {

@@ -31,16 +31,11 @@ pub struct Webhook {
 impl Webhook {
     /// `extra_ca_pem`: CA certificates to trust for this vendor besides the system's.
     pub fn new(url: &str, key: Vec<u8>, timeout: Duration, extra_ca_pem: Option<&str>) -> Result<Webhook, String> {
-        let mut builder = reqwest::Client::builder()
+        let client = crate::egress::Outbound::new()
             .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(true);
-        if let Some(pem) = extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| format!("vendor CA: {e}"))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+            .trust_pem(extra_ca_pem.unwrap_or_default())
+            .build_for_configured_url()
+            .map_err(|e| e.to_string())?;
         Ok(Webhook { client, url: url.to_string(), key, timeout })
     }
 

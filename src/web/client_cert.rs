@@ -150,7 +150,14 @@ impl FromRequestParts<AppState> for MtlsClient {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let (cert, peer) = MtlsClient::presented(parts)?;
-        let (serial, fingerprint, now) = (cert.serial.clone(), cert.sha256.clone(), state.clock.now_rfc3339());
+        let now = state.clock.now_rfc3339();
+        // The handshake judged the validity when the connection opened; the platform's time decides at each request
+        // (a long-lived connection outlives a certificate that ends in the meantime).
+        if cert.not_after.as_str() <= now.as_str() {
+            tracing::warn!(serial = %cert.serial, %peer, "refused client certificate: expired since the handshake");
+            return Err(unauthorized(ObErrorCode::SignatureInvalid, CertProblem::Expired.message()));
+        }
+        let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
         let verdict = state
             .db
             .read(move |c| certs::check(c, &serial, &fingerprint, &now).map_err(crate::store::StoreError::from))

@@ -191,10 +191,22 @@ async fn standard_error_bodies(request: Request, next: Next) -> Response {
     let http1 = request.version() < axum::http::Version::HTTP_2;
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || !made_by_framework(&response) {
-        return response;
+    let mut answer = if !(status.is_client_error() || status.is_server_error()) || !made_by_framework(&response) {
+        response
+    } else {
+        standard_body(shape, status)
+    };
+    if status == StatusCode::PAYLOAD_TOO_LARGE && http1 {
+        // The rest of an oversized body is not wanted, whoever refused it: say the connection ends (the unread rest is
+        // drained in the background so this answer reaches the client first; see `activity`).
+        answer.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
-    let mut answer = match shape {
+    answer
+}
+
+/// The endpoint's own error body for a refusal the framework made.
+fn standard_body(shape: ErrorShape, status: StatusCode) -> Response {
+    match shape {
         ErrorShape::OpenBanking => {
             let code = match status {
                 StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
@@ -229,13 +241,7 @@ async fn standard_error_bodies(request: Request, next: Next) -> Response {
             };
             pages::PageError::new(status, key).into_response()
         }
-    };
-    if status == StatusCode::PAYLOAD_TOO_LARGE && http1 {
-        // The rest of an oversized body is not wanted: say the connection ends (the unread rest is drained in the
-        // background so this answer reaches the client first; see `activity`).
-        answer.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
-    answer
 }
 
 /// A refusal by the framework: no body type, or axum's plain-text rejection. Handlers answer errors in one of the
@@ -369,6 +375,7 @@ pub async fn start_with_lookup(
     tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
+        state.clock.clone(),
         Duration::from_secs(config.oauth.expiry_sweep_secs),
         receiver.clone(),
     ));

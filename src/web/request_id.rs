@@ -4,7 +4,6 @@
 //! of the request, so on every log line, in the `x-request-id` response header, and in the `Id` of an error body.
 //! `x-fapi-interaction-id` is echoed when the caller sent a well-formed one and made up otherwise (FAPI).
 
-use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -13,22 +12,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FAPI_INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
 
-/// The id of the request being handled, if any.
-pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-/// Runs `f` with `id` as the current request id.
-pub async fn scope<F: Future>(id: String, f: F) -> F::Output {
-    REQUEST_ID.scope(id, f).await
-}
+pub use crate::logging::{current_request_id as current, request_id_scope as scope};
 
 /// The interaction id of a request as the middleware answers it: the caller's when well-formed, else the request id.
 pub fn interaction_id(headers: &axum::http::HeaderMap) -> String {

@@ -92,6 +92,21 @@ async fn expired_certificate_is_refused() {
 }
 
 #[tokio::test]
+async fn a_certificate_is_refused_once_the_platform_s_clock_passes_its_end() {
+    let platform = Platform::start().await;
+    let identity = platform.issue_identity("ages-out");
+    let client = platform.client(Some(&identity));
+    let fresh = client.get(platform.url("/pki/client-certificate")).send().await.unwrap();
+    assert_eq!(fresh.status(), 200);
+    // Certificates from `kopir ca issue` are valid for a year: move the platform's time past that.
+    platform.clock().advance(time::Duration::days(400));
+    let response = client.get(platform.url("/pki/client-certificate")).send().await.unwrap();
+    let body = expect_ob_error(response, 401, "UK.OBIE.Signature.Invalid").await;
+    assert!(body["Errors"][0]["Message"].as_str().unwrap().contains("expired"), "{body}");
+    platform.shutdown().await;
+}
+
+#[tokio::test]
 async fn certificate_signed_by_the_ca_but_never_recorded_is_refused() {
     // A certificate the CA's key signed outside the platform's records (a stolen key, a restored old backup) is
     // not trusted just because its chain verifies.

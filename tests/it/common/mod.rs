@@ -113,6 +113,11 @@ impl Platform {
         self.running.as_ref().expect("running")
     }
 
+    /// The platform's clock: tests move it forward instead of sleeping.
+    pub fn clock(&self) -> &kopir::clock::Clock {
+        &self.running().state.clock
+    }
+
     pub fn take_running(&mut self) -> Running {
         self.running.take().expect("running")
     }
