@@ -201,34 +201,32 @@ impl Visitor {
 pub struct CsrfForm<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState> for CsrfForm<T> {
-    type Rejection = Response;
+    type Rejection = PageError;
 
     async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let visitor = Visitor::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
+        let visitor = Visitor::from_request_parts(&mut parts, state).await?;
         let is_form = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if !is_form {
-            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form").into_response());
+            return Err(PageError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "error.bad_form"));
         }
         let request = axum::extract::Request::from_parts(parts, body);
-        // A body over the limit is the framework's refusal, left as it is: the error-body layer gives it the page
-        // shape and, over HTTP/1.1, ends the connection (the rest of the body is not wanted).
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                rejection.into_response()
+                PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.too_large")
             } else {
-                PageError::new(StatusCode::BAD_REQUEST, "error.bad_form").into_response()
+                PageError::new(StatusCode::BAD_REQUEST, "error.bad_form")
             }
         })?;
         let token = form_urlencoded::parse(&bytes).find(|(name, _)| name == "csrf").map(|(_, v)| v.into_owned());
-        visitor.check_form(token.as_deref().unwrap_or_default()).map_err(IntoResponse::into_response)?;
+        visitor.check_form(token.as_deref().unwrap_or_default())?;
         serde_urlencoded::from_bytes(&bytes)
             .map(CsrfForm)
-            .map_err(|_| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "error.bad_form").into_response())
+            .map_err(|_| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "error.bad_form"))
     }
 }
 
