@@ -61,6 +61,7 @@ pub async fn create_operator_user(
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.created", Outcome::Success)
+                    .at(now)
                     .object(format!("user:{username}"))
                     .source(&actor.source)
                     .detail(serde_json::json!({ "role": role.as_str(), "one_time_password": "issued" })),
@@ -82,10 +83,12 @@ pub async fn set_disabled(
     let username = username.to_string();
     db.write(move |tx| -> Result<User, AccountError> {
         let user = super::user_by_username(tx, &username)?.ok_or_else(|| AccountError::NoSuchUser(username.clone()))?;
-        if disabled && user.role == Role::OperatorAdmin && !user.disabled {
-            if super::other_active_with_role(tx, Role::OperatorAdmin, None, user.id)? == 0 {
-                return Err(AccountError::LastAdministrator(username));
-            }
+        if disabled
+            && user.role == Role::OperatorAdmin
+            && !user.disabled
+            && super::other_active_with_role(tx, Role::OperatorAdmin, None, user.id)? == 0
+        {
+            return Err(AccountError::LastAdministrator(username));
         }
         if disabled {
             super::disable(tx, user.id, now)?;
@@ -96,7 +99,10 @@ pub async fn set_disabled(
         let action = if disabled { "identity.user.disabled" } else { "identity.user.enabled" };
         audit::append(
             tx,
-            &Event::new(&actor.name, action, Outcome::Success).object(format!("user:{username}")).source(&actor.source),
+            &Event::new(&actor.name, action, Outcome::Success)
+                .at(now)
+                .object(format!("user:{username}"))
+                .source(&actor.source),
         )?;
         super::user_by_id(tx, user.id)?.ok_or(AccountError::NoSuchUser(username))
     })

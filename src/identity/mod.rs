@@ -227,7 +227,7 @@ pub fn generate_password() -> String {
 /// Whether any active operator administrator exists.
 pub fn has_operator_admin(conn: &Connection) -> rusqlite::Result<bool> {
     let found: Option<i64> = conn
-        .query_row("SELECT id FROM users WHERE role = 'operator_admin' AND disabled_at IS NULL LIMIT 1", [], |r| {
+        .query_row("SELECT id FROM users WHERE role = ?1 AND disabled_at IS NULL LIMIT 1", [Role::OperatorAdmin], |r| {
             r.get(0)
         })
         .optional()?;

@@ -22,6 +22,12 @@ use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, redisplay, render, render_status};
 use crate::web::session::{CsrfForm, SignedIn, Visitor, session_cookie, session_cookie_removal};
 
+impl From<super::PasswordError> for PageError {
+    fn from(error: super::PasswordError) -> PageError {
+        PageError::internal(&error)
+    }
+}
+
 /// Consecutive failures (password or code) before an account is locked.
 pub const MAX_FAILURES: i64 = 5;
 /// How long a locked account stays locked.
@@ -174,7 +180,7 @@ async fn login(
                 if !known {
                     detail["typed_name"] = serde_json::Value::String(typed_name_tag.clone());
                 }
-                Event::new(actor.clone(), "identity.login.password", outcome).source(&source).detail(detail)
+                Event::new(actor.clone(), "identity.login.password", outcome).at(now).source(&source).detail(detail)
             };
             if recent >= ATTEMPTS_PER_SOURCE {
                 audit::append(tx, &event(Outcome::Denied, "too many attempts from this address"))?;
@@ -242,6 +248,7 @@ fn record_failure(
     audit::append(
         tx,
         &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Failure)
+            .at(now)
             .source(source)
             .detail(serde_json::json!({ "reason": reason, "consecutive_failures": failures })),
     )?;
@@ -250,6 +257,7 @@ fn record_failure(
         audit::append(
             tx,
             &Event::new("system", "identity.account.locked", Outcome::Success)
+                .at(now)
                 .object(format!("user:{}", user.username))
                 .source(source)
                 .detail(serde_json::json!({ "minutes": LOCKOUT.whole_minutes() })),
@@ -320,7 +328,9 @@ async fn code(
             super::accept_second_factor(tx, user.id, step)?;
             audit::append(
                 tx,
-                &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Success).source(&source),
+                &Event::new(format!("user:{}", user.username), "identity.login", Outcome::Success)
+                    .at(now)
+                    .source(&source),
             )?;
             let (_, cookie) = sessions::start(tx, Some(&previous), Some(user.id), Stage::Active, &source, now)?;
             Ok(CodeOutcome::Accepted(cookie))
@@ -390,6 +400,7 @@ async fn enrol(
             audit::append(
                 tx,
                 &Event::new(format!("user:{}", user.username), "identity.totp.enrolled", Outcome::Success)
+                    .at(now)
                     .source(&source),
             )?;
             let (_, cookie) = sessions::start(tx, Some(&previous), Some(user.id), Stage::Active, &source, now)?;
@@ -472,7 +483,7 @@ async fn change_password(
             return refuse("password.current_wrong");
         }
     }
-    let hash = state.passwords.hash(form.new_password).await.map_err(|e| PageError::internal(&e))?;
+    let hash = state.passwords.hash(form.new_password).await?;
     let now = state.clock.now();
     let source = who.visitor().source.clone();
     let previous = who.visitor().session.id_hash.clone();
@@ -487,6 +498,7 @@ async fn change_password(
             audit::append(
                 tx,
                 &Event::new(format!("user:{}", changed.username), "identity.password.changed", Outcome::Success)
+                    .at(now)
                     .source(&source),
             )?;
             let (_, cookie) = sessions::start(tx, Some(&previous), Some(changed.id), stage, &source, now)?;

@@ -181,12 +181,16 @@ pub struct QueueEntry {
 pub fn queue(conn: &Connection) -> rusqlite::Result<Vec<QueueEntry>> {
     let columns: Vec<String> = APP_COLUMNS.split(", ").map(|c| format!("a.{}", c.trim())).collect();
     let mut stmt = conn.prepare(&format!(
-        "SELECT {}, o.name, o.bin FROM accreditation_applications a JOIN organisations o ON o.id = a.organisation_id
+        "SELECT {}, o.name AS organisation_name, o.bin AS organisation_bin FROM accreditation_applications a JOIN organisations o ON o.id = a.organisation_id
          ORDER BY a.status <> 'submitted', coalesce(a.submitted_at, a.created_at), a.id",
         columns.join(", ")
     ))?;
     let rows = stmt.query_map([], |r| {
-        Ok(QueueEntry { application: app_from_row(r)?, organisation_name: r.get(14)?, organisation_bin: r.get(15)? })
+        Ok(QueueEntry {
+            application: app_from_row(r)?,
+            organisation_name: r.get("organisation_name")?,
+            organisation_bin: r.get("organisation_bin")?,
+        })
     })?;
     rows.collect()
 }
@@ -221,14 +225,14 @@ pub fn documents(conn: &Connection, application_id: i64) -> rusqlite::Result<Vec
     )?;
     let rows = stmt.query_map([application_id], |r| {
         Ok(Document {
-            id: r.get(0)?,
-            application_id: r.get(1)?,
-            kind: r.get(2)?,
-            filename: r.get(3)?,
-            content_type: r.get(4)?,
-            size: r.get(5)?,
-            sha256: r.get(6)?,
-            uploaded_at: r.get(7)?,
+            id: r.get("id")?,
+            application_id: r.get("application_id")?,
+            kind: r.get("kind")?,
+            filename: r.get("filename")?,
+            content_type: r.get("content_type")?,
+            size: r.get("size")?,
+            sha256: r.get("sha256")?,
+            uploaded_at: r.get("uploaded_at")?,
         })
     })?;
     rows.collect()
@@ -249,10 +253,10 @@ pub fn document_content(conn: &Connection, id: i64) -> rusqlite::Result<Option<D
         [id],
         |r| {
             Ok(DocumentContent {
-                filename: r.get(0)?,
-                content_type: r.get(1)?,
-                organisation_id: r.get(2)?,
-                content: r.get(3)?,
+                filename: r.get("filename")?,
+                content_type: r.get("content_type")?,
+                organisation_id: r.get("organisation_id")?,
+                content: r.get("content")?,
             })
         },
     )
@@ -568,6 +572,7 @@ pub fn decide(
     audit::append(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
+            .at(now)
             .organisation(&org.bin)
             .object(format!("application:{}", app.id))
             .source(&actor.source)
@@ -581,6 +586,17 @@ pub fn decide(
     Ok(DecideOutcome::Decided { accreditation: number })
 }
 
+crate::text_enum! {
+    /// Where an accreditation certificate stands (stored in `accreditations.status`).
+    pub enum CertificateStatus {
+        Valid = "valid",
+        Suspended = "suspended",
+        Revoked = "revoked",
+        /// Replaced by a later accreditation of the same organisation.
+        Superseded = "superseded",
+    }
+}
+
 /// An accreditation certificate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Accreditation {
@@ -591,7 +607,7 @@ pub struct Accreditation {
     pub is_user: bool,
     pub issued_at: String,
     pub valid_until: String,
-    pub status: String,
+    pub status: CertificateStatus,
 }
 
 impl Accreditation {
@@ -604,25 +620,25 @@ impl Accreditation {
     }
 
     pub fn status_key(&self) -> &'static str {
-        match self.status.as_str() {
-            "valid" => "cert_status.valid",
-            "suspended" => "cert_status.suspended",
-            "revoked" => "cert_status.revoked",
-            _ => "cert_status.superseded",
+        match self.status {
+            CertificateStatus::Valid => "cert_status.valid",
+            CertificateStatus::Suspended => "cert_status.suspended",
+            CertificateStatus::Revoked => "cert_status.revoked",
+            CertificateStatus::Superseded => "cert_status.superseded",
         }
     }
 }
 
 fn accreditation_from_row(r: &Row) -> rusqlite::Result<Accreditation> {
     Ok(Accreditation {
-        number: r.get(0)?,
-        organisation_id: r.get(1)?,
-        application_id: r.get(2)?,
-        is_provider: r.get(3)?,
-        is_user: r.get(4)?,
-        issued_at: r.get(5)?,
-        valid_until: r.get(6)?,
-        status: r.get(7)?,
+        number: r.get("number")?,
+        organisation_id: r.get("organisation_id")?,
+        application_id: r.get("application_id")?,
+        is_provider: r.get("is_provider")?,
+        is_user: r.get("is_user")?,
+        issued_at: r.get("issued_at")?,
+        valid_until: r.get("valid_until")?,
+        status: r.get("status")?,
     })
 }
 
@@ -719,6 +735,7 @@ pub fn change_standing(
     audit::append(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
+            .at(now)
             .organisation(&org.bin)
             .object(format!("organisation:{}", org.bin))
             .source(&actor.source)
@@ -785,8 +802,8 @@ pub fn registry(conn: &Connection, kind: RegistryKind, now: OffsetDateTime) -> r
          ORDER BY o.name, o.bin"
     ))?;
     let rows = stmt.query_map([clock::rfc3339(now)], |r| {
-        let provider: bool = r.get(2)?;
-        let user: bool = r.get(3)?;
+        let provider: bool = r.get("is_provider")?;
+        let user: bool = r.get("is_user")?;
         let mut roles = Vec::new();
         if provider {
             roles.push("ApiProvider");
@@ -794,16 +811,16 @@ pub fn registry(conn: &Connection, kind: RegistryKind, now: OffsetDateTime) -> r
         if user {
             roles.push("ApiUser");
         }
-        let issued: String = r.get(5)?;
-        let status: String = r.get(7)?;
+        let issued: String = r.get("issued_at")?;
+        let status: OrgStatus = r.get("status")?;
         Ok(RegistryEntry {
-            name: r.get(0)?,
-            bin: r.get(1)?,
+            name: r.get("name")?,
+            bin: r.get("bin")?,
             roles,
-            accreditation_number: r.get(4)?,
+            accreditation_number: r.get("number")?,
             accredited_since: issued,
-            valid_until: r.get(6)?,
-            status: if status == "suspended" { "Suspended" } else { "Accredited" },
+            valid_until: r.get("valid_until")?,
+            status: if status == OrgStatus::Suspended { "Suspended" } else { "Accredited" },
         })
     })?;
     rows.collect()
@@ -908,6 +925,6 @@ mod tests {
             change_standing(&tx, 1, Lifecycle::Reinstate, "undo", &actor, clock::now()).unwrap(),
             LifecycleOutcome::NotApplicable(OrgStatus::Revoked)
         );
-        assert_eq!(current_accreditation(&tx, 1).unwrap().unwrap().status, "revoked");
+        assert_eq!(current_accreditation(&tx, 1).unwrap().unwrap().status, CertificateStatus::Revoked);
     }
 }

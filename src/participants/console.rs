@@ -457,7 +457,7 @@ async fn add_staff(
     }
     let password = identity::generate_password();
     let for_hash = password.clone();
-    let hash = state.passwords.hash(for_hash).await.map_err(|e| PageError::internal(&e))?;
+    let hash = state.passwords.hash(for_hash).await?;
     let now = state.clock.now();
     let actor = who.audit_actor();
     let (name, full_name, email) = (username.clone(), form.full_name.trim().to_string(), form.email.trim().to_string());
@@ -471,6 +471,7 @@ async fn add_staff(
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.created", Outcome::Success)
+                    .at(now)
                     .object(format!("user:{name}"))
                     .source(&actor.source)
                     .detail(serde_json::json!({ "role": role.as_str() })),
@@ -517,6 +518,7 @@ async fn disable_staff(
             audit::append(
                 tx,
                 &Event::new(&actor.name, "identity.user.disabled", Outcome::Success)
+                    .at(now)
                     .object(format!("user:{}", user.username))
                     .source(&actor.source),
             )?;

@@ -78,24 +78,24 @@ pub struct Organisation {
 }
 
 const COLUMNS: &str = "id, bin, name, licence_number, contact_email, contact_phone, description, website, \
-                       logo IS NOT NULL, status, status_reason, is_provider, is_user, created_at";
+                       logo IS NOT NULL AS has_logo, status, status_reason, is_provider, is_user, created_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<Organisation> {
     Ok(Organisation {
-        id: r.get(0)?,
-        bin: r.get(1)?,
-        name: r.get(2)?,
-        licence_number: r.get(3)?,
-        contact_email: r.get(4)?,
-        contact_phone: r.get(5)?,
-        description: r.get(6)?,
-        website: r.get(7)?,
-        has_logo: r.get(8)?,
+        id: r.get("id")?,
+        bin: r.get("bin")?,
+        name: r.get("name")?,
+        licence_number: r.get("licence_number")?,
+        contact_email: r.get("contact_email")?,
+        contact_phone: r.get("contact_phone")?,
+        description: r.get("description")?,
+        website: r.get("website")?,
+        has_logo: r.get("has_logo")?,
         status: r.get("status")?,
-        status_reason: r.get(10)?,
-        is_provider: r.get(11)?,
-        is_user: r.get(12)?,
-        created_at: r.get(13)?,
+        status_reason: r.get("status_reason")?,
+        is_provider: r.get("is_provider")?,
+        is_user: r.get("is_user")?,
+        created_at: r.get("created_at")?,
     })
 }
 

@@ -197,6 +197,7 @@ async fn update(
             audit::append(
                 tx,
                 &Event::new(actor, "participants.profile.updated", Outcome::Success)
+                    .at(now)
                     .organisation(&org.bin)
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)
@@ -281,6 +282,7 @@ async fn upload_logo(
             audit::append(
                 tx,
                 &Event::new(actor, "participants.profile.logo_updated", Outcome::Success)
+                    .at(now)
                     .organisation(&org.bin)
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)

@@ -169,7 +169,7 @@ async fn register(
         return Ok(refuse(&form, errors));
     }
     let password = std::mem::take(&mut form.password);
-    let hash = state.passwords.hash(password).await.map_err(|e| PageError::internal(&e))?;
+    let hash = state.passwords.hash(password).await?;
     let now = state.clock.now();
     let org = NewOrganisation {
         bin: form.bin.trim().to_string(),
@@ -205,6 +205,7 @@ async fn register(
             audit::append(
                 tx,
                 &Event::new(format!("user:{username}"), "participants.organisation.registered", Outcome::Success)
+                    .at(now)
                     .organisation(&org.bin)
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)

@@ -145,7 +145,7 @@ async fn invite(
     };
     let one_time_password = identity::generate_password();
     let otp = one_time_password.clone();
-    let hash = state.passwords.hash(otp).await.map_err(|e| PageError::internal(&e))?;
+    let hash = state.passwords.hash(otp).await?;
     let now = state.clock.now();
     let (actor, source) = (who.actor(), who.visitor.source.clone());
     let (name, mail, login) = (full_name.clone(), email.clone(), username.clone());
@@ -159,6 +159,7 @@ async fn invite(
             audit::append(
                 tx,
                 &Event::new(actor, "participants.staff.invited", Outcome::Success)
+                    .at(now)
                     .organisation(&org.bin)
                     .object(format!("user:{login}"))
                     .source(&source)
@@ -287,6 +288,7 @@ async fn disable(
         audit::append(
             tx,
             &Event::new(actor, "participants.staff.disabled", Outcome::Success)
+                .at(now)
                 .organisation(&org.bin)
                 .object(format!("user:{}", member.username))
                 .source(&source),

@@ -186,11 +186,11 @@ async fn set_language(Path(code): Path<String>, headers: HeaderMap) -> Response 
         .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
         .filter(|p| p.starts_with('/') && !p.starts_with("//"))
         .unwrap_or_else(|| "/".to_string());
-    let mut response = axum::response::Redirect::to(&back).into_response();
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; Secure; SameSite=Lax", lang.code()))
-    {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
+    // Lax, not Strict: the choice should hold when the visitor comes back from another site's link.
+    let cookie = axum_extra::extract::cookie::Cookie::build((LANG_COOKIE, lang.code()))
+        .path("/")
+        .max_age(time::Duration::days(365))
+        .secure(true)
+        .same_site(axum_extra::extract::cookie::SameSite::Lax);
+    (axum_extra::extract::CookieJar::new().add(cookie), axum::response::Redirect::to(&back)).into_response()
 }

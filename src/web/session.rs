@@ -1,5 +1,6 @@
 //! Browser sessions for the personal account and the operator console, CSRF protection, and the extractors that
-//! say who may see a page.
+//! say who may see a page. The sessions themselves (the `sessions` table) are [`crate::identity::sessions`]'; this
+//! module carries them through cookies and requests.
 //!
 //! The cookie `__Host-kopir_session` (Secure, HttpOnly, SameSite=Strict, Path=/) holds 32 random bytes; the database
 //! keeps only their SHA-256. Sessions start when a password is accepted; each has a CSRF token that every form echoes
@@ -26,7 +27,7 @@ use super::AppState;
 use super::client_cert::ConnectionInfo;
 use super::pages::{Lang, PageError};
 use crate::identity::sessions::{self, random_token};
-pub use crate::identity::sessions::{Session, Stage, end, end_all_for_user, set_pending_totp};
+pub use crate::identity::sessions::{Session, Stage};
 use crate::identity::{Role, User};
 use crate::participants::{OrgStatus, Organisation};
 use crate::store::StoreError;
@@ -34,18 +35,6 @@ use crate::store::StoreError;
 pub const SESSION_COOKIE: &str = "__Host-kopir_session";
 /// The anonymous visitor's form cookie: the value the CSRF token of anonymous forms is bound to.
 pub const FORM_COOKIE: &str = "__Host-kopir_form";
-
-/// Starts a session at `now` (see [`sessions::start`]): kept for callers that hold a transaction already.
-pub fn start(
-    tx: &rusqlite::Transaction,
-    previous: Option<&str>,
-    user_id: Option<i64>,
-    stage: Stage,
-    source: &str,
-    now: OffsetDateTime,
-) -> rusqlite::Result<(Session, String)> {
-    sessions::start(tx, previous, user_id, stage, source, now)
-}
 
 /// A `__Host-` cookie as every cookie of the platform's pages is: Secure, HttpOnly, SameSite=Strict, Path=/.
 fn host_cookie(name: &'static str, value: String) -> Cookie<'static> {
@@ -297,8 +286,7 @@ impl FromRequestParts<AppState> for SignedIn {
                 };
                 Ok(Some((user, org)))
             })
-            .await
-            .map_err(|e| PageError::internal(&e))?;
+            .await?;
         let Some((user, organisation)) = found else { return Err(PageError::SignIn) };
         if user.disabled {
             return Err(PageError::SignIn);
