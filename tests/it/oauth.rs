@@ -405,7 +405,7 @@ async fn an_expired_code_is_refused() {
     let platform = Platform::start_with(|c| c.oauth.code_secs = 1, None).await;
     let s = scenario_with(platform, 1).await;
     let (code, verifier, _) = allowed_code(&s, 21).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.platform.clock().advance(time::Duration::seconds(2));
     let refused = exchange(&s, &s.identity, &code, verifier.secret(), consent::REDIRECT_URI).await;
     assert_eq!(token_error(refused).await, "400 invalid_grant");
     s.platform.shutdown().await;

@@ -352,6 +352,7 @@ async fn pending_delivery_survives_a_restart() {
     let before = receiver.seen().len();
     let stopped = row(&platform, &event_id);
     assert_eq!(stopped.status, "pending");
+    // Real time, on purpose: with the platform stopped there is no clock of its own to move.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(receiver.seen().len(), before, "a delivery was attempted while the platform was down");
 
@@ -384,9 +385,8 @@ async fn undeliverable_events_are_given_up_after_the_configured_time() {
     let waiting = row(&platform, &no_url);
     assert_eq!((waiting.status.as_str(), waiting.attempts), ("pending", 0));
 
-    // Both events were made more than give_up_after_hours (1) ago.
-    let long_ago = kopir::clock::rfc3339(kopir::clock::now() - time::Duration::minutes(61));
-    db(&platform).execute("UPDATE webhook_outbox SET created_at = ?1, next_attempt_at = ?1", [&long_ago]).unwrap();
+    // More than give_up_after_hours (1) pass on the platform's clock.
+    platform.clock().advance(time::Duration::minutes(61));
     let failed = wait_row(&platform, &event_id, 10, |r| r.status == "failed").await;
     assert!(failed.attempts >= 2, "{failed:?}");
     assert_eq!(failed.last_error, "HTTP 503");
@@ -394,8 +394,14 @@ async fn undeliverable_events_are_given_up_after_the_configured_time() {
     let never = wait_row(&platform, &no_url, 15, |r| r.status == "failed").await;
     assert_eq!(never.attempts, 0);
     assert_eq!(never.last_error, "not attempted: no webhook URL was set");
-    // Failed is final: no further attempts.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Failed is final: no further attempts, however long the worker goes on. Another event, delivered after hours
+    // more on the clock, shows the worker has passed over the outbox since.
+    platform.clock().advance(time::Duration::hours(2));
+    let healthy = Receiver::start(&platform, 0).await;
+    let (up, _) = organisation(&platform, "99014000208", "Up Bank JSC").await;
+    set_url(&platform, up, &healthy.url()).await;
+    let later = enqueue(&platform, up, "consent.revoked", json!({ "ConsentId": "aac-5" })).await;
+    wait_row(&platform, &later, 15, |r| r.status == "delivered").await;
     assert_eq!(receiver.seen().len(), attempts);
 
     // The operator sees them in `kopir status`, and in the metrics.
