@@ -20,7 +20,6 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::apps::AppMode;
 use crate::apps::client::ApiClient;
 use crate::catalog::ApiStatus;
-use crate::clock;
 use crate::consent::{self, Consent};
 use crate::digest::constant_time_eq;
 use crate::oauth::access::{self, AccessClaims};
@@ -179,7 +178,7 @@ fn forbidden(code: ObErrorCode, message: &str) -> ApiError {
 /// The signature, issuer, audience and expiry of a bearer token.
 async fn claims(state: &AppState, token: &str) -> Result<Arc<AccessClaims>, ApiError> {
     if let Some(claims) = state.gateway.keys.remembered(token) {
-        if claims.exp <= clock::now().unix_timestamp() {
+        if claims.exp <= state.clock.now().unix_timestamp() {
             return Err(unauthorised("The access token has expired; refresh it"));
         }
         return Ok(claims);
@@ -279,7 +278,7 @@ impl FromRequestParts<AppState> for Grant {
         }
         // One read for everything else: the certificate's record, application, organisation, token and consent —
         // unless the same read was made a moment ago and nothing it depends on has changed since.
-        let now = clock::now_rfc3339();
+        let now = state.clock.now_rfc3339();
         let key = (cert.sha256.clone(), claims.jti.clone());
         let generation = state.db.generation();
         let judged = match state.gateway.judgements.get(&key, generation, &now) {

@@ -261,14 +261,19 @@ async fn the_gateway_refuses_what_the_consent_token_certificate_or_connection_do
     body["Data"]["ExpirationDateTime"] = soon.into();
     let (expiring, expiring_token, _) = tokens_for(s, body, customer(), "+77010000005").await;
     get_json(s, &expiring_token, "/accounts").await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    s.platform.clock().advance(time::Duration::seconds(5));
     common::expect_ob_error(
         get(s, &s.identity, &expiring_token, "/accounts").await,
         403,
         "UK.OBIE.Resource.InvalidConsentStatus",
     )
     .await;
-    assert_eq!(s.consent(&expiring).await["Status"], "Expired");
+    // The expiry sweep, woken by the clock, records it.
+    common::eventually("the sweep to mark the consent expired", Duration::from_secs(10), async || {
+        let status = s.consent(&expiring).await["Status"].clone();
+        if status == "Expired" { Ok(()) } else { Err(status) }
+    })
+    .await;
 
     // Scenario 7: a refused consent gives no code, hence no token at all.
     let refused_consent = s.create_consent_with(consent(&bins, FULL, None, None)).await;
