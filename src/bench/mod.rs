@@ -31,6 +31,18 @@ pub enum BenchError {
     File { path: PathBuf, error: std::io::Error },
 }
 
+impl From<crate::store::StoreError> for BenchError {
+    fn from(error: crate::store::StoreError) -> BenchError {
+        setup(error)
+    }
+}
+
+impl From<rusqlite::Error> for BenchError {
+    fn from(error: rusqlite::Error) -> BenchError {
+        setup(error)
+    }
+}
+
 fn setup(what: impl std::fmt::Display) -> BenchError {
     BenchError::Setup(what.to_string())
 }
@@ -329,9 +341,9 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
     let (client, iin) = (client_id.clone(), customer.clone());
     let consent_id = state
         .db
-        .write(move |tx| -> Result<Result<String, String>, crate::store::StoreError> {
-            let Some(app) = crate::apps::by_client_id(tx, &client)? else { return Ok(Err("no application".into())) };
-            let Some(org) = crate::participants::organisation_by_bin(tx, &bin)? else { return Ok(Err("no bank".into())) };
+        .write(move |tx| -> Result<String, BenchError> {
+            let Some(app) = crate::apps::by_client_id(tx, &client)? else { return Err(setup("no application")) };
+            let Some(org) = crate::participants::organisation_by_bin(tx, &bin)? else { return Err(setup("no bank")) };
             let now = crate::clock::now();
             tx.execute(
                 "INSERT INTO customers (iin, created_at, last_seen_at) VALUES (?1, ?2, ?2) ON CONFLICT (iin) DO NOTHING",
@@ -349,13 +361,12 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
             };
             let consent = crate::consent::insert(tx, app.id, &new, &by)?;
             if let Err(e) = crate::consent::authorise(tx, &consent.id, customer_id, &by) {
-                return Ok(Err(e.to_string()));
+                return Err(setup(e));
             }
-            Ok(Ok(consent.id))
+            Ok(consent.id)
         })
         .await
-        .map_err(setup)?
-        .map_err(setup)?;
+        ?;
     let (token, claims) =
         crate::oauth::access::sign(&state, &state.signer, &client_id, &consent_id, &x5t).await.map_err(setup)?;
     let app_id = state

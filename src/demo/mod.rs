@@ -44,6 +44,12 @@ pub enum DemoError {
     Setup { what: String, why: String },
 }
 
+impl From<rusqlite::Error> for DemoError {
+    fn from(error: rusqlite::Error) -> DemoError {
+        DemoError::Store(StoreError::from(error))
+    }
+}
+
 fn setup(what: &str, why: impl std::fmt::Display) -> DemoError {
     DemoError::Setup { what: what.to_string(), why: why.to_string() }
 }
@@ -180,7 +186,7 @@ async fn accredited(
     let (name_owned, admin_owned) = (name.to_string(), admin.to_string());
     let id = state
         .db
-        .write(move |tx| -> Result<Result<i64, String>, StoreError> {
+        .write(move |tx| -> Result<i64, DemoError> {
             let new = crate::participants::NewOrganisation {
                 bin,
                 name: name_owned.clone(),
@@ -200,7 +206,9 @@ async fn accredited(
                 false,
                 crate::clock::now(),
             )?;
-            let Some(org) = crate::participants::organisation(tx, org_id)? else { return Ok(Err("vanished".into())) };
+            let Some(org) = crate::participants::organisation(tx, org_id)? else {
+                return Err(setup(&name_owned, "the organisation vanished"));
+            };
             let input = ApplicationInput {
                 wants_provider: provider,
                 wants_user: !provider,
@@ -227,7 +235,7 @@ async fn accredited(
             let saved =
                 accreditation::save_application(tx, &org, &input, &[document], true, &actor(), crate::clock::now())?;
             let accreditation::SaveOutcome::Saved { application_id, .. } = saved else {
-                return Ok(Err(format!("application not saved: {saved:?}")));
+                return Err(setup(&name_owned, format!("application not saved: {saved:?}")));
             };
             let decided = accreditation::decide(
                 tx,
@@ -238,12 +246,11 @@ async fn accredited(
                 crate::clock::now(),
             )?;
             if !matches!(decided, accreditation::DecideOutcome::Decided { .. }) {
-                return Ok(Err(format!("not approved: {decided:?}")));
+                return Err(setup(&name_owned, format!("not approved: {decided:?}")));
             }
-            Ok(Ok(org_id))
+            Ok(org_id)
         })
-        .await?
-        .map_err(|why| setup(name, why))?;
+        .await?;
     credentials.push((format!("{name} administrator"), admin.to_string(), password));
     Ok(id)
 }
