@@ -65,12 +65,8 @@ fn source_of(ip: IpAddr) -> IpAddr {
 }
 
 impl Admission {
-    pub fn new(max_total: usize, max_per_source: usize) -> Admission {
-        Admission::with_metering(max_total, max_per_source, true)
-    }
-
-    /// An admission whose count is not reported as the platform's open connections.
-    pub fn with_metering(max_total: usize, max_per_source: usize, metered: bool) -> Admission {
+    /// `metered`: whether the count is reported as the platform's open connections (not for a reference bank's loop).
+    pub fn new(max_total: usize, max_per_source: usize, metered: bool) -> Admission {
         Admission { inner: Arc::new(Inner { max_total, max_per_source, metered, open: Mutex::new(Open::default()) }) }
     }
 
@@ -124,7 +120,7 @@ mod tests {
 
     #[test]
     fn limits_hold_and_slots_come_back() {
-        let admission = Admission::new(3, 2);
+        let admission = Admission::new(3, 2, false);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = admission.admit(a).unwrap();
@@ -138,7 +134,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_client_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
-        let admission = Admission::new(10, 1);
+        let admission = Admission::new(10, 1, false);
         let _one = admission.admit("2001:db8::1".parse().unwrap()).unwrap();
         assert_eq!(admission.admit("2001:db8::2".parse().unwrap()).err(), Some(Refusal::PerAddress));
         assert!(admission.admit("2001:db8:0:1::1".parse().unwrap()).is_ok());

@@ -85,8 +85,7 @@ pub async fn serve(
 ) {
     let mut connections = JoinSet::new();
     let connection_shutdown = shutdown.clone();
-    let admission =
-        Admission::with_metering(limits.max_connections, limits.max_connections_per_address, setup.metered());
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_address, setup.metered());
     loop {
         // Reap finished connection tasks so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
