@@ -67,7 +67,8 @@ pub fn is_initialised(config: &Config) -> bool {
     config.db_path().exists()
 }
 
-pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError> {
+/// Initialises the appliance `now` (the caller's time: `init` runs before any platform, and so any clock, exists).
+pub async fn init(config: &Config, actor: &str, now: time::OffsetDateTime) -> Result<InitReport, InitError> {
     let mut items = Vec::new();
     let data_dir = &config.data_dir;
     let dir_existed = data_dir.exists();
@@ -125,6 +126,7 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
                     audit::append(
                         tx,
                         &Event::new(&actor, "pki.certificate.recorded", Outcome::Success)
+                            .at(now)
                             .object(format!("certificate:{}", record.serial))
                             .source("cli")
                             .detail(serde_json::json!({ "kind": record.kind.as_str(), "subject": record.subject })),
@@ -135,34 +137,39 @@ pub async fn init(config: &Config, actor: &str) -> Result<InitReport, InitError>
                 if created {
                     audit::append(
                         tx,
-                        &Event::new(&actor, "pki.key.created", Outcome::Success).object(what).source("cli"),
+                        &Event::new(&actor, "pki.key.created", Outcome::Success).at(now).object(what).source("cli"),
                     )?;
                 }
             }
-            let new_key = crate::oauth::jwks::ensure_key(&key_config, tx)?;
+            let new_key = crate::oauth::jwks::ensure_key(&key_config, tx, now)?;
             if let Some(kid) = &new_key {
                 audit::append(
                     tx,
                     &Event::new(&actor, "oauth.signing_key.created", Outcome::Success)
+                        .at(now)
                         .object(format!("signing_key:{kid}"))
                         .source("cli"),
                 )?;
             }
             let has_crl: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM crls)", [], |r| r.get(0))?;
             if !has_crl {
-                crl::publish(tx, &authority, pki_hours)?;
+                crl::publish(tx, &authority, pki_hours, now)?;
             }
             if store::setting(tx, "instance_id")?.is_none() {
                 store::set_setting(tx, "instance_id", &crate::random::uuid_v4().to_string())?;
-                store::set_setting(tx, "initialised_at", &crate::clock::now_rfc3339())?;
-                audit::append(tx, &Event::new(&actor, "appliance.initialised", Outcome::Success).source("cli"))?;
+                store::set_setting(tx, "initialised_at", &crate::clock::rfc3339(now))?;
+                audit::append(
+                    tx,
+                    &Event::new(&actor, "appliance.initialised", Outcome::Success).at(now).source("cli"),
+                )?;
             }
             let Some((password, hash)) = admin else { return Ok((None, new_key.is_some())) };
             let username = "admin".to_string();
-            identity::create_user(tx, &username, Role::OperatorAdmin, &hash, true, crate::clock::now())?;
+            identity::create_user(tx, &username, Role::OperatorAdmin, &hash, true, now)?;
             audit::append(
                 tx,
                 &Event::new(&actor, "identity.user.created", Outcome::Success)
+                    .at(now)
                     .object(format!("user:{username}"))
                     .source("cli")
                     .detail(serde_json::json!({ "role": Role::OperatorAdmin.as_str(), "one_time_password": "issued" })),

@@ -74,10 +74,11 @@ impl FromRequestParts<AppState> for ApiClient {
         // One read: the certificate's record, its application and organisation.
         let (cert, peer) = MtlsClient::presented(parts)?;
         let (serial, fingerprint) = (cert.serial.clone(), cert.sha256.clone());
+        let now = state.clock.now_rfc3339();
         let (verdict, found) = state
             .db
             .read(move |c| -> Result<_, StoreError> {
-                let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &crate::clock::now_rfc3339())?;
+                let verdict = crate::pki::certs::check(c, &serial, &fingerprint, &now)?;
                 let found = match &verdict {
                     CertCheck::Active(Some(app)) => ApiClient::load(c, app)?,
                     _ => None,

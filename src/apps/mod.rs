@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
@@ -256,9 +256,13 @@ fn cert_status(revoked: bool, retire_at: Option<&str>, not_after: &str, now: &st
     }
 }
 
-/// The certificates of an application, newest first.
-pub fn certificates(conn: &Connection, application_id: i64) -> rusqlite::Result<Vec<AppCertificate>> {
-    let now = clock::now_rfc3339();
+/// The certificates of an application, newest first, each with where it stands `now`.
+pub fn certificates(
+    conn: &Connection,
+    application_id: i64,
+    now: OffsetDateTime,
+) -> rusqlite::Result<Vec<AppCertificate>> {
+    let now = clock::rfc3339(now);
     let mut stmt = conn.prepare(
         "SELECT serial, subject, sha256, not_before, not_after, issued_at, revoked_at, revocation_reason, retire_at
          FROM certificates WHERE application_id = ?1 ORDER BY issued_at DESC, rowid DESC",
@@ -467,11 +471,12 @@ fn sign(
     org: &Organisation,
     label: &str,
     actor: &Actor,
+    now: OffsetDateTime,
 ) -> Result<Written<crate::pki::Issued>, AppError> {
     match authority.issue_client_for(csr_pem, label, &actor.name, Some(&org.name)) {
         Ok(issued) => Ok(Written::Done(issued)),
         Err(error) => {
-            lifecycle::record_refusal(tx, label, &error, actor)?;
+            lifecycle::record_refusal(tx, label, &error, actor, now)?;
             Ok(Written::Refused(error.into()))
         }
     }
@@ -486,6 +491,7 @@ pub async fn register(
     user_id: i64,
     new: NewApplication,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<(Application, crate::pki::Issued), AppError> {
     db.write(move |tx| -> Result<Written<(Application, crate::pki::Issued)>, AppError> {
         let org = org_of(tx, organisation_id)?;
@@ -493,6 +499,7 @@ pub async fn register(
             audit::append(
                 tx,
                 &Event::new(&actor.name, "apps.application.register", Outcome::Denied)
+                    .at(now)
                     .organisation(&org.bin)
                     .source(&actor.source)
                     .detail(serde_json::json!({
@@ -505,7 +512,7 @@ pub async fn register(
             return Ok(Written::Refused(AppError::Refused(why)));
         }
         let label = format!("{} — {}", org.name, new.name);
-        let issued = match sign(tx, &authority, &new.csr_pem, &org, &label, &actor)? {
+        let issued = match sign(tx, &authority, &new.csr_pem, &org, &label, &actor, now)? {
             Written::Done(issued) => issued,
             Written::Refused(e) => return Ok(Written::Refused(e)),
         };
@@ -522,15 +529,16 @@ pub async fn register(
                 new.kind.as_str(),
                 uris,
                 user_id,
-                clock::now_rfc3339(),
+                clock::rfc3339(now),
                 new.mode.as_str()
             ],
         )?;
         let id = tx.last_insert_rowid();
-        lifecycle::record_client(tx, &issued, Some(id), &actor)?;
+        lifecycle::record_client(tx, &issued, Some(id), &actor, now)?;
         audit::append(
             tx,
             &Event::new(&actor.name, "apps.application.registered", Outcome::Success)
+                .at(now)
                 .organisation(&org.bin)
                 .object(format!("application:{}", client_id.as_str()))
                 .source(&actor.source)
@@ -559,6 +567,7 @@ pub async fn rotate(
     csr_pem: String,
     grace_hours: u32,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<crate::pki::Issued, AppError> {
     db.write(move |tx| -> Result<Written<crate::pki::Issued>, AppError> {
         let app = by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(AppError::NotFound)?;
@@ -570,11 +579,11 @@ pub async fn rotate(
             return Ok(Written::Refused(AppError::Refused("apps.error.not_accredited")));
         }
         let label = format!("{} — {}", org.name, app.name);
-        let issued = match sign(tx, &authority, &csr_pem, &org, &label, &actor)? {
+        let issued = match sign(tx, &authority, &csr_pem, &org, &label, &actor, now)? {
             Written::Done(issued) => issued,
             Written::Refused(e) => return Ok(Written::Refused(e)),
         };
-        let retire_at = clock::rfc3339(clock::now() + Duration::hours(grace_hours.into()));
+        let retire_at = clock::rfc3339(now + Duration::hours(grace_hours.into()));
         let mut stmt = tx.prepare(
             "UPDATE certificates SET retire_at = ?2
              WHERE application_id = ?1 AND revoked_at IS NULL AND (retire_at IS NULL OR retire_at > ?2)
@@ -583,7 +592,7 @@ pub async fn rotate(
         let retiring: Vec<String> =
             stmt.query_map(params![app.id, retire_at], |r| r.get(0))?.collect::<Result<_, _>>()?;
         drop(stmt);
-        lifecycle::record_client(tx, &issued, Some(app.id), &actor)?;
+        lifecycle::record_client(tx, &issued, Some(app.id), &actor, now)?;
         // Refresh tokens follow the application to its new certificate (customers need not consent again); from
         // now on only the new certificate's key can refresh them.
         let rebound = tx.execute(
@@ -593,6 +602,7 @@ pub async fn rotate(
         audit::append(
             tx,
             &Event::new(&actor.name, "apps.certificate.rotated", Outcome::Success)
+                .at(now)
                 .organisation(&org.bin)
                 .object(format!("application:{}", app.client_id))
                 .source(&actor.source)
@@ -620,6 +630,7 @@ pub async fn revoke_certificate(
     reason: crate::pki::RevocationReason,
     crl_validity_hours: u32,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<(), AppError> {
     let check = serial.clone();
     let belongs = db
@@ -633,7 +644,7 @@ pub async fn revoke_certificate(
     if !belongs {
         return Err(AppError::NotFound);
     }
-    match lifecycle::revoke(db, authority, serial.into_string(), reason, crl_validity_hours, actor).await {
+    match lifecycle::revoke(db, authority, serial.into_string(), reason, crl_validity_hours, actor, now).await {
         Ok(_) => Ok(()),
         Err(PkiError::AlreadyRevoked(_)) => Err(AppError::Refused("apps.error.already_revoked")),
         Err(e) => Err(e.into()),
@@ -647,6 +658,7 @@ pub async fn set_active(
     application_id: i64,
     active: bool,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<(), AppError> {
     db.write(move |tx| -> Result<(), AppError> {
         let app = by_id_for_organisation(tx, organisation_id, application_id)?.ok_or(AppError::NotFound)?;
@@ -657,6 +669,7 @@ pub async fn set_active(
         audit::append(
             tx,
             &Event::new(&actor.name, action, Outcome::Success)
+                .at(now)
                 .organisation(&org.bin)
                 .object(format!("application:{}", app.client_id))
                 .source(&actor.source),

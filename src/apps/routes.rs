@@ -157,7 +157,17 @@ async fn register(
         return list_page(&state, &who, &form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     let new = NewApplication { name, kind, mode, redirect_uris: uris, csr_pem: form.csr.trim().to_string() };
-    match super::register(&state.db, state.authority.clone(), org_id, who.user.id, new, who.audit_actor()).await {
+    match super::register(
+        &state.db,
+        state.authority.clone(),
+        org_id,
+        who.user.id,
+        new,
+        who.audit_actor(),
+        state.clock.now(),
+    )
+    .await
+    {
         Ok((app, _)) => Ok(Redirect::to(&format!("/org/apps/{}", app.id)).into_response()),
         Err(AppError::Refused(key)) => list_page(&state, &who, &form, vec![t.get(key)], StatusCode::FORBIDDEN).await,
         Err(AppError::BadCsr(why)) => {
@@ -205,11 +215,12 @@ async fn app_page(
 ) -> Result<Response, PageError> {
     let org = &who.org;
     let org_id = org.id;
+    let now = state.clock.now();
     let found = state
         .db
         .read(move |c| -> Result<_, StoreError> {
             let Some(app) = super::by_id_for_organisation(c, org_id, id)? else { return Ok(None) };
-            let certificates = super::certificates(c, app.id)?;
+            let certificates = super::certificates(c, app.id, now)?;
             let connections = crate::catalog::connections_of_application(c, app.id)?;
             Ok(Some((app, certificates, connections)))
         })
@@ -260,7 +271,18 @@ async fn rotate(
     }
     let grace = state.config.pki.rotation_grace_hours;
     let csr = form.csr.trim().to_string();
-    match super::rotate(&state.db, state.authority.clone(), org_id, id, csr, grace, who.audit_actor()).await {
+    match super::rotate(
+        &state.db,
+        state.authority.clone(),
+        org_id,
+        id,
+        csr,
+        grace,
+        who.audit_actor(),
+        state.clock.now(),
+    )
+    .await
+    {
         Ok(_) => Ok(Redirect::to(&format!("/org/apps/{id}")).into_response()),
         Err(AppError::Refused(key)) => app_page(&state, &who, id, Some(t.get(key)), StatusCode::FORBIDDEN).await,
         Err(AppError::BadCsr(why)) => {
@@ -330,6 +352,7 @@ async fn revoke(
         reason,
         hours,
         who.audit_actor(),
+        state.clock.now(),
     )
     .await
     {
@@ -344,7 +367,7 @@ async fn revoke(
 pub struct ButtonForm {}
 
 async fn set_active(state: AppState, who: Member, id: i64, active: bool) -> Result<Response, PageError> {
-    super::set_active(&state.db, who.org.id, id, active, who.audit_actor()).await?;
+    super::set_active(&state.db, who.org.id, id, active, who.audit_actor(), state.clock.now()).await?;
     Ok(Redirect::to(&format!("/org/apps/{id}")).into_response())
 }
 

@@ -152,7 +152,7 @@ pub async fn run(dir: &Path, options: &ChecksOptions) -> Result<ChecksFigures, B
     config.admin.enabled = false;
     config.log.stderr = false;
     config.log.level = "warn".into();
-    crate::bootstrap::init(&config, "cli:bench").await.map_err(setup)?;
+    crate::bootstrap::init(&config, "cli:bench", crate::clock::now()).await.map_err(setup)?;
     let root = config.pki_dir().join("root-ca.pem");
 
     // Two reference banks, their CAs trusted by the platform.

@@ -498,7 +498,7 @@ pub async fn run(dir: &Path, options: &BenchOptions) -> Result<(Figures, Option<
     config.log.stderr = false;
     config.log.level = "warn".into();
     config.oauth.access_token_secs = 3600;
-    crate::bootstrap::init(&config, "cli:bench").await.map_err(setup)?;
+    crate::bootstrap::init(&config, "cli:bench", crate::clock::now()).await.map_err(setup)?;
     let bank_pki = crate::refbank::pki::load_or_create(&bank_dir, "Bench Bank JSC").map_err(setup)?;
     config.gateway.provider_ca_file = bank_pki.ca_file.clone();
     let root = config.pki_dir().join("root-ca.pem");

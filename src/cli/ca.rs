@@ -68,7 +68,8 @@ pub async fn run(config: &Config, command: CaCommand) -> Result<(), Failure> {
             let csr_pem = std::fs::read_to_string(&csr).with_context(|| format!("reading {}", csr.display()))?;
             let db = open(config)?;
             let authority = Arc::new(Authority::load(config)?);
-            let issued = lifecycle::issue_client(&db, authority, csr_pem, label, cli_actor()).await?;
+            let issued =
+                lifecycle::issue_client(&db, authority, csr_pem, label, cli_actor(), crate::clock::now()).await?;
             crate::pki::files::write_cert(&out, &issued.chain_pem)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("issued certificate {}", issued.record.serial);
@@ -102,7 +103,7 @@ pub async fn run(config: &Config, command: CaCommand) -> Result<(), Failure> {
         CaCommand::RenewServer => {
             let db = open(config)?;
             let authority = Arc::new(Authority::load(config)?);
-            let record = lifecycle::renew_server(&db, authority, config, cli_actor()).await?;
+            let record = lifecycle::renew_server(&db, authority, config, cli_actor(), crate::clock::now()).await?;
             println!("new server certificate {} valid to {}", record.serial, record.not_after);
             println!("  for: {}", config.server.hostnames.join(", "));
             println!("a running server serves it after SIGHUP (systemctl reload kopir)");
@@ -111,8 +112,16 @@ pub async fn run(config: &Config, command: CaCommand) -> Result<(), Failure> {
         CaCommand::Revoke { serial, reason } => {
             let db = open(config)?;
             let authority = Arc::new(Authority::load(config)?);
-            let record =
-                lifecycle::revoke(&db, authority, serial, reason, config.pki.crl_validity_hours, cli_actor()).await?;
+            let record = lifecycle::revoke(
+                &db,
+                authority,
+                serial,
+                reason,
+                config.pki.crl_validity_hours,
+                cli_actor(),
+                crate::clock::now(),
+            )
+            .await?;
             println!(
                 "revoked certificate {} ({}) at {}, reason {}",
                 record.serial,

@@ -44,7 +44,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<(), Failure> {
             }
         }
         KeysCommand::Rotate { retain_hours } => {
-            let kid = jwks::rotate(&db, config, retain_hours, cli_actor()).await?;
+            let kid = jwks::rotate(&db, config, retain_hours, cli_actor(), crate::clock::now()).await?;
             println!("new signing key {kid}; the previous key stays published for {retain_hours} hours");
         }
     }

@@ -196,7 +196,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Init => {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
-            let report = crate::bootstrap::init(&config, &cli_actor().name).await?;
+            let report = crate::bootstrap::init(&config, &cli_actor().name, crate::clock::now()).await?;
             serve::print_init_report(&config, &report);
             Ok(())
         }

@@ -51,7 +51,7 @@ pub async fn run(
             .into());
         }
         println!("Initialising {} …", config.data_dir.display());
-        let report = bootstrap::init(&config, &cli_actor().name).await?;
+        let report = bootstrap::init(&config, &cli_actor().name, crate::clock::now()).await?;
         print_init_report(&config, &report);
         println!();
     }

@@ -97,7 +97,7 @@ pub async fn start(mut config: Config, options: DemoOptions) -> Result<RunningDe
     if config.mode != Mode::Demo {
         return Err(DemoError::Production);
     }
-    let report = crate::bootstrap::init(&config, "cli:demo").await?;
+    let report = crate::bootstrap::init(&config, "cli:demo", crate::clock::now()).await?;
     let dir = demo_dir(&config);
     crate::pki::files::private_dir(&dir).map_err(|error| DemoError::File { path: dir.clone(), error })?;
 
@@ -337,10 +337,17 @@ pub(crate) async fn seed(
                 redirect_uris: vec![state.url(&format!("{}/callback", app::BASE))],
                 csr_pem: csr,
             };
-            let (application, issued) =
-                crate::apps::register(&state.db, state.authority.clone(), user_org, user_id, new, actor())
-                    .await
-                    .map_err(|e| setup(APP_NAME, e))?;
+            let (application, issued) = crate::apps::register(
+                &state.db,
+                state.authority.clone(),
+                user_org,
+                user_id,
+                new,
+                actor(),
+                state.clock.now(),
+            )
+            .await
+            .map_err(|e| setup(APP_NAME, e))?;
             crate::pki::files::write_key(&key_path, &key.serialize_pem())
                 .map_err(|error| DemoError::File { path: key_path.clone(), error })?;
             std::fs::write(&chain_path, &issued.chain_pem)

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
@@ -69,8 +70,8 @@ fn public_jwk(key: &KeyPair) -> Result<(String, Value), KeyError> {
     Ok((kid, jwk))
 }
 
-/// Makes a new key, writes its private half, records its public half. Returns the key id.
-fn create_key(config: &Config, tx: &Transaction) -> Result<String, KeyError> {
+/// Makes a new key, writes its private half, records its public half (created `now`). Returns the key id.
+fn create_key(config: &Config, tx: &Transaction, now: OffsetDateTime) -> Result<String, KeyError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let (kid, jwk) = public_jwk(&key)?;
     let path = key_path(config, &kid);
@@ -78,7 +79,7 @@ fn create_key(config: &Config, tx: &Transaction) -> Result<String, KeyError> {
     files::write_key(&path, &key.serialize_pem()).map_err(|error| KeyError::File { path, error })?;
     tx.execute(
         "INSERT INTO signing_keys (kid, alg, public_jwk, created_at) VALUES (?1, 'ES256', ?2, ?3)",
-        params![kid, jwk.to_string(), clock::now_rfc3339()],
+        params![kid, jwk.to_string(), clock::rfc3339(now)],
     )?;
     Ok(kid)
 }
@@ -94,20 +95,25 @@ pub fn active_kid(conn: &Connection) -> rusqlite::Result<Option<String>> {
 }
 
 /// For `kopir init`: a first key when there is none. Returns the new key id, if one was made.
-pub fn ensure_key(config: &Config, tx: &Transaction) -> Result<Option<String>, KeyError> {
+pub fn ensure_key(config: &Config, tx: &Transaction, now: OffsetDateTime) -> Result<Option<String>, KeyError> {
     if active_kid(tx)?.is_some() {
         return Ok(None);
     }
-    create_key(config, tx).map(Some)
+    create_key(config, tx, now).map(Some)
 }
 
-/// Makes a new signing key; the current one retires and stays published for `retain_hours`.
-pub async fn rotate(db: &Db, config: &Config, retain_hours: u32, actor: Actor) -> Result<String, KeyError> {
+/// Makes a new signing key `now`; the current one retires and stays published for `retain_hours`.
+pub async fn rotate(
+    db: &Db,
+    config: &Config,
+    retain_hours: u32,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> Result<String, KeyError> {
     let config = config.clone();
     db.write(move |tx| -> Result<String, KeyError> {
-        let now = clock::now();
         let old = active_kid(tx)?;
-        let kid = create_key(&config, tx)?;
+        let kid = create_key(&config, tx, now)?;
         if let Some(old) = &old {
             tx.execute(
                 "UPDATE signing_keys SET retired_at = ?2, unpublish_at = ?3 WHERE kid = ?1",
@@ -117,6 +123,7 @@ pub async fn rotate(db: &Db, config: &Config, retain_hours: u32, actor: Actor) -
         audit::append(
             tx,
             &Event::new(&actor.name, "oauth.signing_key.rotated", Outcome::Success)
+                .at(now)
                 .object(format!("signing_key:{kid}"))
                 .source(&actor.source)
                 .detail(json!({ "retired": old, "retained_hours": retain_hours })),
@@ -151,13 +158,13 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
     rows.collect()
 }
 
-/// The published key set: the active key and the retired ones still within their retention.
-pub fn jwks(conn: &Connection) -> rusqlite::Result<Value> {
+/// The published key set `now`: the active key and the retired ones still within their retention.
+pub fn jwks(conn: &Connection, now: OffsetDateTime) -> rusqlite::Result<Value> {
     let mut stmt = conn.prepare(
         "SELECT public_jwk FROM signing_keys WHERE unpublish_at IS NULL OR unpublish_at > ?1 ORDER BY created_at DESC",
     )?;
     let keys: Vec<Value> = stmt
-        .query_map([clock::now_rfc3339()], |r| r.get::<_, String>(0))?
+        .query_map([clock::rfc3339(now)], |r| r.get::<_, String>(0))?
         .filter_map(|row| row.ok().and_then(|text| serde_json::from_str(&text).ok()))
         .collect();
     Ok(json!({ "keys": keys }))
@@ -242,7 +249,9 @@ pub fn router() -> Router<AppState> {
 
 /// Public: the platform's signing keys, for anyone verifying tokens, signed headers or webhooks.
 async fn jwks_document(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let set = state.db.read(|c| jwks(c).map_err(StoreError::from)).await.map_err(|e| ApiError::internal(&e))?;
+    let now = state.clock.now();
+    let set =
+        state.db.read(move |c| jwks(c, now).map_err(StoreError::from)).await.map_err(|e| ApiError::internal(&e))?;
     let mut response = Json(set).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));

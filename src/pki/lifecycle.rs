@@ -18,16 +18,17 @@ pub async fn issue_client(
     csr_pem: String,
     label: String,
     actor: Actor,
+    now: time::OffsetDateTime,
 ) -> Result<Issued, PkiError> {
     let signed = db
         .write(move |tx| -> Result<Signed, PkiError> {
             match authority.issue_client(&csr_pem, &label, &actor.name) {
                 Ok(issued) => {
-                    record_client(tx, &issued, None, &actor)?;
+                    record_client(tx, &issued, None, &actor, now)?;
                     Ok(Signed::Issued(Box::new(issued)))
                 }
                 Err(error) => {
-                    record_refusal(tx, &label, &error, &actor)?;
+                    record_refusal(tx, &label, &error, &actor, now)?;
                     Ok(Signed::Refused(error))
                 }
             }
@@ -48,10 +49,17 @@ enum Signed {
 
 /// Records a refused issuance in the caller's transaction. A refused request is itself worth recording; the CSR's
 /// content is not.
-pub fn record_refusal(tx: &Transaction, label: &str, error: &PkiError, actor: &Actor) -> Result<(), PkiError> {
+pub fn record_refusal(
+    tx: &Transaction,
+    label: &str,
+    error: &PkiError,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+) -> Result<(), PkiError> {
     audit::append(
         tx,
         &Event::new(&actor.name, "pki.certificate.issue", Outcome::Failure)
+            .at(now)
             .source(&actor.source)
             .detail(serde_json::json!({ "label": label, "reason": error.to_string() })),
     )?;
@@ -66,6 +74,7 @@ pub fn record_client(
     issued: &Issued,
     application_id: Option<i64>,
     actor: &Actor,
+    now: time::OffsetDateTime,
 ) -> Result<(), PkiError> {
     if !certs::insert(tx, &issued.record)? {
         return Err(PkiError::BadCsr("a certificate with this serial exists already".into()));
@@ -76,6 +85,7 @@ pub fn record_client(
     audit::append(
         tx,
         &Event::new(&actor.name, "pki.certificate.issued", Outcome::Success)
+            .at(now)
             .object(format!("certificate:{}", issued.record.serial))
             .source(&actor.source)
             .detail(serde_json::json!({
@@ -98,6 +108,7 @@ pub async fn revoke(
     reason: RevocationReason,
     crl_validity_hours: u32,
     actor: Actor,
+    now: time::OffsetDateTime,
 ) -> Result<CertRecord, PkiError> {
     db.write(move |tx| {
         let serial = serial.trim().to_ascii_lowercase().replace(':', "");
@@ -105,13 +116,14 @@ pub async fn revoke(
         if !record.kind.revocable() {
             return Err(PkiError::NotRevocable { serial, kind: record.kind.as_str() });
         }
-        if !certs::mark_revoked(tx, &serial, &clock::now_rfc3339(), reason)? {
+        if !certs::mark_revoked(tx, &serial, &clock::rfc3339(now), reason)? {
             return Err(PkiError::AlreadyRevoked(serial));
         }
-        crl::publish(tx, &authority, crl_validity_hours)?;
+        crl::publish(tx, &authority, crl_validity_hours, now)?;
         audit::append(
             tx,
             &Event::new(&actor.name, "pki.certificate.revoked", Outcome::Success)
+                .at(now)
                 .object(format!("certificate:{serial}"))
                 .source(&actor.source)
                 .detail(serde_json::json!({ "reason": reason.as_str(), "subject": record.subject })),
@@ -128,6 +140,7 @@ pub async fn renew_server(
     authority: Arc<Authority>,
     config: &crate::config::Config,
     actor: Actor,
+    now: time::OffsetDateTime,
 ) -> Result<CertRecord, PkiError> {
     let (old, record) = tokio::task::spawn_blocking({
         let authority = authority.clone();
@@ -140,9 +153,10 @@ pub async fn renew_server(
     let hours = config.pki.crl_validity_hours;
     db.write(move |tx| {
         let event = Event::new(&actor.name, "pki.server_certificate.renewed", Outcome::Success)
+            .at(now)
             .source(&actor.source)
             .detail(serde_json::json!({ "replaced": old, "subject": record.subject }));
-        record_reissue(tx, &authority, hours, &record, old.as_deref(), event)?;
+        record_reissue(tx, &authority, hours, &record, old.as_deref(), event, now)?;
         Ok(record)
     })
     .await
@@ -157,12 +171,13 @@ fn record_reissue(
     record: &CertRecord,
     old: Option<&str>,
     event: Event,
+    now: time::OffsetDateTime,
 ) -> Result<(), PkiError> {
     certs::insert(tx, record)?;
     if let Some(old) = old
-        && certs::mark_revoked(tx, old, &clock::now_rfc3339(), RevocationReason::Superseded)?
+        && certs::mark_revoked(tx, old, &clock::rfc3339(now), RevocationReason::Superseded)?
     {
-        crl::publish(tx, authority, crl_hours)?;
+        crl::publish(tx, authority, crl_hours, now)?;
     }
     audit::append(tx, &event.object(format!("certificate:{}", record.serial)))?;
     Ok(())
@@ -175,6 +190,7 @@ pub async fn ensure_platform_client_marked(
     db: &Db,
     authority: Arc<Authority>,
     config: &crate::config::Config,
+    now: time::OffsetDateTime,
 ) -> Result<Option<CertRecord>, PkiError> {
     let marked = tokio::task::spawn_blocking({
         let authority = authority.clone();
@@ -188,11 +204,12 @@ pub async fn ensure_platform_client_marked(
     let record = db
         .write(move |tx| {
             let event = Event::new("system:start", "pki.platform_client_certificate.reissued", Outcome::Success)
+                .at(now)
                 .detail(serde_json::json!({
                     "replaced": old,
                     "reason": "the platform's certificate policy was missing",
                 }));
-            record_reissue(tx, &authority, hours, &record, old.as_deref(), event)?;
+            record_reissue(tx, &authority, hours, &record, old.as_deref(), event, now)?;
             Ok::<_, PkiError>(record)
         })
         .await?;

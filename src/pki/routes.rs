@@ -42,7 +42,9 @@ async fn chain_pem(State(state): State<AppState>) -> Response {
 /// Public: the current signed certificate revocation list (PEM).
 async fn crl_pem(State(state): State<AppState>) -> Result<Response, ApiError> {
     let hours = state.config.pki.crl_validity_hours;
-    let pem = crl::current(&state.db, state.authority.clone(), hours).await.map_err(|e| ApiError::internal(&e))?;
+    let pem = crl::current(&state.db, state.authority.clone(), hours, state.clock.now())
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(pem_response(pem, "application/x-pem-file", "public, max-age=300"))
 }
 

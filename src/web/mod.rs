@@ -329,7 +329,8 @@ pub async fn start_with_lookup(
     let local_keys = crate::pki::local_keys::LocalKeys::load_or_create(&local_keys_path)
         .map_err(|error| ServeError::Key { path: local_keys_path, error })?;
     // Banks recognise the platform by the policy in its client certificate; an older data directory gets one now.
-    crate::pki::lifecycle::ensure_platform_client_marked(&db, authority.clone(), &config).await?;
+    let clock = crate::clock::Clock::system();
+    crate::pki::lifecycle::ensure_platform_client_marked(&db, authority.clone(), &config, clock.now()).await?;
     let egress = crate::egress::Egress::new(&config, lookup);
     let (gateway, metered) = crate::gateway::Gateway::new(&config, egress.banks.clone())?;
     let config = Arc::new(config);
@@ -348,7 +349,7 @@ pub async fn start_with_lookup(
         passwords: crate::identity::Passwords::new(config.limits.max_concurrent_password_hashes),
         local_keys: Arc::new(local_keys),
         egress,
-        clock: crate::clock::Clock::system(),
+        clock,
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {

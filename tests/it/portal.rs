@@ -150,7 +150,7 @@ async fn first_operator_administrator_must_change_the_one_time_password_and_enro
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::test_config(dir.path());
     config.log.stderr = false;
-    let report = kopir::bootstrap::init(&config, "test").await.unwrap();
+    let report = kopir::bootstrap::init(&config, "test", kopir::clock::now()).await.unwrap();
     let admin = report.admin.unwrap();
     let running = kopir::web::start(config.clone(), None).await.unwrap();
     let platform_like = common::Platform::attach(dir, config, running);

@@ -60,7 +60,7 @@ impl Platform {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        kopir::bootstrap::init(&config, "test:harness").await.expect("init");
+        kopir::bootstrap::init(&config, "test:harness", kopir::clock::now()).await.expect("init");
         let running = kopir::web::start(config.clone(), extra).await.expect("server starts");
         Platform { addr: running.addr, admin_addr: running.admin_addr, running: Some(running), dir, config }
     }
@@ -74,7 +74,7 @@ impl Platform {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        kopir::bootstrap::init(&config, "test:harness").await.expect("init");
+        kopir::bootstrap::init(&config, "test:harness", kopir::clock::now()).await.expect("init");
         let running = kopir::web::start_with_lookup(config.clone(), None, lookup).await.expect("server starts");
         Platform { addr: running.addr, admin_addr: running.admin_addr, running: Some(running), dir, config }
     }
