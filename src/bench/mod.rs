@@ -359,8 +359,8 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
                 transaction_to: None,
                 provider_ids: vec![org.id],
             };
-            let consent = crate::consent::insert(tx, app.id, &new, &by)?;
-            if let Err(e) = crate::consent::authorise(tx, &consent.id, customer_id, &by) {
+            let consent = crate::consent::insert(tx, app.id, &new, &by, now)?;
+            if let Err(e) = crate::consent::authorise(tx, &consent.id, customer_id, &by, now) {
                 return Err(setup(e));
             }
             Ok(consent.id)

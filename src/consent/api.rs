@@ -127,6 +127,7 @@ async fn create(
     let (mut new, bins) = rules::check_request(&request.data, state.clock.now(), state.config.oauth.consent_max_days)?;
     let application_id = client.app.id;
     let by = ChangedBy { actor: format!("client:{}", client.app.client_id), source: client.cert.serial.clone() };
+    let now = state.clock.now();
     let consent = state
         .db
         .write(move |tx| -> Result<Created, StoreError> {
@@ -134,7 +135,7 @@ async fn create(
                 Ok(ids) => new.provider_ids = ids,
                 Err(refusal) => return Ok(Created::Refused(refusal)),
             }
-            Ok(Created::Consent(Box::new(super::insert(tx, application_id, &new, &by)?)))
+            Ok(Created::Consent(Box::new(super::insert(tx, application_id, &new, &by, now)?)))
         })
         .await
         .map_err(store_error)?;
@@ -186,12 +187,13 @@ async fn delete(
     let by = ChangedBy { actor: format!("client:{}", client.app.client_id), source: client.cert.serial.clone() };
     let id = consent.id.clone();
     let status = consent.status;
+    let now = state.clock.now();
     state
         .db
         .write(move |tx| -> Result<(), StoreError> {
             let done = match status {
-                Status::AwaitingAuthorisation => super::reject(tx, &id, &by, "withdrawn by the API user"),
-                Status::Authorised => super::revoke(tx, &id, &by, "revoked by the API user"),
+                Status::AwaitingAuthorisation => super::reject(tx, &id, &by, "withdrawn by the API user", now),
+                Status::Authorised => super::revoke(tx, &id, &by, "revoked by the API user", now),
                 _ => Ok(()),
             };
             match done {

@@ -12,6 +12,7 @@ pub mod rules;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
@@ -283,12 +284,12 @@ fn record(
     bank: Option<i64>,
     by: &ChangedBy,
     reason: &str,
+    now: OffsetDateTime,
 ) -> rusqlite::Result<()> {
-    let now = clock::now_rfc3339();
     tx.execute(
         "INSERT INTO consent_history (consent_id, status, organisation_id, actor, reason, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![consent.id, status, bank, by.actor, reason, now],
+        params![consent.id, status, bank, by.actor, reason, clock::rfc3339(now)],
     )?;
     let action = match (status, bank) {
         (_, Some(_)) => "consent.provider_revoked".to_string(),
@@ -297,6 +298,7 @@ fn record(
     audit::append(
         tx,
         &Event::new(&by.actor, action, Outcome::Success)
+            .at(now)
             .object(format!("consent:{}", consent.id))
             .organisation(consent.organisation_id.to_string())
             .source(&by.source)
@@ -307,7 +309,13 @@ fn record(
 
 /// Tells the API user and every bank named in the consent what happened, through the webhook outbox (same
 /// transaction: the event exists if and only if the change does).
-fn notify(tx: &Transaction, consent: &Consent, status: Status, bank: Option<i64>) -> rusqlite::Result<()> {
+fn notify(
+    tx: &Transaction,
+    consent: &Consent,
+    status: Status,
+    bank: Option<i64>,
+    now: OffsetDateTime,
+) -> rusqlite::Result<()> {
     let event = match (status, bank) {
         (_, Some(_)) => "consent.revoked",
         (Status::Authorised, None) => "consent.authorised",
@@ -322,28 +330,40 @@ fn notify(tx: &Transaction, consent: &Consent, status: Status, bank: Option<i64>
         // Set when one bank of the consent was revoked and the consent goes on for the others.
         "ProviderBin": bin,
     });
-    crate::notify::enqueue(tx, consent.organisation_id, event, &data)?;
+    crate::notify::enqueue(tx, consent.organisation_id, event, &data, now)?;
     for provider in &consent.providers {
         if bank.is_none_or(|b| b == provider.organisation_id) {
-            crate::notify::enqueue(tx, provider.organisation_id, event, &data)?;
+            crate::notify::enqueue(tx, provider.organisation_id, event, &data, now)?;
         }
     }
     Ok(())
 }
 
-fn set_status(tx: &Transaction, consent: &Consent, to: Status, by: &ChangedBy, reason: &str) -> rusqlite::Result<()> {
-    let now = clock::now_rfc3339();
+fn set_status(
+    tx: &Transaction,
+    consent: &Consent,
+    to: Status,
+    by: &ChangedBy,
+    reason: &str,
+    now: OffsetDateTime,
+) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE consents SET status = ?2, status_updated_at = ?3 WHERE id = ?1",
-        params![consent.id, to.as_str(), now],
+        params![consent.id, to.as_str(), clock::rfc3339(now)],
     )?;
-    record(tx, consent, to.as_str(), None, by, reason)
+    record(tx, consent, to.as_str(), None, by, reason, now)
 }
 
-/// Stores a validated new consent for `application_id` in `AwaitingAuthorisation`.
-pub fn insert(tx: &Transaction, application_id: i64, new: &NewConsent, by: &ChangedBy) -> rusqlite::Result<Consent> {
+/// Stores a validated new consent for `application_id` in `AwaitingAuthorisation`, created `now`.
+pub fn insert(
+    tx: &Transaction,
+    application_id: i64,
+    new: &NewConsent,
+    by: &ChangedBy,
+    now: OffsetDateTime,
+) -> rusqlite::Result<Consent> {
     let id = format!("aac-{}", crate::random::uuid_v4());
-    let now = clock::now_rfc3339();
+    let created_at = clock::rfc3339(now);
     let permissions = serde_json::to_string(&new.permissions).map_err(|e| conversion(0, e.to_string()))?;
     tx.execute(
         "INSERT INTO consents (id, application_id, permissions, purpose, expires_at, transaction_from, transaction_to,
@@ -357,7 +377,7 @@ pub fn insert(tx: &Transaction, application_id: i64, new: &NewConsent, by: &Chan
             new.expires_at,
             new.transaction_from,
             new.transaction_to,
-            now
+            created_at
         ],
     )?;
     for organisation_id in &new.provider_ids {
@@ -367,7 +387,7 @@ pub fn insert(tx: &Transaction, application_id: i64, new: &NewConsent, by: &Chan
         )?;
     }
     let consent = load(tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    record(tx, &consent, Status::AwaitingAuthorisation.as_str(), None, by, "")?;
+    record(tx, &consent, Status::AwaitingAuthorisation.as_str(), None, by, "", now)?;
     Ok(consent)
 }
 
@@ -379,34 +399,49 @@ fn require(tx: &Transaction, id: &str, allowed: &[Status]) -> Result<Consent, Co
     Ok(consent)
 }
 
-/// The customer allowed it: the consent becomes theirs and `Authorised`.
-pub fn authorise(tx: &Transaction, id: &str, customer_id: i64, by: &ChangedBy) -> Result<Consent, ConsentError> {
+/// The customer allowed it `now`: the consent becomes theirs and `Authorised`.
+pub fn authorise(
+    tx: &Transaction,
+    id: &str,
+    customer_id: i64,
+    by: &ChangedBy,
+    now: OffsetDateTime,
+) -> Result<Consent, ConsentError> {
     let consent = require(tx, id, &[Status::AwaitingAuthorisation])?;
-    let now = clock::now_rfc3339();
-    if consent.expires_at <= now {
+    let at = clock::rfc3339(now);
+    if consent.expires_at <= at {
         return Err(ConsentError::WrongStatus(Status::Expired));
     }
-    tx.execute(
-        "UPDATE consents SET customer_id = ?2, authorised_at = ?3 WHERE id = ?1",
-        params![id, customer_id, now],
-    )?;
-    set_status(tx, &consent, Status::Authorised, by, "")?;
-    notify(tx, &consent, Status::Authorised, None)?;
+    tx.execute("UPDATE consents SET customer_id = ?2, authorised_at = ?3 WHERE id = ?1", params![id, customer_id, at])?;
+    set_status(tx, &consent, Status::Authorised, by, "", now)?;
+    notify(tx, &consent, Status::Authorised, None, now)?;
     load(tx, id)?.ok_or(ConsentError::NotFound)
 }
 
 /// The customer refused (or the API user withdrew the request before the customer decided).
-pub fn reject(tx: &Transaction, id: &str, by: &ChangedBy, reason: &str) -> Result<(), ConsentError> {
+pub fn reject(
+    tx: &Transaction,
+    id: &str,
+    by: &ChangedBy,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<(), ConsentError> {
     let consent = require(tx, id, &[Status::AwaitingAuthorisation])?;
-    set_status(tx, &consent, Status::Rejected, by, reason).map_err(ConsentError::from)
+    set_status(tx, &consent, Status::Rejected, by, reason, now).map_err(ConsentError::from)
 }
 
 /// Ends an authorised consent for every bank at once, and every token issued under it.
-pub fn revoke(tx: &Transaction, id: &str, by: &ChangedBy, reason: &str) -> Result<(), ConsentError> {
+pub fn revoke(
+    tx: &Transaction,
+    id: &str,
+    by: &ChangedBy,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<(), ConsentError> {
     let consent = require(tx, id, &[Status::Authorised])?;
-    set_status(tx, &consent, Status::Revoked, by, reason)?;
-    end_tokens(tx, id)?;
-    notify(tx, &consent, Status::Revoked, None)?;
+    set_status(tx, &consent, Status::Revoked, by, reason, now)?;
+    end_tokens(tx, id, now)?;
+    notify(tx, &consent, Status::Revoked, None, now)?;
     Ok(())
 }
 
@@ -417,51 +452,52 @@ pub fn revoke_provider(
     organisation_id: i64,
     by: &ChangedBy,
     reason: &str,
+    now: OffsetDateTime,
 ) -> Result<(), ConsentError> {
     let consent = require(tx, id, &[Status::Authorised])?;
     if !consent.active_providers().any(|p| p.organisation_id == organisation_id) {
         return Err(ConsentError::NotAProvider);
     }
     if consent.active_providers().count() == 1 {
-        return revoke(tx, id, by, reason);
+        return revoke(tx, id, by, reason, now);
     }
     tx.execute(
         "UPDATE consent_providers SET status = 'revoked', revoked_at = ?3 WHERE consent_id = ?1 AND organisation_id = ?2",
-        params![id, organisation_id, clock::now_rfc3339()],
+        params![id, organisation_id, clock::rfc3339(now)],
     )?;
-    record(tx, &consent, "ProviderRevoked", Some(organisation_id), by, reason)?;
-    notify(tx, &consent, Status::Authorised, Some(organisation_id))?;
+    record(tx, &consent, "ProviderRevoked", Some(organisation_id), by, reason, now)?;
+    notify(tx, &consent, Status::Authorised, Some(organisation_id), now)?;
     Ok(())
 }
 
 /// Refresh and access tokens stop with the consent (they are also judged against it live).
-fn end_tokens(tx: &Transaction, consent_id: &str) -> rusqlite::Result<()> {
-    crate::oauth::token::revoke_for_consent(tx, consent_id, None)
+fn end_tokens(tx: &Transaction, consent_id: &str, now: OffsetDateTime) -> rusqlite::Result<()> {
+    crate::oauth::token::revoke_for_consent(tx, consent_id, None, now)
 }
 
 /// Marks every authorised consent past its expiry `Expired`. Returns their ids.
-pub fn expire_due(tx: &Transaction, now: time::OffsetDateTime) -> rusqlite::Result<Vec<String>> {
-    let now = clock::rfc3339(now);
+pub fn expire_due(tx: &Transaction, now: OffsetDateTime) -> rusqlite::Result<Vec<String>> {
+    let at = clock::rfc3339(now);
     let ids: Vec<String> = {
         let mut stmt = tx.prepare(
             "SELECT id FROM consents WHERE status = 'Authorised' AND expires_at <= ?1 ORDER BY expires_at LIMIT 500",
         )?;
-        stmt.query_map([&now], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+        stmt.query_map([&at], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     let by = ChangedBy::system();
     for id in &ids {
         if let Some(consent) = load(tx, id)? {
-            set_status(tx, &consent, Status::Expired, &by, "expiration date reached")?;
-            end_tokens(tx, id)?;
-            notify(tx, &consent, Status::Expired, None)?;
+            set_status(tx, &consent, Status::Expired, &by, "expiration date reached", now)?;
+            end_tokens(tx, id, now)?;
+            notify(tx, &consent, Status::Expired, None, now)?;
         }
     }
     Ok(ids)
 }
 
-/// Notes that the consent was used (a token issued or refreshed, data fetched), for the customer's pages.
-pub fn touch(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
-    tx.execute("UPDATE consents SET last_used_at = ?2 WHERE id = ?1", params![id, clock::now_rfc3339()])?;
+/// Notes that the consent was used `now` (a token issued or refreshed, data fetched), for the customer's pages.
+pub fn touch(tx: &Transaction, id: &str, now: OffsetDateTime) -> rusqlite::Result<()> {
+    tx.execute("UPDATE consents SET last_used_at = ?2 WHERE id = ?1", params![id, clock::rfc3339(now)])?;
     Ok(())
 }
 

@@ -162,6 +162,7 @@ async fn change(state: &AppState, customer: &Customer, id: String, bank: Option<
     own(state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
     let target = id.clone();
+    let now = state.clock.now();
     let done = state
         .db
         .write(move |tx| -> Result<Withdrawn, StoreError> {
@@ -170,8 +171,10 @@ async fn change(state: &AppState, customer: &Customer, id: String, bank: Option<
                 return Ok(Withdrawn::NotActive);
             }
             let result = match bank {
-                None => super::revoke(tx, &target, &by, "withdrawn by the customer"),
-                Some(bank) => super::revoke_provider(tx, &target, bank, &by, "withdrawn by the customer for this bank"),
+                None => super::revoke(tx, &target, &by, "withdrawn by the customer", now),
+                Some(bank) => {
+                    super::revoke_provider(tx, &target, bank, &by, "withdrawn by the customer for this bank", now)
+                }
             };
             match result {
                 Ok(()) => Ok(Withdrawn::Done),

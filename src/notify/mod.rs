@@ -57,13 +57,14 @@ pub enum NotifyError {
     Client(String),
 }
 
-/// Records an event for `organisation_id` in the caller's transaction and returns its id (a UUID v4). `data` holds
-/// identifiers only (it is signed and sent as is, and kept in the outbox).
+/// Records an event for `organisation_id` in the caller's transaction, due `now`, and returns its id (a UUID v4).
+/// `data` holds identifiers only (it is signed and sent as is, and kept in the outbox).
 pub fn enqueue(
     tx: &Transaction,
     organisation_id: i64,
     event_type: &str,
     data: &serde_json::Value,
+    now: time::OffsetDateTime,
 ) -> rusqlite::Result<String> {
     if !EVENT_TYPES.contains(&event_type) {
         return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(NotifyError::UnknownEventType(
@@ -71,7 +72,7 @@ pub fn enqueue(
         ))));
     }
     let event_id = crate::random::uuid_v4().to_string();
-    let now = clock::now_rfc3339();
+    let now = clock::rfc3339(now);
     tx.execute(
         "INSERT INTO webhook_outbox (event_id, organisation_id, event_type, payload, created_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -153,10 +154,15 @@ pub fn webhook_url(conn: &Connection, organisation_id: i64) -> rusqlite::Result<
     conn.query_row("SELECT webhook_url FROM organisations WHERE id = ?1", [organisation_id], |r| r.get(0)).optional()
 }
 
-/// Sets (or, with "", clears) an organisation's webhook URL. Its pending events become due at once, so a bank that
-/// fixes its endpoint gets its backlog without waiting out the back-off. Returns how many were rescheduled.
-pub fn set_webhook_url(tx: &Transaction, organisation_id: i64, url: &str) -> rusqlite::Result<usize> {
-    let now = clock::now_rfc3339();
+/// Sets (or, with "", clears) an organisation's webhook URL `now`. Its pending events become due at once, so a bank
+/// that fixes its endpoint gets its backlog without waiting out the back-off. Returns how many were rescheduled.
+pub fn set_webhook_url(
+    tx: &Transaction,
+    organisation_id: i64,
+    url: &str,
+    now: time::OffsetDateTime,
+) -> rusqlite::Result<usize> {
+    let now = clock::rfc3339(now);
     tx.execute(
         "UPDATE organisations SET webhook_url = ?2, updated_at = ?3 WHERE id = ?1",
         params![organisation_id, url, now],

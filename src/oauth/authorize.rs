@@ -213,14 +213,14 @@ async fn decide(
                 return Ok(Answered::Gone);
             }
             if allow {
-                match consent::authorise(tx, &p.consent.id, customer_id, &by) {
+                match consent::authorise(tx, &p.consent.id, customer_id, &by, now) {
                     Ok(_) => {}
                     Err(consent::ConsentError::Store(e)) => return Err(e.into()),
                     Err(_) => return Ok(Answered::Gone),
                 }
                 requests::approve(tx, &p.id, &code_hash, now + time::Duration::seconds(code_secs as i64))?;
             } else {
-                match consent::reject(tx, &p.consent.id, &by, "refused by the customer") {
+                match consent::reject(tx, &p.consent.id, &by, "refused by the customer", now) {
                     Ok(()) => {}
                     Err(consent::ConsentError::Store(e)) => return Err(e.into()),
                     Err(_) => return Ok(Answered::Gone),

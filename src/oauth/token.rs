@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::access::{self, AccessClaims};
 use super::error::{OauthClient, OauthError, Params};
@@ -54,9 +55,14 @@ fn no_store(body: Value) -> Response {
 }
 
 /// Marks every unrevoked refresh and access token issued under a consent revoked — only those of one application
-/// when it is given. (Tokens are also judged against the consent live; this makes the record say so too.)
-pub fn revoke_for_consent(tx: &Transaction, consent_id: &str, application_id: Option<i64>) -> rusqlite::Result<()> {
-    let now = clock::now_rfc3339();
+/// when it is given, `now`. (Tokens are also judged against the consent live; this makes the record say so too.)
+pub fn revoke_for_consent(
+    tx: &Transaction,
+    consent_id: &str,
+    application_id: Option<i64>,
+    now: OffsetDateTime,
+) -> rusqlite::Result<()> {
+    let now = clock::rfc3339(now);
     for table in ["refresh_tokens", "access_tokens"] {
         // The table name is one of two literals, never input.
         tx.execute(
@@ -97,8 +103,17 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     well_formed && constant_time_eq(super::b64url(&sha256(verifier.as_bytes())).as_bytes(), challenge.as_bytes())
 }
 
-fn audit_grant(tx: &Transaction, client: &ApiClient, action: &str, outcome: Outcome, consent_id: &str, why: &str) {
+fn audit_grant(
+    tx: &Transaction,
+    client: &ApiClient,
+    action: &str,
+    outcome: Outcome,
+    consent_id: &str,
+    why: &str,
+    now: OffsetDateTime,
+) {
     let event = Event::new(format!("client:{}", client.app.client_id), action, outcome)
+        .at(now)
         .object(format!("consent:{consent_id}"))
         .organisation(client.organisation.id.to_string())
         .source(&client.cert.serial)
@@ -125,11 +140,12 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
     if grant.status == RequestStatus::Redeemed {
         // A replayed code: whatever it gave may be in the wrong hands.
         let (consent_id, app_id, c) = (grant.consent_id.clone(), client.app.id, client.clone());
+        let now = state.clock.now();
         state
             .db
             .write(move |tx| -> Result<(), StoreError> {
-                revoke_for_consent(tx, &consent_id, Some(app_id))?;
-                audit_grant(tx, &c, "oauth.code.replayed", Outcome::Denied, &consent_id, "code used twice");
+                revoke_for_consent(tx, &consent_id, Some(app_id), now)?;
+                audit_grant(tx, &c, "oauth.code.replayed", Outcome::Denied, &consent_id, "code used twice", now);
                 Ok(())
             })
             .await
@@ -139,7 +155,8 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
     if grant.status != RequestStatus::Approved {
         return Err(OauthError::invalid_grant("The authorization code is not valid"));
     }
-    let now = state.clock.now_rfc3339();
+    let moment = state.clock.now();
+    let now = clock::rfc3339(moment);
     if grant.code_expires_at.as_deref().unwrap_or_default() <= now.as_str() {
         return Err(OauthError::invalid_grant("The authorization code has expired"));
     }
@@ -180,8 +197,8 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
                     consent.expires_at
                 ],
             )?;
-            consent::touch(tx, &consent.id)?;
-            audit_grant(tx, &c, "oauth.token.issued", Outcome::Success, &consent.id, "authorization_code");
+            consent::touch(tx, &consent.id, moment)?;
+            audit_grant(tx, &c, "oauth.token.issued", Outcome::Success, &consent.id, "authorization_code", moment);
             Ok(Grant::Issued(claims))
         })
         .await
@@ -226,7 +243,8 @@ async fn refresh(state: &AppState, client: &ApiClient, params: &Params) -> Resul
     if revoked_at.is_some() {
         return Err(OauthError::invalid_grant("The refresh token has been revoked"));
     }
-    let now = state.clock.now_rfc3339();
+    let moment = state.clock.now();
+    let now = clock::rfc3339(moment);
     if expires_at.as_str() <= now.as_str() {
         return Err(OauthError::invalid_grant("The refresh token has expired with its consent"));
     }
@@ -239,11 +257,12 @@ async fn refresh(state: &AppState, client: &ApiClient, params: &Params) -> Resul
         .write(move |tx| -> Result<Grant, StoreError> {
             let consent = consent::load(tx, &claims.consent_id)?;
             let Some(consent) = consent.filter(|c| c.is_live(&now)) else {
-                audit_grant(tx, &c, "oauth.token.refused", Outcome::Denied, &claims.consent_id, "consent not live");
+                let why = "consent not live";
+                audit_grant(tx, &c, "oauth.token.refused", Outcome::Denied, &claims.consent_id, why, moment);
                 return Ok(Grant::Refused(OauthError::invalid_grant("The consent is no longer authorised")));
             };
             access::record(tx, &claims, c.app.id, &c.cert.sha256)?;
-            consent::touch(tx, &consent.id)?;
+            consent::touch(tx, &consent.id, moment)?;
             Ok(Grant::Issued(claims))
         })
         .await

@@ -312,14 +312,16 @@ async fn set_webhook(
     }
     let org = who.org.clone();
     let (actor, source) = (who.actor(), who.visitor.source.clone());
+    let now = state.clock.now();
     state
         .db
         .write(move |tx| -> Result<(), StoreError> {
             let previous = notify::webhook_url(tx, org.id)?.unwrap_or_default();
-            let rescheduled = notify::set_webhook_url(tx, org.id, &url)?;
+            let rescheduled = notify::set_webhook_url(tx, org.id, &url, now)?;
             audit::append(
                 tx,
                 &Event::new(actor, "participants.profile.webhook_updated", Outcome::Success)
+                    .at(now)
                     .organisation(&org.bin)
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)

@@ -397,7 +397,14 @@ fn recipients(tx: &Transaction, api: &Api) -> rusqlite::Result<Vec<i64>> {
     Ok(ids)
 }
 
-fn notify(tx: &Transaction, api: &Api, event: &str, by: &str, reason: Option<&str>) -> rusqlite::Result<usize> {
+fn notify(
+    tx: &Transaction,
+    api: &Api,
+    event: &str,
+    by: &str,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> rusqlite::Result<usize> {
     let bin = provider_bin(tx, api.organisation_id)?;
     let data = serde_json::json!({
         "ApiId": api.id,
@@ -410,7 +417,7 @@ fn notify(tx: &Transaction, api: &Api, event: &str, by: &str, reason: Option<&st
     });
     let to = recipients(tx, api)?;
     for organisation in &to {
-        crate::notify::enqueue(tx, *organisation, event, &data)?;
+        crate::notify::enqueue(tx, *organisation, event, &data, now)?;
     }
     Ok(to.len())
 }
@@ -424,17 +431,17 @@ fn delist(
     detail: serde_json::Value,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let now = clock::rfc3339(now);
-    tx.execute("UPDATE apis SET status = 'suspended', updated_at = ?2 WHERE id = ?1", params![api.id, now])?;
+    let at = clock::rfc3339(now);
+    tx.execute("UPDATE apis SET status = 'suspended', updated_at = ?2 WHERE id = ?1", params![api.id, at])?;
     tx.execute("INSERT OR IGNORE INTO api_health (api_id) VALUES (?1)", [api.id])?;
     let restore = if api.status == ApiStatus::Deprecated { "deprecated" } else { "published" };
     tx.execute(
         "UPDATE api_health SET delisted_at = ?2, delisted_by = ?3, restore_status = ?4 WHERE api_id = ?1",
-        params![api.id, now, by, restore],
+        params![api.id, at, by, restore],
     )?;
     let mut detail = detail;
     detail["from"] = api.status.as_str().into();
-    announce(tx, api, Transition::Delisted, by, actor, reason, detail)
+    announce(tx, api, Transition::Delisted, by, actor, reason, detail, now)
 }
 
 /// What follows a delisting or a relisting in the same transaction: the marketplace's index, the webhooks to the
@@ -447,19 +454,21 @@ fn announce(
     actor: &Actor,
     reason: Option<&str>,
     mut detail: serde_json::Value,
+    now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let (event, action) = match transition {
         Transition::Relisted => ("api.relisted", "sandbox.api.relisted"),
         _ => ("api.delisted", "sandbox.api.delisted"),
     };
     catalog::reindex(tx, api.id)?;
-    let told = notify(tx, api, event, by, reason)?;
+    let told = notify(tx, api, event, by, reason, now)?;
     let bin = provider_bin(tx, api.organisation_id)?;
     detail["by"] = by.into();
     detail["notified"] = told.into();
     audit::append(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
+            .at(now)
             .organisation(bin)
             .source(&actor.source)
             .object(format!("api:{}", api.id))
@@ -477,7 +486,7 @@ fn relist(
     detail: serde_json::Value,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let now = clock::rfc3339(now);
+    let at = clock::rfc3339(now);
     let restore: Option<String> = tx
         .query_row("SELECT restore_status FROM api_health WHERE api_id = ?1", [api.id], |r| r.get(0))
         .optional()?
@@ -486,14 +495,14 @@ fn relist(
         Some("deprecated") => "deprecated",
         _ => "published",
     };
-    tx.execute("UPDATE apis SET status = ?2, updated_at = ?3 WHERE id = ?1", params![api.id, to, now])?;
+    tx.execute("UPDATE apis SET status = ?2, updated_at = ?3 WHERE id = ?1", params![api.id, to, at])?;
     tx.execute(
         "UPDATE api_health SET delisted_at = NULL, delisted_by = NULL, restore_status = NULL WHERE api_id = ?1",
         [api.id],
     )?;
     let mut detail = detail;
     detail["to"] = to.into();
-    announce(tx, api, Transition::Relisted, by, actor, reason, detail)
+    announce(tx, api, Transition::Relisted, by, actor, reason, detail, now)
 }
 
 #[derive(Debug, thiserror::Error)]

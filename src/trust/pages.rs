@@ -620,6 +620,7 @@ async fn cancel(
         source: customer.source.clone(),
     };
     let (hash, p) = (journey.id_hash.clone(), pending.clone());
+    let now = state.clock.now();
     state
         .db
         .write(move |tx| -> Result<(), StoreError> {
@@ -628,7 +629,7 @@ async fn cancel(
             if let Some(p) = p.filter(|p| p.status == RequestStatus::Started)
                 && requests::deny(tx, &p.id)?
                 && let Err(crate::consent::ConsentError::Store(e)) =
-                    crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer")
+                    crate::consent::reject(tx, &p.consent.id, &by, "cancelled by the customer", now)
             {
                 return Err(e.into());
             }

@@ -130,7 +130,7 @@ async fn organisation(platform: &Platform, digits: &str, name: &str, url: &str) 
         .db
         .write(move |tx| {
             let id = kopir::participants::insert(tx, &new, kopir::clock::now())?;
-            kopir::notify::set_webhook_url(tx, id, &url)?;
+            kopir::notify::set_webhook_url(tx, id, &url, kopir::clock::now())?;
             Ok::<_, StoreError>(id)
         })
         .await
@@ -138,12 +138,13 @@ async fn organisation(platform: &Platform, digits: &str, name: &str, url: &str) 
 }
 
 async fn enqueue(platform: &Platform, organisation: i64) -> String {
+    let now = platform.running().state.clock.now();
     platform
         .running()
         .state
         .db
         .write(move |tx| {
-            kopir::notify::enqueue(tx, organisation, "consent.revoked", &json!({ "ConsentId": "aac-egress" }))
+            kopir::notify::enqueue(tx, organisation, "consent.revoked", &json!({ "ConsentId": "aac-egress" }), now)
                 .map_err(StoreError::from)
         })
         .await

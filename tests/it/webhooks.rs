@@ -160,11 +160,12 @@ async fn organisation(platform: &Platform, digits: &str, name: &str) -> (i64, St
 
 async fn set_url(platform: &Platform, organisation: i64, url: &str) {
     let url = url.to_string();
+    let now = platform.running().state.clock.now();
     platform
         .running()
         .state
         .db
-        .write(move |tx| kopir::notify::set_webhook_url(tx, organisation, &url).map_err(StoreError::from))
+        .write(move |tx| kopir::notify::set_webhook_url(tx, organisation, &url, now).map_err(StoreError::from))
         .await
         .unwrap();
 }
@@ -172,11 +173,12 @@ async fn set_url(platform: &Platform, organisation: i64, url: &str) {
 /// Enqueues an event the way the consent flow will: inside a write transaction.
 async fn enqueue(platform: &Platform, organisation: i64, event_type: &str, data: Value) -> String {
     let event_type = event_type.to_string();
+    let now = platform.running().state.clock.now();
     platform
         .running()
         .state
         .db
-        .write(move |tx| kopir::notify::enqueue(tx, organisation, &event_type, &data).map_err(StoreError::from))
+        .write(move |tx| kopir::notify::enqueue(tx, organisation, &event_type, &data, now).map_err(StoreError::from))
         .await
         .unwrap()
 }
@@ -286,11 +288,12 @@ async fn enqueued_event_is_delivered_signed_and_verifies_against_the_published_k
     );
 
     // An unknown event type fails the caller's transaction, so nothing half-done commits.
+    let now = platform.running().state.clock.now();
     let refused = platform
         .running()
         .state
         .db
-        .write(move |tx| kopir::notify::enqueue(tx, org, "consent.revokd", &json!({})).map_err(StoreError::from))
+        .write(move |tx| kopir::notify::enqueue(tx, org, "consent.revokd", &json!({}), now).map_err(StoreError::from))
         .await;
     assert!(refused.is_err());
     assert_eq!(count(&platform, "SELECT count(*) FROM webhook_outbox"), 1);
