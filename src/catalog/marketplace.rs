@@ -204,9 +204,9 @@ async fn change(state: AppState, who: Member, id: i64, form: ConnectionForm, on:
         .await;
     };
     let done = if on {
-        super::connect(&state.db, org_id, id, application, who.audit_actor()).await
+        super::connect(&state.db, org_id, id, application, who.audit_actor(), state.clock.now()).await
     } else {
-        super::disconnect(&state.db, org_id, id, application, who.audit_actor()).await
+        super::disconnect(&state.db, org_id, id, application, who.audit_actor(), state.clock.now()).await
     };
     match done {
         Ok(()) => Ok(Redirect::to(&format!("/marketplace/{id}")).into_response()),

@@ -39,11 +39,11 @@ pub fn router() -> axum::Router<crate::web::AppState> {
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::apps::{AppKind, Application};
 use crate::audit::{self, Actor, Event, Outcome};
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::participants::{OrgStatus, Organisation};
 use crate::store::{Db, StoreError};
 use crate::web::pages::{Lang, Texts};
@@ -836,8 +836,8 @@ fn org_of(tx: &Transaction, organisation_id: i64) -> Result<Organisation, Catalo
     crate::participants::organisation(tx, organisation_id)?.ok_or(CatalogError::NotFound)
 }
 
-fn event(actor: &Actor, action: &str, outcome: Outcome, org: &Organisation) -> Event {
-    Event::new(&actor.name, action, outcome).organisation(&org.bin).source(&actor.source)
+fn event(actor: &Actor, action: &str, outcome: Outcome, org: &Organisation, now: OffsetDateTime) -> Event {
+    Event::new(&actor.name, action, outcome).at(now).organisation(&org.bin).source(&actor.source)
 }
 
 /// What a change of the catalogue came to inside its transaction: done, or refused — a refusal is journalled, so the
@@ -865,8 +865,9 @@ fn deny<T>(
     org: &Organisation,
     object: Option<String>,
     why: &'static str,
+    now: OffsetDateTime,
 ) -> Result<Written<T>, CatalogError> {
-    let mut e = event(actor, action, Outcome::Denied, org).detail(serde_json::json!({ "reason": why }));
+    let mut e = event(actor, action, Outcome::Denied, org, now).detail(serde_json::json!({ "reason": why }));
     if let Some(object) = object {
         e = e.object(object);
     }
@@ -879,13 +880,19 @@ fn object(api_id: i64) -> String {
 }
 
 /// Creates a draft API for an accredited provider.
-pub async fn create(db: &Db, organisation_id: i64, passport: Passport, actor: Actor) -> Result<Api, CatalogError> {
+pub async fn create(
+    db: &Db,
+    organisation_id: i64,
+    passport: Passport,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> Result<Api, CatalogError> {
     db.write(move |tx| -> Result<Written<Api>, CatalogError> {
         let org = org_of(tx, organisation_id)?;
         if let Some(why) = provider_refusal(&org) {
-            return deny(tx, &actor, "catalog.api.create", &org, None, why);
+            return deny(tx, &actor, "catalog.api.create", &org, None, why, now);
         }
-        let now = clock::now_rfc3339();
+        let at = clock::rfc3339(now);
         tx.execute(
             "INSERT INTO apis (organisation_id, name, version, standard, description, sandbox_base_url,
                                production_base_url, sla_response_ms, timeout_ms, contact_email, contact_phone, status,
@@ -903,14 +910,14 @@ pub async fn create(db: &Db, organisation_id: i64, passport: Passport, actor: Ac
                 passport.timeout_ms,
                 passport.contact_email,
                 passport.contact_phone,
-                now
+                at
             ],
         )?;
         let id = tx.last_insert_rowid();
         reindex(tx, id)?;
         audit::append(
             tx,
-            &event(&actor, "catalog.api.created", Outcome::Success, &org).object(object(id)).detail(
+            &event(&actor, "catalog.api.created", Outcome::Success, &org, now).object(object(id)).detail(
                 serde_json::json!({
                     "name": passport.name,
                     "version": passport.version,
@@ -934,12 +941,13 @@ pub async fn update(
     api_id: i64,
     passport: Passport,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<Api, CatalogError> {
     db.write(move |tx| -> Result<Written<Api>, CatalogError> {
         let current = by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?;
         let org = org_of(tx, organisation_id)?;
         if let Some(why) = provider_refusal(&org) {
-            return deny(tx, &actor, "catalog.api.update", &org, Some(object(api_id)), why);
+            return deny(tx, &actor, "catalog.api.update", &org, Some(object(api_id)), why, now);
         }
         if !current.editable() {
             return Ok(Written::Refused("catalog.error.not_editable"));
@@ -989,13 +997,13 @@ pub async fn update(
                 p.timeout_ms,
                 p.contact_email,
                 p.contact_phone,
-                clock::now_rfc3339()
+                clock::rfc3339(now)
             ],
         )?;
         reindex(tx, api_id)?;
         audit::append(
             tx,
-            &event(&actor, "catalog.api.updated", Outcome::Success, &org)
+            &event(&actor, "catalog.api.updated", Outcome::Success, &org, now)
                 .object(object(api_id))
                 .detail(serde_json::json!({ "changed": changed, "status": current.status.as_str() })),
         )?;
@@ -1025,17 +1033,19 @@ pub async fn publish(
     organisation_id: i64,
     api_id: i64,
     actor: Actor,
+    clock: &Clock,
 ) -> Result<Publication, CatalogError> {
     let begin_actor = actor.clone();
+    let now = clock.now();
     let (api, previous) = db
         .write(move |tx| -> Result<Written<(Api, ApiStatus)>, CatalogError> {
             let actor = begin_actor;
             let api = by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?;
             let org = org_of(tx, organisation_id)?;
             if let Some(why) = provider_refusal(&org) {
-                return deny(tx, &actor, "catalog.api.publish", &org, Some(object(api_id)), why);
+                return deny(tx, &actor, "catalog.api.publish", &org, Some(object(api_id)), why, now);
             }
-            let stale = clock::rfc3339(clock::now() - STALE_TEST);
+            let stale = clock::rfc3339(now - STALE_TEST);
             let may = match api.status {
                 ApiStatus::Draft | ApiStatus::Deprecated => true,
                 ApiStatus::InTesting => api.updated_at < stale,
@@ -1046,7 +1056,7 @@ pub async fn publish(
             }
             tx.execute(
                 "UPDATE apis SET status = 'in_testing', updated_at = ?2 WHERE id = ?1",
-                params![api_id, clock::now_rfc3339()],
+                params![api_id, clock::rfc3339(now)],
             )?;
             let previous = if api.status == ApiStatus::Deprecated { ApiStatus::Deprecated } else { ApiStatus::Draft };
             Ok(Written::Done((api, previous)))
@@ -1057,22 +1067,24 @@ pub async fn publish(
     let report = check.check(&api, Environment::Sandbox).await;
 
     let finished = report.clone();
+    // The check took its time: what follows happens now.
+    let now = clock.now();
     db.write(move |tx| -> Result<Publication, CatalogError> {
         let org = org_of(tx, organisation_id)?;
         let check_id = record_check(tx, api_id, &finished)?;
-        let now = clock::now_rfc3339();
+        let at = clock::rfc3339(now);
         let failed: Vec<&str> =
             finished.findings.iter().filter(|f| f.outcome == FindingOutcome::Failed).map(|f| f.id.as_str()).collect();
         if finished.passed {
             tx.execute(
                 "UPDATE apis SET status = 'published', published_at = ?2, updated_at = ?2
                  WHERE id = ?1 AND status = 'in_testing'",
-                params![api_id, now],
+                params![api_id, at],
             )?;
         } else {
             tx.execute(
                 "UPDATE apis SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'in_testing'",
-                params![api_id, previous.as_str(), now],
+                params![api_id, previous.as_str(), at],
             )?;
         }
         reindex(tx, api_id)?;
@@ -1083,7 +1095,7 @@ pub async fn publish(
         };
         audit::append(
             tx,
-            &event(&actor, action, outcome, &org).object(object(api_id)).detail(serde_json::json!({
+            &event(&actor, action, outcome, &org, now).object(object(api_id)).detail(serde_json::json!({
                 "check": check_id,
                 "base_url": finished.base_url,
                 "failed": failed,
@@ -1097,13 +1109,25 @@ pub async fn publish(
 
 /// The provider withdraws a published (or suspended) API: `deprecated` — no new connections or consents, existing
 /// connections still served.
-pub async fn withdraw(db: &Db, organisation_id: i64, api_id: i64, actor: Actor) -> Result<(), CatalogError> {
-    change_status(db, organisation_id, api_id, actor, Change::Withdraw).await
+pub async fn withdraw(
+    db: &Db,
+    organisation_id: i64,
+    api_id: i64,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> Result<(), CatalogError> {
+    change_status(db, organisation_id, api_id, actor, Change::Withdraw, now).await
 }
 
 /// The provider retires a deprecated API (or abandons a draft): `retired`; its active connections end.
-pub async fn retire(db: &Db, organisation_id: i64, api_id: i64, actor: Actor) -> Result<(), CatalogError> {
-    change_status(db, organisation_id, api_id, actor, Change::Retire).await
+pub async fn retire(
+    db: &Db,
+    organisation_id: i64,
+    api_id: i64,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> Result<(), CatalogError> {
+    change_status(db, organisation_id, api_id, actor, Change::Retire, now).await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1118,6 +1142,7 @@ async fn change_status(
     api_id: i64,
     actor: Actor,
     change: Change,
+    now: OffsetDateTime,
 ) -> Result<(), CatalogError> {
     db.write(move |tx| -> Result<Written<()>, CatalogError> {
         let api = by_id_for_organisation(tx, organisation_id, api_id)?.ok_or(CatalogError::NotFound)?;
@@ -1135,25 +1160,25 @@ async fn change_status(
             ),
         };
         if let Some(why) = provider_refusal(&org) {
-            return deny(tx, &actor, action, &org, Some(object(api_id)), why);
+            return deny(tx, &actor, action, &org, Some(object(api_id)), why, now);
         }
         if !allowed {
             return Ok(Written::Refused("catalog.error.transition"));
         }
-        let now = clock::now_rfc3339();
-        tx.execute("UPDATE apis SET status = ?2, updated_at = ?3 WHERE id = ?1", params![api_id, to.as_str(), now])?;
+        let at = clock::rfc3339(now);
+        tx.execute("UPDATE apis SET status = ?2, updated_at = ?3 WHERE id = ?1", params![api_id, to.as_str(), at])?;
         let ended = match change {
             Change::Retire => tx.execute(
                 "UPDATE api_connections SET status = 'disconnected', disconnected_at = ?2
                  WHERE api_id = ?1 AND status = 'active'",
-                params![api_id, now],
+                params![api_id, at],
             )?,
             Change::Withdraw => 0,
         };
         reindex(tx, api_id)?;
         audit::append(
             tx,
-            &event(&actor, action, Outcome::Success, &org).object(object(api_id)).detail(serde_json::json!({
+            &event(&actor, action, Outcome::Success, &org, now).object(object(api_id)).detail(serde_json::json!({
                 "from": api.status.as_str(),
                 "connections_ended": ended,
             })),
@@ -1172,6 +1197,7 @@ pub async fn connect(
     api_id: i64,
     application_id: i64,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<(), CatalogError> {
     db.write(move |tx| -> Result<Written<()>, CatalogError> {
         let org = org_of(tx, organisation_id)?;
@@ -1180,12 +1206,12 @@ pub async fn connect(
         let Some(app) = crate::apps::by_id_for_organisation(tx, organisation_id, application_id)? else {
             // An organisation that may connect nothing of production is told so whatever it names.
             return match user_refusal(&org) {
-                Some(why) => deny(tx, &actor, ACTION, &org, Some(object(api_id)), why),
+                Some(why) => deny(tx, &actor, ACTION, &org, Some(object(api_id)), why, now),
                 None => Err(CatalogError::NotFound),
             };
         };
         if let Some(why) = connection_refusal(&org, app.mode) {
-            return deny(tx, &actor, ACTION, &org, Some(object(api_id)), why);
+            return deny(tx, &actor, ACTION, &org, Some(object(api_id)), why, now);
         }
         let why = if !listing.connectable() {
             Some("catalog.error.not_connectable")
@@ -1197,20 +1223,20 @@ pub async fn connect(
             None
         };
         if let Some(why) = why {
-            return deny(tx, &actor, ACTION, &org, Some(object(api_id)), why);
+            return deny(tx, &actor, ACTION, &org, Some(object(api_id)), why, now);
         }
-        let now = clock::now_rfc3339();
+        let at = clock::rfc3339(now);
         let changed = tx.execute(
             "INSERT INTO api_connections (application_id, api_id, status, connected_at) VALUES (?1, ?2, 'active', ?3)
              ON CONFLICT (application_id, api_id) DO UPDATE
                SET status = 'active', connected_at = excluded.connected_at, disconnected_at = NULL
                WHERE api_connections.status <> 'active'",
-            params![app.id, api_id, now],
+            params![app.id, api_id, at],
         )?;
         if changed > 0 {
             audit::append(
                 tx,
-                &event(&actor, "catalog.api.connected", Outcome::Success, &org).object(object(api_id)).detail(
+                &event(&actor, "catalog.api.connected", Outcome::Success, &org, now).object(object(api_id)).detail(
                     serde_json::json!({
                         "application": app.client_id,
                         "mode": app.mode.as_str(),
@@ -1235,6 +1261,7 @@ pub async fn disconnect(
     api_id: i64,
     application_id: i64,
     actor: Actor,
+    now: OffsetDateTime,
 ) -> Result<(), CatalogError> {
     db.write(move |tx| -> Result<Written<()>, CatalogError> {
         let org = org_of(tx, organisation_id)?;
@@ -1244,7 +1271,7 @@ pub async fn disconnect(
         let changed = tx.execute(
             "UPDATE api_connections SET status = 'disconnected', disconnected_at = ?3
              WHERE application_id = ?1 AND api_id = ?2 AND status = 'active'",
-            params![app.id, api.id, clock::now_rfc3339()],
+            params![app.id, api.id, clock::rfc3339(now)],
         )?;
         if changed == 0 {
             return Ok(Written::Refused("catalog.error.not_connected"));
@@ -1253,7 +1280,7 @@ pub async fn disconnect(
             tx.query_row("SELECT bin FROM organisations WHERE id = ?1", [api.organisation_id], |r| r.get(0))?;
         audit::append(
             tx,
-            &event(&actor, "catalog.api.disconnected", Outcome::Success, &org)
+            &event(&actor, "catalog.api.disconnected", Outcome::Success, &org, now)
                 .object(object(api_id))
                 .detail(serde_json::json!({ "application": app.client_id, "provider": provider_bin })),
         )?;

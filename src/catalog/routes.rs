@@ -157,7 +157,7 @@ async fn create(
             return list_page(&state, &who, Some(input), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
     };
-    match super::create(&state.db, org_id, passport, who.audit_actor()).await {
+    match super::create(&state.db, org_id, passport, who.audit_actor(), state.clock.now()).await {
         Ok(api) => Ok(Redirect::to(&format!("/org/apis/{}", api.id)).into_response()),
         Err(CatalogError::Refused(key)) => {
             list_page(&state, &who, Some(input), vec![t.get(key)], StatusCode::FORBIDDEN).await
@@ -283,7 +283,7 @@ async fn update(
             return api_page(&state, &who, id, shown).await;
         }
     };
-    match super::update(&state.db, org_id, id, passport, who.audit_actor()).await {
+    match super::update(&state.db, org_id, id, passport, who.audit_actor(), state.clock.now()).await {
         Ok(_) => Ok(Redirect::to(&format!("/org/apis/{id}")).into_response()),
         Err(CatalogError::Refused(key)) => {
             let shown =
@@ -309,7 +309,7 @@ async fn publish(
     let t = Texts::current();
     let org_id = who.org.id;
     let check = super::checker(&state);
-    match super::publish(&state.db, check.as_ref(), org_id, id, who.audit_actor()).await {
+    match super::publish(&state.db, check.as_ref(), org_id, id, who.audit_actor(), &state.clock).await {
         Ok(Publication::Published(_)) => Ok(Redirect::to(&format!("/org/apis/{id}")).into_response()),
         Ok(Publication::Refused(_)) => {
             let notice = Some(t.get("catalog.publication_refused"));
@@ -328,9 +328,9 @@ async fn transition(state: AppState, who: Member, id: i64, retire: bool) -> Resu
     let t = Texts::current();
     let org_id = who.org.id;
     let done = if retire {
-        super::retire(&state.db, org_id, id, who.audit_actor()).await
+        super::retire(&state.db, org_id, id, who.audit_actor(), state.clock.now()).await
     } else {
-        super::withdraw(&state.db, org_id, id, who.audit_actor()).await
+        super::withdraw(&state.db, org_id, id, who.audit_actor(), state.clock.now()).await
     };
     match done {
         Ok(()) => Ok(Redirect::to(&format!("/org/apis/{id}")).into_response()),

@@ -8,7 +8,6 @@ use std::time::Duration;
 use rusqlite::params;
 use tokio::sync::{mpsc, watch};
 
-use crate::clock;
 use crate::store::{Db, StoreError};
 
 /// One exchange.
@@ -136,9 +135,4 @@ pub fn spawn_writer(
             }
         }
     })
-}
-
-/// Now, for records.
-pub fn now() -> String {
-    clock::now_rfc3339()
 }

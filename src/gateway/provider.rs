@@ -21,7 +21,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::grant::{Grant, Route};
-use crate::clock;
 use crate::config::Config;
 use crate::egress::{Guard, GuardedConnector, Outbound, OutboundError};
 use crate::standard::error::{ApiError, ObErrorCode};
@@ -157,7 +156,7 @@ pub async fn call<T: BankBody>(
         Err(failure) => (failure.status.as_u16(), 0),
     };
     state.gateway.meter.record(super::meter::Exchange {
-        at: super::meter::now(),
+        at: state.clock.now_rfc3339(),
         application_id: grant.client.app.id,
         user_organisation_id: grant.client.organisation.id,
         provider_organisation_id: Some(route.provider),
@@ -210,7 +209,7 @@ async fn call_unmetered<T: BankBody>(
         ));
     }
     let issuer = crate::oauth::metadata::issuer(state);
-    let now = clock::now().unix_timestamp();
+    let now = state.clock.now().unix_timestamp();
     let consent = &grant.consent;
     let claims = ConsentHeader {
         iss: &issuer,

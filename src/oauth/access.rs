@@ -5,6 +5,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use super::jwks::Signer;
 use super::metadata::issuer;
@@ -71,7 +72,7 @@ async fn sign_with(
     x5t_s256: &str,
     environment: Option<String>,
 ) -> Result<(String, AccessClaims), super::jwks::KeyError> {
-    let now = clock::now().unix_timestamp();
+    let now = state.clock.now().unix_timestamp();
     let claims = AccessClaims {
         iss: issuer(state),
         sub: consent_id.to_string(),
@@ -95,18 +96,19 @@ pub fn record(
     application_id: i64,
     cert_sha256: &str,
 ) -> rusqlite::Result<()> {
-    let at = |unix: i64| {
-        time::OffsetDateTime::from_unix_timestamp(unix).map(clock::rfc3339).unwrap_or_else(|_| clock::now_rfc3339())
+    // The token was signed `iat` (read from the platform's clock then): that is this record's now.
+    // (Both times came from the platform's clock, so neither is out of range.)
+    let time = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
     };
+    let now = time(claims.iat)?;
     // Expired rows are of no use to anyone: keep the table small.
-    tx.execute(
-        "DELETE FROM access_tokens WHERE expires_at < ?1",
-        [clock::rfc3339(clock::now() - time::Duration::days(1))],
-    )?;
+    tx.execute("DELETE FROM access_tokens WHERE expires_at < ?1", [clock::rfc3339(now - time::Duration::days(1))])?;
     tx.execute(
         "INSERT INTO access_tokens (jti, application_id, consent_id, cert_sha256, issued_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![claims.jti, application_id, claims.consent_id, cert_sha256, at(claims.iat), at(claims.exp)],
+        params![claims.jti, application_id, claims.consent_id, cert_sha256, clock::rfc3339(now), clock::rfc3339(time(claims.exp)?)],
     )?;
     Ok(())
 }
@@ -129,18 +131,19 @@ pub fn key_id(token: &str) -> Result<String, Invalid> {
     header.kid.ok_or(Invalid::Malformed)
 }
 
-/// The claims of a token signed with `key` by this `issuer` (also its audience), unexpired (no leeway).
-pub fn decode(token: &str, key: &DecodingKey, issuer: &str) -> Result<AccessClaims, Invalid> {
+/// The claims of a token signed with `key` by this `issuer` (also its audience), unexpired `now` (no leeway).
+pub fn decode(token: &str, key: &DecodingKey, issuer: &str, now: OffsetDateTime) -> Result<AccessClaims, Invalid> {
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[issuer]);
-    validation.leeway = 0;
+    // Expiry is judged below on the platform's clock (the library would read the system's).
+    validation.validate_exp = false;
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    match jsonwebtoken::decode::<AccessClaims>(token, key, &validation) {
-        Ok(data) => Ok(data.claims),
-        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(Invalid::Expired),
-        Err(_) => Err(Invalid::Malformed),
+    let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|_| Invalid::Malformed)?.claims;
+    if claims.exp < now.unix_timestamp() {
+        return Err(Invalid::Expired);
     }
+    Ok(claims)
 }
 
 /// Checks signature, issuer, audience and expiry, and that the token was issued and not revoked. The certificate
@@ -148,7 +151,7 @@ pub fn decode(token: &str, key: &DecodingKey, issuer: &str) -> Result<AccessClai
 pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, Invalid> {
     let kid = key_id(token)?;
     let key = state.gateway.keys.key(state, &kid).await.ok_or(Invalid::Malformed)?;
-    let claims = decode(token, &key, &issuer(state))?;
+    let claims = decode(token, &key, &issuer(state), state.clock.now())?;
     let jti = claims.jti.clone();
     let row: Option<Option<String>> = state
         .db
