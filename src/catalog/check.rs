@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::Api;
-use crate::clock;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::oauth::jwks::Signer;
 use crate::sandbox::cases;
@@ -101,6 +101,7 @@ impl CheckReport {
         environment: &'static str,
         base_url: &str,
         started_at: String,
+        finished_at: String,
         findings: Vec<Finding>,
         latency_ms: Option<i64>,
     ) -> CheckReport {
@@ -113,7 +114,7 @@ impl CheckReport {
             findings,
             latency_ms,
             started_at,
-            finished_at: clock::now_rfc3339(),
+            finished_at,
         }
     }
 }
@@ -127,6 +128,7 @@ pub fn checker(state: &AppState) -> Arc<dyn PublicationCheck> {
         issuer: crate::oauth::metadata::issuer(state),
         guard: state.egress.banks.clone(),
         credentials: Arc::default(),
+        clock: state.clock.clone(),
     })
 }
 
@@ -149,6 +151,8 @@ pub struct ConformanceCheck {
     guard: crate::egress::Guard,
     /// The credentials in use and when they were made (see [`CREDENTIALS_FOR`]).
     credentials: Arc<std::sync::Mutex<Option<(std::time::Instant, Credentials)>>>,
+    /// The platform's: times the checks.
+    clock: Clock,
 }
 
 impl ConformanceCheck {
@@ -172,11 +176,12 @@ impl ConformanceCheck {
     }
 
     async fn run(&self, api: &Api, environment: Environment) -> CheckReport {
-        let started_at = clock::now_rfc3339();
+        let started_at = self.clock.now_rfc3339();
         let base = environment.base_url(api);
         let setup_failed = |evidence: &str| {
             let finding = Finding::new(SETUP, SETUP_TEXT, FindingOutcome::Failed, evidence);
-            CheckReport::new(environment.as_str(), base, started_at.clone(), vec![finding], None)
+            let finished_at = self.clock.now_rfc3339();
+            CheckReport::new(environment.as_str(), base, started_at.clone(), finished_at, vec![finding], None)
         };
         let organisation = api.organisation_id;
         let bin = self
@@ -213,7 +218,7 @@ impl ConformanceCheck {
             customers: Vec::new(),
             with_customers: environment == Environment::Sandbox,
         };
-        let report = suite::run(&target, &credentials).await;
+        let report = suite::run(&target, &credentials, &self.clock).await;
         CheckReport::from_suite(environment, &report)
     }
 }
@@ -238,15 +243,14 @@ impl CheckReport {
                 severity: Some(c.case.severity),
             })
             .collect();
-        let mut out = CheckReport::new(
+        CheckReport::new(
             environment.as_str(),
             &report.base_url,
             report.started_at.clone(),
+            report.finished_at.clone(),
             findings,
             report.p95_ms,
-        );
-        out.finished_at = report.finished_at.clone();
-        out
+        )
     }
 }
 
@@ -258,13 +262,13 @@ mod tests {
     #[test]
     fn a_report_passes_only_with_no_failure_and_something_passed() {
         let f = |o| Finding::new("x", "x", o, "");
-        let at = || clock::now_rfc3339();
-        assert!(CheckReport::new("sandbox", "u", at(), vec![f(FindingOutcome::Passed)], None).passed);
-        assert!(!CheckReport::new("sandbox", "u", at(), vec![], None).passed);
-        assert!(!CheckReport::new("sandbox", "u", at(), vec![f(FindingOutcome::Skipped)], None).passed);
-        assert!(
-            !CheckReport::new("sandbox", "u", at(), vec![f(FindingOutcome::Passed), f(FindingOutcome::Failed)], None)
-                .passed
-        );
+        let report = |findings| {
+            let at = "2026-11-25T12:00:00Z".to_string();
+            CheckReport::new("sandbox", "u", at.clone(), at, findings, None)
+        };
+        assert!(report(vec![f(FindingOutcome::Passed)]).passed);
+        assert!(!report(vec![]).passed);
+        assert!(!report(vec![f(FindingOutcome::Skipped)]).passed);
+        assert!(!report(vec![f(FindingOutcome::Passed), f(FindingOutcome::Failed)]).passed);
     }
 }

@@ -94,7 +94,7 @@ pub async fn run(global: &GlobalArgs, command: ConformanceCommand) -> Result<(),
         customers: args.customers.clone(),
         with_customers: true,
     };
-    let report = suite::run(&target, &credentials).await;
+    let report = suite::run(&target, &credentials, &crate::clock::Clock::system()).await;
     print!("{}", text(&report));
     if let Some(path) = &args.junit {
         std::fs::write(path, junit(&report))

@@ -290,7 +290,9 @@ pub(crate) async fn seed(
                     contact_email: "api@example.kz".into(),
                     contact_phone: "+7 727 250 00 00".into(),
                 };
-                crate::catalog::create(&state.db, org_id, passport, actor(), state.clock.now()).await.map_err(|e| setup(name, e))?
+                crate::catalog::create(&state.db, org_id, passport, actor(), state.clock.now())
+                    .await
+                    .map_err(|e| setup(name, e))?
             }
         };
         if api.status != crate::catalog::ApiStatus::Published {
@@ -356,7 +358,9 @@ pub(crate) async fn seed(
         }
     };
     for api in apis {
-        crate::catalog::connect(&state.db, user_org, api, app_id, actor(), state.clock.now()).await.map_err(|e| setup(APP_NAME, e))?;
+        crate::catalog::connect(&state.db, user_org, api, app_id, actor(), state.clock.now())
+            .await
+            .map_err(|e| setup(APP_NAME, e))?;
     }
     let mut identity =
         std::fs::read_to_string(&chain_path).map_err(|error| DemoError::File { path: chain_path.clone(), error })?;

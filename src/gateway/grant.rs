@@ -189,7 +189,9 @@ async fn claims(state: &AppState, token: &str) -> Result<Arc<AccessClaims>, ApiE
     };
     let kid = access::key_id(token).map_err(invalid)?;
     let key = state.gateway.keys.key(state, &kid).await.ok_or_else(|| unauthorised("The access token is not valid"))?;
-    let claims = Arc::new(access::decode(token, &key, &crate::oauth::metadata::issuer(state), state.clock.now()).map_err(invalid)?);
+    let claims = Arc::new(
+        access::decode(token, &key, &crate::oauth::metadata::issuer(state), state.clock.now()).map_err(invalid)?,
+    );
     state.gateway.keys.remember(token, &claims);
     Ok(claims)
 }

@@ -108,7 +108,14 @@ pub fn record(
     tx.execute(
         "INSERT INTO access_tokens (jti, application_id, consent_id, cert_sha256, issued_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![claims.jti, application_id, claims.consent_id, cert_sha256, clock::rfc3339(now), clock::rfc3339(time(claims.exp)?)],
+        params![
+            claims.jti,
+            application_id,
+            claims.consent_id,
+            cert_sha256,
+            clock::rfc3339(now),
+            clock::rfc3339(time(claims.exp)?)
+        ],
     )?;
     Ok(())
 }

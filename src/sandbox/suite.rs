@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 use super::cases::{self, CASES, Case};
 use super::evidence::{FindingOutcome, describe, describe_send, error_shape, excerpt};
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::egress::{Guard, GuardedClient, Outbound};
 use crate::oauth::jwks::Signer;
@@ -346,6 +346,8 @@ struct Run<'a> {
     target: &'a Target,
     base: &'a str,
     credentials: &'a Credentials,
+    /// Times the run and its signed headers.
+    clock: &'a Clock,
     permits: Semaphore,
     calls: AtomicUsize,
     /// Latencies of the answered calls.
@@ -422,7 +424,7 @@ impl Run<'_> {
     }
 
     fn claims(&self, sub: &str, permissions: &[&str]) -> ConsentClaims {
-        let now = clock::now().unix_timestamp();
+        let now = self.clock.now().unix_timestamp();
         ConsentClaims {
             iss: self.credentials.issuer.clone(),
             aud: self.target.bin.clone(),
@@ -463,14 +465,15 @@ fn p95_max(latencies: &[i64]) -> Option<(i64, i64)> {
     Some((sorted[rank - 1], max))
 }
 
-/// Runs the suite against `target`.
-pub async fn run(target: &Target, credentials: &Credentials) -> SuiteReport {
-    let started_at = clock::now_rfc3339();
+/// Runs the suite against `target`, timed by `clock` (the platform's, or the system's for the command line).
+pub async fn run(target: &Target, credentials: &Credentials, clock: &Clock) -> SuiteReport {
+    let started_at = clock.now_rfc3339();
     let base = target.base_url.trim_end_matches('/').to_string();
     let run = Run {
         target,
         base: &base,
         credentials,
+        clock,
         permits: Semaphore::new(CONCURRENCY),
         calls: AtomicUsize::new(0),
         latencies: Mutex::new(Vec::new()),
@@ -501,7 +504,7 @@ pub async fn run(target: &Target, credentials: &Credentials) -> SuiteReport {
         p95_ms: stats.map(|s| s.0),
         max_ms: stats.map(|s| s.1),
         started_at,
-        finished_at: clock::now_rfc3339(),
+        finished_at: clock.now_rfc3339(),
     }
 }
 

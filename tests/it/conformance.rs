@@ -109,8 +109,9 @@ async fn a_conforming_bank_passes_every_case_and_each_fault_fails_the_case_of_it
     ];
     let world = start(&faults).await;
     let credentials = credentials(&world.platform);
+    let clock = world.platform.running().state.clock.clone();
     let runs = world.banks.iter().map(|(fault, bank_bin, bank)| {
-        let credentials = credentials.clone();
+        let (credentials, clock) = (credentials.clone(), clock.clone());
         let target = Target {
             base_url: bank.base_url.clone(),
             bin: bank_bin.clone(),
@@ -124,7 +125,7 @@ async fn a_conforming_bank_passes_every_case_and_each_fault_fails_the_case_of_it
         };
         async move {
             let started = Instant::now();
-            let report = suite::run(&target, &credentials).await;
+            let report = suite::run(&target, &credentials, &clock).await;
             (*fault, report, started.elapsed())
         }
     });
@@ -193,7 +194,7 @@ async fn production_runs_only_the_cases_without_customer_data() {
         customers: vec![SANDBOX_CUSTOMERS[1].iin.to_string()],
         with_customers: false,
     };
-    let report = suite::run(&target, &credentials(&world.platform)).await;
+    let report = suite::run(&target, &credentials(&world.platform), &world.platform.running().state.clock).await;
     assert!(failed(&report).is_empty(), "{}", show(&report));
     assert!(report.calls <= 6, "{} calls", report.calls);
     assert_eq!(report.outcome("auth.forged"), Some(FindingOutcome::Passed));

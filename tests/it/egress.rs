@@ -345,7 +345,7 @@ async fn the_sandbox_checks_refuse_base_urls_outside_the_allowed_networks_before
             customers: Vec::new(),
             with_customers: true,
         };
-        let report = suite::run(&target, &credentials).await;
+        let report = suite::run(&target, &credentials, &state.clock).await;
         assert!(report.failed() > 0, "{base_url}");
         let evidence: Vec<&str> = report.cases.iter().map(|c| c.evidence.as_str()).collect();
         assert!(
