@@ -174,14 +174,8 @@ fn failed_ids(report: &CheckReport) -> Option<String> {
     }
 }
 
-fn unix_ms(rfc3339: &str) -> i64 {
-    clock::parse(rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or_else(|_| (clock::now().unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-fn now_ms() -> i64 {
-    (clock::now().unix_timestamp_nanos() / 1_000_000) as i64
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// The 95th percentile (nearest rank) of `values`, or 0 for none.
@@ -195,8 +189,9 @@ pub fn p95(values: &mut [i64]) -> i64 {
 }
 
 /// Records one environment's check: its summary, its findings when they tell something new, its hour's rollup.
-fn record_check(tx: &Transaction, api_id: i64, report: &CheckReport) -> Result<(), StoreError> {
-    let at_ms = unix_ms(&report.started_at);
+fn record_check(tx: &Transaction, api_id: i64, report: &CheckReport, now: OffsetDateTime) -> Result<(), StoreError> {
+    // (A report's start is always a time the platform wrote; `now` stands in should one ever not parse.)
+    let at_ms = unix_ms(clock::parse(&report.started_at).unwrap_or(now));
     let env = report.environment;
     let failed = failed_ids(report);
     let previous: Option<(bool, Option<String>)> = tx
@@ -291,7 +286,7 @@ pub fn record_run(
         return Ok(Transition::None);
     }
     for report in reports {
-        record_check(tx, api_id, report)?;
+        record_check(tx, api_id, report, now)?;
     }
     let passed = reports.iter().all(|r| r.passed);
     let finished = reports.iter().map(|r| r.finished_at.as_str()).max().unwrap_or_default().to_string();
@@ -645,9 +640,9 @@ pub fn hourly(conn: &Connection, api_id: i64, since_hour: i64) -> rusqlite::Resu
     rows.collect()
 }
 
-/// Availability (% of passing checks) over the last `hours`, from the rollups; `None` without runs.
-pub fn availability(conn: &Connection, api_id: i64, hours: i64) -> rusqlite::Result<Option<f64>> {
-    let since = clock::now().unix_timestamp().div_euclid(3600) * 3600 - (hours - 1) * 3600;
+/// Availability (% of passing checks) over the `hours` up to `now`, from the rollups; `None` without runs.
+pub fn availability(conn: &Connection, api_id: i64, hours: i64, now: OffsetDateTime) -> rusqlite::Result<Option<f64>> {
+    let since = now.unix_timestamp().div_euclid(3600) * 3600 - (hours - 1) * 3600;
     let (runs, passes): (i64, i64) = conn.prepare_cached(
         "SELECT coalesce(sum(runs), 0), coalesce(sum(passes), 0) FROM api_health_hourly WHERE api_id = ?1 AND hour >= ?2",
     )?
@@ -656,8 +651,8 @@ pub fn availability(conn: &Connection, api_id: i64, hours: i64) -> rusqlite::Res
 }
 
 /// The 95th-percentile latency of the last 24 hours' checks, from the summaries; `None` without measurements.
-pub fn p95_24h(conn: &Connection, api_id: i64) -> rusqlite::Result<Option<i64>> {
-    let since = now_ms() - 24 * 3_600_000;
+pub fn p95_24h(conn: &Connection, api_id: i64, now: OffsetDateTime) -> rusqlite::Result<Option<i64>> {
+    let since = unix_ms(now) - 24 * 3_600_000;
     let mut values: Vec<i64> = conn
         .prepare_cached("SELECT latency_ms FROM api_runs WHERE api_id = ?1 AND at_ms >= ?2 AND latency_ms IS NOT NULL")?
         .query_map(params![api_id, since], |r| r.get(0))?
@@ -726,17 +721,17 @@ pub struct Overview {
 }
 
 /// Every API on the schedule, by provider and name.
-pub fn overview(conn: &Connection) -> rusqlite::Result<Vec<Overview>> {
+pub fn overview(conn: &Connection, now: OffsetDateTime) -> rusqlite::Result<Vec<Overview>> {
     let apis = scheduled_apis(conn)?;
-    let since = clock::now().unix_timestamp().div_euclid(3600) * 3600 - 23 * 3600;
+    let since = now.unix_timestamp().div_euclid(3600) * 3600 - 23 * 3600;
     let mut out = Vec::with_capacity(apis.len());
     for api in apis {
         let provider_name: String =
             conn.query_row("SELECT name FROM organisations WHERE id = ?1", [api.organisation_id], |r| r.get(0))?;
         let health = health(conn, api.id)?;
         out.push(Overview {
-            availability_24h: availability(conn, api.id, 24)?,
-            p95_ms: p95_24h(conn, api.id)?,
+            availability_24h: availability(conn, api.id, 24, now)?,
+            p95_ms: p95_24h(conn, api.id, now)?,
             spark: hourly(conn, api.id, since)?,
             provider_name,
             health,

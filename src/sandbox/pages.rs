@@ -82,11 +82,11 @@ fn load(conn: &rusqlite::Connection, api: Api, now: time::OffsetDateTime) -> rus
         provider_name,
         health: health::health(conn, id)?,
         availability: [
-            health::availability(conn, id, 24)?,
-            health::availability(conn, id, 7 * 24)?,
-            health::availability(conn, id, 30 * 24)?,
+            health::availability(conn, id, 24, now)?,
+            health::availability(conn, id, 7 * 24, now)?,
+            health::availability(conn, id, 30 * 24, now)?,
         ],
-        p95: health::p95_24h(conn, id)?,
+        p95: health::p95_24h(conn, id, now)?,
         failures: health::latest_failures(conn, id)?,
         runs: health::recent_runs(conn, id, RECENT)?,
         hours: health::hourly(conn, id, since)?,
@@ -234,7 +234,8 @@ async fn console_overview(
     State(state): State<AppState>,
     ConsoleReader(who): ConsoleReader,
 ) -> Result<Response, PageError> {
-    let rows = state.db.read(|c| health::overview(c).map_err(StoreError::from)).await?;
+    let now = state.clock.now();
+    let rows = state.db.read(move |c| health::overview(c, now).map_err(StoreError::from)).await?;
     let t = Texts::current();
     let rows = rows
         .into_iter()
