@@ -81,9 +81,9 @@ async fn start(State(state): State<AppState>, customer: Customer) -> Result<Resp
     if signed_in(&customer).is_some() {
         return Err(PageError::Redirect("/my"));
     }
-    let minutes = state.config.oauth.journey_minutes;
+    let (minutes, now) = (state.config.oauth.journey_minutes, state.clock.now());
     let (cookie, _) =
-        state.db.write(move |tx| journey::start(tx, Purpose::My, minutes).map_err(StoreError::from)).await?;
+        state.db.write(move |tx| journey::start(tx, Purpose::My, minutes, now).map_err(StoreError::from)).await?;
     let mut response = Redirect::to("/verify").into_response();
     response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
     Ok(response)
@@ -167,7 +167,7 @@ async fn change(state: &AppState, customer: &Customer, id: String, bank: Option<
         .db
         .write(move |tx| -> Result<Withdrawn, StoreError> {
             // Still the same signed-in journey (not signed out or ended since the request was read).
-            if !journey::unchanged(tx, &seen)? {
+            if !journey::unchanged(tx, &seen, now)? {
                 return Ok(Withdrawn::NotActive);
             }
             let result = match bank {

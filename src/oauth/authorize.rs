@@ -99,7 +99,8 @@ async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQ
     };
     let uri_hash = sha256_hex(secret.as_bytes());
     let minutes = state.config.oauth.journey_minutes;
-    let now = clock::rfc3339(state.clock.now());
+    let moment = state.clock.now();
+    let now = clock::rfc3339(moment);
     let started = state
         .db
         .write(move |tx| -> Result<Option<String>, StoreError> {
@@ -107,7 +108,7 @@ async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQ
             if request.status != RequestStatus::Pushed || request.request_expires_at <= now || owner != client_id {
                 return Ok(None);
             }
-            let (cookie, session_hash) = journey::start(tx, Purpose::Authorize, minutes)?;
+            let (cookie, session_hash) = journey::start(tx, Purpose::Authorize, minutes, moment)?;
             // Checked above in this transaction, so it moves; the compare-and-set keeps it so if that changes.
             Ok(requests::start(tx, &request.id, &session_hash)?.then_some(cookie))
         })
@@ -205,7 +206,7 @@ async fn decide(
         .db
         .write(move |tx| -> Result<Answered, StoreError> {
             // The customer is the one the journey verified, and the journey is still open.
-            if !journey::unchanged(tx, &seen)? {
+            if !journey::unchanged(tx, &seen, now)? {
                 return Ok(Answered::Gone);
             }
             // Only a request still open may be answered (a second tab cannot answer twice).

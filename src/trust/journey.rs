@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
 
 use crate::clock;
 use crate::digest::{constant_time_eq, sha256_hex};
@@ -117,9 +118,8 @@ pub fn purge(tx: &Transaction, before: time::OffsetDateTime) -> rusqlite::Result
     tx.execute("DELETE FROM customer_sessions WHERE expires_at < ?1", [clock::rfc3339(before)])
 }
 
-/// Starts a journey. Returns the cookie value (given to the browser once) and the id hash.
-pub fn start(tx: &Transaction, purpose: Purpose, minutes: u64) -> rusqlite::Result<(String, String)> {
-    let now = clock::now();
+/// Starts a journey `now`. Returns the cookie value (given to the browser once) and the id hash.
+pub fn start(tx: &Transaction, purpose: Purpose, minutes: u64, now: OffsetDateTime) -> rusqlite::Result<(String, String)> {
     purge(tx, now - time::Duration::days(1))?;
     let value = crate::oauth::random_token();
     let id_hash = sha256_hex(value.as_bytes());
@@ -151,31 +151,33 @@ pub fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("__Host-kopir_customer=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
-fn load_by_hash(conn: &Connection, id_hash: &str) -> rusqlite::Result<Option<Journey>> {
+fn load_by_hash(conn: &Connection, id_hash: &str, now: OffsetDateTime) -> rusqlite::Result<Option<Journey>> {
     conn.query_row(
         "SELECT id_hash, purpose, stage, iin, phone, otp_id, customer_id, biometric_failures, csrf, expires_at,
                 biometric_nonce
          FROM customer_sessions WHERE id_hash = ?1 AND expires_at > ?2",
-        params![id_hash, clock::now_rfc3339()],
+        params![id_hash, clock::rfc3339(now)],
         Journey::from_row,
     )
     .optional()
 }
 
-pub fn load(conn: &Connection, cookie_value: &str) -> rusqlite::Result<Option<Journey>> {
-    load_by_hash(conn, &sha256_hex(cookie_value.as_bytes()))
+/// The journey of a cookie, unless it has ended by `now`.
+pub fn load(conn: &Connection, cookie_value: &str, now: OffsetDateTime) -> rusqlite::Result<Option<Journey>> {
+    load_by_hash(conn, &sha256_hex(cookie_value.as_bytes()), now)
 }
 
 /// Whether the journey is still as `seen` when the request read it: same stage, identity, phone, code challenge,
-/// nonce and customer. Steps that act on what they saw check this inside their write transaction.
-pub fn unchanged(tx: &Transaction, seen: &Journey) -> rusqlite::Result<bool> {
-    Ok(load_by_hash(tx, &seen.id_hash)?.is_some_and(|now| {
-        now.stage == seen.stage
-            && now.iin == seen.iin
-            && now.phone == seen.phone
-            && now.otp_id == seen.otp_id
-            && now.biometric_nonce == seen.biometric_nonce
-            && now.customer_id == seen.customer_id
+/// nonce and customer — and not ended by `now`. Steps that act on what they saw check this inside their write
+/// transaction.
+pub fn unchanged(tx: &Transaction, seen: &Journey, now: OffsetDateTime) -> rusqlite::Result<bool> {
+    Ok(load_by_hash(tx, &seen.id_hash, now)?.is_some_and(|current| {
+        current.stage == seen.stage
+            && current.iin == seen.iin
+            && current.phone == seen.phone
+            && current.otp_id == seen.otp_id
+            && current.biometric_nonce == seen.biometric_nonce
+            && current.customer_id == seen.customer_id
     }))
 }
 
@@ -228,12 +230,12 @@ pub fn phone_refused(tx: &Transaction, seen: &Journey) -> rusqlite::Result<bool>
 
 /// Both factors passed for the identity `seen` (the one that passed the face check, whose code this was): the
 /// customer is known (created on first visit) and the phone is forgotten. None when the journey has moved on.
-pub fn verified(tx: &Transaction, seen: &Journey) -> rusqlite::Result<Option<i64>> {
+pub fn verified(tx: &Transaction, seen: &Journey, now: OffsetDateTime) -> rusqlite::Result<Option<i64>> {
     let (Some(iin), Some(otp_id)) = (&seen.iin, &seen.otp_id) else { return Ok(None) };
-    if seen.stage != Stage::Otp || !unchanged(tx, seen)? {
+    if seen.stage != Stage::Otp || !unchanged(tx, seen, now)? {
         return Ok(None);
     }
-    let now = clock::now_rfc3339();
+    let now = clock::rfc3339(now);
     tx.execute(
         "INSERT INTO customers (iin, created_at, last_seen_at) VALUES (?1, ?2, ?2)
          ON CONFLICT (iin) DO UPDATE SET last_seen_at = excluded.last_seen_at",
@@ -305,7 +307,10 @@ impl FromRequestParts<AppState> for Customer {
         let same_origin = crate::web::session::same_origin(&parts.headers, &host);
         let source = crate::web::session::source_of(&parts.extensions);
         let journey = match cookie(&parts.headers, COOKIE) {
-            Some(value) => state.db.read(move |c| load(c, &value).map_err(StoreError::from)).await?,
+            Some(value) => {
+                let now = state.clock.now();
+                state.db.read(move |c| load(c, &value, now).map_err(StoreError::from)).await?
+            },
             None => None,
         };
         Ok(Customer { journey, lang, host, source, same_origin })

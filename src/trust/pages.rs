@@ -330,7 +330,7 @@ async fn biometric(
     let allowed = state
         .db
         .write(move |tx| -> Result<FaceCheck, StoreError> {
-            if !journey::unchanged(tx, &seen)? {
+            if !journey::unchanged(tx, &seen, now)? {
                 return Ok(FaceCheck::Moved);
             }
             let subjects = [Subject::Iin(seen.iin.as_deref().unwrap_or_default()), Subject::Source(&source)];
@@ -446,7 +446,7 @@ async fn send_code(
     let issued = state
         .db
         .write(move |tx| -> Result<CodeIssue, StoreError> {
-            if !journey::unchanged(tx, &seen)? {
+            if !journey::unchanged(tx, &seen, now)? {
                 return Ok(CodeIssue::Moved);
             }
             let subjects = [Subject::Iin(&iin), Subject::Phone(&p), Subject::Source(&source)];
@@ -507,7 +507,7 @@ async fn code(
         .db
         .write(move |tx| -> Result<Option<otp::Check>, StoreError> {
             // The code belongs to the identity that passed the face check; a journey moved on since is not this one.
-            if !journey::unchanged(tx, &seen)? {
+            if !journey::unchanged(tx, &seen, now)? {
                 return Ok(None);
             }
             let check = otp::check(tx, &otp_id, &submitted, now)?;
@@ -515,7 +515,7 @@ async fn code(
                 if *p != purpose {
                     return Ok(Some(otp::Check::Unknown));
                 }
-                if journey::verified(tx, &seen)?.is_none() {
+                if journey::verified(tx, &seen, now)?.is_none() {
                     return Ok(None);
                 }
             }
@@ -566,7 +566,7 @@ async fn resend(
     let outcome = state
         .db
         .write(move |tx| -> Result<Resent, StoreError> {
-            if !journey::unchanged(tx, &seen)? {
+            if !journey::unchanged(tx, &seen, now)? {
                 return Ok(Resent::Moved);
             }
             // Only a resend that would send counts against the limits; one refused for its wait or count does not.
