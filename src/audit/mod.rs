@@ -39,7 +39,11 @@ pub struct Actor {
     pub user_id: Option<i64>,
 }
 
-/// One thing that happened.
+/// One thing that happened, and when:
+///
+/// ```ignore
+/// audit::append(tx, &Event::new(&actor.name, "catalog.api.created", Outcome::Success).at(now).object("api:7"))?;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Who did it: `user:<name>`, `cli:<unix user>`, `cert:<serial>`, `system`.
@@ -54,29 +58,40 @@ pub struct Event {
     pub source: Option<String>,
     /// Non-secret detail, as JSON.
     pub detail: Option<serde_json::Value>,
-    /// When it happened: the platform's clock as the caller read it (see [`Event::at`]).
-    pub at: Option<OffsetDateTime>,
+    /// When it happened: the platform's clock as the caller read it (see [`Untimed::at`]).
+    pub at: OffsetDateTime,
+}
+
+/// An event still without its time: [`Event::new`] gives one and [`Untimed::at`] completes it, so no entry can be
+/// journalled without the time the caller read from the platform's clock.
+#[derive(Debug, Clone)]
+#[must_use = "an event is journalled only once it has its time (`.at(now)`)"]
+pub struct Untimed {
+    actor: String,
+    action: String,
+    outcome: Outcome,
+}
+
+impl Untimed {
+    /// The time of the entry: the caller's `now`, read once from the platform's clock.
+    pub fn at(self, now: OffsetDateTime) -> Event {
+        Event {
+            actor: self.actor,
+            organisation: None,
+            action: self.action,
+            object: None,
+            outcome: self.outcome,
+            source: None,
+            detail: None,
+            at: now,
+        }
+    }
 }
 
 impl Event {
-    pub fn new(actor: impl Into<String>, action: impl Into<String>, outcome: Outcome) -> Event {
-        Event {
-            actor: actor.into(),
-            organisation: None,
-            action: action.into(),
-            object: None,
-            outcome,
-            source: None,
-            detail: None,
-            at: None,
-        }
-    }
-
-    /// The time of the entry: the caller's `now`, read once from the platform's clock. Entries without one are
-    /// stamped with the wall clock when appended.
-    pub fn at(mut self, now: OffsetDateTime) -> Event {
-        self.at = Some(now);
-        self
+    /// An event of `actor` doing `action`; its time comes next ([`Untimed::at`]).
+    pub fn new(actor: impl Into<String>, action: impl Into<String>, outcome: Outcome) -> Untimed {
+        Untimed { actor: actor.into(), action: action.into(), outcome }
     }
 
     pub fn object(mut self, object: impl Into<String>) -> Event {
@@ -163,7 +178,7 @@ pub fn append(tx: &Transaction, event: &Event) -> Result<i64, rusqlite::Error> {
     };
     let mut entry = Entry {
         seq,
-        at: clock::rfc3339(event.at.unwrap_or_else(clock::now)),
+        at: clock::rfc3339(event.at),
         actor: event.actor.clone(),
         organisation: event.organisation.clone(),
         action: event.action.clone(),
@@ -320,6 +335,7 @@ mod tests {
         let tx = conn.transaction().unwrap();
         for i in 0..n {
             let event = Event::new("cli:root", "test.event", Outcome::Success)
+                .at(time::macros::datetime!(2026-11-25 12:00 UTC))
                 .object(format!("thing:{i}"))
                 .source("cli")
                 .detail(serde_json::json!({ "i": i }));

@@ -86,7 +86,7 @@ pub async fn run(config: &Config, command: UserCommand) -> Result<(), Failure> {
             println!("enabled {}", user.username);
         }
         UserCommand::ResetSecondFactor { username } => {
-            let user = admin::reset_second_factor(&db, &username, cli_actor()).await?;
+            let user = admin::reset_second_factor(&db, &username, cli_actor(), crate::clock::now()).await?;
             println!("second factor of {} removed; they enrol again at their next sign-in", user.username);
         }
     }

@@ -110,7 +110,12 @@ pub async fn set_disabled(
 }
 
 /// Removes a user's second factor (a lost phone): they enrol again at their next sign-in. Also lifts a lockout.
-pub async fn reset_second_factor(db: &Db, username: &str, actor: Actor) -> Result<User, AccountError> {
+pub async fn reset_second_factor(
+    db: &Db,
+    username: &str,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> Result<User, AccountError> {
     let username = username.to_string();
     db.write(move |tx| -> Result<User, AccountError> {
         let user = super::user_by_username(tx, &username)?.ok_or_else(|| AccountError::NoSuchUser(username.clone()))?;
@@ -119,6 +124,7 @@ pub async fn reset_second_factor(db: &Db, username: &str, actor: Actor) -> Resul
         audit::append(
             tx,
             &Event::new(&actor.name, "identity.totp.reset", Outcome::Success)
+                .at(now)
                 .object(format!("user:{username}"))
                 .source(&actor.source),
         )?;

@@ -518,7 +518,7 @@ async fn change_password(
 async fn logout(State(state): State<AppState>, visitor: Visitor, CsrfForm(_): CsrfForm<EmptyForm>) -> Response {
     let id = visitor.session.id_hash.clone();
     let user_id = visitor.session.user_id;
-    let source = visitor.source.clone();
+    let (source, now) = (visitor.source.clone(), state.clock.now());
     let _ = state
         .db
         .write(move |tx| -> Result<(), StoreError> {
@@ -527,7 +527,9 @@ async fn logout(State(state): State<AppState>, visitor: Visitor, CsrfForm(_): Cs
             {
                 audit::append(
                     tx,
-                    &Event::new(format!("user:{}", user.username), "identity.logout", Outcome::Success).source(&source),
+                    &Event::new(format!("user:{}", user.username), "identity.logout", Outcome::Success)
+                        .at(now)
+                        .source(&source),
                 )?;
             }
             sessions::end(tx, &id)?;

@@ -368,6 +368,7 @@ pub fn save_application(
     if org.status != OrgStatus::Registered {
         return Ok(SaveOutcome::NotAllowed);
     }
+    let moment = now;
     let now = clock::rfc3339(now);
     let questionnaire = serde_json::to_string(&input.questionnaire).map_err(|e| conversion(0, e.to_string()))?;
     let status = if submit { AppStatus::Submitted } else { AppStatus::Draft };
@@ -450,6 +451,7 @@ pub fn save_application(
     audit::append(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
+            .at(moment)
             .organisation(&org.bin)
             .object(format!("application:{id}"))
             .source(&actor.source)
@@ -831,6 +833,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::store::migrate::{SCHEMA, migrate};
+    /// A fixed time: these tests hand it to what they check.
+    const NOW: time::OffsetDateTime = time::macros::datetime!(2026-11-25 12:00 UTC);
 
     fn setup() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -885,44 +889,44 @@ mod tests {
                     contact_email: "a@b.kz".into(),
                     contact_phone: "+77270000000".into(),
                 },
-                clock::now(),
+                NOW,
             )
             .unwrap();
             let org = super::super::organisation(&tx, org_id).unwrap().unwrap();
             let doc =
                 NewDocument { filename: "a.pdf".into(), content_type: "application/pdf", content: b"%PDF-1".to_vec() };
             let SaveOutcome::Saved { application_id, .. } =
-                save_application(&tx, &org, &input(), &[doc], true, &actor, clock::now()).unwrap()
+                save_application(&tx, &org, &input(), &[doc], true, &actor, NOW).unwrap()
             else {
                 panic!("not saved")
             };
             assert_eq!(
-                decide(&tx, application_id, Decision::Approve, " ", &actor, clock::now()).unwrap(),
+                decide(&tx, application_id, Decision::Approve, " ", &actor, NOW).unwrap(),
                 DecideOutcome::ReasonRequired
             );
             let DecideOutcome::Decided { accreditation: Some(n) } =
-                decide(&tx, application_id, Decision::Approve, "ok", &actor, clock::now()).unwrap()
+                decide(&tx, application_id, Decision::Approve, "ok", &actor, NOW).unwrap()
             else {
                 panic!("not approved")
             };
             numbers.push(n);
         }
-        let year = clock::now().year();
+        let year = NOW.year();
         assert_eq!(numbers, vec![format!("KOPIR-AC-{year}-000001"), format!("KOPIR-AC-{year}-000002")]);
-        assert_eq!(registry(&tx, RegistryKind::Providers, clock::now()).unwrap().len(), 2);
-        assert!(registry(&tx, RegistryKind::Users, clock::now()).unwrap().is_empty());
-        let out = change_standing(&tx, 1, Lifecycle::Suspend, "audit finding", &actor, clock::now()).unwrap();
+        assert_eq!(registry(&tx, RegistryKind::Providers, NOW).unwrap().len(), 2);
+        assert!(registry(&tx, RegistryKind::Users, NOW).unwrap().is_empty());
+        let out = change_standing(&tx, 1, Lifecycle::Suspend, "audit finding", &actor, NOW).unwrap();
         assert!(matches!(out, LifecycleOutcome::Changed { to: OrgStatus::Suspended, .. }));
         assert_eq!(
-            change_standing(&tx, 1, Lifecycle::Suspend, "again", &actor, clock::now()).unwrap(),
+            change_standing(&tx, 1, Lifecycle::Suspend, "again", &actor, NOW).unwrap(),
             LifecycleOutcome::NotApplicable(OrgStatus::Suspended)
         );
-        let listed = registry(&tx, RegistryKind::Providers, clock::now()).unwrap();
+        let listed = registry(&tx, RegistryKind::Providers, NOW).unwrap();
         assert_eq!(listed.iter().filter(|e| e.status == "Suspended").count(), 1);
-        change_standing(&tx, 1, Lifecycle::Revoke, "final", &actor, clock::now()).unwrap();
-        assert_eq!(registry(&tx, RegistryKind::Providers, clock::now()).unwrap().len(), 1);
+        change_standing(&tx, 1, Lifecycle::Revoke, "final", &actor, NOW).unwrap();
+        assert_eq!(registry(&tx, RegistryKind::Providers, NOW).unwrap().len(), 1);
         assert_eq!(
-            change_standing(&tx, 1, Lifecycle::Reinstate, "undo", &actor, clock::now()).unwrap(),
+            change_standing(&tx, 1, Lifecycle::Reinstate, "undo", &actor, NOW).unwrap(),
             LifecycleOutcome::NotApplicable(OrgStatus::Revoked)
         );
         assert_eq!(current_accreditation(&tx, 1).unwrap().unwrap().status, CertificateStatus::Revoked);

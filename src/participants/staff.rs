@@ -238,7 +238,7 @@ async fn change_role(
         return page(&state, &who, &InviteForm::default(), vec!["staff.error.role"], StatusCode::UNPROCESSABLE_ENTITY)
             .await;
     };
-    let (actor, source) = (who.actor(), who.visitor.source.clone());
+    let (actor, source, now) = (who.actor(), who.visitor.source.clone(), state.clock.now());
     change_member(&state, &who, id, move |tx, org, member| {
         if member.role == role {
             return Ok(Change::Done);
@@ -251,6 +251,7 @@ async fn change_role(
         audit::append(
             tx,
             &Event::new(actor, "participants.staff.role_changed", Outcome::Success)
+                .at(now)
                 .organisation(&org.bin)
                 .object(format!("user:{}", member.username))
                 .source(&source)
@@ -305,7 +306,7 @@ async fn enable(
     Path(id): Path<i64>,
     CsrfForm(_): CsrfForm<EmptyForm>,
 ) -> Result<Response, PageError> {
-    let (actor, source) = (who.actor(), who.visitor.source.clone());
+    let (actor, source, now) = (who.actor(), who.visitor.source.clone(), state.clock.now());
     change_member(&state, &who, id, move |tx, org, member| {
         if !member.disabled {
             return Ok(Change::Done);
@@ -314,6 +315,7 @@ async fn enable(
         audit::append(
             tx,
             &Event::new(actor, "participants.staff.enabled", Outcome::Success)
+                .at(now)
                 .organisation(&org.bin)
                 .object(format!("user:{}", member.username))
                 .source(&source),

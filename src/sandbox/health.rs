@@ -548,6 +548,7 @@ pub async fn set_override(
         audit::append(
             tx,
             &Event::new(&actor.name, "sandbox.api.override", Outcome::Success)
+                .at(now)
                 .organisation(&bin)
                 .source(&actor.source)
                 .object(format!("api:{api_id}"))

@@ -119,7 +119,12 @@ pub fn purge(tx: &Transaction, before: time::OffsetDateTime) -> rusqlite::Result
 }
 
 /// Starts a journey `now`. Returns the cookie value (given to the browser once) and the id hash.
-pub fn start(tx: &Transaction, purpose: Purpose, minutes: u64, now: OffsetDateTime) -> rusqlite::Result<(String, String)> {
+pub fn start(
+    tx: &Transaction,
+    purpose: Purpose,
+    minutes: u64,
+    now: OffsetDateTime,
+) -> rusqlite::Result<(String, String)> {
     purge(tx, now - time::Duration::days(1))?;
     let value = crate::oauth::random_token();
     let id_hash = sha256_hex(value.as_bytes());
@@ -310,7 +315,7 @@ impl FromRequestParts<AppState> for Customer {
             Some(value) => {
                 let now = state.clock.now();
                 state.db.read(move |c| load(c, &value, now).map_err(StoreError::from)).await?
-            },
+            }
             None => None,
         };
         Ok(Customer { journey, lang, host, source, same_origin })

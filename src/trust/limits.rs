@@ -133,6 +133,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::store::{Db, StoreError};
+    /// A fixed time: these tests hand it to what they check.
+    const NOW: time::OffsetDateTime = time::macros::datetime!(2026-11-25 12:00 UTC);
 
     #[tokio::test]
     async fn limits_hold_per_subject_and_count_nothing_when_refused() {
@@ -141,7 +143,7 @@ mod tests {
         let mut config = crate::config::Config::defaults().unwrap().trust;
         config.face_checks_per_hour = 2;
         config.per_source_per_hour = 3;
-        let now = clock::now();
+        let now = NOW;
         let take_for = |iin: &'static str, source: &'static str| {
             let config = config.clone();
             db.write(move |tx| {
@@ -166,7 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (db, _) = Db::open(&dir.path().join("t.db"), Default::default(), true).unwrap();
         let first = |capture: &'static str| {
-            db.write(move |tx| first_use_of_capture(tx, capture, clock::now()).map_err(StoreError::from))
+            db.write(move |tx| first_use_of_capture(tx, capture, NOW).map_err(StoreError::from))
         };
         assert!(first("cap-1").await.unwrap());
         assert!(!first("cap-1").await.unwrap());

@@ -162,6 +162,9 @@ mod tests {
     use crate::store::migrate::{SCHEMA, migrate};
     use rusqlite::Connection;
 
+    /// A fixed time: these tests hand it to what they check.
+    const NOW: time::OffsetDateTime = time::macros::datetime!(2026-11-25 12:00 UTC);
+
     fn db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn, SCHEMA).unwrap();
@@ -172,58 +175,56 @@ mod tests {
     fn right_code_verifies_once_and_is_never_stored() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, code) = issue(&tx, "consent:1", "+7 701 000 00 00", clock::now()).unwrap();
+        let (id, code) = issue(&tx, "consent:1", "+7 701 000 00 00", NOW).unwrap();
         assert_eq!(code.len(), 6);
         let stored: String =
             tx.query_row("SELECT code_hash || salt || phone_hash FROM otp_challenges", [], |r| r.get(0)).unwrap();
         assert!(!stored.contains(&code) && !stored.contains("7010000000"));
-        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Verified { purpose: "consent:1".into() });
-        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Unknown, "a used code worked again");
+        assert_eq!(check(&tx, &id, &code, NOW).unwrap(), Check::Verified { purpose: "consent:1".into() });
+        assert_eq!(check(&tx, &id, &code, NOW).unwrap(), Check::Unknown, "a used code worked again");
     }
 
     #[test]
     fn five_wrong_codes_kill_the_challenge_even_for_the_right_code() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, code) = issue(&tx, "p", "+77010000000", clock::now()).unwrap();
+        let (id, code) = issue(&tx, "p", "+77010000000", NOW).unwrap();
         let wrong = if code == "000000" { "111111" } else { "000000" };
         for left in (1..5).rev() {
-            assert_eq!(check(&tx, &id, wrong, clock::now()).unwrap(), Check::Wrong { attempts_left: left });
+            assert_eq!(check(&tx, &id, wrong, NOW).unwrap(), Check::Wrong { attempts_left: left });
         }
-        assert_eq!(check(&tx, &id, wrong, clock::now()).unwrap(), Check::Exhausted);
-        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Exhausted);
+        assert_eq!(check(&tx, &id, wrong, NOW).unwrap(), Check::Exhausted);
+        assert_eq!(check(&tx, &id, &code, NOW).unwrap(), Check::Exhausted);
     }
 
     #[test]
     fn expired_codes_are_refused() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, code) = issue(&tx, "p", "+77010000000", clock::now()).unwrap();
+        let (id, code) = issue(&tx, "p", "+77010000000", NOW).unwrap();
         tx.execute("UPDATE otp_challenges SET expires_at = '2000-01-01T00:00:00Z'", []).unwrap();
-        assert_eq!(check(&tx, &id, &code, clock::now()).unwrap(), Check::Expired);
+        assert_eq!(check(&tx, &id, &code, NOW).unwrap(), Check::Expired);
     }
 
     #[test]
     fn resends_are_throttled_limited_and_replace_the_code() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
-        let (id, first) = issue(&tx, "p", "+77010000000", clock::now()).unwrap();
-        assert!(matches!(resend(&tx, &id, "+77010000000", clock::now()).unwrap(), Resend::Wait(s) if s > 0 && s <= 60));
-        assert_eq!(resend(&tx, &id, "+77019999999", clock::now()).unwrap(), Resend::Unknown, "another number");
+        let (id, first) = issue(&tx, "p", "+77010000000", NOW).unwrap();
+        assert!(matches!(resend(&tx, &id, "+77010000000", NOW).unwrap(), Resend::Wait(s) if s > 0 && s <= 60));
+        assert_eq!(resend(&tx, &id, "+77019999999", NOW).unwrap(), Resend::Unknown, "another number");
         let back = |tx: &Transaction| {
             tx.execute("UPDATE otp_challenges SET last_sent_at = '2000-01-01T00:00:00Z'", []).unwrap()
         };
         back(&tx);
-        let Resend::Code(second) = resend(&tx, &id, "+7 701 000 0000", clock::now()).unwrap() else {
-            panic!("no resend")
-        };
+        let Resend::Code(second) = resend(&tx, &id, "+7 701 000 0000", NOW).unwrap() else { panic!("no resend") };
         back(&tx);
-        assert!(matches!(resend(&tx, &id, "+77010000000", clock::now()).unwrap(), Resend::Code(_)));
+        assert!(matches!(resend(&tx, &id, "+77010000000", NOW).unwrap(), Resend::Code(_)));
         back(&tx);
-        assert_eq!(resend(&tx, &id, "+77010000000", clock::now()).unwrap(), Resend::TooMany);
+        assert_eq!(resend(&tx, &id, "+77010000000", NOW).unwrap(), Resend::TooMany);
         if first != second {
             assert!(
-                matches!(check(&tx, &id, &first, clock::now()).unwrap(), Check::Wrong { .. }),
+                matches!(check(&tx, &id, &first, NOW).unwrap(), Check::Wrong { .. }),
                 "the replaced code still worked"
             );
         }

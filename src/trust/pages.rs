@@ -666,11 +666,12 @@ async fn audit_customer(state: &AppState, customer: &Customer, action: &'static 
     let outcome =
         if action.ends_with("verified") { crate::audit::Outcome::Success } else { crate::audit::Outcome::Denied };
     let (source, object) = (customer.source.clone(), format!("journey:{}", &journey.id_hash[..12]));
+    let now = state.clock.now();
     let written = state
         .db
         .write(move |tx| {
-            crate::audit::append(tx, &crate::audit::Event::new(actor, action, outcome).object(object).source(source))
-                .map_err(StoreError::from)
+            let event = crate::audit::Event::new(actor, action, outcome).at(now).object(object).source(source);
+            crate::audit::append(tx, &event).map_err(StoreError::from)
         })
         .await;
     if let Err(error) = written {
