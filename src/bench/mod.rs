@@ -21,7 +21,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::config::Config;
-use crate::consent::{ChangedBy, NewConsent, Permission};
+use crate::consent::{ChangedBy, NewConsent};
+use crate::standard::Permission;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

@@ -2,63 +2,12 @@
 //! combinations, dates, and the banks named.
 
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::clock;
 
-/// The OBIE v3.1 permissions of the platform's account-information standard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-pub enum Permission {
-    ReadAccountsBasic,
-    ReadAccountsDetail,
-    ReadBalances,
-    ReadTransactionsBasic,
-    ReadTransactionsDetail,
-    ReadTransactionsCredits,
-    ReadTransactionsDebits,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 7] = [
-        Permission::ReadAccountsBasic,
-        Permission::ReadAccountsDetail,
-        Permission::ReadBalances,
-        Permission::ReadTransactionsBasic,
-        Permission::ReadTransactionsDetail,
-        Permission::ReadTransactionsCredits,
-        Permission::ReadTransactionsDebits,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::ReadAccountsBasic => "ReadAccountsBasic",
-            Permission::ReadAccountsDetail => "ReadAccountsDetail",
-            Permission::ReadBalances => "ReadBalances",
-            Permission::ReadTransactionsBasic => "ReadTransactionsBasic",
-            Permission::ReadTransactionsDetail => "ReadTransactionsDetail",
-            Permission::ReadTransactionsCredits => "ReadTransactionsCredits",
-            Permission::ReadTransactionsDebits => "ReadTransactionsDebits",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// The key of the plain-words description on the consent screen.
-    pub fn text_key(self) -> &'static str {
-        match self {
-            Permission::ReadAccountsBasic => "consent.perm_accounts_basic",
-            Permission::ReadAccountsDetail => "consent.perm_accounts_detail",
-            Permission::ReadBalances => "consent.perm_balances",
-            Permission::ReadTransactionsBasic => "consent.perm_transactions_basic",
-            Permission::ReadTransactionsDetail => "consent.perm_transactions_detail",
-            Permission::ReadTransactionsCredits => "consent.perm_transactions_credits",
-            Permission::ReadTransactionsDebits => "consent.perm_transactions_debits",
-        }
-    }
-}
+pub use crate::standard::Permission;
 
 /// A consent request as validated, before it is stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +76,7 @@ pub fn check_permissions(codes: &[String]) -> Result<Vec<Permission>, Refusal> {
     }
     let mut permissions = Vec::with_capacity(codes.len());
     for code in codes {
-        let permission = Permission::parse(code).ok_or_else(|| {
+        let permission = code.parse::<Permission>().map_err(|_| {
             let code = crate::standard::error::quote(code);
             refuse(FieldInvalid, PATH, format!("Permission {code} is not offered by the platform's standard"))
         })?;

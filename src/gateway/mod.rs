@@ -25,7 +25,7 @@ use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::consent::Permission;
+use crate::standard::Permission;
 use crate::standard::error::{ApiError, ObErrorCode};
 use crate::web::AppState;
 use grant::{Grant, KeyCache, Route};

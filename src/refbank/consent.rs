@@ -164,7 +164,7 @@ pub fn unverified(header: Option<&axum::http::HeaderValue>) -> Consent {
         aud: String::new(),
         sub: crate::standard::SANDBOX_CUSTOMERS.first().map(|c| c.iin.to_string()).unwrap_or_default(),
         consent_id: "open".into(),
-        permissions: crate::consent::rules::Permission::ALL.iter().map(|p| p.as_str().to_string()).collect(),
+        permissions: crate::standard::Permission::ALL.iter().map(|p| p.as_str().to_string()).collect(),
         transaction_from: None,
         transaction_to: None,
         interaction_id: "open".into(),

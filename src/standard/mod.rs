@@ -6,6 +6,7 @@
 //! constants and types here are the parts of it that code on both sides needs.
 
 pub mod error;
+pub mod permission;
 mod routes;
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::consent::rules::Permission;
+pub use permission::Permission;
 
 pub use routes::router;
 
@@ -108,7 +109,7 @@ impl Scope {
     pub fn from_codes<'a>(codes: impl IntoIterator<Item = &'a str>) -> Scope {
         let mut scope = Scope::default();
         for code in codes {
-            match Permission::parse(code) {
+            match code.parse::<Permission>().ok() {
                 Some(Permission::ReadAccountsBasic) => scope.accounts_basic = true,
                 Some(Permission::ReadAccountsDetail) => scope.accounts_detail = true,
                 Some(Permission::ReadBalances) => scope.balances = true,

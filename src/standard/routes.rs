@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::Permission;
 use super::{AIS_BASE_PATH, AIS_V1_DOCUMENT_PATH, AIS_V1_JSON, SANDBOX_CUSTOMERS, SandboxCustomer};
-use crate::consent::rules::Permission;
 use crate::web::AppState;
 use crate::web::pages::{Texts, render};
 
@@ -76,7 +76,7 @@ struct StandardPage {
     document: &'static str,
     base: &'static str,
     endpoints: &'static [Endpoint],
-    permissions: [Permission; 7],
+    permissions: &'static [Permission],
     customers: &'static [SandboxCustomer],
 }
 
