@@ -108,18 +108,22 @@ pub fn customer_refusal(mode: AppMode, platform: crate::config::Mode, iin: &str)
     }
 }
 
-/// An OAuth client id: `kc_` and 22 base64url characters (16 random bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClientId(pub String);
+crate::store::value::text_id! {
+    /// An OAuth client id: `kc_` and 22 base64url characters (16 random bytes). Parsed where a client names itself
+    /// (`client_id` of a request), carried as this type from there.
+    pub struct ClientId, |s: &str| {
+        s.strip_prefix("kc_").is_some_and(|rest| {
+            rest.len() == 22 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
+}
 
 impl ClientId {
     pub fn generate() -> ClientId {
         let bytes: [u8; 16] = rand::random();
-        ClientId(format!("kc_{}", crate::digest::b64url(&bytes)))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+        let text = format!("kc_{}", crate::digest::b64url(&bytes));
+        // 16 bytes are always 22 base64url characters.
+        ClientId::parse(&text).unwrap_or_else(|_| unreachable!("a generated client id is well formed"))
     }
 }
 
@@ -128,7 +132,7 @@ impl ClientId {
 pub struct Application {
     pub id: i64,
     pub organisation_id: i64,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     pub kind: AppKind,
     pub mode: AppMode,
@@ -204,7 +208,7 @@ pub fn by_id_for_organisation(
 }
 
 /// An application by its OAuth client id (for the authorization server).
-pub fn by_client_id(conn: &Connection, client_id: &str) -> rusqlite::Result<Option<Application>> {
+pub fn by_client_id(conn: &Connection, client_id: &ClientId) -> rusqlite::Result<Option<Application>> {
     conn.query_row(&format!("SELECT {COLUMNS} FROM applications WHERE client_id = ?1"), [client_id], from_row)
         .optional()
 }

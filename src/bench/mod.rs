@@ -336,6 +336,7 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
     let mut credentials = Vec::new();
     let seeded = crate::demo::seed(&state, &plan, &[bank_base], dir, &mut credentials).await;
     let (client_id, identity_pem, banks) = seeded.map_err(setup)?;
+    let client_id = crate::apps::ClientId::parse(&client_id).map_err(setup)?;
     let (cert_hex, x5t) = thumbprints(&identity_pem)?;
     let bin = banks.first().map(|(bin, _)| bin.clone()).ok_or_else(|| setup("no bank"))?;
     let customer = crate::standard::SANDBOX_CUSTOMERS[0].iin.to_string();

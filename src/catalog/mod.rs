@@ -597,7 +597,7 @@ pub fn connections_of_application(
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectedApplication {
     pub application_name: String,
-    pub client_id: String,
+    pub client_id: crate::apps::ClientId,
     pub organisation_name: String,
     pub organisation_bin: String,
     pub mode: crate::apps::AppMode,

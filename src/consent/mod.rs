@@ -64,7 +64,7 @@ pub struct Provider {
 pub struct Consent {
     pub id: String,
     pub application_id: i64,
-    pub client_id: String,
+    pub client_id: crate::apps::ClientId,
     pub application_name: String,
     /// The application's mode: a sandbox application's consents are the sandbox's (test customers, the banks'
     /// sandboxes), kept apart from production in every list and report.

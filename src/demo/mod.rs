@@ -354,7 +354,7 @@ pub(crate) async fn seed(
                 .map_err(|error| DemoError::File { path: key_path.clone(), error })?;
             std::fs::write(&chain_path, &issued.chain_pem)
                 .map_err(|error| DemoError::File { path: chain_path.clone(), error })?;
-            (application.id, application.client_id.clone())
+            (application.id, application.client_id.clone().into_string())
         }
     };
     for api in apis {

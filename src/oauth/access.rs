@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::jwks::Signer;
 use super::metadata::issuer;
+use crate::apps::ClientId;
 use crate::clock;
 use crate::store::StoreError;
 use crate::web::AppState;
@@ -27,7 +28,7 @@ pub struct AccessClaims {
     /// The consent the token acts under (a customer's identity never leaves the platform in a token).
     pub sub: String,
     pub aud: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub scope: String,
     pub consent_id: String,
     pub cnf: Confirmation,
@@ -45,7 +46,7 @@ pub struct AccessClaims {
 pub async fn sign(
     state: &AppState,
     signer: &Signer,
-    client_id: &str,
+    client_id: &ClientId,
     consent_id: &str,
     x5t_s256: &str,
 ) -> Result<(String, AccessClaims), super::jwks::KeyError> {
@@ -67,7 +68,7 @@ pub async fn sign_for(
 async fn sign_with(
     state: &AppState,
     signer: &Signer,
-    client_id: &str,
+    client_id: &ClientId,
     consent_id: &str,
     x5t_s256: &str,
     environment: Option<String>,
@@ -77,7 +78,7 @@ async fn sign_with(
         iss: issuer(state),
         sub: consent_id.to_string(),
         aud: issuer(state),
-        client_id: client_id.to_string(),
+        client_id: client_id.clone(),
         scope: super::metadata::SCOPE.to_string(),
         consent_id: consent_id.to_string(),
         cnf: Confirmation { x5t_s256: x5t_s256.to_string() },

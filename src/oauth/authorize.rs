@@ -105,7 +105,10 @@ async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQ
         .db
         .write(move |tx| -> Result<Option<String>, StoreError> {
             let Some((request, owner)) = requests::get_by_request_uri(tx, &uri_hash)? else { return Ok(None) };
-            if request.status != RequestStatus::Pushed || request.request_expires_at <= now || owner != client_id {
+            if request.status != RequestStatus::Pushed
+                || request.request_expires_at <= now
+                || owner != client_id.as_str()
+            {
                 return Ok(None);
             }
             let (cookie, session_hash) = journey::start(tx, Purpose::Authorize, minutes, moment)?;

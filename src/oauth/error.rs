@@ -114,7 +114,7 @@ impl Params {
     /// RFC 8705 §2.1: a `client_id` that is sent must name the application of the certificate.
     pub fn check_client_id(&self, client: &ApiClient) -> Result<(), OauthError> {
         match self.get("client_id") {
-            Some(id) if id == client.app.client_id => Ok(()),
+            Some(id) if client.app.client_id == id => Ok(()),
             Some(_) => Err(OauthError::invalid_client("client_id does not match the client certificate")),
             None => Ok(()),
         }

@@ -113,7 +113,7 @@ pub fn push(
 pub fn get_by_request_uri(
     conn: &Connection,
     request_uri_hash: &str,
-) -> rusqlite::Result<Option<(AuthorizationRequest, String)>> {
+) -> rusqlite::Result<Option<(AuthorizationRequest, crate::apps::ClientId)>> {
     conn.query_row(
         &format!(
             "SELECT {COLUMNS}, a.client_id FROM authorization_requests r
