@@ -365,7 +365,7 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
             if let Err(e) = crate::consent::authorise(tx, &consent.id, customer_id, &by, now) {
                 return Err(setup(e));
             }
-            Ok(consent.id)
+            Ok(consent.id.into_string())
         })
         .await
         ?;

@@ -59,10 +59,31 @@ pub struct Provider {
     pub revoked_at: Option<String>,
 }
 
+crate::store::value::text_id! {
+    /// A consent's id: `aac-` and a UUID v4 (the OBIE `ConsentId`). Parsed where a path or a token names one.
+    pub struct ConsentId, |s: &str| {
+        s.strip_prefix("aac-").is_some_and(|uuid| {
+            uuid.len() == 36
+                && uuid.char_indices().all(|(i, c)| match i {
+                    8 | 13 | 18 | 23 => c == '-',
+                    _ => c.is_ascii_hexdigit(),
+                })
+        })
+    }
+}
+
+impl ConsentId {
+    fn generate() -> ConsentId {
+        // A UUID's text is always in this form.
+        ConsentId::parse(&format!("aac-{}", crate::random::uuid_v4()))
+            .unwrap_or_else(|_| unreachable!("a generated consent id is well formed"))
+    }
+}
+
 /// A consent with what the pages and the API show beside it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Consent {
-    pub id: String,
+    pub id: ConsentId,
     pub application_id: i64,
     pub client_id: crate::apps::ClientId,
     pub application_name: String,
@@ -184,7 +205,7 @@ fn providers(conn: &Connection, consent_id: &str) -> rusqlite::Result<Vec<Provid
 
 fn with_providers(conn: &Connection, mut list: Vec<Consent>) -> rusqlite::Result<Vec<Consent>> {
     for consent in &mut list {
-        consent.providers = providers(conn, &consent.id)?;
+        consent.providers = providers(conn, consent.id.as_str())?;
     }
     Ok(list)
 }
@@ -196,7 +217,7 @@ pub fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Consent>> {
         .optional()?;
     match consent {
         Some(mut consent) => {
-            consent.providers = providers(conn, &consent.id)?;
+            consent.providers = providers(conn, consent.id.as_str())?;
             Ok(Some(consent))
         }
         None => Ok(None),
@@ -362,7 +383,7 @@ pub fn insert(
     by: &ChangedBy,
     now: OffsetDateTime,
 ) -> rusqlite::Result<Consent> {
-    let id = format!("aac-{}", crate::random::uuid_v4());
+    let id = ConsentId::generate();
     let created_at = clock::rfc3339(now);
     let permissions = serde_json::to_string(&new.permissions).map_err(|e| conversion(0, e.to_string()))?;
     tx.execute(
@@ -386,13 +407,13 @@ pub fn insert(
             params![id, organisation_id],
         )?;
     }
-    let consent = load(tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let consent = load(tx, id.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     record(tx, &consent, Status::AwaitingAuthorisation.as_str(), None, by, "", now)?;
     Ok(consent)
 }
 
-fn require(tx: &Transaction, id: &str, allowed: &[Status]) -> Result<Consent, ConsentError> {
-    let consent = load(tx, id)?.ok_or(ConsentError::NotFound)?;
+fn require(tx: &Transaction, id: &ConsentId, allowed: &[Status]) -> Result<Consent, ConsentError> {
+    let consent = load(tx, id.as_str())?.ok_or(ConsentError::NotFound)?;
     if !allowed.contains(&consent.status) {
         return Err(ConsentError::WrongStatus(consent.status));
     }
@@ -402,7 +423,7 @@ fn require(tx: &Transaction, id: &str, allowed: &[Status]) -> Result<Consent, Co
 /// The customer allowed it `now`: the consent becomes theirs and `Authorised`.
 pub fn authorise(
     tx: &Transaction,
-    id: &str,
+    id: &ConsentId,
     customer_id: i64,
     by: &ChangedBy,
     now: OffsetDateTime,
@@ -415,13 +436,13 @@ pub fn authorise(
     tx.execute("UPDATE consents SET customer_id = ?2, authorised_at = ?3 WHERE id = ?1", params![id, customer_id, at])?;
     set_status(tx, &consent, Status::Authorised, by, "", now)?;
     notify(tx, &consent, Status::Authorised, None, now)?;
-    load(tx, id)?.ok_or(ConsentError::NotFound)
+    load(tx, id.as_str())?.ok_or(ConsentError::NotFound)
 }
 
 /// The customer refused (or the API user withdrew the request before the customer decided).
 pub fn reject(
     tx: &Transaction,
-    id: &str,
+    id: &ConsentId,
     by: &ChangedBy,
     reason: &str,
     now: OffsetDateTime,
@@ -433,7 +454,7 @@ pub fn reject(
 /// Ends an authorised consent for every bank at once, and every token issued under it.
 pub fn revoke(
     tx: &Transaction,
-    id: &str,
+    id: &ConsentId,
     by: &ChangedBy,
     reason: &str,
     now: OffsetDateTime,
@@ -448,7 +469,7 @@ pub fn revoke(
 /// Ends an authorised consent for one bank; the last bank ends the whole consent.
 pub fn revoke_provider(
     tx: &Transaction,
-    id: &str,
+    id: &ConsentId,
     organisation_id: i64,
     by: &ChangedBy,
     reason: &str,
@@ -471,14 +492,14 @@ pub fn revoke_provider(
 }
 
 /// Refresh and access tokens stop with the consent (they are also judged against it live).
-fn end_tokens(tx: &Transaction, consent_id: &str, now: OffsetDateTime) -> rusqlite::Result<()> {
-    crate::oauth::token::revoke_for_consent(tx, consent_id, None, now)
+fn end_tokens(tx: &Transaction, consent_id: &ConsentId, now: OffsetDateTime) -> rusqlite::Result<()> {
+    crate::oauth::token::revoke_for_consent(tx, consent_id.as_str(), None, now)
 }
 
 /// Marks every authorised consent past its expiry `Expired`. Returns their ids.
-pub fn expire_due(tx: &Transaction, now: OffsetDateTime) -> rusqlite::Result<Vec<String>> {
+pub fn expire_due(tx: &Transaction, now: OffsetDateTime) -> rusqlite::Result<Vec<ConsentId>> {
     let at = clock::rfc3339(now);
-    let ids: Vec<String> = {
+    let ids: Vec<ConsentId> = {
         let mut stmt = tx.prepare(
             "SELECT id FROM consents WHERE status = 'Authorised' AND expires_at <= ?1 ORDER BY expires_at LIMIT 500",
         )?;
@@ -486,7 +507,7 @@ pub fn expire_due(tx: &Transaction, now: OffsetDateTime) -> rusqlite::Result<Vec
     };
     let by = ChangedBy::system();
     for id in &ids {
-        if let Some(consent) = load(tx, id)? {
+        if let Some(consent) = load(tx, id.as_str())? {
             set_status(tx, &consent, Status::Expired, &by, "expiration date reached", now)?;
             end_tokens(tx, id, now)?;
             notify(tx, &consent, Status::Expired, None, now)?;
@@ -496,7 +517,7 @@ pub fn expire_due(tx: &Transaction, now: OffsetDateTime) -> rusqlite::Result<Vec
 }
 
 /// Notes that the consent was used `now` (a token issued or refreshed, data fetched), for the customer's pages.
-pub fn touch(tx: &Transaction, id: &str, now: OffsetDateTime) -> rusqlite::Result<()> {
+pub fn touch(tx: &Transaction, id: &ConsentId, now: OffsetDateTime) -> rusqlite::Result<()> {
     tx.execute("UPDATE consents SET last_used_at = ?2 WHERE id = ?1", params![id, clock::rfc3339(now)])?;
     Ok(())
 }
@@ -524,7 +545,7 @@ pub fn spawn_expiry_sweep(
             }
             let now = clock.now();
             let swept = db
-                .write(move |tx| -> Result<Vec<String>, crate::store::StoreError> {
+                .write(move |tx| -> Result<Vec<ConsentId>, crate::store::StoreError> {
                     let expired = expire_due(tx, now)?;
                     crate::oauth::purge_stale(tx, now)?;
                     Ok(expired)

@@ -159,9 +159,9 @@ enum Withdrawn {
 async fn change(state: &AppState, customer: &Customer, id: String, bank: Option<i64>) -> Result<Response, PageError> {
     let Some((journey, customer_id)) = signed_in(customer) else { return Err(PageError::Redirect("/my")) };
     let seen = journey.clone();
-    own(state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
+    let (consent, _) = own(state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
-    let target = id.clone();
+    let target = consent.id;
     let now = state.clock.now();
     let done = state
         .db

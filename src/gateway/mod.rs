@@ -97,7 +97,7 @@ fn seal_ids(state: &AppState, grant: &Grant, provider: i64, body: &mut Value, ki
                 let sealed = state
                     .gateway
                     .ids
-                    .seal(&grant.consent.id, &BankAccount { provider, account_id: bank_id.to_string() });
+                    .seal(grant.consent.id.as_str(), &BankAccount { provider, account_id: bank_id.to_string() });
                 item["AccountId"] = Value::String(sealed);
             }
         }
@@ -162,7 +162,7 @@ fn shape_accounts(
             let sealed = state
                 .gateway
                 .ids
-                .seal(&grant.consent.id, &BankAccount { provider: route.provider, account_id: bank_id });
+                .seal(grant.consent.id.as_str(), &BankAccount { provider: route.provider, account_id: bank_id });
             if let Ok(raw) = to_raw_value(&sealed) {
                 account.insert("AccountId".into(), raw);
             }
@@ -225,7 +225,7 @@ fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, status
         user_organisation_id: grant.client.organisation.id,
         provider_organisation_id: None,
         api_id: None,
-        consent_id: Some(grant.consent.id.clone()),
+        consent_id: Some(grant.consent.id.to_string()),
         endpoint,
         status: status.as_u16(),
         latency_ms: 0,
@@ -278,7 +278,7 @@ async fn accounts(State(state): State<AppState>, grant: Grant, headers: HeaderMa
 fn resolve<'g>(state: &AppState, grant: &'g Grant, id: &str) -> Result<(&'g Route, BankAccount), ApiError> {
     let not_found =
         || ApiError::new(StatusCode::NOT_FOUND, ObErrorCode::ResourceNotFound, "No such account").at("AccountId");
-    let account = state.gateway.ids.open(&grant.consent.id, id).ok_or_else(not_found)?;
+    let account = state.gateway.ids.open(grant.consent.id.as_str(), id).ok_or_else(not_found)?;
     let route = grant.route(account.provider).ok_or_else(not_found)?;
     Ok((route, account))
 }

@@ -198,7 +198,15 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
                 ],
             )?;
             consent::touch(tx, &consent.id, moment)?;
-            audit_grant(tx, &c, "oauth.token.issued", Outcome::Success, &consent.id, "authorization_code", moment);
+            audit_grant(
+                tx,
+                &c,
+                "oauth.token.issued",
+                Outcome::Success,
+                consent.id.as_str(),
+                "authorization_code",
+                moment,
+            );
             Ok(Grant::Issued(claims))
         })
         .await
