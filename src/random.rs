@@ -2,6 +2,12 @@
 //! seeded by the operating system: `Uuid::new_v4` asks the kernel for every id, a system call the gateway would
 //! make twice per request.
 
+/// 256 random bits, base64url: request URIs, codes, refresh tokens, journeys' cookies and CSRF tokens. Only their
+/// SHA-256 is stored.
+pub fn token() -> String {
+    crate::digest::b64url(&rand::random::<[u8; 32]>())
+}
+
 /// A version 4 (random) UUID.
 pub fn uuid_v4() -> uuid::Uuid {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid()

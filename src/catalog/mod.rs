@@ -285,7 +285,7 @@ impl PassportInput {
 /// A base URL the platform will call: an absolute `https://` URL with a host (and optionally a port and a path),
 /// without user information, query or fragment, at most [`URL_MAX`] characters.
 pub fn base_url_acceptable(url: &str) -> bool {
-    url.len() <= URL_MAX && !url.contains('?') && crate::apps::redirect_uri_acceptable(url)
+    url.len() <= URL_MAX && !url.contains('?') && crate::egress::https_url_acceptable(url)
 }
 
 fn text_ok(s: &str, min: usize, max: usize) -> bool {

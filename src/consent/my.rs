@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use super::{ChangedBy, Concerning, Consent, ConsentError, HistoryEntry, Status};
-use crate::oauth::authorize::day;
+use crate::clock::day;
 use crate::store::StoreError;
 use crate::trust::journey::{self, Customer, Journey, JourneyForm, NoFields, Purpose, Stage};
 use crate::web::AppState;

@@ -408,6 +408,56 @@ impl GuardedClient {
     }
 }
 
+/// A URL a participant gives the platform (a redirect URI, a webhook, an API's base URL, a website): an absolute
+/// `https://` URL with a host (a DNS name or a bracketed IPv6 address, optionally a numeric port), no fragment, no
+/// wildcard, no user information, no spaces. Where it may then be called is the [`Guard`]'s to judge.
+pub fn https_url_acceptable(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("https://") else { return false };
+    if uri.len() > 2000
+        || uri.contains('#')
+        || uri.contains('*')
+        || uri.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((inside, after)) = v6.split_once(']') else { return false };
+        if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return false;
+        }
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return false,
+            },
+        };
+        (None, port)
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
+    let host_ok = host.is_none_or(|h| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+    });
+    port_ok && host_ok
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -499,5 +549,23 @@ mod tests {
         assert!(guard.resolve("[::1]").await.is_err());
         assert!(guard.check_host("[fe80::1]").is_err() && guard.check_host("10.0.0.1").is_err());
         assert!(guard.check_host("hooks.bank.kz").is_ok());
+    }
+
+    #[test]
+    fn participants_urls_are_absolute_https_without_fragments_or_wildcards() {
+        assert!(https_url_acceptable("https://app.example.kz/callback"));
+        assert!(https_url_acceptable("https://app.example.kz:8443/cb?x=1"));
+        assert!(!https_url_acceptable("http://app.example.kz/callback"));
+        assert!(!https_url_acceptable("https://app.example.kz/cb#frag"));
+        assert!(!https_url_acceptable("https://*.example.kz/cb"));
+        assert!(!https_url_acceptable("https:///cb"));
+        assert!(!https_url_acceptable("https://user@example.kz/cb"));
+        assert!(!https_url_acceptable("/relative"));
+        assert!(!https_url_acceptable("https://exa mple.kz/"));
+        assert!(!https_url_acceptable("https://app.kz:abc/cb"));
+        assert!(!https_url_acceptable("https://app..kz/cb"));
+        assert!(!https_url_acceptable("HTTPS://app.kz/cb"));
+        assert!(https_url_acceptable("https://[::1]:8443/cb"));
+        assert!(https_url_acceptable("https://localhost/cb"));
     }
 }

@@ -59,11 +59,7 @@ impl Session {
     }
 }
 
-/// 32 random bytes as base64url: a cookie value or a CSRF token.
-pub fn random_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    crate::digest::b64url(&bytes)
-}
+pub use crate::random::token as random_token;
 
 /// The live session whose cookie value is `cookie_value`, if it has not expired by `now`.
 pub fn get(conn: &Connection, cookie_value: &str, now: OffsetDateTime) -> rusqlite::Result<Option<Session>> {

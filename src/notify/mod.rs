@@ -177,7 +177,7 @@ pub fn set_webhook_url(
 /// fragment (the platform authenticates itself with its client certificate and the signature, so a receiver needs no
 /// secret in the URL — and one there would end up in the audit journal and on the page).
 pub fn url_acceptable(url: &str) -> bool {
-    url.len() <= URL_MAX && !url.contains('?') && crate::apps::redirect_uri_acceptable(url)
+    url.len() <= URL_MAX && !url.contains('?') && crate::egress::https_url_acceptable(url)
 }
 
 /// What the audit journal keeps of a webhook URL: its origin (scheme, host, port). The path may carry a receiver's

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::metadata::{AUTHORIZE, issuer};
 use super::par::REQUEST_URI_PREFIX;
 use super::requests::{self, RequestStatus};
-use crate::clock;
+use crate::clock::{self, day};
 use crate::consent::{self, ChangedBy, Consent};
 use crate::digest::sha256_hex;
 use crate::store::StoreError;
@@ -149,11 +149,6 @@ async fn verified(state: &AppState, journey: Option<&Journey>) -> Result<(Journe
     }
 }
 
-/// A date for people: the day, in UTC.
-pub fn day(rfc3339: &str) -> String {
-    rfc3339.get(..10).unwrap_or(rfc3339).to_string()
-}
-
 /// Who may call: the customer whose journey is verified, for the request it belongs to.
 async fn consent_page(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
     let (journey, pending) = verified(&state, customer.journey.as_ref()).await?;
@@ -200,7 +195,7 @@ async fn decide(
         "deny" => false,
         _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_form")),
     };
-    let code = super::random_token();
+    let code = crate::random::token();
     let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
     let (p, hash, seen) = (pending.clone(), journey.id_hash.clone(), journey.clone());

@@ -16,11 +16,6 @@ use crate::digest::b64url;
 
 use crate::web::AppState;
 
-/// 256 random bits, base64url: request URIs, codes, refresh tokens. Only their SHA-256 is stored.
-pub fn random_token() -> String {
-    b64url(&rand::random::<[u8; 32]>())
-}
-
 /// Removes what no one can use any more: authorization requests a week past their `request_uri` expiry (their
 /// codes died long before), and customer journeys a day past their end.
 pub fn purge_stale(tx: &rusqlite::Transaction, now: time::OffsetDateTime) -> rusqlite::Result<usize> {

@@ -15,7 +15,6 @@ use serde_json::json;
 
 use super::error::{OauthClient, OauthError, Params};
 use super::metadata::{PAR, SCOPE};
-use super::random_token;
 use super::requests::{self, NewRequest};
 use crate::clock;
 use crate::consent::{self, Status};
@@ -100,7 +99,7 @@ async fn push(
     }
     let consent_id = params.require("consent_id")?.to_string();
 
-    let secret = random_token();
+    let secret = crate::random::token();
     let request_uri = format!("{REQUEST_URI_PREFIX}{secret}");
     let lifetime = state.config.oauth.request_uri_secs;
     let now = state.clock.now();

@@ -19,7 +19,6 @@ use time::OffsetDateTime;
 use super::access::{self, AccessClaims};
 use super::error::{OauthClient, OauthError, Params};
 use super::metadata::{INTROSPECT, REVOKE, TOKEN};
-use super::random_token;
 use super::requests::{self, RequestStatus};
 use crate::apps::client::ApiClient;
 use crate::audit::{self, Event, Outcome};
@@ -169,7 +168,7 @@ async fn authorization_code(state: &AppState, client: &ApiClient, params: &Param
     let (token, claims) = access::sign_for(state, &state.signer, &client.app, &grant.consent_id, &client.cert.x5t_s256)
         .await
         .map_err(|e| OauthError::server_error(&e))?;
-    let refresh_token = random_token();
+    let refresh_token = crate::random::token();
     let (refresh_hash, c, request_id) = (sha256_hex(refresh_token.as_bytes()), client.clone(), grant.id);
     let issued = state
         .db

@@ -146,7 +146,7 @@ async fn show(
 
 /// A website: empty, or an absolute https:// URL.
 fn website_acceptable(url: &str) -> bool {
-    url.is_empty() || (url.len() <= 200 && crate::apps::redirect_uri_acceptable(url))
+    url.is_empty() || (url.len() <= 200 && crate::egress::https_url_acceptable(url))
 }
 
 /// Administrators: saves description, website and contacts.

@@ -370,7 +370,7 @@ impl Run<'_> {
             .get(url)
             .timeout(Duration::from_millis(self.target.timeout_ms))
             .header(reqwest::header::ACCEPT, "application/json")
-            .header(crate::web::request_id::X_FAPI_INTERACTION_ID, &interaction);
+            .header(crate::standard::X_FAPI_INTERACTION_ID, &interaction);
         if let Some(header) = header {
             request = request.header(CONSENT_HEADER, header);
         }
@@ -385,8 +385,7 @@ impl Run<'_> {
         let content_type = header_text(reqwest::header::CONTENT_TYPE.as_str())
             .map(|v| excerpt(&v, 60))
             .unwrap_or("no content type".into());
-        let echoed =
-            header_text(crate::web::request_id::X_FAPI_INTERACTION_ID.as_str()).is_some_and(|v| v == interaction);
+        let echoed = header_text(crate::standard::X_FAPI_INTERACTION_ID.as_str()).is_some_and(|v| v == interaction);
         let mut body = Vec::new();
         loop {
             match response.chunk().await {

@@ -34,6 +34,9 @@ pub const CONSENT_HEADER: &str = "x-kopir-consent";
 /// The JWS `typ` of that header.
 pub const CONSENT_TYP: &str = "kopir-consent+jwt";
 
+/// FAPI's interaction id: sent with every call to a bank and echoed in the answer.
+pub const X_FAPI_INTERACTION_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-fapi-interaction-id");
+
 /// Transactions per page.
 pub const PAGE_SIZE: usize = 50;
 

@@ -126,7 +126,7 @@ pub fn start(
     now: OffsetDateTime,
 ) -> rusqlite::Result<(String, String)> {
     purge(tx, now - time::Duration::days(1))?;
-    let value = crate::oauth::random_token();
+    let value = crate::random::token();
     let id_hash = sha256_hex(value.as_bytes());
     tx.execute(
         "INSERT INTO customer_sessions (id_hash, purpose, stage, csrf, created_at, expires_at)
@@ -134,7 +134,7 @@ pub fn start(
         params![
             id_hash,
             purpose,
-            crate::oauth::random_token(),
+            crate::random::token(),
             clock::rfc3339(now),
             clock::rfc3339(now + time::Duration::minutes(minutes as i64))
         ],
@@ -192,7 +192,7 @@ pub fn identified(tx: &Transaction, seen: &Journey, iin: &str, phone: &str) -> r
     let changed = tx.execute(
         "UPDATE customer_sessions SET iin = ?2, phone = ?3, stage = 'biometric', biometric_nonce = ?4
          WHERE id_hash = ?1 AND stage = 'identify'",
-        params![seen.id_hash, iin, phone, crate::oauth::random_token()],
+        params![seen.id_hash, iin, phone, crate::random::token()],
     )?;
     Ok(changed == 1)
 }

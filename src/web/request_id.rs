@@ -13,7 +13,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const X_FAPI_INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
+pub use crate::standard::X_FAPI_INTERACTION_ID;
 
 pub use crate::logging::{current_request_id as current, request_id_scope as scope};
 
