@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::oauth::jwks::Signer;
 use crate::sandbox::cases;
 pub use crate::sandbox::evidence::{FindingOutcome, Severity};
-use crate::sandbox::suite::{self, Credentials, SuiteReport, Target};
+use crate::sandbox::suite::{self, Credentials, CredentialsError, SuiteReport, Target};
 use crate::store::{Db, StoreError};
 use crate::web::AppState;
 
@@ -157,8 +157,8 @@ pub struct ConformanceCheck {
 
 impl ConformanceCheck {
     /// The kept credentials, or new ones when there are none or they are older than [`CREDENTIALS_FOR`].
-    fn credentials(&self) -> Result<Credentials, String> {
-        let mut kept = self.credentials.lock().map_err(|_| "the credentials' lock is poisoned".to_string())?;
+    fn credentials(&self) -> Result<Credentials, CredentialsError> {
+        let mut kept = self.credentials.lock().map_err(|_| CredentialsError::Poisoned)?;
         if let Some((made, credentials)) = kept.as_ref()
             && made.elapsed() < CREDENTIALS_FOR
         {

@@ -77,7 +77,7 @@ pub async fn run(global: &GlobalArgs, command: ConformanceCommand) -> Result<(),
             let ca = args.ca.as_deref().map(read).transpose()?;
             let credentials =
                 Credentials::explicit(&read(cert)?, &read(key)?, ca.as_deref(), &read(signing_key)?, kid, issuer)
-                    .map_err(|e| usage(&e))?;
+                    .map_err(|e| usage(&e.to_string()))?;
             let bin = args.bin.clone().ok_or_else(|| usage("--bin is required with explicit credentials"))?;
             (credentials, bin)
         }
@@ -141,7 +141,7 @@ async fn platform(global: &GlobalArgs, args: &RunArgs) -> Result<(Credentials, S
         crate::egress::Purpose::Banks,
         std::sync::Arc::new(crate::egress::SystemLookup),
     );
-    let credentials = Credentials::platform(&config, db, signer, &issuer, guard).map_err(|e| usage(&e))?;
+    let credentials = Credentials::platform(&config, db, signer, &issuer, guard).map_err(|e| usage(&e.to_string()))?;
     Ok((credentials, bin))
 }
 

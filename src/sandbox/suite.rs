@@ -102,6 +102,20 @@ pub struct Credentials {
     pub issuer: String,
 }
 
+/// Why the suite's credentials cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(transparent)]
+    Client(#[from] crate::egress::OutboundError),
+    #[error("the signing key is not a PEM private key: {0}")]
+    SigningKeyPem(String),
+    #[error("the signing key is not a P-256 (ES256) key in PKCS#8")]
+    SigningKeyKind,
+    /// The kept credentials' lock was poisoned (a panic while it was held).
+    #[error("the credentials' lock is poisoned")]
+    Poisoned,
+}
+
 impl Credentials {
     /// The platform's: its client certificate, the platform root and `gateway.provider_ca_file` trusted, its
     /// active signing key; only addresses `guard` permits (`gateway.allowed_networks`), as for bank calls.
@@ -111,12 +125,12 @@ impl Credentials {
         signer: Signer,
         issuer: &str,
         guard: Guard,
-    ) -> Result<Credentials, String> {
-        let trusting = Outbound::new().trust_platform_and_providers(config).map_err(|e| e.to_string())?;
-        let identified = trusting.clone().platform_identity(config).map_err(|e| e.to_string())?;
+    ) -> Result<Credentials, CredentialsError> {
+        let trusting = Outbound::new().trust_platform_and_providers(config)?;
+        let identified = trusting.clone().platform_identity(config)?;
         Ok(Credentials {
-            client: identified.build(guard.clone()).map_err(|e| e.to_string())?,
-            anonymous: trusting.build(guard).map_err(|e| e.to_string())?,
+            client: identified.build(guard.clone())?,
+            anonymous: trusting.build(guard)?,
             signer: HeaderSigner::Platform { signer, db },
             issuer: issuer.trim_end_matches('/').to_string(),
         })
@@ -132,17 +146,17 @@ impl Credentials {
         signing_key_pem: &str,
         kid: &str,
         issuer: &str,
-    ) -> Result<Credentials, String> {
+    ) -> Result<Credentials, CredentialsError> {
         let der = rustls_pki_types::PrivateKeyDer::from_pem_slice(signing_key_pem.as_bytes())
-            .map_err(|e| format!("the signing key is not a PEM private key: {e}"))?;
+            .map_err(|e| CredentialsError::SigningKeyPem(e.to_string()))?;
         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_der())
-            .map_err(|_| "the signing key is not a P-256 (ES256) key in PKCS#8".to_string())?;
+            .map_err(|_| CredentialsError::SigningKeyKind)?;
         let key = jsonwebtoken::EncodingKey::from_ec_der(der.secret_der());
         let trusting = Outbound::new().trust_pem(ca_pem.unwrap_or_default());
         let identified = trusting.clone().identity_pem(cert_pem, key_pem);
         Ok(Credentials {
-            client: identified.build(Guard::unrestricted()).map_err(|e| e.to_string())?,
-            anonymous: trusting.build(Guard::unrestricted()).map_err(|e| e.to_string())?,
+            client: identified.build(Guard::unrestricted())?,
+            anonymous: trusting.build(Guard::unrestricted())?,
             signer: HeaderSigner::Key { key: Arc::new(key), kid: kid.to_string() },
             issuer: issuer.trim_end_matches('/').to_string(),
         })

@@ -77,7 +77,7 @@ pub enum BiometricVerifier {
 
 impl BiometricVerifier {
     /// The configured adapter; fails (naming the file) when an `http` adapter's key or CA cannot be read.
-    pub fn from_config(config: &Config) -> Result<BiometricVerifier, String> {
+    pub fn from_config(config: &Config) -> Result<BiometricVerifier, super::AdapterError> {
         Ok(match config.trust.biometric_adapter {
             BiometricAdapter::Simulated => BiometricVerifier::Simulated,
             BiometricAdapter::Command => BiometricVerifier::Command {

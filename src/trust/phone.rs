@@ -59,7 +59,7 @@ pub enum PhoneRegistry {
 
 impl PhoneRegistry {
     /// The configured adapter; fails (naming the file) when an `http` adapter's key or CA cannot be read.
-    pub fn from_config(config: &Config) -> Result<PhoneRegistry, String> {
+    pub fn from_config(config: &Config) -> Result<PhoneRegistry, super::AdapterError> {
         Ok(match config.trust.phone_adapter {
             PhoneAdapter::Simulated => PhoneRegistry::Simulated,
             PhoneAdapter::Command => PhoneRegistry::Command {

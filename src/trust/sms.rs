@@ -51,7 +51,7 @@ pub enum SmsSender {
 
 impl SmsSender {
     /// The configured adapter; fails (naming the file) when an `http` adapter's key or CA cannot be read.
-    pub fn from_config(config: &Config, db: &Db) -> Result<SmsSender, String> {
+    pub fn from_config(config: &Config, db: &Db) -> Result<SmsSender, super::AdapterError> {
         let timeout = Duration::from_secs(config.trust.adapter_timeout_secs);
         Ok(match config.trust.sms_adapter {
             SmsAdapter::Outbox => SmsSender::Outbox(db.clone()),

@@ -30,12 +30,16 @@ pub struct Webhook {
 
 impl Webhook {
     /// `extra_ca_pem`: CA certificates to trust for this vendor besides the system's.
-    pub fn new(url: &str, key: Vec<u8>, timeout: Duration, extra_ca_pem: Option<&str>) -> Result<Webhook, String> {
+    pub fn new(
+        url: &str,
+        key: Vec<u8>,
+        timeout: Duration,
+        extra_ca_pem: Option<&str>,
+    ) -> Result<Webhook, crate::egress::OutboundError> {
         let client = crate::egress::Outbound::new()
             .timeout(timeout)
             .trust_pem(extra_ca_pem.unwrap_or_default())
-            .build_for_configured_url()
-            .map_err(|e| e.to_string())?;
+            .build_for_configured_url()?;
         Ok(Webhook { client, url: url.to_string(), key, timeout })
     }
 

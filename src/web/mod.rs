@@ -107,7 +107,7 @@ pub enum ServeError {
     #[error("{path}: {error}")]
     Key { path: std::path::PathBuf, error: std::io::Error },
     #[error("trust adapters: {0}")]
-    Adapter(String),
+    Adapter(#[from] crate::trust::AdapterError),
     #[error("cannot listen on {addr}: {error}")]
     Bind { addr: SocketAddr, error: std::io::Error },
 }
