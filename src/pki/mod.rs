@@ -191,9 +191,14 @@ fn validity(params: &mut CertificateParams, days: u32, cap: Option<OffsetDateTim
     };
 }
 
+/// Bytes that are not a DER X.509 certificate (the parser's words).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct NotACertificate(#[from] x509_parser::nom::Err<x509_parser::error::X509Error>);
+
 /// The parts of a certificate the platform records.
-pub fn describe(der: &[u8]) -> Result<(String, String, String, String), String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+pub fn describe(der: &[u8]) -> Result<(String, String, String, String), NotACertificate> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)?;
     let serial = hex::encode(cert.raw_serial());
     let subject = cert.subject().to_string();
     let not_before = clock::rfc3339(cert.validity().not_before.to_datetime());
@@ -202,7 +207,13 @@ pub fn describe(der: &[u8]) -> Result<(String, String, String, String), String> 
 }
 
 /// A `certificates` row for a certificate the CA made.
-pub fn record_for(der: &[u8], pem: &str, kind: CertKind, label: &str, issued_by: &str) -> Result<CertRecord, String> {
+pub fn record_for(
+    der: &[u8],
+    pem: &str,
+    kind: CertKind,
+    label: &str,
+    issued_by: &str,
+) -> Result<CertRecord, NotACertificate> {
     let (serial, subject, not_before, not_after) = describe(der)?;
     Ok(CertRecord {
         serial,
@@ -268,7 +279,7 @@ pub fn bootstrap(config: &Config) -> Result<(Vec<Step>, Vec<CertRecord>), PkiErr
     let root_der = first_der(&root_pem, &paths.root_cert())?;
     records.push(
         record_for(&root_der, &root_pem, CertKind::RootCa, "root CA", actor)
-            .map_err(|e| PkiError::BadCertificate(paths.root_cert(), e))?,
+            .map_err(|e| PkiError::BadCertificate(paths.root_cert(), e.to_string()))?,
     );
 
     let issuing_exists = paths.issuing_cert().exists() && paths.issuing_key().exists();
@@ -312,8 +323,10 @@ pub fn bootstrap(config: &Config) -> Result<(Vec<Step>, Vec<CertRecord>), PkiErr
         let pem = read_text(&cert_path)?;
         let der = first_der(&pem, &cert_path)?;
         let leaf_pem = pem_of(&der);
-        records
-            .push(record_for(&der, &leaf_pem, kind, what, actor).map_err(|e| PkiError::BadCertificate(cert_path, e))?);
+        records.push(
+            record_for(&der, &leaf_pem, kind, what, actor)
+                .map_err(|e| PkiError::BadCertificate(cert_path, e.to_string()))?,
+        );
     }
     Ok((steps, records))
 }
@@ -398,7 +411,7 @@ impl Authority {
         let pem = read_text(&paths.server_cert())?;
         let der = first_der(&pem, &paths.server_cert())?;
         let record = record_for(&der, &pem_of(&der), CertKind::Server, "server certificate", actor)
-            .map_err(|e| PkiError::BadCertificate(paths.server_cert(), e))?;
+            .map_err(|e| PkiError::BadCertificate(paths.server_cert(), e.to_string()))?;
         Ok((old, record))
     }
 
@@ -421,13 +434,13 @@ impl Authority {
         let pem = read_text(&cert_path)?;
         let der = first_der(&pem, &cert_path)?;
         let record = record_for(&der, &pem_of(&der), CertKind::PlatformClient, "platform client certificate", actor)
-            .map_err(|e| PkiError::BadCertificate(cert_path, e))?;
+            .map_err(|e| PkiError::BadCertificate(cert_path, e.to_string()))?;
         Ok(Some((old, record)))
     }
 
     fn issuing_record(&self) -> Result<CertRecord, PkiError> {
         record_for(&self.issuing_der, &self.issuing_pem, CertKind::IssuingCa, "issuing CA", "system:init")
-            .map_err(|e| PkiError::BadCertificate(PathBuf::from("issuing-ca.pem"), e))
+            .map_err(|e| PkiError::BadCertificate(PathBuf::from("issuing-ca.pem"), e.to_string()))
     }
 
     pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
@@ -510,7 +523,8 @@ impl Authority {
         params.distinguished_name = subject;
         let cert = params.signed_by(&requested.public_key, &self.issuer)?;
         let leaf_pem = cert.pem();
-        let record = record_for(cert.der(), &leaf_pem, CertKind::Client, label, issued_by).map_err(PkiError::BadCsr)?;
+        let record = record_for(cert.der(), &leaf_pem, CertKind::Client, label, issued_by)
+            .map_err(|e| PkiError::BadCsr(e.to_string()))?;
         Ok(Issued { chain_pem: format!("{leaf_pem}{}", self.issuing_pem), record })
     }
 
