@@ -514,6 +514,7 @@ pub async fn register(
 
 /// Issues a new certificate for an application; every earlier certificate still valid gets `retire_at = now + grace`
 /// (an earlier `retire_at` is kept), so old and new both work until then.
+#[allow(clippy::too_many_arguments)]
 pub async fn rotate(
     db: &Db,
     authority: Arc<Authority>,

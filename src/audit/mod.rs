@@ -89,7 +89,9 @@ impl Untimed {
 }
 
 impl Event {
-    /// An event of `actor` doing `action`; its time comes next ([`Untimed::at`]).
+    /// An event of `actor` doing `action`; its time comes next ([`Untimed::at`]). (Not yet an `Event` on purpose:
+    /// one cannot be journalled without its time.)
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(actor: impl Into<String>, action: impl Into<String>, outcome: Outcome) -> Untimed {
         Untimed { actor: actor.into(), action: action.into(), outcome }
     }

@@ -441,6 +441,7 @@ fn delist(
 
 /// What follows a delisting or a relisting in the same transaction: the marketplace's index, the webhooks to the
 /// provider and the connected API users, and the audit entry.
+#[allow(clippy::too_many_arguments)]
 fn announce(
     tx: &Transaction,
     api: &Api,
