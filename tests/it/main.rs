@@ -21,6 +21,7 @@ mod e2e_consent;
 mod e2e_demo;
 mod egress;
 mod gateway;
+mod gateway_standard;
 mod journey_binding;
 mod jwks;
 mod limits;
