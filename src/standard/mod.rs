@@ -24,6 +24,13 @@ pub const AIS_V1_JSON: &str = include_str!("../../assets/standard/kopir-ais-v1.o
 /// Where the platform serves the document.
 pub const AIS_V1_DOCUMENT_PATH: &str = "/standard/ais/v1/openapi.json";
 
+/// The platform's own API for API users beside the standard (the consent resource, the authorization server's
+/// endpoints), as an OpenAPI document, byte for byte as served.
+pub const PLATFORM_V1_JSON: &str = include_str!("../../assets/standard/kopir-platform-v1.openapi.json");
+
+/// Where the platform serves that document.
+pub const PLATFORM_V1_DOCUMENT_PATH: &str = "/standard/platform/v1/openapi.json";
+
 /// The path prefix of the account endpoints, at the platform and at every bank.
 pub const AIS_BASE_PATH: &str = "/open-banking/v1/aisp";
 

@@ -175,3 +175,65 @@ async fn the_gateway_answers_what_its_served_standard_says_on_all_four_operation
 fn uuid_like(value: &str) -> bool {
     value.len() == 36 && value.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_document_is_public_and_describes_only_what_api_users_call() {
+    let platform = common::Platform::start().await;
+    // No certificate: the document is public, and cacheable by its ETag.
+    let response =
+        platform.client(None).get(platform.url(kopir::standard::PLATFORM_V1_DOCUMENT_PATH)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    let document: Value = response.json().await.unwrap();
+    let again = platform
+        .client(None)
+        .get(platform.url(kopir::standard::PLATFORM_V1_DOCUMENT_PATH))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut paths: Vec<&str> = document["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/.well-known/jwks.json",
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+            "/oauth/introspect",
+            "/oauth/par",
+            "/oauth/revoke",
+            "/oauth/token",
+            "/open-banking/v1/aisp/account-access-consents",
+            "/open-banking/v1/aisp/account-access-consents/{ConsentId}",
+        ]
+    );
+    // Its error schema is the standard's, word for word.
+    let ais = kopir::standard::document();
+    assert_eq!(document["components"]["schemas"]["ErrorResponse"], ais["components"]["schemas"]["ErrorResponse"]);
+    platform.shutdown().await;
+}
+
+/// Found by the fuzzing stage: `?page=0` was answered as page 1 though the document says pages count from 1, and the
+/// last page a `u32` names overflowed the offset (a 500 in a debug build, a wrapped offset in a release one).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consent_list_counts_pages_from_one_and_answers_the_last_nameable_page() {
+    let s = common::consent::scenario(1).await;
+    s.create_consent().await;
+    let list = |query: &'static str| {
+        s.api().get(s.platform.url(&format!("/open-banking/v1/aisp/account-access-consents{query}"))).send()
+    };
+    let body = refused(list("?page=0").await.unwrap(), 400, "UK.OBIE.Field.Invalid").await;
+    assert_eq!(body["Errors"][0]["Path"], "page");
+    let first = list("?page=1").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.json::<Value>().await.unwrap()["Data"]["Consent"].as_array().unwrap().len(), 1);
+    let last = list("?page=4294967295").await.unwrap();
+    assert_eq!(last.status(), 200);
+    let last: Value = last.json().await.unwrap();
+    assert_eq!(last["Data"]["Consent"], serde_json::json!([]), "{last}");
+    s.platform.shutdown().await;
+}

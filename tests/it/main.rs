@@ -20,6 +20,7 @@ mod e2e_browser;
 mod e2e_consent;
 mod e2e_demo;
 mod egress;
+mod fuzz_standard;
 mod gateway;
 mod gateway_standard;
 mod journey_binding;
