@@ -277,6 +277,7 @@ mod tests {
             "KzReadBalance",
             "KzReadTransaction",
             "KzConsentClaims",
+            "KzServicer",
         ] {
             assert!(names.contains(&wanted), "{wanted} missing");
         }
@@ -286,6 +287,21 @@ mod tests {
             let target = &rest[..rest.find('"').unwrap()];
             let pointer = target.trim_start_matches('#');
             assert!(document().pointer(pointer).is_some(), "dangling $ref {target}");
+        }
+    }
+
+    #[test]
+    fn the_platform_document_parses_and_every_ref_resolves() {
+        let doc: Value = serde_json::from_str(PLATFORM_V1_JSON).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (i, _) in PLATFORM_V1_JSON.match_indices("\"$ref\": \"#/components/") {
+            let rest = &PLATFORM_V1_JSON[i + 9..];
+            let target = &rest[..rest.find('"').unwrap()];
+            assert!(doc.pointer(target.trim_start_matches('#')).is_some(), "dangling $ref {target}");
+        }
+        // The permissions and error shapes are the standard's own.
+        for shared in ["Permission", "ErrorResponse", "ErrorDetail", "IsoDateTime"] {
+            assert_eq!(doc["components"]["schemas"][shared], document()["components"]["schemas"][shared], "{shared}");
         }
     }
 
