@@ -189,6 +189,9 @@ async fn fuzz(s: &Scenario, run: Run<'_>) {
         .env("PYTHONPATH", fuzz_dir())
         // Output stays plain text for the test log.
         .env("NO_COLOR", "1")
+        // Traffic goes to loopback only, never through a proxy the machine may have configured.
+        .env("NO_PROXY", "*")
+        .env("no_proxy", "*")
         .arg("--config-file")
         .arg(fuzz_dir().join(run.config))
         .arg("run")
