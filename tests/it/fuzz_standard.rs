@@ -295,6 +295,16 @@ async fn schemathesis_finds_nothing_in_the_consent_api_and_the_authorization_ser
         },
     )
     .await;
+    // The hooks took it to the real consents they were given: its DELETE calls ended them.
+    let db = common::participant::db(&s.platform);
+    let ended = ids
+        .iter()
+        .filter(|id| {
+            let status: String = db.query_row("SELECT status FROM consents WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            status == "Rejected" || status == "Revoked"
+        })
+        .count();
+    assert!(ended >= 1, "no real consent was reached");
     s.platform.shutdown().await;
     for bank in banks {
         bank.shutdown().await;
