@@ -89,6 +89,7 @@ const ENDPOINTS: [Endpoint; 4] = [
 struct StandardPage {
     t: Texts,
     document: &'static str,
+    platform_document: &'static str,
     base: &'static str,
     endpoints: &'static [Endpoint],
     permissions: [Permission; 7],
@@ -100,6 +101,7 @@ async fn page(t: Texts) -> Response {
     render(&StandardPage {
         t,
         document: AIS_V1_DOCUMENT_PATH,
+        platform_document: PLATFORM_V1_DOCUMENT_PATH,
         base: AIS_BASE_PATH,
         endpoints: &ENDPOINTS,
         permissions: Permission::ALL,
@@ -119,6 +121,7 @@ mod tests {
             let html = StandardPage {
                 t: Texts { lang },
                 document: AIS_V1_DOCUMENT_PATH,
+                platform_document: PLATFORM_V1_DOCUMENT_PATH,
                 base: AIS_BASE_PATH,
                 endpoints: &ENDPOINTS,
                 permissions: Permission::ALL,
@@ -127,10 +130,16 @@ mod tests {
             .render()
             .unwrap();
             // A missing text shows as its bare key.
-            for key in ["standard.title", "standard.ep_accounts", "standard.sandbox_lead", "consent.perm_balances"] {
+            for key in [
+                "standard.title",
+                "standard.platform_document",
+                "standard.ep_accounts",
+                "standard.sandbox_lead",
+                "consent.perm_balances",
+            ] {
                 assert!(!html.contains(key), "{lang:?}: {key} is missing");
             }
-            assert!(html.contains(AIS_V1_DOCUMENT_PATH));
+            assert!(html.contains(AIS_V1_DOCUMENT_PATH) && html.contains(PLATFORM_V1_DOCUMENT_PATH));
             for customer in SANDBOX_CUSTOMERS {
                 assert!(html.contains(customer.iin));
             }
