@@ -46,8 +46,8 @@ const MAX_ID_CHARS: usize = 4 * (TAG_BYTES + 10 + 40).div_ceil(3);
 
 pub struct AccountIds {
     mac: hmac::Key,
-    /// The AES-256 key, kept as bytes: a CTR key is bound to one use.
-    enc: [u8; 32],
+    /// AES-256-CTR, its key schedule made once (the IV comes with each call).
+    enc: EncryptingKey,
 }
 
 /// Where an account lives: the provider (organisation id) and the bank's own id.
@@ -83,10 +83,10 @@ impl AccountIds {
             out.copy_from_slice(hmac::sign(&root, label).as_ref());
             out
         };
-        Ok(AccountIds {
-            mac: hmac::Key::new(hmac::HMAC_SHA256, &derive(b"kopir account ids v2: mac")),
-            enc: derive(b"kopir account ids v2: encryption"),
-        })
+        let enc = UnboundCipherKey::new(&AES_256, &derive(b"kopir account ids v2: encryption"))
+            .and_then(EncryptingKey::ctr)
+            .map_err(|_| invalid("not a usable AES-256 key"))?;
+        Ok(AccountIds { mac: hmac::Key::new(hmac::HMAC_SHA256, &derive(b"kopir account ids v2: mac")), enc })
     }
 
     /// The synthetic IV: the MAC of the consent id (length-prefixed, so that no two inputs run together) and the
@@ -105,8 +105,7 @@ impl AccountIds {
     fn apply_keystream(&self, tag: &[u8; TAG_BYTES], data: &mut [u8]) -> Option<()> {
         let mut iv = [0u8; 16];
         iv[..TAG_BYTES].copy_from_slice(tag);
-        let key = EncryptingKey::ctr(UnboundCipherKey::new(&AES_256, &self.enc).ok()?).ok()?;
-        key.less_safe_encrypt(data, EncryptionContext::Iv128(FixedLength::from(iv))).ok()?;
+        self.enc.less_safe_encrypt(data, EncryptionContext::Iv128(FixedLength::from(iv))).ok()?;
         Some(())
     }
 
