@@ -187,6 +187,8 @@ async fn fuzz(s: &Scenario, run: Run<'_>) {
         .current_dir(work.path())
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("PYTHONPATH", fuzz_dir())
+        // The clone stays as it was: no `__pycache__` beside the hooks.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         // Output stays plain text for the test log.
         .env("NO_COLOR", "1")
         // Traffic goes to loopback only, never through a proxy the machine may have configured.
