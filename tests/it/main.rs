@@ -29,6 +29,7 @@ mod oauth;
 mod portal;
 mod refbank;
 mod registration;
+mod reports;
 mod robustness;
 mod sandbox_apps;
 mod sandbox_schedule;
