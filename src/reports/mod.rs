@@ -1,6 +1,6 @@
 //! Reporting's foundation: usage rollups of the metered exchanges and the queries every report is built on.
 //!
-//! This domain owns `usage_hourly`, `usage_daily` (kept by [`rollup::add`], called by the meter's batch writer in
+//! This domain owns `usage_hourly`, `usage_daily`, `usage_monthly` (kept by [`rollup::add`], called by the meter's batch writer in
 //! the same transaction as the raw rows), `consent_changes` (kept by a trigger on `consent_history`, see
 //! `schema.sql`), the pruning of `exchanges` and of the rollups ([`retention`]), and the operator's days
 //! ([`calendar`]). Pages, the participants' report API, the dashboard and the monthly report read through

@@ -1,5 +1,5 @@
 //! Pruning: raw exchanges after `reports.raw_retention_days`, hourly rollups after `reports.hourly_retention_days`,
-//! daily rollups after `reports.daily_retention_days` (0: never). An hourly job on the platform's clock deletes in
+//! daily rollups after `reports.daily_retention_days` (0: never), monthly rollups never. An hourly job on the platform's clock deletes in
 //! small transactions ([`BATCH`] raw rows, or one hour's / one day's rollup rows, at a time) and yields between them,
 //! so the meter's writer and requests never wait long behind it.
 

@@ -1,12 +1,12 @@
-//! Upkeep of the usage rollups (`usage_hourly`, `usage_daily`): the meter's batch writer calls [`add`] in the same
+//! Upkeep of the usage rollups (`usage_hourly`, `usage_daily`, `usage_monthly`): the meter's batch writer calls [`add`] in the same
 //! transaction as its insert of the raw exchanges, so a batch's rows and their rollup are committed together or not
 //! at all — a restart neither loses nor double counts. The batch is aggregated in memory by key first, then each key
 //! is one upsert (`ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, …`): the cost grows with the
 //! keys a batch touches, never with the size of the tables.
 //!
-//! Hourly rows are keyed by the UTC hour. Daily rows are keyed by the operator's day: the batch is aggregated by
-//! quarter hour (which never straddles two local days) and each quarter's figures are added to the day that
-//! `kopir_local_day` names for it.
+//! Hourly rows are keyed by the UTC hour. Daily and monthly rows are keyed by the operator's day and month: the batch
+//! is aggregated by quarter hour (which never straddles two local days) and each quarter's figures are added to the
+//! day (and month) that `kopir_local_day` names for it.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -77,6 +77,8 @@ fn upsert_sql(table: &str, period_column: &str, period_value: &str) -> String {
 
 static HOURLY_UPSERT: LazyLock<String> = LazyLock::new(|| upsert_sql("usage_hourly", "hour", "?1"));
 static DAILY_UPSERT: LazyLock<String> = LazyLock::new(|| upsert_sql("usage_daily", "day", "kopir_local_day(?1)"));
+static MONTHLY_UPSERT: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("usage_monthly", "month", "substr(kopir_local_day(?1), 1, 7)"));
 
 /// Adds a batch of exchanges to the hourly and daily rollups, inside the caller's transaction.
 pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
@@ -102,7 +104,8 @@ pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
         quarterly.entry(quarter).or_default().count(e);
     }
     upsert(tx, &HOURLY_UPSERT, &hourly)?;
-    upsert(tx, &DAILY_UPSERT, &quarterly)
+    upsert(tx, &DAILY_UPSERT, &quarterly)?;
+    upsert(tx, &MONTHLY_UPSERT, &quarterly)
 }
 
 fn upsert(tx: &Transaction, sql: &str, rows: &HashMap<Key, Figures>) -> rusqlite::Result<()> {
@@ -236,6 +239,8 @@ mod tests {
                 vec![Text("2026-12-04".into()), Text("sandbox".into()), Integer(1)],
             ]
         );
+        let months = table(&kept, "SELECT month, sum(requests) FROM usage_monthly GROUP BY 1");
+        assert_eq!(months, vec![vec![Text("2026-12".into()), Integer(5)]]);
         let hour_18 = table(
             &kept,
             "SELECT requests, latency_sum, latency_max, b03, b06 FROM usage_hourly WHERE hour = 1796320800",

@@ -2,9 +2,10 @@
 //! by endpoint, status class, error code, API, provider, API user or application, with latency percentiles read from
 //! the summed histograms, and the periods whose p95 exceeded an API's SLA.
 //!
-//! Which rollup answers: the daily rows when the interval runs from one local midnight to another (day, week, month
-//! and custom intervals of whole days — what the pages ask) and the granularity is day or month; otherwise the hourly
-//! rows, at hour precision (the hours that overlap the interval), for intervals of at most [`MAX_HOURLY_DAYS`] days.
+//! Which rollup answers: the monthly rows when the interval runs from the start of one local month to another and
+//! the figures are wanted per month or in total; the daily rows when it runs from one local midnight to another (day,
+//! week, month and custom intervals of whole days — what the pages ask) and the granularity is not hours; otherwise
+//! the hourly rows, at hour precision (the hours that overlap the interval), for at most [`MAX_HOURLY_DAYS`] days.
 //! Sandbox traffic is its own environment: every query names the one it reads.
 //!
 //! ```no_run
@@ -156,6 +157,7 @@ pub struct SlaBreach {
 enum Source {
     Hourly { from: i64, to: i64 },
     Daily { from: String, to: String },
+    Monthly { from: String, to: String },
 }
 
 impl Source {
@@ -163,6 +165,7 @@ impl Source {
         match self {
             Source::Hourly { .. } => "usage_hourly",
             Source::Daily { .. } => "usage_daily",
+            Source::Monthly { .. } => "usage_monthly",
         }
     }
 
@@ -170,6 +173,7 @@ impl Source {
         match self {
             Source::Hourly { .. } => "hour",
             Source::Daily { .. } => "day",
+            Source::Monthly { .. } => "month",
         }
     }
 
@@ -181,6 +185,7 @@ impl Source {
             (Source::Hourly { .. }, Granularity::Month) => format!("substr(kopir_local_day({alias}hour), 1, 7)"),
             (Source::Daily { .. }, Granularity::Day | Granularity::Hour) => format!("{alias}day"),
             (Source::Daily { .. }, Granularity::Month) => format!("substr({alias}day, 1, 7)"),
+            (Source::Monthly { .. }, _) => format!("{alias}month"),
         }
     }
 
@@ -188,7 +193,9 @@ impl Source {
         match self {
             // The hours that overlap the interval.
             Source::Hourly { from, to } => [Value::Integer(from - 3599), Value::Integer(*to)],
-            Source::Daily { from, to } => [Value::Text(from.clone()), Value::Text(to.clone())],
+            Source::Daily { from, to } | Source::Monthly { from, to } => {
+                [Value::Text(from.clone()), Value::Text(to.clone())]
+            }
         }
     }
 }
@@ -207,6 +214,12 @@ fn source(zone: &TimeZone, filter: &UsageFilter, granularity: Option<Granularity
     if granularity != Some(Granularity::Hour)
         && let (Some(from_day), Some(to_day)) = (local_midnight(zone, from)?, local_midnight(zone, to)?)
     {
+        let month_start = |day: &str| day.ends_with("-01").then(|| day[..7].to_string());
+        if matches!(granularity, None | Some(Granularity::Month))
+            && let (Some(from_month), Some(to_month)) = (month_start(&from_day), month_start(&to_day))
+        {
+            return Ok(Source::Monthly { from: from_month, to: to_month });
+        }
         return Ok(Source::Daily { from: from_day, to: to_day });
     }
     if to - from > MAX_HOURLY_DAYS * 86_400 {

@@ -95,7 +95,8 @@ async fn reports_equal_counts_from_the_raw_exchanges_and_old_data_is_pruned_on_t
     };
     let nearest_rank = |p: f64| latencies[((p * latencies.len() as f64).ceil() as usize).max(1) - 1] as u64;
 
-    // An interval of whole hours (the hourly rows) and one of whole local days (the daily rows) agree with them.
+    // An interval of whole hours (the hourly rows), of whole local days (the daily rows) and a local month (the
+    // monthly rows) agree with them.
     let now = platform.clock().now();
     let zone = platform.config.time_zone.zone().clone();
     let today = kopir::reports::calendar::local_date(&zone, now.unix_timestamp()).unwrap();
@@ -107,7 +108,10 @@ async fn reports_equal_counts_from_the_raw_exchanges_and_old_data_is_pruned_on_t
         midnight(today.yesterday().unwrap()),
         midnight(today.tomorrow().unwrap().tomorrow().unwrap()),
     );
-    for filter in [hours.clone(), days.clone()] {
+    let this_month = today.first_of_month();
+    let next_month = this_month.last_of_month().tomorrow().unwrap();
+    let months = UsageFilter::production(midnight(this_month), midnight(next_month));
+    for filter in [hours.clone(), days.clone(), months] {
         let f = filter.clone();
         let totals = query(platform, move |c, z| usage::totals(c, z, &f, None)).await;
         assert_eq!(totals.len(), 1);
