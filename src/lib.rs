@@ -24,6 +24,7 @@ pub mod participants;
 pub mod pki;
 pub mod random;
 pub mod refbank;
+pub mod reports;
 pub mod sandbox;
 pub mod snapshot;
 pub mod standard;

@@ -218,7 +218,7 @@ fn envelope(state: &AppState, path: &str, data: Value, meta: Value) -> Response 
 }
 
 /// Records a request refused before any bank was called.
-fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, status: StatusCode, interaction_id: &str) {
+fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, refusal: &ApiError, interaction_id: &str) {
     state.gateway.meter.record(meter::Exchange {
         at: meter::now(),
         application_id: grant.client.app.id,
@@ -227,10 +227,11 @@ fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, status
         api_id: None,
         consent_id: Some(grant.consent.id.clone()),
         endpoint,
-        status: status.as_u16(),
+        status: refusal.status.as_u16(),
         latency_ms: 0,
         bytes: 0,
         interaction_id: interaction_id.to_string(),
+        error_code: Some(refusal.code),
         mode: grant.client.app.mode,
     });
 }
@@ -245,7 +246,7 @@ async fn accounts(
 ) -> Result<Response, ApiError> {
     let interaction_id = crate::web::request_id::interaction_id(&headers);
     known_query(raw.as_deref(), &[]).inspect_err(|e| {
-        meter_refusal(&state, &grant, "accounts", e.status, &interaction_id);
+        meter_refusal(&state, &grant, "accounts", e, &interaction_id);
     })?;
     let started = Instant::now();
     let calls = grant.routes.iter().map(|route| {
@@ -307,7 +308,7 @@ async fn account(
     let interaction_id = crate::web::request_id::interaction_id(&headers);
     let (route, bank_account) =
         known_query(raw.as_deref(), &[]).and_then(|_| resolve(&state, &grant, &id)).inspect_err(|e| {
-            meter_refusal(&state, &grant, "account", e.status, &interaction_id);
+            meter_refusal(&state, &grant, "account", e, &interaction_id);
         })?;
     let path = account_path(&bank_account, "");
     let answer = provider::call::<AccountList>(&state, &grant, route, "account", &path, &interaction_id)
@@ -328,12 +329,13 @@ async fn balances(
 ) -> Result<Response, ApiError> {
     let interaction_id = crate::web::request_id::interaction_id(&headers);
     if !has(&grant, Permission::ReadBalances) {
-        meter_refusal(&state, &grant, "balances", StatusCode::FORBIDDEN, &interaction_id);
-        return Err(refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include ReadBalances"));
+        let refusal = refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include ReadBalances");
+        meter_refusal(&state, &grant, "balances", &refusal, &interaction_id);
+        return Err(refusal);
     }
     let (route, bank_account) =
         known_query(raw.as_deref(), &[]).and_then(|_| resolve(&state, &grant, &id)).inspect_err(|e| {
-            meter_refusal(&state, &grant, "balances", e.status, &interaction_id);
+            meter_refusal(&state, &grant, "balances", e, &interaction_id);
         })?;
     let path = account_path(&bank_account, "/balances");
     let mut answer = provider::call::<Value>(&state, &grant, route, "balances", &path, &interaction_id)
@@ -456,14 +458,15 @@ async fn transactions(
 ) -> Result<Response, ApiError> {
     let interaction_id = crate::web::request_id::interaction_id(&headers);
     if !has(&grant, Permission::ReadTransactionsBasic) && !has(&grant, Permission::ReadTransactionsDetail) {
-        meter_refusal(&state, &grant, "transactions", StatusCode::FORBIDDEN, &interaction_id);
-        return Err(refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include transactions"));
+        let refusal = refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include transactions");
+        meter_refusal(&state, &grant, "transactions", &refusal, &interaction_id);
+        return Err(refusal);
     }
     let query = transaction_query(&grant, raw.as_deref()).inspect_err(|e| {
-        meter_refusal(&state, &grant, "transactions", e.status, &interaction_id);
+        meter_refusal(&state, &grant, "transactions", e, &interaction_id);
     })?;
     let (route, bank_account) = resolve(&state, &grant, &id).inspect_err(|e| {
-        meter_refusal(&state, &grant, "transactions", e.status, &interaction_id);
+        meter_refusal(&state, &grant, "transactions", e, &interaction_id);
     })?;
     let encoded = {
         // (The serializer is not Send: it must be gone before the next await.)

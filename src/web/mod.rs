@@ -303,6 +303,7 @@ pub async fn start_with_lookup(
     let options = StoreOptions {
         readers: config.store.readers,
         busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+        time_zone: config.time_zone.zone().clone(),
     };
     let (db, _) = Db::open(&config.db_path(), options, false)?;
     let authority = Arc::new(Authority::load(&config)?);
@@ -365,6 +366,13 @@ pub async fn start_with_lookup(
         metered,
         config.gateway.meter_batch,
         Duration::from_millis(config.gateway.meter_flush_ms),
+        receiver.clone(),
+    ));
+    tasks.push(crate::reports::retention::spawn(
+        state.db.clone(),
+        state.clock.clone(),
+        config.time_zone.zone().clone(),
+        config.reports.clone(),
         receiver.clone(),
     ));
     tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));

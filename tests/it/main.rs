@@ -31,6 +31,7 @@ mod oauth;
 mod portal;
 mod refbank;
 mod registration;
+mod reports;
 mod robustness;
 mod sandbox_apps;
 mod sandbox_schedule;
