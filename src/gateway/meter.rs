@@ -8,7 +8,6 @@ use std::time::Duration;
 use rusqlite::params;
 use tokio::sync::{mpsc, watch};
 
-use crate::clock;
 use crate::store::{Db, StoreError};
 
 /// One exchange.
@@ -88,6 +87,7 @@ fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<
     for (consent, at) in used {
         touch.execute(params![consent, at])?;
     }
+    crate::availability::outages::observe_exchanges(db_tx, batch)?;
     Ok(())
 }
 
@@ -136,9 +136,4 @@ pub fn spawn_writer(
             }
         }
     })
-}
-
-/// Now, for records.
-pub fn now() -> String {
-    clock::now_rfc3339()
 }
