@@ -90,7 +90,7 @@ impl Window {
     }
 
     /// The time the window excuses: from its start, or its declaration if later, to its end or its cancellation.
-    pub(super) fn counted_span(&self, _now: i64) -> Option<Span> {
+    pub(super) fn counted_span(&self) -> Option<Span> {
         let start = unix(&self.starts_at)?.max(unix(&self.declared_at)?);
         let mut end = unix(&self.ends_at)?;
         if let Some(cancelled) = self.cancelled_at.as_deref().and_then(unix) {
@@ -358,19 +358,19 @@ mod tests {
         };
         let at = |s: &str| unix(s).unwrap();
         assert_eq!(
-            window("2026-12-01T00:00:00Z", None).counted_span(0),
+            window("2026-12-01T00:00:00Z", None).counted_span(),
             Some((at("2026-12-03T10:00:00Z"), at("2026-12-03T12:00:00Z")))
         );
         assert_eq!(
-            window("2026-12-03T11:00:00Z", None).counted_span(0),
+            window("2026-12-03T11:00:00Z", None).counted_span(),
             Some((at("2026-12-03T11:00:00Z"), at("2026-12-03T12:00:00Z"))),
             "not before it was declared"
         );
         assert_eq!(
-            window("2026-12-01T00:00:00Z", Some("2026-12-03T10:30:00Z")).counted_span(0),
+            window("2026-12-01T00:00:00Z", Some("2026-12-03T10:30:00Z")).counted_span(),
             Some((at("2026-12-03T10:00:00Z"), at("2026-12-03T10:30:00Z")))
         );
-        assert_eq!(window("2026-12-01T00:00:00Z", Some("2026-12-02T00:00:00Z")).counted_span(0), None);
+        assert_eq!(window("2026-12-01T00:00:00Z", Some("2026-12-02T00:00:00Z")).counted_span(), None);
         let now = time::macros::datetime!(2026-12-03 11:00 UTC);
         assert_eq!(window("2026-12-01T00:00:00Z", None).status(now), WindowStatus::Ongoing);
     }

@@ -49,6 +49,7 @@ use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
 use crate::catalog::Environment;
 
+pub use maintenance::Window;
 pub use outages::{Cause, Outage, Source};
 pub use platform::PlatformWatch;
 
@@ -254,7 +255,7 @@ pub fn daily(
         Subject::Platform => (Vec::new(), outages::for_platform(conn, environment, lo, hi)?, Vec::new()),
     };
     let planned_of = |api: Option<i64>| -> Vec<Span> {
-        union(windows.iter().filter(|w| api.is_none() || w.covers(api)).filter_map(|w| w.counted_span(now_s)).collect())
+        union(windows.iter().filter(|w| api.is_none() || w.covers(api)).filter_map(Window::counted_span).collect())
     };
     let unplanned: Vec<Span> = if apis.is_empty() {
         union(outage_rows.iter().filter_map(|o| outage_span(o, now_s)).collect())
