@@ -269,7 +269,11 @@ pub fn daily(
         }
         union(all)
     };
-    let planned = planned_of(None);
+    // An API's planned time is the windows covering it; a bank's, every window of its organisation.
+    let planned = match subject {
+        Subject::Api(id) => planned_of(Some(id)),
+        Subject::Bank(_) | Subject::Platform => planned_of(None),
+    };
     let mut days = Vec::new();
     let mut date = from;
     loop {
@@ -339,6 +343,80 @@ mod tests {
         assert_eq!(day.start, time::macros::datetime!(2026-12-03 19:00 UTC));
         assert_eq!(day.seconds(), 86_400);
         assert_eq!(LocalDay::of(day.date), day);
+    }
+
+    #[test]
+    fn a_bank_is_down_while_any_api_is_and_a_window_excuses_only_what_it_covers() {
+        use outages::{Observation, Source, observe};
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate::migrate(&mut conn, crate::store::migrate::SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(
+            "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                        is_provider, created_at, updated_at)
+             VALUES (1, '990340000013', 'Altyn Bank', 'L-1', 'a@b.kz', '+7 700 000 00 00', 'accredited', 1,
+                     '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+             INSERT INTO apis (id, organisation_id, name, version, standard, status, created_at, updated_at)
+             VALUES (1, 1, 'Accounts', '1.0', 'kopir-ais-v1', 'published', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+                    (2, 1, 'Cards', '1.0', 'kopir-ais-v1', 'published', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+             -- Maintenance of the second API from 10:15 to 11:00, declared in the morning.
+             INSERT INTO maintenance_windows (organisation_id, api_id, starts_at, ends_at, reason, declared_by, declared_at)
+             VALUES (1, 2, '2026-12-03T10:15:00Z', '2026-12-03T11:00:00Z', 'Upgrade', 'user:a', '2026-12-03T09:00:00Z');",
+        )
+        .unwrap();
+        let failed = || Observation::Failed { status: Some(502), cause: Cause::BankFailure, detail: String::new() };
+        let production = Environment::Production;
+        // The first API: down 10:00 to 10:10; a repeated failure changes nothing.
+        assert!(observe(&tx, 1, production, "2026-12-03T10:00:00Z", Source::Traffic, &failed()).unwrap());
+        assert!(!observe(&tx, 1, production, "2026-12-03T10:03:00Z", Source::Checks, &failed()).unwrap());
+        assert!(observe(&tx, 1, production, "2026-12-03T10:10:00Z", Source::Traffic, &Observation::Succeeded).unwrap());
+        // The second: down 10:05 to 10:20, a success from before its start (a late batch) does not end it.
+        assert!(observe(&tx, 2, production, "2026-12-03T10:05:00Z", Source::Checks, &failed()).unwrap());
+        assert!(
+            !observe(&tx, 2, production, "2026-12-03T10:04:00Z", Source::Traffic, &Observation::Succeeded).unwrap()
+        );
+        assert!(observe(&tx, 2, production, "2026-12-03T10:20:00Z", Source::Checks, &Observation::Succeeded).unwrap());
+        // A sandbox failure is kept apart.
+        assert!(observe(&tx, 1, Environment::Sandbox, "2026-12-03T10:30:00Z", Source::Checks, &failed()).unwrap());
+        let events: i64 = tx.query_row("SELECT count(*) FROM webhook_outbox", [], |r| r.get(0)).unwrap();
+        assert_eq!(events, 4, "down and up of each API in production, to its provider");
+        tx.commit().unwrap();
+
+        let now = time::macros::datetime!(2026-12-03 12:00 UTC);
+        let date = local_day(now).date;
+        let day = |subject| daily(&conn, subject, Environment::Production, date, date, now).unwrap().remove(0);
+        let first = day(Subject::Api(1));
+        assert_eq!((first.unplanned_seconds, first.planned_seconds, first.percent()), (600, 0, "99.31".into()));
+        let second = day(Subject::Api(2));
+        assert_eq!((second.unplanned_seconds, second.planned_seconds), (600, 2700), "10:05–10:15 only");
+        let bank = day(Subject::Bank(1));
+        assert_eq!((bank.unplanned_seconds, bank.planned_seconds, bank.percent()), (900, 2700, "98.96".into()));
+        assert_eq!(bank.outages.len(), 2);
+        assert_eq!(day(Subject::Platform).percent(), "100.00");
+    }
+
+    #[test]
+    fn every_availability_text_key_in_the_code_exists_in_every_language() {
+        use crate::i18n::{Lang, Texts};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/availability");
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, _) in text.match_indices("\"availability.") {
+                let rest = &text[i + 1..];
+                let key = &rest[..rest.find('"').unwrap()];
+                if key.starts_with("availability.maintenance.") || key.ends_with('.') || key.contains(' ') {
+                    continue; // audit actions, not text keys
+                }
+                for lang in Lang::ALL {
+                    if (Texts { lang }).get(key) == key {
+                        missing.push(format!("{}: {key} ({lang:?})", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "text keys without a text: {missing:?}");
     }
 
     #[test]

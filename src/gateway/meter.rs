@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::params;
 use tokio::sync::{mpsc, watch};
 
+use crate::clock;
 use crate::store::{Db, StoreError};
 
 /// One exchange.
@@ -136,4 +137,9 @@ pub fn spawn_writer(
             }
         }
     })
+}
+
+/// Now, for records.
+pub fn now() -> String {
+    clock::now_rfc3339()
 }
