@@ -821,3 +821,43 @@ BEGIN
     WHERE c.id = NEW.consent_id AND (NEW.organisation_id IS NULL OR p.organisation_id = NEW.organisation_id)
     ON CONFLICT DO UPDATE SET changes = changes + 1;
 END;
+-- migration 15: availability by a stated rule: outages of APIs and of the platform, providers' maintenance windows
+-- One row per outage: opened by the first failed call or check (a bank's fault, or the platform's own 5xx), closed
+-- by the first success after it. At most one open outage per subject and environment (the partial unique index).
+CREATE TABLE outages (
+    id            INTEGER PRIMARY KEY,
+    subject       TEXT NOT NULL CHECK (subject IN ('api', 'platform')),
+    api_id        INTEGER REFERENCES apis (id),
+    environment   TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    started_at    TEXT NOT NULL,
+    ended_at      TEXT,
+    first_status  INTEGER,
+    cause         TEXT NOT NULL CHECK (cause IN ('bank_failure', 'bank_timeout', 'check_failed', 'platform_error')),
+    detail        TEXT NOT NULL DEFAULT '' CHECK (length(detail) <= 200),
+    source        TEXT NOT NULL CHECK (source IN ('traffic', 'checks', 'platform')),
+    ended_by      TEXT CHECK (ended_by IN ('traffic', 'checks', 'platform')),
+    CHECK ((subject = 'api') = (api_id IS NOT NULL)),
+    CHECK ((ended_at IS NULL) = (ended_by IS NULL)),
+    CHECK (ended_at IS NULL OR ended_at >= started_at)
+) STRICT;
+CREATE UNIQUE INDEX outages_open ON outages (subject, ifnull(api_id, 0), environment) WHERE ended_at IS NULL;
+CREATE INDEX outages_api ON outages (api_id, environment, started_at);
+CREATE INDEX outages_subject ON outages (subject, environment, started_at);
+-- Maintenance a provider declares in advance (or while it runs) for one API or all its APIs: shown apart, never
+-- counted as downtime, from the moment it was declared until it ends or is cancelled.
+CREATE TABLE maintenance_windows (
+    id               INTEGER PRIMARY KEY,
+    organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    api_id           INTEGER REFERENCES apis (id),
+    starts_at        TEXT NOT NULL,
+    ends_at          TEXT NOT NULL,
+    reason           TEXT NOT NULL CHECK (length(reason) BETWEEN 3 AND 500),
+    declared_by      TEXT NOT NULL,
+    declared_at      TEXT NOT NULL,
+    cancelled_at     TEXT,
+    cancelled_by     TEXT,
+    CHECK (ends_at > starts_at),
+    CHECK ((cancelled_at IS NULL) = (cancelled_by IS NULL))
+) STRICT;
+CREATE INDEX maintenance_windows_org ON maintenance_windows (organisation_id, starts_at);
+CREATE INDEX maintenance_windows_ends ON maintenance_windows (ends_at);

@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod audit;
+pub mod availability;
 pub mod backup;
 pub mod bench;
 pub mod bootstrap;

@@ -92,7 +92,9 @@ pub fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Res
     for (consent, at) in used {
         touch.execute(params![consent, at])?;
     }
-    crate::reports::rollup::add(db_tx, batch)
+    crate::reports::rollup::add(db_tx, batch)?;
+    crate::availability::outages::observe_exchanges(db_tx, batch)?;
+    Ok(())
 }
 
 /// The writer: runs until `stop`, then writes what is left.

@@ -220,7 +220,7 @@ fn envelope(state: &AppState, path: &str, data: Value, meta: Value) -> Response 
 /// Records a request refused before any bank was called.
 fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, refusal: &ApiError, interaction_id: &str) {
     state.gateway.meter.record(meter::Exchange {
-        at: meter::now(),
+        at: state.clock.now_rfc3339(),
         application_id: grant.client.app.id,
         user_organisation_id: grant.client.organisation.id,
         provider_organisation_id: None,

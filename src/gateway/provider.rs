@@ -157,7 +157,7 @@ pub async fn call<T: BankBody>(
         Err(failure) => (failure.status.as_u16(), 0, Some(failure.code)),
     };
     state.gateway.meter.record(super::meter::Exchange {
-        at: super::meter::now(),
+        at: state.clock.now_rfc3339(),
         application_id: grant.client.app.id,
         user_organisation_id: grant.client.organisation.id,
         provider_organisation_id: Some(route.provider),

@@ -74,6 +74,8 @@ pub struct Platform {
     pub egress: crate::egress::Egress,
     /// The time: every decision and every stored timestamp reads it (tests move it forward).
     pub clock: crate::clock::Clock,
+    /// Whether the platform is answering with its own 5xx (`crate::availability::platform`).
+    pub availability: Arc<crate::availability::PlatformWatch>,
 }
 
 impl Platform {
@@ -131,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::gateway::router())
         .merge(crate::standard::router())
         .merge(crate::sandbox::router())
+        .merge(crate::availability::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -141,6 +144,8 @@ pub fn router(state: AppState) -> Router {
         // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
         .layer(middleware::from_fn(standard_error_bodies))
         .layer(middleware::from_fn(language))
+        // The platform's own availability: it sees every answer as the caller gets it.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::availability::platform::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }
@@ -350,6 +355,7 @@ pub async fn start_with_lookup(
         local_keys: Arc::new(local_keys),
         egress,
         clock: crate::clock::Clock::system(),
+        availability: crate::availability::PlatformWatch::new(),
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {
@@ -373,6 +379,12 @@ pub async fn start_with_lookup(
         state.clock.clone(),
         config.time_zone.zone().clone(),
         config.reports.clone(),
+        receiver.clone(),
+    ));
+    tasks.push(crate::availability::platform::spawn_writer(
+        state.db.clone(),
+        state.availability.clone(),
+        state.clock.clone(),
         receiver.clone(),
     ));
     tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));

@@ -8,6 +8,7 @@ mod common;
 
 mod accreditation;
 mod apps;
+mod availability;
 mod backup;
 mod catalog;
 mod cli;
