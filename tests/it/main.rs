@@ -24,6 +24,7 @@ mod gateway;
 mod journey_binding;
 mod jwks;
 mod limits;
+mod monitoring;
 mod mtls;
 mod oauth;
 mod portal;
