@@ -125,7 +125,8 @@ pub fn evaluate(tx: &Transaction, stats: &[WindowStats], now: &str) -> rusqlite:
                 )?;
             }
             Some(breach) if within => {
-                if end(tx, breach.id, now)? {
+                let ended = end(tx, breach.id, now)?;
+                if ended {
                     notify(tx, "api.sla_restored", sla.organisation_id, breach.id, s, sla.sla_ms)?;
                     changes.push(Change::Ended { api_id: s.api_id, breach_id: breach.id });
                 }
@@ -213,8 +214,7 @@ const BREACH_COLUMNS: &str = "b.id, b.api_id, a.name AS api_name, a.version AS a
 /// Breaches open now, longest first.
 pub fn open(conn: &Connection) -> rusqlite::Result<Vec<Breach>> {
     let sql = format!("SELECT {BREACH_COLUMNS} WHERE b.ended_at IS NULL ORDER BY b.started_at, b.id");
-    let rows = conn.prepare(&sql)?.query_map([], Breach::from_row)?.collect();
-    rows
+    conn.prepare(&sql)?.query_map([], Breach::from_row)?.collect()
 }
 
 /// Breaches that ended at or after `since`, latest first, at most `limit`.
@@ -223,17 +223,14 @@ pub fn ended_since(conn: &Connection, since: &str, limit: usize) -> rusqlite::Re
         "SELECT {BREACH_COLUMNS} WHERE b.ended_at IS NOT NULL AND b.ended_at >= ?1 ORDER BY b.ended_at DESC, b.id DESC
          LIMIT ?2"
     );
-    let rows = conn.prepare(&sql)?.query_map(params![since, limit as i64], Breach::from_row)?.collect();
-    rows
+    conn.prepare(&sql)?.query_map(params![since, limit as i64], Breach::from_row)?.collect()
 }
 
 /// The ids of the APIs in breach now (for the `kopir_api_sla_breached` gauge).
 pub fn open_api_ids(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
-    let rows = conn
-        .prepare_cached("SELECT api_id FROM sla_breaches WHERE ended_at IS NULL ORDER BY api_id")?
+    conn.prepare_cached("SELECT api_id FROM sla_breaches WHERE ended_at IS NULL ORDER BY api_id")?
         .query_map([], |r| r.get("api_id"))?
-        .collect();
-    rows
+        .collect()
 }
 
 #[cfg(test)]

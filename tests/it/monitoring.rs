@@ -36,31 +36,28 @@ fn parse_metrics(text: &str) -> Vec<Sample> {
         let mut labels = BTreeMap::new();
         let mut rest = &line[name_end..];
         if let Some(inner) = rest.strip_prefix('{') {
-            let mut chars = inner.char_indices();
             let (mut key, mut value, mut in_value, mut escaped) = (String::new(), String::new(), false, false);
-            let mut end = 0;
-            while let Some((i, c)) = chars.next() {
+            let mut end = inner.len();
+            for (i, c) in inner.char_indices() {
                 if in_value {
-                    match (escaped, c) {
-                        (true, 'n') => (value.push('\n'), escaped = false).1,
-                        (true, c) => (value.push(c), escaped = false).1,
-                        (false, '\\') => escaped = true,
-                        (false, '"') => {
-                            labels.insert(std::mem::take(&mut key), std::mem::take(&mut value));
-                            in_value = false;
-                        }
-                        (false, c) => value.push(c),
+                    if escaped {
+                        value.push(if c == 'n' { '\n' } else { c });
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        labels.insert(std::mem::take(&mut key), std::mem::take(&mut value));
+                        in_value = false;
+                    } else {
+                        value.push(c);
                     }
-                } else {
-                    match c {
-                        '"' => in_value = true,
-                        '=' | ',' => {}
-                        '}' => {
-                            end = i + 1;
-                            break;
-                        }
-                        c => key.push(c),
-                    }
+                } else if c == '"' {
+                    in_value = true;
+                } else if c == '}' {
+                    end = i + 1;
+                    break;
+                } else if c != '=' && c != ',' {
+                    key.push(c);
                 }
             }
             rest = &inner[end..];
@@ -360,7 +357,7 @@ async fn an_api_over_its_sla_is_announced_to_its_provider_once_and_listed_on_the
     let api = bank.api_id.to_string();
     common::eventually("the breach gauge", Duration::from_secs(10), async || {
         match value(&scrape(&s.platform).await, "kopir_api_sla_breached", &[("provider", &bank.bin), ("api", &api)]) {
-            Some(v) if v == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => Err(other),
         }
     })
