@@ -2,9 +2,10 @@
 //!
 //! One task per platform wakes every [`REFRESH`] on the platform's clock and
 //! - judges SLA breaches from the last hour of metered calls ([`sla`]), announcing each to its provider once;
-//! - sets the gauges: consents by status and customers with live consents (for the platform and per bank), each
-//!   listed API's SLA and whether it is in breach, the expiry of the platform's own certificates and the earliest of
-//!   the participants' certificates in force, and the free space of the data directory's filesystem.
+//! - sets the gauges: each listed API's SLA and whether it is in breach, the expiry of the platform's own
+//!   certificates and the earliest of the participants' certificates in force, the free space of the data
+//!   directory's filesystem — and, every [`CONSENTS_REFRESH`] only, consents by status and customers with live
+//!   consents, for the platform and per bank (those scan the consents: about 4 s of CPU at a million of them).
 //!
 //! The request path's counters and histograms (per API and endpoint) are recorded where the call happens
 //! (`web::metrics::record_bank_call`). Every metric is listed in the README's "Monitoring" section; the alert rules
@@ -27,6 +28,9 @@ pub use console::router;
 
 /// How often the gauges are refreshed and breaches judged.
 pub const REFRESH: Duration = Duration::from_secs(60);
+
+/// How often the consents and customers gauges are refreshed.
+pub const CONSENTS_REFRESH: time::Duration = time::Duration::minutes(10);
 
 /// What the task reads besides the store.
 #[derive(Debug, Clone)]
@@ -54,13 +58,18 @@ impl Sources {
 /// Starts the task: a first round at once, then one every [`REFRESH`] until `stop`.
 pub fn spawn(db: Db, clock: Clock, sources: Sources, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut consents_at: Option<OffsetDateTime> = None;
         loop {
             if *stop.borrow() {
                 return;
             }
             let now = clock.now();
             judge_slas(&db, now).await;
-            refresh(&db, &sources, now).await;
+            let consents_due = consents_at.is_none_or(|at| now - at >= CONSENTS_REFRESH);
+            if consents_due {
+                consents_at = Some(now);
+            }
+            refresh(&db, &sources, now, consents_due).await;
             tokio::select! {
                 () = clock.sleep(REFRESH) => {}
                 _ = stop.wait_for(|s| *s) => return,
@@ -96,24 +105,35 @@ pub async fn judge_slas(db: &Db, now: OffsetDateTime) {
 
 /// Everything the gauges show, read in one go.
 struct Figures {
-    consents: Vec<figures::Count>,
-    customers: i64,
-    provider_consents: Vec<figures::ProviderCount>,
-    provider_customers: Vec<figures::ProviderCount>,
+    consents: Option<ConsentFigures>,
     apis: Vec<figures::ListedApi>,
     breached: Vec<i64>,
     participant_certificates: Option<String>,
 }
 
-async fn refresh(db: &Db, sources: &Sources, now: OffsetDateTime) {
+struct ConsentFigures {
+    by_status: Vec<figures::Count>,
+    customers: i64,
+    by_provider: Vec<figures::ProviderCount>,
+    customers_by_provider: Vec<figures::ProviderCount>,
+}
+
+async fn refresh(db: &Db, sources: &Sources, now: OffsetDateTime, with_consents: bool) {
     let at = clock::rfc3339(now);
     let read = db
         .read(move |c| -> Result<Figures, StoreError> {
+            let consents = if with_consents {
+                Some(ConsentFigures {
+                    by_status: figures::consents_by_status(c)?,
+                    customers: figures::customers_with_live_consents(c, &at)?,
+                    by_provider: figures::consents_by_provider(c)?,
+                    customers_by_provider: figures::customers_by_provider(c, &at)?,
+                })
+            } else {
+                None
+            };
             Ok(Figures {
-                consents: figures::consents_by_status(c)?,
-                customers: figures::customers_with_live_consents(c, &at)?,
-                provider_consents: figures::consents_by_provider(c)?,
-                provider_customers: figures::customers_by_provider(c, &at)?,
+                consents,
                 apis: figures::listed_apis(c)?,
                 breached: sla::open_api_ids(c)?,
                 participant_certificates: figures::earliest_participant_certificate_expiry(c, &at)?,
@@ -145,17 +165,8 @@ async fn refresh(db: &Db, sources: &Sources, now: OffsetDateTime) {
 const CONSENT_STATUSES: [&str; 5] = ["AwaitingAuthorisation", "Authorised", "Rejected", "Revoked", "Expired"];
 
 fn set_gauges(f: &Figures) {
-    for status in CONSENT_STATUSES {
-        let n = f.consents.iter().find(|c| c.label == status).map_or(0, |c| c.count);
-        metrics::gauge!("kopir_consents", "status" => status).set(n as f64);
-    }
-    metrics::gauge!("kopir_customers_with_live_consents").set(f.customers as f64);
-    for c in &f.provider_consents {
-        metrics::gauge!("kopir_provider_consents", "provider" => c.bin.clone(), "status" => c.label.clone())
-            .set(c.count as f64);
-    }
-    for c in &f.provider_customers {
-        metrics::gauge!("kopir_provider_customers_with_live_consents", "provider" => c.bin.clone()).set(c.count as f64);
+    if let Some(consents) = &f.consents {
+        set_consent_gauges(consents);
     }
     for api in &f.apis {
         let (provider, id) = (api.bin.clone(), api.id.to_string());
@@ -171,6 +182,21 @@ fn set_gauges(f: &Figures) {
     if let Some(not_after) = f.participant_certificates.as_deref().and_then(|t| clock::parse(t).ok()) {
         metrics::gauge!("kopir_certificate_expiry_timestamp_seconds", "certificate" => "participants")
             .set(not_after.unix_timestamp() as f64);
+    }
+}
+
+fn set_consent_gauges(f: &ConsentFigures) {
+    for status in CONSENT_STATUSES {
+        let n = f.by_status.iter().find(|c| c.label == status).map_or(0, |c| c.count);
+        metrics::gauge!("kopir_consents", "status" => status).set(n as f64);
+    }
+    metrics::gauge!("kopir_customers_with_live_consents").set(f.customers as f64);
+    for c in &f.by_provider {
+        metrics::gauge!("kopir_provider_consents", "provider" => c.bin.clone(), "status" => c.label.clone())
+            .set(c.count as f64);
+    }
+    for c in &f.customers_by_provider {
+        metrics::gauge!("kopir_provider_customers_with_live_consents", "provider" => c.bin.clone()).set(c.count as f64);
     }
 }
 
