@@ -83,7 +83,16 @@ pub async fn judge_slas(db: &Db, now: OffsetDateTime) {
     let (from, to) = (clock::rfc3339(now - time::Duration::minutes(sla::WINDOW_MINUTES)), clock::rfc3339(now));
     let judged = async {
         let until = to.clone();
-        let stats = db.read(move |c| sla::window(c, &from, &until).map_err(StoreError::from)).await?;
+        let (stats, may_change) = db
+            .read(move |c| -> Result<_, StoreError> {
+                let stats = sla::window(c, &from, &until)?;
+                let may_change = sla::may_change(c, &stats)?;
+                Ok((stats, may_change))
+            })
+            .await?;
+        if !may_change {
+            return Ok(Vec::new());
+        }
         db.write(move |tx| sla::evaluate(tx, &stats, &to).map_err(StoreError::from)).await
     };
     match judged.await {

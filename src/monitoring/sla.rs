@@ -66,6 +66,23 @@ pub fn window(conn: &Connection, from: &str, to: &str) -> rusqlite::Result<Vec<W
     Ok(stats)
 }
 
+/// Whether [`evaluate`] may change anything: a breach is open, or an API of `stats` is over its SLA. (Most minutes
+/// neither holds, and the writer is left alone.)
+pub fn may_change(conn: &Connection, stats: &[WindowStats]) -> rusqlite::Result<bool> {
+    let open: i64 = conn.query_row("SELECT count(*) FROM sla_breaches WHERE ended_at IS NULL", [], |r| r.get(0))?;
+    if open > 0 {
+        return Ok(true);
+    }
+    let mut sla = conn.prepare_cached("SELECT sla_response_ms FROM apis WHERE id = ?1")?;
+    for s in stats.iter().filter(|s| s.calls >= MIN_CALLS) {
+        let sla_ms: Option<i64> = sla.query_row([s.api_id], |r| r.get("sla_response_ms")).optional()?;
+        if sla_ms.is_some_and(|sla_ms| s.p95_ms > sla_ms) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// What an evaluation changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -311,6 +328,21 @@ mod tests {
         assert_eq!(payload["SlaResponseMs"], 500);
         assert_eq!(payload["P95Ms"], 812);
         assert_eq!(payload["Calls"], 40);
+    }
+
+    #[test]
+    fn the_writer_is_needed_only_when_an_api_is_over_its_sla_or_a_breach_is_open() {
+        let mut conn = store();
+        let fast = [WindowStats { api_id: 5, calls: 40, p95_ms: 200 }];
+        let slow = [WindowStats { api_id: 5, calls: 40, p95_ms: 800 }];
+        let few = [WindowStats { api_id: 5, calls: 2, p95_ms: 800 }];
+        assert!(!may_change(&conn, &fast).unwrap());
+        assert!(!may_change(&conn, &few).unwrap());
+        assert!(!may_change(&conn, &[]).unwrap());
+        assert!(may_change(&conn, &slow).unwrap());
+        run(&mut conn, &slow, "2026-12-03T10:00:00Z");
+        assert!(may_change(&conn, &fast).unwrap(), "an open breach may end");
+        assert!(may_change(&conn, &[]).unwrap());
     }
 
     #[test]
