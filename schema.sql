@@ -861,3 +861,20 @@ CREATE TABLE maintenance_windows (
 ) STRICT;
 CREATE INDEX maintenance_windows_org ON maintenance_windows (organisation_id, starts_at);
 CREATE INDEX maintenance_windows_ends ON maintenance_windows (ends_at);
+-- migration 16: SLA breaches of bank APIs: the p95 latency of an API's production calls over the last hour above its SLA
+-- One row per breach, from the evaluation that saw it begin to the one that saw it end; at most one open per API.
+-- The provider hears of each breach once at its start (`api.sla_breached`) and once at its end (`api.sla_restored`).
+CREATE TABLE sla_breaches (
+    id            INTEGER PRIMARY KEY,
+    api_id        INTEGER NOT NULL REFERENCES apis (id),
+    started_at    TEXT NOT NULL,
+    ended_at      TEXT,
+    sla_ms        INTEGER NOT NULL CHECK (sla_ms > 0),
+    -- The p95 and the number of calls of the window in which the breach was found; `worst_p95_ms` the highest since.
+    p95_ms        INTEGER NOT NULL,
+    worst_p95_ms  INTEGER NOT NULL,
+    calls         INTEGER NOT NULL CHECK (calls > 0),
+    CHECK (ended_at IS NULL OR ended_at >= started_at)
+) STRICT;
+CREATE UNIQUE INDEX sla_breaches_open ON sla_breaches (api_id) WHERE ended_at IS NULL;
+CREATE INDEX sla_breaches_started ON sla_breaches (started_at);

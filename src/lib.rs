@@ -19,6 +19,7 @@ pub mod i18n;
 pub mod identity;
 pub mod kz;
 pub mod logging;
+pub mod monitoring;
 pub mod notify;
 pub mod oauth;
 pub mod participants;

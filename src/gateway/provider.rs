@@ -172,6 +172,10 @@ pub async fn call<T: BankBody>(
         mode: grant.client.app.mode,
     });
     metrics::histogram!("kopir_gateway_bank_seconds", "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
+    if let Some(api) = &route.api {
+        let environment = grant.client.app.mode.as_str();
+        crate::web::metrics::record_bank_call(&route.bin, api.id, endpoint, environment, status, started.elapsed());
+    }
     outcome
 }
 

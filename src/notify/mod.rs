@@ -38,6 +38,9 @@ pub const EVENT_TYPES: &[&str] = &[
     // An API's production outage opened / closed (`crate::availability`): to its provider.
     "api.down",
     "api.up",
+    // To the provider: its API's p95 latency went over its SLA, and came back within it (`monitoring::sla`).
+    "api.sla_breached",
+    "api.sla_restored",
 ];
 
 /// The JWS `typ` of an event.

@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::standard::router())
         .merge(crate::sandbox::router())
         .merge(crate::availability::router())
+        .merge(crate::monitoring::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -388,6 +389,12 @@ pub async fn start_with_lookup(
         receiver.clone(),
     ));
     tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));
+    tasks.push(crate::monitoring::spawn(
+        state.db.clone(),
+        state.clock.clone(),
+        crate::monitoring::Sources::from_config(&config),
+        receiver.clone(),
+    ));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
         state.clock.clone(),

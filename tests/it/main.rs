@@ -27,6 +27,7 @@ mod gateway_standard;
 mod journey_binding;
 mod jwks;
 mod limits;
+mod monitoring;
 mod mtls;
 mod oauth;
 mod portal;
