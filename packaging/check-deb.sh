@@ -40,6 +40,9 @@ in_root id kopir >/dev/null || fail "no kopir user"
 grep -q "one-time password" "$root/var/lib/kopir/first-admin.txt" || fail "no one-time password in first-admin.txt"
 [ "$(in_root stat -c '%a %U:%G' /etc/kopir/appliance.toml)" = "640 root:kopir" ] || fail "config is not 0640 root:kopir"
 in_root runuser -u kopir -- kopir --config /etc/kopir/appliance.toml audit verify >/dev/null || fail "audit verify"
+for f in kopir-alerts.yml kopir-alerts.test.yml kopir-dashboard.json; do
+  [ -f "$root/usr/share/kopir/monitoring/$f" ] || fail "monitoring file $f not installed"
+done
 
 echo "== unit"
 systemd-analyze verify --root="$root" kopir.service || fail "systemd-analyze verify"

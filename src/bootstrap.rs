@@ -59,6 +59,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         readers: config.store.readers,
         busy_timeout: std::time::Duration::from_millis(config.store.busy_timeout_ms),
+        time_zone: config.time_zone.zone().clone(),
     }
 }
 

@@ -38,6 +38,65 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub sandbox: SandboxConfig,
     pub limits: LimitsConfig,
+    /// The operator's time zone (an IANA name): the days and months of reports, and the dates pages show.
+    pub time_zone: OperatorTimeZone,
+    pub reports: ReportsConfig,
+}
+
+/// The operator's time zone, checked against the time zone database when the configuration is read (the system's
+/// `/usr/share/zoneinfo`, or the copy built into the binary where the system has none).
+#[derive(Clone)]
+pub struct OperatorTimeZone {
+    name: String,
+    zone: jiff::tz::TimeZone,
+}
+
+impl OperatorTimeZone {
+    pub fn new(name: &str) -> Result<OperatorTimeZone, String> {
+        let zone = jiff::tz::TimeZone::get(name)
+            .map_err(|_| format!("`{name}` is not a time zone name of the IANA database, such as \"Asia/Almaty\""))?;
+        Ok(OperatorTimeZone { name: name.to_string(), zone })
+    }
+
+    /// The IANA name, as configured.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn zone(&self) -> &jiff::tz::TimeZone {
+        &self.zone
+    }
+}
+
+impl PartialEq for OperatorTimeZone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl std::fmt::Debug for OperatorTimeZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for OperatorTimeZone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        OperatorTimeZone::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Usage reports (`crate::reports`): how long raw exchanges and the rollups are kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Days raw exchanges are kept (reports read the rollups; the raw rows serve billing disputes and audits).
+    pub raw_retention_days: u32,
+    /// Days hourly rollups are kept.
+    pub hourly_retention_days: u32,
+    /// Days daily rollups are kept; 0 keeps them for ever.
+    pub daily_retention_days: u32,
 }
 
 /// Request rate limits (`crate::web::rate_limit`), checked before a request does any other work, and the bound on
@@ -537,6 +596,21 @@ impl Config {
                 return Err(fail(key, format!("must be between {low} and {high}")));
             }
         }
+        let reports = &self.reports;
+        for (key, value, low, high) in [
+            ("reports.raw_retention_days", reports.raw_retention_days, 1, 3650),
+            ("reports.hourly_retention_days", reports.hourly_retention_days, reports.raw_retention_days.max(1), 3650),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(fail(key, format!("must be between {low} and {high}")));
+            }
+        }
+        if reports.daily_retention_days != 0 && reports.daily_retention_days < reports.hourly_retention_days {
+            return Err(fail(
+                "reports.daily_retention_days",
+                "must be 0 (kept for ever) or at least reports.hourly_retention_days".into(),
+            ));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));
         }
@@ -802,6 +876,32 @@ mod tests {
         assert!(err.contains("webhooks.timeout_secs") && err.contains("KOPIR_WEBHOOKS_TIMEOUT_SECS"), "{err}");
         let err = load_text("[webhooks]\nretries = 3\n", &[]).unwrap_err().to_string();
         assert!(err.contains("retries"), "{err}");
+    }
+
+    #[test]
+    fn time_zone_and_report_retention_are_checked() {
+        let config = load_text("", &[]).unwrap();
+        assert_eq!(config.time_zone.name(), "Asia/Almaty");
+        assert_eq!(
+            (
+                config.reports.raw_retention_days,
+                config.reports.hourly_retention_days,
+                config.reports.daily_retention_days
+            ),
+            (90, 400, 0)
+        );
+        let config = load_text("time_zone = \"Europe/Berlin\"\n", &[]).unwrap();
+        assert_eq!(config.time_zone.name(), "Europe/Berlin");
+        let config = load_text("", &[("KOPIR_TIME_ZONE", "Asia/Aqtobe")]).unwrap();
+        assert_eq!(config.time_zone.name(), "Asia/Aqtobe");
+        let err = load_text("time_zone = \"Asia/Nowhere\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("time_zone") && err.contains("Asia/Nowhere"), "{err}");
+        let err = load_text("[reports]\nraw_retention_days = 0\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("reports.raw_retention_days"), "{err}");
+        let err = load_text("[reports]\nhourly_retention_days = 30\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("reports.hourly_retention_days"), "{err}");
+        let err = load_text("[reports]\ndaily_retention_days = 100\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("reports.daily_retention_days"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod audit;
+pub mod availability;
 pub mod backup;
 pub mod bench;
 pub mod bootstrap;
@@ -18,12 +19,14 @@ pub mod i18n;
 pub mod identity;
 pub mod kz;
 pub mod logging;
+pub mod monitoring;
 pub mod notify;
 pub mod oauth;
 pub mod participants;
 pub mod pki;
 pub mod random;
 pub mod refbank;
+pub mod reports;
 pub mod sandbox;
 pub mod snapshot;
 pub mod standard;

@@ -6,6 +6,7 @@
 //! Set-up goes through the platform's domain functions (the demo's), run once in-process before the platform starts.
 
 pub mod checks;
+pub mod reports;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

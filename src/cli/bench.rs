@@ -34,6 +34,53 @@ pub struct BenchArgs {
 pub enum BenchTarget {
     /// The cost of the sandbox's scheduled checks: CPU share of the platform, checks/s, storage a day.
     Checks(ChecksArgs),
+    /// Usage rollups at a national platform's size: upkeep CPU share and the time of every report query.
+    Reports(ReportsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportsArgs {
+    /// Months of synthetic traffic (of 30 days).
+    #[arg(long, default_value_t = 12)]
+    pub months: u32,
+    /// Exchanges a month.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub rate: u64,
+    /// Banks (one API each).
+    #[arg(long, default_value_t = 20)]
+    pub providers: i64,
+    /// API users (one application each, each using 4 banks).
+    #[arg(long, default_value_t = 60)]
+    pub users: i64,
+    /// Runs of each query; the median is printed.
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+}
+
+fn run_reports(args: ReportsArgs) -> Result<(), Failure> {
+    let dir = std::env::temp_dir().join(format!("kopir-bench-reports-{}", std::process::id()));
+    let options = crate::bench::reports::ReportsOptions {
+        months: args.months.max(1),
+        rate: args.rate.max(1),
+        providers: args.providers.max(4),
+        users: args.users.max(1),
+        runs: args.runs.max(1),
+    };
+    println!(
+        "kopir bench reports: {} months at {} exchanges a month, {} banks, {} API users, on {} CPUs",
+        options.months,
+        options.rate,
+        options.providers,
+        options.users,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let outcome = crate::bench::reports::run(&dir, &options);
+    let _ = std::fs::remove_dir_all(&dir);
+    let figures = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for line in crate::bench::reports::report(&options, &figures) {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -76,8 +123,11 @@ async fn run_checks(args: ChecksArgs) -> Result<(), Failure> {
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
-    if let Some(BenchTarget::Checks(checks)) = args.target {
-        return run_checks(checks).await;
+    match args.target {
+        Some(BenchTarget::Checks(checks)) => return run_checks(checks).await,
+        // Synchronous work on one thread: its CPU clock is what is measured.
+        Some(BenchTarget::Reports(reports)) => return run_reports(reports),
+        None => {}
     }
     let dir = std::env::temp_dir().join(format!("kopir-bench-{}", std::process::id()));
     let nginx = (!args.no_nginx).then_some(args.nginx.clone());

@@ -218,7 +218,16 @@ async fn list(
     client: ApiClient,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let page = query.page.unwrap_or(1).max(1);
+    // Pages count from 1, as the document says (and as the gateway's transaction pages do).
+    if query.page == Some(0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ObErrorCode::FieldInvalid,
+            "page must be a whole number from 1",
+        )
+        .at("page"));
+    }
+    let page = query.page.unwrap_or(1);
     let who = match client.app.kind {
         AppKind::ApiUser => Concerning::Application(client.app.id),
         AppKind::ProviderSystem => Concerning::Provider(client.organisation.id),

@@ -253,7 +253,9 @@ pub fn list(conn: &Connection, who: Concerning, page: u32) -> rusqlite::Result<(
     let sql =
         format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY c.created_at DESC, c.id DESC LIMIT ?2 OFFSET ?3");
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![id, PAGE + 1, page.saturating_sub(1) * PAGE], from_row)?;
+    // In 64 bits: the last page a u32 can name is past any table, but its offset must not overflow.
+    let offset = i64::from(page.saturating_sub(1)) * i64::from(PAGE);
+    let rows = stmt.query_map(params![id, PAGE + 1, offset], from_row)?;
     let mut list = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let more = list.len() > PAGE as usize;
     list.truncate(PAGE as usize);

@@ -24,6 +24,8 @@ pub struct Exchange {
     pub latency_ms: u64,
     pub bytes: u64,
     pub interaction_id: String,
+    /// The ObErrorCode the API user was answered with, when refused or failed.
+    pub error_code: Option<crate::standard::error::ObErrorCode>,
     /// The calling application's mode: sandbox exchanges are kept apart from production reporting and billing.
     pub mode: crate::apps::AppMode,
 }
@@ -50,11 +52,12 @@ impl Meter {
     }
 }
 
-fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
+/// Writes one batch: the raw rows, their usage rollups, the consents' last use — one transaction.
+pub fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
     let mut insert = db_tx.prepare_cached(
         "INSERT INTO exchanges (at, application_id, user_organisation_id, provider_organisation_id, api_id,
-             consent_id, endpoint, status, latency_ms, bytes, interaction_id, environment)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             consent_id, endpoint, status, latency_ms, bytes, interaction_id, environment, error_code)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     let mut used: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for e in batch {
@@ -70,7 +73,8 @@ fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<
             e.latency_ms as i64,
             e.bytes as i64,
             e.interaction_id,
-            e.mode.as_str()
+            e.mode.as_str(),
+            e.error_code.map(|c| c.as_str())
         ])?;
         if let Some(consent) = &e.consent_id
             && e.status < 400
@@ -87,6 +91,8 @@ fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<
     for (consent, at) in used {
         touch.execute(params![consent, at])?;
     }
+    crate::reports::rollup::add(db_tx, batch)?;
+    crate::availability::outages::observe_exchanges(db_tx, batch)?;
     Ok(())
 }
 

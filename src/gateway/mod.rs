@@ -218,7 +218,7 @@ fn envelope(state: &AppState, path: &str, data: Value, meta: Value) -> Response 
 }
 
 /// Records a request refused before any bank was called.
-fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, status: StatusCode, interaction_id: &str) {
+fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, refusal: &ApiError, interaction_id: &str) {
     state.gateway.meter.record(meter::Exchange {
         at: state.clock.now_rfc3339(),
         application_id: grant.client.app.id,
@@ -227,18 +227,27 @@ fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, status
         api_id: None,
         consent_id: Some(grant.consent.id.to_string()),
         endpoint,
-        status: status.as_u16(),
+        status: refusal.status.as_u16(),
         latency_ms: 0,
         bytes: 0,
         interaction_id: interaction_id.to_string(),
+        error_code: Some(refusal.code),
         mode: grant.client.app.mode,
     });
 }
 
 /// `GET /accounts`: every bank of the consent at once; a bank that fails or is slow is named in
 /// `Meta.MissingProviders` and never holds the others up. Only when every bank fails is the answer an error.
-async fn accounts(State(state): State<AppState>, grant: Grant, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn accounts(
+    State(state): State<AppState>,
+    grant: Grant,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let interaction_id = crate::web::request_id::interaction_id(&headers);
+    known_query(raw.as_deref(), &[]).inspect_err(|e| {
+        meter_refusal(&state, &grant, "accounts", e, &interaction_id);
+    })?;
     let started = Instant::now();
     let calls = grant.routes.iter().map(|route| {
         let (state, grant, interaction_id) = (&state, &grant, interaction_id.as_str());
@@ -294,11 +303,13 @@ async fn account(
     grant: Grant,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let interaction_id = crate::web::request_id::interaction_id(&headers);
-    let (route, bank_account) = resolve(&state, &grant, &id).inspect_err(|e| {
-        meter_refusal(&state, &grant, "account", e.status, &interaction_id);
-    })?;
+    let (route, bank_account) =
+        known_query(raw.as_deref(), &[]).and_then(|_| resolve(&state, &grant, &id)).inspect_err(|e| {
+            meter_refusal(&state, &grant, "account", e, &interaction_id);
+        })?;
     let path = account_path(&bank_account, "");
     let answer = provider::call::<AccountList>(&state, &grant, route, "account", &path, &interaction_id)
         .await
@@ -314,15 +325,18 @@ async fn balances(
     grant: Grant,
     headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let interaction_id = crate::web::request_id::interaction_id(&headers);
     if !has(&grant, Permission::ReadBalances) {
-        meter_refusal(&state, &grant, "balances", StatusCode::FORBIDDEN, &interaction_id);
-        return Err(refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include ReadBalances"));
+        let refusal = refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include ReadBalances");
+        meter_refusal(&state, &grant, "balances", &refusal, &interaction_id);
+        return Err(refusal);
     }
-    let (route, bank_account) = resolve(&state, &grant, &id).inspect_err(|e| {
-        meter_refusal(&state, &grant, "balances", e.status, &interaction_id);
-    })?;
+    let (route, bank_account) =
+        known_query(raw.as_deref(), &[]).and_then(|_| resolve(&state, &grant, &id)).inspect_err(|e| {
+            meter_refusal(&state, &grant, "balances", e, &interaction_id);
+        })?;
     let path = account_path(&bank_account, "/balances");
     let mut answer = provider::call::<Value>(&state, &grant, route, "balances", &path, &interaction_id)
         .await
@@ -334,15 +348,23 @@ async fn balances(
 /// The query parameters a transactions call may carry through.
 const TRANSACTION_PARAMS: &[&str] = &["fromBookingDateTime", "toBookingDateTime", "page"];
 
-/// Checks the caller's dates against the consent's window and returns the query to send to the bank: the caller's
-/// dates, or the window's bounds where the caller gave none.
-fn transaction_query(grant: &Grant, raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+/// The query of a call, each name one of `allowed` and at most once. All four operations judge their query here, so
+/// that they treat an unknown parameter alike (refused, as the standard says); a parameter without a name is
+/// refused too, its error without a `Path` (the standard's `Path` has at least one character).
+fn known_query(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
     let pairs: Vec<(String, String)> =
         raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let mut out: Vec<(String, String)> = Vec::new();
-    for (name, value) in &pairs {
-        if !TRANSACTION_PARAMS.contains(&name.as_str()) {
-            let name = crate::standard::error::quote(name);
+    for (name, value) in pairs {
+        if name.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ObErrorCode::FieldUnexpected,
+                "A query parameter has no name",
+            ));
+        }
+        if !allowed.contains(&name.as_str()) {
+            let name = crate::standard::error::quote(&name);
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ObErrorCode::FieldUnexpected,
@@ -350,23 +372,32 @@ fn transaction_query(grant: &Grant, raw: Option<&str>) -> Result<Vec<(String, St
             )
             .at(name));
         }
-        if out.iter().any(|(n, _)| n == name) {
+        if out.iter().any(|(n, _)| *n == name) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ObErrorCode::FieldInvalid,
                 format!("{name} is repeated"),
             )
-            .at(name.clone()));
+            .at(name));
         }
-        if name == "page" && !value.parse::<u32>().is_ok_and(|p| p >= 1) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ObErrorCode::FieldInvalid,
-                "page must be a whole number from 1",
-            )
-            .at("page"));
-        }
-        out.push((name.clone(), value.clone()));
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// Checks the caller's dates against the consent's window and returns the query to send to the bank: the caller's
+/// dates, or the window's bounds where the caller gave none.
+fn transaction_query(grant: &Grant, raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = known_query(raw, TRANSACTION_PARAMS)?;
+    if let Some((_, value)) = out.iter().find(|(name, _)| name == "page")
+        && !value.parse::<u32>().is_ok_and(|p| p >= 1)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ObErrorCode::FieldInvalid,
+            "page must be a whole number from 1",
+        )
+        .at("page"));
     }
     let window = (grant.consent.transaction_from.as_deref(), grant.consent.transaction_to.as_deref());
     for (name, bound, after) in [("fromBookingDateTime", window.0, true), ("toBookingDateTime", window.1, false)] {
@@ -427,14 +458,15 @@ async fn transactions(
 ) -> Result<Response, ApiError> {
     let interaction_id = crate::web::request_id::interaction_id(&headers);
     if !has(&grant, Permission::ReadTransactionsBasic) && !has(&grant, Permission::ReadTransactionsDetail) {
-        meter_refusal(&state, &grant, "transactions", StatusCode::FORBIDDEN, &interaction_id);
-        return Err(refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include transactions"));
+        let refusal = refuse(ObErrorCode::ResourceConsentMismatch, "The consent does not include transactions");
+        meter_refusal(&state, &grant, "transactions", &refusal, &interaction_id);
+        return Err(refusal);
     }
     let query = transaction_query(&grant, raw.as_deref()).inspect_err(|e| {
-        meter_refusal(&state, &grant, "transactions", e.status, &interaction_id);
+        meter_refusal(&state, &grant, "transactions", e, &interaction_id);
     })?;
     let (route, bank_account) = resolve(&state, &grant, &id).inspect_err(|e| {
-        meter_refusal(&state, &grant, "transactions", e.status, &interaction_id);
+        meter_refusal(&state, &grant, "transactions", e, &interaction_id);
     })?;
     let encoded = {
         // (The serializer is not Send: it must be gone before the next await.)

@@ -151,9 +151,9 @@ pub async fn call<T: BankBody>(
 ) -> Result<Answer<T>, Failure> {
     let started = Instant::now();
     let outcome = call_unmetered(state, grant, route, path, interaction_id).await;
-    let (status, bytes) = match &outcome {
-        Ok(answer) => (200, answer.bytes),
-        Err(failure) => (failure.status.as_u16(), 0),
+    let (status, bytes, error_code) = match &outcome {
+        Ok(answer) => (200, answer.bytes, None),
+        Err(failure) => (failure.status.as_u16(), 0, Some(failure.code)),
     };
     state.gateway.meter.record(super::meter::Exchange {
         at: state.clock.now_rfc3339(),
@@ -167,9 +167,14 @@ pub async fn call<T: BankBody>(
         latency_ms: started.elapsed().as_millis() as u64,
         bytes,
         interaction_id: interaction_id.to_string(),
+        error_code,
         mode: grant.client.app.mode,
     });
     metrics::histogram!("kopir_gateway_bank_seconds", "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
+    if let Some(api) = &route.api {
+        let environment = grant.client.app.mode.as_str();
+        crate::web::metrics::record_bank_call(&route.bin, api.id, endpoint, environment, status, started.elapsed());
+    }
     outcome
 }
 

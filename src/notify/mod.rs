@@ -29,8 +29,19 @@ pub use worker::spawn_worker;
 
 /// The event types the platform emits. A new one is added here (and documented for participants) before use, so a
 /// typo in a caller fails its transaction instead of sending receivers an event they do not know.
-pub const EVENT_TYPES: &[&str] =
-    &["consent.authorised", "consent.revoked", "consent.expired", "api.delisted", "api.relisted"];
+pub const EVENT_TYPES: &[&str] = &[
+    "consent.authorised",
+    "consent.revoked",
+    "consent.expired",
+    "api.delisted",
+    "api.relisted",
+    // An API's production outage opened / closed (`crate::availability`): to its provider.
+    "api.down",
+    "api.up",
+    // To the provider: its API's p95 latency went over its SLA, and came back within it (`monitoring::sla`).
+    "api.sla_breached",
+    "api.sla_restored",
+];
 
 /// The JWS `typ` of an event.
 pub const JWT_TYPE: &str = "kopir-event+jwt";

@@ -288,6 +288,7 @@ pub fn record_run(
     for report in reports {
         record_check(tx, api_id, report, now)?;
     }
+    crate::availability::outages::observe_checks(tx, api_id, reports, now)?;
     let passed = reports.iter().all(|r| r.passed);
     let finished = reports.iter().map(|r| r.finished_at.as_str()).max().unwrap_or_default().to_string();
     tx.prepare_cached("INSERT OR IGNORE INTO api_health (api_id) VALUES (?1)")?.execute([api_id])?;

@@ -163,7 +163,8 @@ impl IntoResponse for ApiError {
         let message = summary_message(self.status);
         // A last guard: whatever a message quotes, the body stays within the schema's lengths.
         let detail = truncate(&self.message, MESSAGE_CHARS);
-        let path = self.path.as_deref().map(|p| truncate(p, MESSAGE_CHARS));
+        // An empty `Path` is left out: the standard's `Path` has at least one character.
+        let path = self.path.as_deref().filter(|p| !p.is_empty()).map(|p| truncate(p, MESSAGE_CHARS));
         let body = Body {
             code: summary(self.status),
             id: logging::current_request_id().unwrap_or_else(|| "unknown".into()),
@@ -231,5 +232,15 @@ mod tests {
         assert_eq!(v["Errors"][0]["Message"], "bad date");
         assert_eq!(v["Errors"][0]["Path"], "Data.Date");
         assert!(v["Message"].as_str().unwrap().len() > 10);
+    }
+
+    #[tokio::test]
+    async fn an_empty_path_is_left_out() {
+        let response =
+            ApiError::new(StatusCode::BAD_REQUEST, ObErrorCode::FieldUnexpected, "no name").at("").into_response();
+        let bytes = axum::body::to_bytes(response.into_body(), 10_000).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(v["Errors"][0].get("Path").is_none(), "{v}");
+        assert_eq!(crate::standard::validate("ErrorResponse", &v), Ok(()));
     }
 }

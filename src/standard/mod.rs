@@ -25,6 +25,13 @@ pub const AIS_V1_JSON: &str = include_str!("../../assets/standard/kopir-ais-v1.o
 /// Where the platform serves the document.
 pub const AIS_V1_DOCUMENT_PATH: &str = "/standard/ais/v1/openapi.json";
 
+/// The platform's own API for API users beside the standard (the consent resource, the authorization server's
+/// endpoints), as an OpenAPI document, byte for byte as served.
+pub const PLATFORM_V1_JSON: &str = include_str!("../../assets/standard/kopir-platform-v1.openapi.json");
+
+/// Where the platform serves that document.
+pub const PLATFORM_V1_DOCUMENT_PATH: &str = "/standard/platform/v1/openapi.json";
+
 /// The path prefix of the account endpoints, at the platform and at every bank.
 pub const AIS_BASE_PATH: &str = "/open-banking/v1/aisp";
 
@@ -274,6 +281,7 @@ mod tests {
             "KzReadBalance",
             "KzReadTransaction",
             "KzConsentClaims",
+            "KzServicer",
         ] {
             assert!(names.contains(&wanted), "{wanted} missing");
         }
@@ -283,6 +291,21 @@ mod tests {
             let target = &rest[..rest.find('"').unwrap()];
             let pointer = target.trim_start_matches('#');
             assert!(document().pointer(pointer).is_some(), "dangling $ref {target}");
+        }
+    }
+
+    #[test]
+    fn the_platform_document_parses_and_every_ref_resolves() {
+        let doc: Value = serde_json::from_str(PLATFORM_V1_JSON).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (i, _) in PLATFORM_V1_JSON.match_indices("\"$ref\": \"#/components/") {
+            let rest = &PLATFORM_V1_JSON[i + 9..];
+            let target = &rest[..rest.find('"').unwrap()];
+            assert!(doc.pointer(target.trim_start_matches('#')).is_some(), "dangling $ref {target}");
+        }
+        // The permissions and error shapes are the standard's own.
+        for shared in ["Permission", "ErrorResponse", "ErrorDetail", "IsoDateTime"] {
+            assert_eq!(doc["components"]["schemas"][shared], document()["components"]["schemas"][shared], "{shared}");
         }
     }
 

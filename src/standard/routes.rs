@@ -7,27 +7,42 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Permission;
-use super::{AIS_BASE_PATH, AIS_V1_DOCUMENT_PATH, AIS_V1_JSON, SANDBOX_CUSTOMERS, SandboxCustomer};
+use super::{
+    AIS_BASE_PATH, AIS_V1_DOCUMENT_PATH, AIS_V1_JSON, PLATFORM_V1_DOCUMENT_PATH, PLATFORM_V1_JSON, SANDBOX_CUSTOMERS,
+    SandboxCustomer,
+};
 use crate::web::AppState;
 use crate::web::pages::{Texts, render};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(AIS_V1_DOCUMENT_PATH, get(ais_v1_document)).route("/standard", get(page))
+    Router::new()
+        .route(AIS_V1_DOCUMENT_PATH, get(ais_v1_document))
+        .route(PLATFORM_V1_DOCUMENT_PATH, get(platform_v1_document))
+        .route("/standard", get(page))
 }
 
-/// The document's ETag: it is embedded, so it changes only with the binary.
-fn etag() -> &'static str {
-    static ETAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ETAG.get_or_init(|| format!("\"{}\"", &crate::digest::sha256_hex(AIS_V1_JSON.as_bytes())[..32]))
+/// A document's ETag: it is embedded, so it changes only with the binary.
+fn etag(document: &str) -> String {
+    format!("\"{}\"", &crate::digest::sha256_hex(document.as_bytes())[..32])
 }
 
 /// Public: the AIS v1 OpenAPI document, cacheable.
 async fn ais_v1_document(headers: HeaderMap) -> Response {
-    let etag = etag();
+    static ETAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    serve_document(&headers, AIS_V1_JSON, ETAG.get_or_init(|| etag(AIS_V1_JSON)))
+}
+
+/// Public: the platform's OpenAPI document for API users (consents and OAuth), cacheable.
+async fn platform_v1_document(headers: HeaderMap) -> Response {
+    static ETAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    serve_document(&headers, PLATFORM_V1_JSON, ETAG.get_or_init(|| etag(PLATFORM_V1_JSON)))
+}
+
+fn serve_document(headers: &HeaderMap, document: &'static str, etag: &str) -> Response {
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag) {
         return StatusCode::NOT_MODIFIED.into_response();
     }
-    let mut response = AIS_V1_JSON.into_response();
+    let mut response = document.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
@@ -74,6 +89,7 @@ const ENDPOINTS: [Endpoint; 4] = [
 struct StandardPage {
     t: Texts,
     document: &'static str,
+    platform_document: &'static str,
     base: &'static str,
     endpoints: &'static [Endpoint],
     permissions: &'static [Permission],
@@ -85,6 +101,7 @@ async fn page(t: Texts) -> Response {
     render(&StandardPage {
         t,
         document: AIS_V1_DOCUMENT_PATH,
+        platform_document: PLATFORM_V1_DOCUMENT_PATH,
         base: AIS_BASE_PATH,
         endpoints: &ENDPOINTS,
         permissions: Permission::ALL,
@@ -104,6 +121,7 @@ mod tests {
             let html = StandardPage {
                 t: Texts { lang },
                 document: AIS_V1_DOCUMENT_PATH,
+                platform_document: PLATFORM_V1_DOCUMENT_PATH,
                 base: AIS_BASE_PATH,
                 endpoints: &ENDPOINTS,
                 permissions: Permission::ALL,
@@ -112,10 +130,16 @@ mod tests {
             .render()
             .unwrap();
             // A missing text shows as its bare key.
-            for key in ["standard.title", "standard.ep_accounts", "standard.sandbox_lead", "consent.perm_balances"] {
+            for key in [
+                "standard.title",
+                "standard.platform_document",
+                "standard.ep_accounts",
+                "standard.sandbox_lead",
+                "consent.perm_balances",
+            ] {
                 assert!(!html.contains(key), "{lang:?}: {key} is missing");
             }
-            assert!(html.contains(AIS_V1_DOCUMENT_PATH));
+            assert!(html.contains(AIS_V1_DOCUMENT_PATH) && html.contains(PLATFORM_V1_DOCUMENT_PATH));
             for customer in SANDBOX_CUSTOMERS {
                 assert!(html.contains(customer.iin));
             }

@@ -61,6 +61,17 @@ pub fn migrate(conn: &mut Connection, schema: &str) -> Result<MigrationReport, S
     }
     // A migration may rebuild a table others refer to (SQLite cannot drop a constraint in place), which needs
     // foreign keys off — outside any transaction; every reference is checked before each migration commits instead.
+    // Migration 14 rolls exchanges up into the operator's days with `kopir_local_day`, which `Db::open` gives every
+    // connection for the configured time zone; a bare connection (a unit test's in-memory database) gets the
+    // default zone's.
+    let has_local_day: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_function_list WHERE name = ?1",
+        [crate::reports::calendar::LOCAL_DAY_FUNCTION],
+        |row| row.get(0),
+    )?;
+    if !has_local_day {
+        crate::reports::calendar::register(conn, &crate::reports::calendar::default_time_zone())?;
+    }
     let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
     conn.pragma_update(None, "foreign_keys", false)?;
     let applied = all.iter().filter(|m| m.number > current).try_for_each(|migration| apply(conn, migration));

@@ -37,15 +37,21 @@ pub enum StoreError {
 }
 
 /// Tuning of the connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub readers: usize,
     pub busy_timeout: Duration,
+    /// The operator's time zone: every connection's `kopir_local_day` (see `crate::reports::calendar`).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { readers: 4, busy_timeout: Duration::from_secs(5) }
+        StoreOptions {
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            time_zone: crate::reports::calendar::default_time_zone(),
+        }
     }
 }
 
@@ -93,7 +99,7 @@ impl Db {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
         let mut writer = Connection::open_with_flags(path, flags)?;
-        configure(&writer, options.busy_timeout)?;
+        configure(&writer, &options)?;
         // WAL lets readers work while the writer commits; FULL sync keeps every committed consent and audit row
         // through a power cut.
         writer.pragma_update(None, "journal_mode", "WAL")?;
@@ -113,7 +119,7 @@ impl Db {
                     path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
                 )?;
-                configure(&conn, options.busy_timeout)?;
+                configure(&conn, &options)?;
                 conn.pragma_update(None, "query_only", true)?;
                 Ok(conn)
             })
@@ -281,9 +287,10 @@ where
     Ok(value)
 }
 
-fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
-    conn.busy_timeout(busy_timeout)?;
+fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError> {
+    conn.busy_timeout(options.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    crate::reports::calendar::register(conn, &options.time_zone)?;
     Ok(())
 }
 

@@ -18,6 +18,8 @@ pub fn handle() -> Option<PrometheusHandle> {
                     Matcher::Full("kopir_http_request_duration_seconds".into()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(BANK_CALL_SECONDS.into()), BANK_CALL_BUCKETS)
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -40,6 +42,54 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
     metrics::counter!("kopir_http_requests_total", &labels).increment(1);
     metrics::histogram!("kopir_http_request_duration_seconds", "route" => route.to_string())
         .record(elapsed.as_secs_f64());
+}
+
+/// The latency histogram of bank calls per API and endpoint (see [`record_bank_call`]).
+pub const BANK_CALL_SECONDS: &str = "kopir_api_request_duration_seconds";
+
+/// Fine where SLAs lie (a quarter of a second to a few seconds), so that the p95 read from the buckets is close
+/// enough to compare with an API's `sla_response_ms`.
+const BANK_CALL_BUCKETS: &[f64] =
+    &[0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 30.0];
+
+/// `2xx`, `4xx`, `5xx` (and `1xx`/`3xx`, which the gateway never answers): the status label stays a handful.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// One call through the gateway to a bank's API. Every label is bounded: `provider` is the bank's BIN and `api` the
+/// API's id (both from the catalog, not from the caller), `endpoint` one of the gateway's four, `environment`
+/// production or sandbox, the status its class. An error is a 5xx answer: the bank failed, timed out, could not be
+/// reached or is delisted.
+pub fn record_bank_call(
+    provider: &str,
+    api: i64,
+    endpoint: &'static str,
+    environment: &'static str,
+    status: u16,
+    elapsed: Duration,
+) {
+    let api = api.to_string();
+    let class = status_class(status);
+    let labels = [
+        ("provider", provider.to_string()),
+        ("api", api.clone()),
+        ("endpoint", endpoint.to_string()),
+        ("environment", environment.to_string()),
+    ];
+    let mut counted = labels.to_vec();
+    counted.push(("status_class", class.to_string()));
+    metrics::counter!("kopir_api_requests_total", &counted).increment(1);
+    if class == "5xx" {
+        metrics::counter!("kopir_api_errors_total", &labels).increment(1);
+    }
+    metrics::histogram!(BANK_CALL_SECONDS, &labels).record(elapsed.as_secs_f64());
 }
 
 /// The number of open connections of the public listener.
@@ -97,5 +147,14 @@ mod tests {
         assert_eq!(method_label("PATCH"), "PATCH");
         assert_eq!(method_label("get"), "OTHER");
         assert_eq!(method_label("XYZZY"), "OTHER");
+    }
+
+    #[test]
+    fn statuses_fold_into_their_class() {
+        assert_eq!(
+            [status_class(200), status_class(404), status_class(502), status_class(504)],
+            ["2xx", "4xx", "5xx", "5xx"]
+        );
+        assert_eq!(status_class(999), "5xx");
     }
 }

@@ -74,6 +74,8 @@ pub struct Platform {
     pub egress: crate::egress::Egress,
     /// The time: every decision and every stored timestamp reads it (tests move it forward).
     pub clock: crate::clock::Clock,
+    /// Whether the platform is answering with its own 5xx (`crate::availability::platform`).
+    pub availability: Arc<crate::availability::PlatformWatch>,
 }
 
 impl Platform {
@@ -131,6 +133,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::gateway::router())
         .merge(crate::standard::router())
         .merge(crate::sandbox::router())
+        .merge(crate::availability::router())
+        .merge(crate::monitoring::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -141,6 +145,8 @@ pub fn router(state: AppState) -> Router {
         // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
         .layer(middleware::from_fn(standard_error_bodies))
         .layer(middleware::from_fn(language))
+        // The platform's own availability: it sees every answer as the caller gets it.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::availability::platform::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }
@@ -303,6 +309,7 @@ pub async fn start_with_lookup(
     let options = StoreOptions {
         readers: config.store.readers,
         busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+        time_zone: config.time_zone.zone().clone(),
     };
     let (db, _) = Db::open(&config.db_path(), options, false)?;
     let authority = Arc::new(Authority::load(&config)?);
@@ -350,6 +357,7 @@ pub async fn start_with_lookup(
         local_keys: Arc::new(local_keys),
         egress,
         clock,
+        availability: crate::availability::PlatformWatch::new(),
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {
@@ -368,7 +376,26 @@ pub async fn start_with_lookup(
         Duration::from_millis(config.gateway.meter_flush_ms),
         receiver.clone(),
     ));
+    tasks.push(crate::reports::retention::spawn(
+        state.db.clone(),
+        state.clock.clone(),
+        config.time_zone.zone().clone(),
+        config.reports.clone(),
+        receiver.clone(),
+    ));
+    tasks.push(crate::availability::platform::spawn_writer(
+        state.db.clone(),
+        state.availability.clone(),
+        state.clock.clone(),
+        receiver.clone(),
+    ));
     tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));
+    tasks.push(crate::monitoring::spawn(
+        state.db.clone(),
+        state.clock.clone(),
+        crate::monitoring::Sources::from_config(&config),
+        receiver.clone(),
+    ));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
         state.clock.clone(),

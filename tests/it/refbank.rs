@@ -587,7 +587,7 @@ async fn the_platform_serves_the_standard_document_and_page() {
             String::from_utf8(axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
         assert!(html.contains(title), "{lang}");
         assert!(html.contains(&format!("lang=\"{lang}\"")));
-        assert!(html.contains(standard::AIS_V1_DOCUMENT_PATH));
+        assert!(html.contains(standard::AIS_V1_DOCUMENT_PATH) && html.contains(standard::PLATFORM_V1_DOCUMENT_PATH));
         assert!(html.contains("ReadTransactionsCredits"));
         for customer in SANDBOX_CUSTOMERS {
             assert!(html.contains(customer.iin), "{lang}: {}", customer.iin);

@@ -35,11 +35,11 @@ fn fast(config: &mut Config) {
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    at: Instant,
-    event_id: String,
-    content_type: String,
-    body: String,
+pub(crate) struct Seen {
+    pub(crate) at: Instant,
+    pub(crate) event_id: String,
+    pub(crate) content_type: String,
+    pub(crate) body: String,
     /// The common name of the client certificate the caller presented.
     client: String,
     answered: u16,
@@ -47,14 +47,14 @@ struct Seen {
 
 /// A participant's webhook endpoint: HTTPS with a certificate from the platform's CA, requiring a client certificate
 /// from that CA, recording every request, answering 503 while `failures` is above zero.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     failures: Arc<AtomicUsize>,
 }
 
 impl Receiver {
-    async fn start(platform: &Platform, failures: usize) -> Receiver {
+    pub(crate) async fn start(platform: &Platform, failures: usize) -> Receiver {
         let identity = platform.forge_with_platform_ca("hooks.bank.kz", |p| {
             p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
             p.subject_alt_names = vec![rcgen::SanType::DnsName("localhost".try_into().unwrap())];
@@ -124,11 +124,11 @@ impl Receiver {
         Receiver { addr, seen, failures }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("https://localhost:{}/hook", self.addr.port())
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -158,7 +158,7 @@ async fn organisation(platform: &Platform, digits: &str, name: &str) -> (i64, St
     (id, bin)
 }
 
-async fn set_url(platform: &Platform, organisation: i64, url: &str) {
+pub(crate) async fn set_url(platform: &Platform, organisation: i64, url: &str) {
     let url = url.to_string();
     let now = platform.running().state.clock.now();
     platform
@@ -225,7 +225,7 @@ async fn wait_row(platform: &Platform, event_id: &str, secs: u64, done: impl Fn(
 
 /// Verifies a webhook body the way a bank would, with an off-the-shelf JWT library and the key set fetched over
 /// HTTPS from the platform.
-async fn verify(platform: &Platform, jws: &str, audience: &str) -> Value {
+pub(crate) async fn verify(platform: &Platform, jws: &str, audience: &str) -> Value {
     let response = platform.client(None).get(platform.url("/.well-known/jwks.json")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let set: Value = response.json().await.unwrap();

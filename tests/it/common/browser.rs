@@ -71,6 +71,23 @@ impl Browser {
         )
     }
 
+    /// A customer's browser for an application whose redirect URI is on the platform itself (the demo's sample
+    /// application): it stops there too, so the code is left for the test.
+    pub fn customer_stopping_at(platform: &Platform, path: &'static str) -> Browser {
+        Browser::with_redirects(
+            platform,
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.url().host_str() != Some("localhost") || attempt.url().path() == path {
+                    attempt.stop()
+                } else if attempt.previous().len() > 5 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }),
+        )
+    }
+
     fn with_redirects(platform: &Platform, policy: reqwest::redirect::Policy) -> Browser {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let origin = format!("https://localhost:{}", platform.addr.port());

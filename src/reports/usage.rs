@@ -1,0 +1,396 @@
+//! Usage reports read from the rollups (never from the raw exchanges): totals and series over an interval, grouped
+//! by endpoint, status class, error code, API, provider, API user or application, with latency percentiles read from
+//! the summed histograms, and the periods whose p95 exceeded an API's SLA.
+//!
+//! Which rollup answers: the monthly rows when the interval runs from the start of one local month to another and
+//! the figures are wanted per month or in total; the daily rows when it runs from one local midnight to another (day,
+//! week, month and custom intervals of whole days — what the pages ask) and the granularity is not hours; otherwise
+//! the hourly rows, at hour precision (the hours that overlap the interval), for at most [`MAX_HOURLY_DAYS`] days.
+//! Sandbox traffic is its own environment: every query names the one it reads.
+//!
+//! ```no_run
+//! # fn f(conn: &rusqlite::Connection, zone: &jiff::tz::TimeZone) -> Result<(), kopir::reports::ReportsError> {
+//! use kopir::reports::usage::{self, Granularity, GroupBy, UsageFilter};
+//! let from = time::macros::datetime!(2026-11-30 19:00 UTC); // 1 December, Almaty
+//! let filter = UsageFilter { provider: Some(7), ..UsageFilter::production(from, from + time::Duration::days(7)) };
+//! for row in usage::series(conn, zone, &filter, Granularity::Day, Some(GroupBy::Endpoint))? {
+//!     println!("{:?} {:?} {} p95 {:?}", row.period, row.group, row.requests, row.p95_ms());
+//! }
+//! # Ok(()) }
+//! ```
+
+use jiff::tz::TimeZone;
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params_from_iter};
+use time::OffsetDateTime;
+
+use super::ReportsError;
+use super::calendar::{day_start, local_date};
+use super::histogram::{BUCKETS, Histogram, columns};
+use crate::apps::AppMode;
+
+/// The longest interval the hourly rows answer (longer ones need whole local days).
+pub const MAX_HOURLY_DAYS: i64 = 31;
+
+crate::text_enum! {
+    /// The length of a series' periods: UTC hours, or the operator's days and months.
+    pub enum Granularity {
+        Hour = "hour",
+        Day = "day",
+        Month = "month",
+    }
+}
+
+crate::text_enum! {
+    /// What rows are grouped by.
+    pub enum GroupBy {
+        Endpoint = "endpoint",
+        StatusClass = "status_class",
+        ErrorCode = "error_code",
+        Api = "api",
+        Provider = "provider",
+        User = "user",
+        Application = "application",
+    }
+}
+
+impl GroupBy {
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Endpoint => "endpoint",
+            GroupBy::StatusClass => "status_class",
+            GroupBy::ErrorCode => "error_code",
+            GroupBy::Api => "api_id",
+            GroupBy::Provider => "provider_organisation_id",
+            GroupBy::User => "user_organisation_id",
+            GroupBy::Application => "application_id",
+        }
+    }
+}
+
+/// The value a row is grouped under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Group {
+    Endpoint(String),
+    /// `2xx`, `4xx`, `5xx`…
+    StatusClass(String),
+    /// The ObErrorCode answered; `None` for exchanges that were served.
+    ErrorCode(Option<String>),
+    /// `None` for requests refused before any bank's API was reached.
+    Api(Option<i64>),
+    Provider(Option<i64>),
+    User(i64),
+    Application(i64),
+}
+
+/// Which exchanges a report counts: `[from, to)`, one environment, and optionally one provider, API user,
+/// application, API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageFilter {
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    pub environment: AppMode,
+    pub provider: Option<i64>,
+    pub user: Option<i64>,
+    pub application: Option<i64>,
+    pub api: Option<i64>,
+}
+
+impl UsageFilter {
+    /// All production traffic in `[from, to)`.
+    pub fn production(from: OffsetDateTime, to: OffsetDateTime) -> UsageFilter {
+        UsageFilter {
+            from,
+            to,
+            environment: AppMode::Production,
+            provider: None,
+            user: None,
+            application: None,
+            api: None,
+        }
+    }
+}
+
+/// One row of a report: a period (for series), a group (when grouped) and the figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    /// The period's label: `2026-12-03T17:00:00Z` (UTC hour), `2026-12-03` (local day), `2026-12` (local month).
+    pub period: Option<String>,
+    pub group: Option<Group>,
+    pub requests: u64,
+    pub bytes: u64,
+    /// Requests answered 4xx and 5xx.
+    pub client_errors: u64,
+    pub server_errors: u64,
+    pub latency_sum_ms: u64,
+    pub latency: Histogram,
+}
+
+impl UsageRow {
+    pub fn mean_latency_ms(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.latency_sum_ms as f64 / self.requests as f64)
+    }
+    pub fn p50_ms(&self) -> Option<f64> {
+        self.latency.percentile(0.50)
+    }
+    pub fn p95_ms(&self) -> Option<f64> {
+        self.latency.percentile(0.95)
+    }
+    pub fn p99_ms(&self) -> Option<f64> {
+        self.latency.percentile(0.99)
+    }
+}
+
+/// A period in which an API's p95 latency exceeded its passport's `sla_response_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaBreach {
+    pub period: String,
+    pub api_id: i64,
+    pub provider_organisation_id: i64,
+    pub sla_response_ms: u64,
+    pub requests: u64,
+    pub p95_ms: f64,
+}
+
+/// The rollup rows that answer a query, and the bounds in their period column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Hourly { from: i64, to: i64 },
+    Daily { from: String, to: String },
+    Monthly { from: String, to: String },
+}
+
+impl Source {
+    fn table(&self) -> &'static str {
+        match self {
+            Source::Hourly { .. } => "usage_hourly",
+            Source::Daily { .. } => "usage_daily",
+            Source::Monthly { .. } => "usage_monthly",
+        }
+    }
+
+    fn period_column(&self) -> &'static str {
+        match self {
+            Source::Hourly { .. } => "hour",
+            Source::Daily { .. } => "day",
+            Source::Monthly { .. } => "month",
+        }
+    }
+
+    /// The SQL naming a row's period at `granularity` (`alias` is the table's, with its dot, or empty).
+    fn period(&self, granularity: Granularity, alias: &str) -> String {
+        match (self, granularity) {
+            (Source::Hourly { .. }, Granularity::Hour) => format!("{alias}hour"),
+            (Source::Hourly { .. }, Granularity::Day) => format!("kopir_local_day({alias}hour)"),
+            (Source::Hourly { .. }, Granularity::Month) => format!("substr(kopir_local_day({alias}hour), 1, 7)"),
+            (Source::Daily { .. }, Granularity::Day | Granularity::Hour) => format!("{alias}day"),
+            (Source::Daily { .. }, Granularity::Month) => format!("substr({alias}day, 1, 7)"),
+            (Source::Monthly { .. }, _) => format!("{alias}month"),
+        }
+    }
+
+    fn bounds(&self) -> [Value; 2] {
+        match self {
+            // The hours that overlap the interval.
+            Source::Hourly { from, to } => [Value::Integer(from - 3599), Value::Integer(*to)],
+            Source::Daily { from, to } | Source::Monthly { from, to } => {
+                [Value::Text(from.clone()), Value::Text(to.clone())]
+            }
+        }
+    }
+}
+
+/// The local day starting exactly at `at`, if one does.
+fn local_midnight(zone: &TimeZone, at: i64) -> Result<Option<String>, ReportsError> {
+    let date = local_date(zone, at)?;
+    Ok((day_start(zone, date)? == at).then(|| date.to_string()))
+}
+
+fn source(zone: &TimeZone, filter: &UsageFilter, granularity: Option<Granularity>) -> Result<Source, ReportsError> {
+    let (from, to) = (filter.from.unix_timestamp(), filter.to.unix_timestamp());
+    if to <= from {
+        return Err(ReportsError::EmptyInterval);
+    }
+    if granularity != Some(Granularity::Hour)
+        && let (Some(from_day), Some(to_day)) = (local_midnight(zone, from)?, local_midnight(zone, to)?)
+    {
+        let month_start = |day: &str| day.ends_with("-01").then(|| day[..7].to_string());
+        if matches!(granularity, None | Some(Granularity::Month))
+            && let (Some(from_month), Some(to_month)) = (month_start(&from_day), month_start(&to_day))
+        {
+            return Ok(Source::Monthly { from: from_month, to: to_month });
+        }
+        return Ok(Source::Daily { from: from_day, to: to_day });
+    }
+    if to - from > MAX_HOURLY_DAYS * 86_400 {
+        return Err(ReportsError::IntervalTooLong { max_days: MAX_HOURLY_DAYS });
+    }
+    Ok(Source::Hourly { from, to })
+}
+
+/// The conditions of a filter on a rollup table, with their values after the two period bounds.
+fn conditions(source: &Source, filter: &UsageFilter, alias: &str) -> (String, Vec<Value>) {
+    let column = source.period_column();
+    let mut sql = format!("{alias}{column} >= ?1 AND {alias}{column} < ?2 AND {alias}environment = ?3");
+    let mut values: Vec<Value> = source.bounds().into();
+    values.push(Value::Text(filter.environment.as_str().to_string()));
+    for (column, value) in [
+        ("provider_organisation_id", filter.provider),
+        ("user_organisation_id", filter.user),
+        ("application_id", filter.application),
+        ("api_id", filter.api),
+    ] {
+        if let Some(value) = value {
+            values.push(Value::Integer(value));
+            sql.push_str(&format!(" AND {alias}{column} = ?{}", values.len()));
+        }
+    }
+    (sql, values)
+}
+
+fn figures_sql(alias: &str) -> String {
+    let buckets: Vec<String> = columns().iter().map(|b| format!("sum({alias}{b}) AS {b}")).collect();
+    format!(
+        "sum({alias}requests) AS requests, sum({alias}bytes) AS bytes, sum({alias}latency_sum) AS latency_sum,
+         max({alias}latency_max) AS latency_max,
+         sum(CASE WHEN {alias}status_class = '4xx' THEN {alias}requests ELSE 0 END) AS client_errors,
+         sum(CASE WHEN {alias}status_class = '5xx' THEN {alias}requests ELSE 0 END) AS server_errors, {}",
+        buckets.join(", ")
+    )
+}
+
+fn count(row: &Row, column: &str) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, Option<i64>>(column)?.unwrap_or(0).max(0) as u64)
+}
+
+fn histogram(row: &Row) -> rusqlite::Result<Histogram> {
+    let mut latency = Histogram { max_ms: count(row, "latency_max")?, ..Histogram::default() };
+    for (i, column) in columns().iter().enumerate().take(BUCKETS) {
+        latency.counts[i] = count(row, column)?;
+    }
+    Ok(latency)
+}
+
+/// A period value as its label.
+fn period_label(value: Value) -> Option<String> {
+    match value {
+        Value::Integer(unix) => OffsetDateTime::from_unix_timestamp(unix).ok().map(crate::clock::rfc3339),
+        Value::Text(text) => Some(text),
+        _ => None,
+    }
+}
+
+fn group_value(group: GroupBy, value: Value) -> Option<Group> {
+    let (text, number) = match value {
+        Value::Text(text) => (text, 0),
+        Value::Integer(number) => (String::new(), number),
+        _ => return None,
+    };
+    let some = |n: i64| (n != 0).then_some(n);
+    Some(match group {
+        GroupBy::Endpoint => Group::Endpoint(text),
+        GroupBy::StatusClass => Group::StatusClass(text),
+        GroupBy::ErrorCode => Group::ErrorCode((!text.is_empty()).then_some(text)),
+        GroupBy::Api => Group::Api(some(number)),
+        GroupBy::Provider => Group::Provider(some(number)),
+        GroupBy::User => Group::User(number),
+        GroupBy::Application => Group::Application(number),
+    })
+}
+
+/// The figures of `filter`, per period of `granularity` (all in one when `None`) and per `group` (when given),
+/// ordered by period then group.
+pub fn usage(
+    conn: &Connection,
+    zone: &TimeZone,
+    filter: &UsageFilter,
+    granularity: Option<Granularity>,
+    group: Option<GroupBy>,
+) -> Result<Vec<UsageRow>, ReportsError> {
+    let source = source(zone, filter, granularity)?;
+    let period = granularity.map_or_else(|| "NULL".to_string(), |g| source.period(g, ""));
+    let group_column = group.map_or("NULL", GroupBy::column);
+    let (conditions, values) = conditions(&source, filter, "");
+    let sql = format!(
+        "SELECT {period} AS period, {group_column} AS grp, {} FROM {} WHERE {conditions}
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        figures_sql(""),
+        source.table()
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(values.iter()), |row| {
+        Ok(UsageRow {
+            period: period_label(row.get("period")?),
+            group: group.and_then(|g| row.get("grp").ok().and_then(|v| group_value(g, v))),
+            requests: count(row, "requests")?,
+            bytes: count(row, "bytes")?,
+            client_errors: count(row, "client_errors")?,
+            server_errors: count(row, "server_errors")?,
+            latency_sum_ms: count(row, "latency_sum")?,
+            latency: histogram(row)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The totals over the whole interval, per `group` when given.
+pub fn totals(
+    conn: &Connection,
+    zone: &TimeZone,
+    filter: &UsageFilter,
+    group: Option<GroupBy>,
+) -> Result<Vec<UsageRow>, ReportsError> {
+    usage(conn, zone, filter, None, group)
+}
+
+/// One row per period of `granularity` (and per `group` when given).
+pub fn series(
+    conn: &Connection,
+    zone: &TimeZone,
+    filter: &UsageFilter,
+    granularity: Granularity,
+    group: Option<GroupBy>,
+) -> Result<Vec<UsageRow>, ReportsError> {
+    usage(conn, zone, filter, Some(granularity), group)
+}
+
+/// The periods of `granularity` in which an API's p95 latency (its banks' answers only) exceeded its SLA.
+pub fn sla_breaches(
+    conn: &Connection,
+    zone: &TimeZone,
+    filter: &UsageFilter,
+    granularity: Granularity,
+) -> Result<Vec<SlaBreach>, ReportsError> {
+    let source = source(zone, filter, Some(granularity))?;
+    let period = source.period(granularity, "u.");
+    let (conditions, values) = conditions(&source, filter, "u.");
+    let sql = format!(
+        "SELECT {period} AS period, u.api_id, u.provider_organisation_id, a.sla_response_ms, {}
+         FROM {} u JOIN apis a ON a.id = u.api_id
+         WHERE {conditions} AND u.api_id <> 0
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        figures_sql("u."),
+        source.table()
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(values.iter()), |row| {
+        Ok((
+            period_label(row.get("period")?).unwrap_or_default(),
+            row.get::<_, i64>("api_id")?,
+            row.get::<_, i64>("provider_organisation_id")?,
+            count(row, "sla_response_ms")?,
+            count(row, "requests")?,
+            histogram(row)?,
+        ))
+    })?;
+    let mut breaches = Vec::new();
+    for row in rows {
+        let (period, api_id, provider_organisation_id, sla_response_ms, requests, latency) = row?;
+        if let Some(p95_ms) = latency.percentile(0.95)
+            && p95_ms > sla_response_ms as f64
+        {
+            breaches.push(SlaBreach { period, api_id, provider_organisation_id, sla_response_ms, requests, p95_ms });
+        }
+    }
+    Ok(breaches)
+}
