@@ -150,6 +150,7 @@ pub enum Decided {
     Refused(&'static str),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn journal(
     tx: &Transaction,
     actor: &Actor,
