@@ -821,3 +821,236 @@ BEGIN
     WHERE c.id = NEW.consent_id AND (NEW.organisation_id IS NULL OR p.organisation_id = NEW.organisation_id)
     ON CONFLICT DO UPDATE SET changes = changes + 1;
 END;
+
+-- migration 14: reports: the refusal's error code on each exchange, hourly, daily and monthly usage rollups, consent
+    changes
+-- The ObErrorCode the API user was answered with, when the exchange was refused or failed; NULL when it was served.
+ALTER TABLE exchanges ADD COLUMN error_code TEXT;
+-- Usage rollups (`crate::reports`), kept by the meter's batch writer in the same transaction as the raw rows (so a
+-- restart can neither lose nor double count a batch), read by every report instead of the raw exchanges (which are
+-- pruned after `reports.raw_retention_days`). Hourly rows are kept `reports.hourly_retention_days`, daily and
+-- monthly rows for years. Keys have no NULLs (a NULL never equals another in a key): 0 and '' stand for "none".
+-- Latency is a fixed histogram, bucket bNN counting latencies up to its bound in milliseconds (the bound of the one
+-- before excluded): 5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000,
+-- above (b19); the percentiles of any set of rows are read from the sums of these columns.
+CREATE TABLE usage_hourly (
+    -- Start of the UTC hour, unix seconds.
+    hour                      INTEGER NOT NULL,
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    -- 0 when no bank was called (a request refused by the platform).
+    provider_organisation_id  INTEGER NOT NULL,
+    user_organisation_id      INTEGER NOT NULL,
+    application_id            INTEGER NOT NULL,
+    -- 0 when no API of a bank was reached.
+    api_id                    INTEGER NOT NULL,
+    endpoint                  TEXT NOT NULL,
+    status_class              TEXT NOT NULL CHECK (status_class IN ('1xx', '2xx', '3xx', '4xx', '5xx')),
+    -- '' when the exchange was not refused.
+    error_code                TEXT NOT NULL,
+    requests                  INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    latency_sum               INTEGER NOT NULL,
+    latency_max               INTEGER NOT NULL,
+    b00 INTEGER NOT NULL,
+    b01 INTEGER NOT NULL,
+    b02 INTEGER NOT NULL,
+    b03 INTEGER NOT NULL,
+    b04 INTEGER NOT NULL,
+    b05 INTEGER NOT NULL,
+    b06 INTEGER NOT NULL,
+    b07 INTEGER NOT NULL,
+    b08 INTEGER NOT NULL,
+    b09 INTEGER NOT NULL,
+    b10 INTEGER NOT NULL,
+    b11 INTEGER NOT NULL,
+    b12 INTEGER NOT NULL,
+    b13 INTEGER NOT NULL,
+    b14 INTEGER NOT NULL,
+    b15 INTEGER NOT NULL,
+    b16 INTEGER NOT NULL,
+    b17 INTEGER NOT NULL,
+    b18 INTEGER NOT NULL,
+    b19 INTEGER NOT NULL,
+    PRIMARY KEY (hour, environment, provider_organisation_id, user_organisation_id, application_id, api_id, endpoint,
+        status_class, error_code)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_hourly_provider ON usage_hourly (provider_organisation_id, hour);
+CREATE INDEX usage_hourly_user ON usage_hourly (user_organisation_id, hour);
+CREATE TABLE usage_daily (
+    -- The day in the operator's time zone (`time_zone`) when the rows were written, YYYY-MM-DD.
+    day                       TEXT NOT NULL CHECK (length(day) = 10),
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    -- 0 when no bank was called (a request refused by the platform).
+    provider_organisation_id  INTEGER NOT NULL,
+    user_organisation_id      INTEGER NOT NULL,
+    application_id            INTEGER NOT NULL,
+    -- 0 when no API of a bank was reached.
+    api_id                    INTEGER NOT NULL,
+    endpoint                  TEXT NOT NULL,
+    status_class              TEXT NOT NULL CHECK (status_class IN ('1xx', '2xx', '3xx', '4xx', '5xx')),
+    -- '' when the exchange was not refused.
+    error_code                TEXT NOT NULL,
+    requests                  INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    latency_sum               INTEGER NOT NULL,
+    latency_max               INTEGER NOT NULL,
+    b00 INTEGER NOT NULL,
+    b01 INTEGER NOT NULL,
+    b02 INTEGER NOT NULL,
+    b03 INTEGER NOT NULL,
+    b04 INTEGER NOT NULL,
+    b05 INTEGER NOT NULL,
+    b06 INTEGER NOT NULL,
+    b07 INTEGER NOT NULL,
+    b08 INTEGER NOT NULL,
+    b09 INTEGER NOT NULL,
+    b10 INTEGER NOT NULL,
+    b11 INTEGER NOT NULL,
+    b12 INTEGER NOT NULL,
+    b13 INTEGER NOT NULL,
+    b14 INTEGER NOT NULL,
+    b15 INTEGER NOT NULL,
+    b16 INTEGER NOT NULL,
+    b17 INTEGER NOT NULL,
+    b18 INTEGER NOT NULL,
+    b19 INTEGER NOT NULL,
+    PRIMARY KEY (day, environment, provider_organisation_id, user_organisation_id, application_id, api_id, endpoint,
+        status_class, error_code)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_daily_provider ON usage_daily (provider_organisation_id, day);
+CREATE INDEX usage_daily_user ON usage_daily (user_organisation_id, day);
+CREATE TABLE usage_monthly (
+    -- The month in the operator's time zone, YYYY-MM: a year's or a month's report reads a few thousand rows.
+    month                     TEXT NOT NULL CHECK (length(month) = 7),
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    -- 0 when no bank was called (a request refused by the platform).
+    provider_organisation_id  INTEGER NOT NULL,
+    user_organisation_id      INTEGER NOT NULL,
+    application_id            INTEGER NOT NULL,
+    -- 0 when no API of a bank was reached.
+    api_id                    INTEGER NOT NULL,
+    endpoint                  TEXT NOT NULL,
+    status_class              TEXT NOT NULL CHECK (status_class IN ('1xx', '2xx', '3xx', '4xx', '5xx')),
+    -- '' when the exchange was not refused.
+    error_code                TEXT NOT NULL,
+    requests                  INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    latency_sum               INTEGER NOT NULL,
+    latency_max               INTEGER NOT NULL,
+    b00 INTEGER NOT NULL,
+    b01 INTEGER NOT NULL,
+    b02 INTEGER NOT NULL,
+    b03 INTEGER NOT NULL,
+    b04 INTEGER NOT NULL,
+    b05 INTEGER NOT NULL,
+    b06 INTEGER NOT NULL,
+    b07 INTEGER NOT NULL,
+    b08 INTEGER NOT NULL,
+    b09 INTEGER NOT NULL,
+    b10 INTEGER NOT NULL,
+    b11 INTEGER NOT NULL,
+    b12 INTEGER NOT NULL,
+    b13 INTEGER NOT NULL,
+    b14 INTEGER NOT NULL,
+    b15 INTEGER NOT NULL,
+    b16 INTEGER NOT NULL,
+    b17 INTEGER NOT NULL,
+    b18 INTEGER NOT NULL,
+    b19 INTEGER NOT NULL,
+    PRIMARY KEY (month, environment, provider_organisation_id, user_organisation_id, application_id, api_id, endpoint,
+        status_class, error_code)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_monthly_provider ON usage_monthly (provider_organisation_id, month);
+CREATE INDEX usage_monthly_user ON usage_monthly (user_organisation_id, month);
+-- The exchanges metered before this migration, rolled up once (the one full scan): first into quarter hours (every
+-- time zone's offset is a whole number of quarter hours, so a quarter hour lies within one local day), then into
+-- hours and into the operator's days and months (`kopir_local_day`, a function the store gives every connection).
+CREATE TEMP TABLE usage_backfill AS
+SELECT unixepoch(at) / 900 * 900 AS slot, environment, coalesce(provider_organisation_id, 0) AS
+    provider_organisation_id,
+       user_organisation_id, application_id, coalesce(api_id, 0) AS api_id, endpoint,
+       (status / 100) || 'xx' AS status_class, coalesce(error_code, '') AS error_code,
+       count(*) AS requests, sum(bytes) AS bytes, sum(latency_ms) AS latency_sum, max(latency_ms) AS latency_max,
+       sum(latency_ms <= 5) AS b00,
+       sum(latency_ms > 5 AND latency_ms <= 10) AS b01,
+       sum(latency_ms > 10 AND latency_ms <= 25) AS b02,
+       sum(latency_ms > 25 AND latency_ms <= 50) AS b03,
+       sum(latency_ms > 50 AND latency_ms <= 75) AS b04,
+       sum(latency_ms > 75 AND latency_ms <= 100) AS b05,
+       sum(latency_ms > 100 AND latency_ms <= 150) AS b06,
+       sum(latency_ms > 150 AND latency_ms <= 200) AS b07,
+       sum(latency_ms > 200 AND latency_ms <= 300) AS b08,
+       sum(latency_ms > 300 AND latency_ms <= 400) AS b09,
+       sum(latency_ms > 400 AND latency_ms <= 500) AS b10,
+       sum(latency_ms > 500 AND latency_ms <= 750) AS b11,
+       sum(latency_ms > 750 AND latency_ms <= 1000) AS b12,
+       sum(latency_ms > 1000 AND latency_ms <= 1500) AS b13,
+       sum(latency_ms > 1500 AND latency_ms <= 2000) AS b14,
+       sum(latency_ms > 2000 AND latency_ms <= 3000) AS b15,
+       sum(latency_ms > 3000 AND latency_ms <= 5000) AS b16,
+       sum(latency_ms > 5000 AND latency_ms <= 10000) AS b17,
+       sum(latency_ms > 10000 AND latency_ms <= 30000) AS b18,
+       sum(latency_ms > 30000) AS b19
+FROM exchanges
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+INSERT INTO usage_hourly (hour, environment, provider_organisation_id, user_organisation_id, application_id, api_id,
+    endpoint, status_class, error_code, requests, bytes, latency_sum, latency_max, b00, b01, b02, b03, b04, b05, b06,
+    b07, b08, b09, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19)
+SELECT slot / 3600 * 3600, environment, provider_organisation_id, user_organisation_id, application_id, api_id,
+    endpoint, status_class, error_code, sum(requests), sum(bytes), sum(latency_sum), max(latency_max), sum(b00),
+    sum(b01), sum(b02), sum(b03), sum(b04), sum(b05), sum(b06), sum(b07), sum(b08), sum(b09), sum(b10), sum(b11),
+    sum(b12), sum(b13), sum(b14), sum(b15), sum(b16), sum(b17), sum(b18), sum(b19)
+FROM usage_backfill
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+INSERT INTO usage_daily (day, environment, provider_organisation_id, user_organisation_id, application_id, api_id,
+    endpoint, status_class, error_code, requests, bytes, latency_sum, latency_max, b00, b01, b02, b03, b04, b05, b06,
+    b07, b08, b09, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19)
+SELECT kopir_local_day(slot), environment, provider_organisation_id, user_organisation_id, application_id, api_id,
+    endpoint, status_class, error_code, sum(requests), sum(bytes), sum(latency_sum), max(latency_max), sum(b00),
+    sum(b01), sum(b02), sum(b03), sum(b04), sum(b05), sum(b06), sum(b07), sum(b08), sum(b09), sum(b10), sum(b11),
+    sum(b12), sum(b13), sum(b14), sum(b15), sum(b16), sum(b17), sum(b18), sum(b19)
+FROM usage_backfill
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+INSERT INTO usage_monthly (month, environment, provider_organisation_id, user_organisation_id, application_id, api_id,
+    endpoint, status_class, error_code, requests, bytes, latency_sum, latency_max, b00, b01, b02, b03, b04, b05, b06,
+    b07, b08, b09, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19)
+SELECT substr(kopir_local_day(slot), 1, 7), environment, provider_organisation_id, user_organisation_id,
+    application_id, api_id, endpoint, status_class, error_code, sum(requests), sum(bytes), sum(latency_sum),
+    max(latency_max), sum(b00), sum(b01), sum(b02), sum(b03), sum(b04), sum(b05), sum(b06), sum(b07), sum(b08),
+    sum(b09), sum(b10), sum(b11), sum(b12), sum(b13), sum(b14), sum(b15), sum(b16), sum(b17), sum(b18), sum(b19)
+FROM usage_backfill
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+DROP TABLE usage_backfill;
+-- Consents' status changes counted per quarter hour (see above), per bank named and per API user's application, kept
+-- by a trigger on `consent_history` (so every writer of the history keeps it, in the same transaction). A change
+-- that concerns the whole consent counts once for each bank the consent names; one bank's revocation, for that bank.
+CREATE TABLE consent_changes (
+    -- Start of the quarter hour, unix seconds.
+    slot                      INTEGER NOT NULL,
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    provider_organisation_id  INTEGER NOT NULL,
+    user_organisation_id      INTEGER NOT NULL,
+    application_id            INTEGER NOT NULL,
+    status                    TEXT NOT NULL,
+    changes                   INTEGER NOT NULL,
+    PRIMARY KEY (slot, environment, provider_organisation_id, user_organisation_id, application_id, status)
+) STRICT, WITHOUT ROWID;
+INSERT INTO consent_changes (slot, environment, provider_organisation_id, user_organisation_id, application_id, status,
+                             changes)
+SELECT unixepoch(h.at) / 900 * 900, a.mode, p.organisation_id, a.organisation_id, a.id, h.status, count(*)
+FROM consent_history h
+JOIN consents c ON c.id = h.consent_id
+JOIN applications a ON a.id = c.application_id
+JOIN consent_providers p ON p.consent_id = c.id AND (h.organisation_id IS NULL OR p.organisation_id = h.organisation_id)
+GROUP BY 1, 2, 3, 4, 5, 6;
+CREATE TRIGGER consent_changes_count AFTER INSERT ON consent_history
+BEGIN
+    INSERT INTO consent_changes (slot, environment, provider_organisation_id, user_organisation_id, application_id,
+                                 status, changes)
+    SELECT unixepoch(NEW.at) / 900 * 900, a.mode, p.organisation_id, a.organisation_id, a.id, NEW.status, 1
+    FROM consents c
+    JOIN applications a ON a.id = c.application_id
+    JOIN consent_providers p ON p.consent_id = c.id
+    WHERE c.id = NEW.consent_id AND (NEW.organisation_id IS NULL OR p.organisation_id = NEW.organisation_id)
+    ON CONFLICT DO UPDATE SET changes = changes + 1;
+END;
