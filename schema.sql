@@ -586,7 +586,7 @@ ALTER TABLE organisations_rebuilt RENAME TO organisations;
 CREATE INDEX organisations_bin ON organisations (bin);
 CREATE UNIQUE INDEX organisations_bin_accredited ON organisations (bin) WHERE status <> 'registered';
 
--- migration 14: reports: the refusal's error code on each exchange, hourly, daily and monthly usage rollups, consent changes
+-- migration 14: reports: error codes of exchanges, hourly, daily and monthly usage rollups, consent changes
 -- The ObErrorCode the API user was answered with, when the exchange was refused or failed; NULL when it was served.
 ALTER TABLE exchanges ADD COLUMN error_code TEXT;
 -- Usage rollups (`crate::reports`), kept by the meter's batch writer in the same transaction as the raw rows (so a
@@ -729,9 +729,9 @@ CREATE INDEX usage_monthly_user ON usage_monthly (user_organisation_id, month);
 -- time zone's offset is a whole number of quarter hours, so a quarter hour lies within one local day), then into
 -- hours and into the operator's days and months (`kopir_local_day`, a function the store gives every connection).
 CREATE TEMP TABLE usage_backfill AS
-SELECT unixepoch(at) / 900 * 900 AS slot, environment, coalesce(provider_organisation_id, 0) AS
-    provider_organisation_id,
-       user_organisation_id, application_id, coalesce(api_id, 0) AS api_id, endpoint,
+SELECT unixepoch(at) / 900 * 900 AS slot, environment,
+       coalesce(provider_organisation_id, 0) AS provider_organisation_id, user_organisation_id, application_id,
+       coalesce(api_id, 0) AS api_id, endpoint,
        (status / 100) || 'xx' AS status_class, coalesce(error_code, '') AS error_code,
        count(*) AS requests, sum(bytes) AS bytes, sum(latency_ms) AS latency_sum, max(latency_ms) AS latency_max,
        sum(latency_ms <= 5) AS b00,

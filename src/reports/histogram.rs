@@ -3,9 +3,9 @@
 //! Bucket `i` counts latencies in `(BOUNDS_MS[i-1], BOUNDS_MS[i]]` milliseconds (the first from 0, the last above
 //! 30 s). Summing the buckets of any set of rollup rows gives that set's histogram; a percentile is found in its
 //! bucket and interpolated linearly inside it (the latencies taken as spread evenly over the bucket). The true value
-//! always lies in the same bucket, so the error is at most the bucket's width — 5 ms up to 10 ms, 25 ms up to 100 ms,
-//! 50–100 ms up to 500 ms, 250–500 ms up to 2 s, 1–2 s up to 5 s, a quarter of the value or less from 75 ms on — and
-//! the top bucket is bounded by the largest latency seen.
+//! always lies in the same bucket, so the error is at most the bucket's width: 5 ms up to 10 ms, 15–25 ms up to
+//! 100 ms, and from 50 ms to 3 s at most half the bucket's lower bound (100–150 ms, 1–1.5 s, 2–3 s); above 3 s the
+//! buckets widen (3–5, 5–10, 10–30 s) and the top bucket is bounded by the largest latency seen.
 //!
 //! ```
 //! use kopir::reports::histogram::Histogram;
@@ -122,7 +122,7 @@ mod tests {
         for _ in 0..10 {
             slow.record(45_000);
         }
-        assert_eq!(slow.percentile(0.99).unwrap() <= 45_000.0, true);
+        assert!(slow.percentile(0.99).unwrap() <= 45_000.0);
         assert!(slow.percentile(0.5).unwrap() > 30_000.0);
     }
 
