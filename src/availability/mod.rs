@@ -2,9 +2,10 @@
 //! traffic and the sandbox's scheduled checks together, with providers' planned maintenance shown apart.
 //!
 //! **The rule** (modelled on the UAE Open Finance hub's):
-//! - Availability is computed **per day**, the operator's local day ([`local_day`]), as
-//!   `100 % − unplanned downtime ÷ the day's length`, in whole seconds; the percentage is shown with two decimals and
-//!   computed from integers (hundredths of a per cent, rounded half up). Nothing fractional is stored.
+//! - Availability is computed **per day**, the operator's local day in the configured `time_zone`
+//!   ([`local_day`]), as `100 % − unplanned downtime ÷ the day's length`, in whole seconds; the percentage is shown
+//!   with two decimals and computed from integers (hundredths of a per cent, rounded half up). Nothing fractional is
+//!   stored.
 //! - **Downtime runs from the first failed call to the first successful one** after it: an outage opens at the first
 //!   failure and closes at the first success; failures in between change nothing. An outage still open counts up to
 //!   now.
@@ -43,9 +44,12 @@ pub mod outages;
 pub mod pages;
 pub mod platform;
 
+use jiff::tz::TimeZone;
 use rusqlite::Connection;
 use serde::Serialize;
 use time::{Date, Duration, OffsetDateTime, UtcOffset};
+
+use crate::reports::calendar;
 
 use crate::catalog::Environment;
 
@@ -69,17 +73,14 @@ pub enum Subject {
     Platform,
 }
 
-/// Kazakhstan's one time zone (UTC+5 since March 2024), until the `time_zone` configuration key lands.
-const OPERATOR_OFFSET_SECONDS: i32 = 5 * 3600;
-
-/// The operator's local day of an instant: the one place that knows the operator's time zone (rewire it to the
-/// configured one; every day boundary here is derived from it).
-pub fn local_day(at: OffsetDateTime) -> LocalDay {
-    let offset = UtcOffset::from_whole_seconds(OPERATOR_OFFSET_SECONDS).unwrap_or(UtcOffset::UTC);
-    let date = at.to_offset(offset).date();
-    let start = date.midnight().assume_offset(offset).to_offset(UtcOffset::UTC);
-    let next = date.next_day().map(|d| d.midnight().assume_offset(offset).to_offset(UtcOffset::UTC));
-    LocalDay { date, start, end: next.unwrap_or(start + Duration::DAY) }
+/// The operator's local day of an instant, in the configured `time_zone` (`config.time_zone`, the zone
+/// [`crate::reports::calendar`] keys the usage rollups by), so that availability days and the reports' days agree.
+pub fn local_day(zone: &TimeZone, at: OffsetDateTime) -> LocalDay {
+    let date = calendar::local_date(zone, at.unix_timestamp())
+        .ok()
+        .and_then(civil_to_date)
+        .unwrap_or_else(|| at.to_offset(UtcOffset::UTC).date());
+    LocalDay::of(zone, date)
 }
 
 /// One local day: its date and its bounds in UTC, `[start, end)`.
@@ -91,21 +92,30 @@ pub struct LocalDay {
 }
 
 impl LocalDay {
-    /// The local day `date` (its offset as [`local_day`] has it at that date's noon).
-    pub fn of(date: Date) -> LocalDay {
-        let noon = date.midnight().assume_utc() + Duration::hours(12);
-        let probe = local_day(noon);
-        if probe.date == date {
-            probe
-        } else {
-            // Far east of UTC noon is already tomorrow: step back one day.
-            local_day(noon - Duration::DAY)
-        }
+    /// The local day `date` in `zone`: from its first instant to the next day's (23 or 25 hours on the days a zone
+    /// with summer time changes its clocks; a UTC day only if the zone cannot place the date at all).
+    pub fn of(zone: &TimeZone, date: Date) -> LocalDay {
+        let utc_start = date.midnight().assume_utc();
+        let start_of = |d: Date| -> Option<OffsetDateTime> {
+            let civil =
+                jiff::civil::Date::new(d.year().try_into().ok()?, u8::from(d.month()) as i8, d.day() as i8).ok()?;
+            let seconds = calendar::day_start(zone, civil).ok()?;
+            OffsetDateTime::from_unix_timestamp(seconds).ok()
+        };
+        let start = start_of(date).unwrap_or(utc_start);
+        let end = date.next_day().and_then(start_of).filter(|end| *end > start).unwrap_or(start + Duration::DAY);
+        LocalDay { date, start, end }
     }
 
     pub fn seconds(&self) -> i64 {
         (self.end - self.start).whole_seconds()
     }
+}
+
+/// A civil date of `jiff` as one of `time`.
+fn civil_to_date(date: jiff::civil::Date) -> Option<Date> {
+    let month = time::Month::try_from(u8::try_from(date.month()).ok()?).ok()?;
+    Date::from_calendar_date(i32::from(date.year()), month, u8::try_from(date.day()).ok()?).ok()
 }
 
 /// Availability in hundredths of a per cent: `(day − down) / day`, rounded half up, from integers only.
@@ -127,7 +137,7 @@ pub fn percent(hundredths: i64) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct Day {
     pub date: String,
-    /// The day's length in seconds (86 400 at a fixed offset).
+    /// The day's length in seconds (86 400, or 82 800 / 90 000 where summer time starts / ends that day).
     pub seconds: i64,
     pub unplanned_seconds: i64,
     pub planned_seconds: i64,
@@ -212,32 +222,35 @@ fn outage_span(outage: &Outage, now: i64) -> Option<Span> {
     Some((start, end))
 }
 
-/// The availability of `subject` in `environment`, day by day from `from` to `to` (local dates, both included; days
-/// after today are left out).
+/// The availability of `subject` in `environment`, day by day from `from` to `to` (local dates in `zone`, the
+/// operator's time zone, both included; days after today are left out).
 ///
 /// ```
 /// # use kopir::availability::{daily, Subject, LocalDay, local_day};
 /// # let mut conn = rusqlite::Connection::open_in_memory().unwrap();
 /// # kopir::store::migrate::migrate(&mut conn, kopir::store::migrate::SCHEMA).unwrap();
+/// let zone = kopir::reports::calendar::default_time_zone();
 /// let now = time::OffsetDateTime::now_utc();
-/// let today = local_day(now).date;
-/// let days = daily(&conn, Subject::Platform, kopir::catalog::Environment::Production, today, today, now).unwrap();
+/// let today = local_day(&zone, now).date;
+/// let production = kopir::catalog::Environment::Production;
+/// let days = daily(&conn, &zone, Subject::Platform, production, today, today, now).unwrap();
 /// assert_eq!(days[0].percent(), "100.00");
 /// ```
 pub fn daily(
     conn: &Connection,
+    zone: &TimeZone,
     subject: Subject,
     environment: Environment,
     from: Date,
     to: Date,
     now: OffsetDateTime,
 ) -> rusqlite::Result<Vec<Day>> {
-    let today = local_day(now).date;
+    let today = local_day(zone, now).date;
     let to = to.min(today);
     if from > to {
         return Ok(Vec::new());
     }
-    let (lo, hi) = (LocalDay::of(from).start, LocalDay::of(to).end);
+    let (lo, hi) = (LocalDay::of(zone, from).start, LocalDay::of(zone, to).end);
     let now_s = now.unix_timestamp();
     // Per API: its outages, and the windows that excuse them.
     let (apis, outage_rows, windows) = match subject {
@@ -277,7 +290,7 @@ pub fn daily(
     let mut days = Vec::new();
     let mut date = from;
     loop {
-        let day = LocalDay::of(date);
+        let day = LocalDay::of(zone, date);
         let (s, e) = (day.start.unix_timestamp(), day.end.unix_timestamp());
         let unplanned_seconds = within(&unplanned, s, e);
         let touching = outage_rows
@@ -336,13 +349,27 @@ mod tests {
     }
 
     #[test]
-    fn the_local_day_is_the_operator_s_and_lasts_a_day() {
+    fn the_local_day_is_the_configured_zone_s_and_agrees_with_the_reports_days() {
+        let almaty = calendar::default_time_zone();
         let at = time::macros::datetime!(2026-12-03 19:30 UTC);
-        let day = local_day(at);
+        let day = local_day(&almaty, at);
         assert_eq!(day.date, time::macros::date!(2026 - 12 - 04), "00:30 in Almaty");
         assert_eq!(day.start, time::macros::datetime!(2026-12-03 19:00 UTC));
         assert_eq!(day.seconds(), 86_400);
-        assert_eq!(LocalDay::of(day.date), day);
+        assert_eq!(LocalDay::of(&almaty, day.date), day);
+        // Another zone moves the day's bounds, and the rollups' `kopir_local_day` names the same day.
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let day = local_day(&berlin, at);
+        assert_eq!(day.date, time::macros::date!(2026 - 12 - 03), "20:30 in Berlin");
+        assert_eq!(day.start, time::macros::datetime!(2026-12-02 23:00 UTC));
+        for probe in [day.start, day.end - Duration::SECOND, at] {
+            let reports = calendar::local_day(&berlin, probe.unix_timestamp()).unwrap();
+            assert_eq!(reports, day.date.to_string());
+        }
+        assert_eq!(calendar::local_day(&berlin, day.end.unix_timestamp()).unwrap(), "2026-12-04");
+        // The days summer time starts and ends last 23 and 25 hours.
+        assert_eq!(LocalDay::of(&berlin, time::macros::date!(2026 - 03 - 29)).seconds(), 82_800);
+        assert_eq!(LocalDay::of(&berlin, time::macros::date!(2026 - 10 - 25)).seconds(), 90_000);
     }
 
     #[test]
@@ -383,8 +410,9 @@ mod tests {
         tx.commit().unwrap();
 
         let now = time::macros::datetime!(2026-12-03 12:00 UTC);
-        let date = local_day(now).date;
-        let day = |subject| daily(&conn, subject, Environment::Production, date, date, now).unwrap().remove(0);
+        let zone = calendar::default_time_zone();
+        let date = local_day(&zone, now).date;
+        let day = |subject| daily(&conn, &zone, subject, Environment::Production, date, date, now).unwrap().remove(0);
         let first = day(Subject::Api(1));
         assert_eq!((first.unplanned_seconds, first.planned_seconds, first.percent()), (600, 0, "99.31".into()));
         let second = day(Subject::Api(2));

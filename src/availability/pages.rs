@@ -17,8 +17,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use jiff::tz::TimeZone;
 use serde::Deserialize;
-use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime};
 
 use super::maintenance::{self, Decided, Declaration, Listed, Window, WindowStatus};
 use super::outages::{self, OpenOutage};
@@ -52,33 +53,42 @@ impl From<AvailabilityError> for PageError {
     }
 }
 
-/// The operator's offset on `now`'s day.
-fn offset_of(now: OffsetDateTime) -> UtcOffset {
-    let day = local_day(now);
-    let seconds = (day.date.midnight().assume_utc() - day.start).whole_seconds();
-    UtcOffset::from_whole_seconds(i32::try_from(seconds).unwrap_or(0)).unwrap_or(UtcOffset::UTC)
+/// The operator's time zone as the pages name it: `Asia/Almaty, UTC+05:00` (the offset at `now`).
+fn zone_label(name: &str, zone: &TimeZone, now: OffsetDateTime) -> String {
+    let seconds = jiff::Timestamp::from_second(now.unix_timestamp()).map(|t| zone.to_offset(t).seconds()).unwrap_or(0);
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let minutes = seconds.unsigned_abs() / 60;
+    format!("{name}, UTC{sign}{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
 /// A stored time as the pages show it: the operator's local time, to the minute.
-fn local(rfc3339: &str, offset: UtcOffset) -> String {
-    match crate::clock::parse(rfc3339) {
-        Ok(t) => {
-            let t = t.to_offset(offset);
-            format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
-        }
-        Err(_) => rfc3339.to_string(),
+fn local(rfc3339: &str, zone: &TimeZone) -> String {
+    let at = crate::clock::parse(rfc3339).ok().and_then(|t| jiff::Timestamp::from_second(t.unix_timestamp()).ok());
+    match at {
+        Some(at) => zone.to_datetime(at).strftime("%Y-%m-%d %H:%M").to_string(),
+        None => rfc3339.to_string(),
     }
 }
 
-/// A `datetime-local` field (`2026-12-03T18:30`, seconds optional) in the operator's local time.
-fn parse_local(value: &str, offset: UtcOffset) -> Option<OffsetDateTime> {
+/// A `datetime-local` field (`2026-12-03T18:30`, seconds optional) in the operator's local time (a time that a
+/// change of clocks skips or repeats is read as the clocks before the change have it).
+fn parse_local(value: &str, zone: &TimeZone) -> Option<OffsetDateTime> {
     let with_seconds = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
     let minutes = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
     let value = value.trim();
-    PrimitiveDateTime::parse(value, with_seconds)
-        .or_else(|_| PrimitiveDateTime::parse(value, minutes))
-        .ok()
-        .map(|t| t.assume_offset(offset).to_offset(UtcOffset::UTC))
+    let t = PrimitiveDateTime::parse(value, with_seconds).or_else(|_| PrimitiveDateTime::parse(value, minutes)).ok()?;
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(t.year()).ok()?,
+        i8::try_from(u8::from(t.month())).ok()?,
+        i8::try_from(t.day()).ok()?,
+        i8::try_from(t.hour()).ok()?,
+        i8::try_from(t.minute()).ok()?,
+        i8::try_from(t.second()).ok()?,
+        0,
+    )
+    .ok()?;
+    let at = zone.to_ambiguous_timestamp(civil).compatible().ok()?;
+    OffsetDateTime::from_unix_timestamp(at.as_second()).ok()
 }
 
 /// An outage as a row of the pages.
@@ -99,7 +109,7 @@ fn source_key(source: outages::Source) -> &'static str {
     }
 }
 
-fn outage_rows(days: &[Day], apis: &[Api], offset: UtcOffset) -> Vec<OutageRow> {
+fn outage_rows(days: &[Day], apis: &[Api], zone: &TimeZone) -> Vec<OutageRow> {
     let mut seen = std::collections::BTreeMap::new();
     for outage in days.iter().flat_map(|d| d.outages.iter()) {
         seen.entry(std::cmp::Reverse((outage.started_at.clone(), outage.id))).or_insert_with(|| outage.clone());
@@ -111,8 +121,8 @@ fn outage_rows(days: &[Day], apis: &[Api], offset: UtcOffset) -> Vec<OutageRow> 
                 .and_then(|id| apis.iter().find(|a| a.id == id))
                 .map(|a| format!("{} {}", a.name, a.version))
                 .unwrap_or_default(),
-            started: local(&o.started_at, offset),
-            ended: o.ended_at.as_deref().map(|e| local(e, offset)),
+            started: local(&o.started_at, zone),
+            ended: o.ended_at.as_deref().map(|e| local(e, zone)),
             cause_key: o.cause.text_key(),
             source_key: source_key(o.source),
             status: o.first_status,
@@ -133,12 +143,12 @@ struct WindowRow {
 }
 
 impl WindowRow {
-    fn new(window: Window, api: String, provider: String, now: OffsetDateTime, offset: UtcOffset) -> WindowRow {
+    fn new(window: Window, api: String, provider: String, now: OffsetDateTime, zone: &TimeZone) -> WindowRow {
         WindowRow {
             id: window.id,
             api,
-            starts: local(&window.starts_at, offset),
-            ends: local(&window.ends_at, offset),
+            starts: local(&window.starts_at, zone),
+            ends: local(&window.ends_at, zone),
             status: window.status(now),
             reason: window.reason,
             declared_by: window.declared_by,
@@ -169,7 +179,8 @@ struct DeclareForm {
 struct ProviderPage<'a> {
     t: Texts,
     csrf: &'a str,
-    offset: String,
+    /// The operator's time zone, as the times are shown in it.
+    zone: String,
     bank: Vec<Day>,
     dates: Vec<String>,
     apis: Vec<(Api, Vec<Day>)>,
@@ -185,8 +196,8 @@ struct ProviderData {
     windows: Vec<Window>,
 }
 
-fn week(now: OffsetDateTime) -> (Date, Date) {
-    let today = local_day(now).date;
+fn week(zone: &TimeZone, now: OffsetDateTime) -> (Date, Date) {
+    let today = local_day(zone, now).date;
     (today - Duration::days(DAYS - 1), today)
 }
 
@@ -201,20 +212,23 @@ async fn provider_view(
     }
     let now = state.clock.now();
     let org_id = who.org.id;
-    let (from, to) = week(now);
+    let zone = state.config.time_zone.zone().clone();
+    let (from, to) = week(&zone, now);
     let data = state
         .db
-        .read(move |c| -> Result<ProviderData, StoreError> {
-            let bank = daily(c, Subject::Bank(org_id), Environment::Production, from, to, now)?;
-            let mut apis = Vec::new();
-            for api in catalog::list_for_organisation(c, org_id)? {
-                let days = daily(c, Subject::Api(api.id), Environment::Production, from, to, now)?;
-                apis.push((api, days));
+        .read({
+            let zone = zone.clone();
+            move |c| -> Result<ProviderData, StoreError> {
+                let bank = daily(c, &zone, Subject::Bank(org_id), Environment::Production, from, to, now)?;
+                let mut apis = Vec::new();
+                for api in catalog::list_for_organisation(c, org_id)? {
+                    let days = daily(c, &zone, Subject::Api(api.id), Environment::Production, from, to, now)?;
+                    apis.push((api, days));
+                }
+                Ok(ProviderData { bank, apis, windows: maintenance::for_organisation(c, org_id, WINDOWS)? })
             }
-            Ok(ProviderData { bank, apis, windows: maintenance::for_organisation(c, org_id, WINDOWS)? })
         })
         .await?;
-    let offset = offset_of(now);
     let api_list: Vec<Api> = data.apis.iter().map(|(a, _)| a.clone()).collect();
     let api_name = |id: Option<i64>| {
         id.and_then(|id| api_list.iter().find(|a| a.id == id)).map(|a| format!("{} {}", a.name, a.version))
@@ -224,16 +238,16 @@ async fn provider_view(
         .into_iter()
         .map(|w| {
             let api = api_name(w.api_id).unwrap_or_default();
-            WindowRow::new(w, api, String::new(), now, offset)
+            WindowRow::new(w, api, String::new(), now, &zone)
         })
         .collect();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = ProviderPage {
         t: Texts::current(),
         csrf: who.csrf(),
-        offset: offset.to_string(),
+        zone: zone_label(state.config.time_zone.name(), &zone, now),
         dates: data.bank.iter().map(|d| d.date.clone()).collect(),
-        outages: outage_rows(&data.bank, &api_list, offset),
+        outages: outage_rows(&data.bank, &api_list, &zone),
         bank: data.bank,
         apis: data.apis,
         windows,
@@ -262,13 +276,13 @@ async fn declare(
     }
     let t = Texts::current();
     let now = state.clock.now();
-    let offset = offset_of(now);
+    let zone = state.config.time_zone.zone();
     let api_id = match form.api.trim() {
         "" | "all" => Some(None),
         id => id.parse::<i64>().ok().map(Some),
     };
     let (Some(api_id), Some(starts_at), Some(ends_at)) =
-        (api_id, parse_local(&form.starts, offset), parse_local(&form.ends, offset))
+        (api_id, parse_local(&form.starts, zone), parse_local(&form.ends, zone))
     else {
         let form = DeclareForm { starts: redisplay(&form.starts), ends: redisplay(&form.ends), ..form };
         return provider_view(&state, &who, form, vec![t.get("availability.error.time")]).await;
@@ -317,7 +331,8 @@ async fn cancel(
 struct ConsolePage<'a> {
     t: Texts,
     csrf: &'a str,
-    offset: String,
+    /// The operator's time zone, as the times are shown in it.
+    zone: String,
     open: Vec<(OpenOutage, String)>,
     platform: Vec<Day>,
     outages: Vec<OutageRow>,
@@ -333,33 +348,36 @@ struct ConsoleData {
 /// Console readers: open outages, the platform's availability, every maintenance window (read-only).
 async fn console_page(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
     let now = state.clock.now();
-    let (from, to) = week(now);
+    let zone = state.config.time_zone.zone().clone();
+    let (from, to) = week(&zone, now);
     let data = state
         .db
-        .read(move |c| -> Result<ConsoleData, StoreError> {
-            Ok(ConsoleData {
-                open: outages::open_list(c)?,
-                platform: daily(c, Subject::Platform, Environment::Production, from, to, now)?,
-                windows: maintenance::all(c, WINDOWS)?,
-            })
+        .read({
+            let zone = zone.clone();
+            move |c| -> Result<ConsoleData, StoreError> {
+                Ok(ConsoleData {
+                    open: outages::open_list(c)?,
+                    platform: daily(c, &zone, Subject::Platform, Environment::Production, from, to, now)?,
+                    windows: maintenance::all(c, WINDOWS)?,
+                })
+            }
         })
         .await?;
-    let offset = offset_of(now);
     let page = ConsolePage {
         t: Texts::current(),
         csrf: who.csrf(),
-        offset: offset.to_string(),
+        zone: zone_label(state.config.time_zone.name(), &zone, now),
         open: data
             .open
             .into_iter()
             .map(|o| {
-                let since = local(&o.outage.started_at, offset);
+                let since = local(&o.outage.started_at, &zone);
                 (o, since)
             })
             .collect(),
-        outages: outage_rows(&data.platform, &[], offset),
+        outages: outage_rows(&data.platform, &[], &zone),
         platform: data.platform,
-        windows: data.windows.into_iter().map(|l| WindowRow::new(l.window, l.api, l.provider, now, offset)).collect(),
+        windows: data.windows.into_iter().map(|l| WindowRow::new(l.window, l.api, l.provider, now, &zone)).collect(),
     };
     Ok(render_status(StatusCode::OK, &page))
 }
@@ -371,10 +389,19 @@ mod tests {
 
     #[test]
     fn form_times_are_the_operator_s_local_time() {
-        let offset = UtcOffset::from_hms(5, 0, 0).unwrap();
-        assert_eq!(parse_local("2026-12-03T18:30", offset), Some(time::macros::datetime!(2026-12-03 13:30 UTC)));
-        assert_eq!(parse_local("2026-12-03T18:30:15", offset), Some(time::macros::datetime!(2026-12-03 13:30:15 UTC)));
-        assert_eq!(parse_local("tomorrow", offset), None);
-        assert_eq!(local("2026-12-03T13:30:00Z", offset), "2026-12-03 18:30");
+        let zone = crate::reports::calendar::default_time_zone();
+        assert_eq!(parse_local("2026-12-03T18:30", &zone), Some(time::macros::datetime!(2026-12-03 13:30 UTC)));
+        assert_eq!(parse_local("2026-12-03T18:30:15", &zone), Some(time::macros::datetime!(2026-12-03 13:30:15 UTC)));
+        assert_eq!(parse_local("tomorrow", &zone), None);
+        assert_eq!(local("2026-12-03T13:30:00Z", &zone), "2026-12-03 18:30");
+        let now = time::macros::datetime!(2026-12-03 13:30 UTC);
+        assert_eq!(zone_label("Asia/Almaty", &zone, now), "Asia/Almaty, UTC+05:00");
+        // A zone with summer time: its winter offset in December, and its summer one in July.
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(local("2026-12-03T13:30:00Z", &berlin), "2026-12-03 14:30");
+        assert_eq!(local("2026-07-03T13:30:00Z", &berlin), "2026-07-03 15:30");
+        assert_eq!(parse_local("2026-07-03T15:30", &berlin), Some(time::macros::datetime!(2026-07-03 13:30 UTC)));
+        let west = TimeZone::get("America/Sao_Paulo").unwrap();
+        assert_eq!(zone_label("America/Sao_Paulo", &west, now), "America/Sao_Paulo, UTC-03:00");
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod calendar;
 pub mod consents;
+pub mod dashboard;
 pub mod histogram;
 pub mod retention;
 pub mod rollup;

@@ -32,7 +32,7 @@ fn quiet_checks(config: &mut kopir::config::Config) {
 /// test does falls within one day.
 fn keep_within_a_day(platform: &Platform, room: time::Duration) {
     let now = platform.clock().now();
-    let left = local_day(now).end - now;
+    let left = local_day(platform.config.time_zone.zone(), now).end - now;
     if left < room {
         platform.clock().advance(left + time::Duration::minutes(1));
     }
@@ -53,8 +53,10 @@ fn organisation_id(platform: &Platform, bin: &str) -> i64 {
 /// The day of `now` for `subject`, as the providers' and the console's pages compute it.
 fn today(platform: &Platform, subject: Subject) -> kopir::availability::Day {
     let now = platform.clock().now();
-    let date = local_day(now).date;
-    let days = daily(&db(platform), subject, Environment::Production, date, date, now).unwrap();
+    let date = local_day(platform.config.time_zone.zone(), now).date;
+    let days =
+        daily(&db(platform), platform.config.time_zone.zone(), subject, Environment::Production, date, date, now)
+            .unwrap();
     days.into_iter().next().unwrap()
 }
 
@@ -193,13 +195,10 @@ async fn a_declared_maintenance_window_is_shown_apart_and_not_counted() {
 
     // Two hours of maintenance from now, declared on the personal account in the operator's local time.
     let now = platform.clock().now();
-    let offset = time::UtcOffset::from_whole_seconds(
-        (local_day(now).date.midnight().assume_utc() - local_day(now).start).whole_seconds() as i32,
-    )
-    .unwrap();
+    let zone = platform.config.time_zone.zone();
     let field = |t: time::OffsetDateTime| {
-        let t = t.to_offset(offset);
-        format!("{}T{:02}:{:02}", t.date(), t.hour(), t.minute())
+        let t = jiff::Timestamp::from_second(t.unix_timestamp()).unwrap();
+        zone.to_datetime(t).strftime("%Y-%m-%dT%H:%M").to_string()
     };
     let declared = admin
         .submit(
@@ -229,7 +228,8 @@ async fn a_declared_maintenance_window_is_shown_apart_and_not_counted() {
     assert_eq!(day.percent(), "100.00");
     assert_eq!(day.outages.len(), 1, "shown, though not counted");
     // Two hours from its declaration (or to the day's end), less the seconds its minutes were rounded down by.
-    let expected = ((now + time::Duration::hours(2)).min(local_day(now).end) - now).whole_seconds();
+    let day_end = local_day(zone, now).end;
+    let expected = ((now + time::Duration::hours(2)).min(day_end) - now).whole_seconds();
     assert!((expected - 120..=expected + 2).contains(&day.planned_seconds), "{expected}: {day:?}");
 
     // The operator sees the open outage and the window, read-only.
@@ -264,7 +264,8 @@ async fn only_a_provider_s_administrators_declare_and_cancel_its_maintenance() {
     let platform = &w.s.platform;
     let (altyn, kapshagai) = (&w.banks[0], &w.banks[1]);
     let now = platform.clock().now() + time::Duration::days(1);
-    let (starts, ends) = (format!("{}T10:00", local_day(now).date), format!("{}T11:00", local_day(now).date));
+    let tomorrow = local_day(platform.config.time_zone.zone(), now).date;
+    let (starts, ends) = (format!("{tomorrow}T10:00"), format!("{tomorrow}T11:00"));
     let fields = [("api", "all"), ("starts", starts.as_str()), ("ends", ends.as_str()), ("reason", "Network work")];
     let ok = altyn.admin.submit("/org/availability", "/org/availability/maintenance", &fields).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -331,7 +332,7 @@ async fn only_a_provider_s_administrators_declare_and_cancel_its_maintenance() {
     let backwards = altyn.admin.submit("/org/availability", "/org/availability/maintenance", &fields).await;
     assert_eq!(backwards.status, 422);
     backwards.assert_contains("must end after it starts");
-    let later = format!("{}T12:00", local_day(now + time::Duration::days(1)).date);
+    let later = format!("{}T12:00", local_day(platform.config.time_zone.zone(), now + time::Duration::days(1)).date);
     let fields = [("api", "all"), ("starts", starts.as_str()), ("ends", later.as_str()), ("reason", "Too long")];
     assert_eq!(altyn.admin.submit("/org/availability", "/org/availability/maintenance", &fields).await.status, 422);
     let theirs = kapshagai.api_id.to_string();
