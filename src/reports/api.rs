@@ -8,6 +8,7 @@
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -38,7 +39,7 @@ fn allowed(view: View, group: GroupBy) -> bool {
 fn bad_request(parameter: &str, message: &str) -> ApiError {
     let code =
         if matches!(parameter, "from" | "to") { ObErrorCode::FieldInvalidDate } else { ObErrorCode::FieldInvalid };
-    ApiError::new(StatusCode::BAD_REQUEST, code, format!("{parameter}: {message}"))
+    ApiError::new(StatusCode::BAD_REQUEST, code, format!("{parameter}: {message}")).at(parameter.to_string())
 }
 
 fn refused(refusal: &Refusal) -> ApiError {
@@ -69,8 +70,10 @@ impl From<ReportError> for ApiError {
 async fn usage_report(
     State(state): State<AppState>,
     client: ApiClient,
-    Query(params): Query<Params>,
+    params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A query that is not a set of distinct parameters (one named twice) is answered in the standard shape too.
+    let Query(params) = params.map_err(|_| bad_request("query", "each parameter may be given once"))?;
     let org = (*client.organisation).clone();
     let zone = state.config.time_zone.zone().clone();
     let now = state.clock.now();
