@@ -130,8 +130,7 @@ CREATE TABLE accreditation_applications (
     contact_name       TEXT NOT NULL,
     contact_email      TEXT NOT NULL,
     contact_phone      TEXT NOT NULL,
-    status             TEXT NOT NULL CHECK (status IN ('draft', 'submitted', 'changes_requested', 'approved',
-        'rejected')),
+    status             TEXT NOT NULL CHECK (status IN ('draft', 'submitted', 'changes_requested', 'approved', 'rejected')),
     decision_reason    TEXT NOT NULL DEFAULT '',
     decided_by         INTEGER REFERENCES users (id),
     decided_at         TEXT,
@@ -427,8 +426,7 @@ CREATE TABLE api_checks (
 CREATE INDEX api_checks_api ON api_checks (api_id, id);
 -- The marketplace's search: one row per API (rowid = apis.id), kept by the catalogue in the same transaction as
 -- every change of the API or its provider's name.
-CREATE VIRTUAL TABLE apis_search USING fts5(name, provider, description, standard, tokenize = 'unicode61
-    remove_diacritics 2');
+CREATE VIRTUAL TABLE apis_search USING fts5(name, provider, description, standard, tokenize = 'unicode61 remove_diacritics 2');
 
 -- migration 8: metering of data exchanges through the gateway (no account data: who, which API, what, how it went)
 CREATE TABLE exchanges (
@@ -542,8 +540,7 @@ CREATE TABLE biometric_captures (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX biometric_captures_used ON biometric_captures (used_at);
 
--- migration 12: indexes for the sweeps of expired sessions and old sign-in attempts (sessions now start only at
-    sign-in)
+-- migration 12: indexes for the sweeps of expired sessions and old sign-in attempts (sessions now start only at sign-in)
 -- `session::start` deletes sessions past their end or idle too long: without these each sign-in scanned the table.
 CREATE INDEX sessions_expires ON sessions (expires_at);
 CREATE INDEX sessions_last_seen ON sessions (last_seen_at);
@@ -589,8 +586,7 @@ ALTER TABLE organisations_rebuilt RENAME TO organisations;
 CREATE INDEX organisations_bin ON organisations (bin);
 CREATE UNIQUE INDEX organisations_bin_accredited ON organisations (bin) WHERE status <> 'registered';
 
--- migration 14: reports: the refusal's error code on each exchange, hourly, daily and monthly usage rollups, consent
-    changes
+-- migration 14: reports: the refusal's error code on each exchange, hourly, daily and monthly usage rollups, consent changes
 -- The ObErrorCode the API user was answered with, when the exchange was refused or failed; NULL when it was served.
 ALTER TABLE exchanges ADD COLUMN error_code TEXT;
 -- Usage rollups (`crate::reports`), kept by the meter's batch writer in the same transaction as the raw rows (so a
