@@ -116,7 +116,10 @@ async fn participants_reports_equal_the_raw_exchanges_and_show_only_their_own_tr
     let other_api = w.banks[1].api_id;
     assert_eq!(bank_admin.get(&format!("/org/reports?api={other_api}&format=json")).await.status, 404);
     assert_eq!(bank_admin.get(&format!("/org/reports?api={}&format=json", w.banks[0].api_id)).await.status, 200);
-    assert_eq!(bank_admin.get("/org/reports?view=user").await.status, 400);
+    // Nor the API user's application, in the bank's own API user's report.
+    let foreign_app = format!("/org/reports?view=user&application={}&format=json", s.app_id);
+    assert_eq!(bank_admin.get(&foreign_app).await.status, 404);
+    assert_eq!(bank_admin.get(&format!("/org/reports?view=provider&application={}", s.app_id)).await.status, 400);
 
     // An analyst of the bank reads it; operator staff use the dashboard; anonymous callers sign in.
     let password =
@@ -141,10 +144,11 @@ async fn participants_reports_equal_the_raw_exchanges_and_show_only_their_own_tr
     assert_eq!(grouped, raw_user);
     for query in [
         "?group_by=nope",
-        "?group_by=user",
+        "?view=user&group_by=user",
         "?from=2026-01-10&to=2026-01-01",
         "?from=2026-01-01&to=2026-03-01&granularity=hour",
-        "?view=provider",
+        "?view=user&api=1",
+        "?period=fortnight",
     ] {
         let answer = platform.client(Some(&s.identity)).get(api(query)).send().await.unwrap();
         assert_eq!(answer.status(), 400, "{query}");
