@@ -731,3 +731,75 @@ async fn page(
     };
     Ok(render(&page).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn organisation(is_provider: bool, is_user: bool) -> Organisation {
+        Organisation {
+            id: 7,
+            bin: String::new(),
+            name: String::new(),
+            licence_number: String::new(),
+            contact_email: String::new(),
+            contact_phone: String::new(),
+            description: String::new(),
+            website: String::new(),
+            has_logo: false,
+            status: crate::participants::OrgStatus::Accredited,
+            status_reason: String::new(),
+            is_provider,
+            is_user,
+            created_at: String::new(),
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        from_query(&query.join("&"))
+    }
+
+    fn from_query(query: &str) -> Params {
+        let value: serde_json::Map<String, serde_json::Value> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(value)).unwrap()
+    }
+
+    #[test]
+    fn presets_custom_intervals_and_refusals() {
+        let today: Date = "2026-12-03".parse().unwrap();
+        let bank = organisation(true, false);
+        let week = Request::parse(&params(&[]), &bank, today, false).unwrap();
+        assert_eq!(
+            (week.view, week.from.to_string(), week.to.to_string()),
+            (View::Provider, "2026-11-27".into(), "2026-12-04".into())
+        );
+        assert_eq!(week.granularity, Granularity::Day);
+        let day = Request::parse(&params(&[("period", "day")]), &bank, today, false).unwrap();
+        assert_eq!((day.from.to_string(), day.granularity), ("2026-12-03".into(), Granularity::Hour));
+        let month = Request::parse(&params(&[("period", "month")]), &bank, today, false).unwrap();
+        assert_eq!((month.from.to_string(), month.to.to_string()), ("2026-12-01".into(), "2027-01-01".into()));
+        let custom = [("from", "2026-01-01"), ("to", "2026-03-01"), ("granularity", "hour")];
+        let lowered = Request::parse(&params(&custom), &bank, today, false).unwrap();
+        assert!(lowered.granularity_lowered && lowered.granularity == Granularity::Day);
+        let refused = |pairs: &[(&str, &str)], org: &Organisation, strict: bool| {
+            Request::parse(&params(pairs), org, today, strict).unwrap_err().parameter
+        };
+        assert_eq!(refused(&custom, &bank, true), "granularity");
+        assert_eq!(refused(&[("view", "user")], &bank, false), "view");
+        assert_eq!(refused(&[("view", "provider")], &organisation(false, true), false), "view");
+        assert_eq!(refused(&[("from", "2026-02-01"), ("to", "2026-01-01")], &bank, false), "to");
+        assert_eq!(refused(&[("from", "2024-01-01"), ("to", "2026-01-01")], &bank, false), "to");
+        assert_eq!(refused(&[("from", "01.02.2026"), ("to", "2026-03-01")], &bank, false), "from");
+        assert_eq!(refused(&[("granularity", "minute")], &bank, false), "granularity");
+        assert_eq!(refused(&[("environment", "staging")], &bank, false), "environment");
+        assert_eq!(refused(&[("application", "3")], &bank, false), "application");
+        assert_eq!(refused(&[("api", "3")], &organisation(false, true), false), "api");
+    }
+}

@@ -82,6 +82,13 @@ async fn participants_reports_equal_the_raw_exchanges_and_show_only_their_own_tr
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<svg") && page.body.contains("<desc id=\"usage-chart-desc\">"), "{}", page.body);
     assert!(page.body.contains("id=\"table-by_bank\"") && page.body.contains("Altyn Bank"));
+    let totals = &page.body[page.body.find("id=\"table-totals\"").unwrap()..];
+    assert!(totals.contains(&format!("<td class=\"num\">{raw_user}</td>")), "{totals}");
+    // Hours over a long interval: shown by day, and the page says so.
+    let long =
+        s.user_admin.get("/org/reports?view=user&period=custom&from=2026-01-01&to=2026-03-01&granularity=hour").await;
+    assert_eq!(long.status, 200);
+    assert!(long.body.contains("id=\"granularity-lowered\""));
     let export = s.user_admin.get("/org/reports?view=user&format=json").await;
     assert_eq!(export.status, 200);
     let document: Value = serde_json::from_str(&export.body).unwrap();
