@@ -122,7 +122,7 @@ mod tests {
         for _ in 0..10 {
             slow.record(45_000);
         }
-        assert_eq!(slow.percentile(0.99).unwrap() <= 45_000.0, true);
+        assert!(slow.percentile(0.99).unwrap() <= 45_000.0);
         assert!(slow.percentile(0.5).unwrap() > 30_000.0);
     }
 
