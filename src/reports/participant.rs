@@ -115,8 +115,16 @@ fn parse_word<T: std::str::FromStr>(value: &Option<String>, parameter: &'static 
     }
 }
 
+/// The days a report may name: from the Unix epoch to the end of 2199 (every clock and calendar conversion holds).
+fn plausible(date: Date) -> bool {
+    (1970..=2199).contains(&date.year())
+}
+
 fn parse_date(value: &Option<String>, parameter: &'static str) -> Result<Option<Date>, Refusal> {
-    parse_word::<Date>(value, parameter).or_else(|_| refuse(parameter, "reports.error.date"))
+    match parse_word::<Date>(value, parameter) {
+        Ok(date) if date.is_none_or(plausible) => Ok(date),
+        _ => refuse(parameter, "reports.error.date"),
+    }
 }
 
 impl Request {
@@ -798,6 +806,7 @@ mod tests {
         assert_eq!(refused(&[("from", "2024-01-01"), ("to", "2026-01-01")], &bank, false), "to");
         assert_eq!(refused(&[("from", "01.02.2026"), ("to", "2026-03-01")], &bank, false), "from");
         assert_eq!(refused(&[("granularity", "minute")], &bank, false), "granularity");
+        assert_eq!(refused(&[("from", "-009999-01-01"), ("to", "2026-03-01")], &bank, false), "from");
         assert_eq!(refused(&[("environment", "staging")], &bank, false), "environment");
         assert_eq!(refused(&[("application", "3")], &bank, false), "application");
         assert_eq!(refused(&[("api", "3")], &organisation(false, true), false), "api");
