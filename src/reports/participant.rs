@@ -128,9 +128,27 @@ fn parse_date(value: &Option<String>, parameter: &'static str) -> Result<Option<
 }
 
 impl Request {
-    /// Checks `params` for `org` on local date `today`. `strict_hours` refuses hours over a long interval (the API);
-    /// otherwise days are given instead and the page says so.
-    pub fn parse(params: &Params, org: &Organisation, today: Date, strict_hours: bool) -> Result<Request, Refusal> {
+    /// Checks `params` for `org` on local date `today`. `strict` (the API) refuses empty parameters and hours over a
+    /// long interval; otherwise (the page) empty means none, and days are given instead of hours and the page says so.
+    pub fn parse(params: &Params, org: &Organisation, today: Date, strict: bool) -> Result<Request, Refusal> {
+        // The API takes exact parameters: one given empty is refused (a page's form sends "all" as empty).
+        if strict {
+            for (parameter, value) in [
+                ("view", &params.view),
+                ("period", &params.period),
+                ("from", &params.from),
+                ("to", &params.to),
+                ("granularity", &params.granularity),
+                ("group_by", &params.group_by),
+                ("environment", &params.environment),
+                ("api", &params.api),
+                ("application", &params.application),
+            ] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    return refuse(parameter, "reports.error.value");
+                }
+            }
+        }
         let view = match parse_word::<View>(&params.view, "view")? {
             Some(view) => view,
             None if org.is_provider => View::Provider,
@@ -180,7 +198,7 @@ impl Request {
         });
         let mut granularity_lowered = false;
         if granularity == Granularity::Hour && days > MAX_HOURLY_DAYS {
-            if strict_hours {
+            if strict {
                 return refuse("granularity", "reports.error.hours");
             }
             granularity = Granularity::Day;
@@ -800,6 +818,8 @@ mod tests {
             Request::parse(&params(pairs), org, today, strict).unwrap_err().parameter
         };
         assert_eq!(refused(&custom, &bank, true), "granularity");
+        assert_eq!(refused(&[("to", "")], &bank, true), "to");
+        assert!(Request::parse(&params(&[("api", "")]), &bank, today, false).is_ok());
         assert_eq!(refused(&[("view", "user")], &bank, false), "view");
         assert_eq!(refused(&[("view", "provider")], &organisation(false, true), false), "view");
         assert_eq!(refused(&[("from", "2026-02-01"), ("to", "2026-01-01")], &bank, false), "to");
