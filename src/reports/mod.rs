@@ -7,15 +7,23 @@
 //! [`usage`] and [`consents`]: a [`usage::UsageFilter`] (interval, environment, provider / API user / application /
 //! API), a granularity and a grouping in, typed rows out, percentiles from [`histogram`].
 
+pub mod api;
 pub mod calendar;
 pub mod consents;
 pub mod dashboard;
+pub mod export;
 pub mod histogram;
+pub mod participant;
 pub mod retention;
 pub mod rollup;
 pub mod usage;
 
 use thiserror::Error;
+
+/// The participants' report page and API.
+pub fn router() -> axum::Router<crate::web::AppState> {
+    participant::router().merge(api::router())
+}
 
 use crate::store::StoreError;
 

@@ -261,25 +261,13 @@ impl From<HealthError> for PageError {
 // ---------------------------------------------------------------------------------------------------------------
 // Charts: inline SVG, drawn here. Every text in them is escaped; numbers are formatted by us.
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::web::chart::{escape, svg_open};
 
 const W: f64 = 720.0;
 const H: f64 = 200.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 24.0;
 const TOP: f64 = 10.0;
-
-fn svg_open(id: &str, title: &str, desc: &str, width: f64, height: f64, class: &str) -> String {
-    format!(
-        "<svg class=\"{class}\" role=\"img\" viewBox=\"0 0 {width} {height}\" width=\"100%\" \
-         preserveAspectRatio=\"none\" aria-labelledby=\"{id}-title {id}-desc\" xmlns=\"http://www.w3.org/2000/svg\">\
-         <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
-        escape(title),
-        escape(desc)
-    )
-}
 
 /// The x of hour `i` of `n` in the plot area.
 fn x_of(i: usize, n: usize) -> f64 {

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod admission;
+pub mod chart;
 pub mod client_cert;
 pub mod health;
 pub mod metrics;
@@ -134,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::standard::router())
         .merge(crate::sandbox::router())
         .merge(crate::availability::router())
+        .merge(crate::reports::router())
         .merge(crate::monitoring::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))

@@ -1,0 +1,112 @@
+//! Charts drawn by the server as inline SVG, shared by the health pages and the reports: every chart is an
+//! `<svg role="img">` labelled by its `<title>` and `<desc>`, every text in it escaped, every number formatted here;
+//! pages put the same numbers in a data table beside it.
+
+use crate::i18n::Texts;
+
+/// Escapes text for SVG (and HTML) content and attributes.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Opens an accessible chart: `<svg role="img" aria-labelledby=…>` with its `<title>` and `<desc>`.
+pub fn svg_open(id: &str, title: &str, desc: &str, width: f64, height: f64, class: &str) -> String {
+    format!(
+        "<svg class=\"{class}\" role=\"img\" viewBox=\"0 0 {width} {height}\" width=\"100%\" \
+         preserveAspectRatio=\"none\" aria-labelledby=\"{id}-title {id}-desc\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
+        escape(title),
+        escape(desc)
+    )
+}
+
+const W: f64 = 720.0;
+const H: f64 = 200.0;
+const LEFT: f64 = 48.0;
+const BOTTOM: f64 = 24.0;
+const TOP: f64 = 10.0;
+
+/// Requests per period as bars, the errors among them drawn over each bar: `(label, requests, errors)`.
+pub fn requests_chart(t: &Texts, id: &str, periods: &[(String, u64, u64)]) -> String {
+    let total: u64 = periods.iter().map(|p| p.1).sum();
+    let errors: u64 = periods.iter().map(|p| p.2).sum();
+    let max = periods.iter().map(|p| p.1).max().unwrap_or(0).max(1);
+    let desc = if periods.is_empty() {
+        t.get("chart.no_data").to_string()
+    } else {
+        format!(
+            "{} {}; {}: {total}; {}: {errors}; max {max}",
+            periods.len(),
+            t.get("chart.periods"),
+            t.get("chart.requests"),
+            t.get("chart.errors")
+        )
+    };
+    let mut out = svg_open(id, t.get("chart.requests_title"), &desc, W, H, "chart");
+    let base = H - BOTTOM;
+    out.push_str(&format!(
+        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"currentColor\" stroke-opacity=\".4\"/>\
+         <line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"currentColor\" stroke-opacity=\".4\"/>\
+         <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{max}</text>\
+         <text x=\"{}\" y=\"{base}\" font-size=\"11\" text-anchor=\"end\">0</text>",
+        W - 8.0,
+        LEFT - 4.0,
+        TOP + 10.0,
+        LEFT - 4.0,
+    ));
+    match (periods.first(), periods.last()) {
+        (Some(first), Some(last)) => out.push_str(&format!(
+            "<text x=\"{LEFT}\" y=\"{}\" font-size=\"11\">{}</text>\
+             <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+            H - 6.0,
+            escape(&first.0),
+            W - 8.0,
+            H - 6.0,
+            escape(&last.0),
+        )),
+        _ => out.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
+            W / 2.0,
+            H / 2.0,
+            escape(t.get("chart.no_data")),
+        )),
+    }
+    let n = periods.len().max(1);
+    let slot = (W - LEFT - 8.0) / n as f64;
+    let width = (slot * 0.8).max(1.0);
+    let height_of = |v: u64| (H - BOTTOM - TOP) * v as f64 / max as f64;
+    for (i, (label, requests, errors)) in periods.iter().enumerate() {
+        let x = LEFT + slot * i as f64 + (slot - width) / 2.0;
+        let (h, e) = (height_of(*requests), height_of(*errors));
+        out.push_str(&format!(
+            "<rect class=\"ok\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" height=\"{h:.1}\"><title>{}: {requests}</title></rect>",
+            base - h,
+            escape(label)
+        ));
+        if *errors > 0 {
+            out.push_str(&format!(
+                "<rect class=\"bad\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" height=\"{e:.1}\"/>",
+                base - e
+            ));
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::Lang;
+
+    #[test]
+    fn requests_chart_is_accessible_and_escaped() {
+        let t = Texts { lang: Lang::En };
+        let svg = requests_chart(&t, "c", &[("<d1>".into(), 10, 2), ("d2".into(), 4, 0)]);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+        assert!(svg.contains("role=\"img\"") && svg.contains("<title id=\"c-title\">") && svg.contains("<desc id="));
+        assert!(svg.contains("&lt;d1&gt;") && !svg.contains("<d1>"));
+        assert!(svg.contains("2 periods") && svg.contains("14") && svg.contains("class=\"bad\""));
+        assert!(requests_chart(&t, "e", &[]).contains(t.get("chart.no_data")));
+    }
+}
