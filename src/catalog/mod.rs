@@ -48,7 +48,7 @@ use crate::participants::{OrgStatus, Organisation};
 use crate::store::{Db, StoreError};
 use crate::web::pages::{Lang, Texts};
 
-pub use check::{CheckReport, Environment, Finding, FindingOutcome, PublicationCheck, checker};
+pub use check::{CheckReport, Environment, Finding, FindingOutcome, PublicationCheck, Severity};
 
 /// An Open API standard an API may implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

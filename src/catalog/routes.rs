@@ -225,7 +225,8 @@ async fn api_page(state: &AppState, who: &Member, id: i64, shown: Shown<'_>) -> 
             Ok(Some((api, checks, connected)))
         })
         .await;
-    let (api, checks, connected) = found?.ok_or_else(PageError::not_found)?;
+    let (api, mut checks, connected) = found?.ok_or_else(PageError::not_found)?;
+    super::check::label(&mut checks, |id| state.publication_check.text_key(id));
     let form = shown.form.unwrap_or_else(|| PassportInput::of(&api));
     let locked = !api.fully_editable();
     let page = ApiPage {
@@ -308,8 +309,8 @@ async fn publish(
 ) -> Result<Response, PageError> {
     let t = Texts::current();
     let org_id = who.org.id;
-    let check = super::checker(&state);
-    match super::publish(&state.db, check.as_ref(), org_id, id, who.audit_actor(), &state.clock).await {
+    match super::publish(&state.db, state.publication_check.as_ref(), org_id, id, who.audit_actor(), &state.clock).await
+    {
         Ok(Publication::Published(_)) => Ok(Redirect::to(&format!("/org/apis/{id}")).into_response()),
         Ok(Publication::Refused(_)) => {
             let notice = Some(t.get("catalog.publication_refused"));

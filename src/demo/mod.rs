@@ -268,7 +268,7 @@ pub(crate) async fn seed(
     dir: &std::path::Path,
     credentials: &mut Vec<(String, String, String)>,
 ) -> Result<(String, String, Vec<(String, String)>), DemoError> {
-    let checker = crate::catalog::check::checker(state);
+    let checker = state.publication_check.clone();
     let mut apis = Vec::new();
     let mut bank_list = Vec::new();
     for (i, ((name, digits), base_url)) in plan.iter().zip(base_urls).enumerate() {

@@ -1,50 +1,10 @@
 //! What the conformance suite says about what it saw: the outcome and severity of a case, and the short, non-secret
 //! evidence excerpts (error bodies, transport failures).
 //!
-//! The direction of the sandbox's modules: `catalog::check` (the publication step) → `sandbox::suite` (the run) →
-//! `sandbox::cases` and this module. Nothing here or in the suite uses the catalogue; the catalogue re-exports
-//! [`FindingOutcome`] and [`Severity`] for its findings.
+//! The outcome and severity are the catalogue's ([`crate::catalog::FindingOutcome`], [`crate::catalog::Severity`]):
+//! a case's result becomes a finding of the catalogue's publication check.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingOutcome {
-    Passed,
-    Failed,
-    /// Not run, because an earlier finding made it pointless.
-    Skipped,
-}
-
-impl FindingOutcome {
-    pub fn text_key(self) -> &'static str {
-        match self {
-            FindingOutcome::Passed => "catalog.finding.passed",
-            FindingOutcome::Failed => "catalog.finding.failed",
-            FindingOutcome::Skipped => "catalog.finding.skipped",
-        }
-    }
-
-    pub fn badge(self) -> &'static str {
-        match self {
-            FindingOutcome::Passed => "status-active",
-            FindingOutcome::Failed => "status-revoked",
-            FindingOutcome::Skipped => "status-suspended",
-        }
-    }
-}
-
-crate::text_enum! {
-    /// How much a failed case matters.
-    pub enum Severity {
-        /// The platform's credentials or the customers' data are not protected, or nothing works.
-        Critical = "critical",
-        /// A rule of the standard is broken: API users' code will trip on it.
-        Major = "major",
-        /// A detail of the standard.
-        Minor = "minor",
-    }
-}
+pub use crate::catalog::{FindingOutcome, Severity};
 
 /// At most `max` characters of `s`, without control characters.
 pub fn excerpt(s: &str, max: usize) -> String {

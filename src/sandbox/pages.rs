@@ -111,6 +111,8 @@ fn page(who: &SignedIn, loaded: Loaded, shown: Shown) -> Response {
     let latency_svg = latency_chart(&t, &loaded.hours);
     let availability_svg = availability_chart(&t, &loaded.hours);
     let [day, week, month] = loaded.availability;
+    let mut failures = loaded.failures;
+    catalog::check::label(&mut failures, super::check::text_key);
     render_status(
         shown.status,
         &HealthPage {
@@ -127,7 +129,7 @@ fn page(who: &SignedIn, loaded: Loaded, shown: Shown) -> Response {
                 ("health.availability_30d", percent(month)),
             ],
             p95: loaded.p95,
-            failures: loaded.failures,
+            failures,
             runs: loaded.runs,
             hours: loaded.hours,
             latency_svg,

@@ -77,6 +77,8 @@ pub struct Platform {
     pub clock: crate::clock::Clock,
     /// Whether the platform is answering with its own 5xx (`crate::availability::platform`).
     pub availability: Arc<crate::availability::PlatformWatch>,
+    /// The check an API passes before publication and then on a schedule (the sandbox's conformance suite).
+    pub publication_check: Arc<dyn crate::catalog::PublicationCheck>,
 }
 
 impl Platform {
@@ -343,13 +345,23 @@ pub async fn start_with_lookup(
     let egress = crate::egress::Egress::new(&config, lookup);
     let (gateway, metered) = crate::gateway::Gateway::new(&config, egress.banks.clone())?;
     let config = Arc::new(config);
+    let signer = crate::oauth::jwks::Signer::new(config.clone());
+    let publication_check = Arc::new(crate::sandbox::check::ConformanceCheck::new(
+        config.clone(),
+        db.clone(),
+        signer.clone(),
+        // The OAuth issuer (`oauth::metadata::issuer`): the public URL.
+        public_url.to_string(),
+        egress.banks.clone(),
+        clock.clone(),
+    ));
     let state = AppState(Arc::new(Platform {
         config: config.clone(),
         db,
         authority,
         shutting_down: Arc::new(AtomicBool::new(false)),
         public_url,
-        signer: crate::oauth::jwks::Signer::new(config.clone()),
+        signer,
         sms,
         biometric,
         phones,
@@ -360,6 +372,7 @@ pub async fn start_with_lookup(
         egress,
         clock,
         availability: crate::availability::PlatformWatch::new(),
+        publication_check,
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {
@@ -391,7 +404,7 @@ pub async fn start_with_lookup(
         state.clock.clone(),
         receiver.clone(),
     ));
-    tasks.push(crate::sandbox::schedule::spawn(state.clone(), crate::catalog::checker(&state), receiver.clone()));
+    tasks.push(crate::sandbox::schedule::spawn(state.clone(), state.publication_check.clone(), receiver.clone()));
     tasks.push(crate::monitoring::spawn(
         state.db.clone(),
         state.clock.clone(),
