@@ -277,7 +277,7 @@ async fn refresh_with(s: &Scenario, identity: &Identity, refresh_token: &str) ->
 async fn the_token_endpoint_refuses_wrong_clients_codes_verifiers_and_redirects() {
     let s = scenario(1).await;
     let (other_app, other_client, other_identity) = consent::application(&s.user_admin, "Other App").await;
-    consent::connect(&s.platform, other_app, &s.banks[0].0);
+    consent::connect(&s.platform, &s.user_bin, other_app, &s.banks[0].0).await;
 
     // Another application's certificate.
     let (code, verifier, _) = allowed_code(&s, 11).await;

@@ -4,8 +4,16 @@
 
 use serde_json::{Value, json};
 
+use kopir::audit::Actor;
+use kopir::catalog::check::CheckFuture;
+use kopir::catalog::{
+    self, Api, CheckReport, Environment, Finding, FindingOutcome, Passport, Publication, PublicationCheck,
+};
+use kopir::participants;
+use kopir::store::StoreError;
+
 use super::browser::{Browser, Page, bin, register_organisation};
-use super::participant::{accredit, admin_of_new_organisation, app_id, client_id, db, download, register_app, serials};
+use super::participant::{accredit, admin_of_new_organisation, app_id, client_id, download, register_app, serials};
 use super::{Csr, Identity, Platform};
 
 pub const REDIRECT_URI: &str = "https://fintech.example/callback";
@@ -31,30 +39,73 @@ pub fn iin(seed: u32) -> String {
         .expect("an IIN")
 }
 
-/// Publishes a (placeholder) account-information API for the bank and connects the application to it, directly in
-/// the database: this stands in for the marketplace (API publication and connection), which is built on top of the
-/// consent registry. The tests here are about what a connection allows, not how it is made.
-pub fn connect(platform: &Platform, app_id: i64, bank_bin: &str) {
-    let conn = db(platform);
-    let now = kopir::clock::now_rfc3339();
-    let org_id: i64 = conn.query_row("SELECT id FROM organisations WHERE bin = ?1", [bank_bin], |r| r.get(0)).unwrap();
-    let api_id: i64 = match conn.query_row("SELECT id FROM apis WHERE organisation_id = ?1", [org_id], |r| r.get(0)) {
-        Ok(id) => id,
-        Err(_) => {
-            conn.execute(
-                "INSERT INTO apis (organisation_id, name, version, standard, status, created_at, updated_at,
-                 published_at) VALUES (?1, 'Accounts', '1.0', 'kopir-ais-v1', 'published', ?2, ?2, ?2)",
-                rusqlite::params![org_id, now],
-            )
-            .unwrap();
-            conn.last_insert_rowid()
+/// Publishes a (placeholder) account-information API for the bank, if it has none yet, and connects the
+/// `user_bin` organisation's application to it — through the catalogue's own functions (create, publish, connect),
+/// on the running platform, each with its audit entry. The API has no base URL: its publication check is
+/// [`Placeholder`], which passes (the tests here are about what a connection allows, not how an API passes its
+/// check; tests/it/catalog.rs and the exchange fixture publish through the real conformance suite).
+pub async fn connect(platform: &Platform, user_bin: &str, app_id: i64, bank_bin: &str) {
+    let state = &platform.running().state;
+    let (bank, user, apis) = {
+        let (bank_bin, user_bin) = (bank_bin.to_string(), user_bin.to_string());
+        state
+            .db
+            .read(move |c| {
+                let bank = participants::organisation_by_bin(c, &bank_bin)?.expect("the bank");
+                let user = participants::organisation_by_bin(c, &user_bin)?.expect("the API user");
+                let apis = catalog::list_for_organisation(c, bank.id)?;
+                Ok::<_, StoreError>((bank.id, user.id, apis))
+            })
+            .await
+            .unwrap()
+    };
+    let api_id = match apis.first() {
+        Some(api) => api.id,
+        None => {
+            let passport = Passport {
+                name: "Accounts".into(),
+                version: "1.0".into(),
+                standard: "kopir-ais-v1".into(),
+                description: String::new(),
+                sandbox_base_url: String::new(),
+                production_base_url: String::new(),
+                sla_response_ms: 1000,
+                timeout_ms: 5000,
+                contact_email: String::new(),
+                contact_phone: String::new(),
+            };
+            let api = catalog::create(&state.db, bank, passport, fixture(), state.clock.now()).await.unwrap();
+            let published =
+                catalog::publish(&state.db, &Placeholder(state.clock.clone()), bank, api.id, fixture(), &state.clock)
+                    .await
+                    .unwrap();
+            assert!(matches!(published, Publication::Published(_)), "{published:?}");
+            api.id
         }
     };
-    conn.execute(
-        "INSERT INTO api_connections (application_id, api_id, connected_at) VALUES (?1, ?2, ?3)",
-        rusqlite::params![app_id, api_id, now],
-    )
-    .unwrap();
+    catalog::connect(&state.db, user, api_id, app_id, fixture(), state.clock.now()).await.unwrap();
+}
+
+/// The publication check of [`connect`]'s placeholder API: one passed finding, nothing called.
+struct Placeholder(kopir::clock::Clock);
+
+impl PublicationCheck for Placeholder {
+    fn check<'a>(&'a self, api: &'a Api, environment: Environment) -> CheckFuture<'a> {
+        let at = self.0.now_rfc3339();
+        let found = Finding::new("placeholder", "A placeholder API of the tests", FindingOutcome::Passed, "");
+        let report =
+            CheckReport::new(environment.as_str(), environment.base_url(api), at.clone(), at, vec![found], None);
+        Box::pin(std::future::ready(report))
+    }
+
+    fn text_key(&self, _: &str) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Who the audit journal names for what [`connect`] does.
+fn fixture() -> Actor {
+    Actor { name: "cli:operator".into(), source: "cli".into(), user_id: None }
 }
 
 /// A registered, accredited organisation (no one signed in). Returns its BIN.
@@ -98,7 +149,7 @@ pub async fn scenario_redirecting(platform: Platform, banks: usize, redirect_uri
     accredit(&platform, &user_bin).await;
     let (app_id, client_id, identity) = application_with(&user_admin, "Budget App", redirect_uri).await;
     for (bank_bin, _) in &list {
-        connect(&platform, app_id, bank_bin);
+        connect(&platform, &user_bin, app_id, bank_bin).await;
     }
     Scenario {
         platform,
