@@ -455,7 +455,7 @@ pub async fn register(
                 tx,
                 &Event::new(&actor.name, "apps.application.register", Outcome::Denied)
                     .at(now)
-                    .organisation(&org.bin)
+                    .organisation(org.bin.as_str())
                     .source(&actor.source)
                     .detail(serde_json::json!({
                         "name": new.name,
@@ -494,7 +494,7 @@ pub async fn register(
             tx,
             &Event::new(&actor.name, "apps.application.registered", Outcome::Success)
                 .at(now)
-                .organisation(&org.bin)
+                .organisation(org.bin.as_str())
                 .object(format!("application:{}", client_id.as_str()))
                 .source(&actor.source)
                 .detail(serde_json::json!({
@@ -559,7 +559,7 @@ pub async fn rotate(
             tx,
             &Event::new(&actor.name, "apps.certificate.rotated", Outcome::Success)
                 .at(now)
-                .organisation(&org.bin)
+                .organisation(org.bin.as_str())
                 .object(format!("application:{}", app.client_id))
                 .source(&actor.source)
                 .detail(serde_json::json!({
@@ -626,7 +626,7 @@ pub async fn set_active(
             tx,
             &Event::new(&actor.name, action, Outcome::Success)
                 .at(now)
-                .organisation(&org.bin)
+                .organisation(org.bin.as_str())
                 .object(format!("application:{}", app.client_id))
                 .source(&actor.source),
         )?;
@@ -651,7 +651,7 @@ mod tests {
     fn org(status: OrgStatus, is_user: bool, is_provider: bool) -> Organisation {
         Organisation {
             id: 1,
-            bin: "990340000011".into(),
+            bin: crate::kz::Bin::parse("990340000014").unwrap(),
             name: "Org".into(),
             licence_number: "L-1".into(),
             contact_email: "a@b.kz".into(),

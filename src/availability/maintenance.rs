@@ -161,8 +161,11 @@ fn journal(
     detail: serde_json::Value,
     now: OffsetDateTime,
 ) -> rusqlite::Result<()> {
-    let mut event =
-        Event::new(&actor.name, action, outcome).at(now).organisation(&org.bin).source(&actor.source).detail(detail);
+    let mut event = Event::new(&actor.name, action, outcome)
+        .at(now)
+        .organisation(org.bin.as_str())
+        .source(&actor.source)
+        .detail(detail);
     if let Some(id) = object {
         event = event.object(format!("maintenance:{id}"));
     }

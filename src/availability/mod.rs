@@ -381,7 +381,7 @@ mod tests {
         tx.execute_batch(
             "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
                                         is_provider, created_at, updated_at)
-             VALUES (1, '990340000013', 'Altyn Bank', 'L-1', 'a@b.kz', '+7 700 000 00 00', 'accredited', 1,
+             VALUES (1, '990340000014', 'Altyn Bank', 'L-1', 'a@b.kz', '+7 700 000 00 00', 'accredited', 1,
                      '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
              INSERT INTO apis (id, organisation_id, name, version, standard, status, created_at, updated_at)
              VALUES (1, 1, 'Accounts', '1.0', 'kopir-ais-v1', 'published', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),

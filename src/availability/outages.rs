@@ -241,7 +241,8 @@ fn announce(tx: &Transaction, outage_id: i64) -> rusqlite::Result<()> {
         tx.query_row(&format!("SELECT {COLUMNS} FROM outages WHERE id = ?1"), [outage_id], Outage::from_row)?;
     let (Some(api_id), Environment::Production) = (outage.api_id, outage.environment) else { return Ok(()) };
     let Some(api) = crate::catalog::api(tx, api_id)? else { return Ok(()) };
-    let bin = crate::participants::organisation(tx, api.organisation_id)?.map(|o| o.bin).unwrap_or_default();
+    let bin =
+        crate::participants::organisation(tx, api.organisation_id)?.map(|o| o.bin.into_string()).unwrap_or_default();
     let event = if outage.ended_at.is_some() { "api.up" } else { "api.down" };
     let data = json!({
         "ApiId": api.id,

@@ -339,7 +339,8 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
     let (client_id, identity_pem, banks) = seeded.map_err(setup)?;
     let client_id = crate::apps::ClientId::parse(&client_id).map_err(setup)?;
     let (cert_hex, x5t) = thumbprints(&identity_pem)?;
-    let bin = banks.first().map(|(bin, _)| bin.clone()).ok_or_else(|| setup("no bank"))?;
+    let bin = banks.first().map(|(bin, _)| bin.as_str()).ok_or_else(|| setup("no bank"))?;
+    let bin = crate::kz::Bin::parse(bin).map_err(setup)?;
     let customer = crate::standard::SANDBOX_CUSTOMERS[0].iin.to_string();
     let (client, iin) = (client_id.clone(), customer.clone());
     let consent_id = state

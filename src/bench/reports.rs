@@ -159,6 +159,13 @@ fn open(path: &Path, zone: &TimeZone) -> Result<Connection, BenchError> {
     Ok(conn)
 }
 
+/// A valid BIN for the bench's bank `id` (the 12th digit is the control digit; ids give disjoint ranges).
+fn bin(id: i64) -> Result<String, BenchError> {
+    (0..10)
+        .find_map(|k| crate::kz::with_control_digit(&format!("{:011}", 99_034_000_000 + id * 10 + k)))
+        .ok_or_else(|| setup(format!("no BIN for bank {id}")))
+}
+
 /// Banks and their APIs (the SLA of each: 300 ms for most, so that breaches exist to be found).
 fn seed_catalogue(conn: &mut Connection, providers: i64) -> Result<(), BenchError> {
     let tx = conn.transaction()?;
@@ -168,7 +175,7 @@ fn seed_catalogue(conn: &mut Connection, providers: i64) -> Result<(), BenchErro
             "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, created_at,
                                         updated_at, status, is_provider)
              VALUES (?1, ?2, ?3, 'L-1', 'bank@bench.test', '+77000000000', ?4, ?4, 'accredited', 1)",
-            params![id, format!("{:012}", 990_340_000_000 + id), format!("Bank {id}"), now],
+            params![id, bin(id)?, format!("Bank {id}"), now],
         )?;
         tx.execute(
             "INSERT INTO apis (id, organisation_id, name, version, standard, sla_response_ms, status, created_at,

@@ -312,6 +312,8 @@ async fn json_list(
             let provider = if bin.is_empty() {
                 None
             } else {
+                // Not a BIN: no provider has it.
+                let Ok(bin) = crate::kz::Bin::parse(&bin) else { return Ok(vec![]) };
                 match crate::participants::organisation_by_bin(c, &bin)? {
                     Some(org) => Some(org.id),
                     None => return Ok(vec![]),

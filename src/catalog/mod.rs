@@ -837,7 +837,7 @@ fn org_of(tx: &Transaction, organisation_id: i64) -> Result<Organisation, Catalo
 }
 
 fn event(actor: &Actor, action: &str, outcome: Outcome, org: &Organisation, now: OffsetDateTime) -> Event {
-    Event::new(&actor.name, action, outcome).at(now).organisation(&org.bin).source(&actor.source)
+    Event::new(&actor.name, action, outcome).at(now).organisation(org.bin.as_str()).source(&actor.source)
 }
 
 /// What a change of the catalogue came to inside its transaction: done, or refused — a refusal is journalled, so the

@@ -93,7 +93,7 @@ pub async fn run(config: &Config, command: ParticipantCommand) -> Result<(), Fai
         }
         ParticipantCommand::Show { bin, json } => {
             let bin = parse_bin(&bin)?;
-            let key = bin.as_str().to_string();
+            let key = bin.clone();
             let found = db
                 .read(move |c| -> Result<_, StoreError> {
                     let Some(org) = participants::organisation_by_bin(c, &key)? else { return Ok(None) };
@@ -150,7 +150,7 @@ async fn change(db: &Db, bin: &str, change: Lifecycle, reason: String) -> Result
     }
     let cli = cli_actor();
     let actor = cli;
-    let key = bin.as_str().to_string();
+    let key = bin.clone();
     let outcome = db
         .write(move |tx| -> Result<LifecycleOutcome, StoreError> {
             let Some(org) = participants::organisation_by_bin(tx, &key)? else { return Ok(LifecycleOutcome::NotFound) };

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::clock;
+use crate::kz::Bin;
 
 pub use crate::standard::Permission;
 
@@ -131,7 +132,7 @@ pub fn check_request(
     data: &ConsentRequestData,
     now: OffsetDateTime,
     max_days: u64,
-) -> Result<(NewConsent, Vec<String>), Refusal> {
+) -> Result<(NewConsent, Vec<Bin>), Refusal> {
     use crate::standard::error::ObErrorCode::{FieldInvalid, FieldInvalidDate, FieldMissing};
     let permissions = check_permissions(&data.permissions)?;
     let latest = now + Duration::days(i64::try_from(max_days).unwrap_or(3650));
@@ -170,16 +171,16 @@ pub fn check_request(
     if data.providers.len() > MAX_PROVIDERS {
         return Err(refuse(FieldInvalid, "Data.Providers", format!("At most {MAX_PROVIDERS} banks per consent")));
     }
-    let mut bins: Vec<String> = Vec::with_capacity(data.providers.len());
+    let mut bins: Vec<Bin> = Vec::with_capacity(data.providers.len());
     for provider in &data.providers {
-        if crate::kz::Bin::parse(&provider.bin).is_err() {
+        let Ok(bin) = Bin::parse(&provider.bin) else {
             let bin = crate::standard::error::quote(&provider.bin);
             return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{bin} is not a valid BIN")));
+        };
+        if bins.contains(&bin) {
+            return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{bin} is named twice")));
         }
-        if bins.contains(&provider.bin) {
-            return Err(refuse(FieldInvalid, "Data.Providers.Bin", format!("{} is named twice", provider.bin)));
-        }
-        bins.push(provider.bin.clone());
+        bins.push(bin);
     }
     let consent = NewConsent {
         permissions,
@@ -194,7 +195,7 @@ pub fn check_request(
 
 /// Resolves the banks by BIN: each must be an accredited API provider in good standing that publishes an API this
 /// application is connected to.
-pub fn resolve_providers(conn: &Connection, application_id: i64, bins: &[String]) -> Result<Vec<i64>, Refusal> {
+pub fn resolve_providers(conn: &Connection, application_id: i64, bins: &[Bin]) -> Result<Vec<i64>, Refusal> {
     use crate::standard::error::ObErrorCode::FieldInvalid;
     const PATH: &str = "Data.Providers.Bin";
     let store = |e: rusqlite::Error| {

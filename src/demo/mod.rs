@@ -173,7 +173,9 @@ async fn accredited(
     admin: &str,
     credentials: &mut Vec<(String, String, String)>,
 ) -> Result<i64, DemoError> {
-    let bin = crate::kz::with_control_digit(digits).ok_or_else(|| setup(name, "no BIN for these digits"))?;
+    let bin = crate::kz::with_control_digit(digits)
+        .and_then(|digits| crate::kz::Bin::parse(&digits).ok())
+        .ok_or_else(|| setup(name, "no BIN for these digits"))?;
     let existing = {
         let bin = bin.clone();
         state.db.read(move |c| crate::participants::organisation_by_bin(c, &bin).map_err(StoreError::from)).await?

@@ -273,7 +273,7 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status, is_provider,
                                         created_at, updated_at)
-                 VALUES (1, '990340000011', 'Altyn Bank', 'L-1', 'a@b.kz', '+7', 'accredited', 1, 'x', 'x');
+                 VALUES (1, '990340000014', 'Altyn Bank', 'L-1', 'a@b.kz', '+7', 'accredited', 1, 'x', 'x');
              INSERT INTO apis (id, organisation_id, name, version, standard, sla_response_ms, status, created_at,
                                updated_at)
                  VALUES (5, 1, 'Accounts', '1.0', 'kopir-ais-v1', 500, 'published', 'x', 'x');",

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{OrgStatus, Organisation};
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
+use crate::kz::Bin;
 use time::OffsetDateTime;
 
 /// Largest accepted document.
@@ -452,7 +453,7 @@ pub fn save_application(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
             .at(moment)
-            .organisation(&org.bin)
+            .organisation(org.bin.as_str())
             .object(format!("application:{id}"))
             .source(&actor.source)
             .detail(serde_json::json!({
@@ -499,7 +500,7 @@ pub enum DecideOutcome {
 
 /// Whether an organisation other than `organisation_id` holds `bin`: accredited with it, and so also while
 /// suspended or revoked (the schema's partial unique index says the same).
-pub fn bin_held_by_another(conn: &Connection, bin: &str, organisation_id: i64) -> rusqlite::Result<bool> {
+pub fn bin_held_by_another(conn: &Connection, bin: &Bin, organisation_id: i64) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM organisations WHERE bin = ?1 AND id <> ?2 AND status <> 'registered')",
         params![bin, organisation_id],
@@ -575,7 +576,7 @@ pub fn decide(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
             .at(now)
-            .organisation(&org.bin)
+            .organisation(org.bin.as_str())
             .object(format!("application:{}", app.id))
             .source(&actor.source)
             .detail(serde_json::json!({
@@ -738,7 +739,7 @@ pub fn change_standing(
         tx,
         &Event::new(&actor.name, action, Outcome::Success)
             .at(now)
-            .organisation(&org.bin)
+            .organisation(org.bin.as_str())
             .object(format!("organisation:{}", org.bin))
             .source(&actor.source)
             .detail(serde_json::json!({
@@ -879,11 +880,12 @@ mod tests {
         let tx = conn.transaction().unwrap();
         let actor = Actor { name: "test".into(), source: "test".into(), user_id: None };
         let mut numbers = Vec::new();
-        for (i, bin) in ["000000000001", "000000000002"].iter().enumerate() {
+        // Two valid BINs (the 12th digit is the control digit).
+        for (i, bin) in ["000000000000", "000000000010"].iter().enumerate() {
             let org_id = super::super::insert(
                 &tx,
                 &super::super::NewOrganisation {
-                    bin: bin.to_string(),
+                    bin: Bin::parse(bin).unwrap(),
                     name: format!("Bank {i}"),
                     licence_number: "L".into(),
                     contact_email: "a@b.kz".into(),

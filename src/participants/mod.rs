@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
 use crate::clock;
+use crate::kz::Bin;
 
 /// Every participant page and the public registries: registration, the organisation's pages, accreditation, and
 /// the operator console's participant pages.
@@ -62,7 +63,7 @@ impl OrgStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct Organisation {
     pub id: i64,
-    pub bin: String,
+    pub bin: Bin,
     pub name: String,
     pub licence_number: String,
     pub contact_email: String,
@@ -167,7 +168,7 @@ pub fn organisation(conn: &Connection, id: i64) -> rusqlite::Result<Option<Organ
 
 /// The organisation known by `bin`: the one accredited with it when there is one (a BIN is exclusive from
 /// accreditation on), otherwise the earliest of the registrations naming it.
-pub fn organisation_by_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Option<Organisation>> {
+pub fn organisation_by_bin(conn: &Connection, bin: &Bin) -> rusqlite::Result<Option<Organisation>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM organisations WHERE bin = ?1 ORDER BY status = 'registered', id LIMIT 1"),
         [bin],
@@ -177,7 +178,7 @@ pub fn organisation_by_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Opt
 }
 
 /// Every organisation registered with `bin`, the holder (if any) first.
-pub fn organisations_with_bin(conn: &Connection, bin: &str) -> rusqlite::Result<Vec<Organisation>> {
+pub fn organisations_with_bin(conn: &Connection, bin: &Bin) -> rusqlite::Result<Vec<Organisation>> {
     let mut stmt = conn
         .prepare(&format!("SELECT {COLUMNS} FROM organisations WHERE bin = ?1 ORDER BY status = 'registered', id"))?;
     let rows = stmt.query_map([bin], from_row)?;
@@ -205,7 +206,7 @@ pub fn organisations(conn: &Connection) -> rusqlite::Result<Vec<Organisation>> {
 /// What a new organisation gives about itself.
 #[derive(Debug, Clone)]
 pub struct NewOrganisation {
-    pub bin: String,
+    pub bin: Bin,
     pub name: String,
     pub licence_number: String,
     pub contact_email: String,

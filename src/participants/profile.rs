@@ -198,7 +198,7 @@ async fn update(
                 tx,
                 &Event::new(actor, "participants.profile.updated", Outcome::Success)
                     .at(now)
-                    .organisation(&org.bin)
+                    .organisation(org.bin.as_str())
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)
                     .detail(serde_json::json!({ "changed": changed, "website": website })),
@@ -283,7 +283,7 @@ async fn upload_logo(
                 tx,
                 &Event::new(actor, "participants.profile.logo_updated", Outcome::Success)
                     .at(now)
-                    .organisation(&org.bin)
+                    .organisation(org.bin.as_str())
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)
                     .detail(serde_json::json!({
@@ -322,7 +322,7 @@ async fn set_webhook(
                 tx,
                 &Event::new(actor, "participants.profile.webhook_updated", Outcome::Success)
                     .at(now)
-                    .organisation(&org.bin)
+                    .organisation(org.bin.as_str())
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)
                     .detail(serde_json::json!({

@@ -168,11 +168,13 @@ async fn register(
     if !errors.is_empty() {
         return Ok(refuse(&form, errors));
     }
+    // (Checked by `validate`.)
+    let Ok(bin) = Bin::parse(&form.bin) else { return Ok(refuse(&form, vec![("bin", "register.error.bin")])) };
     let password = std::mem::take(&mut form.password);
     let hash = state.passwords.hash(password).await?;
     let now = state.clock.now();
     let org = NewOrganisation {
-        bin: form.bin.trim().to_string(),
+        bin,
         name: form.name.trim().to_string(),
         licence_number: form.licence_number.trim().to_string(),
         contact_email: form.contact_email.trim().to_string(),
@@ -206,7 +208,7 @@ async fn register(
                 tx,
                 &Event::new(format!("user:{username}"), "participants.organisation.registered", Outcome::Success)
                     .at(now)
-                    .organisation(&org.bin)
+                    .organisation(org.bin.as_str())
                     .object(format!("organisation:{}", org.bin))
                     .source(&source)
                     .detail(serde_json::json!({ "name": org.name, "administrator": username })),

@@ -160,7 +160,7 @@ async fn invite(
                 tx,
                 &Event::new(actor, "participants.staff.invited", Outcome::Success)
                     .at(now)
-                    .organisation(&org.bin)
+                    .organisation(org.bin.as_str())
                     .object(format!("user:{login}"))
                     .source(&source)
                     .detail(serde_json::json!({ "role": role.as_str(), "full_name": name })),
@@ -252,7 +252,7 @@ async fn change_role(
             tx,
             &Event::new(actor, "participants.staff.role_changed", Outcome::Success)
                 .at(now)
-                .organisation(&org.bin)
+                .organisation(org.bin.as_str())
                 .object(format!("user:{}", member.username))
                 .source(&source)
                 .detail(serde_json::json!({ "from": member.role.as_str(), "to": role.as_str() })),
@@ -290,7 +290,7 @@ async fn disable(
             tx,
             &Event::new(actor, "participants.staff.disabled", Outcome::Success)
                 .at(now)
-                .organisation(&org.bin)
+                .organisation(org.bin.as_str())
                 .object(format!("user:{}", member.username))
                 .source(&source),
         )?;
@@ -316,7 +316,7 @@ async fn enable(
             tx,
             &Event::new(actor, "participants.staff.enabled", Outcome::Success)
                 .at(now)
-                .organisation(&org.bin)
+                .organisation(org.bin.as_str())
                 .object(format!("user:{}", member.username))
                 .source(&source),
         )?;

@@ -767,7 +767,7 @@ mod tests {
     fn organisation(is_provider: bool, is_user: bool) -> Organisation {
         Organisation {
             id: 7,
-            bin: String::new(),
+            bin: crate::kz::Bin::parse("000000000000").unwrap(),
             name: String::new(),
             licence_number: String::new(),
             contact_email: String::new(),

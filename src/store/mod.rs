@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(db.generation(), start, "settings decide nothing about callers");
         let organisation = "INSERT INTO organisations (bin, name, licence_number, contact_email, contact_phone,
                                                        created_at, updated_at)
-                            VALUES ('990640000770', 'X', 'L-1', 'x@example.kz', '+77010000000', '2026-01-01T00:00:00Z',
+                            VALUES ('990640000779', 'X', 'L-1', 'x@example.kz', '+77010000000', '2026-01-01T00:00:00Z',
                                     '2026-01-01T00:00:00Z')";
         db.write_bookkeeping(move |tx| tx.execute(organisation, []).map_err(StoreError::from)).await.unwrap();
         assert_eq!(db.generation(), start, "bookkeeping keeps the generation");

@@ -117,7 +117,7 @@ impl Endpoint {
 
 async fn organisation(platform: &Platform, digits: &str, name: &str, url: &str) -> i64 {
     let new = kopir::participants::NewOrganisation {
-        bin: bin(digits),
+        bin: bin(digits).parse().unwrap(),
         name: name.into(),
         licence_number: "1.2.34/56".into(),
         contact_email: "ops@bank.kz".into(),

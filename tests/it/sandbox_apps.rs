@@ -348,7 +348,7 @@ async fn sandbox_registration_needs_good_standing_not_accreditation() {
     );
     let blocked = kopir::participants::Organisation {
         status: kopir::participants::OrgStatus::Suspended,
-        ..kopir::participants::organisation_by_bin(&db(&platform), &dev_bin).unwrap().unwrap()
+        ..kopir::participants::organisation_by_bin(&db(&platform), &dev_bin.parse().unwrap()).unwrap().unwrap()
     };
     let (kind, mode) = (kopir::apps::AppKind::ApiUser, kopir::apps::AppMode::Sandbox);
     assert_eq!(kopir::apps::registration_refusal(&blocked, kind, mode), Some("apps.error.blocked"));

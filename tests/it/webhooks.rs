@@ -142,7 +142,7 @@ fn common_name(der: &CertificateDer<'_>) -> String {
 async fn organisation(platform: &Platform, digits: &str, name: &str) -> (i64, String) {
     let bin = bin(digits);
     let new = kopir::participants::NewOrganisation {
-        bin: bin.clone(),
+        bin: bin.parse().unwrap(),
         name: name.into(),
         licence_number: "1.2.34/56".into(),
         contact_email: "ops@bank.kz".into(),

@@ -278,7 +278,8 @@ pub async fn participant_user(platform: &Platform, bin: &str, username: &str, ro
     let hash = kopir::identity::hash_password(&password).unwrap();
     let (name, bin) = (username.to_string(), bin.to_string());
     db.write(move |tx| {
-        let org = kopir::participants::organisation_by_bin(tx, &bin)?.expect("organisation exists");
+        let org = kopir::participants::organisation_by_bin(tx, &kopir::kz::Bin::parse(&bin).unwrap())?
+            .expect("organisation exists");
         kopir::identity::create_member(
             tx,
             &name,

@@ -51,8 +51,8 @@ pub async fn connect(platform: &Platform, user_bin: &str, app_id: i64, bank_bin:
         state
             .db
             .read(move |c| {
-                let bank = participants::organisation_by_bin(c, &bank_bin)?.expect("the bank");
-                let user = participants::organisation_by_bin(c, &user_bin)?.expect("the API user");
+                let bank = participants::organisation_by_bin(c, &bank_bin.parse().unwrap())?.expect("the bank");
+                let user = participants::organisation_by_bin(c, &user_bin.parse().unwrap())?.expect("the API user");
                 let apis = catalog::list_for_organisation(c, bank.id)?;
                 Ok::<_, StoreError>((bank.id, user.id, apis))
             })

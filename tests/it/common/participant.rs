@@ -61,7 +61,7 @@ pub async fn accredit_as(platform: &Platform, bin: &str, provider: bool, user: b
         .db
         .write(move |tx| {
             let bin = bin_owned;
-            let organisations = participants::organisations_with_bin(tx, &bin)?;
+            let organisations = participants::organisations_with_bin(tx, &bin.parse().unwrap())?;
             let [org] = organisations.as_slice() else {
                 return Ok(Err(format!("{} organisations with BIN {bin}, not one", organisations.len())));
             };
@@ -117,7 +117,9 @@ pub async fn set_status(platform: &Platform, bin: &str, status: &str) {
         .state
         .db
         .write(move |tx| {
-            let Some(org) = participants::organisation_by_bin(tx, &bin_owned)? else { return Ok(None) };
+            let Some(org) = participants::organisation_by_bin(tx, &bin_owned.parse().unwrap())? else {
+                return Ok(None);
+            };
             let changed =
                 accreditation::change_standing(tx, org.id, change, "the operator's decision", &operator(), now)?;
             Ok::<_, StoreError>(Some(changed))
