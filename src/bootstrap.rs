@@ -46,7 +46,7 @@ pub enum InitError {
     #[error("password hashing failed")]
     Password,
     #[error(transparent)]
-    Keys(#[from] crate::oauth::jwks::KeyError),
+    Keys(#[from] crate::pki::signing::KeyError),
 }
 
 impl From<rusqlite::Error> for InitError {
@@ -142,7 +142,7 @@ pub async fn init(config: &Config, actor: &str, now: time::OffsetDateTime) -> Re
                     )?;
                 }
             }
-            let new_key = crate::oauth::jwks::ensure_key(&key_config, tx, now)?;
+            let new_key = crate::pki::signing::ensure_key(&key_config, tx, now)?;
             if let Some(kid) = &new_key {
                 audit::append(
                     tx,

@@ -49,7 +49,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
-use crate::reports::calendar;
+use crate::store::calendar;
 
 use crate::catalog::Environment;
 
@@ -74,7 +74,7 @@ pub enum Subject {
 }
 
 /// The operator's local day of an instant, in the configured `time_zone` (`config.time_zone`, the zone
-/// [`crate::reports::calendar`] keys the usage rollups by), so that availability days and the reports' days agree.
+/// [`crate::store::calendar`] keys the usage rollups by), so that availability days and the reports' days agree.
 pub fn local_day(zone: &TimeZone, at: OffsetDateTime) -> LocalDay {
     let date = calendar::local_date(zone, at.unix_timestamp())
         .ok()
@@ -229,7 +229,7 @@ fn outage_span(outage: &Outage, now: i64) -> Option<Span> {
 /// # use kopir::availability::{daily, Subject, LocalDay, local_day};
 /// # let mut conn = rusqlite::Connection::open_in_memory().unwrap();
 /// # kopir::store::migrate::migrate(&mut conn, kopir::store::migrate::SCHEMA).unwrap();
-/// let zone = kopir::reports::calendar::default_time_zone();
+/// let zone = kopir::store::calendar::default_time_zone();
 /// let now = time::OffsetDateTime::now_utc();
 /// let today = local_day(&zone, now).date;
 /// let production = kopir::catalog::Environment::Production;

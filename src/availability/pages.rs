@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn form_times_are_the_operator_s_local_time() {
-        let zone = crate::reports::calendar::default_time_zone();
+        let zone = crate::store::calendar::default_time_zone();
         assert_eq!(parse_local("2026-12-03T18:30", &zone), Some(time::macros::datetime!(2026-12-03 13:30 UTC)));
         assert_eq!(parse_local("2026-12-03T18:30:15", &zone), Some(time::macros::datetime!(2026-12-03 13:30:15 UTC)));
         assert_eq!(parse_local("tomorrow", &zone), None);

@@ -151,7 +151,7 @@ fn rfc3339(unix: i64) -> Result<String, BenchError> {
 
 fn open(path: &Path, zone: &TimeZone) -> Result<Connection, BenchError> {
     let mut conn = Connection::open(path)?;
-    crate::reports::calendar::register(&conn, zone)?;
+    crate::store::calendar::register(&conn, zone)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // The bulk build needs no durability; the measured upkeep is CPU time, which fsync does not change.
     conn.pragma_update(None, "synchronous", "OFF")?;
@@ -229,7 +229,7 @@ fn median_ms(mut runs: Vec<Duration>) -> f64 {
 pub fn run(dir: &Path, options: &ReportsOptions) -> Result<ReportsFigures, BenchError> {
     std::fs::create_dir_all(dir).map_err(|error| BenchError::File { path: dir.to_path_buf(), error })?;
     let path = dir.join("reports.db");
-    let zone = crate::reports::calendar::default_time_zone();
+    let zone = crate::store::calendar::default_time_zone();
     let mut conn = open(&path, &zone)?;
     seed_catalogue(&mut conn, options.providers)?;
     let per_second = options.rate as f64 / (30.0 * 86_400.0);
@@ -300,9 +300,9 @@ pub fn run(dir: &Path, options: &ReportsOptions) -> Result<ReportsFigures, Bench
 
     // The queries.
     let at = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).map_err(setup);
-    let today = crate::reports::calendar::local_date(&zone, end)?;
+    let today = crate::store::calendar::local_date(&zone, end)?;
     let day_start =
-        |date: jiff::civil::Date| -> Result<i64, BenchError> { Ok(crate::reports::calendar::day_start(&zone, date)?) };
+        |date: jiff::civil::Date| -> Result<i64, BenchError> { Ok(crate::store::calendar::day_start(&zone, date)?) };
     let yesterday = today.yesterday().map_err(setup)?;
     let week_ago = today.checked_sub(jiff::Span::new().days(7)).map_err(setup)?;
     let month_start = yesterday.first_of_month();

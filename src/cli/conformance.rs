@@ -134,7 +134,7 @@ async fn platform(global: &GlobalArgs, args: &RunArgs) -> Result<(Credentials, S
         }
     };
     let issuer = args.issuer.clone().unwrap_or_else(|| config.server.public_url.trim_end_matches('/').to_string());
-    let signer = crate::oauth::jwks::Signer::new(std::sync::Arc::new(config.clone()));
+    let signer = crate::pki::signing::Signer::new(std::sync::Arc::new(config.clone()));
     // The platform's own credentials reach only what the platform's checks may reach.
     let guard = crate::egress::Guard::for_purpose(
         &config,

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::oauth::jwks;
+use crate::pki::signing as jwks;
 use crate::store::{Db, StoreError};
 
 use super::{Failure, cli_actor};

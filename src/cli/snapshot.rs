@@ -63,7 +63,7 @@ pub async fn run(config: &Config, command: SnapshotCommand) -> Result<(), Failur
                 .with_context(|| format!("{} is not a JSON key set", path.display()))?,
                 None => {
                     let (db, _) = Db::open(&config.db_path(), crate::bootstrap::store_options(config), false)?;
-                    db.read(|c| crate::oauth::jwks::jwks(c, crate::clock::now()).map_err(StoreError::from)).await?
+                    db.read(|c| crate::pki::signing::jwks(c, crate::clock::now()).map_err(StoreError::from)).await?
                 }
             };
             let verified = tokio::task::spawn_blocking(move || snapshot::verify(&file, &set))

@@ -60,7 +60,7 @@ pub async fn run(config: &Config, json_output: bool) -> Result<(), Failure> {
                     "revoked": count("SELECT count(*) FROM certificates WHERE kind = 'client' AND revoked_at IS NOT NULL")?,
                 },
                 "active_sessions": count("SELECT count(*) FROM sessions WHERE stage = 'active'")?,
-                "signing_key": crate::oauth::jwks::active_kid(c)?,
+                "signing_key": crate::pki::signing::active_kid(c)?,
                 "webhooks": crate::notify::counts(c)?,
                 "audit_chain": audit,
             }))

@@ -14,7 +14,7 @@ use super::{DueEvent, EVENT_ID_HEADER, JWT_TYPE, Next, NotifyError};
 use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::egress::{Guard, GuardedClient, Outbound, OutboundError, SendError};
-use crate::oauth::jwks::Signer;
+use crate::pki::signing::Signer;
 use crate::store::{Db, StoreError};
 use crate::web::AppState;
 use time::OffsetDateTime;

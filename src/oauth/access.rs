@@ -7,10 +7,10 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::jwks::Signer;
 use super::metadata::issuer;
 use crate::apps::ClientId;
 use crate::clock;
+use crate::pki::signing::Signer;
 use crate::store::StoreError;
 use crate::web::AppState;
 
@@ -49,7 +49,7 @@ pub async fn sign(
     client_id: &ClientId,
     consent_id: &str,
     x5t_s256: &str,
-) -> Result<(String, AccessClaims), super::jwks::KeyError> {
+) -> Result<(String, AccessClaims), crate::pki::signing::KeyError> {
     sign_with(state, signer, client_id, consent_id, x5t_s256, None).await
 }
 
@@ -60,7 +60,7 @@ pub async fn sign_for(
     app: &crate::apps::Application,
     consent_id: &str,
     x5t_s256: &str,
-) -> Result<(String, AccessClaims), super::jwks::KeyError> {
+) -> Result<(String, AccessClaims), crate::pki::signing::KeyError> {
     let environment = app.mode.is_sandbox().then(|| app.mode.as_str().to_string());
     sign_with(state, signer, &app.client_id, consent_id, x5t_s256, environment).await
 }
@@ -72,7 +72,7 @@ async fn sign_with(
     consent_id: &str,
     x5t_s256: &str,
     environment: Option<String>,
-) -> Result<(String, AccessClaims), super::jwks::KeyError> {
+) -> Result<(String, AccessClaims), crate::pki::signing::KeyError> {
     let now = state.clock.now().unix_timestamp();
     let claims = AccessClaims {
         iss: issuer(state),

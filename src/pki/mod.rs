@@ -12,6 +12,7 @@ pub mod files;
 pub mod lifecycle;
 pub mod local_keys;
 pub mod routes;
+pub mod signing;
 
 /// Every route of this domain (certificate files, the CRL and the console list of certificates), mounted by the web server.
 pub fn router() -> axum::Router<crate::web::AppState> {

@@ -13,7 +13,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use super::calendar;
+use crate::store::calendar;
 
 /// The dashboard's period: local days `from` to `to`, both included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,13 +2,12 @@
 //!
 //! This domain owns `usage_hourly`, `usage_daily`, `usage_monthly` (kept by [`rollup::add`], called by the meter's batch writer in
 //! the same transaction as the raw rows), `consent_changes` (kept by a trigger on `consent_history`, see
-//! `schema.sql`), the pruning of `exchanges` and of the rollups ([`retention`]), and the operator's days
-//! ([`calendar`]). Pages, the participants' report API, the dashboard and the monthly report read through
+//! `schema.sql`), and the pruning of `exchanges` and of the rollups ([`retention`]); the operator's days are the
+//! store's ([`crate::store::calendar`]: the SQL function every connection gets). Pages, the participants' report API, the dashboard and the monthly report read through
 //! [`usage`] and [`consents`]: a [`usage::UsageFilter`] (interval, environment, provider / API user / application /
 //! API), a granularity and a grouping in, typed rows out, percentiles from [`histogram`].
 
 pub mod api;
-pub mod calendar;
 pub mod consents;
 pub mod dashboard;
 pub mod export;

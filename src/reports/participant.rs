@@ -28,13 +28,13 @@ use serde_json::{Map, json};
 use time::OffsetDateTime;
 
 use super::ReportsError;
-use super::calendar::{day_start, local_date};
 use super::export::{self, Cell, Format, Interval, Table};
 use super::usage::{self, Granularity, Group, GroupBy, MAX_HOURLY_DAYS, UsageFilter, UsageRow};
 use crate::apps::AppMode;
 use crate::catalog::Environment;
 use crate::participants::Organisation;
 use crate::store::StoreError;
+use crate::store::calendar::{day_start, local_date};
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render};
 use crate::web::session::ParticipantMember;

@@ -78,7 +78,7 @@ pub async fn prune(
     }
     if retention.daily_retention_days > 0 {
         let cutoff = now - time::Duration::days(retention.daily_retention_days.into());
-        let before_day = super::calendar::local_day(zone, cutoff.unix_timestamp())?;
+        let before_day = crate::store::calendar::local_day(zone, cutoff.unix_timestamp())?;
         loop {
             let day = before_day.clone();
             let deleted = db.write_bookkeeping(move |tx| Ok::<_, ReportsError>(prune_oldest_day(tx, &day)?)).await?;

@@ -13,9 +13,9 @@ use std::sync::LazyLock;
 
 use rusqlite::{Transaction, params_from_iter, types::Value};
 
-use super::calendar::QUARTER_HOUR;
 use super::histogram::{BUCKETS, bucket, columns};
 use crate::gateway::meter::Exchange;
+use crate::store::calendar::QUARTER_HOUR;
 
 /// What an exchange is counted under (besides its period).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

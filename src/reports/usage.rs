@@ -25,9 +25,9 @@ use rusqlite::{Connection, Row, params_from_iter};
 use time::OffsetDateTime;
 
 use super::ReportsError;
-use super::calendar::{day_start, local_date};
 use super::histogram::{BUCKETS, Histogram, columns};
 use crate::apps::AppMode;
+use crate::store::calendar::{day_start, local_date};
 
 /// The longest interval the hourly rows answer (longer ones need whole local days).
 pub const MAX_HOURLY_DAYS: i64 = 31;

@@ -13,7 +13,7 @@ use crate::catalog::{Api, CheckReport, Environment, Finding, FindingOutcome, Pub
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::egress::Guard;
-use crate::oauth::jwks::Signer;
+use crate::pki::signing::Signer;
 use crate::store::{Db, StoreError};
 
 /// How long the suite's HTTP clients are kept between runs: the scheduled checks then reuse their connections

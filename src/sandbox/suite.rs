@@ -27,7 +27,7 @@ use super::evidence::{FindingOutcome, describe, describe_send, error_shape, exce
 use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::egress::{Guard, GuardedClient, Outbound};
-use crate::oauth::jwks::Signer;
+use crate::pki::signing::Signer;
 use crate::standard::{self, CONSENT_HEADER, CONSENT_TYP, ConsentClaims, PAGE_SIZE, SANDBOX_CUSTOMERS};
 use crate::store::Db;
 

@@ -13,7 +13,7 @@ use crate::audit;
 use crate::clock;
 use crate::config::Config;
 use crate::digest::{sha256, sha256_hex};
-use crate::oauth::jwks::{KeyError, Signer};
+use crate::pki::signing::{KeyError, Signer};
 use crate::store::{Db, StoreError, migrate};
 
 /// What a snapshot must never contain: each statement removes one kind of secret. Sessions of staff and

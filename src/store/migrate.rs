@@ -66,11 +66,11 @@ pub fn migrate(conn: &mut Connection, schema: &str) -> Result<MigrationReport, S
     // default zone's.
     let has_local_day: bool = conn.query_row(
         "SELECT count(*) > 0 FROM pragma_function_list WHERE name = ?1",
-        [crate::reports::calendar::LOCAL_DAY_FUNCTION],
+        [crate::store::calendar::LOCAL_DAY_FUNCTION],
         |row| row.get(0),
     )?;
     if !has_local_day {
-        crate::reports::calendar::register(conn, &crate::reports::calendar::default_time_zone())?;
+        crate::store::calendar::register(conn, &crate::store::calendar::default_time_zone())?;
     }
     let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
     conn.pragma_update(None, "foreign_keys", false)?;

@@ -8,6 +8,7 @@
 //! participants, tokens, consents, connections, APIs) may have changed since an earlier look — in this process or in
 //! another one (the CLI) — so that the gateway can keep its judgement of a caller in memory between requests.
 
+pub mod calendar;
 pub mod migrate;
 pub mod value;
 
@@ -41,7 +42,7 @@ pub enum StoreError {
 pub struct StoreOptions {
     pub readers: usize,
     pub busy_timeout: Duration,
-    /// The operator's time zone: every connection's `kopir_local_day` (see `crate::reports::calendar`).
+    /// The operator's time zone: every connection's `kopir_local_day` (see `crate::store::calendar`).
     pub time_zone: jiff::tz::TimeZone,
 }
 
@@ -50,7 +51,7 @@ impl Default for StoreOptions {
         StoreOptions {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
-            time_zone: crate::reports::calendar::default_time_zone(),
+            time_zone: crate::store::calendar::default_time_zone(),
         }
     }
 }
@@ -290,7 +291,7 @@ where
 fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError> {
     conn.busy_timeout(options.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    crate::reports::calendar::register(conn, &options.time_zone)?;
+    crate::store::calendar::register(conn, &options.time_zone)?;
     Ok(())
 }
 

@@ -57,7 +57,7 @@ pub struct Platform {
     /// and ad-hoc runs listen on port 0). The OAuth issuer and every advertised URL start with it.
     pub public_url: Arc<str>,
     /// Signs tokens, signed headers and webhooks with the platform's active key (keys cached in memory).
-    pub signer: crate::oauth::jwks::Signer,
+    pub signer: crate::pki::signing::Signer,
     /// How one-time codes reach customers, and how they pass biometric verification (`[trust]`).
     pub sms: crate::trust::sms::SmsSender,
     pub biometric: crate::trust::biometric::BiometricVerifier,
@@ -345,7 +345,7 @@ pub async fn start_with_lookup(
     let egress = crate::egress::Egress::new(&config, lookup);
     let (gateway, metered) = crate::gateway::Gateway::new(&config, egress.banks.clone())?;
     let config = Arc::new(config);
-    let signer = crate::oauth::jwks::Signer::new(config.clone());
+    let signer = crate::pki::signing::Signer::new(config.clone());
     let publication_check = Arc::new(crate::sandbox::check::ConformanceCheck::new(
         config.clone(),
         db.clone(),

@@ -43,7 +43,7 @@ async fn tokens_verify_against_the_published_keys_across_a_rotation() {
     assert_eq!(set["keys"].as_array().unwrap().len(), 1);
     assert!(set["keys"][0].get("d").is_none(), "private key material published");
 
-    let signer = kopir::oauth::jwks::Signer::new(Arc::new(platform.config.clone()));
+    let signer = kopir::pki::signing::Signer::new(Arc::new(platform.config.clone()));
     let db = &platform.running().state.db;
     let claims = Claims { iss: "https://localhost".into(), sub: "test".into(), exp: 4_000_000_000 };
     let before = signer.sign(db, "JWT", &claims).await.unwrap();

@@ -99,9 +99,9 @@ async fn reports_equal_counts_from_the_raw_exchanges_and_old_data_is_pruned_on_t
     // monthly rows) agree with them.
     let now = platform.clock().now();
     let zone = platform.config.time_zone.zone().clone();
-    let today = kopir::reports::calendar::local_date(&zone, now.unix_timestamp()).unwrap();
+    let today = kopir::store::calendar::local_date(&zone, now.unix_timestamp()).unwrap();
     let midnight = |date: jiff::civil::Date| {
-        time::OffsetDateTime::from_unix_timestamp(kopir::reports::calendar::day_start(&zone, date).unwrap()).unwrap()
+        time::OffsetDateTime::from_unix_timestamp(kopir::store::calendar::day_start(&zone, date).unwrap()).unwrap()
     };
     let hours = UsageFilter::production(now - time::Duration::hours(2), now + time::Duration::hours(1));
     let days = UsageFilter::production(

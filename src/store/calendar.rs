@@ -1,12 +1,12 @@
 //! The operator's days: which local day (in the configured `time_zone`) an instant falls on, and where a local day
 //! starts. Every database connection gets the SQL function `kopir_local_day(unix_seconds)` → `'YYYY-MM-DD'` for the
-//! configured zone (see `crate::store`), so the daily rollups are keyed the same way by the meter's writer, by the
+//! configured zone (installed when the store opens a connection, and by the migrations), so the daily rollups are keyed the same way by the meter's writer, by the
 //! schema's one-off backfill and by the report queries.
 //!
 //! ```
-//! let almaty = kopir::reports::calendar::default_time_zone();
+//! let almaty = kopir::store::calendar::default_time_zone();
 //! // 2026-12-03 20:30 UTC is already the 4th in Almaty (UTC+5).
-//! assert_eq!(kopir::reports::calendar::local_day(&almaty, 1_796_329_800).unwrap(), "2026-12-04");
+//! assert_eq!(kopir::store::calendar::local_day(&almaty, 1_796_329_800).unwrap(), "2026-12-04");
 //! ```
 
 use jiff::Timestamp;
