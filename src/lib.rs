@@ -62,16 +62,6 @@ mod domain_cycles {
             "the customer's journey pages record the customer's refusal of the consent they authorise",
         ),
         ("trust", "oauth", "the customer's journey pages finish the OAuth authorization request they were started by"),
-        (
-            "availability",
-            "gateway",
-            "outages are observed from the gateway meter's exchange batches (the meter's writer calls them with its `Exchange`)",
-        ),
-        (
-            "reports",
-            "gateway",
-            "usage rollups are added from the gateway meter's exchange batches (the meter's writer calls them with its `Exchange`)",
-        ),
     ];
 
     fn edges() -> BTreeMap<String, BTreeSet<String>> {

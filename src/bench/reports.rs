@@ -290,7 +290,7 @@ pub fn run(dir: &Path, options: &ReportsOptions) -> Result<ReportsFigures, Bench
     let cpu = thread_cpu()?;
     for batch in &batches {
         let tx = conn.transaction()?;
-        crate::gateway::meter::write(&tx, batch)?;
+        crate::gateway::meter::write(&tx, batch, crate::web::METER_OBSERVERS)?;
         tx.commit()?;
     }
     let write = thread_cpu()? - cpu;

@@ -52,8 +52,13 @@ impl Meter {
     }
 }
 
-/// Writes one batch: the raw rows, their usage rollups, the consents' last use — one transaction.
-pub fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
+/// What else a batch updates in its transaction (the usage rollups, the outages): given by the platform that starts
+/// the writer (`web::METER_OBSERVERS`), so that the gateway does not import the domains that read its exchanges.
+pub type Observer = fn(&rusqlite::Transaction, &[Exchange]) -> rusqlite::Result<()>;
+
+/// Writes one batch: the raw rows, the consents' last use, then each of `observers` (the usage rollups, the
+/// outages) — one transaction.
+pub fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange], observers: &[Observer]) -> rusqlite::Result<()> {
     let mut insert = db_tx.prepare_cached(
         "INSERT INTO exchanges (at, application_id, user_organisation_id, provider_organisation_id, api_id,
              consent_id, endpoint, status, latency_ms, bytes, interaction_id, environment, error_code)
@@ -91,8 +96,9 @@ pub fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange]) -> rusqlite::Res
     for (consent, at) in used {
         touch.execute(params![consent, at])?;
     }
-    crate::reports::rollup::add(db_tx, batch)?;
-    crate::availability::outages::observe_exchanges(db_tx, batch)?;
+    for observe in observers {
+        observe(db_tx, batch)?;
+    }
     Ok(())
 }
 
@@ -102,6 +108,7 @@ pub fn spawn_writer(
     mut receiver: mpsc::Receiver<Exchange>,
     batch: usize,
     flush: Duration,
+    observers: &'static [Observer],
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -131,7 +138,9 @@ pub fn spawn_writer(
             if !pending.is_empty() {
                 let rows = std::mem::replace(&mut pending, Vec::with_capacity(batch));
                 let count = rows.len();
-                if let Err(error) = db.write_bookkeeping(move |tx| write(tx, &rows).map_err(StoreError::from)).await {
+                if let Err(error) =
+                    db.write_bookkeeping(move |tx| write(tx, &rows, observers).map_err(StoreError::from)).await
+                {
                     metrics::counter!("kopir_meter_dropped_total").increment(count as u64);
                     tracing::error!(%error, count, "metering batch lost");
                 }

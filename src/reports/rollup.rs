@@ -191,7 +191,7 @@ mod tests {
         let all = sample();
         for batch in [&all[..2], &all[2..]] {
             let tx = kept.transaction().unwrap();
-            crate::gateway::meter::write(&tx, batch).unwrap();
+            crate::gateway::meter::write(&tx, batch, crate::web::METER_OBSERVERS).unwrap();
             tx.commit().unwrap();
         }
         // The backfill: a database at migration 13 with the same raw rows, then migration 14.

@@ -297,6 +297,11 @@ impl Running {
     }
 }
 
+/// What the meter's writer updates with each batch of exchanges, in its transaction and in this order: the usage
+/// rollups (reports) and the outages seen in the answers (availability).
+pub const METER_OBSERVERS: &[crate::gateway::meter::Observer] =
+    &[crate::reports::rollup::add, crate::availability::outages::observe_exchanges];
+
 /// Opens the store and the CA and starts the HTTPS and admin listeners. `extra` routes are merged into the public
 /// router (the in-process test harness uses it; `kopir serve` passes none).
 pub async fn start(config: Config, extra: Option<Router<AppState>>) -> Result<Running, ServeError> {
@@ -389,6 +394,7 @@ pub async fn start_with_lookup(
         metered,
         config.gateway.meter_batch,
         Duration::from_millis(config.gateway.meter_flush_ms),
+        METER_OBSERVERS,
         receiver.clone(),
     ));
     tasks.push(crate::reports::retention::spawn(
