@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod export;
 pub mod histogram;
 pub mod participant;
+pub mod platform;
 pub mod retention;
 pub mod rollup;
 pub mod usage;
