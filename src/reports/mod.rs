@@ -10,6 +10,7 @@
 pub mod api;
 pub mod calendar;
 pub mod consents;
+pub mod console;
 pub mod dashboard;
 pub mod export;
 pub mod histogram;
@@ -21,9 +22,9 @@ pub mod usage;
 
 use thiserror::Error;
 
-/// The participants' report page and API.
+/// The participants' report page and API, and the operator's and regulator's dashboard.
 pub fn router() -> axum::Router<crate::web::AppState> {
-    participant::router().merge(api::router())
+    participant::router().merge(api::router()).merge(console::router())
 }
 
 use crate::store::StoreError;
