@@ -199,6 +199,33 @@ async fn dashboard_figures_equal_the_raw_rows_and_compare_with_the_previous_mont
     );
     assert_eq!(figures["requests"]["total"]["current"].as_i64(), Some(total));
 
+    // Ten minutes of one bank's outage today (as the gateway's failures would record it): that bank's and its API's
+    // availability over the month's days so far is 100 % minus those ten minutes; the other bank's stays 100 %.
+    let zone = platform.config.time_zone.zone().clone();
+    let now = platform.clock().now();
+    let today = kopir::reports::calendar::local_date(&zone, now.unix_timestamp()).unwrap();
+    let today_start = kopir::reports::calendar::day_start(&zone, today).unwrap();
+    let began = (now.unix_timestamp() - 1200).max(today_start);
+    let rfc = |unix: i64| kopir::clock::rfc3339(time::OffsetDateTime::from_unix_timestamp(unix).unwrap());
+    db(platform)
+        .execute(
+            "INSERT INTO outages (subject, api_id, environment, started_at, ended_at, first_status, cause, source, ended_by)
+             VALUES ('api', ?1, 'production', ?2, ?3, 502, 'bank_failure', 'traffic', 'traffic')",
+            rusqlite::params![w.banks[0].api_id, rfc(began), rfc(began + 600)],
+        )
+        .unwrap();
+    let days_so_far = i64::from(period.from.until(today).unwrap().get_days()) + 1;
+    let expected = kopir::availability::percent(kopir::availability::hundredths(days_so_far * 86_400, 600));
+    let document = dashboard_json(&staff, "").await;
+    for table in ["banks", "apis"] {
+        for row in document["tables"][table].as_array().unwrap() {
+            let down = row["bank"] == w.banks[0].name.as_str();
+            let (percent, minutes) = if down { (expected.as_str(), 10) } else { ("100.00", 0) };
+            assert_eq!(row["availability_percent"], percent, "{table}: {row}");
+            assert_eq!(row["unplanned_minutes"], minutes, "{table}: {row}");
+        }
+    }
+
     // The page shows the same numbers, with charts and captions; the CSV export parses and agrees.
     let page = staff.get("/console/dashboard").await;
     assert_eq!(page.status, 200, "{}", page.body);
