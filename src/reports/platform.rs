@@ -275,6 +275,11 @@ pub fn share(part: u64, whole: u64) -> Option<i64> {
     (whole > 0).then(|| ((20_000 * u128::from(part) + u128::from(whole)) / (2 * u128::from(whole))) as i64)
 }
 
+/// A unix time as the registries store instants (RFC 3339, UTC, whole seconds), so that they compare as text.
+fn text(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix).map(crate::clock::rfc3339).unwrap_or_default()
+}
+
 /// One period's instants: `[start, end)` in unix seconds, and the instant its standing figures are read at.
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
@@ -306,7 +311,13 @@ pub fn figures(
     let previous = period.previous();
     let cur = Bounds::of(zone, period, now)?;
     let prev = Bounds::of(zone, previous, now)?;
-    let requests = requests(conn, zone, period, previous, cur, prev)?;
+    // Production usage per API (the refused-before-any-bank requests under no API), once per period: the totals,
+    // the banks' and the APIs' figures are all sums of these rows.
+    let by_api = |b: Bounds| -> Result<Vec<UsageRow>, ReportsError> {
+        usage::totals(conn, zone, &b.filter(AppMode::Production)?, Some(GroupBy::Api))
+    };
+    let (api_now, api_before) = (by_api(cur)?, by_api(prev)?);
+    let requests = requests(conn, zone, period, previous, cur, prev, &api_now, &api_before)?;
     let sandbox_requests = Comparison {
         current: total(conn, zone, &cur.filter(AppMode::Sandbox)?)?.requests as i64,
         previous: total(conn, zone, &prev.filter(AppMode::Sandbox)?)?.requests as i64,
@@ -320,13 +331,13 @@ pub fn figures(
         generated_at: crate::clock::rfc3339(now),
         participants: participants(conn, cur, prev)?,
         customers_with_live_consents: Comparison {
-            current: live_customers(conn, cur.at)?,
-            previous: live_customers(conn, prev.at)?,
+            current: live_customers(conn, &text(cur.at))?,
+            previous: live_customers(conn, &text(prev.at))?,
         },
         consents: consents(conn, cur, prev)?,
         requests,
         sandbox_requests,
-        banks: banks(conn, zone, period, previous, cur, prev, now)?,
+        banks: banks(conn, zone, period, previous, now, &api_now, &api_before)?,
         top_errors: top_errors(conn, zone, cur, prev)?,
         sandbox: sandbox(conn, cur, prev)?,
         sla_breaches: sla_breaches(conn, cur, prev)?,
@@ -339,16 +350,16 @@ fn compare(current: i64, previous: i64) -> Comparison {
 
 fn participants(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<ParticipantFigures, ReportsError> {
     // Registered by `at`, by role and status.
-    let standing = |at: i64| -> Result<BTreeMap<(String, String), i64>, ReportsError> {
+    let standing = |at: &str| -> Result<BTreeMap<(String, String), i64>, ReportsError> {
         let mut statement = conn.prepare_cached(
             "SELECT CASE WHEN is_provider = 1 AND is_user = 1 THEN 'both' WHEN is_provider = 1 THEN 'provider'
                          WHEN is_user = 1 THEN 'user' ELSE 'none' END AS role, status, count(*) AS n
-             FROM organisations WHERE unixepoch(created_at) < ?1 GROUP BY 1, 2",
+             FROM organisations WHERE created_at < ?1 GROUP BY 1, 2",
         )?;
         let rows = statement.query_map([at], |r| Ok(((r.get("role")?, r.get("status")?), r.get("n")?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     };
-    let (now, before) = (standing(cur.at)?, standing(prev.at)?);
+    let (now, before) = (standing(&text(cur.at))?, standing(&text(prev.at))?);
     let sum = |map: &BTreeMap<(String, String), i64>, f: &dyn Fn(&(String, String)) -> bool| -> i64 {
         map.iter().filter(|(k, _)| f(k)).map(|(_, n)| n).sum()
     };
@@ -367,11 +378,10 @@ fn participants(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<Particip
         })
         .collect();
     let between = |sql: &str, b: Bounds| -> Result<i64, ReportsError> {
-        Ok(conn.prepare_cached(sql)?.query_row(params![b.start, b.end], |r| r.get(0))?)
+        Ok(conn.prepare_cached(sql)?.query_row(params![text(b.start), text(b.end)], |r| r.get(0))?)
     };
-    let registered =
-        "SELECT count(*) FROM organisations WHERE unixepoch(created_at) >= ?1 AND unixepoch(created_at) < ?2";
-    let issued = "SELECT count(*) FROM accreditations WHERE unixepoch(issued_at) >= ?1 AND unixepoch(issued_at) < ?2";
+    let registered = "SELECT count(*) FROM organisations WHERE created_at >= ?1 AND created_at < ?2";
+    let issued = "SELECT count(*) FROM accreditations WHERE issued_at >= ?1 AND issued_at < ?2";
     Ok(ParticipantFigures {
         total: compare(now.values().sum(), before.values().sum()),
         registered: compare(between(registered, cur)?, between(registered, prev)?),
@@ -385,30 +395,30 @@ fn participants(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<Particip
 /// `AwaitingAuthorisation → Authorised | Rejected | Revoked` and `Authorised → Revoked | Expired`, so its status at
 /// `?1` is its status now if that was set by then, otherwise `Authorised` if it was authorised by then, otherwise
 /// `AwaitingAuthorisation`.
-const STATUS_AT: &str = "CASE WHEN unixepoch(c.status_updated_at) < ?1 THEN c.status
-                              WHEN c.authorised_at IS NOT NULL AND unixepoch(c.authorised_at) < ?1 THEN 'Authorised'
+const STATUS_AT: &str = "CASE WHEN c.status_updated_at < ?1 THEN c.status
+                              WHEN c.authorised_at IS NOT NULL AND c.authorised_at < ?1 THEN 'Authorised'
                               ELSE 'AwaitingAuthorisation' END";
 
-fn live_customers(conn: &Connection, at: i64) -> Result<i64, ReportsError> {
+fn live_customers(conn: &Connection, at: &str) -> Result<i64, ReportsError> {
     let sql = format!(
         "SELECT count(DISTINCT c.customer_id) FROM consents c JOIN applications a ON a.id = c.application_id
-         WHERE a.mode = 'production' AND unixepoch(c.created_at) < ?1 AND unixepoch(c.expires_at) > ?1
+         WHERE a.mode = 'production' AND c.created_at < ?1 AND c.expires_at > ?1
            AND ({STATUS_AT}) = 'Authorised'"
     );
     Ok(conn.prepare_cached(&sql)?.query_row([at], |r| r.get(0))?)
 }
 
 fn consents(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<ConsentFigures, ReportsError> {
-    let by_status = |at: i64| -> Result<BTreeMap<String, i64>, ReportsError> {
+    let by_status = |at: &str| -> Result<BTreeMap<String, i64>, ReportsError> {
         let sql = format!(
             "SELECT {STATUS_AT} AS status, count(*) AS n FROM consents c JOIN applications a ON a.id = c.application_id
-             WHERE a.mode = 'production' AND unixepoch(c.created_at) < ?1 GROUP BY 1"
+             WHERE a.mode = 'production' AND c.created_at < ?1 GROUP BY 1"
         );
         let mut statement = conn.prepare_cached(&sql)?;
         let rows = statement.query_map([at], |r| Ok((r.get("status")?, r.get("n")?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     };
-    let (now, before) = (by_status(cur.at)?, by_status(prev.at)?);
+    let (now, before) = (by_status(&text(cur.at))?, by_status(&text(prev.at))?);
     let by_status = CONSENT_STATUSES
         .iter()
         .map(|s| Labelled {
@@ -418,7 +428,7 @@ fn consents(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<ConsentFigur
         .collect();
     // Changes in `[?1, ?2)`: terminal statuses never change again, so `status_updated_at` dates them.
     let changes = |b: Bounds| -> Result<[i64; 6], ReportsError> {
-        let within = |column: &str| format!("unixepoch({column}) >= ?1 AND unixepoch({column}) < ?2");
+        let within = |column: &str| format!("{column} >= ?1 AND {column} < ?2");
         let sql = format!(
             "SELECT coalesce(sum({}), 0), coalesce(sum({}), 0),
                     coalesce(sum(c.status = 'Rejected' AND {u}), 0), coalesce(sum(c.status = 'Revoked' AND {u}), 0),
@@ -432,7 +442,7 @@ fn consents(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<ConsentFigur
             within("p.revoked_at"),
             u = within("c.status_updated_at"),
         );
-        Ok(conn.prepare_cached(&sql)?.query_row(params![b.start, b.end], |r| {
+        Ok(conn.prepare_cached(&sql)?.query_row(params![text(b.start), text(b.end)], |r| {
             Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?])
         })?)
     };
@@ -461,6 +471,32 @@ fn total(conn: &Connection, zone: &TimeZone, filter: &UsageFilter) -> Result<Usa
     }))
 }
 
+/// The sum of `rows` (their histograms merged).
+fn merged<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> UsageRow {
+    let mut sum = UsageRow {
+        period: None,
+        group: None,
+        requests: 0,
+        bytes: 0,
+        client_errors: 0,
+        server_errors: 0,
+        latency_sum_ms: 0,
+        latency: Default::default(),
+    };
+    for row in rows {
+        sum.requests += row.requests;
+        sum.bytes += row.bytes;
+        sum.client_errors += row.client_errors;
+        sum.server_errors += row.server_errors;
+        sum.latency_sum_ms += row.latency_sum_ms;
+        for (total, n) in sum.latency.counts.iter_mut().zip(row.latency.counts) {
+            *total += n;
+        }
+        sum.latency.max_ms = sum.latency.max_ms.max(row.latency.max_ms);
+    }
+    sum
+}
+
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -480,6 +516,7 @@ fn days(conn: &Connection, zone: &TimeZone, period: Period, b: Bounds) -> Result
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn requests(
     conn: &Connection,
     zone: &TimeZone,
@@ -487,18 +524,24 @@ fn requests(
     previous: Period,
     cur: Bounds,
     prev: Bounds,
+    api_now: &[UsageRow],
+    api_before: &[UsageRow],
 ) -> Result<RequestFigures, ReportsError> {
-    let (c, p) =
-        (total(conn, zone, &cur.filter(AppMode::Production)?)?, total(conn, zone, &prev.filter(AppMode::Production)?)?);
+    let (c, p) = (merged(api_now), merged(api_before));
     let errors = |r: &UsageRow| r.client_errors + r.server_errors;
-    let per_month = usage::series(conn, zone, &cur.filter(AppMode::Production)?, Granularity::Month, None)?
-        .into_iter()
-        .map(|r| PeriodCount {
-            period: r.period.clone().unwrap_or_default(),
-            requests: r.requests,
-            errors: r.client_errors + r.server_errors,
-        })
-        .collect();
+    let per_day = days(conn, zone, period, cur)?;
+    // Months from the days (local days, so local months).
+    let mut per_month: Vec<PeriodCount> = Vec::new();
+    for day in &per_day {
+        let month = day.period.get(..7).unwrap_or_default();
+        match per_month.last_mut() {
+            Some(last) if last.period == month => {
+                last.requests += day.requests;
+                last.errors += day.errors;
+            }
+            _ => per_month.push(PeriodCount { period: month.to_string(), requests: day.requests, errors: day.errors }),
+        }
+    }
     Ok(RequestFigures {
         total: compare(count(c.requests), count(p.requests)),
         errors: compare(count(errors(&c)), count(errors(&p))),
@@ -507,7 +550,7 @@ fn requests(
         error_share_previous: share(errors(&p), p.requests),
         p95_ms_current: c.p95_ms(),
         p95_ms_previous: p.p95_ms(),
-        per_day: days(conn, zone, period, cur)?,
+        per_day,
         per_month,
         previous_per_day: days(conn, zone, previous, prev)?,
     })
@@ -564,30 +607,19 @@ fn banks(
     zone: &TimeZone,
     period: Period,
     previous: Period,
-    cur: Bounds,
-    prev: Bounds,
     now: OffsetDateTime,
+    api_now: &[UsageRow],
+    api_before: &[UsageRow],
 ) -> Result<Vec<BankFigures>, ReportsError> {
-    let by_api = |b: Bounds| -> Result<BTreeMap<i64, UsageRow>, ReportsError> {
-        Ok(usage::totals(conn, zone, &b.filter(AppMode::Production)?, Some(GroupBy::Api))?
-            .into_iter()
+    let by_api = |rows: &[UsageRow]| -> BTreeMap<i64, UsageRow> {
+        rows.iter()
             .filter_map(|r| match r.group {
-                Some(Group::Api(Some(id))) => Some((id, r)),
+                Some(Group::Api(Some(id))) => Some((id, r.clone())),
                 _ => None,
             })
-            .collect())
+            .collect()
     };
-    let by_bank = |b: Bounds| -> Result<BTreeMap<i64, UsageRow>, ReportsError> {
-        Ok(usage::totals(conn, zone, &b.filter(AppMode::Production)?, Some(GroupBy::Provider))?
-            .into_iter()
-            .filter_map(|r| match r.group {
-                Some(Group::Provider(Some(id))) => Some((id, r)),
-                _ => None,
-            })
-            .collect())
-    };
-    let (api_now, api_before) = (by_api(cur)?, by_api(prev)?);
-    let (bank_now, bank_before) = (by_bank(cur)?, by_bank(prev)?);
+    let (api_now, api_before) = (by_api(api_now), by_api(api_before));
     // APIs that can carry traffic, and any other that had some in either period.
     let with_traffic: BTreeSet<i64> = api_now.keys().chain(api_before.keys()).copied().collect();
     let mut statement = conn.prepare_cached(
@@ -608,7 +640,19 @@ fn banks(
                 sla_ms: r.get(7)?,
             })
         })?
-        .collect::<Result<Vec<_>, _>>()?
+        .collect::<Result<Vec<_>, _>>()?;
+    // A bank's figures are the sums of its APIs' (every exchange that reached a bank names its API).
+    let by_bank = |rows: &BTreeMap<i64, UsageRow>| -> BTreeMap<i64, UsageRow> {
+        let mut banks: BTreeMap<i64, Vec<&UsageRow>> = BTreeMap::new();
+        for api in &apis {
+            if let Some(row) = rows.get(&api.id) {
+                banks.entry(api.organisation_id).or_default().push(row);
+            }
+        }
+        banks.into_iter().map(|(id, rows)| (id, merged(rows))).collect()
+    };
+    let (bank_now, bank_before) = (by_bank(&api_now), by_bank(&api_before));
+    let apis: Vec<ListedApi> = apis
         .into_iter()
         .filter(|a| {
             matches!(a.status.as_str(), "published" | "suspended" | "deprecated") || with_traffic.contains(&a.id)
@@ -734,9 +778,9 @@ fn sandbox(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<SandboxFigure
         Ok(conn
             .prepare_cached(
                 "SELECT count(*), coalesce(sum(passed), 0) FROM api_checks
-             WHERE purpose = 'publication' AND unixepoch(started_at) >= ?1 AND unixepoch(started_at) < ?2",
+             WHERE purpose = 'publication' AND started_at >= ?1 AND started_at < ?2",
             )?
-            .query_row(params![b.start, b.end], |r| Ok((r.get(0)?, r.get(1)?)))?)
+            .query_row(params![text(b.start), text(b.end)], |r| Ok((r.get(0)?, r.get(1)?)))?)
     };
     let (pc, pp) = (publication(cur)?, publication(prev)?);
     let (runs_now, runs_before, passes_now, passes_before) =
@@ -755,25 +799,23 @@ fn sandbox(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<SandboxFigure
 fn sla_breaches(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<SlaBreachFigures, ReportsError> {
     let started = |b: Bounds| -> Result<i64, ReportsError> {
         Ok(conn
-            .prepare_cached(
-                "SELECT count(*) FROM sla_breaches WHERE unixepoch(started_at) >= ?1 AND unixepoch(started_at) < ?2",
-            )?
-            .query_row(params![b.start, b.end], |r| r.get(0))?)
+            .prepare_cached("SELECT count(*) FROM sla_breaches WHERE started_at >= ?1 AND started_at < ?2")?
+            .query_row(params![text(b.start), text(b.end)], |r| r.get(0))?)
     };
     let open_at_end: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM sla_breaches
-             WHERE unixepoch(started_at) < ?1 AND (ended_at IS NULL OR unixepoch(ended_at) >= ?1)",
+             WHERE started_at < ?1 AND (ended_at IS NULL OR ended_at >= ?1)",
         )?
-        .query_row([cur.at], |r| r.get(0))?;
+        .query_row([text(cur.at)], |r| r.get(0))?;
     let mut statement = conn.prepare_cached(
         "SELECT b.id, b.api_id, a.name, g.name, b.started_at, b.ended_at, b.sla_ms, b.worst_p95_ms, b.calls
          FROM sla_breaches b JOIN apis a ON a.id = b.api_id JOIN organisations g ON g.id = a.organisation_id
-         WHERE unixepoch(b.started_at) < ?2 AND (b.ended_at IS NULL OR unixepoch(b.ended_at) >= ?1)
+         WHERE b.started_at < ?2 AND (b.ended_at IS NULL OR b.ended_at >= ?1)
          ORDER BY b.started_at, b.id",
     )?;
     let breaches = statement
-        .query_map(params![cur.start, cur.end], |r| {
+        .query_map(params![text(cur.start), text(cur.end)], |r| {
             Ok(BreachFigure {
                 id: r.get(0)?,
                 api_id: r.get(1)?,
