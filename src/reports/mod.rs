@@ -13,6 +13,8 @@ pub mod consents;
 pub mod dashboard;
 pub mod export;
 pub mod histogram;
+pub mod monthly;
+pub mod monthly_page;
 pub mod participant;
 pub mod platform;
 pub mod retention;
@@ -21,9 +23,9 @@ pub mod usage;
 
 use thiserror::Error;
 
-/// The participants' report page and API.
+/// The participants' report page and API, and the console's monthly platform report.
 pub fn router() -> axum::Router<crate::web::AppState> {
-    participant::router().merge(api::router())
+    participant::router().merge(api::router()).merge(monthly_page::router())
 }
 
 use crate::store::StoreError;
