@@ -226,7 +226,14 @@ impl Document<'_> {
     }
 
     fn consent_key(&self, key: &str) -> &'static str {
-        key.parse::<crate::consent::Status>().map(|s| s.text_key()).unwrap_or("monthly.status")
+        match key.parse::<crate::consent::Status>() {
+            Ok(crate::consent::Status::AwaitingAuthorisation) => "monthly.consent_awaiting",
+            Ok(crate::consent::Status::Authorised) => "monthly.consent_authorised",
+            Ok(crate::consent::Status::Rejected) => "monthly.consent_rejected",
+            Ok(crate::consent::Status::Revoked) => "monthly.consent_revoked",
+            Ok(crate::consent::Status::Expired) => "monthly.consent_expired",
+            Err(_) => "monthly.status",
+        }
     }
 }
 
