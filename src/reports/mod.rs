@@ -10,6 +10,7 @@
 pub mod api;
 pub mod calendar;
 pub mod consents;
+pub mod console;
 pub mod dashboard;
 pub mod export;
 pub mod histogram;
@@ -23,9 +24,10 @@ pub mod usage;
 
 use thiserror::Error;
 
-/// The participants' report page and API, and the console's monthly platform report.
+/// The participants' report page and API, the operator's and regulator's dashboard, and the console's monthly
+/// platform report.
 pub fn router() -> axum::Router<crate::web::AppState> {
-    participant::router().merge(api::router()).merge(monthly_page::router())
+    participant::router().merge(api::router()).merge(console::router()).merge(monthly_page::router())
 }
 
 use crate::store::StoreError;

@@ -289,7 +289,8 @@ struct Bounds {
 impl Bounds {
     fn of(zone: &TimeZone, period: Period, now: OffsetDateTime) -> Result<Bounds, ReportsError> {
         let (start, end) = period.bounds(zone)?;
-        Ok(Bounds { start, end, at: end.min(now.unix_timestamp()) })
+        // `at` is excluded: a period not ended yet is read up to and including the current second.
+        Ok(Bounds { start, end, at: end.min(now.unix_timestamp() + 1) })
     }
 
     fn filter(&self, environment: AppMode) -> Result<UsageFilter, ReportsError> {

@@ -73,8 +73,10 @@ fn assert_figures_equal_raw_rows(platform: &common::Platform, json: &Value, mont
     // Standing figures are read at the generation time (the command line reads the system's clock, which the test's
     // platform clock may be ahead of).
     let at = json["generated_at"].as_str().unwrap();
-    let registered =
-        count(platform, &format!("SELECT count(*) FROM organisations WHERE unixepoch(created_at) < unixepoch('{at}')"));
+    let registered = count(
+        platform,
+        &format!("SELECT count(*) FROM organisations WHERE unixepoch(created_at) <= unixepoch('{at}')"),
+    );
     assert!(registered >= 1);
     assert_eq!(f["participants"]["total"]["current"].as_i64(), Some(registered));
     let granted =
@@ -85,7 +87,7 @@ fn assert_figures_equal_raw_rows(platform: &common::Platform, json: &Value, mont
         platform,
         &format!(
             "SELECT count(DISTINCT c.customer_id) FROM consents c JOIN applications a ON a.id = c.application_id
-         WHERE a.mode = 'production' AND c.status = 'Authorised' AND unixepoch(c.authorised_at) < unixepoch('{at}')"
+         WHERE a.mode = 'production' AND c.status = 'Authorised' AND unixepoch(c.authorised_at) <= unixepoch('{at}')"
         ),
     );
     assert_eq!(f["customers_with_live_consents"]["current"].as_i64(), Some(live_customers));
