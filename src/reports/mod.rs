@@ -14,6 +14,8 @@ pub mod console;
 pub mod dashboard;
 pub mod export;
 pub mod histogram;
+pub mod monthly;
+pub mod monthly_page;
 pub mod participant;
 pub mod platform;
 pub mod retention;
@@ -22,9 +24,10 @@ pub mod usage;
 
 use thiserror::Error;
 
-/// The participants' report page and API, and the operator's and regulator's dashboard.
+/// The participants' report page and API, the operator's and regulator's dashboard, and the console's monthly
+/// platform report.
 pub fn router() -> axum::Router<crate::web::AppState> {
-    participant::router().merge(api::router()).merge(console::router())
+    participant::router().merge(api::router()).merge(console::router()).merge(monthly_page::router())
 }
 
 use crate::store::StoreError;

@@ -64,6 +64,9 @@ pub struct PlatformFigures {
     pub top_errors: Vec<ErrorFigure>,
     pub sandbox: SandboxFigures,
     pub sla_breaches: SlaBreachFigures,
+    /// The platform's own availability (its own answers, never a bank's failure it relays), by the same rule.
+    pub platform_availability: AvailabilityFigure,
+    pub platform_availability_previous: AvailabilityFigure,
 }
 
 /// A count under a label (a role, a status), compared.
@@ -341,6 +344,8 @@ pub fn figures(
         top_errors: top_errors(conn, zone, cur, prev)?,
         sandbox: sandbox(conn, cur, prev)?,
         sla_breaches: sla_breaches(conn, cur, prev)?,
+        platform_availability: availability_of(conn, zone, Subject::Platform, period, now)?,
+        platform_availability_previous: availability_of(conn, zone, Subject::Platform, previous, now)?,
     })
 }
 

@@ -35,6 +35,7 @@ mod refbank;
 mod registration;
 mod reports;
 mod reports_dashboard;
+mod reports_monthly;
 mod reports_participant;
 mod robustness;
 mod sandbox_apps;
