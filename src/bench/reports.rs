@@ -9,7 +9,7 @@
 //! — the upkeep alone, and the meter's whole write (raw rows, rollups, commit) for comparison — and divided by the
 //! traffic's own duration: the share of one core the upkeep needs. Last, each report query is run several times
 //! over day, week, month and year intervals, for the whole platform and for one provider and one API user, and its
-//! median time printed.
+//! median time printed, and the operator's dashboard's figures ([`crate::reports::platform::figures`]) for a month.
 //!
 //! Traffic model: `providers` banks with one API each; `users` API users with one application each, each using 4 of
 //! the banks; endpoints 40 % accounts, 30 % transactions, 25 % balances, 5 % account; 96 % served, 2.5 % refused by
@@ -367,6 +367,15 @@ pub fn run(dir: &Path, options: &ReportsOptions) -> Result<ReportsFigures, Bench
                 Ok(crate::reports::consents::changes(c, &filter, Some(granularity))?.len())
             })?;
         }
+    }
+    // The operator's dashboard: every figure of a whole month and the month before it, and of this month so far.
+    let now_at = at(end)?;
+    for (label, month) in [("previous month", previous_month), ("this month", today)] {
+        let period = crate::reports::dashboard::Period::month(month.year(), month.month())
+            .ok_or_else(|| setup("no such month"))?;
+        time_query(format!("dashboard figures, {label}, platform"), &|c| {
+            Ok(crate::reports::platform::figures(c, &zone, period, now_at)?.banks.len())
+        })?;
     }
     let count = |table: &str| -> Result<i64, BenchError> {
         Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)

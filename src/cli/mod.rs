@@ -9,6 +9,7 @@ mod demo;
 mod keys;
 mod participant;
 mod refbank;
+mod report;
 mod serve;
 mod snapshot;
 mod status;
@@ -90,6 +91,9 @@ pub enum Command {
     /// The auditor's snapshot: export a secret-free copy with a signed manifest; verify one.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// The monthly platform report: write one (HTML, JSON and signature), verify one.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -232,6 +236,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             snapshot::run(&config, command).await
+        }
+        Command::Report(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            report::run(&config, command).await
         }
         Command::Audit(AuditCommand::Verify { json }) => {
             let config = load_config(&cli.global)?;

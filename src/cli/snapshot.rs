@@ -56,16 +56,7 @@ pub async fn run(config: &Config, command: SnapshotCommand) -> Result<(), Failur
             Ok(())
         }
         SnapshotCommand::Verify { snapshot: file, jwks, json } => {
-            let set: serde_json::Value = match jwks {
-                Some(path) => serde_json::from_str(
-                    &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-                )
-                .with_context(|| format!("{} is not a JSON key set", path.display()))?,
-                None => {
-                    let (db, _) = Db::open(&config.db_path(), crate::bootstrap::store_options(config), false)?;
-                    db.read(|c| crate::pki::signing::jwks(c, crate::clock::now()).map_err(StoreError::from)).await?
-                }
-            };
+            let set = key_set(config, jwks).await?;
             let verified = tokio::task::spawn_blocking(move || snapshot::verify(&file, &set))
                 .await
                 .map_err(|e| anyhow::anyhow!("verification stopped: {e}"))?;
@@ -92,4 +83,18 @@ pub async fn run(config: &Config, command: SnapshotCommand) -> Result<(), Failur
             }
         }
     }
+}
+
+/// The key set to verify against: the given JWKS file, else the keys of this data directory.
+pub(super) async fn key_set(config: &Config, jwks: Option<PathBuf>) -> Result<serde_json::Value, Failure> {
+    Ok(match jwks {
+        Some(path) => serde_json::from_str(
+            &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a JSON key set", path.display()))?,
+        None => {
+            let (db, _) = Db::open(&config.db_path(), crate::bootstrap::store_options(config), false)?;
+            db.read(|c| crate::pki::signing::jwks(c, crate::clock::now()).map_err(StoreError::from)).await?
+        }
+    })
 }

@@ -9,19 +9,24 @@
 
 pub mod api;
 pub mod consents;
+pub mod console;
 pub mod dashboard;
 pub mod export;
 pub mod histogram;
+pub mod monthly;
+pub mod monthly_page;
 pub mod participant;
+pub mod platform;
 pub mod retention;
 pub mod rollup;
 pub mod usage;
 
 use thiserror::Error;
 
-/// The participants' report page and API.
+/// The participants' report page and API, the operator's and regulator's dashboard, and the console's monthly
+/// platform report.
 pub fn router() -> axum::Router<crate::web::AppState> {
-    participant::router().merge(api::router())
+    participant::router().merge(api::router()).merge(console::router()).merge(monthly_page::router())
 }
 
 use crate::store::StoreError;

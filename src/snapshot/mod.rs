@@ -107,6 +107,9 @@ pub enum SnapshotError {
     Audit(#[from] audit::AuditError),
 }
 
+/// The `typ` of the manifest's JWS.
+pub const MANIFEST_TYPE: &str = "kopir-snapshot-manifest+jwt";
+
 /// One table as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDigest {
@@ -259,7 +262,7 @@ pub async fn export(config: &Config, db: &Db, out: &Path, pseudonymised: bool) -
     .await
     .map_err(|_| StoreError::Worker)??;
     let signer = Signer::new(std::sync::Arc::new(config.clone()));
-    let jws = signer.sign(db, "kopir-snapshot-manifest+jwt", &manifest).await?;
+    let jws = signer.sign(db, MANIFEST_TYPE, &manifest).await?;
     crate::pki::files::write_atomic(&jws_path, jws.as_bytes(), 0o644).map_err(io(&jws_path))?;
     let readable = serde_json::to_string_pretty(&manifest).map_err(|e| SnapshotError::Manifest(e.to_string()))?;
     crate::pki::files::write_atomic(&json_path, readable.as_bytes(), 0o644).map_err(io(&json_path))?;
@@ -273,11 +276,18 @@ pub struct Verified {
     pub kid: String,
 }
 
-/// Verifies a snapshot against its signed manifest and a JWKS (the platform's published key set).
-pub fn verify(snapshot: &Path, jwks: &serde_json::Value) -> Result<Verified, SnapshotError> {
-    let (jws_path, _) = manifest_paths(snapshot);
-    let jws = std::fs::read_to_string(&jws_path).map_err(io(&jws_path))?;
+/// Checks a compact JWS signed by the platform's [`Signer`] against a JWKS (the platform's published key set) and
+/// returns its payload and the key it names. Its `typ` must be `typ`, so that one signed document cannot pass for
+/// another. Shared by the snapshot's manifest and the monthly report's seal.
+pub fn verify_signed<T: serde::de::DeserializeOwned>(
+    jws: &str,
+    typ: &str,
+    jwks: &serde_json::Value,
+) -> Result<(T, String), SnapshotError> {
     let header = jsonwebtoken::decode_header(jws.trim()).map_err(|e| SnapshotError::Manifest(e.to_string()))?;
+    if header.typ.as_deref() != Some(typ) {
+        return Err(SnapshotError::Manifest(format!("the signed document is not a {typ}")));
+    }
     let kid = header.kid.ok_or_else(|| SnapshotError::Manifest("the signature names no key (kid)".into()))?;
     let jwk = jwks["keys"]
         .as_array()
@@ -289,9 +299,17 @@ pub fn verify(snapshot: &Path, jwks: &serde_json::Value) -> Result<Verified, Sna
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
-    let manifest = jsonwebtoken::decode::<Manifest>(jws.trim(), &key, &validation)
+    let claims = jsonwebtoken::decode::<T>(jws.trim(), &key, &validation)
         .map_err(|e| SnapshotError::Signature(e.to_string()))?
         .claims;
+    Ok((claims, kid))
+}
+
+/// Verifies a snapshot against its signed manifest and a JWKS (the platform's published key set).
+pub fn verify(snapshot: &Path, jwks: &serde_json::Value) -> Result<Verified, SnapshotError> {
+    let (jws_path, _) = manifest_paths(snapshot);
+    let jws = std::fs::read_to_string(&jws_path).map_err(io(&jws_path))?;
+    let (manifest, kid) = verify_signed::<Manifest>(&jws, MANIFEST_TYPE, jwks)?;
 
     let bytes = std::fs::read(snapshot).map_err(io(snapshot))?;
     let conn =

@@ -94,6 +94,80 @@ pub fn requests_chart(t: &Texts, id: &str, periods: &[(String, u64, u64)]) -> St
     out
 }
 
+/// One horizontal bar per item, `(label, value, reference)`: the value drawn as a bar (a missing value as none), the
+/// reference (an SLA) as a mark across the bar's row; `unit` follows every number in the description.
+pub fn bars_chart(
+    t: &Texts,
+    id: &str,
+    title: &str,
+    unit: &str,
+    items: &[(String, Option<f64>, Option<f64>)],
+) -> String {
+    let row = 22.0;
+    let label_width = 180.0;
+    let height = (row * items.len() as f64).max(row * 2.0) + 8.0;
+    let max = items.iter().flat_map(|i| [i.1, i.2]).flatten().fold(0.0_f64, f64::max).max(1.0);
+    let desc = if items.is_empty() {
+        t.get("chart.no_data").to_string()
+    } else {
+        items
+            .iter()
+            .map(|(label, value, reference)| {
+                let value = value.map_or_else(|| "—".to_string(), |v| format!("{v:.2} {unit}"));
+                match reference {
+                    Some(r) => format!("{label}: {value} ({} {r:.0} {unit})", t.get("dashboard.chart.reference")),
+                    None => format!("{label}: {value}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut out = svg_open(id, title, &desc, W, height, "chart");
+    if items.is_empty() {
+        out.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
+            W / 2.0,
+            height / 2.0,
+            escape(t.get("chart.no_data")),
+        ));
+    }
+    let span = W - label_width - 80.0;
+    for (i, (label, value, reference)) in items.iter().enumerate() {
+        let y = 4.0 + row * i as f64;
+        out.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+            label_width - 6.0,
+            y + 14.0,
+            escape(label)
+        ));
+        if let Some(v) = value {
+            let w = (span * v / max).max(1.0);
+            let over = reference.is_some_and(|r| *v > r);
+            out.push_str(&format!(
+                "<rect class=\"{}\" x=\"{label_width}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\"><title>{}: {v:.2} {}</title></rect>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{v:.2}</text>",
+                if over { "bad" } else { "ok" },
+                y + 3.0,
+                row - 8.0,
+                escape(label),
+                escape(unit),
+                label_width + w + 4.0,
+                y + 14.0,
+            ));
+        }
+        if let Some(r) = reference {
+            let x = label_width + span * r / max;
+            out.push_str(&format!(
+                "<line class=\"reference\" x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"currentColor\" stroke-width=\"2\" stroke-dasharray=\"3 2\"/>",
+                y + 1.0,
+                y + row - 3.0,
+            ));
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +182,15 @@ mod tests {
         assert!(svg.contains("&lt;d1&gt;") && !svg.contains("<d1>"));
         assert!(svg.contains("2 periods") && svg.contains("14") && svg.contains("class=\"bad\""));
         assert!(requests_chart(&t, "e", &[]).contains(t.get("chart.no_data")));
+    }
+
+    #[test]
+    fn bars_chart_marks_values_over_their_reference() {
+        let t = Texts { lang: Lang::En };
+        let items = [("<A>".to_string(), Some(640.0), Some(500.0)), ("B".to_string(), Some(120.0), Some(500.0))];
+        let svg = bars_chart(&t, "p", "p95", "ms", &items);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>") && svg.contains("role=\"img\""), "{svg}");
+        assert!(svg.contains("&lt;A&gt;: 640.00 ms") && svg.matches("class=\"bad\"").count() == 1, "{svg}");
+        assert!(bars_chart(&t, "e", "x", "%", &[]).contains(t.get("chart.no_data")));
     }
 }

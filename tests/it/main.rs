@@ -34,6 +34,8 @@ mod portal;
 mod refbank;
 mod registration;
 mod reports;
+mod reports_dashboard;
+mod reports_monthly;
 mod reports_participant;
 mod robustness;
 mod sandbox_apps;

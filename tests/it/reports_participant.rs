@@ -17,7 +17,7 @@ fn organisation_id(platform: &common::Platform, bin: &str) -> i64 {
 }
 
 /// A small RFC 4180 reader for the exports: fields, quoted fields with doubled quotes, CRLF records.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
     let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
     let mut chars = text.chars().peekable();
     let mut quoted = false;
