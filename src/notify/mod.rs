@@ -356,7 +356,7 @@ pub(crate) fn give_up_unreachable(tx: &Transaction, cutoff: &str) -> rusqlite::R
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::web::pages::{Lang, Texts};
+    use crate::i18n::{Lang, Texts};
 
     fn settings() -> WebhooksConfig {
         WebhooksConfig {

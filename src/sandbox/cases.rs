@@ -190,7 +190,7 @@ pub fn find(id: &str) -> Option<&'static Case> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::pages::{Lang, Texts};
+    use crate::i18n::{Lang, Texts};
 
     #[test]
     fn ids_are_unique_and_every_description_is_translated() {
