@@ -874,3 +874,7 @@ CREATE TABLE sla_breaches (
 ) STRICT;
 CREATE UNIQUE INDEX sla_breaches_open ON sla_breaches (api_id) WHERE ended_at IS NULL;
 CREATE INDEX sla_breaches_started ON sla_breaches (started_at);
+-- migration 17: (placeholder of another branch's migration 17 — drop on merge)
+SELECT 1;
+-- migration 18: (placeholder of another branch's migration 18 — drop on merge)
+SELECT 1;
