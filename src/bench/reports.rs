@@ -246,7 +246,13 @@ fn seed_catalogue(conn: &mut Connection, options: &ReportsOptions) -> Result<(),
         tx.execute(
             "INSERT INTO applications (id, organisation_id, client_id, name, kind, created_at, mode)
              VALUES (?1, ?2, ?3, ?4, 'api_user', ?5, 'production')",
-            params![application(user), user_organisation(user), format!("bench-{user}"), format!("App {user}"), now],
+            params![
+                application(user),
+                user_organisation(user),
+                format!("kc_bench{user:014}"),
+                format!("App {user}"),
+                now
+            ],
         )?;
     }
     tx.commit()?;
@@ -321,7 +327,7 @@ fn seed_consents(conn: &mut Connection, options: &ReportsOptions, now: &str) -> 
                 x if x < 0.95 => "Rejected",
                 _ => "AwaitingAuthorisation",
             };
-            let id = format!("bench-{n:09}");
+            let id = format!("aac-{n:08x}-0000-4000-8000-{n:012x}");
             consent.execute(params![id, application(user), 1 + random.below(customers), now, status])?;
             let bank = bank_of(user, random.below(4), options.providers);
             provider.execute(params![id, bank, if status == "Revoked" { "revoked" } else { "active" }])?;
@@ -467,7 +473,19 @@ fn time_queries(
         let mut rows = 0;
         for _ in 0..options.runs.max(1) {
             let started = Instant::now();
-            rows = f()?;
+            match f() {
+                Ok(n) => rows = n,
+                // A failing query is reported in its row, the others still measured.
+                Err(error) => {
+                    queries.push(Timed {
+                        name: format!("{name} — FAILED: {error}"),
+                        rows: 0,
+                        p50_ms: 0.0,
+                        max_ms: 0.0,
+                    });
+                    return Ok(());
+                }
+            }
             runs.push(started.elapsed());
         }
         let max_ms = runs.iter().max().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
