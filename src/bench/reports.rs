@@ -249,7 +249,7 @@ fn seed_catalogue(conn: &mut Connection, options: &ReportsOptions) -> Result<(),
             params![
                 application(user),
                 user_organisation(user),
-                format!("kc_bench{user:014}"),
+                format!("kc_bench{user:017}"),
                 format!("App {user}"),
                 now
             ],
