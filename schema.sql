@@ -874,3 +874,139 @@ CREATE TABLE sla_breaches (
 ) STRICT;
 CREATE UNIQUE INDEX sla_breaches_open ON sla_breaches (api_id) WHERE ended_at IS NULL;
 CREATE INDEX sla_breaches_started ON sla_breaches (started_at);
+-- migration 17: the operator's usage rollups: hourly, daily and monthly figures without the API-user and application
+-- columns, for platform-wide reports (the dashboard, the monthly report): a few hundred rows a period instead of
+-- thousands. Kept by the meter's writer with the others (`reports::rollup::add`, same transaction), back-filled here
+-- from the rollups they summarise; each equals the sum of its fine rollup over the user and application columns.
+CREATE TABLE usage_platform_hourly (
+    -- Start of the UTC hour, unix seconds; the other columns as in usage_hourly.
+    hour                      INTEGER NOT NULL,
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    provider_organisation_id  INTEGER NOT NULL,
+    api_id                    INTEGER NOT NULL,
+    endpoint                  TEXT NOT NULL,
+    status_class              TEXT NOT NULL CHECK (status_class IN ('1xx', '2xx', '3xx', '4xx', '5xx')),
+    error_code                TEXT NOT NULL,
+    requests                  INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    latency_sum               INTEGER NOT NULL,
+    latency_max               INTEGER NOT NULL,
+    b00 INTEGER NOT NULL,
+    b01 INTEGER NOT NULL,
+    b02 INTEGER NOT NULL,
+    b03 INTEGER NOT NULL,
+    b04 INTEGER NOT NULL,
+    b05 INTEGER NOT NULL,
+    b06 INTEGER NOT NULL,
+    b07 INTEGER NOT NULL,
+    b08 INTEGER NOT NULL,
+    b09 INTEGER NOT NULL,
+    b10 INTEGER NOT NULL,
+    b11 INTEGER NOT NULL,
+    b12 INTEGER NOT NULL,
+    b13 INTEGER NOT NULL,
+    b14 INTEGER NOT NULL,
+    b15 INTEGER NOT NULL,
+    b16 INTEGER NOT NULL,
+    b17 INTEGER NOT NULL,
+    b18 INTEGER NOT NULL,
+    b19 INTEGER NOT NULL,
+    PRIMARY KEY (hour, environment, provider_organisation_id, api_id, endpoint, status_class, error_code)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE usage_platform_daily (
+    -- The operator's local day, YYYY-MM-DD; the other columns as in usage_daily.
+    day                       TEXT NOT NULL CHECK (length(day) = 10),
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    provider_organisation_id  INTEGER NOT NULL,
+    api_id                    INTEGER NOT NULL,
+    endpoint                  TEXT NOT NULL,
+    status_class              TEXT NOT NULL CHECK (status_class IN ('1xx', '2xx', '3xx', '4xx', '5xx')),
+    error_code                TEXT NOT NULL,
+    requests                  INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    latency_sum               INTEGER NOT NULL,
+    latency_max               INTEGER NOT NULL,
+    b00 INTEGER NOT NULL,
+    b01 INTEGER NOT NULL,
+    b02 INTEGER NOT NULL,
+    b03 INTEGER NOT NULL,
+    b04 INTEGER NOT NULL,
+    b05 INTEGER NOT NULL,
+    b06 INTEGER NOT NULL,
+    b07 INTEGER NOT NULL,
+    b08 INTEGER NOT NULL,
+    b09 INTEGER NOT NULL,
+    b10 INTEGER NOT NULL,
+    b11 INTEGER NOT NULL,
+    b12 INTEGER NOT NULL,
+    b13 INTEGER NOT NULL,
+    b14 INTEGER NOT NULL,
+    b15 INTEGER NOT NULL,
+    b16 INTEGER NOT NULL,
+    b17 INTEGER NOT NULL,
+    b18 INTEGER NOT NULL,
+    b19 INTEGER NOT NULL,
+    PRIMARY KEY (day, environment, provider_organisation_id, api_id, endpoint, status_class, error_code)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE usage_platform_monthly (
+    -- The operator's local month, YYYY-MM; the other columns as in usage_monthly.
+    month                     TEXT NOT NULL CHECK (length(month) = 7),
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    provider_organisation_id  INTEGER NOT NULL,
+    api_id                    INTEGER NOT NULL,
+    endpoint                  TEXT NOT NULL,
+    status_class              TEXT NOT NULL CHECK (status_class IN ('1xx', '2xx', '3xx', '4xx', '5xx')),
+    error_code                TEXT NOT NULL,
+    requests                  INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    latency_sum               INTEGER NOT NULL,
+    latency_max               INTEGER NOT NULL,
+    b00 INTEGER NOT NULL,
+    b01 INTEGER NOT NULL,
+    b02 INTEGER NOT NULL,
+    b03 INTEGER NOT NULL,
+    b04 INTEGER NOT NULL,
+    b05 INTEGER NOT NULL,
+    b06 INTEGER NOT NULL,
+    b07 INTEGER NOT NULL,
+    b08 INTEGER NOT NULL,
+    b09 INTEGER NOT NULL,
+    b10 INTEGER NOT NULL,
+    b11 INTEGER NOT NULL,
+    b12 INTEGER NOT NULL,
+    b13 INTEGER NOT NULL,
+    b14 INTEGER NOT NULL,
+    b15 INTEGER NOT NULL,
+    b16 INTEGER NOT NULL,
+    b17 INTEGER NOT NULL,
+    b18 INTEGER NOT NULL,
+    b19 INTEGER NOT NULL,
+    PRIMARY KEY (month, environment, provider_organisation_id, api_id, endpoint, status_class, error_code)
+) STRICT, WITHOUT ROWID;
+INSERT INTO usage_platform_hourly (hour, environment, provider_organisation_id, api_id, endpoint, status_class,
+    error_code, requests, bytes, latency_sum, latency_max, b00, b01, b02, b03, b04, b05, b06, b07, b08, b09, b10, b11,
+    b12, b13, b14, b15, b16, b17, b18, b19)
+SELECT hour, environment, provider_organisation_id, api_id, endpoint, status_class, error_code, sum(requests),
+    sum(bytes), sum(latency_sum), max(latency_max), sum(b00), sum(b01), sum(b02), sum(b03), sum(b04), sum(b05),
+    sum(b06), sum(b07), sum(b08), sum(b09), sum(b10), sum(b11), sum(b12), sum(b13), sum(b14), sum(b15), sum(b16),
+    sum(b17), sum(b18), sum(b19)
+FROM usage_hourly
+GROUP BY 1, 2, 3, 4, 5, 6, 7;
+INSERT INTO usage_platform_daily (day, environment, provider_organisation_id, api_id, endpoint, status_class,
+    error_code, requests, bytes, latency_sum, latency_max, b00, b01, b02, b03, b04, b05, b06, b07, b08, b09, b10, b11,
+    b12, b13, b14, b15, b16, b17, b18, b19)
+SELECT day, environment, provider_organisation_id, api_id, endpoint, status_class, error_code, sum(requests),
+    sum(bytes), sum(latency_sum), max(latency_max), sum(b00), sum(b01), sum(b02), sum(b03), sum(b04), sum(b05),
+    sum(b06), sum(b07), sum(b08), sum(b09), sum(b10), sum(b11), sum(b12), sum(b13), sum(b14), sum(b15), sum(b16),
+    sum(b17), sum(b18), sum(b19)
+FROM usage_daily
+GROUP BY 1, 2, 3, 4, 5, 6, 7;
+INSERT INTO usage_platform_monthly (month, environment, provider_organisation_id, api_id, endpoint, status_class,
+    error_code, requests, bytes, latency_sum, latency_max, b00, b01, b02, b03, b04, b05, b06, b07, b08, b09, b10, b11,
+    b12, b13, b14, b15, b16, b17, b18, b19)
+SELECT month, environment, provider_organisation_id, api_id, endpoint, status_class, error_code, sum(requests),
+    sum(bytes), sum(latency_sum), max(latency_max), sum(b00), sum(b01), sum(b02), sum(b03), sum(b04), sum(b05),
+    sum(b06), sum(b07), sum(b08), sum(b09), sum(b10), sum(b11), sum(b12), sum(b13), sum(b14), sum(b15), sum(b16),
+    sum(b17), sum(b18), sum(b19)
+FROM usage_monthly
+GROUP BY 1, 2, 3, 4, 5, 6, 7;

@@ -52,7 +52,10 @@ pub struct ReportsArgs {
     /// API users (one application each, each using 4 banks).
     #[arg(long, default_value_t = 60)]
     pub users: i64,
-    /// Runs of each query; the median is printed.
+    /// Consents in the registry (for consents by status).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub consents: i64,
+    /// Runs of each query; the median and the maximum are printed.
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
 }
@@ -64,6 +67,7 @@ fn run_reports(args: ReportsArgs) -> Result<(), Failure> {
         rate: args.rate.max(1),
         providers: args.providers.max(4),
         users: args.users.max(1),
+        consents: args.consents.max(1),
         runs: args.runs.max(1),
     };
     println!(

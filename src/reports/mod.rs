@@ -1,9 +1,10 @@
 //! Reporting's foundation: usage rollups of the metered exchanges and the queries every report is built on.
 //!
-//! This domain owns `usage_hourly`, `usage_daily`, `usage_monthly` (kept by [`rollup::add`], called by the meter's batch writer in
-//! the same transaction as the raw rows), `consent_changes` (kept by a trigger on `consent_history`, see
-//! `schema.sql`), and the pruning of `exchanges` and of the rollups ([`retention`]); the operator's days are the
-//! store's ([`crate::store::calendar`]: the SQL function every connection gets). Pages, the participants' report API, the dashboard and the monthly report read through
+//! This domain owns `usage_hourly`, `usage_daily`, `usage_monthly` and the operator's `usage_platform_*` (kept by
+//! [`rollup::add`], called by the meter's batch writer in the same transaction as the raw rows), `consent_changes`
+//! (kept by a trigger on `consent_history`, see `schema.sql`), and the pruning of `exchanges` and of the rollups
+//! ([`retention`]); the operator's days are the store's ([`crate::store::calendar`]: the SQL function every connection
+//! gets). Pages, the participants' report API, the dashboard and the monthly report read through
 //! [`usage`] and [`consents`]: a [`usage::UsageFilter`] (interval, environment, provider / API user / application /
 //! API), a granularity and a grouping in, typed rows out, percentiles from [`histogram`].
 

@@ -36,17 +36,29 @@ pub fn prune_exchanges(tx: &Transaction, before: OffsetDateTime) -> rusqlite::Re
     )
 }
 
-/// Deletes the hourly rows of the oldest hour before `before`; returns how many.
+/// Deletes the hourly rows (the operator's too) of the oldest hour before `before`; returns how many.
 pub fn prune_oldest_hour(tx: &Transaction, before: OffsetDateTime) -> rusqlite::Result<usize> {
-    tx.execute(
-        "DELETE FROM usage_hourly WHERE hour = (SELECT min(hour) FROM usage_hourly WHERE hour < ?1)",
-        [before.unix_timestamp()],
-    )
+    let mut deleted = 0;
+    for table in ["usage_hourly", "usage_platform_hourly"] {
+        deleted += tx.execute(
+            &format!("DELETE FROM {table} WHERE hour = (SELECT min(hour) FROM {table} WHERE hour < ?1)"),
+            [before.unix_timestamp()],
+        )?;
+    }
+    Ok(deleted)
 }
 
-/// Deletes the daily rows of the oldest local day before `before_day` (`YYYY-MM-DD`); returns how many.
+/// Deletes the daily rows (the operator's too) of the oldest local day before `before_day` (`YYYY-MM-DD`); returns
+/// how many.
 pub fn prune_oldest_day(tx: &Transaction, before_day: &str) -> rusqlite::Result<usize> {
-    tx.execute("DELETE FROM usage_daily WHERE day = (SELECT min(day) FROM usage_daily WHERE day < ?1)", [before_day])
+    let mut deleted = 0;
+    for table in ["usage_daily", "usage_platform_daily"] {
+        deleted += tx.execute(
+            &format!("DELETE FROM {table} WHERE day = (SELECT min(day) FROM {table} WHERE day < ?1)"),
+            [before_day],
+        )?;
+    }
+    Ok(deleted)
 }
 
 /// One pass: everything past its retention at `now`, batch by batch.

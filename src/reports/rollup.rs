@@ -1,14 +1,15 @@
-//! Upkeep of the usage rollups (`usage_hourly`, `usage_daily`, `usage_monthly`): the meter's batch writer calls [`add`] in the same
-//! transaction as its insert of the raw exchanges, so a batch's rows and their rollup are committed together or not
-//! at all — a restart neither loses nor double counts. The batch is aggregated in memory by key first, then each key
-//! is one upsert (`ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, …`): the cost grows with the
-//! keys a batch touches, never with the size of the tables.
+//! Upkeep of the usage rollups (`usage_hourly`, `usage_daily`, `usage_monthly`, and the operator's `usage_platform_*`
+//! without the API-user and application columns): the meter's batch writer calls [`add`] in the same transaction as
+//! its insert of the raw exchanges, so a batch's rows and their rollup are committed together or not at all — a
+//! restart neither loses nor double counts. The batch is aggregated in memory by key first, then each key is one
+//! upsert (`ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, …`): the cost grows with the keys a
+//! batch touches, never with the size of the tables.
 //!
 //! Hourly rows are keyed by the UTC hour. Daily and monthly rows are keyed by the operator's day and month: the batch
-//! is aggregated by quarter hour (which never straddles two local days) and each quarter's figures are added to the
-//! day (and month) that `kopir_local_day` names for it.
+//! is aggregated by quarter hour (which never straddles two local days), each quarter's day is asked once of
+//! `kopir_local_day`, and the quarters' figures are summed per day and per month in memory before their upserts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use rusqlite::{Transaction, params_from_iter, types::Value};
@@ -17,9 +18,10 @@ use super::histogram::{BUCKETS, bucket, columns};
 use crate::gateway::meter::Exchange;
 use crate::store::calendar::QUARTER_HOUR;
 
-/// What an exchange is counted under (besides its period).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What an exchange is counted under (besides its period), in the order of the rollups' primary keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
+    /// Unix seconds (quarter hour or hour), or the index of a day or month among the batch's.
     period: i64,
     environment: &'static str,
     provider_organisation_id: i64,
@@ -29,6 +31,13 @@ struct Key {
     endpoint: &'static str,
     status_class: u16,
     error_code: &'static str,
+}
+
+impl Key {
+    /// The same key in another period, without the API user and application (the operator's rollups).
+    fn platform(&self, period: i64) -> Key {
+        Key { period, user_organisation_id: 0, application_id: 0, ..self.clone() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,6 +58,16 @@ impl Figures {
         self.latency_max = self.latency_max.max(latency);
         self.buckets[bucket(e.latency_ms)] += 1;
     }
+
+    fn merge(&mut self, other: &Figures) {
+        self.requests += other.requests;
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.latency_sum = self.latency_sum.saturating_add(other.latency_sum);
+        self.latency_max = self.latency_max.max(other.latency_max);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+    }
 }
 
 /// `'2xx'` for 204.
@@ -58,14 +77,16 @@ pub fn status_class(status: u16) -> String {
 
 const KEY_COLUMNS: &str = "environment, provider_organisation_id, user_organisation_id, application_id, api_id, \
                            endpoint, status_class, error_code";
+const PLATFORM_KEY_COLUMNS: &str = "environment, provider_organisation_id, api_id, endpoint, status_class, error_code";
 
-fn upsert_sql(table: &str, period_column: &str, period_value: &str) -> String {
+fn upsert_sql(table: &str, period_column: &str, key_columns: &str) -> String {
     let buckets = columns();
-    let placeholders: Vec<String> = (2..=13 + BUCKETS).map(|i| format!("?{i}")).collect();
+    let keys = key_columns.split(", ").count();
+    let placeholders: Vec<String> = (1..=keys + 5 + BUCKETS).map(|i| format!("?{i}")).collect();
     let additions: Vec<String> = buckets.iter().map(|b| format!("{b} = {b} + excluded.{b}")).collect();
     format!(
-        "INSERT INTO {table} ({period_column}, {KEY_COLUMNS}, requests, bytes, latency_sum, latency_max, {})
-         VALUES ({period_value}, {})
+        "INSERT INTO {table} ({period_column}, {key_columns}, requests, bytes, latency_sum, latency_max, {})
+         VALUES ({})
          ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, bytes = bytes + excluded.bytes,
              latency_sum = latency_sum + excluded.latency_sum, latency_max = max(latency_max, excluded.latency_max),
              {}",
@@ -75,21 +96,34 @@ fn upsert_sql(table: &str, period_column: &str, period_value: &str) -> String {
     )
 }
 
-static HOURLY_UPSERT: LazyLock<String> = LazyLock::new(|| upsert_sql("usage_hourly", "hour", "?1"));
-static DAILY_UPSERT: LazyLock<String> = LazyLock::new(|| upsert_sql("usage_daily", "day", "kopir_local_day(?1)"));
-static MONTHLY_UPSERT: LazyLock<String> =
-    LazyLock::new(|| upsert_sql("usage_monthly", "month", "substr(kopir_local_day(?1), 1, 7)"));
+static HOURLY_UPSERT: LazyLock<String> = LazyLock::new(|| upsert_sql("usage_hourly", "hour", KEY_COLUMNS));
+static DAILY_UPSERT: LazyLock<String> = LazyLock::new(|| upsert_sql("usage_daily", "day", KEY_COLUMNS));
+static MONTHLY_UPSERT: LazyLock<String> = LazyLock::new(|| upsert_sql("usage_monthly", "month", KEY_COLUMNS));
+static PLATFORM_HOURLY_UPSERT: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("usage_platform_hourly", "hour", PLATFORM_KEY_COLUMNS));
+static PLATFORM_DAILY_UPSERT: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("usage_platform_daily", "day", PLATFORM_KEY_COLUMNS));
+static PLATFORM_MONTHLY_UPSERT: LazyLock<String> =
+    LazyLock::new(|| upsert_sql("usage_platform_monthly", "month", PLATFORM_KEY_COLUMNS));
 
-/// Adds a batch of exchanges to the hourly and daily rollups, inside the caller's transaction.
+/// Adds a batch of exchanges to the rollups, inside the caller's transaction.
 pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
-    let mut hourly: HashMap<Key, Figures> = HashMap::new();
     let mut quarterly: HashMap<Key, Figures> = HashMap::new();
+    // A batch's exchanges come in time order, many in the same second: each time is parsed once.
+    let mut last: Option<(&str, i64)> = None;
     for e in batch {
-        let at = crate::clock::parse(&e.at)
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?
-            .unix_timestamp();
+        let at = match last {
+            Some((text, unix)) if text == e.at => unix,
+            _ => {
+                let unix = crate::clock::parse(&e.at)
+                    .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?
+                    .unix_timestamp();
+                last = Some((&e.at, unix));
+                unix
+            }
+        };
         let key = Key {
-            period: at - at.rem_euclid(3600),
+            period: at - at.rem_euclid(QUARTER_HOUR),
             environment: e.mode.as_str(),
             provider_organisation_id: e.provider_organisation_id.unwrap_or(0),
             user_organisation_id: e.user_organisation_id,
@@ -99,26 +133,81 @@ pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
             status_class: e.status / 100,
             error_code: e.error_code.map(|c| c.as_str()).unwrap_or(""),
         };
-        let quarter = Key { period: at - at.rem_euclid(QUARTER_HOUR), ..key.clone() };
-        hourly.entry(key).or_default().count(e);
-        quarterly.entry(quarter).or_default().count(e);
+        quarterly.entry(key).or_default().count(e);
     }
-    upsert(tx, &HOURLY_UPSERT, &hourly)?;
-    upsert(tx, &DAILY_UPSERT, &quarterly)?;
-    upsert(tx, &MONTHLY_UPSERT, &quarterly)
+    if quarterly.is_empty() {
+        return Ok(());
+    }
+    // The operator's day of each quarter hour (a meter's batch has one or two), in time order: local days and months
+    // only grow with time, so their indexes in `days` and `months` sort as they do.
+    let mut quarters: Vec<i64> = quarterly.keys().map(|k| k.period).collect();
+    quarters.sort_unstable();
+    quarters.dedup();
+    let mut day_of: HashMap<i64, (i64, i64)> = HashMap::with_capacity(quarters.len());
+    let (mut days, mut months): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    {
+        let mut local_day = tx.prepare_cached("SELECT kopir_local_day(?1)")?;
+        for &quarter in &quarters {
+            let day: String = local_day.query_row([quarter], |r| r.get(0))?;
+            let month = day.get(..7).unwrap_or(&day).to_string();
+            if days.last() != Some(&day) {
+                days.push(day);
+            }
+            if months.last() != Some(&month) {
+                months.push(month);
+            }
+            day_of.insert(quarter, (days.len() as i64 - 1, months.len() as i64 - 1));
+        }
+    }
+    // Sorted maps: the upserts then walk each table's primary key in order.
+    let mut hourly: BTreeMap<Key, Figures> = BTreeMap::new();
+    let mut daily: BTreeMap<Key, Figures> = BTreeMap::new();
+    let mut monthly: BTreeMap<Key, Figures> = BTreeMap::new();
+    let mut platform_hourly: BTreeMap<Key, Figures> = BTreeMap::new();
+    let mut platform_daily: BTreeMap<Key, Figures> = BTreeMap::new();
+    let mut platform_monthly: BTreeMap<Key, Figures> = BTreeMap::new();
+    for (key, figures) in &quarterly {
+        let hour = key.period - key.period.rem_euclid(3600);
+        let (day, month) = day_of.get(&key.period).copied().unwrap_or_default();
+        for (map, period) in [(&mut hourly, hour), (&mut daily, day), (&mut monthly, month)] {
+            map.entry(Key { period, ..key.clone() }).or_default().merge(figures);
+        }
+        for (map, period) in [(&mut platform_hourly, hour), (&mut platform_daily, day), (&mut platform_monthly, month)]
+        {
+            map.entry(key.platform(period)).or_default().merge(figures);
+        }
+    }
+    let unix = |period: i64| Value::Integer(period);
+    let day = |period: i64| Value::Text(days.get(period as usize).cloned().unwrap_or_default());
+    let month = |period: i64| Value::Text(months.get(period as usize).cloned().unwrap_or_default());
+    upsert(tx, &HOURLY_UPSERT, &hourly, &unix, false)?;
+    upsert(tx, &DAILY_UPSERT, &daily, &day, false)?;
+    upsert(tx, &MONTHLY_UPSERT, &monthly, &month, false)?;
+    upsert(tx, &PLATFORM_HOURLY_UPSERT, &platform_hourly, &unix, true)?;
+    upsert(tx, &PLATFORM_DAILY_UPSERT, &platform_daily, &day, true)?;
+    upsert(tx, &PLATFORM_MONTHLY_UPSERT, &platform_monthly, &month, true)
 }
 
-fn upsert(tx: &Transaction, sql: &str, rows: &HashMap<Key, Figures>) -> rusqlite::Result<()> {
+fn upsert(
+    tx: &Transaction,
+    sql: &str,
+    rows: &BTreeMap<Key, Figures>,
+    period: &dyn Fn(i64) -> Value,
+    platform: bool,
+) -> rusqlite::Result<()> {
     let mut statement = tx.prepare_cached(sql)?;
     let mut values: Vec<Value> = Vec::with_capacity(13 + BUCKETS);
     for (key, figures) in rows {
         values.clear();
         values.extend([
-            Value::Integer(key.period),
+            period(key.period),
             Value::Text(key.environment.to_string()),
             Value::Integer(key.provider_organisation_id),
-            Value::Integer(key.user_organisation_id),
-            Value::Integer(key.application_id),
+        ]);
+        if !platform {
+            values.extend([Value::Integer(key.user_organisation_id), Value::Integer(key.application_id)]);
+        }
+        values.extend([
             Value::Integer(key.api_id),
             Value::Text(key.endpoint.to_string()),
             Value::Text(status_class(key.status_class * 100)),
@@ -246,5 +335,65 @@ mod tests {
             "SELECT requests, latency_sum, latency_max, b03, b06 FROM usage_hourly WHERE hour = 1796320800",
         );
         assert_eq!(hour_18, vec![vec![Integer(2), Integer(160), Integer(120), Integer(1), Integer(1)]]);
+    }
+
+    fn grouped_sums(table: &str, period: &str) -> String {
+        let buckets: Vec<String> = columns().iter().map(|b| format!("sum({b})")).collect();
+        format!(
+            "SELECT {period}, environment, provider_organisation_id, api_id, endpoint, status_class, error_code,
+                    sum(requests), sum(bytes), sum(latency_sum), max(latency_max), {}
+             FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
+            buckets.join(", ")
+        )
+    }
+
+    #[test]
+    fn the_operators_rollups_equal_the_sums_of_the_fine_ones_kept_and_back_filled() {
+        // Traffic of several API users and applications, across an hour and an Almaty midnight, in three batches.
+        let mut all = sample();
+        for (i, e) in sample().into_iter().enumerate() {
+            all.push(Exchange { user_organisation_id: 20 + i as i64 % 2, application_id: 30 + i as i64, ..e });
+        }
+        all.sort_by(|a, b| a.at.cmp(&b.at));
+        let mut kept = Connection::open_in_memory().unwrap();
+        migrate(&mut kept, SCHEMA).unwrap();
+        for batch in [&all[..3], &all[3..7], &all[7..]] {
+            let tx = kept.transaction().unwrap();
+            add(&tx, batch).unwrap();
+            tx.commit().unwrap();
+        }
+        let pairs = [
+            ("usage_hourly", "usage_platform_hourly", "hour"),
+            ("usage_daily", "usage_platform_daily", "day"),
+            ("usage_monthly", "usage_platform_monthly", "month"),
+        ];
+        for (fine, platform, period) in pairs {
+            let operator = table(&kept, &format!("SELECT * FROM {platform} ORDER BY 1, 2, 3, 4, 5, 6, 7"));
+            assert!(!operator.is_empty());
+            assert_eq!(operator, table(&kept, &grouped_sums(fine, period)), "{platform}");
+        }
+        // Fewer rows than the fine rollup: two API users' traffic folded together.
+        let rows = |t: &str| -> i64 { kept.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap() };
+        assert!(rows("usage_platform_hourly") < rows("usage_hourly"));
+
+        // Migration 17 back-fills the operator's rollups from the fine rows a database already has.
+        let before: String = SCHEMA.split("-- migration 17:").next().unwrap().to_string();
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old, &before).unwrap();
+        for (fine, _, _) in pairs {
+            for row in table(&kept, &format!("SELECT * FROM {fine}")) {
+                let placeholders: Vec<String> = (1..=row.len()).map(|i| format!("?{i}")).collect();
+                old.execute(
+                    &format!("INSERT INTO {fine} VALUES ({})", placeholders.join(", ")),
+                    params_from_iter(row.iter()),
+                )
+                .unwrap();
+            }
+        }
+        migrate(&mut old, SCHEMA).unwrap();
+        for (_, platform, _) in pairs {
+            let query = format!("SELECT * FROM {platform} ORDER BY 1, 2, 3, 4, 5, 6, 7");
+            assert_eq!(table(&old, &query), table(&kept, &query), "{platform}");
+        }
     }
 }

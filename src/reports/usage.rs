@@ -6,6 +6,8 @@
 //! the figures are wanted per month or in total; the daily rows when it runs from one local midnight to another (day,
 //! week, month and custom intervals of whole days — what the pages ask) and the granularity is not hours; otherwise
 //! the hourly rows, at hour precision (the hours that overlap the interval), for at most [`MAX_HOURLY_DAYS`] days.
+//! Queries that name no API user or application and do not group by them read the operator's rollups of the same
+//! period (`usage_platform_*`, the same figures without those two columns), a few hundred rows a period.
 //! Sandbox traffic is its own environment: every query names the one it reads.
 //!
 //! ```no_run
@@ -161,11 +163,16 @@ enum Source {
 }
 
 impl Source {
-    fn table(&self) -> &'static str {
-        match self {
-            Source::Hourly { .. } => "usage_hourly",
-            Source::Daily { .. } => "usage_daily",
-            Source::Monthly { .. } => "usage_monthly",
+    /// The rollup table: the operator's (without API-user and application columns, a few hundred rows a period)
+    /// when `platform`, else the full one.
+    fn table(&self, platform: bool) -> &'static str {
+        match (self, platform) {
+            (Source::Hourly { .. }, false) => "usage_hourly",
+            (Source::Daily { .. }, false) => "usage_daily",
+            (Source::Monthly { .. }, false) => "usage_monthly",
+            (Source::Hourly { .. }, true) => "usage_platform_hourly",
+            (Source::Daily { .. }, true) => "usage_platform_daily",
+            (Source::Monthly { .. }, true) => "usage_platform_monthly",
         }
     }
 
@@ -226,6 +233,13 @@ fn source(zone: &TimeZone, filter: &UsageFilter, granularity: Option<Granularity
         return Err(ReportsError::IntervalTooLong { max_days: MAX_HOURLY_DAYS });
     }
     Ok(Source::Hourly { from, to })
+}
+
+/// Whether the operator's rollups answer: nothing asked of API users or applications.
+fn platform_rows(filter: &UsageFilter, group: Option<GroupBy>) -> bool {
+    filter.user.is_none()
+        && filter.application.is_none()
+        && !matches!(group, Some(GroupBy::User | GroupBy::Application))
 }
 
 /// The conditions of a filter on a rollup table, with their values after the two period bounds.
@@ -315,7 +329,7 @@ pub fn usage(
         "SELECT {period} AS period, {group_column} AS grp, {} FROM {} WHERE {conditions}
          GROUP BY 1, 2 ORDER BY 1, 2",
         figures_sql(""),
-        source.table()
+        source.table(platform_rows(filter, group))
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(values.iter()), |row| {
@@ -370,7 +384,7 @@ pub fn sla_breaches(
          WHERE {conditions} AND u.api_id <> 0
          GROUP BY 1, 2 ORDER BY 1, 2",
         figures_sql("u."),
-        source.table()
+        source.table(platform_rows(filter, None))
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(values.iter()), |row| {
