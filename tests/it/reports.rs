@@ -7,23 +7,12 @@ use std::time::Duration;
 
 use crate::common;
 use crate::common::exchange::{BankPlan, FULL, consent, customer, get, get_json, tokens_for, world};
-use crate::common::participant::{count, db};
+use crate::common::participant::{count, counts_by_key, db};
 use kopir::apps::AppMode;
 use kopir::reports::histogram::bucket;
 use kopir::reports::usage::{self, Granularity, Group, GroupBy, UsageFilter, UsageRow};
 
 const BANKS: [BankPlan; 2] = [BankPlan::new("Altyn Bank", "99034000011"), BankPlan::new("Dala Bank", "99034000012")];
-
-/// Rows of `sql` as (key, count) pairs, from a direct connection (no rollup involved).
-fn raw_counts(platform: &common::Platform, sql: &str) -> BTreeMap<String, i64> {
-    let conn = db(platform);
-    let mut statement = conn.prepare(sql).unwrap();
-    statement
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
 
 fn by_group(rows: &[UsageRow], name: impl Fn(&Group) -> String) -> BTreeMap<String, i64> {
     rows.iter().map(|r| (name(r.group.as_ref().unwrap()), r.requests as i64)).collect()
@@ -78,10 +67,10 @@ async fn reports_equal_counts_from_the_raw_exchanges_and_old_data_is_pruned_on_t
 
     // Independent figures, straight from the raw rows.
     let total = count(platform, "SELECT count(*) FROM exchanges WHERE environment = 'production'");
-    let by_endpoint = raw_counts(platform, "SELECT endpoint, count(*) FROM exchanges GROUP BY 1");
-    let by_status = raw_counts(platform, "SELECT (status / 100) || 'xx', count(*) FROM exchanges GROUP BY 1");
-    let by_code = raw_counts(platform, "SELECT coalesce(error_code, '-'), count(*) FROM exchanges GROUP BY 1");
-    let by_provider = raw_counts(
+    let by_endpoint = counts_by_key(platform, "SELECT endpoint, count(*) FROM exchanges GROUP BY 1");
+    let by_status = counts_by_key(platform, "SELECT (status / 100) || 'xx', count(*) FROM exchanges GROUP BY 1");
+    let by_code = counts_by_key(platform, "SELECT coalesce(error_code, '-'), count(*) FROM exchanges GROUP BY 1");
+    let by_provider = counts_by_key(
         platform,
         "SELECT CAST(coalesce(provider_organisation_id, 0) AS TEXT), count(*) FROM exchanges GROUP BY 1",
     );

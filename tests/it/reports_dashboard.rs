@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::common;
 use crate::common::browser::{Browser, operator_user};
 use crate::common::exchange::{BankPlan, FULL, consent, customer, get, get_json, tokens_for, world};
-use crate::common::participant::{accredit, admin_of_new_organisation, count, db};
+use crate::common::participant::{accredit, admin_of_new_organisation, count, counts_by_key, db};
 use crate::reports_participant::parse_csv;
 use kopir::identity::Role;
 use kopir::reports::dashboard::Period;
@@ -24,16 +24,6 @@ fn this_month(platform: &common::Platform) -> (Period, i64, i64) {
     let period = Period::month(today.year(), today.month()).unwrap();
     let (start, end) = period.bounds(&zone).unwrap();
     (period, start, end)
-}
-
-fn raw_map(platform: &common::Platform, sql: &str) -> BTreeMap<String, i64> {
-    let conn = db(platform);
-    let mut statement = conn.prepare(sql).unwrap();
-    statement
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
 }
 
 /// The `current` of a compared table's row.
@@ -85,14 +75,14 @@ async fn dashboard_figures_equal_the_raw_rows_and_compare_with_the_previous_mont
     let total = count(platform, &format!("SELECT count(*) FROM exchanges WHERE {within}"));
     let errors = count(platform, &format!("SELECT count(*) FROM exchanges WHERE {within} AND status >= 400"));
     let server_errors = count(platform, &format!("SELECT count(*) FROM exchanges WHERE {within} AND status >= 500"));
-    let per_bank = raw_map(
+    let per_bank = counts_by_key(
         platform,
         &format!(
             "SELECT g.name, count(*) FROM exchanges e JOIN organisations g ON g.id = e.provider_organisation_id
              WHERE {within} GROUP BY 1"
         ),
     );
-    let per_code = raw_map(
+    let per_code = counts_by_key(
         platform,
         &format!("SELECT error_code, count(*) FROM exchanges WHERE {within} AND error_code IS NOT NULL GROUP BY 1"),
     );
@@ -115,7 +105,7 @@ async fn dashboard_figures_equal_the_raw_rows_and_compare_with_the_previous_mont
     let days = document["tables"]["requests_per_day"].as_array().unwrap();
     assert_eq!(days.len() as i64, period.days());
     assert_eq!(days.iter().map(|d| d["requests"].as_i64().unwrap()).sum::<i64>(), total);
-    let per_day = raw_map(
+    let per_day = counts_by_key(
         platform,
         &format!("SELECT {}, count(*) FROM exchanges WHERE {within} GROUP BY 1", local_day_sql(platform)),
     );
@@ -149,7 +139,7 @@ async fn dashboard_figures_equal_the_raw_rows_and_compare_with_the_previous_mont
         compared(&document, "summary", "participants", "current"),
         count(platform, "SELECT count(*) FROM organisations")
     );
-    let roles = raw_map(
+    let roles = counts_by_key(
         platform,
         "SELECT CASE WHEN is_provider AND is_user THEN 'both' WHEN is_provider THEN 'provider' WHEN is_user THEN 'user'
                 ELSE 'none' END, count(*) FROM organisations GROUP BY 1",
@@ -157,12 +147,12 @@ async fn dashboard_figures_equal_the_raw_rows_and_compare_with_the_previous_mont
     for (role, n) in &roles {
         assert_eq!(compared(&document, "participants_by_role", role, "current"), *n, "{role}");
     }
-    let statuses = raw_map(platform, "SELECT status, count(*) FROM organisations GROUP BY 1");
+    let statuses = counts_by_key(platform, "SELECT status, count(*) FROM organisations GROUP BY 1");
     for (status, n) in &statuses {
         assert_eq!(compared(&document, "participants_by_status", status, "current"), *n, "{status}");
     }
     let production = "FROM consents c JOIN applications a ON a.id = c.application_id WHERE a.mode = 'production'";
-    let consents = raw_map(platform, &format!("SELECT c.status, count(*) {production} GROUP BY 1"));
+    let consents = counts_by_key(platform, &format!("SELECT c.status, count(*) {production} GROUP BY 1"));
     assert!(consents.get("Authorised").is_some_and(|n| *n >= 1), "{consents:?}");
     for status in ["AwaitingAuthorisation", "Authorised", "Rejected", "Revoked", "Expired"] {
         let n = consents.get(status).copied().unwrap_or(0);

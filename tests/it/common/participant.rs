@@ -138,6 +138,17 @@ pub fn count(platform: &Platform, sql: &str) -> i64 {
     db(platform).query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Rows of `sql` as (key, count) pairs, read straight from the database (no rollup or report involved).
+pub fn counts_by_key(platform: &Platform, sql: &str) -> std::collections::BTreeMap<String, i64> {
+    let conn = db(platform);
+    let mut statement = conn.prepare(sql).unwrap();
+    statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// Registers an organisation and signs its first administrator in (TOTP enrolled).
 pub async fn admin_of_new_organisation(platform: &Platform, bin: &str, name: &str, admin: &str) -> Browser {
     let (admin, password) = register_organisation(platform, bin, name, admin).await;
