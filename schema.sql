@@ -1010,3 +1010,144 @@ SELECT month, environment, provider_organisation_id, api_id, endpoint, status_cl
     sum(b17), sum(b18), sum(b19)
 FROM usage_monthly
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
+-- migration 18: consents by status and customers with a live consent at any instant, without reading the registry
+-- Flows of the consents' figures per quarter hour (as `consent_changes`, so local days and months of any zone are
+-- whole slots): how many consents entered and left each status, how many customers got their first authorised
+-- consent (`live_customer` entered) or lost their last (left), and one bank's revocations (`bank_revocation`,
+-- entered only). `consent_totals` holds the same sums over all time, so a figure at an instant is the total less
+-- the flows since: recent periods read a few slots, never the registry. Kept by triggers on `consents` and
+-- `consent_providers` (every writer, same transaction); back-filled here from the registry's dated columns.
+CREATE TABLE consent_flows (
+    environment  TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    -- Start of the quarter hour, unix seconds.
+    slot         INTEGER NOT NULL,
+    -- A consent status, 'live_customer' or 'bank_revocation'.
+    figure       TEXT NOT NULL,
+    entered      INTEGER NOT NULL,
+    exited       INTEGER NOT NULL,
+    PRIMARY KEY (environment, slot, figure)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE consent_totals (
+    environment  TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    figure       TEXT NOT NULL,
+    entered      INTEGER NOT NULL,
+    exited       INTEGER NOT NULL,
+    PRIMARY KEY (environment, figure)
+) STRICT, WITHOUT ROWID;
+-- Authorised consents per customer and environment: a customer is live while this is above zero.
+CREATE TABLE consent_live_customers (
+    environment  TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    customer_id  INTEGER NOT NULL,
+    authorised   INTEGER NOT NULL CHECK (authorised >= 0),
+    PRIMARY KEY (environment, customer_id)
+) STRICT, WITHOUT ROWID;
+-- Back-fill. Status flows: every consent entered AwaitingAuthorisation when created; an authorised one left it for
+-- Authorised when authorised; one in a final status entered it when its status was last set, leaving the status
+-- it had before (Authorised if it was ever authorised).
+CREATE TEMP TABLE consent_flow_events AS
+SELECT a.mode AS environment, unixepoch(c.created_at) / 900 * 900 AS slot, 'AwaitingAuthorisation' AS figure,
+       1 AS entered, 0 AS exited
+FROM consents c JOIN applications a ON a.id = c.application_id
+UNION ALL
+SELECT a.mode, unixepoch(c.authorised_at) / 900 * 900, 'AwaitingAuthorisation', 0, 1
+FROM consents c JOIN applications a ON a.id = c.application_id WHERE c.authorised_at IS NOT NULL
+UNION ALL
+SELECT a.mode, unixepoch(c.authorised_at) / 900 * 900, 'Authorised', 1, 0
+FROM consents c JOIN applications a ON a.id = c.application_id WHERE c.authorised_at IS NOT NULL
+UNION ALL
+SELECT a.mode, unixepoch(c.status_updated_at) / 900 * 900,
+       CASE WHEN c.authorised_at IS NOT NULL THEN 'Authorised' ELSE 'AwaitingAuthorisation' END, 0, 1
+FROM consents c JOIN applications a ON a.id = c.application_id
+WHERE c.status NOT IN ('AwaitingAuthorisation', 'Authorised')
+UNION ALL
+SELECT a.mode, unixepoch(c.status_updated_at) / 900 * 900, c.status, 1, 0
+FROM consents c JOIN applications a ON a.id = c.application_id
+WHERE c.status NOT IN ('AwaitingAuthorisation', 'Authorised')
+UNION ALL
+SELECT a.mode, unixepoch(p.revoked_at) / 900 * 900, 'bank_revocation', 1, 0
+FROM consent_providers p JOIN consents c ON c.id = p.consent_id JOIN applications a ON a.id = c.application_id
+WHERE p.revoked_at IS NOT NULL;
+-- Live customers: each customer's authorised consents counted through time (an authorisation before an ending at
+-- the same instant); the customer enters when the count reaches one and leaves when it falls to zero.
+INSERT INTO consent_flow_events (environment, slot, figure, entered, exited)
+SELECT environment, slot, 'live_customer', sum(delta = 1 AND live = 1), sum(delta = -1 AND live = 0)
+FROM (
+    SELECT environment, unixepoch(at) / 900 * 900 AS slot, delta,
+           sum(delta) OVER (PARTITION BY environment, customer_id ORDER BY at, delta DESC
+                            ROWS UNBOUNDED PRECEDING) AS live
+    FROM (
+        SELECT a.mode AS environment, c.customer_id, c.authorised_at AS at, 1 AS delta
+        FROM consents c JOIN applications a ON a.id = c.application_id WHERE c.authorised_at IS NOT NULL
+        UNION ALL
+        SELECT a.mode, c.customer_id, c.status_updated_at, -1
+        FROM consents c JOIN applications a ON a.id = c.application_id
+        WHERE c.authorised_at IS NOT NULL AND c.status <> 'Authorised'
+    )
+)
+GROUP BY 1, 2;
+INSERT INTO consent_flows (environment, slot, figure, entered, exited)
+SELECT environment, slot, figure, sum(entered), sum(exited) FROM consent_flow_events
+GROUP BY 1, 2, 3 HAVING sum(entered) > 0 OR sum(exited) > 0;
+INSERT INTO consent_totals (environment, figure, entered, exited)
+SELECT environment, figure, sum(entered), sum(exited) FROM consent_flows GROUP BY 1, 2;
+DROP TABLE consent_flow_events;
+INSERT INTO consent_live_customers (environment, customer_id, authorised)
+SELECT a.mode, c.customer_id, count(*) FROM consents c JOIN applications a ON a.id = c.application_id
+WHERE c.status = 'Authorised' GROUP BY 1, 2;
+-- One flow into both tables; the triggers below insert into this view.
+CREATE VIEW consent_flow_writes (environment, slot, figure, entered, exited) AS
+SELECT environment, slot, figure, entered, exited FROM consent_flows;
+CREATE TRIGGER consent_flow_writes_add INSTEAD OF INSERT ON consent_flow_writes
+BEGIN
+    INSERT INTO consent_flows (environment, slot, figure, entered, exited)
+    VALUES (NEW.environment, NEW.slot, NEW.figure, NEW.entered, NEW.exited)
+    ON CONFLICT DO UPDATE SET entered = entered + excluded.entered, exited = exited + excluded.exited;
+    INSERT INTO consent_totals (environment, figure, entered, exited)
+    VALUES (NEW.environment, NEW.figure, NEW.entered, NEW.exited)
+    ON CONFLICT DO UPDATE SET entered = entered + excluded.entered, exited = exited + excluded.exited;
+END;
+CREATE TRIGGER consent_flows_created AFTER INSERT ON consents
+BEGIN
+    INSERT INTO consent_flow_writes (environment, slot, figure, entered, exited)
+    SELECT a.mode, unixepoch(NEW.status_updated_at) / 900 * 900, NEW.status, 1, 0
+    FROM applications a WHERE a.id = NEW.application_id;
+    -- A consent stored already authorised (an import) makes its customer live too.
+    INSERT INTO consent_live_customers (environment, customer_id, authorised)
+    SELECT a.mode, NEW.customer_id, 1 FROM applications a
+    WHERE a.id = NEW.application_id AND NEW.status = 'Authorised' AND NEW.customer_id IS NOT NULL
+    ON CONFLICT DO UPDATE SET authorised = authorised + 1;
+    INSERT INTO consent_flow_writes (environment, slot, figure, entered, exited)
+    SELECT l.environment, unixepoch(NEW.status_updated_at) / 900 * 900, 'live_customer', 1, 0
+    FROM applications a JOIN consent_live_customers l ON l.environment = a.mode AND l.customer_id = NEW.customer_id
+    WHERE a.id = NEW.application_id AND NEW.status = 'Authorised' AND l.authorised = 1;
+END;
+CREATE TRIGGER consent_flows_status AFTER UPDATE OF status ON consents WHEN OLD.status <> NEW.status
+BEGIN
+    INSERT INTO consent_flow_writes (environment, slot, figure, entered, exited)
+    SELECT a.mode, unixepoch(NEW.status_updated_at) / 900 * 900, OLD.status, 0, 1
+    FROM applications a WHERE a.id = NEW.application_id;
+    INSERT INTO consent_flow_writes (environment, slot, figure, entered, exited)
+    SELECT a.mode, unixepoch(NEW.status_updated_at) / 900 * 900, NEW.status, 1, 0
+    FROM applications a WHERE a.id = NEW.application_id;
+    -- The customer's authorised consents, and whether this made them live or ended it.
+    INSERT INTO consent_live_customers (environment, customer_id, authorised)
+    SELECT a.mode, NEW.customer_id, 1 FROM applications a
+    WHERE a.id = NEW.application_id AND NEW.status = 'Authorised' AND NEW.customer_id IS NOT NULL
+    ON CONFLICT DO UPDATE SET authorised = authorised + 1;
+    UPDATE consent_live_customers SET authorised = authorised - 1
+    WHERE OLD.status = 'Authorised' AND customer_id = NEW.customer_id
+      AND environment = (SELECT mode FROM applications WHERE id = NEW.application_id);
+    INSERT INTO consent_flow_writes (environment, slot, figure, entered, exited)
+    SELECT l.environment, unixepoch(NEW.status_updated_at) / 900 * 900, 'live_customer',
+           NEW.status = 'Authorised', OLD.status = 'Authorised'
+    FROM applications a JOIN consent_live_customers l ON l.environment = a.mode AND l.customer_id = NEW.customer_id
+    WHERE a.id = NEW.application_id
+      AND ((NEW.status = 'Authorised' AND l.authorised = 1) OR (OLD.status = 'Authorised' AND l.authorised = 0));
+END;
+CREATE TRIGGER consent_flows_bank_revoked AFTER UPDATE OF revoked_at ON consent_providers
+WHEN OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL
+BEGIN
+    INSERT INTO consent_flow_writes (environment, slot, figure, entered, exited)
+    SELECT a.mode, unixepoch(NEW.revoked_at) / 900 * 900, 'bank_revocation', 1, 0
+    FROM consents c JOIN applications a ON a.id = c.application_id WHERE c.id = NEW.consent_id;
+END;

@@ -308,7 +308,9 @@ fn seed_consent_changes(
 
 /// The registry: `options.consents` consents of about 0.6 as many customers, each naming one bank, by status 55 %
 /// authorised, 20 % expired, 15 % revoked, 5 % rejected, 5 % awaiting authorisation.
-fn seed_consents(conn: &mut Connection, options: &ReportsOptions, now: &str) -> Result<(), BenchError> {
+fn seed_consents(conn: &mut Connection, options: &ReportsOptions, now_unix: i64) -> Result<(), BenchError> {
+    let now = rfc3339(now_unix)?;
+    let span = options.months as i64 * 30 * 86_400;
     let mut random = Random(0xc0_75e7);
     let customers = (options.consents * 3 / 5).max(1);
     let tx = conn.transaction()?;
@@ -318,10 +320,12 @@ fn seed_consents(conn: &mut Connection, options: &ReportsOptions, now: &str) -> 
         for id in 1..=customers {
             customer.execute(params![id, format!("{:012}", 800_000_000_000 + id), now])?;
         }
+        // Created over the benchmark's months, each in its final status from its last change on (so the flows of
+        // migration 18 hold a realistic number of slots).
         let mut consent = tx.prepare(
             "INSERT INTO consents (id, application_id, customer_id, permissions, purpose, expires_at, status,
-                                   created_at, status_updated_at)
-             VALUES (?1, ?2, ?3, '[\"ReadAccountsBasic\"]', 'bench', ?4, ?5, ?4, ?4)",
+                                   created_at, status_updated_at, authorised_at)
+             VALUES (?1, ?2, ?3, '[\"ReadAccountsBasic\"]', 'bench', ?4, ?5, ?6, ?7, ?8)",
         )?;
         let mut provider =
             tx.prepare("INSERT INTO consent_providers (consent_id, organisation_id, status) VALUES (?1, ?2, ?3)")?;
@@ -336,7 +340,19 @@ fn seed_consents(conn: &mut Connection, options: &ReportsOptions, now: &str) -> 
                 _ => "AwaitingAuthorisation",
             };
             let id = format!("aac-{n:08x}-0000-4000-8000-{n:012x}");
-            consent.execute(params![id, application(user), 1 + random.below(customers), now, status])?;
+            let created = now_unix - random.below(span);
+            let changed = (created + random.below(30 * 86_400)).min(now_unix);
+            let authorised = matches!(status, "Authorised" | "Revoked" | "Expired").then(|| rfc3339(created + 60));
+            let (changed, expires) = match status {
+                "Authorised" => (created + 60, now_unix + 90 * 86_400),
+                "Expired" => (changed.max(created + 60), changed.max(created + 60)),
+                "AwaitingAuthorisation" => (created, created + 90 * 86_400),
+                _ => (changed.max(created + 60), created + 90 * 86_400),
+            };
+            let customer = 1 + random.below(customers);
+            let (expires, created, changed) = (rfc3339(expires)?, rfc3339(created)?, rfc3339(changed)?);
+            let authorised = authorised.transpose()?;
+            consent.execute(params![id, application(user), customer, expires, status, created, changed, authorised])?;
             let bank = bank_of(user, random.below(4), options.providers);
             provider.execute(params![id, bank, if status == "Revoked" { "revoked" } else { "active" }])?;
         }
@@ -420,7 +436,7 @@ pub fn run(dir: &Path, options: &ReportsOptions) -> Result<ReportsFigures, Bench
     let write_share = write_cpu.as_secs_f64() / 3600.0 * 100.0;
 
     seed_consent_changes(&mut conn, options, start, end)?;
-    seed_consents(&mut conn, options, &crate::clock::rfc3339(now_at))?;
+    seed_consents(&mut conn, options, now)?;
     conn.execute_batch("ANALYZE")?;
 
     let largest = |sql: &str| -> Result<i64, BenchError> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
@@ -611,15 +627,11 @@ fn time_queries(
     time("platform per hour, yesterday".into(), &|| {
         Ok(usage::series(conn, zone, &last_day, Granularity::Hour, None)?.len())
     })?;
-    time("consents by status, platform".into(), &|| {
-        Ok(crate::reports::consents::standing(conn, AppMode::Production, None, None)?.by_status.len())
-    })?;
-    time("consents by status, large provider".into(), &|| {
-        Ok(crate::reports::consents::standing(conn, AppMode::Production, Some(provider), None)?.by_status.len())
-    })?;
-    time("consents by status, large API user".into(), &|| {
-        Ok(crate::reports::consents::standing(conn, AppMode::Production, None, Some(user))?.by_status.len())
-    })?;
+    for (label, at) in [("now", now.unix_timestamp() + 1), ("a year ago", day_start(year_ago)?.unix_timestamp())] {
+        time(format!("consents by status and live customers, platform, {label}"), &|| {
+            Ok(crate::reports::consents::standing_at(conn, AppMode::Production, at)?.by_status.len())
+        })?;
+    }
     // The operator's dashboard (and the monthly report, built on the same figures): a whole month and this month.
     for (label, month) in [("last month", last_month), ("this month so far", month_start)] {
         let period = crate::reports::dashboard::Period::month(month.year(), month.month())

@@ -1,9 +1,12 @@
 //! Consent figures: changes of status per period (granted, rejected, revoked, expired…) from the `consent_changes`
-//! rollup that a trigger on `consent_history` keeps, and the registry's standing figures (consents by status now,
-//! customers with an authorised consent).
+//! rollup that a trigger on `consent_history` keeps, and the registry's standing figures at any instant (consents by
+//! status, customers with an authorised consent) from the flows and totals that triggers on `consents` keep
+//! (migration 18): no report reads the registry itself.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, params_from_iter};
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params, params_from_iter};
 
 use super::ReportsError;
 use super::usage::{Granularity, UsageFilter};
@@ -19,12 +22,18 @@ pub struct ConsentChanges {
     pub changes: u64,
 }
 
-/// The registry now: consents by status and the customers with an authorised consent.
+/// The registry at an instant: consents by status (every status, zeros included) and the customers with at least one
+/// authorised consent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StandingConsents {
     pub by_status: Vec<(Status, u64)>,
-    pub customers_with_authorised: u64,
+    pub live_customers: u64,
 }
+
+/// The figure of `consent_flows` counting customers with an authorised consent.
+pub const LIVE_CUSTOMER: &str = "live_customer";
+/// The figure of `consent_flows` counting one bank's revocation of a consent that goes on for the others.
+pub const BANK_REVOCATION: &str = "bank_revocation";
 
 /// Changes of consents' status in `[from, to)` (at quarter-hour precision), per period of `granularity`. The filter's
 /// API is ignored (a consent is given to an API user for banks, not for one API).
@@ -70,42 +79,286 @@ pub fn changes(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Consents by status now, and customers with an authorised consent, for one environment and optionally one
-/// provider (its banks' share: a consent revoked for that bank counts as revoked) or one API user.
-pub fn standing(
+/// Consents by status and customers with an authorised consent at the instant `at` (unix seconds), for one
+/// environment: the all-time totals of `consent_totals` less the flows of the slots from `at` on. Exact where `at`
+/// is a quarter-hour boundary (every local day's and month's is) or later than every change (now).
+pub fn standing_at(
     conn: &Connection,
     environment: crate::apps::AppMode,
-    provider: Option<i64>,
-    user: Option<i64>,
+    at: i64,
 ) -> Result<StandingConsents, ReportsError> {
-    let mut values = vec![Value::Text(environment.as_str().into())];
-    let (join, status) = match provider {
-        Some(provider) => {
-            values.push(Value::Integer(provider));
-            (
-                "JOIN consent_providers p ON p.consent_id = c.id AND p.organisation_id = ?2",
-                "CASE WHEN p.status = 'revoked' AND c.status = 'Authorised' THEN 'Revoked' ELSE c.status END",
-            )
+    let mut figures: BTreeMap<String, i64> = BTreeMap::new();
+    let mut totals =
+        conn.prepare_cached("SELECT figure, entered - exited FROM consent_totals WHERE environment = ?1")?;
+    for row in totals.query_map(params![environment.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+        let (figure, n) = row?;
+        figures.insert(figure, n);
+    }
+    let mut since = conn.prepare_cached(
+        "SELECT figure, sum(entered - exited) FROM consent_flows WHERE environment = ?1 AND slot >= ?2 GROUP BY 1",
+    )?;
+    for row in since.query_map(params![environment.as_str(), at], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+        let (figure, n): (String, i64) = row?;
+        *figures.entry(figure).or_default() -= n;
+    }
+    let count = |figure: &str| figures.get(figure).copied().unwrap_or(0).max(0) as u64;
+    Ok(StandingConsents {
+        by_status: Status::ALL.iter().map(|status| (*status, count(status.as_str()))).collect(),
+        live_customers: count(LIVE_CUSTOMER),
+    })
+}
+
+/// How many consents entered each status in `[from, to)` (unix seconds, quarter-hour boundaries), and how many
+/// single banks were revoked (under [`BANK_REVOCATION`]), for one environment.
+pub fn entered_between(
+    conn: &Connection,
+    environment: crate::apps::AppMode,
+    from: i64,
+    to: i64,
+) -> Result<BTreeMap<String, i64>, ReportsError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT figure, sum(entered) FROM consent_flows WHERE environment = ?1 AND slot >= ?2 AND slot < ?3
+         GROUP BY 1",
+    )?;
+    let rows = statement.query_map(params![environment.as_str(), from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::apps::AppMode;
+    use crate::store::migrate::{SCHEMA, migrate};
+
+    const START: i64 = 1_789_999_200; // 2026-09-21T14:00:00Z, a quarter-hour boundary (as the instants read must be).
+    const SPAN: i64 = 5 * 86_400;
+
+    /// One change of the registry at a second `at`, applied in time order as the platform would.
+    enum Change {
+        Created { id: String, application: i64 },
+        Authorised { id: String, customer: i64 },
+        Ended { id: String, status: &'static str },
+        BankRevoked { id: String, bank: i64 },
+    }
+
+    /// 300 consents over five days, of two environments and 15 customers: authorised, then revoked or expired,
+    /// refused, or left waiting; some lose one of their two banks. Times are arbitrary seconds.
+    fn history() -> Vec<(i64, Change)> {
+        let mut seed: u64 = 0x5eed_c0de;
+        let mut next = |n: i64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % n as u64) as i64
+        };
+        let mut changes = Vec::new();
+        for n in 0..300 {
+            let id = format!("c{n}");
+            let created = START + next(SPAN);
+            changes.push((created, Change::Created { id: id.clone(), application: 1 + next(2) }));
+            match next(10) {
+                0..=6 => {
+                    let authorised = created + 1 + next(3_000);
+                    changes.push((authorised, Change::Authorised { id: id.clone(), customer: 1 + next(15) }));
+                    if next(2) == 0 {
+                        changes.push((authorised + 1 + next(40_000), Change::BankRevoked { id: id.clone(), bank: 11 }));
+                    }
+                    match next(3) {
+                        0 => changes.push((authorised + next(80_000), Change::Ended { id, status: "Revoked" })),
+                        1 => {
+                            changes.push((authorised + 50_000 + next(80_000), Change::Ended { id, status: "Expired" }))
+                        }
+                        _ => {}
+                    }
+                }
+                7 | 8 => changes.push((created + next(2_000), Change::Ended { id, status: "Rejected" })),
+                _ => {}
+            }
         }
-        None => ("", "c.status"),
-    };
-    let mut condition = String::from("a.mode = ?1");
-    if let Some(user) = user {
-        values.push(Value::Integer(user));
-        condition.push_str(&format!(" AND a.organisation_id = ?{}", values.len()));
+        // Time order; at one second, in the order generated (an authorisation before its own ending).
+        changes.sort_by_key(|(at, _)| *at);
+        changes
     }
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {status} AS status, count(*) AS consents,
-                count(DISTINCT CASE WHEN {status} = 'Authorised' THEN c.customer_id END) AS customers
-         FROM consents c JOIN applications a ON a.id = c.application_id {join}
-         WHERE {condition} GROUP BY 1 ORDER BY 1"
-    ))?;
-    let mut standing = StandingConsents::default();
-    let mut rows = statement.query(params_from_iter(values.iter()))?;
-    while let Some(row) = rows.next()? {
-        let status: Status = row.get("status")?;
-        standing.by_status.push((status, row.get::<_, i64>("consents")?.max(0) as u64));
-        standing.customers_with_authorised += row.get::<_, i64>("customers")?.max(0) as u64;
+
+    fn rfc(at: i64) -> String {
+        crate::clock::rfc3339(time::OffsetDateTime::from_unix_timestamp(at).unwrap())
     }
-    Ok(standing)
+
+    fn apply(conn: &Connection, changes: &[(i64, Change)]) {
+        for (id, bin) in [(10, "990140000661"), (11, "990140000662"), (20, "990140000663")] {
+            conn.execute(
+                "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                            created_at, updated_at)
+                 VALUES (?1, ?2, ?2, '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't')",
+                params![id, bin],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO applications (id, organisation_id, client_id, name, kind, created_at, mode)
+             VALUES (1, 20, 'p', 'Production app', 'api_user', 't', 'production'),
+                    (2, 20, 's', 'Sandbox app', 'api_user', 't', 'sandbox');",
+        )
+        .unwrap();
+        for customer in 1..=15 {
+            conn.execute(
+                "INSERT INTO customers (id, iin, created_at, last_seen_at) VALUES (?1, ?2, 't', 't')",
+                params![customer, format!("{:012}", 900_000_000_000_i64 + customer)],
+            )
+            .unwrap();
+        }
+        for (at, change) in changes {
+            let at = rfc(*at);
+            match change {
+                Change::Created { id, application } => {
+                    conn.execute(
+                        "INSERT INTO consents (id, application_id, permissions, purpose, expires_at, created_at,
+                                               status_updated_at)
+                         VALUES (?1, ?2, '[]', 'test', '2099-01-01T00:00:00Z', ?3, ?3)",
+                        params![id, application, at],
+                    )
+                    .unwrap();
+                    for bank in [10, 11] {
+                        conn.execute(
+                            "INSERT INTO consent_providers (consent_id, organisation_id) VALUES (?1, ?2)",
+                            params![id, bank],
+                        )
+                        .unwrap();
+                    }
+                }
+                Change::Authorised { id, customer } => {
+                    conn.execute(
+                        "UPDATE consents SET customer_id = ?2, authorised_at = ?3 WHERE id = ?1",
+                        params![id, customer, at],
+                    )
+                    .unwrap();
+                    conn.execute(
+                        "UPDATE consents SET status = 'Authorised', status_updated_at = ?2 WHERE id = ?1",
+                        params![id, at],
+                    )
+                    .unwrap();
+                }
+                Change::Ended { id, status } => {
+                    conn.execute(
+                        "UPDATE consents SET status = ?2, status_updated_at = ?3 WHERE id = ?1",
+                        params![id, status, at],
+                    )
+                    .unwrap();
+                }
+                Change::BankRevoked { id, bank } => {
+                    conn.execute(
+                        "UPDATE consent_providers SET status = 'revoked', revoked_at = ?3
+                         WHERE consent_id = ?1 AND organisation_id = ?2",
+                        params![id, bank, at],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+
+    /// The figures at `at` read straight from the registry's dated columns (the slow way the flows replace).
+    fn from_registry(conn: &Connection, environment: AppMode, at: i64) -> StandingConsents {
+        let status_at = "CASE WHEN c.status_updated_at < ?2 THEN c.status
+                              WHEN c.authorised_at IS NOT NULL AND c.authorised_at < ?2 THEN 'Authorised'
+                              ELSE 'AwaitingAuthorisation' END";
+        let from = "FROM consents c JOIN applications a ON a.id = c.application_id
+                    WHERE a.mode = ?1 AND c.created_at < ?2";
+        let by_status = Status::ALL
+            .iter()
+            .map(|status| {
+                let n: i64 = conn
+                    .query_row(
+                        &format!("SELECT count(*) {from} AND ({status_at}) = ?3"),
+                        params![environment.as_str(), rfc(at), status.as_str()],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (*status, n as u64)
+            })
+            .collect();
+        let live: i64 = conn
+            .query_row(
+                &format!("SELECT count(DISTINCT c.customer_id) {from} AND ({status_at}) = 'Authorised'"),
+                params![environment.as_str(), rfc(at)],
+                |r| r.get(0),
+            )
+            .unwrap();
+        StandingConsents { by_status, live_customers: live as u64 }
+    }
+
+    fn entered_from_registry(conn: &Connection, environment: AppMode, from: i64, to: i64) -> BTreeMap<String, i64> {
+        let count = |sql: &str| -> i64 {
+            conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM consents c JOIN applications a ON a.id = c.application_id
+                     LEFT JOIN consent_providers p ON p.consent_id = c.id AND p.organisation_id = 11
+                     WHERE a.mode = ?1 AND {sql}"
+                ),
+                params![environment.as_str(), rfc(from), rfc(to)],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let within = |column: &str| format!("{column} >= ?2 AND {column} < ?3");
+        let mut out = BTreeMap::new();
+        out.insert("AwaitingAuthorisation".into(), count(&within("c.created_at")));
+        out.insert("Authorised".into(), count(&within("c.authorised_at")));
+        for status in ["Rejected", "Revoked", "Expired"] {
+            out.insert(status.into(), count(&format!("c.status = '{status}' AND {}", within("c.status_updated_at"))));
+        }
+        out.insert(BANK_REVOCATION.into(), count(&within("p.revoked_at")));
+        out.retain(|_, n| *n > 0);
+        out
+    }
+
+    #[test]
+    fn flows_agree_with_the_registry_at_every_quarter_hour_whether_kept_by_triggers_or_back_filled() {
+        let changes = history();
+        // Kept by the triggers as the registry changes.
+        let mut kept = Connection::open_in_memory().unwrap();
+        migrate(&mut kept, SCHEMA).unwrap();
+        apply(&kept, &changes);
+        // Written before migration 18, then back-filled by it.
+        let marker = SCHEMA.find("-- migration 18:").unwrap();
+        let mut filled = Connection::open_in_memory().unwrap();
+        migrate(&mut filled, &SCHEMA[..marker]).unwrap();
+        apply(&filled, &changes);
+        migrate(&mut filled, SCHEMA).unwrap();
+
+        let mut checked = 0;
+        for environment in [AppMode::Production, AppMode::Sandbox] {
+            let mut at = START - 900;
+            while at <= START + SPAN + 3 * 86_400 {
+                let expected = from_registry(&kept, environment, at);
+                assert_eq!(standing_at(&kept, environment, at).unwrap(), expected, "triggers, {environment:?} at {at}");
+                assert_eq!(standing_at(&filled, environment, at).unwrap(), expected, "back-fill, {environment:?} {at}");
+                checked += 1;
+                at += 900;
+            }
+            let mut day = START - START % 86_400;
+            while day <= START + SPAN + 3 * 86_400 {
+                let expected = entered_from_registry(&kept, environment, day, day + 86_400);
+                let read = |conn: &Connection| {
+                    let mut figures = entered_between(conn, environment, day, day + 86_400).unwrap();
+                    figures.retain(|figure, n| *n > 0 && figure != LIVE_CUSTOMER);
+                    figures
+                };
+                assert_eq!(read(&kept), expected, "triggers, {environment:?} day {day}");
+                assert_eq!(read(&filled), expected, "back-fill, {environment:?} day {day}");
+                day += 86_400;
+            }
+        }
+        // Now (after every change): the registry as it stands, and the live customers' table agrees.
+        let now = START + SPAN + 4 * 86_400;
+        let standing = standing_at(&kept, AppMode::Production, now).unwrap();
+        let live: i64 = kept
+            .query_row(
+                "SELECT count(*) FROM consent_live_customers WHERE environment = 'production' AND authorised > 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(standing.live_customers, live as u64);
+        assert!(standing.live_customers > 3 && checked > 1_000, "{standing:?} {checked}");
+    }
 }

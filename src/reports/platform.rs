@@ -33,6 +33,7 @@ use super::usage::{self, Granularity, Group, GroupBy, UsageFilter, UsageRow};
 use crate::apps::AppMode;
 use crate::availability::{self, Subject};
 use crate::catalog::Environment;
+use crate::consent::Status;
 
 /// How many error codes [`PlatformFigures::top_errors`] lists.
 pub const TOP_ERRORS: usize = 10;
@@ -334,8 +335,8 @@ pub fn figures(
         generated_at: crate::clock::rfc3339(now),
         participants: participants(conn, cur, prev)?,
         customers_with_live_consents: Comparison {
-            current: live_customers(conn, &text(cur.at))?,
-            previous: live_customers(conn, &text(prev.at))?,
+            current: count(super::consents::standing_at(conn, AppMode::Production, cur.at)?.live_customers),
+            previous: count(super::consents::standing_at(conn, AppMode::Production, prev.at)?.live_customers),
         },
         consents: consents(conn, cur, prev)?,
         requests,
@@ -396,34 +397,12 @@ fn participants(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<Particip
     })
 }
 
-/// The production consents' columns a status at an instant is read from: a consent's status changes only
-/// `AwaitingAuthorisation → Authorised | Rejected | Revoked` and `Authorised → Revoked | Expired`, so its status at
-/// `?1` is its status now if that was set by then, otherwise `Authorised` if it was authorised by then, otherwise
-/// `AwaitingAuthorisation`.
-const STATUS_AT: &str = "CASE WHEN c.status_updated_at < ?1 THEN c.status
-                              WHEN c.authorised_at IS NOT NULL AND c.authorised_at < ?1 THEN 'Authorised'
-                              ELSE 'AwaitingAuthorisation' END";
-
-fn live_customers(conn: &Connection, at: &str) -> Result<i64, ReportsError> {
-    let sql = format!(
-        "SELECT count(DISTINCT c.customer_id) FROM consents c JOIN applications a ON a.id = c.application_id
-         WHERE a.mode = 'production' AND c.created_at < ?1 AND c.expires_at > ?1
-           AND ({STATUS_AT}) = 'Authorised'"
-    );
-    Ok(conn.prepare_cached(&sql)?.query_row([at], |r| r.get(0))?)
-}
-
 fn consents(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<ConsentFigures, ReportsError> {
-    let by_status = |at: &str| -> Result<BTreeMap<String, i64>, ReportsError> {
-        let sql = format!(
-            "SELECT {STATUS_AT} AS status, count(*) AS n FROM consents c JOIN applications a ON a.id = c.application_id
-             WHERE a.mode = 'production' AND c.created_at < ?1 GROUP BY 1"
-        );
-        let mut statement = conn.prepare_cached(&sql)?;
-        let rows = statement.query_map([at], |r| Ok((r.get("status")?, r.get("n")?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    let standing = |at: i64| -> Result<BTreeMap<String, i64>, ReportsError> {
+        let standing = super::consents::standing_at(conn, AppMode::Production, at)?;
+        Ok(standing.by_status.into_iter().map(|(status, n)| (status.as_str().to_string(), count(n))).collect())
     };
-    let (now, before) = (by_status(&text(cur.at))?, by_status(&text(prev.at))?);
+    let (now, before) = (standing(cur.at)?, standing(prev.at)?);
     let by_status = CONSENT_STATUSES
         .iter()
         .map(|s| Labelled {
@@ -431,35 +410,17 @@ fn consents(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<ConsentFigur
             count: compare(now.get(*s).copied().unwrap_or(0), before.get(*s).copied().unwrap_or(0)),
         })
         .collect();
-    // Changes in `[?1, ?2)`: terminal statuses never change again, so `status_updated_at` dates them.
-    let changes = |b: Bounds| -> Result<[i64; 6], ReportsError> {
-        let within = |column: &str| format!("{column} >= ?1 AND {column} < ?2");
-        let sql = format!(
-            "SELECT coalesce(sum({}), 0), coalesce(sum({}), 0),
-                    coalesce(sum(c.status = 'Rejected' AND {u}), 0), coalesce(sum(c.status = 'Revoked' AND {u}), 0),
-                    coalesce(sum(c.status = 'Expired' AND {u}), 0),
-                    (SELECT count(*) FROM consent_providers p JOIN consents k ON k.id = p.consent_id
-                     JOIN applications b ON b.id = k.application_id
-                     WHERE b.mode = 'production' AND p.revoked_at IS NOT NULL AND {})
-             FROM consents c JOIN applications a ON a.id = c.application_id WHERE a.mode = 'production'",
-            within("c.created_at"),
-            within("c.authorised_at"),
-            within("p.revoked_at"),
-            u = within("c.status_updated_at"),
-        );
-        Ok(conn.prepare_cached(&sql)?.query_row(params![text(b.start), text(b.end)], |r| {
-            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?])
-        })?)
-    };
-    let (c, p) = (changes(cur)?, changes(prev)?);
+    let entered = |b: Bounds| super::consents::entered_between(conn, AppMode::Production, b.start, b.end);
+    let (c, p) = (entered(cur)?, entered(prev)?);
+    let changes = |figure: &str| compare(c.get(figure).copied().unwrap_or(0), p.get(figure).copied().unwrap_or(0));
     Ok(ConsentFigures {
         by_status,
-        requested: compare(c[0], p[0]),
-        granted: compare(c[1], p[1]),
-        rejected: compare(c[2], p[2]),
-        revoked: compare(c[3], p[3]),
-        expired: compare(c[4], p[4]),
-        bank_revocations: compare(c[5], p[5]),
+        requested: changes(Status::AwaitingAuthorisation.as_str()),
+        granted: changes(Status::Authorised.as_str()),
+        rejected: changes(Status::Rejected.as_str()),
+        revoked: changes(Status::Revoked.as_str()),
+        expired: changes(Status::Expired.as_str()),
+        bank_revocations: changes(super::consents::BANK_REVOCATION),
     })
 }
 

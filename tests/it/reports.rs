@@ -171,8 +171,12 @@ async fn reports_equal_counts_from_the_raw_exchanges_and_old_data_is_pruned_on_t
             "SELECT count(*) FROM consent_history h JOIN consent_providers p ON p.consent_id = h.consent_id WHERE h.status = 'Authorised'"
         )
     );
-    let standing = query(platform, |c, _| kopir::reports::consents::standing(c, AppMode::Production, None, None)).await;
-    assert_eq!(standing.customers_with_authorised, 1);
+    let now = platform.clock().now().unix_timestamp() + 1;
+    let standing =
+        query(platform, move |c, _| kopir::reports::consents::standing_at(c, AppMode::Production, now)).await;
+    assert_eq!(standing.live_customers, 1);
+    let authorised = standing.by_status.iter().find(|(s, _)| *s == kopir::consent::Status::Authorised).unwrap().1;
+    assert_eq!(authorised as i64, count(platform, "SELECT count(*) FROM consents WHERE status = 'Authorised'"));
 
     // Retention: after 91 days the raw rows are gone, the rollups stay; after 400 more the hourly rows go too.
     let hourly_rows = count(platform, "SELECT count(*) FROM usage_hourly");
