@@ -18,14 +18,13 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Template)]
 #[template(path = "console_apis.html")]
-struct ApisPage<'a> {
+struct ApisPage {
     t: Texts,
-    csrf: &'a str,
     rows: Vec<ConsoleRow>,
 }
 
 /// Console readers: every API of every provider, whatever its status.
-async fn apis(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+async fn apis(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     let rows = state.db.read(|c| super::console_rows(c).map_err(StoreError::from)).await?;
-    Ok(render(&ApisPage { t: Texts::current(), csrf: who.csrf(), rows }))
+    Ok(render(&ApisPage { t: Texts::current(), rows }))
 }

@@ -57,10 +57,16 @@ pub struct Standard {
     pub id: &'static str,
     /// Text key of its title.
     pub title_key: &'static str,
+    /// Where on the platform API users call an API of this standard (the gateway; never the provider's own URL).
+    pub platform_path: &'static str,
 }
 
 /// The standards the platform knows (for now the customer current-account information standard).
-pub const STANDARDS: &[Standard] = &[Standard { id: "kopir-ais-v1", title_key: "catalog.standard.kopir_ais_v1" }];
+pub const STANDARDS: &[Standard] = &[Standard {
+    id: "kopir-ais-v1",
+    title_key: "catalog.standard.kopir_ais_v1",
+    platform_path: crate::standard::AIS_BASE_PATH,
+}];
 
 pub fn standard(id: &str) -> Option<&'static Standard> {
     STANDARDS.iter().find(|s| s.id == id)

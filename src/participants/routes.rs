@@ -228,12 +228,11 @@ async fn register(
 #[template(path = "org_dashboard.html")]
 struct DashboardPage<'a> {
     t: Texts,
-    csrf: &'a str,
     user: &'a identity::User,
     org: &'a Organisation,
 }
 
 /// Participant members: their organisation at a glance and what to do next.
 async fn dashboard(ParticipantMember(who): ParticipantMember) -> Response {
-    render(&DashboardPage { t: Texts::current(), csrf: who.csrf(), user: &who.user, org: &who.org })
+    render(&DashboardPage { t: Texts::current(), user: &who.user, org: &who.org })
 }

@@ -296,7 +296,22 @@ impl FromRequestParts<AppState> for SignedIn {
         {
             return Err(PageError::new(StatusCode::FORBIDDEN, "error.organisation_blocked"));
         }
+        super::nav::record(super::nav::Viewer::new(&user, &visitor.session.csrf_token, true));
         Ok(SignedIn { visitor, user, organisation })
+    }
+}
+
+/// A page open to everyone that shows more to the signed-in: `Option<SignedIn>` is `None` for a visitor who is not
+/// signed in (or whose session ended); any other refusal (a blocked organisation) still refuses the page.
+impl axum::extract::OptionalFromRequestParts<AppState> for SignedIn {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        match <SignedIn as FromRequestParts<AppState>>::from_request_parts(parts, state).await {
+            Ok(who) => Ok(Some(who)),
+            Err(PageError::SignIn) => Ok(None),
+            Err(refused) => Err(refused),
+        }
     }
 }
 
