@@ -45,7 +45,8 @@ fn print(config: &crate::config::Config, demo: &RunningDemo) {
     println!("  Your consents             {base}/my");
     println!("  Platform home             {base}/");
     println!("  Operator console          {base}/console");
-    println!("  Marketplace, standard     {base}/marketplace   {base}/standard");
+    println!("  Marketplace (public)      {base}/marketplace");
+    println!("  Standard, registries      {base}/standard   {base}/registry");
     for bank in &demo.banks {
         println!("  Reference bank            {}", bank.base_url);
     }

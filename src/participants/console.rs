@@ -43,9 +43,8 @@ fn can_act(who: &SignedIn) -> bool {
 
 #[derive(Template)]
 #[template(path = "console_dashboard.html")]
-struct DashboardPage<'a> {
+struct DashboardPage {
     t: Texts,
-    user: &'a User,
     submitted: i64,
     changes_requested: i64,
     registered: i64,
@@ -55,7 +54,7 @@ struct DashboardPage<'a> {
 }
 
 /// Console readers: counts at a glance.
-async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+async fn dashboard(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     use accreditation::AppStatus;
     let [submitted, changes_requested, registered, accredited, suspended, revoked] = state
         .db
@@ -72,7 +71,6 @@ async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleRea
         .await?;
     Ok(render(&DashboardPage {
         t: Texts::current(),
-        user: &who.user,
         submitted,
         changes_requested,
         registered,

@@ -80,6 +80,8 @@ pub struct Platform {
     pub availability: Arc<crate::availability::PlatformWatch>,
     /// The check an API passes before publication and then on a schedule (the sandbox's conformance suite).
     pub publication_check: Arc<dyn crate::catalog::PublicationCheck>,
+    /// Whether `kopir demo` runs here with its sample application (`/demo/app`): the home page leads there.
+    pub demo_app: bool,
 }
 
 impl Platform {
@@ -380,6 +382,7 @@ pub async fn start_with_lookup(
         clock,
         availability: crate::availability::PlatformWatch::new(),
         publication_check,
+        demo_app: config.mode == crate::config::Mode::Demo && extra.is_some(),
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {

@@ -44,6 +44,9 @@ async fn a_newcomer_connects_three_banks_in_the_demo_and_withdraws_the_consent()
         .collect::<Result<_, _>>()
         .unwrap();
     assert!(accounts.len() >= 4 && accounts.iter().all(|(_, forced)| *forced), "{accounts:?}");
+    // The platform's home leads the demo's visitor to the sample application first.
+    let home = common::browser::Browser::new(&platform).get("/").await;
+    home.assert_contains("id=\"demo-way\"").assert_contains("href=\"/demo/app\"");
     let base = platform.url("");
     let chrome = Chrome::start(&base, "demo").await;
 
