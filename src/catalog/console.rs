@@ -25,6 +25,7 @@ struct ApisPage {
 
 /// Console readers: every API of every provider, whatever its status.
 async fn apis(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
-    let rows = state.db.read(|c| super::console_rows(c).map_err(StoreError::from)).await?;
+    let check = state.publication_check.clone();
+    let rows = state.db.read(move |c| super::console_rows(c, check.as_ref()).map_err(StoreError::from)).await?;
     Ok(render(&ApisPage { t: Texts::current(), rows }))
 }

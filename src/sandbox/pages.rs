@@ -54,6 +54,7 @@ struct HealthPage<'a> {
     p95: Option<i64>,
     failures: Vec<CheckRun>,
     runs: Vec<RunRow>,
+    last_check: Option<catalog::LastCheck>,
     /// Each hour with its start in the operator's zone.
     hours: Vec<(String, HourPoint)>,
     latency_svg: String,
@@ -71,6 +72,7 @@ struct Loaded {
     failures: Vec<CheckRun>,
     runs: Vec<RunRow>,
     hours: Vec<HourPoint>,
+    last_check: Option<catalog::LastCheck>,
 }
 
 fn load(conn: &rusqlite::Connection, api: Api, now: time::OffsetDateTime) -> rusqlite::Result<Loaded> {
@@ -91,6 +93,7 @@ fn load(conn: &rusqlite::Connection, api: Api, now: time::OffsetDateTime) -> rus
         failures: health::latest_failures(conn, id)?,
         runs: health::recent_runs(conn, id, RECENT)?,
         hours: health::hourly(conn, id, since)?,
+        last_check: health::last_check(conn, id)?,
         api,
     })
 }
@@ -133,6 +136,7 @@ fn page(who: &SignedIn, zone: &TimeZone, loaded: Loaded, shown: Shown) -> Respon
             p95: loaded.p95,
             failures,
             runs: loaded.runs,
+            last_check: loaded.last_check,
             hours,
             latency_svg,
             availability_svg,

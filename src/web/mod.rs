@@ -151,7 +151,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::middleware))
         // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
         .layer(middleware::from_fn(standard_error_bodies))
-        .layer(middleware::from_fn(nav::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), nav::middleware))
         .layer(middleware::from_fn(language))
         // The platform's own availability: it sees every answer as the caller gets it.
         .layer(middleware::from_fn_with_state(state.clone(), crate::availability::platform::middleware))

@@ -3,7 +3,7 @@
 //! Every menu is one data list below ([`CONSOLE`], [`ORGANISATION`]): a new page gets its menu entry by one line
 //! there. Menus are grouped (`<details>` drop-downs, no script), so the console fits a 1280-pixel screen.
 //!
-//! Who is signed in is request context, like the language: a layer ([`middleware`]) opens an empty slot for each
+//! Who is signed in (and the operator's time zone) is request context, like the language: a layer ([`middleware`]) opens an empty slot for each
 //! request, the sign-in guards ([`crate::web::session::SignedIn`], and the pending sign-in of a forced password
 //! change or TOTP enrolment) fill it once they have read the person, and `base.html` reads it through [`viewer`].
 //! So the header names the person on every page — also on an error page and during the first sign-in's steps —
@@ -11,10 +11,11 @@
 
 use std::sync::Mutex;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::AppState;
 use crate::identity::{Role, User};
 
 /// The person a page is shown to.
@@ -55,6 +56,8 @@ impl Viewer {
 struct Context {
     path: String,
     viewer: Mutex<Option<Viewer>>,
+    /// The operator's time zone (`time_zone`): pages show times in it.
+    zone: jiff::tz::TimeZone,
 }
 
 tokio::task_local! {
@@ -62,10 +65,21 @@ tokio::task_local! {
 }
 
 /// Opens the request's slot for the person (see the module's text) and remembers the path, for the menu's current
-/// entry.
-pub async fn middleware(request: Request, next: Next) -> Response {
-    let context = Context { path: request.uri().path().to_string(), viewer: Mutex::new(None) };
+/// entry, and the operator's time zone, for [`local_time`].
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let context = Context {
+        path: request.uri().path().to_string(),
+        viewer: Mutex::new(None),
+        zone: state.config.time_zone.zone().clone(),
+    };
     CONTEXT.scope(context, next.run(request)).await
+}
+
+/// A stored instant (RFC 3339, UTC) as a page shows it: in the operator's zone, `YYYY-MM-DD HH:MM:SS` (templates
+/// call it as `crate::web::nav::local_time(at)`).
+pub fn local_time(rfc3339: &str) -> String {
+    let zone = CONTEXT.try_with(|c| c.zone.clone()).unwrap_or_else(|_| crate::store::calendar::default_time_zone());
+    crate::store::calendar::local_text(&zone, rfc3339)
 }
 
 /// Records the person the request is answered for (called by the sign-in guards).

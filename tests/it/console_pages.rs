@@ -304,3 +304,79 @@ async fn the_home_page_leads_each_kind_of_visitor() {
     assert!(!page.body.contains("href=\"/login\""));
     platform.shutdown().await;
 }
+
+/// The cell of the table row that holds `marker`, in the column headed `heading` (tags dropped).
+fn cell(body: &str, marker: &str, heading: &str) -> String {
+    let table_start = body[..body.find(marker).unwrap_or_else(|| panic!("no {marker}"))].rfind("<table").unwrap();
+    let table = &body[table_start..];
+    let column = table_headings(table)[0].iter().position(|h| h == heading).unwrap_or_else(|| panic!("no {heading}"));
+    let row_start = table.find(marker).unwrap();
+    let row_start = table[..row_start].rfind("<tr").unwrap();
+    let row = &table[row_start..row_start + table[row_start..].find("</tr>").unwrap()];
+    let raw = row.split("<td").nth(column + 1).unwrap();
+    let raw = raw.split_once('>').unwrap().1.split("</td>").next().unwrap();
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in raw.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// "Last check" reads the same on the APIs' list and their health overview (the newest run of each environment,
+/// scheduled or publication, taken together, in local time); an API's name leads to its page, which shows the
+/// latest sandbox and production runs and the earlier ones; certificates' kinds are words.
+#[tokio::test(flavor = "multi_thread")]
+async fn last_check_means_one_thing_on_every_console_page() {
+    use crate::common::exchange::{BankPlan, world_with};
+    let w = world_with(&[BankPlan::new("Altyn Bank", "99034000001")], |c| {
+        c.sandbox.check_interval_secs = 1;
+        c.sandbox.check_jitter_secs = 0;
+    })
+    .await;
+    let platform = &w.s.platform;
+    let api = w.banks[0].api_id;
+    common::eventually("two scheduled runs", std::time::Duration::from_secs(30), async || {
+        let runs = common::participant::count(platform, &format!("SELECT count(*) FROM api_runs WHERE api_id = {api}"));
+        if runs >= 4 { Ok(()) } else { Err(runs) }
+    })
+    .await;
+    let password = operator_user(platform, "check.reader", Role::OperatorStaff).await;
+    let mut reader = Browser::new(platform);
+    reader.sign_in("check.reader", &password).await;
+    let link = format!("<a href=\"/console/apis/{api}/health\">");
+    let apis = reader.get("/console/apis").await;
+    assert!(apis.body.contains(&link), "the API's name does not lead to its page");
+    let health = reader.get("/console/apis/health").await;
+    // Runs keep coming every second: read both pages until they were drawn between the same two runs.
+    let (mut on_list, mut on_health) = (cell(&apis.body, &link, "Last check"), cell(&health.body, &link, "Last check"));
+    for _ in 0..5 {
+        if on_list == on_health {
+            break;
+        }
+        on_list = cell(&reader.get("/console/apis").await.body, &link, "Last check");
+        on_health = cell(&reader.get("/console/apis/health").await.body, &link, "Last check");
+    }
+    assert_eq!(on_list, on_health);
+    assert!(on_list.starts_with("Passed 20"), "{on_list}");
+    let page = reader.get(&format!("/console/apis/{api}/health")).await;
+    for id in ["latest-sandbox", "latest-production"] {
+        let start = page.body.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no {id}"));
+        let dd = &page.body[start..start + page.body[start..].find("</dd>").unwrap()];
+        assert!(dd.contains("Passed") && dd.contains("href=\"#runs\""), "{dd}");
+    }
+    page.assert_contains("<table id=\"runs\">")
+        .assert_contains("<td>Sandbox</td>")
+        .assert_contains("<td>Production</td>");
+    assert_no_repeated_heading("/console/apis/{id}/health", &page.body);
+
+    let certificates = reader.get("/console/certificates").await;
+    certificates.assert_contains("The platform&#39;s own client certificate");
+    assert!(!certificates.body.contains(">platform_client<") && !certificates.body.contains(">issuing_ca<"));
+    w.s.platform.shutdown().await;
+}
