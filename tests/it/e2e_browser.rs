@@ -296,6 +296,15 @@ async fn the_console_fits_1280_px_and_the_audit_trail_reads_with_200_entries() {
     chrome.click("form[role=search] button[type=submit]").await;
     chrome.wait_text("Journal entries matching the filters").await;
     chrome.shot("05-audit-trail-filtered").await;
+    // The header keeps one row in the longer languages too.
+    chrome.goto("/console").await;
+    for (lang, shot, overview) in [("ru", "06-console-ru", "Обзор"), ("kk", "07-console-kk", "Шолу")] {
+        chrome.click(&format!("a[href='/lang/{lang}']")).await;
+        chrome.wait_text(overview).await;
+        let (fits, height) = fits_the_width(&chrome).await;
+        assert!(fits && height < 80.0, "{lang}: the header takes {height} px or the page scrolls sideways");
+        chrome.shot(shot).await;
+    }
 
     chrome.close().await;
     platform.shutdown().await;
