@@ -18,14 +18,13 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Template)]
 #[template(path = "console_clients.html")]
-struct ClientsPage<'a> {
+struct ClientsPage {
     t: Texts,
-    csrf: &'a str,
     rows: Vec<(Application, String)>,
 }
 
 /// Console readers: every registered application with its organisation, kind, client id and status.
-async fn clients(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+async fn clients(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     let rows = state.db.read(|c| super::list_all(c).map_err(StoreError::from)).await?;
-    Ok(render(&ClientsPage { t: Texts::current(), csrf: who.csrf(), rows }))
+    Ok(render(&ClientsPage { t: Texts::current(), rows }))
 }

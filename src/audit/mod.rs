@@ -268,18 +268,36 @@ pub struct Filter {
     /// Objects containing this.
     #[serde(default)]
     pub object: String,
-    /// First day (YYYY-MM-DD), inclusive.
+    /// First day (YYYY-MM-DD, the operator's local day), inclusive.
     #[serde(default)]
     pub from: String,
-    /// Last day (YYYY-MM-DD), inclusive.
+    /// Last day (YYYY-MM-DD, the operator's local day), inclusive.
     #[serde(default)]
     pub to: String,
     #[serde(default)]
     pub page: Option<u32>,
 }
 
-/// A page of journal entries matching `filter`, newest first, and whether more follow.
-pub fn search(conn: &Connection, filter: &Filter, per_page: u32) -> Result<(Vec<Entry>, bool), rusqlite::Error> {
+impl Filter {
+    /// Whether any field filters.
+    pub fn is_empty(&self) -> bool {
+        [&self.action, &self.actor, &self.object].iter().all(|f| f.trim().is_empty())
+            && !is_day(&self.from)
+            && !is_day(&self.to)
+    }
+}
+
+/// The first instant of a local day, as the journal writes instants (RFC 3339, UTC).
+fn day_start_utc(zone: &jiff::tz::TimeZone, day: &str, days_later: i64) -> Option<String> {
+    let date: jiff::civil::Date = day.trim().parse().ok()?;
+    let date = date.checked_add(jiff::Span::new().days(days_later)).ok()?;
+    let seconds = crate::store::calendar::day_start(zone, date).ok()?;
+    let at = OffsetDateTime::from_unix_timestamp(seconds).ok()?;
+    Some(clock::rfc3339(at))
+}
+
+/// The `WHERE` clause and its values for `filter`; days are the operator's local days in `zone`.
+fn filter_clause(filter: &Filter, zone: &jiff::tz::TimeZone) -> (String, Vec<String>) {
     let mut clauses: Vec<&str> = Vec::new();
     let mut values: Vec<String> = Vec::new();
     let mut add = |clause: &'static str, value: String| {
@@ -295,29 +313,57 @@ pub fn search(conn: &Connection, filter: &Filter, per_page: u32) -> Result<(Vec<
     if !filter.object.trim().is_empty() {
         add("instr(coalesce(object, ''), ?N) > 0", filter.object.trim().to_string());
     }
-    if is_day(&filter.from) {
-        add("at >= ?N", filter.from.trim().to_string());
+    if is_day(&filter.from)
+        && let Some(start) = day_start_utc(zone, &filter.from, 0)
+    {
+        add("at >= ?N", start);
     }
-    if is_day(&filter.to) {
-        // Every time on that day sorts before the day followed by "U" (after "T").
-        add("at < ?N", format!("{}U", filter.to.trim()));
+    if is_day(&filter.to)
+        && let Some(end) = day_start_utc(zone, &filter.to, 1)
+    {
+        add("at < ?N", end);
     }
-    let mut sql = String::from(
-        "SELECT seq, at, actor, organisation, action, object, outcome, source, detail, prev_hash, hash FROM audit_log",
-    );
+    let mut sql = String::new();
     for (i, clause) in clauses.iter().enumerate() {
         sql.push_str(if i == 0 { " WHERE " } else { " AND " });
         sql.push_str(&clause.replace("?N", &format!("?{}", i + 1)));
     }
+    (sql, values)
+}
+
+const ENTRY_COLUMNS: &str = "seq, at, actor, organisation, action, object, outcome, source, detail, prev_hash, hash";
+
+/// A page of journal entries matching `filter` (days in `zone`), newest first, and whether more follow.
+pub fn search(
+    conn: &Connection,
+    filter: &Filter,
+    zone: &jiff::tz::TimeZone,
+    per_page: u32,
+) -> Result<(Vec<Entry>, bool), rusqlite::Error> {
+    let (clause, values) = filter_clause(filter, zone);
     let page = filter.page.unwrap_or(1).max(1);
     let offset = i64::from(page - 1) * i64::from(per_page);
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {} OFFSET {offset}", per_page + 1));
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM audit_log{clause} ORDER BY seq DESC LIMIT {} OFFSET {offset}",
+        per_page + 1
+    );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), entry_from_row)?;
     let mut entries = rows.collect::<Result<Vec<_>, _>>()?;
     let more = entries.len() > per_page as usize;
     entries.truncate(per_page as usize);
     Ok((entries, more))
+}
+
+/// Every entry matching `filter` (days in `zone`), newest first, at most `limit`, and whether more matched.
+pub fn matching(
+    conn: &Connection,
+    filter: &Filter,
+    zone: &jiff::tz::TimeZone,
+    limit: u32,
+) -> Result<(Vec<Entry>, bool), rusqlite::Error> {
+    let whole = Filter { page: None, ..filter.clone() };
+    search(conn, &whole, zone, limit)
 }
 
 fn is_day(s: &str) -> bool {
@@ -351,18 +397,47 @@ mod tests {
     fn search_filters_and_pages_newest_first() {
         let conn = journal(7);
         let filter = Filter { action: "test.".into(), object: "thing:".into(), ..Default::default() };
-        let (first, more) = search(&conn, &filter, 5).unwrap();
+        let (first, more) = search(&conn, &filter, &utc(), 5).unwrap();
         assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![7, 6, 5, 4, 3]);
         assert!(more);
-        let (second, more) = search(&conn, &Filter { page: Some(2), ..filter.clone() }, 5).unwrap();
+        let (second, more) = search(&conn, &Filter { page: Some(2), ..filter.clone() }, &utc(), 5).unwrap();
         assert_eq!(second.len(), 2);
         assert!(!more);
-        let (none, _) = search(&conn, &Filter { action: "pki.".into(), ..Default::default() }, 5).unwrap();
+        let (none, _) = search(&conn, &Filter { action: "pki.".into(), ..Default::default() }, &utc(), 5).unwrap();
         assert!(none.is_empty());
-        let (one, _) =
-            search(&conn, &Filter { object: "thing:3".into(), to: "2999-01-01".into(), ..Default::default() }, 5)
-                .unwrap();
+        let (one, _) = search(
+            &conn,
+            &Filter { object: "thing:3".into(), to: "2999-01-01".into(), ..Default::default() },
+            &utc(),
+            5,
+        )
+        .unwrap();
         assert_eq!(one.len(), 1);
+    }
+
+    fn utc() -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::UTC
+    }
+
+    /// The days of the filter are the operator's: 2026-11-25 12:00 UTC is 17:00 on the 25th in Almaty, but an entry
+    /// at 20:00 UTC is already on the 26th there.
+    #[test]
+    fn days_filter_in_the_operators_zone() {
+        let mut conn = journal(2);
+        let tx = conn.transaction().unwrap();
+        let late =
+            Event::new("cli:root", "test.late", Outcome::Success).at(time::macros::datetime!(2026-11-25 20:00 UTC));
+        append(&tx, &late).unwrap();
+        tx.commit().unwrap();
+        let almaty = crate::store::calendar::default_time_zone();
+        let day = |d: &str| Filter { from: d.into(), to: d.into(), ..Default::default() };
+        let actions = |f: &Filter, zone: &jiff::tz::TimeZone| -> Vec<String> {
+            matching(&conn, f, zone, 100).unwrap().0.into_iter().map(|e| e.action).collect()
+        };
+        assert_eq!(actions(&day("2026-11-26"), &almaty), ["test.late"]);
+        assert_eq!(actions(&day("2026-11-25"), &almaty), ["test.event", "test.event"]);
+        assert_eq!(actions(&day("2026-11-25"), &utc()).len(), 3);
+        assert!(!day("2026-11-25").is_empty() && Filter::default().is_empty());
     }
 
     #[test]

@@ -328,9 +328,8 @@ async fn cancel(
 
 #[derive(Template)]
 #[template(path = "availability_console.html")]
-struct ConsolePage<'a> {
+struct ConsolePage {
     t: Texts,
-    csrf: &'a str,
     /// The operator's time zone, as the times are shown in it.
     zone: String,
     open: Vec<(OpenOutage, String)>,
@@ -346,7 +345,7 @@ struct ConsoleData {
 }
 
 /// Console readers: open outages, the platform's availability, every maintenance window (read-only).
-async fn console_page(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+async fn console_page(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     let now = state.clock.now();
     let zone = state.config.time_zone.zone().clone();
     let (from, to) = week(&zone, now);
@@ -365,7 +364,6 @@ async fn console_page(State(state): State<AppState>, ConsoleReader(who): Console
         .await?;
     let page = ConsolePage {
         t: Texts::current(),
-        csrf: who.csrf(),
         zone: zone_label(state.config.time_zone.name(), &zone, now),
         open: data
             .open

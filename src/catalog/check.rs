@@ -45,6 +45,12 @@ pub trait PublicationCheck: Send + Sync {
     /// The text key of the description of the finding `finding_id`, for the findings this check knows (others
     /// show their recorded English description).
     fn text_key(&self, finding_id: &str) -> Option<&'static str>;
+
+    /// The API's last check (one meaning on every page, see [`super::LastCheck`]); by default from the catalogue's
+    /// records of checks.
+    fn last_check(&self, conn: &rusqlite::Connection, api_id: i64) -> rusqlite::Result<Option<super::LastCheck>> {
+        super::last_check(conn, api_id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,14 +18,14 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Template)]
 #[template(path = "console_apis.html")]
-struct ApisPage<'a> {
+struct ApisPage {
     t: Texts,
-    csrf: &'a str,
     rows: Vec<ConsoleRow>,
 }
 
 /// Console readers: every API of every provider, whatever its status.
-async fn apis(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
-    let rows = state.db.read(|c| super::console_rows(c).map_err(StoreError::from)).await?;
-    Ok(render(&ApisPage { t: Texts::current(), csrf: who.csrf(), rows }))
+async fn apis(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
+    let check = state.publication_check.clone();
+    let rows = state.db.read(move |c| super::console_rows(c, check.as_ref()).map_err(StoreError::from)).await?;
+    Ok(render(&ApisPage { t: Texts::current(), rows }))
 }

@@ -3,8 +3,10 @@
 //! (`/marketplace/{id}`, connect and disconnect in one step); and the same list as JSON for programs
 //! (`/api/v1/marketplace`).
 //!
-//! Who may call: the pages, any signed-in participant member and console reader; connecting and disconnecting,
-//! administrators and developers of an accredited API user; the JSON, anyone.
+//! Who may call: the pages, anyone (the marketplace is public: what is published, by whom, on which standard, and the
+//! platform's endpoint to call); a participant's members see their applications' connections, console readers the
+//! providers' own URLs; connecting and disconnecting, administrators and developers of an accredited API user; the
+//! JSON, anyone.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -32,13 +34,15 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/marketplace", get(json_list))
 }
 
-/// Who is looking: a console reader, or a participant member (with the organisation). Anyone else is refused.
+/// Who is looking: a console reader, a participant member (with the organisation), or a visitor.
 enum Viewer {
     Console,
     Participant,
+    Public,
 }
 
-fn viewer(who: &SignedIn) -> Result<Viewer, PageError> {
+fn viewer(who: Option<&SignedIn>) -> Result<Viewer, PageError> {
+    let Some(who) = who else { return Ok(Viewer::Public) };
     match who.user.role {
         Role::OperatorAdmin | Role::OperatorStaff | Role::Regulator => Ok(Viewer::Console),
         Role::ParticipantAdmin | Role::ParticipantDeveloper | Role::ParticipantAnalyst
@@ -72,10 +76,10 @@ impl MarketQuery {
 
 #[derive(Template)]
 #[template(path = "marketplace.html")]
-struct MarketPage<'a> {
+struct MarketPage {
     t: Texts,
-    csrf: &'a str,
     console: bool,
+    member: bool,
     listings: Vec<Listing>,
     providers: Vec<(i64, String)>,
     standards: &'static [Standard],
@@ -85,13 +89,14 @@ struct MarketPage<'a> {
     filtered: bool,
 }
 
-/// Participant members and console readers: the marketplace, searched and filtered.
+/// Anyone: the marketplace, searched and filtered.
 async fn list(
     State(state): State<AppState>,
-    who: SignedIn,
+    who: Option<SignedIn>,
     Query(query): Query<MarketQuery>,
 ) -> Result<Response, PageError> {
-    let console = matches!(viewer(&who)?, Viewer::Console);
+    let shown_to = viewer(who.as_ref())?;
+    let (console, member) = (matches!(shown_to, Viewer::Console), matches!(shown_to, Viewer::Participant));
     let filter = query.filter();
     let wanted = filter.clone();
     let found = state
@@ -102,8 +107,8 @@ async fn list(
     let filtered = super::fts_query(&filter.query).is_some() || filter.standard.is_some() || filter.provider.is_some();
     let page = MarketPage {
         t: Texts::current(),
-        csrf: who.csrf(),
         console,
+        member,
         listings,
         providers,
         standards: STANDARDS,
@@ -121,7 +126,11 @@ struct ListingPage<'a> {
     t: Texts,
     csrf: &'a str,
     console: bool,
+    member: bool,
     listing: Listing,
+    /// The platform's endpoint API users call for this API's standard, and its OAuth discovery document.
+    endpoint: Option<String>,
+    discovery: String,
     /// The viewer's organisation's API user applications and their connection to this API.
     connections: Vec<AppConnection>,
     /// Administrators and developers (may connect and disconnect).
@@ -140,13 +149,15 @@ impl ListingPage<'_> {
 
 async fn listing_page(
     state: &AppState,
-    who: &SignedIn,
+    who: Option<&SignedIn>,
     id: i64,
     error: Option<&str>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let console = matches!(viewer(who)?, Viewer::Console);
-    let org_id = if console { None } else { who.organisation.as_ref().map(|o| o.id) };
+    let shown_to = viewer(who)?;
+    let (console, member) = (matches!(shown_to, Viewer::Console), matches!(shown_to, Viewer::Participant));
+    let organisation = who.and_then(|w| w.organisation.as_ref()).filter(|_| member);
+    let org_id = organisation.map(|o| o.id);
     let found = state
         .db
         .read(move |c| -> Result<_, StoreError> {
@@ -161,27 +172,36 @@ async fn listing_page(
     let (listing, connections) = found.ok_or_else(PageError::not_found)?;
     // An organisation not (or no longer) accredited as an API user may still connect its sandbox applications.
     let has_sandbox_app = connections.iter().any(|c| c.application.mode.is_sandbox());
-    let refusal = match who.organisation.as_ref() {
-        Some(org) if !console => super::user_refusal(org).filter(|_| !has_sandbox_app || org.status.is_blocked()),
-        _ => None,
+    let refusal = match organisation {
+        Some(org) => super::user_refusal(org).filter(|_| !has_sandbox_app || org.status.is_blocked()),
+        None => None,
     };
+    let endpoint = super::standard(&listing.api.standard).map(|s| format!("{}{}", state.public_url, s.platform_path));
     let page = ListingPage {
         t: Texts::current(),
-        csrf: who.csrf(),
+        csrf: who.map(SignedIn::csrf).unwrap_or_default(),
         console,
+        member,
+        endpoint,
+        discovery: format!("{}/.well-known/openid-configuration", state.public_url),
         listing,
         connections,
-        can_manage: matches!(who.user.role, Role::ParticipantAdmin | Role::ParticipantDeveloper),
+        can_manage: member
+            && who.is_some_and(|w| matches!(w.user.role, Role::ParticipantAdmin | Role::ParticipantDeveloper)),
         refusal,
         error,
     };
     Ok(render_status(status, &page))
 }
 
-/// Participant members and console readers: one listed API; for an API user's members, their applications'
+/// Anyone: one listed API and the platform's endpoint to call it; for an API user's members, their applications'
 /// connections to it.
-async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<i64>) -> Result<Response, PageError> {
-    listing_page(&state, &who, id, None, StatusCode::OK).await
+async fn show(
+    State(state): State<AppState>,
+    who: Option<SignedIn>,
+    Path(id): Path<i64>,
+) -> Result<Response, PageError> {
+    listing_page(&state, who.as_ref(), id, None, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,7 +216,7 @@ async fn change(state: AppState, who: Member, id: i64, form: ConnectionForm, on:
     let Ok(application) = form.application.trim().parse::<i64>() else {
         return listing_page(
             &state,
-            &who,
+            Some(&who.signed_in),
             id,
             Some(t.get("catalog.error.application")),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -213,7 +233,7 @@ async fn change(state: AppState, who: Member, id: i64, form: ConnectionForm, on:
         Err(CatalogError::Refused(key)) => {
             let status =
                 if key == "catalog.error.not_connected" { StatusCode::CONFLICT } else { StatusCode::FORBIDDEN };
-            listing_page(&state, &who, id, Some(t.get(key)), status).await
+            listing_page(&state, Some(&who.signed_in), id, Some(t.get(key)), status).await
         }
         Err(e) => Err(e.into()),
     }

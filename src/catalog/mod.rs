@@ -57,10 +57,16 @@ pub struct Standard {
     pub id: &'static str,
     /// Text key of its title.
     pub title_key: &'static str,
+    /// Where on the platform API users call an API of this standard (the gateway; never the provider's own URL).
+    pub platform_path: &'static str,
 }
 
 /// The standards the platform knows (for now the customer current-account information standard).
-pub const STANDARDS: &[Standard] = &[Standard { id: "kopir-ais-v1", title_key: "catalog.standard.kopir_ais_v1" }];
+pub const STANDARDS: &[Standard] = &[Standard {
+    id: "kopir-ais-v1",
+    title_key: "catalog.standard.kopir_ais_v1",
+    platform_path: crate::standard::AIS_BASE_PATH,
+}];
 
 pub fn standard(id: &str) -> Option<&'static Standard> {
     STANDARDS.iter().find(|s| s.id == id)
@@ -745,38 +751,86 @@ fn record_check(tx: &Transaction, api_id: i64, report: &CheckReport) -> Result<i
     Ok(tx.last_insert_rowid())
 }
 
+/// The newest check of an API in one environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestRun {
+    /// `publication` or `scheduled`.
+    pub purpose: &'static str,
+    pub passed: bool,
+    /// When it started (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// "Last check", one meaning on every page: the newest check of each environment the API was checked in (sandbox,
+/// production), whether the publication check or a scheduled run, taken together — passed when each of them passed,
+/// at the newer one's start. A scheduled run checks both environments, so after one this is that run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastCheck {
+    pub passed: bool,
+    pub at: String,
+    pub sandbox: Option<LatestRun>,
+    pub production: Option<LatestRun>,
+}
+
+impl LastCheck {
+    /// The last check made of each environment's newest run, if there is any.
+    pub fn of(sandbox: Option<LatestRun>, production: Option<LatestRun>) -> Option<LastCheck> {
+        let runs: Vec<&LatestRun> = sandbox.iter().chain(production.iter()).collect();
+        let at = runs.iter().map(|r| r.at.clone()).max()?;
+        let passed = runs.iter().all(|r| r.passed);
+        Some(LastCheck { passed, at, sandbox, production })
+    }
+}
+
+/// The API's last check as the catalogue's own records tell it (the checks whose findings were kept); the
+/// publication check in use may know more ([`PublicationCheck::last_check`]).
+pub fn last_check(conn: &Connection, api_id: i64) -> rusqlite::Result<Option<LastCheck>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT purpose, passed, started_at FROM api_checks WHERE api_id = ?1 AND environment = ?2
+         ORDER BY id DESC LIMIT 1",
+    )?;
+    let mut latest = |environment: &str| {
+        stmt.query_row(params![api_id, environment], |r| {
+            let purpose: String = r.get(0)?;
+            Ok(LatestRun {
+                purpose: if purpose == "publication" { "publication" } else { "scheduled" },
+                passed: r.get(1)?,
+                at: r.get(2)?,
+            })
+        })
+        .optional()
+    };
+    let (sandbox, production) = (latest("sandbox")?, latest("production")?);
+    Ok(LastCheck::of(sandbox, production))
+}
+
 /// The operator's view of one API.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsoleRow {
     pub api: Api,
     pub provider_name: String,
     pub provider_bin: String,
-    /// The latest check: passed, when it finished.
-    pub last_check: Option<(bool, String)>,
+    pub last_check: Option<LastCheck>,
     pub active_connections: i64,
 }
 
-/// Every API on the platform, by provider and name.
-pub fn console_rows(conn: &Connection) -> rusqlite::Result<Vec<ConsoleRow>> {
+/// Every API on the platform, by provider and name, with its last check as `check` knows it.
+pub fn console_rows(conn: &Connection, check: &dyn PublicationCheck) -> rusqlite::Result<Vec<ConsoleRow>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS}, o.name, o.bin,
-                (SELECT passed FROM api_checks k WHERE k.api_id = a.id ORDER BY k.id DESC LIMIT 1),
-                (SELECT finished_at FROM api_checks k WHERE k.api_id = a.id ORDER BY k.id DESC LIMIT 1),
                 (SELECT count(*) FROM api_connections c WHERE c.api_id = a.id AND c.status = 'active')
          FROM apis a JOIN organisations o ON o.id = a.organisation_id ORDER BY o.name, a.name, a.version"
     ))?;
     let rows = stmt.query_map([], |r| {
-        let passed: Option<bool> = r.get(NEXT + 2)?;
-        let at: Option<String> = r.get(NEXT + 3)?;
-        Ok(ConsoleRow {
-            api: from_row(r)?,
-            provider_name: r.get(NEXT)?,
-            provider_bin: r.get(NEXT + 1)?,
-            last_check: passed.zip(at),
-            active_connections: r.get(NEXT + 4)?,
-        })
+        Ok((from_row(r)?, r.get::<_, String>(NEXT)?, r.get::<_, String>(NEXT + 1)?, r.get::<_, i64>(NEXT + 2)?))
     })?;
-    rows.collect()
+    let mut out = Vec::new();
+    for row in rows {
+        let (api, provider_name, provider_bin, active_connections) = row?;
+        let last_check = check.last_check(conn, api.id)?;
+        out.push(ConsoleRow { api, provider_name, provider_bin, last_check, active_connections });
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

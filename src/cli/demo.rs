@@ -45,7 +45,8 @@ fn print(config: &crate::config::Config, demo: &RunningDemo) {
     println!("  Your consents             {base}/my");
     println!("  Platform home             {base}/");
     println!("  Operator console          {base}/console");
-    println!("  Marketplace, standard     {base}/marketplace   {base}/standard");
+    println!("  Marketplace (public)      {base}/marketplace");
+    println!("  Standard, registries      {base}/standard   {base}/registry");
     for bank in &demo.banks {
         println!("  Reference bank            {}", bank.base_url);
     }
@@ -60,7 +61,11 @@ fn print(config: &crate::config::Config, demo: &RunningDemo) {
         println!("  IIN {}  {}", customer.iin, customer.name);
     }
     println!();
-    println!("Demo accounts (kept in {}):", config.data_dir.join("demo/credentials.txt").display());
+    println!(
+        "Demo accounts, one-time passwords: each account sets its own password and enrols a TOTP app at its first \
+         sign-in (kept in {}):",
+        config.data_dir.join("demo/credentials.txt").display()
+    );
     for (who, user, password) in &demo.credentials {
         println!("  {who:<34} {user:<18} {password}");
     }

@@ -26,7 +26,6 @@ pub fn router() -> Router<AppState> {
 #[template(path = "org_consents.html")]
 struct ConsentsPage<'a> {
     t: Texts,
-    csrf: &'a str,
     org: &'a Organisation,
     given: Vec<Consent>,
     given_more: bool,
@@ -59,14 +58,5 @@ async fn list(
         })
         .await?;
     let ((given, given_more), (received, received_more)) = found;
-    Ok(render(&ConsentsPage {
-        t: Texts::current(),
-        csrf: who.csrf(),
-        org,
-        given,
-        given_more,
-        received,
-        received_more,
-        page,
-    }))
+    Ok(render(&ConsentsPage { t: Texts::current(), org, given, given_more, received, received_more, page }))
 }

@@ -205,7 +205,10 @@ async fn accredited(
                 crate::identity::Role::ParticipantAdmin,
                 Some(org_id),
                 &hash,
-                false,
+                // One first sign-in rule for every account whose password someone else chose (the operator's
+                // administrator from `kopir init`, staff invited by an administrator, these): change it, then enrol
+                // the second factor.
+                true,
                 crate::clock::now(),
             )?;
             let Some(org) = crate::participants::organisation(tx, org_id)? else {

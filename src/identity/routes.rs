@@ -283,7 +283,11 @@ impl FromRequestParts<AppState> for Pending {
         };
         let user = state.db.read(move |c| super::user_by_id(c, id).map_err(StoreError::from)).await?;
         match user {
-            Some(user) if !user.disabled && !user.locked_at(state.clock.now()) => Ok(Pending { visitor, user }),
+            Some(user) if !user.disabled && !user.locked_at(state.clock.now()) => {
+                // The header names the person during the first sign-in's steps too (never "Sign in").
+                crate::web::nav::record(crate::web::nav::Viewer::new(&user, &visitor.session.csrf_token, false));
+                Ok(Pending { visitor, user })
+            }
             _ => Err(PageError::SignIn),
         }
     }

@@ -27,19 +27,18 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Template)]
 #[template(path = "console_sla.html")]
-struct SlaPage<'a> {
+struct SlaPage {
     t: Texts,
-    csrf: &'a str,
     open: Vec<Breach>,
     ended: Vec<Breach>,
 }
 
 /// Console readers: open and recent SLA breaches.
-async fn console_sla(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+async fn console_sla(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     let since = clock::rfc3339(state.clock.now() - time::Duration::days(ENDED_DAYS));
     let (open, ended) = state
         .db
         .read(move |c| -> Result<_, StoreError> { Ok((sla::open(c)?, sla::ended_since(c, &since, ENDED_MAX)?)) })
         .await?;
-    Ok(render_status(StatusCode::OK, &SlaPage { t: Texts::current(), csrf: who.csrf(), open, ended }))
+    Ok(render_status(StatusCode::OK, &SlaPage { t: Texts::current(), open, ended }))
 }

@@ -316,7 +316,6 @@ async fn save(
 #[template(path = "certificate.html")]
 struct CertificatePage<'a> {
     t: Texts,
-    csrf: &'a str,
     org: &'a Organisation,
     accreditation: Accreditation,
 }
@@ -329,7 +328,7 @@ async fn certificate(
     let id = who.org.id;
     let found = state.db.read(move |c| accreditation::current_accreditation(c, id).map_err(StoreError::from)).await?;
     let accreditation = found.ok_or(PageError::new(StatusCode::NOT_FOUND, "certificate.none"))?;
-    Ok(render(&CertificatePage { t: Texts::current(), csrf: who.csrf(), org: &who.org, accreditation }))
+    Ok(render(&CertificatePage { t: Texts::current(), org: &who.org, accreditation }))
 }
 
 /// Participant members: one of their own organisation's documents, as a download. Another organisation's document

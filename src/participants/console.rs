@@ -43,10 +43,8 @@ fn can_act(who: &SignedIn) -> bool {
 
 #[derive(Template)]
 #[template(path = "console_dashboard.html")]
-struct DashboardPage<'a> {
+struct DashboardPage {
     t: Texts,
-    csrf: &'a str,
-    user: &'a User,
     submitted: i64,
     changes_requested: i64,
     registered: i64,
@@ -56,7 +54,7 @@ struct DashboardPage<'a> {
 }
 
 /// Console readers: counts at a glance.
-async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+async fn dashboard(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     use accreditation::AppStatus;
     let [submitted, changes_requested, registered, accredited, suspended, revoked] = state
         .db
@@ -73,8 +71,6 @@ async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleRea
         .await?;
     Ok(render(&DashboardPage {
         t: Texts::current(),
-        csrf: who.csrf(),
-        user: &who.user,
         submitted,
         changes_requested,
         registered,
@@ -86,16 +82,15 @@ async fn dashboard(State(state): State<AppState>, ConsoleReader(who): ConsoleRea
 
 #[derive(Template)]
 #[template(path = "console_applications.html")]
-struct ApplicationsPage<'a> {
+struct ApplicationsPage {
     t: Texts,
-    csrf: &'a str,
     entries: Vec<QueueEntry>,
 }
 
 /// Console readers: every application, submitted ones first, oldest first.
-async fn applications(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
+async fn applications(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     let entries = state.db.read(|c| accreditation::queue(c).map_err(StoreError::from)).await?;
-    Ok(render(&ApplicationsPage { t: Texts::current(), csrf: who.csrf(), entries }))
+    Ok(render(&ApplicationsPage { t: Texts::current(), entries }))
 }
 
 #[derive(Template)]
@@ -240,9 +235,8 @@ pub struct StatusFilter {
 
 #[derive(Template)]
 #[template(path = "console_participants.html")]
-struct ParticipantsPage<'a> {
+struct ParticipantsPage {
     t: Texts,
-    csrf: &'a str,
     organisations: Vec<Organisation>,
     filter: String,
     statuses: [OrgStatus; 4],
@@ -251,7 +245,7 @@ struct ParticipantsPage<'a> {
 /// Console readers: every organisation, optionally only those with one status.
 async fn participants(
     State(state): State<AppState>,
-    ConsoleReader(who): ConsoleReader,
+    ConsoleReader(_): ConsoleReader,
     Query(filter): Query<StatusFilter>,
 ) -> Result<Response, PageError> {
     let wanted = filter.status.parse::<OrgStatus>().ok();
@@ -260,7 +254,6 @@ async fn participants(
     let filter = wanted.map(|w| w.as_str().to_string()).unwrap_or_default();
     Ok(render(&ParticipantsPage {
         t: Texts::current(),
-        csrf: who.csrf(),
         organisations,
         filter,
         statuses: [OrgStatus::Registered, OrgStatus::Accredited, OrgStatus::Suspended, OrgStatus::Revoked],

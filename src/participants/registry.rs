@@ -44,8 +44,12 @@ struct RegistryPage {
     users: Vec<RegistryEntry>,
 }
 
-/// Public: both registries as a page.
-async fn page(State(state): State<AppState>, t: Texts) -> Result<Response, PageError> {
+/// Public: both registries as a page (the header names a signed-in person).
+async fn page(
+    State(state): State<AppState>,
+    t: Texts,
+    _who: Option<crate::web::session::SignedIn>,
+) -> Result<Response, PageError> {
     let (providers, users) = both(&state).await?;
     Ok(render(&RegistryPage { t, providers, users }))
 }

@@ -16,7 +16,7 @@ use crate::kz::Bin;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, redisplay, render, render_status};
-use crate::web::session::{CsrfForm, ParticipantMember, Stage, Visitor};
+use crate::web::session::{CsrfForm, ParticipantMember, SignedIn, Visitor};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,22 +30,16 @@ pub fn router() -> Router<AppState> {
 struct HomePage {
     t: Texts,
     signed_in_home: Option<&'static str>,
+    /// The demo's sample application runs here (`kopir demo`).
+    demo_app: bool,
 }
 
-/// Public: what kopir is, and the ways in.
-async fn home(State(state): State<AppState>, visitor: Visitor) -> Response {
+/// Public: what kopir is, and the way in for each kind of visitor — customers to their consents, organisations to
+/// sign in or register, developers to the standard and the guides, and, in the demo, the sample application.
+async fn home(State(state): State<AppState>, visitor: Visitor, who: Option<SignedIn>) -> Response {
     let t = Texts::current();
-    let signed_in_home = match (visitor.session.stage, visitor.session.user_id) {
-        (Stage::Active, Some(id)) => state
-            .db
-            .read(move |c| identity::user_by_id(c, id).map_err(StoreError::from))
-            .await
-            .ok()
-            .flatten()
-            .map(|u| identity::routes::home_of(u.role)),
-        _ => None,
-    };
-    visitor.respond(render(&HomePage { t, signed_in_home }))
+    let signed_in_home = who.map(|w| identity::routes::home_of(w.user.role));
+    visitor.respond(render(&HomePage { t, signed_in_home, demo_app: state.demo_app }))
 }
 
 /// The registration form, as typed (so a refused form comes back filled in, passwords excepted).
@@ -228,12 +222,11 @@ async fn register(
 #[template(path = "org_dashboard.html")]
 struct DashboardPage<'a> {
     t: Texts,
-    csrf: &'a str,
     user: &'a identity::User,
     org: &'a Organisation,
 }
 
 /// Participant members: their organisation at a glance and what to do next.
 async fn dashboard(ParticipantMember(who): ParticipantMember) -> Response {
-    render(&DashboardPage { t: Texts::current(), csrf: who.csrf(), user: &who.user, org: &who.org })
+    render(&DashboardPage { t: Texts::current(), user: &who.user, org: &who.org })
 }

@@ -65,7 +65,6 @@ struct StaffPage<'a> {
 #[template(path = "staff_invited.html")]
 struct InvitedPage<'a> {
     t: Texts,
-    csrf: &'a str,
     full_name: &'a str,
     username: &'a str,
     role: Role,
@@ -171,7 +170,6 @@ async fn invite(
     match result {
         Invited::Done => Ok(render(&InvitedPage {
             t: Texts::current(),
-            csrf: who.csrf(),
             full_name: &full_name,
             username: &username,
             role,

@@ -23,6 +23,17 @@ crate::text_enum! {
 }
 
 impl CertKind {
+    /// The text key of the kind's name (pages show words, never the stored value).
+    pub fn text_key(self) -> &'static str {
+        match self {
+            CertKind::RootCa => "cert_kind.root_ca",
+            CertKind::IssuingCa => "cert_kind.issuing_ca",
+            CertKind::Server => "cert_kind.server",
+            CertKind::PlatformClient => "cert_kind.platform_client",
+            CertKind::Client => "cert_kind.client",
+        }
+    }
+
     /// Whether `kopir ca revoke` may revoke it (the CA's own certificates need a new CA instead).
     pub fn revocable(self) -> bool {
         matches!(self, CertKind::Server | CertKind::PlatformClient | CertKind::Client)

@@ -483,7 +483,6 @@ fn headline(id: &'static str, label: &'static str, c: Comparison) -> Headline {
 #[template(path = "reports/dashboard.html")]
 struct DashboardPage {
     t: Texts,
-    csrf: String,
     preset: Preset,
     from: String,
     to: String,
@@ -511,7 +510,7 @@ impl From<ReportsError> for PageError {
 /// Console readers: the platform's figures for a period, compared with the previous one.
 async fn page(
     State(state): State<AppState>,
-    ConsoleReader(who): ConsoleReader,
+    ConsoleReader(_): ConsoleReader,
     Query(params): Query<Params>,
 ) -> Result<Response, PageError> {
     let zone = state.config.time_zone.zone().clone();
@@ -590,7 +589,6 @@ async fn page(
         other => format!("period={}", other.as_str()),
     };
     let page = DashboardPage {
-        csrf: who.csrf().to_string(),
         preset,
         from: figures.from.clone(),
         to: figures.to.clone(),

@@ -81,9 +81,8 @@ fn ended(state: &AppState, month: Month, at: OffsetDateTime) -> Result<bool, Pag
 
 #[derive(Template)]
 #[template(path = "console_monthly_report.html")]
-struct MonthlyPage<'a> {
+struct MonthlyPage {
     t: Texts,
-    csrf: &'a str,
     month: String,
     /// The query of the download links (month, language, generation time), when the month has ended.
     download: Option<String>,
@@ -92,7 +91,7 @@ struct MonthlyPage<'a> {
 
 async fn page(
     State(state): State<AppState>,
-    ConsoleReader(who): ConsoleReader,
+    ConsoleReader(_): ConsoleReader,
     Query(q): Query<MonthQuery>,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
@@ -108,7 +107,7 @@ async fn page(
             .finish()
     });
     let filenames = [Part::Html.filename(&label), Part::Json.filename(&label), Part::Jws.filename(&label)];
-    Ok(render(&MonthlyPage { t, csrf: who.csrf(), month: label, download, filenames }))
+    Ok(render(&MonthlyPage { t, month: label, download, filenames }))
 }
 
 fn with_report_policy(mut response: Response) -> Response {

@@ -575,7 +575,6 @@ struct TableView {
 #[template(path = "reports/participant.html")]
 struct ReportPage {
     t: Texts,
-    csrf: String,
     org_name: String,
     request: Request,
     is_provider: bool,
@@ -739,7 +738,6 @@ async fn page(
     );
     let page = ReportPage {
         t,
-        csrf: who.csrf().to_string(),
         org_name: org.name.clone(),
         is_provider: org.is_provider,
         is_user: org.is_user,

@@ -128,6 +128,14 @@ impl PublicationCheck for ConformanceCheck {
     fn text_key(&self, finding_id: &str) -> Option<&'static str> {
         text_key(finding_id)
     }
+
+    fn last_check(
+        &self,
+        conn: &rusqlite::Connection,
+        api_id: i64,
+    ) -> rusqlite::Result<Option<crate::catalog::LastCheck>> {
+        super::health::last_check(conn, api_id)
+    }
 }
 
 /// The text key of the description of a finding this check makes (a case of the suite, or the set-up finding).

@@ -717,10 +717,44 @@ pub struct Overview {
     pub api: Api,
     pub provider_name: String,
     pub health: Health,
+    /// The last check, as every page means it ([`crate::catalog::LastCheck`]).
+    pub last_check: Option<crate::catalog::LastCheck>,
     pub availability_24h: Option<f64>,
     pub p95_ms: Option<i64>,
     /// Availability per hour, last 24 hours (oldest first).
     pub spark: Vec<HourPoint>,
+}
+
+/// The API's last check, one meaning on every page ([`crate::catalog::LastCheck`]): per environment the newer of
+/// its latest scheduled run (every run is summarised in `api_runs`) and its latest publication check.
+pub fn last_check(conn: &Connection, api_id: i64) -> rusqlite::Result<Option<crate::catalog::LastCheck>> {
+    use crate::catalog::{LastCheck, LatestRun};
+    let latest = |environment: &str| -> rusqlite::Result<Option<LatestRun>> {
+        let scheduled: Option<(i64, bool)> = conn
+            .prepare_cached(
+                "SELECT at_ms, passed FROM api_runs WHERE api_id = ?1 AND environment = ?2 ORDER BY at_ms DESC LIMIT 1",
+            )?
+            .query_row(params![api_id, environment], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let publication: Option<(String, bool)> = conn
+            .prepare_cached(
+                "SELECT started_at, passed FROM api_checks WHERE api_id = ?1 AND environment = ?2
+                   AND purpose = 'publication' ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![api_id, environment], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let scheduled = scheduled.and_then(|(ms, passed)| {
+            let at = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
+            Some(LatestRun { purpose: "scheduled", passed, at: clock::rfc3339(at) })
+        });
+        let publication = publication.map(|(at, passed)| LatestRun { purpose: "publication", passed, at });
+        Ok(match (scheduled, publication) {
+            (Some(s), Some(p)) => Some(if p.at > s.at { p } else { s }),
+            (s, p) => s.or(p),
+        })
+    };
+    let (sandbox, production) = (latest("sandbox")?, latest("production")?);
+    Ok(LastCheck::of(sandbox, production))
 }
 
 /// Every API on the schedule, by provider and name.
@@ -733,6 +767,7 @@ pub fn overview(conn: &Connection, now: OffsetDateTime) -> rusqlite::Result<Vec<
             conn.query_row("SELECT name FROM organisations WHERE id = ?1", [api.organisation_id], |r| r.get(0))?;
         let health = health(conn, api.id)?;
         out.push(Overview {
+            last_check: last_check(conn, api.id)?,
             availability_24h: availability(conn, api.id, 24, now)?,
             p95_ms: p95_24h(conn, api.id, now)?,
             spark: hourly(conn, api.id, since)?,

@@ -54,7 +54,9 @@ struct HealthPage<'a> {
     p95: Option<i64>,
     failures: Vec<CheckRun>,
     runs: Vec<RunRow>,
-    hours: Vec<HourPoint>,
+    last_check: Option<catalog::LastCheck>,
+    /// Each hour with its start in the operator's zone.
+    hours: Vec<(String, HourPoint)>,
     latency_svg: String,
     availability_svg: String,
     errors: Vec<&'a str>,
@@ -70,6 +72,7 @@ struct Loaded {
     failures: Vec<CheckRun>,
     runs: Vec<RunRow>,
     hours: Vec<HourPoint>,
+    last_check: Option<catalog::LastCheck>,
 }
 
 fn load(conn: &rusqlite::Connection, api: Api, now: time::OffsetDateTime) -> rusqlite::Result<Loaded> {
@@ -90,6 +93,7 @@ fn load(conn: &rusqlite::Connection, api: Api, now: time::OffsetDateTime) -> rus
         failures: health::latest_failures(conn, id)?,
         runs: health::recent_runs(conn, id, RECENT)?,
         hours: health::hourly(conn, id, since)?,
+        last_check: health::last_check(conn, id)?,
         api,
     })
 }
@@ -106,10 +110,11 @@ struct Shown<'a> {
     status: StatusCode,
 }
 
-fn page(who: &SignedIn, loaded: Loaded, shown: Shown) -> Response {
+fn page(who: &SignedIn, zone: &TimeZone, loaded: Loaded, shown: Shown) -> Response {
     let t = Texts::current();
-    let latency_svg = latency_chart(&t, &loaded.hours);
-    let availability_svg = availability_chart(&t, &loaded.hours);
+    let latency_svg = latency_chart(&t, zone, &loaded.hours);
+    let availability_svg = availability_chart(&t, zone, &loaded.hours);
+    let hours = loaded.hours.into_iter().map(|h| (local_tick(zone, h.hour, true), h)).collect();
     let [day, week, month] = loaded.availability;
     let mut failures = loaded.failures;
     catalog::check::label(&mut failures, super::check::text_key);
@@ -131,7 +136,8 @@ fn page(who: &SignedIn, loaded: Loaded, shown: Shown) -> Response {
             p95: loaded.p95,
             failures,
             runs: loaded.runs,
-            hours: loaded.hours,
+            last_check: loaded.last_check,
+            hours,
             latency_svg,
             availability_svg,
             errors: shown.errors,
@@ -159,7 +165,7 @@ async fn provider_health(
         .await?
         .ok_or_else(PageError::not_found)?;
     let shown = Shown { console: false, can_override: false, errors: vec![], notice: None, status: StatusCode::OK };
-    Ok(page(&who, loaded, shown))
+    Ok(page(&who, state.config.time_zone.zone(), loaded, shown))
 }
 
 fn may_override(who: &SignedIn) -> bool {
@@ -185,7 +191,12 @@ async fn console_page(
         .await?
         .ok_or_else(PageError::not_found)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    Ok(page(who, loaded, Shown { console: true, can_override: may_override(who), errors, notice, status }))
+    Ok(page(
+        who,
+        state.config.time_zone.zone(),
+        loaded,
+        Shown { console: true, can_override: may_override(who), errors, notice, status },
+    ))
 }
 
 /// Console readers: one API's health; staff also see the override form.
@@ -225,16 +236,15 @@ async fn override_form(
 
 #[derive(Template)]
 #[template(path = "health_console.html")]
-struct OverviewPage<'a> {
+struct OverviewPage {
     t: Texts,
-    csrf: &'a str,
     rows: Vec<(Overview, String)>,
 }
 
 /// Console readers: every API on the schedule at a glance.
 async fn console_overview(
     State(state): State<AppState>,
-    ConsoleReader(who): ConsoleReader,
+    ConsoleReader(_): ConsoleReader,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
     let rows = state.db.read(move |c| health::overview(c, now).map_err(StoreError::from)).await?;
@@ -246,7 +256,7 @@ async fn console_overview(
             (o, spark)
         })
         .collect();
-    Ok(render_status(StatusCode::OK, &OverviewPage { t, csrf: who.csrf(), rows }))
+    Ok(render_status(StatusCode::OK, &OverviewPage { t, rows }))
 }
 
 /// Refusals re-render the health page (the handler matches them); what reaches here is not found or a failure.
@@ -263,7 +273,8 @@ impl From<HealthError> for PageError {
 // ---------------------------------------------------------------------------------------------------------------
 // Charts: inline SVG, drawn here. Every text in them is escaped; numbers are formatted by us.
 
-use crate::web::chart::{escape, svg_open};
+use crate::web::chart::{escape, local_tick, svg_open, time_ticks};
+use jiff::tz::TimeZone;
 
 const W: f64 = 720.0;
 const H: f64 = 200.0;
@@ -277,7 +288,9 @@ fn x_of(i: usize, n: usize) -> f64 {
     if n <= 1 { LEFT + span / 2.0 } else { LEFT + span * i as f64 / (n - 1) as f64 }
 }
 
-fn axes(out: &mut String, top_label: &str, t: &Texts, hours: &[HourPoint]) {
+/// The axes, the value label at the top, and the time axis in the operator's zone (ticks at most every few hours,
+/// the day written where it changes). With a single hour there is no line to draw: the chart says so.
+fn axes(out: &mut String, top_label: &str, t: &Texts, zone: &TimeZone, hours: &[HourPoint]) {
     let base = H - BOTTOM;
     out.push_str(&format!(
         "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"currentColor\" stroke-opacity=\".4\"/>\
@@ -290,22 +303,38 @@ fn axes(out: &mut String, top_label: &str, t: &Texts, hours: &[HourPoint]) {
         escape(top_label),
         LEFT - 4.0,
     ));
-    if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
-        out.push_str(&format!(
-            "<text x=\"{LEFT}\" y=\"{}\" font-size=\"11\">{}</text>\
-             <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
-            H - 6.0,
-            escape(&first.label()),
-            W - 8.0,
-            H - 6.0,
-            escape(&last.label()),
-        ));
-    } else {
+    if hours.is_empty() {
         out.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
             W / 2.0,
             H / 2.0,
             escape(t.get("health.no_data")),
+        ));
+        return;
+    }
+    let starts: Vec<i64> = hours.iter().map(|h| h.hour).collect();
+    let n = hours.len();
+    for (i, label) in time_ticks(zone, &starts, 7) {
+        let x = x_of(i, n);
+        let anchor = match i {
+            0 if n > 1 => "start",
+            i if i + 1 == n && n > 1 => "end",
+            _ => "middle",
+        };
+        out.push_str(&format!(
+            "<line x1=\"{x:.1}\" y1=\"{base}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"currentColor\" stroke-opacity=\".4\"/>\
+             <text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\">{}</text>",
+            base + 4.0,
+            H - 6.0,
+            escape(&label),
+        ));
+    }
+    if n == 1 {
+        out.push_str(&format!(
+            "<text class=\"few\" x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
+            W / 2.0,
+            TOP + 14.0,
+            escape(t.get("chart.one_hour")),
         ));
     }
 }
@@ -319,8 +348,8 @@ fn polyline(points: &[(f64, f64)], class: &str, dash: bool) -> String {
     )
 }
 
-/// Mean and p95 latency per hour.
-pub fn latency_chart(t: &Texts, hours: &[HourPoint]) -> String {
+/// Mean and p95 latency per hour, each hour also a dot (so one hour of data shows).
+pub fn latency_chart(t: &Texts, zone: &TimeZone, hours: &[HourPoint]) -> String {
     let max = hours.iter().map(|h| h.p95_ms.max(h.mean_ms)).max().unwrap_or(0).max(10);
     let top = (max as f64 * 1.1).ceil();
     let y = |v: i64| (H - BOTTOM) - (H - BOTTOM - TOP) * v as f64 / top;
@@ -329,20 +358,28 @@ pub fn latency_chart(t: &Texts, hours: &[HourPoint]) -> String {
         (None, _) => t.get("health.no_data").to_string(),
     };
     let mut out = svg_open("latency-chart", t.get("health.latency_title"), &desc, W, H, "chart");
-    axes(&mut out, &format!("{top} ms"), t, hours);
+    axes(&mut out, &format!("{top} ms"), t, zone, hours);
     let n = hours.len();
     let p95: Vec<(f64, f64)> = hours.iter().enumerate().map(|(i, h)| (x_of(i, n), y(h.p95_ms))).collect();
     let mean: Vec<(f64, f64)> = hours.iter().enumerate().map(|(i, h)| (x_of(i, n), y(h.mean_ms))).collect();
     if !hours.is_empty() {
         out.push_str(&polyline(&p95, "p95", false));
         out.push_str(&polyline(&mean, "mean", true));
+        for (i, ((x, y95), (_, ymean))) in p95.iter().zip(&mean).enumerate() {
+            let at = hours.get(i).map(|h| local_tick(zone, h.hour, true)).unwrap_or_default();
+            out.push_str(&format!(
+                "<circle cx=\"{x:.1}\" cy=\"{y95:.1}\" r=\"3\" fill=\"currentColor\"><title>{} p95</title></circle>\
+                 <circle cx=\"{x:.1}\" cy=\"{ymean:.1}\" r=\"2.5\" fill=\"none\" stroke=\"currentColor\"/>",
+                escape(&at)
+            ));
+        }
     }
     out.push_str("</svg>");
     out
 }
 
 /// Availability (% of passing checks) per hour, as bars.
-pub fn availability_chart(t: &Texts, hours: &[HourPoint]) -> String {
+pub fn availability_chart(t: &Texts, zone: &TimeZone, hours: &[HourPoint]) -> String {
     let desc = match hours.len() {
         0 => t.get("health.no_data").to_string(),
         n => {
@@ -351,9 +388,9 @@ pub fn availability_chart(t: &Texts, hours: &[HourPoint]) -> String {
         }
     };
     let mut out = svg_open("availability-chart", t.get("health.availability_title"), &desc, W, H, "chart");
-    axes(&mut out, "100 %", t, hours);
+    axes(&mut out, "100 %", t, zone, hours);
     let n = hours.len().max(1);
-    let width = ((W - LEFT - 8.0) / n as f64 * 0.8).max(1.0);
+    let width = ((W - LEFT - 8.0) / n as f64 * 0.8).clamp(1.0, 48.0);
     for (i, h) in hours.iter().enumerate() {
         let a = h.availability();
         let height = (H - BOTTOM - TOP) * a / 100.0;
@@ -418,13 +455,19 @@ mod tests {
     fn charts_are_accessible_svg_with_escaped_text() {
         let t = Texts { lang: Lang::En };
         let hours = vec![hour(0, 80, 80, 40), hour(1, 80, 40, 900), hour(2, 80, 0, 0)];
-        for svg in [latency_chart(&t, &hours), availability_chart(&t, &hours), sparkline(&t, &hours, "s1")] {
+        let utc = TimeZone::UTC;
+        for svg in [latency_chart(&t, &utc, &hours), availability_chart(&t, &utc, &hours), sparkline(&t, &hours, "s1")]
+        {
             assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
             assert!(svg.contains("role=\"img\"") && svg.contains("<title id=") && svg.contains("<desc id="), "{svg}");
         }
-        assert!(latency_chart(&t, &hours).contains("p95 max 900 ms"));
-        assert!(availability_chart(&t, &hours).contains("class=\"bad\""));
+        assert!(latency_chart(&t, &utc, &hours).contains("p95 max 900 ms"));
+        assert!(availability_chart(&t, &utc, &hours).contains("class=\"bad\""));
+        // One hour of data: a dot and a bar of sensible width, and the chart says it is one hour.
+        let one = latency_chart(&t, &utc, &hours[..1]);
+        assert!(one.contains("<circle") && one.contains(t.get("chart.one_hour")), "{one}");
+        assert!(availability_chart(&t, &utc, &hours[..1]).contains("width=\"48.0\""));
         assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
-        assert!(latency_chart(&t, &[]).contains(t.get("health.no_data")));
+        assert!(latency_chart(&t, &utc, &[]).contains(t.get("health.no_data")));
     }
 }

@@ -97,7 +97,7 @@ struct StandardPage {
 }
 
 /// Public: what the standard is, its endpoints, permissions and sandbox customers.
-async fn page(t: Texts) -> Response {
+async fn page(t: Texts, _who: Option<crate::web::session::SignedIn>) -> Response {
     render(&StandardPage {
         t,
         document: AIS_V1_DOCUMENT_PATH,

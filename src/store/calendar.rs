@@ -45,6 +45,15 @@ pub fn day_start(zone: &TimeZone, date: Date) -> Result<i64, jiff::Error> {
     Ok(date.to_zoned_datetime(zone.clone())?.start_of_day()?.timestamp().as_second())
 }
 
+/// A stored instant (RFC 3339) as a page shows it: `YYYY-MM-DD HH:MM:SS` in the operator's zone (the text unchanged
+/// if it is not an instant).
+pub fn local_text(zone: &TimeZone, rfc3339: &str) -> String {
+    match rfc3339.parse::<Timestamp>() {
+        Ok(at) => zone.to_datetime(at).strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
 /// Gives a connection `kopir_local_day` for `zone`.
 pub fn register(conn: &Connection, zone: &TimeZone) -> rusqlite::Result<()> {
     let zone = zone.clone();

@@ -505,7 +505,7 @@ async fn code(
     let (seen, purpose, submitted, now) = (journey.clone(), journey.otp_purpose(), form.code, state.clock.now());
     let checked = state
         .db
-        .write(move |tx| -> Result<Option<otp::Check>, StoreError> {
+        .write(move |tx| -> Result<Option<(otp::Check, Option<i64>)>, StoreError> {
             // The code belongs to the identity that passed the face check; a journey moved on since is not this one.
             if !journey::unchanged(tx, &seen, now)? {
                 return Ok(None);
@@ -513,31 +513,32 @@ async fn code(
             let check = otp::check(tx, &otp_id, &submitted, now)?;
             if let otp::Check::Verified { purpose: p } = &check {
                 if *p != purpose {
-                    return Ok(Some(otp::Check::Unknown));
+                    return Ok(Some((otp::Check::Unknown, None)));
                 }
-                if journey::verified(tx, &seen, now)?.is_none() {
-                    return Ok(None);
-                }
+                let Some(customer_id) = journey::verified(tx, &seen, now)? else { return Ok(None) };
+                return Ok(Some((check, Some(customer_id))));
             }
-            Ok(Some(check))
+            Ok(Some((check, None)))
         })
         .await?;
-    match checked {
+    match checked.map(|(check, customer_id)| (check, customer_id.or(journey.customer_id))) {
         None => Err(conflict()),
-        Some(otp::Check::Verified { .. }) => {
-            audit_customer(&state, &customer, "trust.customer.verified", &journey).await;
+        Some((otp::Check::Verified { .. }, customer_id)) => {
+            // Journalled as the customer just identified (the pseudonymous `customer:<id>`, never the IIN).
+            let verified = Journey { customer_id, ..journey.clone() };
+            audit_customer(&state, &customer, "trust.customer.verified", &verified).await;
             Ok(Redirect::to(match journey.purpose {
                 Purpose::Authorize => authorize::CONSENT_PAGE,
                 Purpose::My => "/my",
             })
             .into_response())
         }
-        Some(otp::Check::Wrong { attempts_left }) => {
+        Some((otp::Check::Wrong { attempts_left }, _)) => {
             let message = t.get("verify.wrong_code").replace("{left}", &attempts_left.to_string());
             step_page(&state, &customer, &journey, "code", Some(message), None).await
         }
-        Some(otp::Check::Expired) => step_error(&state, &customer, &journey, "code", "verify.code_expired").await,
-        Some(otp::Check::Exhausted | otp::Check::Unknown) => {
+        Some((otp::Check::Expired, _)) => step_error(&state, &customer, &journey, "code", "verify.code_expired").await,
+        Some((otp::Check::Exhausted | otp::Check::Unknown, _)) => {
             audit_customer(&state, &customer, "trust.otp.exhausted", &journey).await;
             end_failed(&state, &customer, &journey, "verify.code_exhausted").await
         }

@@ -20,6 +20,43 @@ pub fn svg_open(id: &str, title: &str, desc: &str, width: f64, height: f64, clas
     )
 }
 
+/// An instant (unix seconds) as a time axis reads it, in the operator's zone: `dd.mm HH:MM`, or `HH:MM` when
+/// `with_day` is false.
+pub fn local_tick(zone: &jiff::tz::TimeZone, unix_seconds: i64, with_day: bool) -> String {
+    match jiff::Timestamp::from_second(unix_seconds) {
+        Ok(at) => {
+            let local = zone.to_datetime(at);
+            if with_day { local.strftime("%d.%m %H:%M").to_string() } else { local.strftime("%H:%M").to_string() }
+        }
+        Err(_) => unix_seconds.to_string(),
+    }
+}
+
+/// The ticks of a time axis over points starting at `starts` (unix seconds, oldest first), in the operator's zone:
+/// at most `max_ticks` points evenly spread, first and last included, each `(index, label)`; the day is written at
+/// the first tick and wherever it changes.
+pub fn time_ticks(zone: &jiff::tz::TimeZone, starts: &[i64], max_ticks: usize) -> Vec<(usize, String)> {
+    let n = starts.len();
+    if n == 0 || max_ticks == 0 {
+        return Vec::new();
+    }
+    let count = n.min(max_ticks.max(2));
+    let mut indices: Vec<usize> =
+        if count <= 1 { vec![0] } else { (0..count).map(|k| k * (n - 1) / (count - 1)).collect() };
+    indices.dedup();
+    let day = |i: usize| crate::store::calendar::local_day(zone, starts[i]).unwrap_or_default();
+    let mut previous_day = String::new();
+    indices
+        .into_iter()
+        .map(|i| {
+            let d = day(i);
+            let label = local_tick(zone, starts[i], d != previous_day);
+            previous_day = d;
+            (i, label)
+        })
+        .collect()
+}
+
 const W: f64 = 720.0;
 const H: f64 = 200.0;
 const LEFT: f64 = 48.0;
@@ -71,9 +108,19 @@ pub fn requests_chart(t: &Texts, id: &str, periods: &[(String, u64, u64)]) -> St
             escape(t.get("chart.no_data")),
         )),
     }
+    if periods.len() == 1 {
+        // One period draws one bar, no trend: the chart says so instead of looking like a broken picture.
+        out.push_str(&format!(
+            "<text class=\"few\" x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
+            W / 2.0,
+            TOP + 14.0,
+            escape(t.get("chart.one_period")),
+        ));
+    }
     let n = periods.len().max(1);
     let slot = (W - LEFT - 8.0) / n as f64;
-    let width = (slot * 0.8).max(1.0);
+    // Bars no wider than 48 units: a single period is a bar, not a filled plot.
+    let width = (slot * 0.8).clamp(1.0, 48.0);
     let height_of = |v: u64| (H - BOTTOM - TOP) * v as f64 / max as f64;
     for (i, (label, requests, errors)) in periods.iter().enumerate() {
         let x = LEFT + slot * i as f64 + (slot - width) / 2.0;
@@ -87,6 +134,14 @@ pub fn requests_chart(t: &Texts, id: &str, periods: &[(String, u64, u64)]) -> St
             out.push_str(&format!(
                 "<rect class=\"bad\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" height=\"{e:.1}\"/>",
                 base - e
+            ));
+        }
+        if periods.len() <= 3 {
+            // With few bars each one carries its label and value.
+            out.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{requests}</text>",
+                x + width / 2.0,
+                (base - h - 4.0).max(TOP + 28.0),
             ));
         }
     }
@@ -182,6 +237,20 @@ mod tests {
         assert!(svg.contains("&lt;d1&gt;") && !svg.contains("<d1>"));
         assert!(svg.contains("2 periods") && svg.contains("14") && svg.contains("class=\"bad\""));
         assert!(requests_chart(&t, "e", &[]).contains(t.get("chart.no_data")));
+        let one = requests_chart(&t, "o", &[("2026-12-03 10:00".into(), 7, 0)]);
+        assert!(one.contains(t.get("chart.one_period")) && one.contains("width=\"48.0\""), "{one}");
+    }
+
+    #[test]
+    fn time_ticks_are_local_and_name_the_day_where_it_changes() {
+        let almaty = crate::store::calendar::default_time_zone();
+        // 2026-12-03 17:00 UTC is 22:00 in Almaty; six hourly points cross local midnight.
+        let starts: Vec<i64> = (0..6).map(|i| 1_796_317_200 + i * 3600).collect();
+        let ticks = time_ticks(&almaty, &starts, 6);
+        let labels: Vec<&str> = ticks.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(labels, ["03.12 22:00", "23:00", "04.12 00:00", "01:00", "02:00", "03:00"]);
+        assert_eq!(time_ticks(&almaty, &starts, 3).iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2, 5]);
+        assert_eq!(time_ticks(&almaty, &starts[..1], 6), [(0, "03.12 22:00".to_string())]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod chart;
 pub mod client_cert;
 pub mod health;
 pub mod metrics;
+pub mod nav;
 pub mod pages;
 pub mod rate_limit;
 pub mod request_id;
@@ -79,6 +80,8 @@ pub struct Platform {
     pub availability: Arc<crate::availability::PlatformWatch>,
     /// The check an API passes before publication and then on a schedule (the sandbox's conformance suite).
     pub publication_check: Arc<dyn crate::catalog::PublicationCheck>,
+    /// Whether `kopir demo` runs here with its sample application (`/demo/app`): the home page leads there.
+    pub demo_app: bool,
 }
 
 impl Platform {
@@ -148,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::middleware))
         // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
         .layer(middleware::from_fn(standard_error_bodies))
+        .layer(middleware::from_fn_with_state(state.clone(), nav::middleware))
         .layer(middleware::from_fn(language))
         // The platform's own availability: it sees every answer as the caller gets it.
         .layer(middleware::from_fn_with_state(state.clone(), crate::availability::platform::middleware))
@@ -378,6 +382,7 @@ pub async fn start_with_lookup(
         clock,
         availability: crate::availability::PlatformWatch::new(),
         publication_check,
+        demo_app: config.mode == crate::config::Mode::Demo && extra.is_some(),
     }));
     let mut app = router(state.clone());
     if let Some(extra) = extra {

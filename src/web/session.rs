@@ -296,7 +296,23 @@ impl FromRequestParts<AppState> for SignedIn {
         {
             return Err(PageError::new(StatusCode::FORBIDDEN, "error.organisation_blocked"));
         }
+        super::nav::record(super::nav::Viewer::new(&user, &visitor.session.csrf_token, true));
         Ok(SignedIn { visitor, user, organisation })
+    }
+}
+
+/// A page open to everyone that shows more to the signed-in (and names them in the header): `Option<SignedIn>` is
+/// `None` for a visitor who is not signed in, whose session ended, or whose organisation is blocked — they see the
+/// public page; only a failure (500) refuses it.
+impl axum::extract::OptionalFromRequestParts<AppState> for SignedIn {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        match <SignedIn as FromRequestParts<AppState>>::from_request_parts(parts, state).await {
+            Ok(who) => Ok(Some(who)),
+            Err(failed) if failed.status().is_server_error() => Err(failed),
+            Err(_) => Ok(None),
+        }
     }
 }
 

@@ -652,7 +652,22 @@ async fn marketplace_finds_apis_by_words_in_any_language_and_filters_them() {
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("/connect"));
     assert_eq!(user.get("/console/apis").await.status, 403);
-    assert!(Browser::new(&platform).get("/marketplace").await.url.ends_with("/login"));
+    // The marketplace is public: a visitor reads the list and a passport, with the platform's endpoint to call and
+    // the way to sign in to connect — not the provider's own URLs, which only the console shows.
+    let visitor = Browser::new(&platform);
+    let page = visitor.get("/marketplace").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(ids(&page), vec![altyn_api, kazakh_api]);
+    let page = visitor.get(&format!("/marketplace/{altyn_api}")).await;
+    assert_eq!(page.status, 200);
+    page.assert_contains(&format!("<code id=\"platform-endpoint\">{}/open-banking/v1/aisp</code>", platform.url("")));
+    page.assert_contains("id=\"sign-in-to-connect\"").assert_contains("/.well-known/openid-configuration");
+    assert!(!page.body.contains("https://api.bank.test/ob") && !page.body.contains("/connect\""));
+    let member = user.get(&format!("/marketplace/{altyn_api}")).await;
+    member.assert_contains("id=\"platform-endpoint\"");
+    assert!(!member.body.contains("https://api.bank.test/ob"), "a participant sees the provider's own URL");
+    regulator.get(&format!("/marketplace/{altyn_api}")).await.assert_contains("https://api.bank.test/ob");
+    assert_eq!(visitor.get(&format!("/marketplace/{}", api_id(&draft))).await.status, 404);
     platform.shutdown().await;
 }
 
@@ -838,7 +853,9 @@ async fn only_accredited_api_users_in_good_standing_connect_their_own_active_app
         refused.status,
         refused.url
     );
-    assert!(user.get("/marketplace").await.url.ends_with("/login"));
+    // The (public) marketplace now shows it as a visitor: no connections, no form.
+    let page = user.get(&format!("/marketplace/{api}")).await;
+    assert!(page.status == 200 && !page.body.contains("class=\"who\"") && !page.body.contains("/connect\""));
     assert_eq!(count(&platform, "SELECT count(*) FROM api_connections"), 0);
 
     // Reinstated, it signs in again and connects.

@@ -219,3 +219,93 @@ async fn register_apply_approve_list_and_connect_over_mtls() {
     common::assert_success(&verify);
     platform.shutdown().await;
 }
+
+/// Whether the page fits the window's width (no horizontal scrolling) and the header stays one row of menus.
+async fn fits_the_width(chrome: &Chrome) -> (bool, f64) {
+    let fits = chrome
+        .client
+        .execute("return document.documentElement.scrollWidth <= window.innerWidth;", vec![])
+        .await
+        .unwrap();
+    let header = chrome
+        .client
+        .execute("return document.querySelector('header.top').getBoundingClientRect().height;", vec![])
+        .await
+        .unwrap();
+    (fits.as_bool().unwrap(), header.as_f64().unwrap())
+}
+
+/// The console at 1280 px: the grouped menu in one header row with the signed-in person, a group opened, and the
+/// audit trail holding 200 entries (50 a page, long details wrapped inside their fixed columns, no sideways scroll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_fits_1280_px_and_the_audit_trail_reads_with_200_entries() {
+    let platform = Platform::start().await;
+    platform
+        .running()
+        .state
+        .db
+        .write(|tx| {
+            for i in 0..200 {
+                let event = kopir::audit::Event::new(
+                    format!("user:operator{}", i % 7),
+                    ["participants.decision", "apps.certificate.issued", "catalog.api.published"][i % 3],
+                    kopir::audit::Outcome::Success,
+                )
+                .at(kopir::clock::now())
+                .object(format!("organisation:{}", 1000 + i))
+                .source("192.0.2.10")
+                .detail(serde_json::json!({
+                    "reason": "Documents and questionnaire complete; security contacts verified by phone with the bank's CISO.",
+                    "serial": "5f2c9a81d0e34b7796a1c0ffee4242aa5f2c9a81d0e34b7796a1c0ffee4242aa",
+                }));
+                kopir::audit::append(tx, &event)?;
+            }
+            Ok::<_, kopir::store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    let password = common::browser::operator_user(&platform, "dana.admin", kopir::identity::Role::OperatorAdmin).await;
+    let base = format!("https://localhost:{}", platform.addr.port());
+    let chrome = Chrome::start(&base, "console-1280").await;
+    sign_in(&chrome, platform.clock(), "dana.admin", &password, None, 0).await;
+    chrome.wait_path("/console").await;
+    let header = chrome.text("header.top").await;
+    assert!(header.contains("dana.admin") && header.contains("Operator administrator"), "{header}");
+    assert!(!header.contains("Sign in"), "{header}");
+    let (fits, height) = fits_the_width(&chrome).await;
+    assert!(fits, "the console scrolls sideways at 1280 px");
+    assert!(height < 80.0, "the header wraps onto several rows: {height} px");
+    chrome.shot("01-console").await;
+    // A group opens on click (no script) and its entries lead to their pages.
+    chrome.click("details.menu:nth-of-type(3) > summary").await;
+    chrome.shot("02-menu-apis-open").await;
+    chrome.click("a[href='/console/apis/health']").await;
+    chrome.wait_path("/console/apis/health").await;
+
+    chrome.goto("/console/audit").await;
+    chrome.wait_text("Filters").await;
+    let (fits, _) = fits_the_width(&chrome).await;
+    assert!(fits, "the audit trail scrolls sideways at 1280 px");
+    let rows = chrome.client.find_all(fantoccini::Locator::Css("table.journal tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 50);
+    chrome.shot("03-audit-trail-200").await;
+    chrome.click("a[rel=next]").await;
+    chrome.wait_text("entries 51–100").await;
+    chrome.shot("04-audit-trail-page-2").await;
+    chrome.fill("action", "catalog.").await;
+    chrome.click("form[role=search] button[type=submit]").await;
+    chrome.wait_text("Journal entries matching the filters").await;
+    chrome.shot("05-audit-trail-filtered").await;
+    // The header keeps one row in the longer languages too.
+    chrome.goto("/console").await;
+    for (lang, shot, overview) in [("ru", "06-console-ru", "Обзор"), ("kk", "07-console-kk", "Шолу")] {
+        chrome.click(&format!("a[href='/lang/{lang}']")).await;
+        chrome.wait_text(overview).await;
+        let (fits, height) = fits_the_width(&chrome).await;
+        assert!(fits && height < 80.0, "{lang}: the header takes {height} px or the page scrolls sideways");
+        chrome.shot(shot).await;
+    }
+
+    chrome.close().await;
+    platform.shutdown().await;
+}

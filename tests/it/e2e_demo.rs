@@ -34,6 +34,19 @@ async fn a_newcomer_connects_three_banks_in_the_demo_and_withdraws_the_consent()
     assert_eq!(demo.banks.len(), 3);
     assert!(demo.credentials.iter().any(|(who, _, _)| who.contains("Qaz Budget")));
     let platform = common::Platform::attach(dir, config, demo.platform);
+    // One first sign-in rule for every account the demo made (the operator's administrator and the banks'): each
+    // got a one-time password, to be changed before the second factor is enrolled.
+    let accounts: Vec<(String, bool)> = common::participant::db(&platform)
+        .prepare("SELECT username, must_change_password FROM users ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(accounts.len() >= 4 && accounts.iter().all(|(_, forced)| *forced), "{accounts:?}");
+    // The platform's home leads the demo's visitor to the sample application first.
+    let home = common::browser::Browser::new(&platform).get("/").await;
+    home.assert_contains("id=\"demo-way\"").assert_contains("href=\"/demo/app\"");
     let base = platform.url("");
     let chrome = Chrome::start(&base, "demo").await;
 
