@@ -1010,3 +1010,14 @@ SELECT month, environment, provider_organisation_id, api_id, endpoint, status_cl
     sum(b17), sum(b18), sum(b19)
 FROM usage_monthly
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
+-- migration 18: placeholder (lead drops at merge)
+CREATE TABLE IF NOT EXISTS placeholder_18 (x INTEGER);
+-- migration 19: placeholder (lead drops at merge)
+CREATE TABLE IF NOT EXISTS placeholder_19 (x INTEGER);
+-- migration 20: placeholder (lead drops at merge)
+CREATE TABLE IF NOT EXISTS placeholder_20 (x INTEGER);
+-- migration 21: placeholder (lead drops at merge)
+CREATE TABLE IF NOT EXISTS placeholder_21 (x INTEGER);
+-- migration 22: consents the customer can narrow: the permissions the API user marks required (a JSON array; the
+-- accounts permission is always required), the others the customer may untick on the consent screen or drop later
+ALTER TABLE consents ADD COLUMN required_permissions TEXT NOT NULL DEFAULT '[]';

@@ -41,8 +41,9 @@ impl From<Refusal> for ApiError {
     }
 }
 
-/// The OBIE `OBReadConsentResponse1` body of one consent.
-pub fn consent_data(consent: &Consent) -> Value {
+/// The OBIE `OBReadConsentResponse1` body of one consent as it stands `now`. Each bank's `Status` is
+/// [`Consent::bank_status`], the same word every page shows.
+pub fn consent_data(consent: &Consent, now: &str) -> Value {
     json!({
         "ConsentId": consent.id,
         "CreationDateTime": consent.created_at,
@@ -56,7 +57,7 @@ pub fn consent_data(consent: &Consent) -> Value {
         "Providers": consent.providers.iter().map(|p| json!({
             "Bin": p.bin,
             "Name": p.name,
-            "Status": if p.revoked { "Revoked" } else { "Active" },
+            "Status": consent.bank_status(p, now).as_str(),
         })).collect::<Vec<_>>(),
         "LastUsedDateTime": consent.last_used_at,
         // kopir: `Sandbox` for a sandbox application's consent (test customers, the banks' sandboxes).
@@ -66,7 +67,7 @@ pub fn consent_data(consent: &Consent) -> Value {
 
 fn one(state: &AppState, consent: &Consent) -> Value {
     json!({
-        "Data": consent_data(consent),
+        "Data": consent_data(consent, &state.clock.now_rfc3339()),
         "Risk": {},
         "Links": { "Self": state.url(&format!("{BASE}/{}", consent.id)) },
         "Meta": { "TotalPages": 1 },
@@ -241,6 +242,7 @@ async fn list(
     if page > 1 {
         links["Prev"] = json!(state.url(&format!("{BASE}?page={}", page - 1)));
     }
-    let data: Vec<Value> = consents.iter().map(consent_data).collect();
+    let now = state.clock.now_rfc3339();
+    let data: Vec<Value> = consents.iter().map(|c| consent_data(c, &now)).collect();
     Ok(Json(json!({ "Data": { "Consent": data }, "Links": links, "Meta": {} })).into_response())
 }

@@ -33,6 +33,7 @@ struct ConsentsPage<'a> {
     received: Vec<Consent>,
     received_more: bool,
     page: u32,
+    now: String,
 }
 
 #[derive(Deserialize)]
@@ -68,5 +69,6 @@ async fn list(
         received,
         received_more,
         page,
+        now: state.clock.now_rfc3339(),
     }))
 }

@@ -14,6 +14,9 @@ pub use crate::standard::Permission;
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewConsent {
     pub permissions: Vec<Permission>,
+    /// The permissions the API user cannot work without: the customer may untick the others (see
+    /// [`narrowed_permissions`]). Sorted; always a subset of `permissions`.
+    pub required: Vec<Permission>,
     pub purpose: String,
     pub expires_at: String,
     pub transaction_from: Option<String>,
@@ -46,6 +49,10 @@ pub struct ConsentRequest {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ConsentRequestData {
     pub permissions: Vec<String>,
+    /// kopir: the permissions the application cannot work without; the customer may untick every other one. The
+    /// accounts permission is always required. Absent: only that one.
+    #[serde(default)]
+    pub required_permissions: Option<Vec<String>>,
     #[serde(default)]
     pub expiration_date_time: Option<String>,
     #[serde(default)]
@@ -114,6 +121,60 @@ pub fn check_permissions(codes: &[String]) -> Result<Vec<Permission>, Refusal> {
     Ok(permissions)
 }
 
+/// Whether the customer may never untick `permission`: the accounts permissions (every other endpoint addresses an
+/// account) and those the API user marked required.
+pub fn is_required(permission: Permission, required: &[Permission]) -> bool {
+    matches!(permission, Permission::ReadAccountsBasic | Permission::ReadAccountsDetail)
+        || required.contains(&permission)
+}
+
+/// Checks `Data.RequiredPermissions`: known codes, each among the permissions asked. Returns them sorted, with the
+/// accounts permission asked (always required) added.
+pub fn check_required(permissions: &[Permission], codes: &[String]) -> Result<Vec<Permission>, Refusal> {
+    use crate::standard::error::ObErrorCode::FieldInvalid;
+    const PATH: &str = "Data.RequiredPermissions";
+    let mut required: Vec<Permission> = permissions.iter().copied().filter(|p| is_required(*p, &[])).collect();
+    for code in codes {
+        let quoted = || crate::standard::error::quote(code);
+        let permission = code.parse::<Permission>().map_err(|_| {
+            refuse(FieldInvalid, PATH, format!("Permission {} is not offered by the platform's standard", quoted()))
+        })?;
+        if !permissions.contains(&permission) {
+            return Err(refuse(FieldInvalid, PATH, format!("Permission {} is required but not asked for", quoted())));
+        }
+        if !required.contains(&permission) {
+            required.push(permission);
+        }
+    }
+    required.sort();
+    Ok(required)
+}
+
+/// The permissions left when the customer drops `dropped` from `current`: never one that [`is_required`]; a
+/// transaction permission left without its pair (Basic/Detail with Credits/Debits) goes too, unless it is required.
+/// `None` when the change drops a required permission or leaves an invalid set.
+pub fn narrowed_permissions(
+    current: &[Permission],
+    required: &[Permission],
+    dropped: &[Permission],
+) -> Option<Vec<Permission>> {
+    if dropped.iter().any(|p| is_required(*p, required)) {
+        return None;
+    }
+    let mut left: Vec<Permission> = current.iter().copied().filter(|p| !dropped.contains(p)).collect();
+    let base = [Permission::ReadTransactionsBasic, Permission::ReadTransactionsDetail];
+    let direction = [Permission::ReadTransactionsCredits, Permission::ReadTransactionsDebits];
+    let has_any = |left: &[Permission], set: &[Permission]| left.iter().any(|p| set.contains(p));
+    if !has_any(&left, &base) {
+        left.retain(|p| !direction.contains(p) || is_required(*p, required));
+    }
+    if !has_any(&left, &direction) {
+        left.retain(|p| !base.contains(p) || is_required(*p, required));
+    }
+    let codes: Vec<String> = left.iter().map(|p| p.as_str().to_string()).collect();
+    check_permissions(&codes).ok()
+}
+
 fn date(value: &Option<String>, path: &'static str) -> Result<Option<OffsetDateTime>, Refusal> {
     match value {
         None => Ok(None),
@@ -135,6 +196,7 @@ pub fn check_request(
 ) -> Result<(NewConsent, Vec<Bin>), Refusal> {
     use crate::standard::error::ObErrorCode::{FieldInvalid, FieldInvalidDate, FieldMissing};
     let permissions = check_permissions(&data.permissions)?;
+    let required = check_required(&permissions, data.required_permissions.as_deref().unwrap_or_default())?;
     let latest = now + Duration::days(i64::try_from(max_days).unwrap_or(3650));
     let expires = date(&data.expiration_date_time, "Data.ExpirationDateTime")?.unwrap_or(latest);
     if expires <= now {
@@ -184,6 +246,7 @@ pub fn check_request(
     }
     let consent = NewConsent {
         permissions,
+        required,
         purpose: purpose.to_string(),
         expires_at: clock::rfc3339(expires),
         transaction_from: from.map(clock::rfc3339),
@@ -271,9 +334,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_customer_may_drop_optional_permissions_only_and_never_leave_half_a_pair() {
+        use Permission::*;
+        let all =
+            [ReadAccountsDetail, ReadBalances, ReadTransactionsDetail, ReadTransactionsCredits, ReadTransactionsDebits];
+        let required = check_required(&all, &codes(&["ReadBalances"])).unwrap();
+        assert_eq!(required, [ReadAccountsDetail, ReadBalances], "the accounts permission is always required");
+        assert!(check_required(&all, &codes(&["ReadAccountsBasic"])).is_err(), "not asked for");
+        assert!(check_required(&all, &codes(&["ReadEverything"])).is_err());
+        assert_eq!(narrowed_permissions(&all, &required, &[ReadBalances]), None, "required");
+        assert_eq!(narrowed_permissions(&all, &required, &[ReadAccountsDetail]), None, "accounts");
+        assert_eq!(
+            narrowed_permissions(&all, &required, &[ReadTransactionsCredits]).unwrap(),
+            [ReadAccountsDetail, ReadBalances, ReadTransactionsDetail, ReadTransactionsDebits]
+        );
+        assert_eq!(
+            narrowed_permissions(&all, &required, &[ReadTransactionsDetail]).unwrap(),
+            [ReadAccountsDetail, ReadBalances],
+            "money in and out go with the transactions"
+        );
+        assert_eq!(
+            narrowed_permissions(&all, &required, &[ReadTransactionsCredits, ReadTransactionsDebits]).unwrap(),
+            [ReadAccountsDetail, ReadBalances]
+        );
+        let strict = check_required(&all, &codes(&["ReadTransactionsCredits"])).unwrap();
+        assert_eq!(narrowed_permissions(&all, &strict, &[ReadTransactionsDetail]), None, "leaves credits alone");
+    }
+
     fn data(expiry: Option<&str>, from: Option<&str>, to: Option<&str>) -> ConsentRequestData {
         ConsentRequestData {
             permissions: codes(&["ReadAccountsBasic"]),
+            required_permissions: None,
             expiration_date_time: expiry.map(String::from),
             transaction_from_date_time: from.map(String::from),
             transaction_to_date_time: to.map(String::from),

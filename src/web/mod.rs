@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -148,7 +148,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit::middleware))
         // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
         .layer(middleware::from_fn(standard_error_bodies))
-        .layer(middleware::from_fn(language))
+        .layer(middleware::from_fn_with_state(state.clone(), language))
         // The platform's own availability: it sees every answer as the caller gets it.
         .layer(middleware::from_fn_with_state(state.clone(), crate::availability::platform::middleware))
         .layer(middleware::from_fn(request_id::middleware))
@@ -182,10 +182,10 @@ fn error_shape(path: &str) -> ErrorShape {
 }
 
 /// Makes the language the request asks for its context: pages, error pages and refusals below read it with
-/// [`crate::i18n::current`].
-async fn language(request: Request, next: Next) -> Response {
+/// [`crate::i18n::current`]; and the operator's time zone, in which pages show times ([`crate::i18n::Texts::time`]).
+async fn language(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let lang = crate::i18n::Lang::of(request.headers());
-    crate::i18n::scope(lang, next.run(request)).await
+    crate::i18n::scope_with_zone(lang, state.config.time_zone.zone().clone(), next.run(request)).await
 }
 
 /// Gives the error responses made by the framework rather than by a handler — 405, the extractors' refusals (a body
