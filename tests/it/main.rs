@@ -15,6 +15,7 @@ mod cli;
 mod conformance;
 mod connections;
 mod consent;
+mod consent_narrowing;
 mod console_registers;
 mod e2e_apps;
 mod e2e_browser;

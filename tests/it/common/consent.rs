@@ -309,9 +309,21 @@ pub async fn authorise(
     phone: &str,
     decision: &str,
 ) -> Vec<(String, String)> {
+    authorise_choosing(scenario, request_uri, iin, phone, &[("decision", decision)]).await
+}
+
+/// [`authorise`] with the consent screen's form as `fields` (the decision and the customer's choices: `choices`,
+/// the banks and permissions left ticked, `until`).
+pub async fn authorise_choosing(
+    scenario: &Scenario,
+    request_uri: &str,
+    iin: &str,
+    phone: &str,
+    fields: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let customer = Browser::customer(&scenario.platform);
     let page = identify(&scenario.platform, &customer, &scenario.authorize_path(request_uri), iin, phone).await;
     assert!(page.url.ends_with("/oauth/authorize/consent"), "{}: {}", page.url, page.body);
-    let answered = customer.post("/oauth/authorize/consent", &page.csrf(), &[("decision", decision)]).await;
+    let answered = customer.post("/oauth/authorize/consent", &page.csrf(), fields).await;
     redirect_params(&answered)
 }
