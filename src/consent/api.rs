@@ -50,6 +50,7 @@ pub fn consent_data(consent: &Consent, now: &str) -> Value {
         "Status": consent.status.as_str(),
         "StatusUpdateDateTime": consent.status_updated_at,
         "Permissions": consent.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "RequiredPermissions": consent.required_permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         "ExpirationDateTime": consent.expires_at,
         "TransactionFromDateTime": consent.transaction_from,
         "TransactionToDateTime": consent.transaction_to,
