@@ -139,7 +139,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::availability::router())
         .merge(crate::reports::router())
         .merge(crate::monitoring::router())
-        .fallback(|| async { ApiError::not_found() })
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -153,6 +153,15 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), crate::availability::platform::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// No route: a page in the visitor's language where a person browses, the API's own JSON body under the API's
+/// prefixes and at the OAuth endpoints.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    match error_shape(uri.path()) {
+        ErrorShape::Page => pages::PageError::not_found().into_response(),
+        ErrorShape::OpenBanking | ErrorShape::Oauth => ApiError::not_found().into_response(),
+    }
 }
 
 /// Which error body a path answers with: the Open Banking body for the API, RFC 6749 JSON for the OAuth endpoints

@@ -285,3 +285,27 @@ async fn one_status_per_bank_and_a_narrowed_consent_followed_by_the_gateway_the_
     assert_eq!(browser.get(&format!("{detail_path}/withdraw")).await.status, 409, "nothing left to withdraw");
     w.s.platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_errors_are_pages_in_the_language_and_the_my_journey_shows_its_own_steps() {
+    let platform = Platform::start().await;
+    // A path no route serves: a page in the visitor's language where people browse, JSON under the API.
+    let page = Browser::customer(&platform).get("/my/consents/aac-x/nothing-here").await;
+    assert_eq!(page.status, 404);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert!(page.body.starts_with("<!doctype html>"), "{}", page.body);
+    let russian =
+        platform.client(None).get(platform.url("/nothing-here")).header("accept-language", "ru").send().await.unwrap();
+    assert_eq!(russian.status(), 404);
+    assert!(russian.text().await.unwrap().contains("<html lang=\"ru\">"));
+    let api = platform.client(None).get(platform.url("/open-banking/v1/nothing-here")).send().await.unwrap();
+    assert_eq!(api.status(), 404);
+    assert!(api.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    // The /my journey's steps end at "Your consents", not at a decision it never asks for.
+    let customer = Browser::customer(&platform);
+    let start = customer.get("/my/start").await;
+    assert!(start.url.ends_with("/verify"), "{}", start.url);
+    start.assert_contains("<li>Your consents</li>");
+    assert!(!start.body.contains("Your decision"), "{}", start.body);
+    platform.shutdown().await;
+}
