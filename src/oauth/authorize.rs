@@ -118,7 +118,10 @@ async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQ
         .await?;
     let Some(cookie) = started else { return Err(page_error("authorize.expired_request")) };
     let mut response = Redirect::to("/verify").into_response();
-    response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
+    // The browser keeps the cookie long enough for `/my` to remember the customer after the decision; the journey's
+    // own expiry (kept on the server) is what decides.
+    let keep = minutes + state.config.oauth.remember_customer_minutes;
+    response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, keep));
     Ok(response)
 }
 
@@ -229,6 +232,7 @@ async fn decide(
     let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
     let (p, hash, seen) = (pending.clone(), journey.id_hash.clone(), journey.clone());
+    let remember = state.config.oauth.remember_customer_minutes;
     let now = state.clock.now();
     let outcome = state
         .db
@@ -262,7 +266,10 @@ async fn decide(
                 }
                 requests::deny(tx, &p.id)?;
             }
-            journey::close(tx, &hash)?;
+            // `/my` remembers the customer for a while (no second identification), unless configured not to.
+            if remember == 0 || !journey::remember_for_my(tx, &hash, remember, now)? {
+                journey::close(tx, &hash)?;
+            }
             Ok(Answered::Done)
         })
         .await?;
@@ -277,7 +284,9 @@ async fn decide(
         denied_url(&state, &pending, "The customer refused the consent")
     };
     let mut response = Redirect::to(&to).into_response();
-    response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+    if remember == 0 {
+        response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+    }
     Ok(response)
 }
 

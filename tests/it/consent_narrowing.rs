@@ -309,3 +309,29 @@ async fn browser_errors_are_pages_in_the_language_and_the_my_journey_shows_its_o
     assert!(!start.body.contains("Your decision"), "{}", start.body);
     platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn my_remembers_the_customer_who_just_decided_for_the_configured_time_only() {
+    for minutes in [10, 0] {
+        let platform = Platform::start_with(move |c| c.oauth.remember_customer_minutes = minutes, None).await;
+        let s = crate::common::consent::scenario_with(platform, 1).await;
+        let consent_id = s.create_consent().await;
+        let request_uri = s.push(&consent_id, "R13_TdhCNqHHszZgSNvkIhuNsrzzWuiVodgRbuFDdA4", "st").await;
+        let browser = Browser::customer(&s.platform);
+        let iin = crate::common::consent::iin(86);
+        let screen = identify(&s.platform, &browser, &s.authorize_path(&request_uri), &iin, "+77013330086").await;
+        let answered = browser.post("/oauth/authorize/consent", &screen.csrf(), &[("decision", "allow")]).await;
+        assert_eq!(answered.status, 303, "{}", answered.body);
+        let my = browser.get("/my").await;
+        if minutes == 0 {
+            my.assert_contains("Confirm it is me");
+        } else {
+            assert!(my.body.contains(&format!("/my/consents/{consent_id}")), "not remembered: {}", my.body);
+            // The remembered journey answers no other authorization request, and ends when its time is over.
+            assert!(browser.get("/oauth/authorize/consent").await.url.ends_with("/my"));
+            s.platform.clock().advance(time::Duration::minutes(minutes as i64 + 1));
+            browser.get("/my").await.assert_contains("Confirm it is me");
+        }
+        s.platform.shutdown().await;
+    }
+}

@@ -69,10 +69,15 @@ async fn a_customer_consents_in_the_browser_and_later_withdraws_it_on_the_my_pag
     chrome.shot("1-6-back-at-the-application").await;
     assert_eq!(s.consent(&consent_id).await["Status"], "Authorised");
 
-    // Later, on the customer's own pages.
+    // Right after, on the customer's own pages: remembered, not asked to identify again.
+    chrome.goto("/my").await;
+    chrome.wait_text("Active consents").await;
+    chrome.shot("2-0-my-remembered").await;
+    // Once that time is over, `/my` asks who they are.
+    s.platform.clock().advance(time::Duration::minutes(11));
     chrome.goto("/my").await;
     chrome.wait_text("Confirm it is me").await;
-    chrome.shot("2-0-my-welcome").await;
+    chrome.shot("2-1-my-welcome").await;
     chrome.click("a[href='/my/start']").await;
     identify(&chrome, &s.platform, &iin, "+77014440081", "2").await;
     chrome.wait_path("/my").await;
@@ -152,10 +157,9 @@ async fn a_customer_unticks_a_bank_narrows_the_consent_later_and_withdraws_it_af
     assert!(row.contains("Active") && !row.contains("Withdrawn"), "{row}");
     chrome.shot("2-1-bank-list-active").await;
 
-    // The customer narrows it on /my: Dala Bank and the balances dropped.
-    chrome.goto("/my/start").await;
-    identify(&chrome, &s.platform, &iin, "+77014440085", "3").await;
-    chrome.wait_path("/my").await;
+    // The customer narrows it on /my (remembered since the consent screen): Dala Bank and the balances dropped.
+    chrome.goto("/my").await;
+    chrome.wait_text("Active consents").await;
     chrome.click(&format!("a[href='/my/consents/{consent_id}']")).await;
     chrome.wait_path(&format!("/my/consents/{consent_id}")).await;
     chrome.click(&format!("#narrow input[name=bank][value='{dala}']")).await;
