@@ -1019,5 +1019,8 @@ CREATE TABLE IF NOT EXISTS placeholder_20 (x INTEGER);
 -- migration 21: placeholder (lead drops at merge)
 CREATE TABLE IF NOT EXISTS placeholder_21 (x INTEGER);
 -- migration 22: consents the customer can narrow: the permissions the API user marks required (a JSON array; the
--- accounts permission is always required), the others the customer may untick on the consent screen or drop later
+-- accounts permission is always required), the others the customer may untick on the consent screen or drop later;
+-- the purpose in several languages
 ALTER TABLE consents ADD COLUMN required_permissions TEXT NOT NULL DEFAULT '[]';
+-- The purpose in other languages when the API user gave it in several (a JSON object: language code → text).
+ALTER TABLE consents ADD COLUMN purpose_translations TEXT NOT NULL DEFAULT '{}';

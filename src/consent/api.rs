@@ -55,6 +55,7 @@ pub fn consent_data(consent: &Consent, now: &str) -> Value {
         "TransactionFromDateTime": consent.transaction_from,
         "TransactionToDateTime": consent.transaction_to,
         "Purpose": consent.purpose,
+        "PurposeTranslations": consent.purpose_translations,
         "Providers": consent.providers.iter().map(|p| json!({
             "Bin": p.bin,
             "Name": p.name,

@@ -146,6 +146,8 @@ pub struct Consent {
     /// Those of `permissions` the customer may not drop (see [`rules::is_required`]).
     pub required_permissions: Vec<Permission>,
     pub purpose: String,
+    /// The purpose in other languages (language code → text).
+    pub purpose_translations: std::collections::BTreeMap<String, String>,
     pub expires_at: String,
     pub transaction_from: Option<String>,
     pub transaction_to: Option<String>,
@@ -161,6 +163,11 @@ impl Consent {
     /// Whether data may flow under this consent now: authorised, not past its expiry, with a bank left.
     pub fn is_live(&self, now: &str) -> bool {
         self.status == Status::Authorised && self.expires_at.as_str() > now && self.providers.iter().any(|p| !p.revoked)
+    }
+
+    /// The purpose in `lang` when the API user gave it in that language, else as given.
+    pub fn purpose_in(&self, lang: &crate::i18n::Lang) -> &str {
+        self.purpose_translations.get(lang.code()).map(String::as_str).unwrap_or(&self.purpose)
     }
 
     /// Whether the customer may not drop `permission` (see [`rules::is_required`]).
@@ -302,7 +309,7 @@ impl HistoryEntry {
 const COLUMNS: &str = "c.id, c.application_id, a.client_id, a.name, a.organisation_id, o.name, c.customer_id, \
                        c.permissions, c.purpose, c.expires_at, c.transaction_from, c.transaction_to, c.status, \
                        c.created_at, c.status_updated_at, c.authorised_at, c.last_used_at, a.mode, \
-                       c.required_permissions";
+                       c.required_permissions, c.purpose_translations";
 const FROM: &str =
     "consents c JOIN applications a ON a.id = c.application_id JOIN organisations o ON o.id = a.organisation_id";
 
@@ -314,6 +321,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Consent> {
     let permissions: String = r.get(7)?;
     let mode: String = r.get(17)?;
     let required: String = r.get(18)?;
+    let translations: String = r.get(19)?;
     Ok(Consent {
         id: r.get(0)?,
         application_id: r.get(1)?,
@@ -326,6 +334,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Consent> {
         permissions: serde_json::from_str(&permissions).map_err(|e| conversion(7, e.to_string()))?,
         required_permissions: serde_json::from_str(&required).map_err(|e| conversion(18, e.to_string()))?,
         purpose: r.get(8)?,
+        purpose_translations: serde_json::from_str(&translations).map_err(|e| conversion(19, e.to_string()))?,
         expires_at: r.get(9)?,
         transaction_from: r.get(10)?,
         transaction_to: r.get(11)?,
@@ -544,10 +553,11 @@ pub fn insert(
     let created_at = clock::rfc3339(now);
     let permissions = serde_json::to_string(&new.permissions).map_err(|e| conversion(0, e.to_string()))?;
     let required = serde_json::to_string(&new.required).map_err(|e| conversion(0, e.to_string()))?;
+    let translations = serde_json::to_string(&new.purpose_translations).map_err(|e| conversion(0, e.to_string()))?;
     tx.execute(
         "INSERT INTO consents (id, application_id, permissions, purpose, expires_at, transaction_from, transaction_to,
-                               created_at, status_updated_at, required_permissions)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                               created_at, status_updated_at, required_permissions, purpose_translations)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
         params![
             id,
             application_id,
@@ -557,7 +567,8 @@ pub fn insert(
             new.transaction_from,
             new.transaction_to,
             created_at,
-            required
+            required,
+            translations
         ],
     )?;
     for organisation_id in &new.provider_ids {

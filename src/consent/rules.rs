@@ -18,6 +18,8 @@ pub struct NewConsent {
     /// [`narrowed_permissions`]). Sorted; always a subset of `permissions`.
     pub required: Vec<Permission>,
     pub purpose: String,
+    /// The purpose in other languages (`en`, `ru`, `kk` → text), shown in the page's language.
+    pub purpose_translations: std::collections::BTreeMap<String, String>,
     pub expires_at: String,
     pub transaction_from: Option<String>,
     pub transaction_to: Option<String>,
@@ -61,6 +63,10 @@ pub struct ConsentRequestData {
     pub transaction_to_date_time: Option<String>,
     /// kopir: why the API user asks, shown to the customer in plain words.
     pub purpose: String,
+    /// kopir: the purpose in the platform's other languages (`en`, `ru`, `kk` → text); the page shows the one in its
+    /// language, else `Purpose`.
+    #[serde(default)]
+    pub purpose_translations: Option<std::collections::BTreeMap<String, String>>,
     /// kopir: the banks the data is to come from, by BIN.
     pub providers: Vec<ProviderRef>,
 }
@@ -227,6 +233,19 @@ pub fn check_request(
     if purpose.chars().count() > 300 {
         return Err(refuse(FieldInvalid, "Data.Purpose", "Purpose may be at most 300 characters"));
     }
+    let mut purpose_translations = std::collections::BTreeMap::new();
+    for (code, text) in data.purpose_translations.iter().flatten() {
+        const PATH: &str = "Data.PurposeTranslations";
+        if crate::i18n::Lang::parse(code).map(crate::i18n::Lang::code) != Some(code.as_str()) {
+            let code = crate::standard::error::quote(code);
+            return Err(refuse(FieldInvalid, PATH, format!("{code} is not a language of the platform (en, ru, kk)")));
+        }
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 300 {
+            return Err(refuse(FieldInvalid, PATH, "Each translation of Purpose must be 1 to 300 characters"));
+        }
+        purpose_translations.insert(code.clone(), text.to_string());
+    }
     if data.providers.is_empty() {
         return Err(refuse(FieldMissing, "Data.Providers", "Providers must name at least one bank by its BIN"));
     }
@@ -248,6 +267,7 @@ pub fn check_request(
         permissions,
         required,
         purpose: purpose.to_string(),
+        purpose_translations,
         expires_at: clock::rfc3339(expires),
         transaction_from: from.map(clock::rfc3339),
         transaction_to: to.map(clock::rfc3339),
@@ -370,6 +390,7 @@ mod tests {
             transaction_from_date_time: from.map(String::from),
             transaction_to_date_time: to.map(String::from),
             purpose: "Budgeting".into(),
+            purpose_translations: None,
             providers: vec![ProviderRef { bin: crate::kz::with_control_digit("99034000001").unwrap_or_default() }],
         }
     }

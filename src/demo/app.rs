@@ -356,6 +356,11 @@ async fn connect(
                 "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail",
                                 "ReadTransactionsCredits", "ReadTransactionsDebits"],
                 "Purpose": t.get("demoapp.purpose"),
+                // In every language of the platform: the consent screen and `/my` show the customer's.
+                "PurposeTranslations": crate::i18n::Lang::ALL
+                    .iter()
+                    .map(|lang| (lang.code(), Texts { lang: *lang }.get("demoapp.purpose")))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
                 "TransactionFromDateTime": crate::clock::rfc3339(crate::clock::now() - time::Duration::days(365)),
                 "Providers": chosen.iter().map(|(bin, _)| json!({ "Bin": bin })).collect::<Vec<_>>(),
             },

@@ -91,11 +91,32 @@ async fn the_customer_unticks_a_bank_and_a_permission_and_shortens_the_period_on
     let refused: Value = refused.json().await.unwrap();
     assert_eq!(refused["Errors"][0]["Path"], "Data.RequiredPermissions", "{refused}");
 
-    // The screen: every bank and permission ticked; the required ones cannot be unticked.
-    let consent_id = s.create_consent_with(body.clone()).await;
+    let mut wrong = body.clone();
+    wrong["Data"]["PurposeTranslations"] = serde_json::json!({ "de": "Alle Konten an einem Ort" });
+    let refused = s
+        .api()
+        .post(s.platform.url("/open-banking/v1/aisp/account-access-consents"))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "not a language of the platform");
+
+    // The screen: every bank and permission ticked; the required ones cannot be unticked; the purpose in the page's
+    // language when the API user gave it in several.
+    let mut translated = body.clone();
+    translated["Data"]["PurposeTranslations"] = serde_json::json!({ "ru": "Все ваши счета в одном месте" });
+    let consent_id = s.create_consent_with(translated).await;
+    assert_eq!(s.consent(&consent_id).await["PurposeTranslations"]["ru"], "Все ваши счета в одном месте");
     let request_uri = s.push(&consent_id, "R13_TdhCNqHHszZgSNvkIhuNsrzzWuiVodgRbuFDdA4", "st").await;
     let browser = Browser::customer(&s.platform);
     let screen = identify(&s.platform, &browser, &s.authorize_path(&request_uri), customer(), PHONE).await;
+    screen.assert_contains("Show all your accounts in one place");
+    browser.get("/lang/ru").await;
+    let russian = browser.get("/oauth/authorize/consent").await;
+    russian.assert_contains("Все ваши счета в одном месте");
+    assert!(!russian.body.contains("Show all your accounts in one place"));
+    browser.get("/lang/en").await;
     for code in ["ReadAccountsDetail", "ReadBalances"] {
         screen.assert_contains(&format!("name=\"permission\" value=\"{code}\" checked disabled>"));
     }
