@@ -285,6 +285,19 @@ async fn one_status_per_bank_and_a_narrowed_consent_followed_by_the_gateway_the_
     assert!(row(&altyn_list, &consent_id).contains(&status_cell("active", "Active")));
     let user_list = s.user_admin.get("/org/consents").await;
     assert!(row(&user_list, &consent_id).contains(&bank_badge("Dala Bank", "revoked", "Withdrawn")));
+    // Participant pages show times the same way: the list's creation time, the application's page.
+    let created: String = db(&s.platform)
+        .query_row("SELECT created_at FROM consents WHERE id = ?1", [&consent_id], |r| r.get(0))
+        .unwrap();
+    let texts = kopir::i18n::Texts { lang: kopir::i18n::Lang::En };
+    assert!(
+        row(&user_list, &consent_id).contains(&format!("<time datetime=\"{created}\">{}</time>", texts.time(&created)))
+    );
+    let app_created: String = db(&s.platform)
+        .query_row("SELECT created_at FROM applications WHERE id = ?1", [s.app_id], |r| r.get(0))
+        .unwrap();
+    let app_page = s.user_admin.get(&format!("/org/apps/{}", s.app_id)).await;
+    app_page.assert_contains(&format!("<time datetime=\"{app_created}\">{}</time>", texts.time(&app_created)));
 
     // Withdrawal asks first; the answer says what happened; every bank then reads "Withdrawn".
     let confirm = browser.get(&format!("{detail_path}/withdraw")).await;
