@@ -116,7 +116,7 @@ fn plan(consent: &Consent, narrowing: &Narrowing, now: &str) -> Result<Plan, Ref
     Ok(plan)
 }
 
-/// Writes the consent's new permissions and end, if the row is still as read (else a conflict).
+/// Writes the consent's new permissions and end, if the row is still as read (a compare-and-set).
 fn rewrite(tx: &Transaction, consent: &Consent, plan: &Plan, status: Status) -> Result<(), ConsentError> {
     let (before, after) = (json_list(&consent.permissions)?, json_list(&plan.permissions)?);
     let changed = tx.execute(
@@ -125,7 +125,9 @@ fn rewrite(tx: &Transaction, consent: &Consent, plan: &Plan, status: Status) -> 
         params![consent.id, after, plan.expires_at, status.as_str(), before, consent.expires_at],
     )?;
     if changed == 0 {
-        return Err(ConsentError::WrongStatus(status));
+        // Read in this very transaction, so it cannot have moved; if it did, nothing of the change may stay: an error
+        // of the store rolls the whole transaction back.
+        return Err(ConsentError::Store(rusqlite::Error::StatementChangedRows(0)));
     }
     Ok(())
 }
@@ -189,7 +191,8 @@ pub fn narrow(
             params![consent.id, bank, at],
         )?;
         if changed == 0 {
-            return Err(ConsentError::NotAProvider);
+            // As in `rewrite`: roll everything back rather than keep half a narrowing.
+            return Err(ConsentError::Store(rusqlite::Error::StatementChangedRows(0)));
         }
         record(tx, &consent, "ProviderRevoked", Some(*bank), by, "dropped by the customer", now)?;
     }
