@@ -278,3 +278,115 @@ pub fn until_bounds(consent: &Consent, zone: &jiff::tz::TimeZone, now: OffsetDat
     let end = clock::parse(&consent.expires_at).map(|t| t.unix_timestamp()).unwrap_or(now.unix_timestamp());
     (local(now.unix_timestamp()), local(end))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::consent::Provider;
+    use Permission::*;
+
+    fn consent() -> Consent {
+        let bank = |id: i64, name: &str| Provider {
+            organisation_id: id,
+            bin: format!("99034000{id:04}"),
+            name: name.into(),
+            revoked: false,
+            revoked_at: None,
+        };
+        Consent {
+            id: ConsentId::generate(),
+            application_id: 1,
+            client_id: crate::apps::ClientId::generate(),
+            application_name: "Budget App".into(),
+            mode: crate::apps::AppMode::Production,
+            organisation_id: 9,
+            organisation_name: "Fintech One".into(),
+            customer_id: Some(1),
+            permissions: vec![ReadAccountsDetail, ReadBalances, ReadTransactionsDetail, ReadTransactionsCredits],
+            required_permissions: vec![ReadAccountsDetail],
+            purpose: "Budgeting".into(),
+            purpose_translations: Default::default(),
+            expires_at: "2026-12-31T00:00:00Z".into(),
+            transaction_from: None,
+            transaction_to: None,
+            status: Status::Authorised,
+            created_at: "2026-12-01T00:00:00Z".into(),
+            status_updated_at: "2026-12-01T00:00:00Z".into(),
+            authorised_at: Some("2026-12-01T00:00:00Z".into()),
+            last_used_at: None,
+            providers: vec![bank(1, "Altyn Bank"), bank(2, "Dala Bank")],
+        }
+    }
+
+    const NOW: &str = "2026-12-04T00:00:00Z";
+
+    #[test]
+    fn a_consent_is_only_ever_narrowed() {
+        let c = consent();
+        let later = Narrowing { ends_at: Some("2027-01-31T00:00:00Z".into()), ..Default::default() };
+        assert_eq!(plan(&c, &later, NOW).unwrap_err(), Refused::End, "never later");
+        let past = Narrowing { ends_at: Some("2026-12-01T00:00:00Z".into()), ..Default::default() };
+        assert_eq!(plan(&c, &past, NOW).unwrap_err(), Refused::End);
+        assert_eq!(plan(&c, &Narrowing::default(), NOW).unwrap_err(), Refused::Unchanged);
+        let stranger = Narrowing { drop_banks: vec![77], ..Default::default() };
+        assert_eq!(plan(&c, &stranger, NOW).unwrap_err(), Refused::Unchanged, "a bank it does not name");
+        let all = Narrowing { drop_banks: vec![1, 2], ..Default::default() };
+        assert_eq!(plan(&c, &all, NOW).unwrap_err(), Refused::NoBankLeft);
+        let accounts = Narrowing { drop_permissions: vec![ReadAccountsDetail], ..Default::default() };
+        assert_eq!(plan(&c, &accounts, NOW).unwrap_err(), Refused::RequiredPermission);
+    }
+
+    #[test]
+    fn a_narrowing_takes_out_banks_permissions_and_time() {
+        let c = consent();
+        let narrowing = Narrowing {
+            drop_banks: vec![2, 2],
+            drop_permissions: vec![ReadTransactionsCredits],
+            ends_at: Some("2026-12-10T00:00:00Z".into()),
+        };
+        let plan = plan(&c, &narrowing, NOW).unwrap();
+        assert_eq!(plan.drop_banks, [2]);
+        assert_eq!(
+            plan.permissions,
+            [ReadAccountsDetail, ReadBalances],
+            "the transactions go with their only direction"
+        );
+        assert_eq!(plan.expires_at, "2026-12-10T00:00:00Z");
+        let reason = plan.reason(&c, "narrowed by the customer");
+        assert_eq!(
+            reason,
+            "narrowed by the customer: without ReadTransactionsDetail, ReadTransactionsCredits; \
+             until 2026-12-10T00:00:00Z; not for Dala Bank"
+        );
+    }
+
+    #[test]
+    fn a_form_keeps_what_is_ticked_and_ends_with_the_chosen_local_day() {
+        let c = consent();
+        let zone = crate::store::calendar::default_time_zone();
+        let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        // Without the choices (a client that never showed the boxes): everything kept.
+        assert_eq!(from_form(&c, &form(&[("decision", "allow")]), &zone).unwrap(), Narrowing::default());
+        let narrowing = from_form(
+            &c,
+            &form(&[
+                ("choices", "1"),
+                ("bank", "1"),
+                ("permission", "ReadTransactionsDetail"),
+                ("until", "2026-12-09"),
+            ]),
+            &zone,
+        )
+        .unwrap();
+        assert_eq!(narrowing.drop_banks, [2]);
+        assert_eq!(narrowing.drop_permissions, [ReadBalances, ReadTransactionsCredits], "the required one is kept");
+        // Almaty is UTC+5: the 9th ends at 19:00 UTC.
+        assert_eq!(narrowing.ends_at.as_deref(), Some("2026-12-09T19:00:00Z"));
+        let same_end = from_form(&c, &form(&[("choices", "1"), ("bank", "1"), ("until", "2026-12-31")]), &zone);
+        assert_eq!(same_end.unwrap().ends_at, None, "the day it already ends on");
+        assert_eq!(from_form(&c, &form(&[("choices", "1"), ("until", "soon")]), &zone).unwrap_err(), Refused::End);
+    }
+}
