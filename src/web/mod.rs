@@ -155,12 +155,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// No route: a page in the visitor's language where a person browses, the API's own JSON body under the API's
-/// prefixes and at the OAuth endpoints.
-async fn not_found(uri: axum::http::Uri) -> Response {
+/// No route: a page in the visitor's language for a browser (it asks for `text/html`) outside the API, the API's
+/// own JSON body otherwise — under the API's prefixes and at the OAuth endpoints always.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|kind| kind.trim().starts_with("text/html")));
     match error_shape(uri.path()) {
-        ErrorShape::Page => pages::PageError::not_found().into_response(),
-        ErrorShape::OpenBanking | ErrorShape::Oauth => ApiError::not_found().into_response(),
+        ErrorShape::Page if browser => pages::PageError::not_found().into_response(),
+        _ => ApiError::not_found().into_response(),
     }
 }
 

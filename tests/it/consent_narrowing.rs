@@ -323,18 +323,25 @@ async fn one_status_per_bank_and_a_narrowed_consent_followed_by_the_gateway_the_
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_errors_are_pages_in_the_language_and_the_my_journey_shows_its_own_steps() {
     let platform = Platform::start().await;
-    // A path no route serves: a page in the visitor's language where people browse, JSON under the API.
-    let page = Browser::customer(&platform).get("/my/consents/aac-x/nothing-here").await;
-    assert_eq!(page.status, 404);
-    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
-    assert!(page.body.starts_with("<!doctype html>"), "{}", page.body);
-    let russian =
-        platform.client(None).get(platform.url("/nothing-here")).header("accept-language", "ru").send().await.unwrap();
+    // A path no route serves: a page in the visitor's language for a browser, JSON under the API and for API clients.
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let get = |path: &str, lang: &str| {
+        platform.client(None).get(platform.url(path)).header("accept", BROWSER).header("accept-language", lang).send()
+    };
+    let page = get("/my/consents/aac-x/nothing-here", "en").await.unwrap();
+    assert_eq!(page.status(), 404);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().starts_with("<!doctype html>"));
+    let russian = get("/nothing-here", "ru").await.unwrap();
     assert_eq!(russian.status(), 404);
     assert!(russian.text().await.unwrap().contains("<html lang=\"ru\">"));
-    let api = platform.client(None).get(platform.url("/open-banking/v1/nothing-here")).send().await.unwrap();
-    assert_eq!(api.status(), 404);
-    assert!(api.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    for path in ["/open-banking/v1/nothing-here", "/api/v1/nothing-here"] {
+        let api = get(path, "en").await.unwrap();
+        assert_eq!(api.status(), 404);
+        assert!(api.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{path}");
+    }
+    let client = platform.client(None).get(platform.url("/nothing-here")).send().await.unwrap();
+    assert!(client.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "an API client");
     // The /my journey's steps end at "Your consents", not at a decision it never asks for.
     let customer = Browser::customer(&platform);
     let start = customer.get("/my/start").await;
