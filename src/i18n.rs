@@ -182,6 +182,17 @@ impl Texts {
         }
     }
 
+    /// The last local day an end (a consent's expiry) still covers, in the language's date format: an end at
+    /// midnight is the end of the day before, so "until 11 Dec" is read as including the 11th.
+    pub fn last_day(&self, rfc3339: &str) -> String {
+        let before = rfc3339
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| t.checked_sub(jiff::Span::new().seconds(1)).ok())
+            .map(|t| t.to_string());
+        self.date(before.as_deref().unwrap_or(rfc3339))
+    }
+
     /// The local day of a stored time, in the language's date format (`3 Dec 2026`; `03.12.2026`).
     pub fn date(&self, rfc3339: &str) -> String {
         match local(rfc3339) {
@@ -217,6 +228,8 @@ mod tests {
         let kk = scope_with_zone(Lang::Kk, berlin, async { Texts::current().date(at) }).await;
         assert_eq!(kk, "03.12.2026");
         assert_eq!(Texts { lang: Lang::En }.time("never"), "never");
+        let end = scope_with_zone(Lang::En, almaty, async { Texts::current().last_day("2026-12-11T19:00:00Z") }).await;
+        assert_eq!(end, "11 Dec 2026", "ends when the 11th ends in Almaty");
     }
 
     #[test]

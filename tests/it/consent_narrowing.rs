@@ -31,6 +31,11 @@ fn bank_badge(name: &str, class: &str, text: &str) -> String {
     format!("<li>{name} <span class=\"badge status-{class}\">{text}</span></li>")
 }
 
+/// The English short name of a month (1 to 12).
+fn month(number: i8) -> &'static str {
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][number as usize - 1]
+}
+
 fn status_cell(class: &str, text: &str) -> String {
     format!("<td><span class=\"badge status-{class}\">{text}</span></td>")
 }
@@ -243,6 +248,11 @@ async fn one_status_per_bank_and_a_narrowed_consent_followed_by_the_gateway_the_
     assert!(narrowed.url.ends_with("?done=narrowed"), "{}", narrowed.url);
     narrowed.assert_contains("Your consent is changed").assert_contains("Changed");
     narrowed.assert_contains(&status_cell("revoked", "Withdrawn"));
+    // "Until" reads as the last day chosen (the end is when that day ends), not the next day's midnight.
+    let english = kopir::i18n::Texts { lang: kopir::i18n::Lang::En };
+    let chosen: jiff::civil::Date = until.parse().unwrap();
+    assert_eq!(english.last_day(&ends), format!("{} {} {}", chosen.day(), month(chosen.month()), chosen.year()));
+    narrowed.assert_contains(&format!("<time datetime=\"{ends}\">{}</time>", english.last_day(&ends)));
 
     // The API: the same status per bank; the permissions and the end as narrowed.
     let data = s.consent(&consent_id).await;
