@@ -217,7 +217,7 @@ async fn confirm_withdrawal(
 }
 
 /// What a customer's change came to.
-enum Withdrawn {
+enum Outcome {
     Done,
     /// The journey moved on, or the consent (or the bank's part of it) was not active.
     NotActive,
@@ -257,10 +257,10 @@ async fn change(state: &AppState, customer: &Customer, id: String, change: Chang
     let done = change.done();
     let outcome = state
         .db
-        .write(move |tx| -> Result<Withdrawn, StoreError> {
+        .write(move |tx| -> Result<Outcome, StoreError> {
             // Still the same signed-in journey (not signed out or ended since the request was read).
             if !journey::unchanged(tx, &seen, now)? {
-                return Ok(Withdrawn::NotActive);
+                return Ok(Outcome::NotActive);
             }
             let result = match &change {
                 Change::All => super::revoke(tx, &target, &by, "withdrawn by the customer", now),
@@ -270,17 +270,17 @@ async fn change(state: &AppState, customer: &Customer, id: String, change: Chang
                 Change::Narrow(narrowing) => super::narrow::narrow(tx, &target, narrowing, &by, now).map(|_| ()),
             };
             match result {
-                Ok(()) => Ok(Withdrawn::Done),
+                Ok(()) => Ok(Outcome::Done),
                 Err(ConsentError::Store(e)) => Err(e.into()),
-                Err(ConsentError::Refused(refused)) => Ok(Withdrawn::Refused(refused)),
-                Err(_) => Ok(Withdrawn::NotActive),
+                Err(ConsentError::Refused(refused)) => Ok(Outcome::Refused(refused)),
+                Err(_) => Ok(Outcome::NotActive),
             }
         })
         .await?;
     let (status, key) = match outcome {
-        Withdrawn::Done => return Ok(Redirect::to(&format!("/my/consents/{id}?done={done}")).into_response()),
-        Withdrawn::NotActive => (StatusCode::CONFLICT, "my.not_active"),
-        Withdrawn::Refused(refused) => (StatusCode::UNPROCESSABLE_ENTITY, refused.text_key()),
+        Outcome::Done => return Ok(Redirect::to(&format!("/my/consents/{id}?done={done}")).into_response()),
+        Outcome::NotActive => (StatusCode::CONFLICT, "my.not_active"),
+        Outcome::Refused(refused) => (StatusCode::UNPROCESSABLE_ENTITY, refused.text_key()),
     };
     let mut response = consent_page(state, customer, id, Some(key), None).await?;
     *response.status_mut() = status;
