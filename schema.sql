@@ -1151,3 +1151,9 @@ BEGIN
     SELECT a.mode, unixepoch(NEW.revoked_at) / 900 * 900, 'bank_revocation', 1, 0
     FROM consents c JOIN applications a ON a.id = c.application_id WHERE c.id = NEW.consent_id;
 END;
+-- migration 19: consents the customer can narrow: the permissions the API user marks required (a JSON array; the
+-- accounts permission is always required), the others the customer may untick on the consent screen or drop later;
+-- the purpose in several languages
+ALTER TABLE consents ADD COLUMN required_permissions TEXT NOT NULL DEFAULT '[]';
+-- The purpose in other languages when the API user gave it in several (a JSON object: language code → text).
+ALTER TABLE consents ADD COLUMN purpose_translations TEXT NOT NULL DEFAULT '{}';

@@ -191,6 +191,9 @@ pub struct OauthConfig {
     pub code_secs: u64,
     /// How long a customer has to pass identification and decide, in minutes (1 to 60).
     pub journey_minutes: u64,
+    /// How long `/my` remembers a customer who just answered a consent screen, in minutes (0 to 60; 0: not at all,
+    /// `/my` asks them to identify again).
+    pub remember_customer_minutes: u64,
     /// The longest a consent may last, in days; a consent without ExpirationDateTime gets this (1 to 3650).
     pub consent_max_days: u64,
     /// How often expired consents are swept, in seconds (expiry is also enforced at every use).
@@ -551,6 +554,7 @@ impl Config {
             ("oauth.request_uri_secs", self.oauth.request_uri_secs, 10, 599),
             ("oauth.code_secs", self.oauth.code_secs, 1, 60),
             ("oauth.journey_minutes", self.oauth.journey_minutes, 1, 60),
+            ("oauth.remember_customer_minutes", self.oauth.remember_customer_minutes, 0, 60),
             ("oauth.consent_max_days", self.oauth.consent_max_days, 1, 3650),
             ("oauth.expiry_sweep_secs", self.oauth.expiry_sweep_secs, 1, 86_400),
             ("gateway.signed_header_secs", self.gateway.signed_header_secs, 10, 300),

@@ -71,6 +71,8 @@ impl Lang {
 
 tokio::task_local! {
     static CURRENT: Lang;
+    /// The operator's time zone (`time_zone`), in which pages show times.
+    static ZONE: jiff::tz::TimeZone;
 }
 
 /// The language of the request being handled; English outside a request (the CLI, background work).
@@ -81,6 +83,30 @@ pub fn current() -> Lang {
 /// Runs `f` with `lang` as the current language.
 pub async fn scope<F: Future>(lang: Lang, f: F) -> F::Output {
     CURRENT.scope(lang, f).await
+}
+
+/// Runs `f` with `lang` as the current language and `zone` as the zone pages show times in.
+pub async fn scope_with_zone<F: Future>(lang: Lang, zone: jiff::tz::TimeZone, f: F) -> F::Output {
+    ZONE.scope(zone, CURRENT.scope(lang, f)).await
+}
+
+/// The stored time (RFC 3339) in the zone of the request being handled (the default zone outside a request).
+fn local(rfc3339: &str) -> Option<jiff::civil::DateTime> {
+    let at: jiff::Timestamp = rfc3339.parse().ok()?;
+    let zone = ZONE.try_with(|z| z.clone()).unwrap_or_else(|_| crate::store::calendar::default_time_zone());
+    Some(zone.to_datetime(at))
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+fn format_date(lang: Lang, date: jiff::civil::Date) -> String {
+    match lang {
+        Lang::En => {
+            let month = MONTHS.get(usize::try_from(date.month() - 1).unwrap_or(0)).copied().unwrap_or("");
+            format!("{} {month} {}", date.day(), date.year())
+        }
+        Lang::Ru | Lang::Kk => format!("{:02}.{:02}.{}", date.day(), date.month(), date.year()),
+    }
 }
 
 type Catalogue = HashMap<String, String>;
@@ -145,6 +171,35 @@ impl Texts {
     pub fn code(&self) -> &'static str {
         self.lang.code()
     }
+
+    /// A stored time (RFC 3339, UTC) as people read it: in the operator's time zone and the language's date format
+    /// (`3 Dec 2026, 14:05`; `03.12.2026, 14:05`). The one helper every page uses; the wire and exports keep
+    /// RFC 3339 UTC (put it in the `datetime` attribute of `<time>`). A value that is not a time is shown as is.
+    pub fn time(&self, rfc3339: &str) -> String {
+        match local(rfc3339) {
+            Some(at) => format!("{}, {:02}:{:02}", format_date(self.lang, at.date()), at.hour(), at.minute()),
+            None => rfc3339.to_string(),
+        }
+    }
+
+    /// The last local day an end (a consent's expiry) still covers, in the language's date format: an end at
+    /// midnight is the end of the day before, so "until 11 Dec" is read as including the 11th.
+    pub fn last_day(&self, rfc3339: &str) -> String {
+        let before = rfc3339
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| t.checked_sub(jiff::Span::new().seconds(1)).ok())
+            .map(|t| t.to_string());
+        self.date(before.as_deref().unwrap_or(rfc3339))
+    }
+
+    /// The local day of a stored time, in the language's date format (`3 Dec 2026`; `03.12.2026`).
+    pub fn date(&self, rfc3339: &str) -> String {
+        match local(rfc3339) {
+            Some(at) => format_date(self.lang, at.date()),
+            None => rfc3339.to_string(),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Texts {
@@ -160,6 +215,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use axum::http::HeaderValue;
+
+    #[tokio::test]
+    async fn times_are_shown_in_the_operator_zone_and_the_language_format() {
+        let almaty = crate::store::calendar::default_time_zone();
+        let at = "2026-12-03T20:30:00Z";
+        let en = scope_with_zone(Lang::En, almaty.clone(), async { Texts::current().time(at) }).await;
+        assert_eq!(en, "4 Dec 2026, 01:30", "UTC+5, the next day");
+        let ru = scope_with_zone(Lang::Ru, almaty.clone(), async { Texts::current().time(at) }).await;
+        assert_eq!(ru, "04.12.2026, 01:30");
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let kk = scope_with_zone(Lang::Kk, berlin, async { Texts::current().date(at) }).await;
+        assert_eq!(kk, "03.12.2026");
+        assert_eq!(Texts { lang: Lang::En }.time("never"), "never");
+        let end = scope_with_zone(Lang::En, almaty, async { Texts::current().last_day("2026-12-11T19:00:00Z") }).await;
+        assert_eq!(end, "11 Dec 2026", "ends when the 11th ends in Almaty");
+    }
 
     #[test]
     fn every_language_has_every_english_key() {

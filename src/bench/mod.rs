@@ -357,7 +357,9 @@ async fn prepare(config: &Config, dir: &Path, bank_base: &str, bank_digits: &str
             let by = ChangedBy { actor: "cli:bench".into(), source: "cli".into() };
             let new = NewConsent {
                 permissions: vec![Permission::ReadAccountsDetail, Permission::ReadBalances],
+                required: vec![Permission::ReadAccountsDetail],
                 purpose: "kopir bench".into(),
+                purpose_translations: Default::default(),
                 expires_at: crate::clock::rfc3339(now + time::Duration::days(1)),
                 transaction_from: None,
                 transaction_to: None,

@@ -41,22 +41,25 @@ impl From<Refusal> for ApiError {
     }
 }
 
-/// The OBIE `OBReadConsentResponse1` body of one consent.
-pub fn consent_data(consent: &Consent) -> Value {
+/// The OBIE `OBReadConsentResponse1` body of one consent as it stands `now`. Each bank's `Status` is
+/// [`Consent::bank_status`], the same word every page shows.
+pub fn consent_data(consent: &Consent, now: &str) -> Value {
     json!({
         "ConsentId": consent.id,
         "CreationDateTime": consent.created_at,
         "Status": consent.status.as_str(),
         "StatusUpdateDateTime": consent.status_updated_at,
         "Permissions": consent.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "RequiredPermissions": consent.required_permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         "ExpirationDateTime": consent.expires_at,
         "TransactionFromDateTime": consent.transaction_from,
         "TransactionToDateTime": consent.transaction_to,
         "Purpose": consent.purpose,
+        "PurposeTranslations": consent.purpose_translations,
         "Providers": consent.providers.iter().map(|p| json!({
             "Bin": p.bin,
             "Name": p.name,
-            "Status": if p.revoked { "Revoked" } else { "Active" },
+            "Status": consent.bank_status(p, now).as_str(),
         })).collect::<Vec<_>>(),
         "LastUsedDateTime": consent.last_used_at,
         // kopir: `Sandbox` for a sandbox application's consent (test customers, the banks' sandboxes).
@@ -66,7 +69,7 @@ pub fn consent_data(consent: &Consent) -> Value {
 
 fn one(state: &AppState, consent: &Consent) -> Value {
     json!({
-        "Data": consent_data(consent),
+        "Data": consent_data(consent, &state.clock.now_rfc3339()),
         "Risk": {},
         "Links": { "Self": state.url(&format!("{BASE}/{}", consent.id)) },
         "Meta": { "TotalPages": 1 },
@@ -241,6 +244,7 @@ async fn list(
     if page > 1 {
         links["Prev"] = json!(state.url(&format!("{BASE}?page={}", page - 1)));
     }
-    let data: Vec<Value> = consents.iter().map(consent_data).collect();
+    let now = state.clock.now_rfc3339();
+    let data: Vec<Value> = consents.iter().map(|c| consent_data(c, &now)).collect();
     Ok(Json(json!({ "Data": { "Consent": data }, "Links": links, "Meta": {} })).into_response())
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod my;
+pub mod narrow;
 pub mod portal;
 pub mod rules;
 
@@ -36,6 +37,17 @@ crate::text_enum! {
 }
 
 impl Status {
+    /// The badge's class on pages.
+    pub fn class(self) -> &'static str {
+        match self {
+            Status::Authorised => "active",
+            Status::AwaitingAuthorisation => "submitted",
+            Status::Rejected => "rejected",
+            Status::Revoked => "revoked",
+            Status::Expired => "disabled",
+        }
+    }
+
     /// The key of the status's name in the page texts.
     pub fn text_key(self) -> &'static str {
         match self {
@@ -44,6 +56,42 @@ impl Status {
             Status::Rejected => "consent.status_rejected",
             Status::Revoked => "consent.status_revoked",
             Status::Expired => "consent.status_expired",
+        }
+    }
+}
+
+crate::text_enum! {
+    /// Where a consent stands for one bank it names, now: the one status every page and the API show per bank
+    /// (`Providers[].Status`), computed by [`Consent::bank_status`] only.
+    pub enum BankStatus {
+        Awaiting = "AwaitingAuthorisation",
+        Active = "Active",
+        Rejected = "Rejected",
+        Revoked = "Revoked",
+        Expired = "Expired",
+    }
+}
+
+impl BankStatus {
+    /// The key of the status's name in the page texts (the same words as the consent's own statuses).
+    pub fn text_key(self) -> &'static str {
+        match self {
+            BankStatus::Awaiting => Status::AwaitingAuthorisation.text_key(),
+            BankStatus::Active => Status::Authorised.text_key(),
+            BankStatus::Rejected => Status::Rejected.text_key(),
+            BankStatus::Revoked => Status::Revoked.text_key(),
+            BankStatus::Expired => Status::Expired.text_key(),
+        }
+    }
+
+    /// The badge's class on pages.
+    pub fn class(self) -> &'static str {
+        match self {
+            BankStatus::Active => "active",
+            BankStatus::Awaiting => "submitted",
+            BankStatus::Rejected => "rejected",
+            BankStatus::Revoked => "revoked",
+            BankStatus::Expired => "disabled",
         }
     }
 }
@@ -95,7 +143,11 @@ pub struct Consent {
     pub organisation_name: String,
     pub customer_id: Option<i64>,
     pub permissions: Vec<Permission>,
+    /// Those of `permissions` the customer may not drop (see [`rules::is_required`]).
+    pub required_permissions: Vec<Permission>,
     pub purpose: String,
+    /// The purpose in other languages (language code → text).
+    pub purpose_translations: std::collections::BTreeMap<String, String>,
     pub expires_at: String,
     pub transaction_from: Option<String>,
     pub transaction_to: Option<String>,
@@ -113,12 +165,114 @@ impl Consent {
         self.status == Status::Authorised && self.expires_at.as_str() > now && self.providers.iter().any(|p| !p.revoked)
     }
 
+    /// The purpose in `lang` when the API user gave it in that language, else as given.
+    pub fn purpose_in(&self, lang: &crate::i18n::Lang) -> &str {
+        self.purpose_translations.get(lang.code()).map(String::as_str).unwrap_or(&self.purpose)
+    }
+
+    /// Whether the customer may not drop `permission` (see [`rules::is_required`]).
+    pub fn is_required(&self, permission: Permission) -> bool {
+        rules::is_required(permission, &self.required_permissions)
+    }
+
     pub fn active_providers(&self) -> impl Iterator<Item = &Provider> {
         self.providers.iter().filter(|p| !p.revoked)
     }
 
     pub fn names_provider(&self, organisation_id: i64) -> bool {
         self.providers.iter().any(|p| p.organisation_id == organisation_id)
+    }
+
+    /// The consent's status as it stands `now`: an authorised consent past its expiry is expired even before the
+    /// sweep marks it so.
+    pub fn status_now(&self, now: &str) -> Status {
+        if self.status == Status::Authorised && self.expires_at.as_str() <= now { Status::Expired } else { self.status }
+    }
+
+    /// Where the consent stands for one of its banks `now` — the one answer for every page and the API. A bank
+    /// withdrawn on its own stays `Revoked` whatever the consent does later; otherwise the bank follows the consent.
+    pub fn bank_status(&self, provider: &Provider, now: &str) -> BankStatus {
+        if provider.revoked {
+            return BankStatus::Revoked;
+        }
+        match self.status_now(now) {
+            Status::AwaitingAuthorisation => BankStatus::Awaiting,
+            Status::Authorised => BankStatus::Active,
+            Status::Rejected => BankStatus::Rejected,
+            Status::Revoked => BankStatus::Revoked,
+            Status::Expired => BankStatus::Expired,
+        }
+    }
+
+    /// [`Consent::bank_status`] for the bank `organisation_id`, if the consent names it.
+    pub fn status_for(&self, organisation_id: i64, now: &str) -> Option<BankStatus> {
+        self.providers.iter().find(|p| p.organisation_id == organisation_id).map(|p| self.bank_status(p, now))
+    }
+
+    /// The status badge (class, text key) of the consent as the bank `bank` sees it — its own status — or, with
+    /// no bank, of the consent as a whole. (The bank comes as a template macro's argument does.)
+    pub fn badge(&self, bank: &Option<&i64>, now: &str) -> (&'static str, &'static str) {
+        match bank.and_then(|b| self.status_for(*b, now)) {
+            Some(status) => (status.class(), status.text_key()),
+            None => {
+                let status = self.status_now(now);
+                (status.class(), status.text_key())
+            }
+        }
+    }
+}
+
+/// One permission as the customer reads and chooses it.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// The standard's code (the form's value).
+    pub code: &'static str,
+    /// Its text key on its own line.
+    pub key: &'static str,
+    /// Its text key as a part of the transactions line ("money coming in").
+    pub part_key: &'static str,
+    /// The customer may not drop it.
+    pub required: bool,
+}
+
+/// A line of the permissions list: money coming in and going out are parts of the transactions line, not lines of
+/// their own (they only say which transactions).
+#[derive(Debug, Clone)]
+pub struct PermissionLine {
+    pub main: Choice,
+    pub parts: Vec<Choice>,
+}
+
+impl Consent {
+    pub fn permission_lines(&self) -> Vec<PermissionLine> {
+        let choice = |p: Permission| Choice {
+            code: p.as_str(),
+            key: p.text_key(),
+            part_key: match p {
+                Permission::ReadTransactionsCredits => "consent.part_credits",
+                Permission::ReadTransactionsDebits => "consent.part_debits",
+                _ => p.text_key(),
+            },
+            required: self.is_required(p),
+        };
+        let is_direction =
+            |p: &Permission| matches!(p, Permission::ReadTransactionsCredits | Permission::ReadTransactionsDebits);
+        let directions: Vec<Choice> = self.permissions.iter().copied().filter(is_direction).map(choice).collect();
+        let has_base = self
+            .permissions
+            .iter()
+            .any(|p| matches!(p, Permission::ReadTransactionsBasic | Permission::ReadTransactionsDetail));
+        let mut lines = Vec::new();
+        for permission in self.permissions.iter().copied() {
+            match permission {
+                p if is_direction(&p) && has_base => {}
+                p @ (Permission::ReadTransactionsBasic | Permission::ReadTransactionsDetail) => {
+                    lines.push(PermissionLine { main: choice(p), parts: directions.clone() })
+                }
+                p => lines.push(PermissionLine { main: choice(p), parts: Vec::new() }),
+            }
+        }
+        lines
     }
 }
 
@@ -135,7 +289,10 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// The key of the status's name in the page texts.
     pub fn status_key(&self) -> &'static str {
-        self.status.parse::<Status>().map(Status::text_key).unwrap_or("consent.status_provider_revoked")
+        match self.status.as_str() {
+            narrow::MODIFIED => "consent.status_modified",
+            status => status.parse::<Status>().map(Status::text_key).unwrap_or("consent.status_provider_revoked"),
+        }
     }
 
     /// Who made the change, in words a customer understands (a text key).
@@ -151,7 +308,8 @@ impl HistoryEntry {
 
 const COLUMNS: &str = "c.id, c.application_id, a.client_id, a.name, a.organisation_id, o.name, c.customer_id, \
                        c.permissions, c.purpose, c.expires_at, c.transaction_from, c.transaction_to, c.status, \
-                       c.created_at, c.status_updated_at, c.authorised_at, c.last_used_at, a.mode";
+                       c.created_at, c.status_updated_at, c.authorised_at, c.last_used_at, a.mode, \
+                       c.required_permissions, c.purpose_translations";
 const FROM: &str =
     "consents c JOIN applications a ON a.id = c.application_id JOIN organisations o ON o.id = a.organisation_id";
 
@@ -162,6 +320,8 @@ fn conversion(index: usize, what: String) -> rusqlite::Error {
 fn from_row(r: &Row) -> rusqlite::Result<Consent> {
     let permissions: String = r.get(7)?;
     let mode: String = r.get(17)?;
+    let required: String = r.get(18)?;
+    let translations: String = r.get(19)?;
     Ok(Consent {
         id: r.get(0)?,
         application_id: r.get(1)?,
@@ -172,7 +332,9 @@ fn from_row(r: &Row) -> rusqlite::Result<Consent> {
         organisation_name: r.get(5)?,
         customer_id: r.get(6)?,
         permissions: serde_json::from_str(&permissions).map_err(|e| conversion(7, e.to_string()))?,
+        required_permissions: serde_json::from_str(&required).map_err(|e| conversion(18, e.to_string()))?,
         purpose: r.get(8)?,
+        purpose_translations: serde_json::from_str(&translations).map_err(|e| conversion(19, e.to_string()))?,
         expires_at: r.get(9)?,
         transaction_from: r.get(10)?,
         transaction_to: r.get(11)?,
@@ -282,6 +444,8 @@ pub enum ConsentError {
     WrongStatus(Status),
     #[error("the consent does not name this bank, or it is already revoked for it")]
     NotAProvider,
+    #[error("the narrowing was refused: {0}")]
+    Refused(narrow::Refused),
     #[error(transparent)]
     Store(#[from] rusqlite::Error),
 }
@@ -388,10 +552,12 @@ pub fn insert(
     let id = ConsentId::generate();
     let created_at = clock::rfc3339(now);
     let permissions = serde_json::to_string(&new.permissions).map_err(|e| conversion(0, e.to_string()))?;
+    let required = serde_json::to_string(&new.required).map_err(|e| conversion(0, e.to_string()))?;
+    let translations = serde_json::to_string(&new.purpose_translations).map_err(|e| conversion(0, e.to_string()))?;
     tx.execute(
         "INSERT INTO consents (id, application_id, permissions, purpose, expires_at, transaction_from, transaction_to,
-                               created_at, status_updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                               created_at, status_updated_at, required_permissions, purpose_translations)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
         params![
             id,
             application_id,
@@ -400,7 +566,9 @@ pub fn insert(
             new.expires_at,
             new.transaction_from,
             new.transaction_to,
-            created_at
+            created_at,
+            required,
+            translations
         ],
     )?;
     for organisation_id in &new.provider_ids {

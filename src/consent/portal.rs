@@ -32,6 +32,7 @@ struct ConsentsPage<'a> {
     received: Vec<Consent>,
     received_more: bool,
     page: u32,
+    now: String,
 }
 
 #[derive(Deserialize)]
@@ -58,5 +59,14 @@ async fn list(
         })
         .await?;
     let ((given, given_more), (received, received_more)) = found;
-    Ok(render(&ConsentsPage { t: Texts::current(), org, given, given_more, received, received_more, page }))
+    Ok(render(&ConsentsPage {
+        t: Texts::current(),
+        org,
+        given,
+        given_more,
+        received,
+        received_more,
+        page,
+        now: state.clock.now_rfc3339(),
+    }))
 }

@@ -14,7 +14,12 @@ pub use crate::standard::Permission;
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewConsent {
     pub permissions: Vec<Permission>,
+    /// The permissions the API user cannot work without: the customer may untick the others (see
+    /// [`narrowed_permissions`]). Sorted; always a subset of `permissions`.
+    pub required: Vec<Permission>,
     pub purpose: String,
+    /// The purpose in other languages (`en`, `ru`, `kk` → text), shown in the page's language.
+    pub purpose_translations: std::collections::BTreeMap<String, String>,
     pub expires_at: String,
     pub transaction_from: Option<String>,
     pub transaction_to: Option<String>,
@@ -46,6 +51,10 @@ pub struct ConsentRequest {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ConsentRequestData {
     pub permissions: Vec<String>,
+    /// kopir: the permissions the application cannot work without; the customer may untick every other one. The
+    /// accounts permission is always required. Absent: only that one.
+    #[serde(default)]
+    pub required_permissions: Option<Vec<String>>,
     #[serde(default)]
     pub expiration_date_time: Option<String>,
     #[serde(default)]
@@ -54,6 +63,10 @@ pub struct ConsentRequestData {
     pub transaction_to_date_time: Option<String>,
     /// kopir: why the API user asks, shown to the customer in plain words.
     pub purpose: String,
+    /// kopir: the purpose in the platform's other languages (`en`, `ru`, `kk` → text); the page shows the one in its
+    /// language, else `Purpose`.
+    #[serde(default)]
+    pub purpose_translations: Option<std::collections::BTreeMap<String, String>>,
     /// kopir: the banks the data is to come from, by BIN.
     pub providers: Vec<ProviderRef>,
 }
@@ -114,6 +127,60 @@ pub fn check_permissions(codes: &[String]) -> Result<Vec<Permission>, Refusal> {
     Ok(permissions)
 }
 
+/// Whether the customer may never untick `permission`: the accounts permissions (every other endpoint addresses an
+/// account) and those the API user marked required.
+pub fn is_required(permission: Permission, required: &[Permission]) -> bool {
+    matches!(permission, Permission::ReadAccountsBasic | Permission::ReadAccountsDetail)
+        || required.contains(&permission)
+}
+
+/// Checks `Data.RequiredPermissions`: known codes, each among the permissions asked. Returns them sorted, with the
+/// accounts permission asked (always required) added.
+pub fn check_required(permissions: &[Permission], codes: &[String]) -> Result<Vec<Permission>, Refusal> {
+    use crate::standard::error::ObErrorCode::FieldInvalid;
+    const PATH: &str = "Data.RequiredPermissions";
+    let mut required: Vec<Permission> = permissions.iter().copied().filter(|p| is_required(*p, &[])).collect();
+    for code in codes {
+        let quoted = || crate::standard::error::quote(code);
+        let permission = code.parse::<Permission>().map_err(|_| {
+            refuse(FieldInvalid, PATH, format!("Permission {} is not offered by the platform's standard", quoted()))
+        })?;
+        if !permissions.contains(&permission) {
+            return Err(refuse(FieldInvalid, PATH, format!("Permission {} is required but not asked for", quoted())));
+        }
+        if !required.contains(&permission) {
+            required.push(permission);
+        }
+    }
+    required.sort();
+    Ok(required)
+}
+
+/// The permissions left when the customer drops `dropped` from `current`: never one that [`is_required`]; a
+/// transaction permission left without its pair (Basic/Detail with Credits/Debits) goes too, unless it is required.
+/// `None` when the change drops a required permission or leaves an invalid set.
+pub fn narrowed_permissions(
+    current: &[Permission],
+    required: &[Permission],
+    dropped: &[Permission],
+) -> Option<Vec<Permission>> {
+    if dropped.iter().any(|p| is_required(*p, required)) {
+        return None;
+    }
+    let mut left: Vec<Permission> = current.iter().copied().filter(|p| !dropped.contains(p)).collect();
+    let base = [Permission::ReadTransactionsBasic, Permission::ReadTransactionsDetail];
+    let direction = [Permission::ReadTransactionsCredits, Permission::ReadTransactionsDebits];
+    let has_any = |left: &[Permission], set: &[Permission]| left.iter().any(|p| set.contains(p));
+    if !has_any(&left, &base) {
+        left.retain(|p| !direction.contains(p) || is_required(*p, required));
+    }
+    if !has_any(&left, &direction) {
+        left.retain(|p| !base.contains(p) || is_required(*p, required));
+    }
+    let codes: Vec<String> = left.iter().map(|p| p.as_str().to_string()).collect();
+    check_permissions(&codes).ok()
+}
+
 fn date(value: &Option<String>, path: &'static str) -> Result<Option<OffsetDateTime>, Refusal> {
     match value {
         None => Ok(None),
@@ -135,6 +202,7 @@ pub fn check_request(
 ) -> Result<(NewConsent, Vec<Bin>), Refusal> {
     use crate::standard::error::ObErrorCode::{FieldInvalid, FieldInvalidDate, FieldMissing};
     let permissions = check_permissions(&data.permissions)?;
+    let required = check_required(&permissions, data.required_permissions.as_deref().unwrap_or_default())?;
     let latest = now + Duration::days(i64::try_from(max_days).unwrap_or(3650));
     let expires = date(&data.expiration_date_time, "Data.ExpirationDateTime")?.unwrap_or(latest);
     if expires <= now {
@@ -165,6 +233,19 @@ pub fn check_request(
     if purpose.chars().count() > 300 {
         return Err(refuse(FieldInvalid, "Data.Purpose", "Purpose may be at most 300 characters"));
     }
+    let mut purpose_translations = std::collections::BTreeMap::new();
+    for (code, text) in data.purpose_translations.iter().flatten() {
+        const PATH: &str = "Data.PurposeTranslations";
+        if crate::i18n::Lang::parse(code).map(crate::i18n::Lang::code) != Some(code.as_str()) {
+            let code = crate::standard::error::quote(code);
+            return Err(refuse(FieldInvalid, PATH, format!("{code} is not a language of the platform (en, ru, kk)")));
+        }
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 300 {
+            return Err(refuse(FieldInvalid, PATH, "Each translation of Purpose must be 1 to 300 characters"));
+        }
+        purpose_translations.insert(code.clone(), text.to_string());
+    }
     if data.providers.is_empty() {
         return Err(refuse(FieldMissing, "Data.Providers", "Providers must name at least one bank by its BIN"));
     }
@@ -184,7 +265,9 @@ pub fn check_request(
     }
     let consent = NewConsent {
         permissions,
+        required,
         purpose: purpose.to_string(),
+        purpose_translations,
         expires_at: clock::rfc3339(expires),
         transaction_from: from.map(clock::rfc3339),
         transaction_to: to.map(clock::rfc3339),
@@ -271,13 +354,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_customer_may_drop_optional_permissions_only_and_never_leave_half_a_pair() {
+        use Permission::*;
+        let all =
+            [ReadAccountsDetail, ReadBalances, ReadTransactionsDetail, ReadTransactionsCredits, ReadTransactionsDebits];
+        let required = check_required(&all, &codes(&["ReadBalances"])).unwrap();
+        assert_eq!(required, [ReadAccountsDetail, ReadBalances], "the accounts permission is always required");
+        assert!(check_required(&all, &codes(&["ReadAccountsBasic"])).is_err(), "not asked for");
+        assert!(check_required(&all, &codes(&["ReadEverything"])).is_err());
+        assert_eq!(narrowed_permissions(&all, &required, &[ReadBalances]), None, "required");
+        assert_eq!(narrowed_permissions(&all, &required, &[ReadAccountsDetail]), None, "accounts");
+        assert_eq!(
+            narrowed_permissions(&all, &required, &[ReadTransactionsCredits]).unwrap(),
+            [ReadAccountsDetail, ReadBalances, ReadTransactionsDetail, ReadTransactionsDebits]
+        );
+        assert_eq!(
+            narrowed_permissions(&all, &required, &[ReadTransactionsDetail]).unwrap(),
+            [ReadAccountsDetail, ReadBalances],
+            "money in and out go with the transactions"
+        );
+        assert_eq!(
+            narrowed_permissions(&all, &required, &[ReadTransactionsCredits, ReadTransactionsDebits]).unwrap(),
+            [ReadAccountsDetail, ReadBalances]
+        );
+        let strict = check_required(&all, &codes(&["ReadTransactionsCredits"])).unwrap();
+        assert_eq!(narrowed_permissions(&all, &strict, &[ReadTransactionsDetail]), None, "leaves credits alone");
+    }
+
     fn data(expiry: Option<&str>, from: Option<&str>, to: Option<&str>) -> ConsentRequestData {
         ConsentRequestData {
             permissions: codes(&["ReadAccountsBasic"]),
+            required_permissions: None,
             expiration_date_time: expiry.map(String::from),
             transaction_from_date_time: from.map(String::from),
             transaction_to_date_time: to.map(String::from),
             purpose: "Budgeting".into(),
+            purpose_translations: None,
             providers: vec![ProviderRef { bin: crate::kz::with_control_digit("99034000001").unwrap_or_default() }],
         }
     }

@@ -139,6 +139,8 @@ struct HomePage {
     banks: Vec<(String, String)>,
     connected: Vec<BankView>,
     missing: Vec<String>,
+    /// The consent works, but no bank it names knows the customer: nothing to show, said plainly.
+    no_accounts: bool,
     consent_id: Option<String>,
     notice: Option<&'static str>,
 }
@@ -233,6 +235,7 @@ async fn home(
         banks: app.ready.get().map(|r| r.banks.clone()).unwrap_or_default(),
         connected: Vec::new(),
         missing: Vec::new(),
+        no_accounts: false,
         consent_id: session.consent_id.clone(),
         notice: session.notice,
     };
@@ -265,6 +268,11 @@ async fn home(
                     .as_array()
                     .map(|m| m.iter().filter_map(|p| p["Name"].as_str().map(String::from)).collect())
                     .unwrap_or_default();
+                // Every bank answered and none holds an account of this customer: say so, not "connected".
+                if by_bank.is_empty() && page.missing.is_empty() {
+                    page.no_accounts = true;
+                    page.notice = None;
+                }
                 page.connected = by_bank;
             }
             Err((status, _)) if status == 401 || status == 403 => {
@@ -348,6 +356,11 @@ async fn connect(
                 "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail",
                                 "ReadTransactionsCredits", "ReadTransactionsDebits"],
                 "Purpose": t.get("demoapp.purpose"),
+                // In every language of the platform: the consent screen and `/my` show the customer's.
+                "PurposeTranslations": crate::i18n::Lang::ALL
+                    .iter()
+                    .map(|lang| (lang.code(), Texts { lang: *lang }.get("demoapp.purpose")))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
                 "TransactionFromDateTime": crate::clock::rfc3339(crate::clock::now() - time::Duration::days(365)),
                 "Providers": chosen.iter().map(|(bin, _)| json!({ "Bin": bin })).collect::<Vec<_>>(),
             },
@@ -411,6 +424,7 @@ fn failed(t: Texts) -> Response {
         banks: Vec::new(),
         connected: Vec::new(),
         missing: Vec::new(),
+        no_accounts: false,
         consent_id: None,
         notice: Some("demoapp.unavailable"),
     };

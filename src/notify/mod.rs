@@ -33,6 +33,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "consent.authorised",
     "consent.revoked",
     "consent.expired",
+    // The customer narrowed a live consent (banks, permissions or its end): to the API user and the banks left.
+    "consent.modified",
     "api.delisted",
     "api.relisted",
     // An API's production outage opened / closed (`crate::availability`): to its provider.

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::metadata::{AUTHORIZE, issuer};
 use super::par::REQUEST_URI_PREFIX;
 use super::requests::{self, RequestStatus};
-use crate::clock::{self, day};
+use crate::clock;
 use crate::consent::{self, ChangedBy, Consent};
 use crate::digest::sha256_hex;
 use crate::store::StoreError;
@@ -118,7 +118,10 @@ async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQ
         .await?;
     let Some(cookie) = started else { return Err(page_error("authorize.expired_request")) };
     let mut response = Redirect::to("/verify").into_response();
-    response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, minutes));
+    // The browser keeps the cookie long enough for `/my` to remember the customer after the decision; the journey's
+    // own expiry (kept on the server) is what decides.
+    let keep = minutes + state.config.oauth.remember_customer_minutes;
+    response.headers_mut().append(header::SET_COOKIE, journey::cookie_header(&cookie, keep));
     Ok(response)
 }
 
@@ -129,8 +132,44 @@ struct ConsentScreen<'a> {
     csrf: &'a str,
     consent: &'a Consent,
     masked_iin: String,
-    expires: String,
     window: Option<(String, String)>,
+    /// Why the choices sent were refused (an alert).
+    notice: Option<&'static str>,
+    /// The dates the last day may take (`YYYY-MM-DD`, the operator's zone).
+    until_min: String,
+    until_max: String,
+}
+
+/// The consent screen for a verified journey's request, with the customer's choices (banks, optional permissions,
+/// the last day) all ticked as asked.
+fn screen(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    pending: &Pending,
+    notice: Option<&'static str>,
+) -> Response {
+    let consent = &pending.consent;
+    let t = Texts { lang: customer.lang };
+    let window = match (&consent.transaction_from, &consent.transaction_to) {
+        (None, None) => None,
+        (from, to) => Some((
+            from.as_deref().map(|d| t.date(d)).unwrap_or_default(),
+            to.as_deref().map(|d| t.date(d)).unwrap_or_default(),
+        )),
+    };
+    let (until_min, until_max) =
+        consent::narrow::until_bounds(consent, state.config.time_zone.zone(), state.clock.now());
+    render(&ConsentScreen {
+        t,
+        csrf: &journey.csrf,
+        consent,
+        masked_iin: journey.masked_iin(),
+        window,
+        notice,
+        until_min,
+        until_max,
+    })
 }
 
 /// The request and its journey, when the customer is verified and the request still open.
@@ -152,24 +191,7 @@ async fn verified(state: &AppState, journey: Option<&Journey>) -> Result<(Journe
 /// Who may call: the customer whose journey is verified, for the request it belongs to.
 async fn consent_page(State(state): State<AppState>, customer: Customer) -> Result<Response, PageError> {
     let (journey, pending) = verified(&state, customer.journey.as_ref()).await?;
-    let consent = &pending.consent;
-    let window = match (&consent.transaction_from, &consent.transaction_to) {
-        (None, None) => None,
-        (from, to) => Some((from.as_deref().map(day).unwrap_or_default(), to.as_deref().map(day).unwrap_or_default())),
-    };
-    Ok(render(&ConsentScreen {
-        t: Texts { lang: customer.lang },
-        csrf: &journey.csrf,
-        consent,
-        masked_iin: journey.masked_iin(),
-        expires: day(&consent.expires_at),
-        window,
-    }))
-}
-
-#[derive(Deserialize)]
-struct Decision {
-    decision: String,
+    Ok(screen(&state, &customer, &journey, &pending, None))
 }
 
 /// What answering the consent screen came to.
@@ -178,27 +200,39 @@ enum Answered {
     Done,
     /// The journey or the request moved on first (another tab), or the consent can no longer be answered.
     Gone,
+    /// The customer's choices are not allowed (no bank left, a day already past).
+    Refused(consent::narrow::Refused),
 }
 
-/// Who may call: the customer whose journey is verified (CSRF-checked form). Allow → `Authorised` and a code;
+/// Who may call: the customer whose journey is verified (CSRF-checked form). Allow → the customer's choices
+/// applied (banks and optional permissions unticked dropped, the period shortened), `Authorised` and a code;
 /// deny → `Rejected` and `access_denied`. Either way the browser goes back to the API user's application.
 async fn decide(
     State(state): State<AppState>,
-    JourneyForm { customer, journey, form }: JourneyForm<Decision>,
+    JourneyForm { customer, journey, form }: JourneyForm<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let (journey, pending) = verified(&state, Some(&journey)).await?;
     let Some(customer_id) = journey.customer_id else {
         return Err(PageError::forbidden());
     };
-    let allow = match form.decision.as_str() {
-        "allow" => true,
-        "deny" => false,
+    let allow = match form.iter().find(|(name, _)| name == "decision").map(|(_, v)| v.as_str()) {
+        Some("allow") => true,
+        Some("deny") => false,
         _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_form")),
+    };
+    let narrowing = if allow {
+        match consent::narrow::from_form(&pending.consent, &form, state.config.time_zone.zone()) {
+            Ok(narrowing) => narrowing,
+            Err(refused) => return Ok(refused_screen(&state, &customer, &journey, &pending, refused)),
+        }
+    } else {
+        consent::narrow::Narrowing::default()
     };
     let code = crate::random::token();
     let (code_hash, code_secs) = (sha256_hex(code.as_bytes()), state.config.oauth.code_secs);
     let by = ChangedBy { actor: format!("customer:{customer_id}"), source: customer.source.clone() };
     let (p, hash, seen) = (pending.clone(), journey.id_hash.clone(), journey.clone());
+    let remember = state.config.oauth.remember_customer_minutes;
     let now = state.clock.now();
     let outcome = state
         .db
@@ -212,6 +246,12 @@ async fn decide(
                 return Ok(Answered::Gone);
             }
             if allow {
+                match consent::narrow::choose(tx, &p.consent.id, &narrowing, &by, now) {
+                    Ok(()) => {}
+                    Err(consent::ConsentError::Store(e)) => return Err(e.into()),
+                    Err(consent::ConsentError::Refused(refused)) => return Ok(Answered::Refused(refused)),
+                    Err(_) => return Ok(Answered::Gone),
+                }
                 match consent::authorise(tx, &p.consent.id, customer_id, &by, now) {
                     Ok(_) => {}
                     Err(consent::ConsentError::Store(e)) => return Err(e.into()),
@@ -226,12 +266,17 @@ async fn decide(
                 }
                 requests::deny(tx, &p.id)?;
             }
-            journey::close(tx, &hash)?;
+            // `/my` remembers the customer for a while (no second identification), unless configured not to.
+            if remember == 0 || !journey::remember_for_my(tx, &hash, remember, now)? {
+                journey::close(tx, &hash)?;
+            }
             Ok(Answered::Done)
         })
         .await?;
-    if let Answered::Gone = outcome {
-        return Err(PageError::new(StatusCode::GONE, "authorize.expired_request"));
+    match outcome {
+        Answered::Gone => return Err(PageError::new(StatusCode::GONE, "authorize.expired_request")),
+        Answered::Refused(refused) => return Ok(refused_screen(&state, &customer, &journey, &pending, refused)),
+        Answered::Done => {}
     }
     let to = if allow {
         response_url(&state, &pending, &[("code", &code)])
@@ -239,6 +284,21 @@ async fn decide(
         denied_url(&state, &pending, "The customer refused the consent")
     };
     let mut response = Redirect::to(&to).into_response();
-    response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+    if remember == 0 {
+        response.headers_mut().append(header::SET_COOKIE, journey::clear_cookie());
+    }
     Ok(response)
+}
+
+/// The consent screen again, saying why the choices were refused (nothing was stored).
+fn refused_screen(
+    state: &AppState,
+    customer: &Customer,
+    journey: &Journey,
+    pending: &Pending,
+    refused: consent::narrow::Refused,
+) -> Response {
+    let mut response = screen(state, customer, journey, pending, Some(refused.text_key()));
+    *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    response
 }

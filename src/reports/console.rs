@@ -415,6 +415,7 @@ fn label_key(code: &str) -> Option<&'static str> {
         "Rejected" => "consent.status_rejected",
         "Revoked" => "consent.status_revoked",
         "Expired" => "consent.status_expired",
+        "Modified" => "consent.status_modified",
         _ => return None,
     })
 }

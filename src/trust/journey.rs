@@ -255,6 +255,18 @@ pub fn verified(tx: &Transaction, seen: &Journey, now: OffsetDateTime) -> rusqli
     Ok((changed == 1).then_some(customer_id))
 }
 
+/// A verified journey that has answered its consent screen goes on as the customer's `/my` journey for `minutes`
+/// more (with a fresh CSRF token), so that `/my` does not ask the customer who just decided to identify again.
+/// False when the journey is no longer verified.
+pub fn remember_for_my(tx: &Transaction, id_hash: &str, minutes: u64, now: OffsetDateTime) -> rusqlite::Result<bool> {
+    let changed = tx.execute(
+        "UPDATE customer_sessions SET purpose = 'my', csrf = ?2, expires_at = ?3
+         WHERE id_hash = ?1 AND stage = 'verified' AND purpose = 'authorize'",
+        params![id_hash, crate::random::token(), clock::rfc3339(now + time::Duration::minutes(minutes.min(60) as i64))],
+    )?;
+    Ok(changed == 1)
+}
+
 /// Ends the journey (failed, cancelled or done): nothing more happens with this cookie.
 pub fn close(tx: &Transaction, id_hash: &str) -> rusqlite::Result<()> {
     tx.execute(

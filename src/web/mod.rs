@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -142,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::availability::router())
         .merge(crate::reports::router())
         .merge(crate::monitoring::router())
-        .fallback(|| async { ApiError::not_found() })
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -152,11 +152,24 @@ pub fn router(state: AppState) -> Router {
         // Outside the time-out, so its 503 gets the endpoint's body too; inside the request id, for the error's Id.
         .layer(middleware::from_fn(standard_error_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), nav::middleware))
-        .layer(middleware::from_fn(language))
+        .layer(middleware::from_fn_with_state(state.clone(), language))
         // The platform's own availability: it sees every answer as the caller gets it.
         .layer(middleware::from_fn_with_state(state.clone(), crate::availability::platform::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// No route: a page in the visitor's language for a browser (it asks for `text/html`) outside the API, the API's
+/// own JSON body otherwise — under the API's prefixes and at the OAuth endpoints always.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|kind| kind.trim().starts_with("text/html")));
+    match error_shape(uri.path()) {
+        ErrorShape::Page if browser => pages::PageError::not_found().into_response(),
+        _ => ApiError::not_found().into_response(),
+    }
 }
 
 /// Which error body a path answers with: the Open Banking body for the API, RFC 6749 JSON for the OAuth endpoints
@@ -186,10 +199,10 @@ fn error_shape(path: &str) -> ErrorShape {
 }
 
 /// Makes the language the request asks for its context: pages, error pages and refusals below read it with
-/// [`crate::i18n::current`].
-async fn language(request: Request, next: Next) -> Response {
+/// [`crate::i18n::current`]; and the operator's time zone, in which pages show times ([`crate::i18n::Texts::time`]).
+async fn language(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let lang = crate::i18n::Lang::of(request.headers());
-    crate::i18n::scope(lang, next.run(request)).await
+    crate::i18n::scope_with_zone(lang, state.config.time_zone.zone().clone(), next.run(request)).await
 }
 
 /// Gives the error responses made by the framework rather than by a handler — 405, the extractors' refusals (a body

@@ -4,7 +4,7 @@
 use crate::common;
 
 use crate::common::Platform;
-use crate::common::chrome::Chrome;
+use crate::common::chrome::{Chrome, sign_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_registers_enrols_its_second_factor_and_reaches_its_workspace() {
@@ -61,41 +61,6 @@ async fn a_bank_registers_enrols_its_second_factor_and_reaches_its_workspace() {
 
     chrome.close().await;
     platform.shutdown().await;
-}
-
-/// Signs in through the pages; enrols the second factor when asked. Returns the TOTP secret and the step used.
-async fn sign_in(
-    chrome: &Chrome,
-    clock: &kopir::clock::Clock,
-    username: &str,
-    password: &str,
-    secret: Option<&[u8]>,
-    last_step: u64,
-) -> (Vec<u8>, u64) {
-    chrome.goto("/login").await;
-    chrome.fill("username", username).await;
-    chrome.fill("password", password).await;
-    chrome.click("form[action='/login'] button[type=submit]").await;
-    let (secret, form) = match secret {
-        None => {
-            chrome.wait_path("/account/enrol").await;
-            let text = chrome.text("#totp-secret").await;
-            (kopir::identity::totp::parse_secret_text(&text).unwrap(), "/account/enrol")
-        }
-        Some(secret) => {
-            chrome.wait_path("/login/code").await;
-            (secret.to_vec(), "/login/code")
-        }
-    };
-    // A code is accepted once per 30-second step: move the platform's clock to a step later than the last one used.
-    let mut now = clock.now().unix_timestamp() as u64;
-    if now / 30 <= last_step {
-        clock.advance(time::Duration::seconds(30));
-        now = clock.now().unix_timestamp() as u64;
-    }
-    chrome.fill("code", &kopir::identity::totp::code_at(&secret, username, now).unwrap()).await;
-    chrome.click(&format!("form[action='{form}'] button[type=submit]")).await;
-    (secret, now / 30)
 }
 
 async fn sign_out(chrome: &Chrome) {

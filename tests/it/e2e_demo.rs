@@ -75,20 +75,47 @@ async fn a_newcomer_connects_three_banks_in_the_demo_and_withdraws_the_consent()
     chrome.shot("5-transactions").await;
 
     // The customer withdraws the consent on the platform; the app's next look finds nothing.
+    // (`/my` remembers the customer who just consented: no second identification.)
     chrome.goto("/my").await;
-    chrome.click("a[href='/my/start']").await;
-    identify(&chrome, &platform, customer, "+77015550101", "6").await;
-    chrome.wait_path("/my").await;
+    chrome.wait_text("Active consents").await;
     chrome.click("a[href^='/my/consents/']").await;
     chrome.wait_text("Withdraw the whole consent").await;
-    chrome.click("form[action$='/revoke']:not([action*='/banks/']) button").await;
-    chrome.wait_text("Withdrawn").await;
+    chrome.click("#withdraw").await;
+    chrome.wait_text("This cannot be undone").await;
+    chrome.click("#confirm-withdrawal").await;
+    chrome.wait_text("Your consent is withdrawn for every bank").await;
     chrome.shot("7-withdrawn").await;
     chrome.goto("/demo/app").await;
     chrome.wait_text("no longer sees your accounts").await;
     let page = chrome.body().await;
     assert!(!page.contains("Available balance"), "accounts still shown:\n{page}");
     chrome.shot("8-gone").await;
+    chrome.close().await;
+    platform.shutdown().await;
+    for bank in demo.banks {
+        bank.shutdown().await;
+    }
+}
+
+/// A customer no bank of the demo knows consents: the sample application says plainly that the banks hold no account
+/// in their name, not "Your banks are connected" above nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_no_bank_knows_is_told_so_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(dir.path());
+    let demo = start(config.clone(), DemoOptions { bank_ports: [0, 0, 0] }).await.unwrap();
+    let platform = common::Platform::attach(dir, config, demo.platform);
+    let chrome = Chrome::start(&platform.url(""), "demo-stranger").await;
+    chrome.goto("/demo/app").await;
+    chrome.click("form[action='/demo/app/connect'] button[type=submit]").await;
+    identify(&chrome, &platform, &common::consent::iin(95), "+77015550195", "1").await;
+    chrome.wait_path("/oauth/authorize/consent").await;
+    chrome.click("button[value='allow']").await;
+    chrome.wait_path("/demo/app").await;
+    chrome.wait_text("None of the banks you chose knows you as a customer").await;
+    let page = chrome.body().await;
+    assert!(!page.contains("Your banks are connected"), "{page}");
+    chrome.shot("2-no-bank-knows-the-customer").await;
     chrome.close().await;
     platform.shutdown().await;
     for bank in demo.banks {

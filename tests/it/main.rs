@@ -16,6 +16,8 @@ mod conformance;
 mod connections;
 mod consent;
 mod console_pages;
+
+mod consent_narrowing;
 mod console_registers;
 mod e2e_apps;
 mod e2e_browser;

@@ -233,10 +233,15 @@ pub fn registration_form<'a>(
     ]
 }
 
+/// The password [`register_organisation`] gives the administrator `admin`.
+pub fn registration_password(admin: &str) -> String {
+    format!("{admin}-Passw0rd-long")
+}
+
 /// Registers an organisation through the public form and returns the administrator's credentials.
 pub async fn register_organisation(platform: &Platform, bin: &str, name: &str, admin: &str) -> (String, String) {
     let browser = Browser::new(platform);
-    let password = format!("{admin}-Passw0rd-long");
+    let password = registration_password(admin);
     let page = browser.submit("/register", "/register", &registration_form(bin, name, admin, &password)).await;
     assert_eq!(page.status, 200, "registration failed:\n{}", page.body);
     page.assert_contains(admin);

@@ -108,10 +108,21 @@ fn fixture() -> Actor {
     Actor { name: "cli:operator".into(), source: "cli".into(), user_id: None }
 }
 
+/// The administrator's user name of the bank [`bank`] registers from `seed` (its password is
+/// [`super::browser::register_organisation`]'s).
+pub fn bank_admin(seed: &str) -> String {
+    format!("admin{}", &seed[seed.len() - 4..])
+}
+
+/// The seed of the BIN of the `i`-th bank (from 0) of a [`scenario`].
+pub fn bank_seed(i: usize) -> String {
+    format!("99034000{:03}", i + 1)
+}
+
 /// A registered, accredited organisation (no one signed in). Returns its BIN.
 pub async fn bank(platform: &Platform, seed: &str, name: &str) -> String {
     let bin = bin(seed);
-    register_organisation(platform, &bin, name, &format!("admin{}", &seed[seed.len() - 4..])).await;
+    register_organisation(platform, &bin, name, &bank_admin(seed)).await;
     accredit(platform, &bin).await;
     bin
 }
@@ -141,7 +152,7 @@ pub async fn scenario_redirecting(platform: Platform, banks: usize, redirect_uri
     let names = ["Altyn Bank", "Dala Bank", "Kapshagai Bank"];
     let mut list = Vec::new();
     for (i, name) in names.iter().take(banks).enumerate() {
-        let bin = bank(&platform, &format!("99034000{:03}", i + 1), name).await;
+        let bin = bank(&platform, &bank_seed(i), name).await;
         list.push((bin, name.to_string()));
     }
     let user_bin = bin("99034100001");
@@ -309,9 +320,21 @@ pub async fn authorise(
     phone: &str,
     decision: &str,
 ) -> Vec<(String, String)> {
+    authorise_choosing(scenario, request_uri, iin, phone, &[("decision", decision)]).await
+}
+
+/// [`authorise`] with the consent screen's form as `fields` (the decision and the customer's choices: `choices`,
+/// the banks and permissions left ticked, `until`).
+pub async fn authorise_choosing(
+    scenario: &Scenario,
+    request_uri: &str,
+    iin: &str,
+    phone: &str,
+    fields: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let customer = Browser::customer(&scenario.platform);
     let page = identify(&scenario.platform, &customer, &scenario.authorize_path(request_uri), iin, phone).await;
     assert!(page.url.ends_with("/oauth/authorize/consent"), "{}: {}", page.url, page.body);
-    let answered = customer.post("/oauth/authorize/consent", &page.csrf(), &[("decision", decision)]).await;
+    let answered = customer.post("/oauth/authorize/consent", &page.csrf(), fields).await;
     redirect_params(&answered)
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Platform;
 use super::browser::{Browser, Page, bin};
-use super::consent::{Scenario, application, authorise, param};
+use super::consent::{Scenario, application, authorise_choosing, param};
 use super::participant::{accredit, admin_of_new_organisation, csrf_of};
 
 /// A bank: its running instances (sandbox and production may differ), BIN, name and published API.
@@ -172,6 +172,17 @@ pub fn customer() -> &'static str {
 
 /// Tokens for a consent with `body`, allowed by the customer `iin`. Returns (consent id, access token, refresh).
 pub async fn tokens_for(s: &Scenario, body: Value, iin: &str, phone: &str) -> (String, String, String) {
+    tokens_choosing(s, body, iin, phone, &[("decision", "allow")]).await
+}
+
+/// [`tokens_for`] with the consent screen answered by `fields` (see [`super::consent::authorise_choosing`]).
+pub async fn tokens_choosing(
+    s: &Scenario,
+    body: Value,
+    iin: &str,
+    phone: &str,
+    fields: &[(&str, &str)],
+) -> (String, String, String) {
     let consent_id = s.create_consent_with(body).await;
     let verifier = "gateway-test-verifier-gateway-test-verifier-0123";
     let challenge = {
@@ -180,7 +191,7 @@ pub async fn tokens_for(s: &Scenario, body: Value, iin: &str, phone: &str) -> (S
             .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
     };
     let request_uri = s.push(&consent_id, &challenge, "st").await;
-    let params = authorise(s, &request_uri, iin, phone, "allow").await;
+    let params = authorise_choosing(s, &request_uri, iin, phone, fields).await;
     let response = s
         .api()
         .post(s.platform.url("/oauth/token"))
