@@ -240,7 +240,7 @@ async fn accredited(
             let kinds = crate::docs::agreements::Kind::for_roles(provider, !provider);
             crate::docs::agreements::accept_current(
                 tx,
-                &org,
+                org.party(),
                 &administrator,
                 &kinds,
                 crate::i18n::Lang::En,

@@ -17,7 +17,6 @@ use time::OffsetDateTime;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock;
 use crate::i18n::Lang;
-use crate::participants::Organisation;
 
 crate::text_enum! {
     /// Which accession agreement (stored in `agreement_versions.kind`).
@@ -114,7 +113,9 @@ pub fn versions(conn: &Connection, kind: Kind) -> rusqlite::Result<Vec<Version>>
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishOutcome {
-    Published { id: i64 },
+    Published {
+        id: i64,
+    },
     /// This text is already recorded.
     Known,
     /// The version number is recorded with another text.
@@ -250,11 +251,18 @@ pub enum AcceptOutcome {
     NotAdministrator,
 }
 
+/// The party that accepts: an organisation, by its id and BIN.
+#[derive(Debug, Clone, Copy)]
+pub struct Party<'a> {
+    pub organisation_id: i64,
+    pub bin: &'a str,
+}
+
 /// The organisation's administrator `actor` accepts version `version_id` (which must be the current one) of an
 /// agreement, having read it in `lang`. Stored and journalled in the caller's transaction.
 pub fn accept(
     tx: &Transaction,
-    org: &Organisation,
+    org: Party,
     actor: &Actor,
     version_id: i64,
     lang: Lang,
@@ -264,7 +272,7 @@ pub fn accept(
     let is_admin: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND organisation_id = ?2 AND role = 'participant_admin'
                                            AND disabled_at IS NULL)",
-        params![user_id, org.id],
+        params![user_id, org.organisation_id],
         |r| r.get(0),
     )?;
     if !is_admin {
@@ -285,7 +293,7 @@ pub fn accept(
         "INSERT INTO agreement_acceptances (version_id, organisation_id, user_id, lang, accepted_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (version_id, organisation_id) DO NOTHING",
-        params![version.id, org.id, user_id, lang.code(), clock::rfc3339(now)],
+        params![version.id, org.organisation_id, user_id, lang.code(), clock::rfc3339(now)],
     )?;
     if inserted == 0 {
         return Ok(AcceptOutcome::AlreadyAccepted);
@@ -294,7 +302,7 @@ pub fn accept(
         tx,
         &Event::new(&actor.name, "docs.agreement.accepted", Outcome::Success)
             .at(now)
-            .organisation(org.bin.as_str())
+            .organisation(org.bin)
             .object(format!("agreement:{}:{}", version.kind, version.version))
             .source(&actor.source)
             .detail(serde_json::json!({
@@ -310,7 +318,7 @@ pub fn accept(
 /// Accepts the current versions of `kinds` not yet accepted (the accreditation form's tick box).
 pub fn accept_current(
     tx: &Transaction,
-    org: &Organisation,
+    org: Party,
     actor: &Actor,
     kinds: &[Kind],
     lang: Lang,

@@ -193,7 +193,8 @@ fn render(slug: &'static str, lang: Lang, text: &'static str, appendix: Option<&
         Some(extra) => format!("{body}\n\n{extra}"),
         None => body.to_string(),
     };
-    let events: Vec<Event> = Parser::new_ext(&markdown, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).collect();
+    let events: Vec<Event> =
+        Parser::new_ext(&markdown, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).collect();
 
     let mut out: Vec<Event> = Vec::with_capacity(events.len());
     let mut toc = Vec::new();
@@ -317,12 +318,7 @@ pub struct Hit {
 
 /// The words of a query: runs of letters and digits, lower-cased, at most ten.
 pub fn query_words(query: &str) -> Vec<String> {
-    query
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .take(10)
-        .collect()
+    query.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).take(10).collect()
 }
 
 /// Sections of the documents in `lang` holding every word of `query` (in the heading or the text), in the index's
@@ -429,7 +425,8 @@ mod tests {
 
     #[test]
     fn headings_get_numbered_anchors_and_titled_code_blocks_are_kept() {
-        let text = "---\ntitle: T\n---\n## One\n\ntext\n\n### Two `x`\n\n```sh title=\"Make a key\"\nopenssl genpkey\n```\n";
+        let text =
+            "---\ntitle: T\n---\n## One\n\ntext\n\n### Two `x`\n\n```sh title=\"Make a key\"\nopenssl genpkey\n```\n";
         let doc = render("t", Lang::En, text, None);
         assert_eq!(
             doc.toc,
@@ -448,10 +445,27 @@ mod tests {
     #[test]
     fn search_finds_words_in_any_case_in_each_language() {
         assert!(search(Lang::En, "PKCE", 50).iter().any(|h| h.slug == DEVELOPER_GUIDE));
-        assert!(search(Lang::Ru, "соглашение", 50).iter().any(|h| h.slug == "agreement-provider"));
+        assert!(search(Lang::Ru, "Договор присоединения", 50).iter().any(|h| h.slug == "agreement-provider"));
         assert!(search(Lang::Kk, "келісім", 50).iter().any(|h| h.slug == "agreement-user"));
         assert!(search(Lang::En, "no-such-word-anywhere", 50).is_empty());
         assert!(search(Lang::En, "  ***  ", 50).is_empty());
+    }
+
+    #[test]
+    fn the_developer_guide_s_commands_are_the_same_in_every_language() {
+        let commands = |lang| -> Vec<String> {
+            document(DEVELOPER_GUIDE, lang)
+                .unwrap()
+                .code_blocks
+                .iter()
+                .filter(|b| b.language == "sh")
+                .map(|b| b.code.clone())
+                .collect()
+        };
+        let en = commands(Lang::En);
+        assert!(en.len() >= 10, "{en:?}");
+        assert_eq!(commands(Lang::Ru), en);
+        assert_eq!(commands(Lang::Kk), en);
     }
 
     #[test]

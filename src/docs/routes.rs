@@ -1,22 +1,20 @@
-//! The operating documents' pages: `/docs` (public: the index, each document with its contents, search), the
-//! participant's accession agreements (`/org/agreements`: members read, administrators accept) and the console's
-//! view of who has and has not accepted (`/console/agreements`, console readers).
+//! The operating documents' pages: `/docs` (public: the index, each document with its contents, search) and the
+//! console's view of who has and has not accepted the accession agreements (`/console/agreements`, console
+//! readers). The participant's own page of its agreements is `participants::agreements`.
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::agreements::{self, AcceptOutcome, Kind, ParticipantRow, Standing, Version};
+use super::agreements::{self, Kind, ParticipantRow, Version};
 use super::{Document, Hit};
-use crate::participants::OrgStatus;
 use crate::store::StoreError;
 use crate::web::AppState;
-use crate::web::pages::{PageError, Texts, render, render_status};
-use crate::web::session::{ConsoleReader, CsrfForm, Member, ParticipantAdmin, ParticipantMember};
+use crate::web::pages::{PageError, Texts, render};
+use crate::web::session::ConsoleReader;
 
 /// Longest query read; more is cut.
 const MAX_QUERY_CHARS: usize = 200;
@@ -28,7 +26,6 @@ pub fn router() -> Router<AppState> {
         .route("/docs", get(index))
         .route("/docs/search", get(search))
         .route("/docs/{slug}", get(document))
-        .route("/org/agreements", get(org_page).post(accept))
         .route("/console/agreements", get(console_page))
 }
 
@@ -79,91 +76,6 @@ async fn search(t: Texts, Query(query): Query<SearchQuery>) -> Response {
     let query: String = query.q.chars().take(MAX_QUERY_CHARS).collect();
     let hits = super::search(t.lang, &query, MAX_HITS);
     render(&SearchPage { t, query, hits })
-}
-
-#[derive(Template)]
-#[template(path = "org_agreements.html")]
-struct OrgPage<'a> {
-    t: Texts,
-    csrf: &'a str,
-    is_admin: bool,
-    agreements: Vec<Standing>,
-    notice: Option<&'static str>,
-    error: Option<&'static str>,
-}
-
-/// The roles whose agreements bind an organisation: those it is accredited in, else those of its latest application.
-fn roles(c: &rusqlite::Connection, org: &crate::participants::Organisation) -> rusqlite::Result<Vec<Kind>> {
-    if org.status != OrgStatus::Registered {
-        return Ok(Kind::for_roles(org.is_provider, org.is_user));
-    }
-    let app = crate::participants::accreditation::latest_application(c, org.id)?;
-    Ok(app.map(|a| Kind::for_roles(a.wants_provider, a.wants_user)).unwrap_or_default())
-}
-
-async fn org_response(
-    state: &AppState,
-    who: &Member,
-    notice: Option<&'static str>,
-    error: Option<&'static str>,
-    status: StatusCode,
-) -> Result<Response, PageError> {
-    let org = who.org.clone();
-    let agreements = state
-        .db
-        .read(move |c| -> Result<_, StoreError> {
-            let roles = roles(c, &org)?;
-            Ok(agreements::standing(c, org.id, &roles)?)
-        })
-        .await?;
-    let is_admin = matches!(who.user.role, crate::identity::Role::ParticipantAdmin);
-    Ok(render_status(
-        status,
-        &OrgPage { t: Texts::current(), csrf: who.csrf(), is_admin, agreements, notice, error },
-    ))
-}
-
-/// Participant members: the accession agreements' current versions, what the organisation accepted, by when a new
-/// version is to be accepted; the acceptance form for administrators.
-async fn org_page(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Result<Response, PageError> {
-    org_response(&state, &who, None, None, StatusCode::OK).await
-}
-
-#[derive(Deserialize)]
-struct AcceptForm {
-    version_id: i64,
-    /// The tick box "I have read and accept".
-    #[serde(default)]
-    confirm: String,
-}
-
-/// Participant administrators: accept the current version of an agreement (stored and journalled).
-async fn accept(
-    State(state): State<AppState>,
-    ParticipantAdmin(who): ParticipantAdmin,
-    CsrfForm(form): CsrfForm<AcceptForm>,
-) -> Result<Response, PageError> {
-    if form.confirm != "yes" {
-        return org_response(&state, &who, None, Some("agreements.error_confirm"), StatusCode::UNPROCESSABLE_ENTITY)
-            .await;
-    }
-    let org = who.org.clone();
-    let actor = who.audit_actor();
-    let lang = who.lang();
-    let now = state.clock.now();
-    let outcome = state
-        .db
-        .write(move |tx| agreements::accept(tx, &org, &actor, form.version_id, lang, now).map_err(StoreError::from))
-        .await?;
-    match outcome {
-        AcceptOutcome::Accepted | AcceptOutcome::AlreadyAccepted => {
-            org_response(&state, &who, Some("agreements.notice_accepted"), None, StatusCode::OK).await
-        }
-        AcceptOutcome::NotCurrent => {
-            org_response(&state, &who, None, Some("agreements.error_not_current"), StatusCode::CONFLICT).await
-        }
-        AcceptOutcome::NotAdministrator => Err(PageError::forbidden()),
-    }
 }
 
 /// One agreement as the console shows it.

@@ -937,7 +937,7 @@ mod tests {
             let admin = Actor { name: format!("user:admin{i}"), source: "test".into(), user_id: Some(admin) };
             let accepted = crate::docs::agreements::accept_current(
                 &tx,
-                &org,
+                org.party(),
                 &admin,
                 &[crate::docs::agreements::Kind::Provider],
                 crate::i18n::Lang::En,

@@ -56,10 +56,8 @@ async fn load(state: &AppState, org_id: i64) -> Result<Loaded, StoreError> {
                 Some(a) => accreditation::documents(c, a.id)?,
                 None => Vec::new(),
             };
-            let roles = app
-                .as_ref()
-                .map(|a| agreements::Kind::for_roles(a.wants_provider, a.wants_user))
-                .unwrap_or_default();
+            let roles =
+                app.as_ref().map(|a| agreements::Kind::for_roles(a.wants_provider, a.wants_user)).unwrap_or_default();
             let standing = agreements::standing(c, org_id, &roles)?;
             Ok(Loaded { app, docs, agreements: standing })
         })
@@ -305,7 +303,7 @@ async fn save(
             // The tick box accepts the current agreements of the roles asked for, in the submission's transaction.
             if accept {
                 let kinds = agreements::Kind::for_roles(input.wants_provider, input.wants_user);
-                agreements::accept_current(tx, &org_for_tx, &actor, &kinds, lang, now)?;
+                agreements::accept_current(tx, org_for_tx.party(), &actor, &kinds, lang, now)?;
             }
             Ok(accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor, now)?)
         })
@@ -327,12 +325,9 @@ async fn save(
             vec![("accept_agreements", "apply.error.agreement")],
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        SaveOutcome::TooManyDocuments => refuse(
-            loaded,
-            posted.input,
-            vec![("documents", "apply.error.too_many")],
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        SaveOutcome::TooManyDocuments => {
+            refuse(loaded, posted.input, vec![("documents", "apply.error.too_many")], StatusCode::UNPROCESSABLE_ENTITY)
+        }
         SaveOutcome::NoDocuments => refuse(
             loaded,
             posted.input,

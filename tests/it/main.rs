@@ -16,6 +16,8 @@ mod conformance;
 mod connections;
 mod consent;
 mod console_registers;
+mod docs;
+mod docs_guide;
 mod e2e_apps;
 mod e2e_browser;
 mod e2e_consent;

@@ -88,7 +88,14 @@ pub async fn accredit_as(platform: &Platform, bin: &str, provider: bool, user: b
             // Its administrator (the first one, or one made for the purpose) accepts the accession agreements.
             let administrator = organisation_administrator(tx, org, now)?;
             let kinds = kopir::docs::agreements::Kind::for_roles(provider, user);
-            kopir::docs::agreements::accept_current(tx, org, &administrator, &kinds, kopir::i18n::Lang::En, now)?;
+            kopir::docs::agreements::accept_current(
+                tx,
+                org.party(),
+                &administrator,
+                &kinds,
+                kopir::i18n::Lang::En,
+                now,
+            )?;
             let saved = accreditation::save_application(tx, org, &input, &[licence], true, &operator(), now)?;
             let SaveOutcome::Saved { application_id, .. } = saved else {
                 return Ok(Err(format!("application not saved: {saved:?}")));
