@@ -55,12 +55,36 @@ impl Shell {
         let mut printed = Vec::new();
         loop {
             match self.stdout.next_line().await.unwrap() {
-                Some(line) if line == marker => return printed,
+                // A command's last line may lack its newline: the marker then ends that line.
+                Some(line) if line.ends_with(&marker) => {
+                    let rest = &line[..line.len() - marker.len()];
+                    if !rest.is_empty() {
+                        printed.push(rest.to_string());
+                    }
+                    return printed;
+                }
                 Some(line) => printed.push(line),
                 None => {
                     let status = self.child.wait().await.unwrap();
                     let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
-                    panic!("the guide's block {title:?} failed ({status}):\n{}\nstderr:\n{stderr}", printed.join("\n"));
+                    // What the session wrote to its text files (the conformance report) says why.
+                    let mut files = String::new();
+                    if let Some(dir) = self.stderr_path.parent() {
+                        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                            let path = entry.path();
+                            if path.extension().is_some_and(|e| e == "txt") && path != self.stderr_path {
+                                files.push_str(&format!(
+                                    "{}:\n{}\n",
+                                    path.display(),
+                                    std::fs::read_to_string(&path).unwrap_or_default()
+                                ));
+                            }
+                        }
+                    }
+                    panic!(
+                        "the guide's block {title:?} failed ({status}):\n{}\nstderr:\n{stderr}\n{files}",
+                        printed.join("\n")
+                    );
                 }
             }
         }
