@@ -212,7 +212,12 @@ async fn a_new_version_asks_every_participant_and_the_console_shows_who_has_and_
     assert!(payload.contains("\"Version\":\"2.0\"") && payload.contains("\"AcceptBy\""), "{payload}");
     assert_eq!(count(&platform, "SELECT count(*) FROM audit_log WHERE action = 'docs.agreement.published'"), 3);
 
-    // Its administrator sees the version to accept and by when; a developer sees it but may not accept.
+    // Its administrator is told on the organisation's page, and sees the version to accept and by when; a developer
+    // sees it but may not accept.
+    let dashboard = first.get("/org").await;
+    dashboard
+        .assert_contains("id=\"pending-agreements\"")
+        .assert_contains("Accession agreement for API users, version 2.0");
     let page = first.get("/org/agreements").await;
     assert_eq!(page.status, 200);
     page.assert_contains("2.0").assert_contains("Not accepted").assert_contains("name=\"confirm\"");
@@ -242,6 +247,7 @@ async fn a_new_version_asks_every_participant_and_the_console_shows_who_has_and_
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     accepted.assert_contains("Accepted. The acceptance is recorded");
     assert_eq!(count(&platform, "SELECT count(*) FROM agreement_acceptances"), before + 1);
+    assert!(!first.get("/org").await.body.contains("pending-agreements"));
     let detail: String = db(&platform)
         .query_row(
             "SELECT detail FROM audit_log WHERE action = 'docs.agreement.accepted' AND object = 'agreement:user:2.0'",
