@@ -1,7 +1,8 @@
 //! Every command of the developer guide, run as a developer runs it: the guide's titled `sh` blocks, in order, in one
 //! bash session against `kopir demo` (over loopback), with the demo's address, data directory and first bank given
 //! as the variables the guide names. The one step that is not a command — the customer deciding in a browser — is
-//! walked by the test's browser, and the code it brings back is given to the session as the guide says.
+//! walked by the test's browser, and the code it brings back is given to the session as the guide says; the webhook
+//! event the guide verifies is one the platform's signer signs as the webhook worker does.
 
 use std::process::Stdio;
 
@@ -135,6 +136,23 @@ async fn the_developer_guide_s_commands_run_against_the_demo() {
             shell.run("customer", &format!("CODE='{code}'")).await;
             outputs.push(("customer".to_string(), Vec::new()));
         }
+        if block.code.contains("event.jws") {
+            // A delivery's body as the webhook worker signs it: the platform's signer, the event's claims.
+            let state = &platform.running().state;
+            let now = platform.clock().now().unix_timestamp();
+            let claims = serde_json::json!({
+                "iss": platform.url(""),
+                "aud": "990541000440",
+                "iat": now,
+                "exp": now + 300,
+                "jti": "7f0f5a2e-8d43-4c1b-9d55-0a6b2d1c3e4f",
+                "event": "consent.revoked",
+                "occurred_at": kopir::clock::rfc3339(platform.clock().now()),
+                "data": {"ConsentId": "guide-test"},
+            });
+            let jws = state.signer.sign(&state.db, kopir::notify::JWT_TYPE, &claims).await.unwrap();
+            std::fs::write(work.path().join("event.jws"), jws).unwrap();
+        }
         let printed = shell.run(&block.title, &block.code).await;
         outputs.push((block.title.clone(), printed));
     }
@@ -164,6 +182,12 @@ async fn the_developer_guide_s_commands_run_against_the_demo() {
     assert_ne!(codes[1], "200", "{ended}");
     assert!(printed("Run the conformance suite against a demo bank").contains(" passed, 0 failed"));
     assert!(printed("Fetch the platform's key set").contains("\"kid\":\""));
+    let verified = printed("Verify a webhook event with openssl");
+    assert!(verified.starts_with("Verified OK"), "{verified}");
+    assert!(
+        verified.contains("\"event\":\"consent.revoked\"") && verified.contains("\"ConsentId\":\"guide-test\""),
+        "{verified}"
+    );
     // The key and request made with openssl are a valid pair.
     assert!(work.path().join("my-app.key").exists() && work.path().join("my-app.csr").exists());
     drop(shell);
