@@ -297,17 +297,29 @@ async fn save(
     let lang = who.lang();
     let documents = std::mem::take(&mut posted.documents);
     let org_for_tx = org.clone();
-    let result = state
+    let written = state
         .db
-        .write(move |tx| -> Result<SaveOutcome, StoreError> {
-            // The tick box accepts the current agreements of the roles asked for, in the submission's transaction.
+        .write(move |tx| -> Result<SaveOutcome, Submission> {
+            // The tick box accepts the current agreements of the roles asked for, in the submission's transaction:
+            // a refused submission rolls the acceptance back with it.
             if accept {
                 let kinds = agreements::Kind::for_roles(input.wants_provider, input.wants_user);
-                agreements::accept_current(tx, org_for_tx.party(), &actor, &kinds, lang, now)?;
+                agreements::accept_current(tx, org_for_tx.party(), &actor, &kinds, lang, now)
+                    .map_err(StoreError::from)?;
             }
-            Ok(accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor, now)?)
+            match accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor, now)
+                .map_err(StoreError::from)?
+            {
+                saved @ SaveOutcome::Saved { .. } => Ok(saved),
+                refused => Err(Submission::Refused(refused)),
+            }
         })
-        .await?;
+        .await;
+    let result = match written {
+        Ok(saved) => saved,
+        Err(Submission::Refused(refused)) => refused,
+        Err(Submission::Store(error)) => return Err(error.into()),
+    };
     match result {
         SaveOutcome::Saved { status, .. } => {
             let notice = if status == accreditation::AppStatus::Submitted {
@@ -334,6 +346,19 @@ async fn save(
             vec![("documents", "apply.error.no_documents")],
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+    }
+}
+
+/// Why the submission's transaction did not commit: the store failed, or the application was refused (and what
+/// the tick box accepted is rolled back with it).
+enum Submission {
+    Store(StoreError),
+    Refused(SaveOutcome),
+}
+
+impl From<StoreError> for Submission {
+    fn from(error: StoreError) -> Submission {
+        Submission::Store(error)
     }
 }
 

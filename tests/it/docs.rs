@@ -95,6 +95,12 @@ async fn accreditation_is_refused_without_the_agreement_and_the_acceptance_is_st
     assert_eq!(count(&platform, "SELECT count(*) FROM accreditation_applications WHERE status = 'submitted'"), 0);
     assert_eq!(count(&platform, "SELECT count(*) FROM agreement_acceptances"), 0);
 
+    // Ticked, but the submission is refused for another reason (no document): the acceptance is rolled back with it.
+    let no_documents =
+        admin.post_multipart("/org/accreditation", application_form(&page.csrf(), "submit", vec![], true)).await;
+    assert_eq!(no_documents.status, 422, "{}", no_documents.body);
+    assert_eq!(count(&platform, "SELECT count(*) FROM agreement_acceptances"), 0);
+
     // Ticked: the provider agreement's current version is accepted by this administrator, with its hash.
     let submitted = admin
         .post_multipart(
