@@ -202,6 +202,8 @@ fn render(slug: &'static str, lang: Lang, text: &'static str, appendix: Option<&
     let mut code_blocks = Vec::new();
     let mut heading_number = 0;
     let mut in_code: Option<(String, String, String)> = None;
+    // A heading's words name its section; they are not repeated in the section's text.
+    let mut in_heading = false;
     let mut i = 0;
     while i < events.len() {
         let event = events[i].clone();
@@ -226,6 +228,7 @@ fn render(slug: &'static str, lang: Lang, text: &'static str, appendix: Option<&
                     toc.push(TocEntry { level: depth, id: id.clone(), text: words.clone() });
                 }
                 sections.push(Section { id: id.clone(), heading: words, text: String::new() });
+                in_heading = true;
                 out.push(Event::Start(Tag::Heading {
                     level,
                     id: Some(CowStr::from(id)),
@@ -257,14 +260,14 @@ fn render(slug: &'static str, lang: Lang, text: &'static str, appendix: Option<&
                 if let Some((_, _, code)) = in_code.as_mut() {
                     code.push_str(&t);
                 }
-                if let Some(section) = sections.last_mut() {
+                if let Some(section) = sections.last_mut().filter(|_| !in_heading) {
                     section.text.push_str(&t);
                     section.text.push(' ');
                 }
                 out.push(Event::Text(t));
             }
             Event::Code(t) => {
-                if let Some(section) = sections.last_mut() {
+                if let Some(section) = sections.last_mut().filter(|_| !in_heading) {
                     section.text.push_str(&t);
                     section.text.push(' ');
                 }
@@ -280,7 +283,11 @@ fn render(slug: &'static str, lang: Lang, text: &'static str, appendix: Option<&
                 out.push(Event::Start(Tag::Link { link_type, dest_url, title, id }));
             }
             Event::End(TagEnd::Image) => out.push(Event::End(TagEnd::Link)),
-            Event::End(TagEnd::Heading(HeadingLevel::H1)) => out.push(Event::End(TagEnd::Heading(HeadingLevel::H2))),
+            Event::End(TagEnd::Heading(level)) => {
+                in_heading = false;
+                let level = if level == HeadingLevel::H1 { HeadingLevel::H2 } else { level };
+                out.push(Event::End(TagEnd::Heading(level)));
+            }
             other => out.push(other),
         }
     }

@@ -298,3 +298,30 @@ async fn a_new_version_asks_every_participant_and_the_console_shows_who_has_and_
 
     platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documents_read_and_search_in_chromium_in_three_languages() {
+    let platform = Platform::start().await;
+    let chrome = crate::common::chrome::Chrome::start(&platform.url(""), "docs").await;
+    chrome.goto("/docs").await;
+    chrome.wait_text("Operating documents").await;
+    chrome.shot("1-index").await;
+    chrome.click("a[href='/docs/developer-guide']").await;
+    chrome.wait_text("Push the authorization request").await;
+    chrome.shot("2-developer-guide").await;
+    chrome.goto("/docs").await;
+    chrome.fill("docs-q", "PKCE").await;
+    chrome.click("form.docs-search button[type=submit]").await;
+    chrome.wait_text("Sections found").await;
+    chrome.shot("3-search").await;
+    chrome.goto("/lang/ru").await;
+    chrome.goto("/docs/agreement-user").await;
+    chrome.wait_text("Договор присоединения для пользователей API").await;
+    chrome.shot("4-agreement-ru").await;
+    chrome.goto("/lang/kk").await;
+    chrome.goto("/docs/threat-model").await;
+    chrome.wait_text("Қауіптер моделі").await;
+    chrome.shot("5-threat-model-kk").await;
+    chrome.close().await;
+    platform.shutdown().await;
+}
