@@ -1157,3 +1157,27 @@ END;
 ALTER TABLE consents ADD COLUMN required_permissions TEXT NOT NULL DEFAULT '[]';
 -- The purpose in other languages when the API user gave it in several (a JSON object: language code → text).
 ALTER TABLE consents ADD COLUMN purpose_translations TEXT NOT NULL DEFAULT '{}';
+-- migration 20: operating documents — the accession agreements' versions and their electronic acceptance
+-- A version of an accession agreement (its text comes with the binary, in three languages): its number, the SHA-256
+-- over the three texts, when the platform recorded it and by when participants are asked to accept it.
+CREATE TABLE agreement_versions (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('provider', 'user')),
+    version      TEXT NOT NULL CHECK (length(version) BETWEEN 1 AND 32),
+    sha256       TEXT NOT NULL CHECK (length(sha256) = 64),
+    published_at TEXT NOT NULL,
+    accept_by    TEXT NOT NULL,
+    UNIQUE (kind, version),
+    UNIQUE (kind, sha256)
+) STRICT;
+-- A participant's acceptance of one version, given by one of its administrators, in the language read.
+CREATE TABLE agreement_acceptances (
+    id              INTEGER PRIMARY KEY,
+    version_id      INTEGER NOT NULL REFERENCES agreement_versions (id),
+    organisation_id INTEGER NOT NULL REFERENCES organisations (id),
+    user_id         INTEGER NOT NULL REFERENCES users (id),
+    lang            TEXT NOT NULL CHECK (lang IN ('en', 'ru', 'kk')),
+    accepted_at     TEXT NOT NULL,
+    UNIQUE (version_id, organisation_id)
+) STRICT;
+CREATE INDEX agreement_acceptances_by_organisation ON agreement_acceptances (organisation_id);

@@ -13,6 +13,7 @@ pub mod config;
 pub mod consent;
 pub mod demo;
 pub mod digest;
+pub mod docs;
 pub mod egress;
 pub mod gateway;
 pub mod i18n;

@@ -197,7 +197,7 @@ async fn accredited(
                 contact_phone: "+7 727 250 00 00".into(),
             };
             let org_id = crate::participants::insert(tx, &new, crate::clock::now())?;
-            crate::identity::create_member(
+            let admin_id = crate::identity::create_member(
                 tx,
                 &admin_owned,
                 "Demo Administrator",
@@ -237,6 +237,18 @@ async fn accredited(
                 content_type: "application/pdf",
                 content: b"%PDF-1.4\n% kopir demo: a licence stands here\n%%EOF\n".to_vec(),
             };
+            // The demo organisation's administrator accepts the accession agreement of its role, as accreditation needs.
+            let administrator =
+                Actor { name: format!("user:{admin_owned}"), source: "cli".into(), user_id: Some(admin_id) };
+            let kinds = crate::docs::agreements::Kind::for_roles(provider, !provider);
+            crate::docs::agreements::accept_current(
+                tx,
+                org.party(),
+                &administrator,
+                &kinds,
+                crate::i18n::Lang::En,
+                crate::clock::now(),
+            )?;
             let saved =
                 accreditation::save_application(tx, &org, &input, &[document], true, &actor(), crate::clock::now())?;
             let accreditation::SaveOutcome::Saved { application_id, .. } = saved else {

@@ -43,6 +43,8 @@ pub const EVENT_TYPES: &[&str] = &[
     // To the provider: its API's p95 latency went over its SLA, and came back within it (`monitoring::sla`).
     "api.sla_breached",
     "api.sla_restored",
+    // To every participant accredited in its role: a new version of its accession agreement, to accept by a date.
+    "agreement.published",
 ];
 
 /// The JWS `typ` of an event.

@@ -353,6 +353,8 @@ pub enum SaveOutcome {
     TooManyDocuments,
     /// Submission needs at least one document.
     NoDocuments,
+    /// Submission needs the current accession agreement of each role asked for accepted by an administrator.
+    AgreementNotAccepted(Vec<crate::docs::agreements::Kind>),
 }
 
 /// Saves the organisation's application (a draft, or submitted to the operator), with any new documents. Edits
@@ -389,6 +391,13 @@ pub fn save_application(
     }
     if submit && existing == 0 && new_documents.is_empty() {
         return Ok(SaveOutcome::NoDocuments);
+    }
+    if submit {
+        let kinds = crate::docs::agreements::Kind::for_roles(input.wants_provider, input.wants_user);
+        let missing = crate::docs::agreements::missing(tx, org.id, &kinds)?;
+        if !missing.is_empty() {
+            return Ok(SaveOutcome::AgreementNotAccepted(missing));
+        }
     }
     let (id, previous) = match current {
         Some(a) => {
@@ -496,6 +505,9 @@ pub enum DecideOutcome {
     /// Another organisation holds the BIN: it was accredited with it (a BIN is exclusive only from accreditation on,
     /// so registrations never claim one).
     BinHeld,
+    /// The organisation has not accepted the current accession agreement of a role it asks for (a new version may
+    /// have been recorded since it applied).
+    AgreementNotAccepted(Vec<crate::docs::agreements::Kind>),
 }
 
 /// Whether an organisation other than `organisation_id` holds `bin`: accredited with it, and so also while
@@ -529,6 +541,13 @@ pub fn decide(
     }
     if decision == Decision::Approve && bin_held_by_another(tx, &org.bin, org.id)? {
         return Ok(DecideOutcome::BinHeld);
+    }
+    if decision == Decision::Approve {
+        let kinds = crate::docs::agreements::Kind::for_roles(app.wants_provider, app.wants_user);
+        let missing = crate::docs::agreements::missing(tx, org.id, &kinds)?;
+        if !missing.is_empty() {
+            return Ok(DecideOutcome::AgreementNotAccepted(missing));
+        }
     }
     let now_text = clock::rfc3339(now);
     tx.execute(
@@ -879,6 +898,7 @@ mod tests {
         let mut conn = setup();
         let tx = conn.transaction().unwrap();
         let actor = Actor { name: "test".into(), source: "test".into(), user_id: None };
+        crate::docs::agreements::sync(&tx, NOW).unwrap();
         let mut numbers = Vec::new();
         // Two valid BINs (the 12th digit is the control digit).
         for (i, bin) in ["000000000000", "000000000010"].iter().enumerate() {
@@ -897,6 +917,34 @@ mod tests {
             let org = super::super::organisation(&tx, org_id).unwrap().unwrap();
             let doc =
                 NewDocument { filename: "a.pdf".into(), content_type: "application/pdf", content: b"%PDF-1".to_vec() };
+            // Without the accession agreement accepted, nothing is submitted.
+            assert_eq!(
+                save_application(&tx, &org, &input(), std::slice::from_ref(&doc), true, &actor, NOW).unwrap(),
+                SaveOutcome::AgreementNotAccepted(vec![crate::docs::agreements::Kind::Provider])
+            );
+            let admin = crate::identity::create_member(
+                &tx,
+                &format!("admin{i}"),
+                "Admin",
+                "admin@bank.kz",
+                crate::identity::Role::ParticipantAdmin,
+                Some(org_id),
+                "not-a-hash",
+                false,
+                NOW,
+            )
+            .unwrap();
+            let admin = Actor { name: format!("user:admin{i}"), source: "test".into(), user_id: Some(admin) };
+            let accepted = crate::docs::agreements::accept_current(
+                &tx,
+                org.party(),
+                &admin,
+                &[crate::docs::agreements::Kind::Provider],
+                crate::i18n::Lang::En,
+                NOW,
+            )
+            .unwrap();
+            assert_eq!(accepted, vec![crate::docs::agreements::AcceptOutcome::Accepted]);
             let SaveOutcome::Saved { application_id, .. } =
                 save_application(&tx, &org, &input(), &[doc], true, &actor, NOW).unwrap()
             else {

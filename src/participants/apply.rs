@@ -14,6 +14,7 @@ use super::accreditation::{
     NewDocument, SaveOutcome,
 };
 use super::{OrgStatus, Organisation};
+use crate::docs::agreements;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render, render_status};
@@ -41,10 +42,12 @@ struct ApplyPage<'a> {
     notice: Option<&'static str>,
     max_mib: usize,
     max_files: usize,
+    /// The accession agreements' current versions and whether the organisation accepted them.
+    agreements: Vec<agreements::Standing>,
 }
 
 /// What the page shows for an organisation: its latest application and that application's documents.
-async fn load(state: &AppState, org_id: i64) -> Result<(Option<Application>, Vec<Document>), StoreError> {
+async fn load(state: &AppState, org_id: i64) -> Result<Loaded, StoreError> {
     state
         .db
         .read(move |c| -> Result<_, StoreError> {
@@ -53,9 +56,19 @@ async fn load(state: &AppState, org_id: i64) -> Result<(Option<Application>, Vec
                 Some(a) => accreditation::documents(c, a.id)?,
                 None => Vec::new(),
             };
-            Ok((app, docs))
+            let roles =
+                app.as_ref().map(|a| agreements::Kind::for_roles(a.wants_provider, a.wants_user)).unwrap_or_default();
+            let standing = agreements::standing(c, org_id, &roles)?;
+            Ok(Loaded { app, docs, agreements: standing })
         })
         .await
+}
+
+/// What the page shows for an organisation.
+struct Loaded {
+    app: Option<Application>,
+    docs: Vec<Document>,
+    agreements: Vec<agreements::Standing>,
 }
 
 fn can_edit(org: &Organisation, app: Option<&Application>, is_admin: bool) -> bool {
@@ -65,14 +78,14 @@ fn can_edit(org: &Organisation, app: Option<&Application>, is_admin: bool) -> bo
 #[allow(clippy::too_many_arguments)]
 fn respond(
     who: &Member,
-    app: Option<Application>,
-    documents: Vec<Document>,
+    loaded: Loaded,
     form: Option<ApplicationInput>,
     errors: Vec<(&'static str, &'static str)>,
     notice: Option<&'static str>,
     status: StatusCode,
 ) -> Response {
     let org = &who.org;
+    let Loaded { app, docs: documents, agreements } = loaded;
     let is_admin = matches!(who.user.role, crate::identity::Role::ParticipantAdmin);
     let form =
         form.or_else(|| app.as_ref().map(ApplicationInput::from_application)).unwrap_or_else(|| ApplicationInput {
@@ -95,14 +108,15 @@ fn respond(
         notice,
         max_mib: MAX_DOCUMENT_BYTES / (1024 * 1024),
         max_files: MAX_DOCUMENTS,
+        agreements,
     };
     render_status(status, &page)
 }
 
 /// Participant members: the application, its status and the operator's reason; the form for administrators.
 async fn page(State(state): State<AppState>, ParticipantMember(who): ParticipantMember) -> Result<Response, PageError> {
-    let (app, docs) = load(&state, who.org.id).await?;
-    Ok(respond(&who, app, docs, None, vec![], None, StatusCode::OK))
+    let loaded = load(&state, who.org.id).await?;
+    Ok(respond(&who, loaded, None, vec![], None, StatusCode::OK))
 }
 
 /// Why an upload was refused.
@@ -142,6 +156,8 @@ impl UploadProblem {
 struct Posted {
     csrf: String,
     submit: bool,
+    /// The administrator ticked "I accept the accession agreements".
+    accept_agreements: bool,
     input: ApplicationInput,
     documents: Vec<NewDocument>,
     problem: Option<UploadProblem>,
@@ -229,6 +245,7 @@ async fn read_form(mut multipart: Multipart) -> Posted {
         match name.as_str() {
             "csrf" => posted.csrf = text,
             "action" => posted.submit = text == "submit",
+            "accept_agreements" => posted.accept_agreements = yes,
             "wants_provider" => posted.input.wants_provider = yes,
             "wants_user" => posted.input.wants_user = yes,
             "isms" => q.isms = yes,
@@ -259,31 +276,50 @@ async fn save(
     let mut posted = read_form(multipart).await;
     // A multipart form: its token is one of the parts, so it is checked here rather than by `CsrfForm`.
     who.check_form(&posted.csrf)?;
-    let (app, docs) = load(&state, org.id).await?;
-    if !can_edit(&org, app.as_ref(), true) {
+    let loaded = load(&state, org.id).await?;
+    if !can_edit(&org, loaded.app.as_ref(), true) {
         return Err(PageError::new(StatusCode::CONFLICT, "apply.error.not_editable"));
     }
-    let refuse = |app, docs, input, errors, status| Ok(respond(&who, app, docs, Some(input), errors, None, status));
+    let refuse = |loaded, input, errors, status| Ok(respond(&who, loaded, Some(input), errors, None, status));
     if let Some(problem) = posted.problem {
         tracing::warn!(organisation = %org.bin, ?problem, "accreditation upload refused");
-        return refuse(app, docs, posted.input, vec![("documents", problem.text_key())], problem.status());
+        return refuse(loaded, posted.input, vec![("documents", problem.text_key())], problem.status());
     }
     let now = state.clock.now();
     let errors = posted.input.validate(now.date());
     if !errors.is_empty() {
-        return refuse(app, docs, posted.input, errors, StatusCode::UNPROCESSABLE_ENTITY);
+        return refuse(loaded, posted.input, errors, StatusCode::UNPROCESSABLE_ENTITY);
     }
     let actor = who.audit_actor();
     let input = posted.input.clone();
     let submit = posted.submit;
+    let accept = submit && posted.accept_agreements;
+    let lang = who.lang();
     let documents = std::mem::take(&mut posted.documents);
     let org_for_tx = org.clone();
-    let result = state
+    let written = state
         .db
-        .write(move |tx| -> Result<SaveOutcome, StoreError> {
-            Ok(accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor, now)?)
+        .write(move |tx| -> Result<SaveOutcome, Submission> {
+            // The tick box accepts the current agreements of the roles asked for, in the submission's transaction:
+            // a refused submission rolls the acceptance back with it.
+            if accept {
+                let kinds = agreements::Kind::for_roles(input.wants_provider, input.wants_user);
+                agreements::accept_current(tx, org_for_tx.party(), &actor, &kinds, lang, now)
+                    .map_err(StoreError::from)?;
+            }
+            match accreditation::save_application(tx, &org_for_tx, &input, &documents, submit, &actor, now)
+                .map_err(StoreError::from)?
+            {
+                saved @ SaveOutcome::Saved { .. } => Ok(saved),
+                refused => Err(Submission::Refused(refused)),
+            }
         })
-        .await?;
+        .await;
+    let result = match written {
+        Ok(saved) => saved,
+        Err(Submission::Refused(refused)) => refused,
+        Err(Submission::Store(error)) => return Err(error.into()),
+    };
     match result {
         SaveOutcome::Saved { status, .. } => {
             let notice = if status == accreditation::AppStatus::Submitted {
@@ -291,24 +327,38 @@ async fn save(
             } else {
                 "apply.notice.saved"
             };
-            let (app, docs) = load(&state, org.id).await?;
-            Ok(respond(&who, app, docs, None, vec![], Some(notice), StatusCode::OK))
+            let loaded = load(&state, org.id).await?;
+            Ok(respond(&who, loaded, None, vec![], Some(notice), StatusCode::OK))
         }
         SaveOutcome::NotAllowed => Err(PageError::new(StatusCode::CONFLICT, "apply.error.not_editable")),
-        SaveOutcome::TooManyDocuments => refuse(
-            app,
-            docs,
+        SaveOutcome::AgreementNotAccepted(_) => refuse(
+            loaded,
             posted.input,
-            vec![("documents", "apply.error.too_many")],
+            vec![("accept_agreements", "apply.error.agreement")],
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+        SaveOutcome::TooManyDocuments => {
+            refuse(loaded, posted.input, vec![("documents", "apply.error.too_many")], StatusCode::UNPROCESSABLE_ENTITY)
+        }
         SaveOutcome::NoDocuments => refuse(
-            app,
-            docs,
+            loaded,
             posted.input,
             vec![("documents", "apply.error.no_documents")],
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+    }
+}
+
+/// Why the submission's transaction did not commit: the store failed, or the application was refused (and what
+/// the tick box accepted is rolled back with it).
+enum Submission {
+    Store(StoreError),
+    Refused(SaveOutcome),
+}
+
+impl From<StoreError> for Submission {
+    fn from(error: StoreError) -> Submission {
+        Submission::Store(error)
     }
 }
 

@@ -191,6 +191,7 @@ async fn decide(
         DecideOutcome::ReasonRequired => (Some("console.error.reason"), None, StatusCode::UNPROCESSABLE_ENTITY),
         DecideOutcome::NotSubmitted => (Some("console.error.not_submitted"), None, StatusCode::CONFLICT),
         DecideOutcome::BinHeld => (Some("console.error.bin_held"), None, StatusCode::CONFLICT),
+        DecideOutcome::AgreementNotAccepted(_) => (Some("console.error.agreement"), None, StatusCode::CONFLICT),
         DecideOutcome::NotFound => return Err(PageError::not_found()),
     };
     application_page(&state, &who, id, error, notice, status).await

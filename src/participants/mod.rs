@@ -3,6 +3,7 @@
 //! their sessions, certificates and data access on the very next request.
 
 pub mod accreditation;
+pub mod agreements;
 pub mod apply;
 pub mod console;
 pub mod profile;
@@ -24,6 +25,7 @@ pub fn router() -> axum::Router<crate::web::AppState> {
         .merge(staff::router())
         .merge(profile::router())
         .merge(apply::router())
+        .merge(agreements::router())
         .merge(console::router())
         .merge(registry::router())
 }
@@ -76,6 +78,18 @@ pub struct Organisation {
     pub is_provider: bool,
     pub is_user: bool,
     pub created_at: String,
+}
+
+impl Organisation {
+    /// The organisation as the party accepting an accession agreement.
+    pub fn party(&self) -> crate::docs::agreements::Party<'_> {
+        crate::docs::agreements::Party { organisation_id: self.id, bin: self.bin.as_str() }
+    }
+
+    /// The accession agreements its accredited roles bind it to.
+    pub fn agreement_kinds(&self) -> Vec<crate::docs::agreements::Kind> {
+        crate::docs::agreements::Kind::for_roles(self.is_provider, self.is_user)
+    }
 }
 
 const COLUMNS: &str = "id, bin, name, licence_number, contact_email, contact_phone, description, website, \

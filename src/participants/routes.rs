@@ -224,9 +224,18 @@ struct DashboardPage<'a> {
     t: Texts,
     user: &'a identity::User,
     org: &'a Organisation,
+    /// Accession agreements of its roles whose current version waits for its acceptance.
+    pending_agreements: Vec<crate::docs::agreements::Standing>,
 }
 
 /// Participant members: their organisation at a glance and what to do next.
-async fn dashboard(ParticipantMember(who): ParticipantMember) -> Response {
-    render(&DashboardPage { t: Texts::current(), user: &who.user, org: &who.org })
+async fn dashboard(
+    State(state): State<AppState>,
+    ParticipantMember(who): ParticipantMember,
+) -> Result<Response, PageError> {
+    let (org_id, kinds) = (who.org.id, who.org.agreement_kinds());
+    let standing =
+        state.db.read(move |c| crate::docs::agreements::standing(c, org_id, &kinds).map_err(StoreError::from)).await?;
+    let pending_agreements = standing.into_iter().filter(|s| s.required && s.accepted.is_none()).collect();
+    Ok(render(&DashboardPage { t: Texts::current(), user: &who.user, org: &who.org, pending_agreements }))
 }

@@ -118,6 +118,8 @@ pub enum ServeError {
     Adapter(#[from] crate::trust::AdapterError),
     #[error("cannot listen on {addr}: {error}")]
     Bind { addr: SocketAddr, error: std::io::Error },
+    #[error("operating documents: {0}")]
+    Documents(#[from] crate::docs::agreements::SyncError),
 }
 
 /// The whole public application: every domain's routes plus the layers around them.
@@ -142,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::availability::router())
         .merge(crate::reports::router())
         .merge(crate::monitoring::router())
+        .merge(crate::docs::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -364,6 +367,9 @@ pub async fn start_with_lookup(
     // Banks recognise the platform by the policy in its client certificate; an older data directory gets one now.
     let clock = crate::clock::Clock::system();
     crate::pki::lifecycle::ensure_platform_client_marked(&db, authority.clone(), &config, clock.now()).await?;
+    // The accession agreements' versions this binary carries (a new one asks participants to accept it).
+    let now = clock.now();
+    db.write(move |tx| crate::docs::agreements::sync(tx, now)).await?;
     let egress = crate::egress::Egress::new(&config, lookup);
     let (gateway, metered) = crate::gateway::Gateway::new(&config, egress.banks.clone())?;
     let config = Arc::new(config);

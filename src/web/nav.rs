@@ -143,6 +143,7 @@ pub const CONSOLE: &[Group] = &[
         entries: &[
             entry("/console/applications", "nav.accreditation_applications"),
             entry("/console/participants", "nav.participants"),
+            entry("/console/agreements", "nav.agreements"),
             entry("/console/clients", "nav.clients"),
             entry("/console/certificates", "nav.certificates"),
         ],
@@ -161,6 +162,7 @@ pub const CONSOLE: &[Group] = &[
         key: "nav.group_oversight",
         entries: &[
             entry("/console/audit", "nav.audit"),
+            entry("/docs", "nav.docs"),
             Entry { href: "/console/staff", key: "nav.operator_staff", audience: Audience::OperatorAdmin },
             entry("/registry", "nav.registry"),
         ],
@@ -174,6 +176,7 @@ pub const ORGANISATION: &[Group] = &[
         entries: &[
             entry("/org", "nav.organisation"),
             entry("/org/accreditation", "nav.accreditation"),
+            entry("/org/agreements", "nav.agreements"),
             entry("/org/staff", "nav.staff"),
             entry("/org/profile", "nav.profile"),
         ],
@@ -189,7 +192,11 @@ pub const ORGANISATION: &[Group] = &[
     },
     Group {
         key: "nav.group_org_data",
-        entries: &[entry("/org/consents", "nav.consents"), entry("/org/reports", "reports.nav")],
+        entries: &[
+            entry("/org/consents", "nav.consents"),
+            entry("/org/reports", "reports.nav"),
+            entry("/docs", "nav.docs"),
+        ],
     },
 ];
 

@@ -113,6 +113,8 @@ async fn register_apply_approve_list_and_connect_over_mtls() {
         .send_keys(&pdf.display().to_string())
         .await
         .unwrap();
+    // The accession agreement of the role applied for, accepted with the application.
+    chrome.click("input[name=accept_agreements]").await;
     chrome.shot("01-application-filled").await;
     chrome.click("button[name=action][value=submit]").await;
     chrome.wait_text("licence.pdf").await;

@@ -19,6 +19,8 @@ mod console_pages;
 
 mod consent_narrowing;
 mod console_registers;
+mod docs;
+mod docs_guide;
 mod e2e_apps;
 mod e2e_browser;
 mod e2e_consent;

@@ -85,6 +85,17 @@ pub async fn accredit_as(platform: &Platform, bin: &str, provider: bool, user: b
             };
             let licence =
                 NewDocument { filename: "licence.pdf".into(), content_type: "application/pdf", content: PDF.to_vec() };
+            // Its administrator (the first one, or one made for the purpose) accepts the accession agreements.
+            let administrator = organisation_administrator(tx, org, now)?;
+            let kinds = kopir::docs::agreements::Kind::for_roles(provider, user);
+            kopir::docs::agreements::accept_current(
+                tx,
+                org.party(),
+                &administrator,
+                &kinds,
+                kopir::i18n::Lang::En,
+                now,
+            )?;
             let saved = accreditation::save_application(tx, org, &input, &[licence], true, &operator(), now)?;
             let SaveOutcome::Saved { application_id, .. } = saved else {
                 return Ok(Err(format!("application not saved: {saved:?}")));
@@ -127,6 +138,39 @@ pub async fn set_status(platform: &Platform, bin: &str, status: &str) {
         .await
         .unwrap();
     assert!(matches!(outcome, Some(LifecycleOutcome::Changed { .. })), "{bin} {status}: {outcome:?}");
+}
+
+/// The organisation's first administrator as an actor; an organisation without one (made straight in the database)
+/// gets one, as registration would have made it.
+fn organisation_administrator(
+    tx: &rusqlite::Transaction,
+    org: &participants::Organisation,
+    now: time::OffsetDateTime,
+) -> Result<Actor, StoreError> {
+    let found: Option<(i64, String)> = rusqlite::OptionalExtension::optional(tx.query_row(
+        "SELECT id, username FROM users WHERE organisation_id = ?1 AND role = 'participant_admin' ORDER BY id LIMIT 1",
+        [org.id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    ))?;
+    let (id, username) = match found {
+        Some(found) => found,
+        None => {
+            let username = format!("admin-{}", org.bin.as_str());
+            let id = kopir::identity::create_member(
+                tx,
+                &username,
+                "Administrator",
+                "admin@bank.kz",
+                kopir::identity::Role::ParticipantAdmin,
+                Some(org.id),
+                "not-a-password-hash",
+                false,
+                now,
+            )?;
+            (id, username)
+        }
+    };
+    Ok(Actor { name: format!("user:{username}"), source: "test".into(), user_id: Some(id) })
 }
 
 /// The operator, as the audit journal names it when the product's functions are called on its behalf.
@@ -265,8 +309,19 @@ pub const PNG: &[u8] = &[
     0x92, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
-/// The accreditation application form as the applicant fills it in, with `documents` (name, type, bytes) attached.
+/// The accreditation application form as the applicant fills it in, with `documents` (name, type, bytes) attached
+/// and the accession agreements accepted.
 pub fn application(csrf: &str, action: &str, documents: Vec<(&str, &str, Vec<u8>)>) -> reqwest::multipart::Form {
+    application_form(csrf, action, documents, true)
+}
+
+/// [`application`], with the accession agreements' tick box ticked or not.
+pub fn application_form(
+    csrf: &str,
+    action: &str,
+    documents: Vec<(&str, &str, Vec<u8>)>,
+    accept_agreements: bool,
+) -> reqwest::multipart::Form {
     let mut form = reqwest::multipart::Form::new()
         .text("csrf", csrf.to_string())
         .text("wants_provider", "yes")
@@ -287,6 +342,9 @@ pub fn application(csrf: &str, action: &str, documents: Vec<(&str, &str, Vec<u8>
             "documents",
             reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()).mime_str(mime).unwrap(),
         );
+    }
+    if accept_agreements {
+        form = form.text("accept_agreements", "yes");
     }
     form.text("action", action.to_string())
 }
