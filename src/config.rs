@@ -41,6 +41,7 @@ pub struct Config {
     /// The operator's time zone (an IANA name): the days and months of reports, and the dates pages show.
     pub time_zone: OperatorTimeZone,
     pub reports: ReportsConfig,
+    pub requests: RequestsConfig,
 }
 
 /// The operator's time zone, checked against the time zone database when the configuration is read (the system's
@@ -97,6 +98,27 @@ pub struct ReportsConfig {
     pub hourly_retention_days: u32,
     /// Days daily rollups are kept; 0 keeps them for ever.
     pub daily_retention_days: u32,
+}
+
+/// Request management (`crate::requests`): the operator's working calendar the SLA clocks run on, warnings, reopening
+/// and attachments.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsConfig {
+    /// When the operator's working day starts and ends (`HH:MM`, in `time_zone`), Monday to Friday.
+    pub work_starts: String,
+    pub work_ends: String,
+    /// Days off besides weekends and Kazakhstan's public holidays (`YYYY-MM-DD`: days moved by government decree).
+    pub extra_days_off: Vec<String>,
+    /// Weekend days made working days by the same decrees (`YYYY-MM-DD`).
+    pub extra_working_days: Vec<String>,
+    /// How much of a resolution target (per cent) may pass before the executor is warned.
+    pub warning_percent: u32,
+    /// Days a closed request may be reopened by its requester.
+    pub reopen_days: u32,
+    /// The largest attachment accepted, in bytes, and how many one request may carry.
+    pub max_attachment_bytes: usize,
+    pub max_attachments: usize,
 }
 
 /// Request rate limits (`crate::web::rate_limit`), checked before a request does any other work, and the bound on
@@ -610,6 +632,20 @@ impl Config {
                 "reports.daily_retention_days",
                 "must be 0 (kept for ever) or at least reports.hourly_retention_days".into(),
             ));
+        }
+        let requests = &self.requests;
+        for (key, value, low, high) in [
+            ("requests.warning_percent", requests.warning_percent.into(), 1, 99),
+            ("requests.reopen_days", requests.reopen_days.into(), 0, 366),
+            ("requests.max_attachment_bytes", requests.max_attachment_bytes as u64, 1024, 20 * 1024 * 1024),
+            ("requests.max_attachments", requests.max_attachments as u64, 0, 20),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(fail(key, format!("must be between {low} and {high}")));
+            }
+        }
+        if let Err(message) = crate::requests::calendar::Calendar::check(requests) {
+            return Err(fail("requests", message));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));

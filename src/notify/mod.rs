@@ -41,6 +41,11 @@ pub const EVENT_TYPES: &[&str] = &[
     // To the provider: its API's p95 latency went over its SLA, and came back within it (`monitoring::sla`).
     "api.sla_breached",
     "api.sla_restored",
+    // A request (`crate::requests`) raised, changed (status, comment, re-assignment, SLA warning or escalation) or
+    // resolved: to every organisation it concerns.
+    "request.created",
+    "request.updated",
+    "request.resolved",
 ];
 
 /// The JWS `typ` of an event.

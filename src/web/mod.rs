@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::availability::router())
         .merge(crate::reports::router())
         .merge(crate::monitoring::router())
+        .merge(crate::requests::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -417,6 +418,7 @@ pub async fn start_with_lookup(
         crate::monitoring::Sources::from_config(&config),
         receiver.clone(),
     ));
+    tasks.push(crate::requests::spawn(state.db.clone(), state.clock.clone(), receiver.clone()));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
         state.clock.clone(),
