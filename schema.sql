@@ -1180,3 +1180,20 @@ CREATE TABLE request_sla_breaches (
     PRIMARY KEY (request_id, clock)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX request_sla_breaches_at ON request_sla_breaches (breached_at);
+
+-- The personal account's inbox: what the platform tells an organisation — its requests' changes, its APIs delisted,
+-- relisted or over their SLA, accreditation decisions (`kind`: the webhook event's name or `accreditation.*`) —
+-- with identifiers only (`data`, JSON). Read per person: everything up to `last_read_id` is read.
+CREATE TABLE notices (
+    id               INTEGER PRIMARY KEY,
+    organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    kind             TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    data             TEXT NOT NULL DEFAULT '{}',
+    created_at       TEXT NOT NULL
+) STRICT;
+CREATE INDEX notices_organisation ON notices (organisation_id, id);
+
+CREATE TABLE notice_reads (
+    user_id       INTEGER PRIMARY KEY REFERENCES users (id),
+    last_read_id  INTEGER NOT NULL
+) STRICT;

@@ -16,6 +16,7 @@
 //!
 //! Payloads carry identifiers only, never a secret or a customer's data: the outbox is part of the auditor's snapshot.
 
+pub mod inbox;
 pub mod worker;
 
 use rusqlite::{Connection, Transaction, params};
@@ -94,6 +95,12 @@ pub fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         params![event_id, organisation_id, event_type, data.to_string(), now],
     )?;
+    if inbox::INBOX_EVENTS.contains(&event_type) {
+        tx.execute(
+            "INSERT INTO notices (organisation_id, kind, data, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![organisation_id, event_type, data.to_string(), now],
+        )?;
+    }
     Ok(event_id)
 }
 

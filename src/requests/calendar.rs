@@ -160,7 +160,8 @@ impl Calendar {
         Err(CalendarError::NoWorkingTime(crate::clock::rfc3339(start)))
     }
 
-    /// The working minutes from `from` to `to` (0 when `to` is not later), rounded down.
+    /// The working minutes from `from` to `to` (0 when `to` is not later), rounded up: a paused clock keeps a started
+    /// minute for its executor.
     pub fn working_minutes_between(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64, CalendarError> {
         if to <= from {
             return Ok(0);
@@ -181,7 +182,7 @@ impl Calendar {
             }
             at = day.tomorrow()?.to_datetime(Time::midnight());
         }
-        Ok(seconds / 60)
+        Ok((seconds + 59) / 60)
     }
 }
 
