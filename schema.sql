@@ -1065,7 +1065,10 @@ INSERT INTO request_categories (id, code, parent_id, name_en, name_ru, name_kk, 
     (6, 'dispute.data', 5, 'Dispute about data exchanged', 'Спор о переданных данных', 'Берілген деректер туралы дау', 'parties', 'operator_staff', '2026-12-01T00:00:00Z'),
     (7, 'accreditation', NULL, 'Accreditation', 'Аккредитация', 'Аккредиттеу', 'operator', 'operator_staff', '2026-12-01T00:00:00Z'),
     (8, 'billing', NULL, 'Billing', 'Биллинг', 'Биллинг', 'operator', 'operator_staff', '2026-12-01T00:00:00Z'),
-    (9, 'security', NULL, 'Security', 'Информационная безопасность', 'Ақпараттық қауіпсіздік', 'operator', 'operator_admin', '2026-12-01T00:00:00Z');
+    (9, 'security', NULL, 'Security', 'Информационная безопасность', 'Ақпараттық қауіпсіздік', 'operator', 'operator_admin', '2026-12-01T00:00:00Z'),
+    -- Customers' complaints about a consent, raised from `/my`: to the consent's API user; not offered to participants.
+    (10, 'complaint', NULL, 'Customer''s complaint about a consent', 'Жалоба клиента на согласие', 'Клиенттің келісімге шағымы', 'counterparty', 'operator_staff', '2026-12-01T00:00:00Z');
+UPDATE request_categories SET active = 0 WHERE code = 'complaint';
 
 -- Targets in working minutes (a working day is 9 hours by default): critical 30 min / 4 h, high 2 h / 1 day,
 -- normal 4 h / 3 days, low 1 day / 5 days; security and incidents answer faster.
@@ -1098,7 +1101,9 @@ CREATE TABLE requests (
     id                            INTEGER PRIMARY KEY,
     category_id                   INTEGER NOT NULL REFERENCES request_categories (id),
     category_version              INTEGER NOT NULL,
-    requester_organisation_id     INTEGER NOT NULL REFERENCES organisations (id),
+    -- The organisation that raised it, or the customer who complained about a consent from `/my`.
+    requester_organisation_id     INTEGER REFERENCES organisations (id),
+    requester_customer_id         INTEGER REFERENCES customers (id),
     -- The member who raised it on a page, or the application whose certificate raised it over the API.
     requester_user_id             INTEGER REFERENCES users (id),
     requester_client_id           TEXT,
@@ -1125,6 +1130,7 @@ CREATE TABLE requests (
     resolved_at                   TEXT,
     closed_at                     TEXT,
     CHECK ((assignee_organisation_id IS NULL) = (assignee_team IS NOT NULL)),
+    CHECK ((requester_organisation_id IS NULL) <> (requester_customer_id IS NULL)),
     CHECK (status = 'waiting' OR status IN ('resolved', 'closed') OR resolution_due_at IS NOT NULL)
 ) STRICT;
 CREATE INDEX requests_due ON requests (status, resolution_due_at);

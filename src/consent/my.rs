@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/my/consents/{id}", get(show))
         .route("/my/consents/{id}/revoke", post(revoke_all))
         .route("/my/consents/{id}/banks/{organisation}/revoke", post(revoke_bank))
+        .route("/my/consents/{id}/complaint", post(complain))
 }
 
 #[derive(Template)]
@@ -53,6 +54,8 @@ struct ConsentPage<'a> {
     live: bool,
     history: Vec<HistoryEntry>,
     notice: Option<&'static str>,
+    /// The customer's complaints about this consent (`crate::requests`): number, status, when.
+    complaints: Vec<(i64, crate::requests::Status, String)>,
 }
 
 /// The verified `/my` journey of this visitor, with its customer id.
@@ -126,8 +129,12 @@ async fn consent_page(
     notice: Option<&'static str>,
 ) -> Result<Response, PageError> {
     let Some((journey, customer_id)) = signed_in(customer) else { return Err(PageError::Redirect("/my")) };
-    let (consent, history) = own(state, customer_id, id).await?.ok_or_else(PageError::not_found)?;
+    let (consent, history) = own(state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
     let live = consent.is_live(&state.clock.now_rfc3339());
+    let complaints = state
+        .db
+        .read(move |c| crate::requests::case::complaints(c, customer_id, &id).map_err(StoreError::from))
+        .await?;
     let mut response = render(&ConsentPage {
         t: Texts { lang: customer.lang },
         csrf: &journey.csrf,
@@ -135,6 +142,7 @@ async fn consent_page(
         live,
         history,
         notice,
+        complaints,
     });
     response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     Ok(response)
@@ -207,6 +215,45 @@ async fn revoke_bank(
     JourneyForm { customer, .. }: JourneyForm<NoFields>,
 ) -> Result<Response, PageError> {
     change(&state, &customer, id, Some(organisation)).await
+}
+
+/// The complaint form of the consent page.
+#[derive(serde::Deserialize)]
+struct ComplaintForm {
+    #[serde(default)]
+    text: String,
+}
+
+/// The identified customer: a complaint about one of their own consents, to its API user and the operator
+/// (`crate::requests::case::complain`).
+async fn complain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JourneyForm { customer, form, .. }: JourneyForm<ComplaintForm>,
+) -> Result<Response, PageError> {
+    let Some((journey, customer_id)) = signed_in(&customer) else { return Err(PageError::Redirect("/my")) };
+    own(&state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
+    let seen = journey.clone();
+    let clocks = crate::requests::case::Clocks::from_config(&state.config)?;
+    let now = state.clock.now();
+    let consent_id = id.clone();
+    let done = state
+        .db
+        .write(move |tx| -> Result<_, crate::requests::RequestsError> {
+            if !journey::unchanged(tx, &seen, now)? {
+                return Ok(Err(crate::requests::Refusal::Conflict));
+            }
+            crate::requests::case::complain(tx, &clocks, customer_id, &consent_id, &form.text, now)
+        })
+        .await?;
+    match done {
+        Ok(_) => consent_page(&state, &customer, id, Some("requests.complaint.sent")).await,
+        Err(refusal) => {
+            let mut response = consent_page(&state, &customer, id, Some(refusal.text_key())).await?;
+            *response.status_mut() = refusal.status();
+            Ok(response)
+        }
+    }
 }
 
 /// For templates: the status badge class and text key of a consent.

@@ -441,7 +441,7 @@ fn assignee_label(conn: &Connection, assignee: Assignee) -> rusqlite::Result<Str
 #[derive(Debug, Clone)]
 struct Row {
     status: Status,
-    requester: i64,
+    requester: Option<i64>,
     assignee_org: Option<i64>,
     first_responded_at: Option<String>,
     resolution_due_at: Option<String>,
@@ -488,7 +488,7 @@ fn side(conn: &Connection, id: i64, row: &Row, acting: &Acting) -> rusqlite::Res
     Ok(match acting.organisation_id {
         None => Some(Side::Operator),
         Some(org) if row.assignee_org == Some(org) => Some(Side::Executor),
-        Some(org) if row.requester == org => Some(Side::Requester),
+        Some(org) if row.requester == Some(org) => Some(Side::Requester),
         Some(org) if visible_to(conn, id, org)? => Some(Side::Party),
         Some(_) => None,
     })
@@ -836,6 +836,114 @@ pub fn reassign(
     Ok(Ok(()))
 }
 
+/// The classifier's code of customers' complaints about a consent.
+pub const COMPLAINT: &str = "complaint";
+
+/// The longest complaint a customer may write.
+pub const COMPLAINT_MAX: usize = 4000;
+
+/// A customer complains about one of their consents (the caller has checked it is theirs): the request goes to the
+/// consent's API user, at normal priority, and the operator sees it like every request. `None` when the consent is not
+/// this customer's.
+pub fn complain(
+    tx: &Transaction,
+    clocks: &Clocks,
+    customer_id: i64,
+    consent_id: &str,
+    text: &str,
+    now: OffsetDateTime,
+) -> Result<Result<i64, Refusal>, RequestsError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > COMPLAINT_MAX {
+        return Ok(Err(Refusal::Description));
+    }
+    let user: Option<i64> = tx
+        .query_row(
+            "SELECT a.organisation_id FROM consents c JOIN applications a ON a.id = c.application_id
+             WHERE c.id = ?1 AND c.customer_id = ?2",
+            params![consent_id, customer_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(user) = user else { return Ok(Err(Refusal::UnknownObject)) };
+    let Some(category) = super::classifier::category_by_code(tx, COMPLAINT)? else {
+        return Ok(Err(Refusal::UnknownCategory));
+    };
+    let Some(target) = category.target(Priority::Normal) else { return Ok(Err(Refusal::Priority)) };
+    let (calendar, rules) = (&clocks.calendar, clocks.rules);
+    let at = clock::rfc3339(now);
+    let first_due = clock::rfc3339(calendar.add_working(now, target.first_response_minutes)?);
+    let resolution_due = clock::rfc3339(calendar.add_working(now, target.resolution_minutes)?);
+    let warn_at = clock::rfc3339(calendar.add_working(now, rules.warn_after(target.resolution_minutes))?);
+    tx.execute(
+        "INSERT INTO requests (category_id, category_version, requester_customer_id, subject, description, priority,
+             object_kind, object_ref, status, assignee_organisation_id, created_at, updated_at, first_response_due_at,
+             resolution_target_minutes, resolution_due_at, resolution_warn_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'normal', 'consent', ?6, 'assigned', ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            category.id,
+            category.version,
+            customer_id,
+            format!("Consent {consent_id}"),
+            text,
+            consent_id,
+            user,
+            at,
+            first_due,
+            target.resolution_minutes,
+            resolution_due,
+            warn_at
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO request_parties (request_id, organisation_id, role) VALUES (?1, ?2, 'executor')",
+        params![id, user],
+    )?;
+    let actor = format!("customer:{customer_id}");
+    let created = Happened {
+        actor: &actor,
+        organisation_id: None,
+        kind: "created",
+        status: Status::New,
+        body: "",
+        internal: false,
+    };
+    event(tx, id, created, &at)?;
+    let label = assignee_label(tx, Assignee::Organisation(user))?;
+    let assigned = Happened {
+        actor: "system",
+        organisation_id: None,
+        kind: "assigned",
+        status: Status::Assigned,
+        body: &label,
+        internal: false,
+    };
+    event(tx, id, assigned, &at)?;
+    audit::append(
+        tx,
+        &Event::new(&actor, "requests.complaint.created", Outcome::Success)
+            .at(now)
+            .object(format!("request:{id}"))
+            .detail(json!({"consent_id": consent_id, "assignee": {"organisation_id": user}})),
+    )?;
+    announce(tx, id, "request.created", "created", now)?;
+    Ok(Ok(id))
+}
+
+/// A customer's complaints about a consent, newest first: (id, status, raised at).
+pub fn complaints(
+    conn: &Connection,
+    customer_id: i64,
+    consent_id: &str,
+) -> rusqlite::Result<Vec<(i64, Status, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, status, created_at FROM requests WHERE requester_customer_id = ?1 AND object_kind = 'consent'
+           AND object_ref = ?2 ORDER BY id DESC",
+    )?;
+    stmt.query_map(params![customer_id, consent_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+}
+
 /// A request as the pages and the API show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -849,7 +957,8 @@ pub struct Summary {
     pub status: Status,
     pub object_kind: ObjectKind,
     pub object_ref: String,
-    pub requester_organisation_id: i64,
+    /// `None` for a customer's complaint.
+    pub requester_organisation_id: Option<i64>,
     pub requester_name: String,
     pub requester_bin: String,
     pub assignee_organisation_id: Option<i64>,
@@ -868,6 +977,11 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Whether a customer raised it (a complaint about a consent).
+    pub fn is_customer(&self) -> bool {
+        self.requester_organisation_id.is_none()
+    }
+
     pub fn category_name(&self) -> &str {
         match crate::i18n::current() {
             crate::i18n::Lang::En => &self.category_names[0],
@@ -887,12 +1001,12 @@ impl Summary {
 
 const SUMMARY: &str =
     "SELECT r.id, c.code, c.name_en, c.name_ru, c.name_kk, r.subject, r.description, r.priority, r.status,
-        r.object_kind, r.object_ref, r.requester_organisation_id, q.name AS requester_name, q.bin AS requester_bin,
+        r.object_kind, r.object_ref, r.requester_organisation_id, coalesce(q.name, '') AS requester_name, coalesce(q.bin, '') AS requester_bin,
         r.assignee_organisation_id, a.name AS assignee_name, r.assignee_team, r.created_at, r.updated_at,
         r.first_response_due_at, r.first_responded_at, r.resolution_due_at, r.resolution_remaining_minutes,
         r.warned_at, r.escalated_at, r.resolved_at, r.closed_at
     FROM requests r JOIN request_categories c ON c.id = r.category_id
-    JOIN organisations q ON q.id = r.requester_organisation_id
+    LEFT JOIN organisations q ON q.id = r.requester_organisation_id
     LEFT JOIN organisations a ON a.id = r.assignee_organisation_id";
 
 fn summary(r: &rusqlite::Row) -> rusqlite::Result<Summary> {
@@ -1041,7 +1155,7 @@ pub fn attachment_content(
     attachment_id: i64,
 ) -> rusqlite::Result<Option<crate::participants::accreditation::DocumentContent>> {
     conn.query_row(
-        "SELECT a.filename, a.content_type, r.requester_organisation_id, a.content FROM request_attachments a
+        "SELECT a.filename, a.content_type, coalesce(r.requester_organisation_id, 0), a.content FROM request_attachments a
          JOIN requests r ON r.id = a.request_id WHERE a.id = ?1 AND a.request_id = ?2",
         params![attachment_id, request_id],
         |r| {

@@ -56,7 +56,7 @@ impl ListPage<'_> {
 
     /// The organisation's part in a request.
     fn role_key(&self, request: &Summary) -> &'static str {
-        if request.requester_organisation_id == self.org_id {
+        if request.requester_organisation_id == Some(self.org_id) {
             "requests.role.requester"
         } else if request.assignee_organisation_id == Some(self.org_id) {
             "requests.role.executor"

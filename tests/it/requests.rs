@@ -221,6 +221,51 @@ async fn an_incident_raised_over_mtls_goes_to_the_api_s_provider_and_only_the_pa
     s.platform.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_s_complaint_about_a_consent_reaches_the_api_user_and_the_operator() {
+    let s = scenario(1).await;
+    let platform = &s.platform;
+    let iin = crate::common::consent::iin(81);
+    let consent_id = s.create_consent().await;
+    let request_uri = s.push(&consent_id, "R13_TdhCNqHHszZgSNvkIhuNsrzzWuiVodgRbuFDdA4", "s").await;
+    crate::common::consent::authorise(&s, &request_uri, &iin, "+77013330081", "allow").await;
+
+    let customer = Browser::customer(platform);
+    crate::common::consent::identify(platform, &customer, "/my/start", &iin, "+77013330081").await;
+    let page = customer.get(&format!("/my/consents/{consent_id}")).await;
+    page.assert_contains("Complain about this consent");
+    let sent = customer
+        .post(
+            &format!("/my/consents/{consent_id}/complaint"),
+            &page.csrf(),
+            &[("text", "Budget App shows accounts I never chose.")],
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    sent.assert_contains("Your complaint was sent").assert_contains("id=\"complaints\"");
+    let id: i64 =
+        db(platform).query_row("SELECT id FROM requests WHERE object_ref = ?1", [&consent_id], |r| r.get(0)).unwrap();
+
+    // The API user executes it; the operator sees it; the bank is not drawn in.
+    let fintech = org_id(platform, &s.user_bin);
+    assert_eq!(column(platform, id, "assignee_organisation_id"), Some(fintech.to_string()));
+    let theirs = s.user_admin.get(&format!("/org/requests/{id}")).await;
+    assert_eq!(theirs.status, 200);
+    theirs.assert_contains("Budget App shows accounts I never chose.").assert_contains("A customer");
+    assert!(!theirs.body.contains(&iin), "the customer's IIN reached the API user");
+    let operator = signed_in_operator(platform, "meruert.ops", Role::OperatorStaff).await;
+    operator.get("/console/requests").await.assert_contains(&format!("Consent {consent_id}"));
+    assert_eq!(bank_admin(&s).await.get(&format!("/org/requests/{id}")).await.status, 404);
+    assert_eq!(count(platform, "SELECT count(*) FROM webhook_outbox WHERE event_type = 'request.created'"), 1);
+    assert_eq!(count(platform, "SELECT count(*) FROM audit_log WHERE action = 'requests.complaint.created'"), 1);
+
+    // Only about the customer's own consents.
+    let other = s.create_consent().await;
+    let refused = customer.post(&format!("/my/consents/{other}/complaint"), &page.csrf(), &[("text", "x")]).await;
+    assert_eq!(refused.status, 404);
+    s.platform.shutdown().await;
+}
+
 /// Verifies each webhook body against the published keys.
 async fn verified(platform: &Platform, bodies: &[String], audience: &str) -> Vec<Value> {
     let mut claims = Vec::new();
