@@ -64,7 +64,7 @@ async fn a_bank_registers_enrols_its_second_factor_and_reaches_its_workspace() {
 }
 
 /// Signs in through the pages; enrols the second factor when asked. Returns the TOTP secret and the step used.
-async fn sign_in(
+pub(crate) async fn sign_in(
     chrome: &Chrome,
     clock: &kopir::clock::Clock,
     username: &str,
@@ -98,7 +98,7 @@ async fn sign_in(
     (secret, now / 30)
 }
 
-async fn sign_out(chrome: &Chrome) {
+pub(crate) async fn sign_out(chrome: &Chrome) {
     chrome.click("form[action='/logout'] button[type=submit]").await;
     chrome.wait_path("/").await;
 }

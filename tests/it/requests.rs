@@ -582,3 +582,75 @@ async fn only_operator_administrators_change_the_classifier_and_each_change_is_a
     );
     platform.shutdown().await;
 }
+
+/// The walk in Chromium, as people click it: a bank raises an incident about a fintech's behaviour, the
+/// operator re-assigns it to the fintech with a reason, the fintech answers and resolves it, the bank closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_walk_a_bank_s_incident_is_reassigned_answered_and_closed() {
+    use crate::common::chrome::Chrome;
+    use crate::e2e_browser::{sign_in, sign_out};
+    let s = scenario(1).await;
+    let platform = &s.platform;
+    let fintech = org_id(platform, &s.user_bin);
+    let operator_password = operator_user(platform, "saule.ops", Role::OperatorStaff).await;
+    let chrome = Chrome::start(&format!("https://localhost:{}", platform.addr.port()), "requests").await;
+
+    // The bank raises the incident; without an object it goes to the operator's staff.
+    let (bank_secret, bank_step) = sign_in(&chrome, platform.clock(), "admin0001", "admin0001-Passw0rd-long", None, 0).await;
+    chrome.wait_path("/org").await;
+    chrome.goto("/org/requests").await;
+    chrome.click("#raise-request").await;
+    chrome.wait_path("/org/requests/new").await;
+    chrome.client.execute("document.getElementById('category').value = 'incident'", vec![]).await.unwrap();
+    chrome.client.execute("document.getElementById('priority').value = 'high'", vec![]).await.unwrap();
+    chrome.fill("subject", "Retry storm from Budget App").await;
+    chrome.fill("description", "Budget App calls /accounts 50 times a second without back-off.").await;
+    chrome.shot("01-bank-raises").await;
+    chrome.click("form[action='/org/requests'] button[type=submit]").await;
+    chrome.wait_text("Operator staff").await;
+    let path = chrome.path().await;
+    let id = path.rsplit('/').next().unwrap().to_string();
+    chrome.shot("02-raised").await;
+    sign_out(&chrome).await;
+
+    // The operator hands it to the fintech, with the reason.
+    sign_in(&chrome, platform.clock(), "saule.ops", &operator_password, None, 0).await;
+    chrome.wait_path("/console").await;
+    chrome.goto(&format!("/console/requests/{id}")).await;
+    chrome
+        .client
+        .execute(&format!("document.getElementById('assignee').value = 'organisation:{fintech}'"), vec![])
+        .await
+        .unwrap();
+    chrome.fill("reason", "The calls come from Fintech One's Budget App.").await;
+    chrome.click("#reassign").await;
+    chrome.wait_text("The calls come from Fintech One's Budget App.").await;
+    chrome.shot("03-operator-reassigns").await;
+    sign_out(&chrome).await;
+
+    // The fintech answers and resolves it.
+    let fintech_secret = s.user_admin.totp_secret.clone().unwrap();
+    let step = platform.clock().now().unix_timestamp() as u64 / 30;
+    sign_in(&chrome, platform.clock(), "fintechadmin", "fintechadmin-Passw0rd-long", Some(&fintech_secret), step).await;
+    chrome.wait_path("/org").await;
+    chrome.goto(&format!("/org/requests/{id}")).await;
+    chrome.fill("body", "Back-off deployed in Budget App 2.4.1.").await;
+    chrome.click("#send-comment").await;
+    chrome.wait_text("Back-off deployed in Budget App 2.4.1.").await;
+    chrome.click("#step-resolve").await;
+    chrome.wait_text("Resolved").await;
+    chrome.shot("04-fintech-resolves").await;
+    sign_out(&chrome).await;
+
+    // The bank reads the answer and closes it.
+    sign_in(&chrome, platform.clock(), "admin0001", "admin0001-Passw0rd-long", Some(&bank_secret), bank_step).await;
+    chrome.wait_path("/org").await;
+    chrome.goto(&format!("/org/requests/{id}")).await;
+    chrome.wait_text("Back-off deployed in Budget App 2.4.1.").await;
+    chrome.click("#step-close").await;
+    chrome.wait_text("Closed").await;
+    chrome.shot("05-bank-closes").await;
+    assert_eq!(column(platform, id.parse().unwrap(), "status").as_deref(), Some("closed"));
+    chrome.close().await;
+    s.platform.shutdown().await;
+}
