@@ -136,11 +136,12 @@ pub fn judge(tx: &Transaction, now: OffsetDateTime) -> rusqlite::Result<Round> {
     Ok(round)
 }
 
-/// Breaches recorded from `from` (included) to `to` (excluded), RFC 3339: (first response, resolution).
+/// Breaches recorded after `from` and up to `to` (included: "the 30 days up to now" counts a breach of this very
+/// second), RFC 3339: (first response, resolution).
 pub fn breach_counts(conn: &Connection, from: &str, to: &str) -> rusqlite::Result<(i64, i64)> {
     conn.query_row(
         "SELECT coalesce(sum(clock = 'first_response'), 0), coalesce(sum(clock = 'resolution'), 0)
-         FROM request_sla_breaches WHERE breached_at >= ?1 AND breached_at < ?2",
+         FROM request_sla_breaches WHERE breached_at > ?1 AND breached_at <= ?2",
         params![from, to],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
