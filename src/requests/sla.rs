@@ -3,9 +3,9 @@
 //! - warns its executor once `requests.warning_percent` of the resolution target has passed (`warning` in the
 //!   history, `request.updated` to the organisations);
 //! - records a breach of the first response when its deadline passed without one;
-//! - at the resolution deadline, records the breach and escalates the request to the operator's supervisors (the
-//!   operator administrators' team takes it over in the console's "escalated" list; `escalated` in the history,
-//!   `requests.request.escalated` in the journal).
+//! - at the resolution deadline, records the breach and escalates the request to the operator's supervisors: one
+//!   the operator's team executes passes to the operator administrators' team, and every escalated request is on
+//!   the console's "escalated" list (`escalated` in the history, `requests.request.escalated` in the journal).
 //!
 //! A request waiting for its requester has no resolution deadline (its clock is paused), so it is never warned or
 //! escalated while it waits. Breaches are kept in `request_sla_breaches`, one per request and clock, and counted by
@@ -116,7 +116,14 @@ pub fn judge(tx: &Transaction, now: OffsetDateTime) -> rusqlite::Result<Round> {
         ),
         &at,
     )? {
-        tx.execute("UPDATE requests SET escalated_at = ?1 WHERE id = ?2 AND escalated_at IS NULL", params![at, id])?;
+        // A request the operator's staff execute passes to the supervisors; one a participant executes stays with it
+        // and is on the supervisors' escalated list.
+        tx.execute(
+            "UPDATE requests SET escalated_at = ?1,
+                 assignee_team = CASE WHEN assignee_team IS NULL THEN NULL ELSE 'operator_admin' END
+             WHERE id = ?2 AND escalated_at IS NULL",
+            params![at, id],
+        )?;
         tx.execute(
             "INSERT INTO request_sla_breaches (request_id, clock, due_at, breached_at) VALUES (?1, 'resolution', ?2, ?3)
              ON CONFLICT (request_id, clock) DO NOTHING",

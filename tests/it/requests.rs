@@ -388,6 +388,7 @@ async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate
     .await;
     assert!(escalated_at.starts_with("2027-03-29T"), "escalated while it waited: {escalated_at}");
     assert!(column(&platform, id, "warned_at").is_some());
+    assert_eq!(column(&platform, id, "assignee_team").as_deref(), Some("operator_admin"), "the supervisors take it");
     assert_eq!(count(&platform, "SELECT count(*) FROM request_sla_breaches WHERE clock = 'resolution'"), 1);
     assert_eq!(count(&platform, "SELECT count(*) FROM audit_log WHERE action = 'requests.request.escalated'"), 1);
     operator.sign_in("saule.ops", &operator_password).await;
