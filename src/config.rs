@@ -644,8 +644,25 @@ impl Config {
                 return Err(fail(key, format!("must be between {low} and {high}")));
             }
         }
-        if let Err(message) = crate::requests::calendar::Calendar::check(requests) {
-            return Err(fail("requests", message));
+        let mut hours = Vec::new();
+        for (key, value) in
+            [("requests.work_starts", &requests.work_starts), ("requests.work_ends", &requests.work_ends)]
+        {
+            match value.parse::<jiff::civil::Time>() {
+                Ok(time) => hours.push(time),
+                Err(_) => return Err(fail(key, format!("`{value}` is not a time of day such as \"09:00\""))),
+            }
+        }
+        if hours[0] >= hours[1] {
+            return Err(fail("requests.work_starts", "must be before requests.work_ends".into()));
+        }
+        for (key, days) in [
+            ("requests.extra_days_off", &requests.extra_days_off),
+            ("requests.extra_working_days", &requests.extra_working_days),
+        ] {
+            if let Some(day) = days.iter().find(|d| d.parse::<jiff::civil::Date>().is_err()) {
+                return Err(fail(key, format!("`{day}` is not a date such as \"2027-03-24\"")));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));
@@ -938,6 +955,21 @@ mod tests {
         assert!(err.contains("reports.hourly_retention_days"), "{err}");
         let err = load_text("[reports]\ndaily_retention_days = 100\n", &[]).unwrap_err().to_string();
         assert!(err.contains("reports.daily_retention_days"), "{err}");
+    }
+
+    #[test]
+    fn the_requests_calendar_keys_are_checked() {
+        let config = load_text("", &[]).unwrap();
+        assert_eq!((config.requests.work_starts.as_str(), config.requests.reopen_days), ("09:00", 14));
+        for (text, key) in [
+            ("[requests]\nwork_starts = \"9 am\"\n", "requests.work_starts"),
+            ("[requests]\nwork_starts = \"19:00\"\n", "requests.work_starts"),
+            ("[requests]\nextra_days_off = [\"24.03.2027\"]\n", "requests.extra_days_off"),
+            ("[requests]\nwarning_percent = 100\n", "requests.warning_percent"),
+        ] {
+            let err = load_text(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -162,7 +162,7 @@ struct InboxPage<'a> {
 
 impl InboxPage<'_> {
     fn local(&self, at: &str) -> String {
-        crate::requests::local_minute(self.zone, at)
+        crate::store::calendar::local_minute(self.zone, at)
     }
 
     fn newest(&self) -> i64 {

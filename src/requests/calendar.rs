@@ -107,18 +107,6 @@ impl Calendar {
         )
     }
 
-    /// Checks the `[requests]` calendar keys (the configuration's validation).
-    pub fn check(config: &crate::config::RequestsConfig) -> Result<(), String> {
-        Calendar::new(
-            TimeZone::UTC,
-            &config.work_starts,
-            &config.work_ends,
-            &config.extra_days_off,
-            &config.extra_working_days,
-        )
-        .map(|_| ())
-    }
-
     /// Whether `day` has working hours.
     pub fn is_working_day(&self, day: Date) -> bool {
         if self.working_days.contains(&day) {

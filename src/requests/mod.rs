@@ -251,9 +251,7 @@ impl From<Refusal> for PageError {
 
 /// A stored time as the operator reads it: `2027-03-25 11:00` in the operator's time zone.
 pub fn local_minute(zone: &jiff::tz::TimeZone, rfc3339: &str) -> String {
-    let Ok(t) = crate::clock::parse(rfc3339) else { return rfc3339.to_string() };
-    let Ok(ts) = jiff::Timestamp::from_second(t.unix_timestamp()) else { return rfc3339.to_string() };
-    zone.to_datetime(ts).strftime("%Y-%m-%d %H:%M").to_string()
+    crate::store::calendar::local_minute(zone, rfc3339)
 }
 
 /// The type of an attachment from its first bytes (PDF, PNG or JPEG); anything else is refused whatever it claims.
