@@ -1181,3 +1181,192 @@ CREATE TABLE agreement_acceptances (
     UNIQUE (version_id, organisation_id)
 ) STRICT;
 CREATE INDEX agreement_acceptances_by_organisation ON agreement_acceptances (organisation_id);
+
+
+
+-- migration 21: request management: the classifier (versioned), requests with their parties, SLA clocks in working time, comments and notes, attachments, history, breaches
+-- The classifier: a tree of categories kept by the operator's administrators. Each names who executes its requests —
+-- the operator's team by role (`operator`), the counterparty the request's object points to (`counterparty`), or
+-- both parties of the object with the operator as arbiter (`parties`) — and SLA targets per priority, in working
+-- minutes of the operator's calendar. Every change bumps the category's version and keeps the definition as it then
+-- was (`request_category_versions`); a request records the version it was classified under.
+CREATE TABLE request_categories (
+    id          INTEGER PRIMARY KEY,
+    code        TEXT NOT NULL UNIQUE CHECK (length(code) BETWEEN 1 AND 64),
+    parent_id   INTEGER REFERENCES request_categories (id),
+    name_en     TEXT NOT NULL CHECK (length(name_en) BETWEEN 1 AND 200),
+    name_ru     TEXT NOT NULL CHECK (length(name_ru) BETWEEN 1 AND 200),
+    name_kk     TEXT NOT NULL CHECK (length(name_kk) BETWEEN 1 AND 200),
+    executor    TEXT NOT NULL CHECK (executor IN ('operator', 'counterparty', 'parties')),
+    -- The operator's team that executes (or arbitrates, or takes the request when its object names no counterparty).
+    team        TEXT NOT NULL CHECK (team IN ('operator_staff', 'operator_admin')),
+    active      INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    version     INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+    updated_at  TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE request_sla_targets (
+    category_id             INTEGER NOT NULL REFERENCES request_categories (id),
+    priority                TEXT NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'critical')),
+    first_response_minutes  INTEGER NOT NULL CHECK (first_response_minutes > 0),
+    resolution_minutes      INTEGER NOT NULL CHECK (resolution_minutes >= first_response_minutes),
+    PRIMARY KEY (category_id, priority)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE request_category_versions (
+    category_id  INTEGER NOT NULL REFERENCES request_categories (id),
+    version      INTEGER NOT NULL,
+    -- The category and its targets as of this version (JSON).
+    definition   TEXT NOT NULL,
+    changed_at   TEXT NOT NULL,
+    changed_by   TEXT NOT NULL,
+    PRIMARY KEY (category_id, version)
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO request_categories (id, code, parent_id, name_en, name_ru, name_kk, executor, team, updated_at) VALUES
+    (1, 'integration', NULL, 'Integration question', 'Вопрос по интеграции', 'Интеграция бойынша сұрақ', 'operator', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (2, 'incident', NULL, 'Incident', 'Инцидент', 'Инцидент', 'counterparty', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (3, 'incident.api', 2, 'Incident: an API misbehaves', 'Инцидент: сбой API', 'Инцидент: API ақауы', 'counterparty', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (4, 'incident.application', 2, 'Incident: an application misbehaves', 'Инцидент: некорректная работа приложения', 'Инцидент: қосымшаның дұрыс жұмыс істемеуі', 'counterparty', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (5, 'dispute', NULL, 'Dispute', 'Спор', 'Дау', 'parties', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (6, 'dispute.data', 5, 'Dispute about data exchanged', 'Спор о переданных данных', 'Берілген деректер туралы дау', 'parties', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (7, 'accreditation', NULL, 'Accreditation', 'Аккредитация', 'Аккредиттеу', 'operator', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (8, 'billing', NULL, 'Billing', 'Биллинг', 'Биллинг', 'operator', 'operator_staff', '2026-12-01T00:00:00Z'),
+    (9, 'security', NULL, 'Security', 'Информационная безопасность', 'Ақпараттық қауіпсіздік', 'operator', 'operator_admin', '2026-12-01T00:00:00Z'),
+    -- Customers' complaints about a consent, raised from `/my`: to the consent's API user; not offered to participants.
+    (10, 'complaint', NULL, 'Customer''s complaint about a consent', 'Жалоба клиента на согласие', 'Клиенттің келісімге шағымы', 'counterparty', 'operator_staff', '2026-12-01T00:00:00Z');
+UPDATE request_categories SET active = 0 WHERE code = 'complaint';
+
+-- Targets in working minutes (a working day is 9 hours by default): critical 30 min / 4 h, high 2 h / 1 day,
+-- normal 4 h / 3 days, low 1 day / 5 days; security and incidents answer faster.
+INSERT INTO request_sla_targets (category_id, priority, first_response_minutes, resolution_minutes)
+SELECT c.id, t.priority,
+       CASE WHEN c.code IN ('security', 'incident', 'incident.api', 'incident.application') THEN t.fast_first ELSE t.first END,
+       t.resolution
+FROM request_categories c
+CROSS JOIN (SELECT 'critical' AS priority, 30 AS first, 15 AS fast_first, 240 AS resolution
+            UNION ALL SELECT 'high', 120, 60, 540
+            UNION ALL SELECT 'normal', 240, 120, 1620
+            UNION ALL SELECT 'low', 540, 540, 2700) t;
+
+INSERT INTO request_category_versions (category_id, version, definition, changed_at, changed_by)
+SELECT c.id, 1,
+       json_object('code', c.code, 'parent_id', c.parent_id, 'name_en', c.name_en, 'name_ru', c.name_ru,
+                   'name_kk', c.name_kk, 'executor', c.executor, 'team', c.team, 'active', c.active,
+                   'targets', (SELECT json_group_object(s.priority, json_object('first_response_minutes',
+                               s.first_response_minutes, 'resolution_minutes', s.resolution_minutes))
+                               FROM request_sla_targets s WHERE s.category_id = c.id)),
+       c.updated_at, 'system'
+FROM request_categories c;
+
+-- A request: raised by a participant's member (page) or system (API), about an optional object (`object_kind`
+-- and `object_ref`: an API's id, an application's client id, a consent id, an interaction id of an exchange, or the
+-- organisation's accreditation). Executed by an organisation (`assignee_organisation_id`) or by the operator's team
+-- (`assignee_team`). SLA clocks: the first response and the resolution are due in working time; while the request
+-- waits for its requester the resolution clock is paused (`resolution_due_at` NULL, the working minutes left kept).
+CREATE TABLE requests (
+    id                            INTEGER PRIMARY KEY,
+    category_id                   INTEGER NOT NULL REFERENCES request_categories (id),
+    category_version              INTEGER NOT NULL,
+    -- The organisation that raised it, or the customer who complained about a consent from `/my`.
+    requester_organisation_id     INTEGER REFERENCES organisations (id),
+    requester_customer_id         INTEGER REFERENCES customers (id),
+    -- The member who raised it on a page, or the application whose certificate raised it over the API.
+    requester_user_id             INTEGER REFERENCES users (id),
+    requester_client_id           TEXT,
+    subject                       TEXT NOT NULL CHECK (length(subject) BETWEEN 1 AND 200),
+    description                   TEXT NOT NULL CHECK (length(description) BETWEEN 1 AND 10000),
+    priority                      TEXT NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'critical')),
+    object_kind                   TEXT NOT NULL DEFAULT ''
+                                  CHECK (object_kind IN ('', 'api', 'application', 'consent', 'interaction', 'accreditation')),
+    object_ref                    TEXT NOT NULL DEFAULT '' CHECK (length(object_ref) <= 100),
+    status                        TEXT NOT NULL
+                                  CHECK (status IN ('new', 'assigned', 'in_progress', 'waiting', 'resolved', 'closed')),
+    assignee_organisation_id      INTEGER REFERENCES organisations (id),
+    assignee_team                 TEXT CHECK (assignee_team IN ('operator_staff', 'operator_admin')),
+    created_at                    TEXT NOT NULL,
+    updated_at                    TEXT NOT NULL,
+    first_response_due_at         TEXT NOT NULL,
+    first_responded_at            TEXT,
+    resolution_target_minutes     INTEGER NOT NULL CHECK (resolution_target_minutes > 0),
+    resolution_due_at             TEXT,
+    resolution_remaining_minutes  INTEGER,
+    resolution_warn_at            TEXT,
+    warned_at                     TEXT,
+    escalated_at                  TEXT,
+    resolved_at                   TEXT,
+    closed_at                     TEXT,
+    CHECK ((assignee_organisation_id IS NULL) = (assignee_team IS NOT NULL)),
+    CHECK ((requester_organisation_id IS NULL) <> (requester_customer_id IS NULL)),
+    CHECK (status = 'waiting' OR status IN ('resolved', 'closed') OR resolution_due_at IS NOT NULL)
+) STRICT;
+CREATE INDEX requests_due ON requests (status, resolution_due_at);
+CREATE INDEX requests_first_response ON requests (first_responded_at, first_response_due_at);
+CREATE INDEX requests_created ON requests (created_at);
+
+-- The organisations a request concerns: who raised it, who executes it, and the other party of its object. Each of
+-- them sees the request; nobody else among the participants does.
+CREATE TABLE request_parties (
+    request_id       INTEGER NOT NULL REFERENCES requests (id),
+    organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    role             TEXT NOT NULL CHECK (role IN ('requester', 'executor', 'party')),
+    PRIMARY KEY (request_id, organisation_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX request_parties_organisation ON request_parties (organisation_id, request_id);
+
+-- The request's history: every change, public comment and internal note (internal notes: the operator only).
+CREATE TABLE request_events (
+    id                     INTEGER PRIMARY KEY,
+    request_id             INTEGER NOT NULL REFERENCES requests (id),
+    at                     TEXT NOT NULL,
+    actor                  TEXT NOT NULL,
+    -- The organisation the actor acted for; NULL for the operator and the platform itself.
+    actor_organisation_id  INTEGER REFERENCES organisations (id),
+    kind                   TEXT NOT NULL CHECK (kind IN ('created', 'assigned', 'reassigned', 'status', 'comment',
+                                                          'note', 'reopened', 'warning', 'breach', 'escalated')),
+    status                 TEXT NOT NULL,
+    body                   TEXT NOT NULL DEFAULT '' CHECK (length(body) <= 10000),
+    internal               INTEGER NOT NULL DEFAULT 0 CHECK (internal IN (0, 1))
+) STRICT;
+CREATE INDEX request_events_request ON request_events (request_id, id);
+
+-- Files sent with a request, trusted by their bytes only (PDF, PNG, JPEG).
+CREATE TABLE request_attachments (
+    id            INTEGER PRIMARY KEY,
+    request_id    INTEGER NOT NULL REFERENCES requests (id),
+    filename      TEXT NOT NULL,
+    content_type  TEXT NOT NULL CHECK (content_type IN ('application/pdf', 'image/png', 'image/jpeg')),
+    size          INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    content       BLOB NOT NULL,
+    created_at    TEXT NOT NULL
+) STRICT;
+CREATE INDEX request_attachments_request ON request_attachments (request_id);
+
+-- SLA breaches: a clock's deadline passed before its event (the first response, the resolution). One per request and
+-- clock; the reports count them by `breached_at`.
+CREATE TABLE request_sla_breaches (
+    request_id   INTEGER NOT NULL REFERENCES requests (id),
+    clock        TEXT NOT NULL CHECK (clock IN ('first_response', 'resolution')),
+    due_at       TEXT NOT NULL,
+    breached_at  TEXT NOT NULL,
+    PRIMARY KEY (request_id, clock)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX request_sla_breaches_at ON request_sla_breaches (breached_at);
+
+-- The personal account's inbox: what the platform tells an organisation — its requests' changes, its APIs delisted,
+-- relisted or over their SLA, accreditation decisions (`kind`: the webhook event's name or `accreditation.*`) —
+-- with identifiers only (`data`, JSON). Read per person: everything up to `last_read_id` is read.
+CREATE TABLE notices (
+    id               INTEGER PRIMARY KEY,
+    organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    kind             TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    data             TEXT NOT NULL DEFAULT '{}',
+    created_at       TEXT NOT NULL
+) STRICT;
+CREATE INDEX notices_organisation ON notices (organisation_id, id);
+
+CREATE TABLE notice_reads (
+    user_id       INTEGER PRIMARY KEY REFERENCES users (id),
+    last_read_id  INTEGER NOT NULL
+) STRICT;

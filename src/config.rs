@@ -41,6 +41,7 @@ pub struct Config {
     /// The operator's time zone (an IANA name): the days and months of reports, and the dates pages show.
     pub time_zone: OperatorTimeZone,
     pub reports: ReportsConfig,
+    pub requests: RequestsConfig,
 }
 
 /// The operator's time zone, checked against the time zone database when the configuration is read (the system's
@@ -97,6 +98,27 @@ pub struct ReportsConfig {
     pub hourly_retention_days: u32,
     /// Days daily rollups are kept; 0 keeps them for ever.
     pub daily_retention_days: u32,
+}
+
+/// Request management (`crate::requests`): the operator's working calendar the SLA clocks run on, warnings, reopening
+/// and attachments.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsConfig {
+    /// When the operator's working day starts and ends (`HH:MM`, in `time_zone`), Monday to Friday.
+    pub work_starts: String,
+    pub work_ends: String,
+    /// Days off besides weekends and Kazakhstan's public holidays (`YYYY-MM-DD`: days moved by government decree).
+    pub extra_days_off: Vec<String>,
+    /// Weekend days made working days by the same decrees (`YYYY-MM-DD`).
+    pub extra_working_days: Vec<String>,
+    /// How much of a resolution target (per cent) may pass before the executor is warned.
+    pub warning_percent: u32,
+    /// Days a closed request may be reopened by its requester.
+    pub reopen_days: u32,
+    /// The largest attachment accepted, in bytes, and how many one request may carry.
+    pub max_attachment_bytes: usize,
+    pub max_attachments: usize,
 }
 
 /// Request rate limits (`crate::web::rate_limit`), checked before a request does any other work, and the bound on
@@ -615,6 +637,37 @@ impl Config {
                 "must be 0 (kept for ever) or at least reports.hourly_retention_days".into(),
             ));
         }
+        let requests = &self.requests;
+        for (key, value, low, high) in [
+            ("requests.warning_percent", requests.warning_percent.into(), 1, 99),
+            ("requests.reopen_days", requests.reopen_days.into(), 0, 366),
+            ("requests.max_attachment_bytes", requests.max_attachment_bytes as u64, 1024, 20 * 1024 * 1024),
+            ("requests.max_attachments", requests.max_attachments as u64, 0, 20),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(fail(key, format!("must be between {low} and {high}")));
+            }
+        }
+        let mut hours = Vec::new();
+        for (key, value) in
+            [("requests.work_starts", &requests.work_starts), ("requests.work_ends", &requests.work_ends)]
+        {
+            match value.parse::<jiff::civil::Time>() {
+                Ok(time) => hours.push(time),
+                Err(_) => return Err(fail(key, format!("`{value}` is not a time of day such as \"09:00\""))),
+            }
+        }
+        if hours[0] >= hours[1] {
+            return Err(fail("requests.work_starts", "must be before requests.work_ends".into()));
+        }
+        for (key, days) in [
+            ("requests.extra_days_off", &requests.extra_days_off),
+            ("requests.extra_working_days", &requests.extra_working_days),
+        ] {
+            if let Some(day) = days.iter().find(|d| d.parse::<jiff::civil::Date>().is_err()) {
+                return Err(fail(key, format!("`{day}` is not a date such as \"2027-03-24\"")));
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));
         }
@@ -906,6 +959,21 @@ mod tests {
         assert!(err.contains("reports.hourly_retention_days"), "{err}");
         let err = load_text("[reports]\ndaily_retention_days = 100\n", &[]).unwrap_err().to_string();
         assert!(err.contains("reports.daily_retention_days"), "{err}");
+    }
+
+    #[test]
+    fn the_requests_calendar_keys_are_checked() {
+        let config = load_text("", &[]).unwrap();
+        assert_eq!((config.requests.work_starts.as_str(), config.requests.reopen_days), ("09:00", 14));
+        for (text, key) in [
+            ("[requests]\nwork_starts = \"9 am\"\n", "requests.work_starts"),
+            ("[requests]\nwork_starts = \"19:00\"\n", "requests.work_starts"),
+            ("[requests]\nextra_days_off = [\"24.03.2027\"]\n", "requests.extra_days_off"),
+            ("[requests]\nwarning_percent = 100\n", "requests.warning_percent"),
+        ] {
+            let err = load_text(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod pki;
 pub mod random;
 pub mod refbank;
 pub mod reports;
+pub mod requests;
 pub mod sandbox;
 pub mod snapshot;
 pub mod standard;

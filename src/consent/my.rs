@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/my/consents/{id}/narrow", post(narrow))
         .route("/my/consents/{id}/revoke", post(revoke_all))
         .route("/my/consents/{id}/banks/{organisation}/revoke", post(revoke_bank))
+        .route("/my/consents/{id}/complaint", post(complain))
 }
 
 #[derive(Template)]
@@ -58,6 +59,8 @@ struct ConsentPage<'a> {
     history: Vec<HistoryEntry>,
     /// What went wrong with the change asked for (an alert).
     notice: Option<&'static str>,
+    /// The customer's complaints about this consent (`crate::requests`): number, status, when.
+    complaints: Vec<(i64, crate::requests::Status, String)>,
     /// What the change just made did (a status message).
     done: Option<&'static str>,
     now: String,
@@ -165,11 +168,15 @@ async fn consent_page(
     done: Option<&'static str>,
 ) -> Result<Response, PageError> {
     let Some((journey, customer_id)) = signed_in(customer) else { return Err(PageError::Redirect("/my")) };
-    let (consent, history) = own(state, customer_id, id).await?.ok_or_else(PageError::not_found)?;
+    let (consent, history) = own(state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
     let moment = state.clock.now();
     let now = crate::clock::rfc3339(moment);
     let live = consent.is_live(&now);
     let (until_min, until_max) = super::narrow::until_bounds(&consent, state.config.time_zone.zone(), moment);
+    let complaints = state
+        .db
+        .read(move |c| crate::requests::case::complaints(c, customer_id, &id).map_err(StoreError::from))
+        .await?;
     let mut response = render(&ConsentPage {
         t: Texts { lang: customer.lang },
         csrf: &journey.csrf,
@@ -181,6 +188,7 @@ async fn consent_page(
         now,
         until_min,
         until_max,
+        complaints,
     });
     response.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     Ok(response)
@@ -316,6 +324,45 @@ async fn narrow(
         Err(refused) => {
             let mut response = consent_page(&state, &customer, id, Some(refused.text_key()), None).await?;
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(response)
+        }
+    }
+}
+
+/// The complaint form of the consent page.
+#[derive(serde::Deserialize)]
+struct ComplaintForm {
+    #[serde(default)]
+    text: String,
+}
+
+/// The identified customer: a complaint about one of their own consents, to its API user and the operator
+/// (`crate::requests::case::complain`).
+async fn complain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JourneyForm { customer, form, .. }: JourneyForm<ComplaintForm>,
+) -> Result<Response, PageError> {
+    let Some((journey, customer_id)) = signed_in(&customer) else { return Err(PageError::Redirect("/my")) };
+    own(&state, customer_id, id.clone()).await?.ok_or_else(PageError::not_found)?;
+    let seen = journey.clone();
+    let clocks = crate::requests::case::Clocks::from_config(&state.config)?;
+    let now = state.clock.now();
+    let consent_id = id.clone();
+    let done = state
+        .db
+        .write(move |tx| -> Result<_, crate::requests::RequestsError> {
+            if !journey::unchanged(tx, &seen, now)? {
+                return Ok(Err(crate::requests::Refusal::Conflict));
+            }
+            crate::requests::case::complain(tx, &clocks, customer_id, &consent_id, &form.text, now)
+        })
+        .await?;
+    match done {
+        Ok(_) => consent_page(&state, &customer, id, None, Some("requests.complaint.sent")).await,
+        Err(refusal) => {
+            let mut response = consent_page(&state, &customer, id, Some(refusal.text_key()), None).await?;
+            *response.status_mut() = refusal.status();
             Ok(response)
         }
     }

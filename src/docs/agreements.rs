@@ -1,4 +1,4 @@
-//! The accession agreements' versions and their electronic acceptance (migration 21).
+//! The accession agreements' versions and their electronic acceptance (migration 20).
 //!
 //! An agreement's text comes with the binary (`assets/docs/<lang>/agreement-{provider,user}.md`); when a binary with
 //! a new version starts, [`sync`] records the version (its number, the SHA-256 over its three languages, and the date

@@ -98,7 +98,10 @@ struct ConsolePage {
 
 /// Console readers (operator staff, the regulator): each agreement's versions, and for the current one which
 /// participants have accepted it (who, when) and which have not.
-async fn console_page(State(state): State<AppState>, ConsoleReader(_who): ConsoleReader) -> Result<Response, PageError> {
+async fn console_page(
+    State(state): State<AppState>,
+    ConsoleReader(_who): ConsoleReader,
+) -> Result<Response, PageError> {
     let agreements = state
         .db
         .read(move |c| -> Result<_, StoreError> {

@@ -16,6 +16,7 @@
 //!
 //! Payloads carry identifiers only, never a secret or a customer's data: the outbox is part of the auditor's snapshot.
 
+pub mod inbox;
 pub mod worker;
 
 use rusqlite::{Connection, Transaction, params};
@@ -45,6 +46,11 @@ pub const EVENT_TYPES: &[&str] = &[
     "api.sla_restored",
     // To every participant accredited in its role: a new version of its accession agreement, to accept by a date.
     "agreement.published",
+    // A request (`crate::requests`) raised, changed (status, comment, re-assignment, SLA warning or escalation) or
+    // resolved: to every organisation it concerns.
+    "request.created",
+    "request.updated",
+    "request.resolved",
 ];
 
 /// The JWS `typ` of an event.
@@ -93,6 +99,12 @@ pub fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         params![event_id, organisation_id, event_type, data.to_string(), now],
     )?;
+    if inbox::INBOX_EVENTS.contains(&event_type) {
+        tx.execute(
+            "INSERT INTO notices (organisation_id, kind, data, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![organisation_id, event_type, data.to_string(), now],
+        )?;
+    }
     Ok(event_id)
 }
 

@@ -605,6 +605,13 @@ pub fn decide(
                 "user": app.wants_user,
             })),
     )?;
+    // The organisation's inbox carries the decision too (it was a banner on the accreditation page only).
+    let kind = match decision {
+        Decision::Approve => "accreditation.approved",
+        Decision::Reject => "accreditation.rejected",
+        Decision::RequestChanges => "accreditation.changes_requested",
+    };
+    crate::notify::inbox::add(tx, org.id, kind, &serde_json::json!({"application_id": app.id}), now)?;
     Ok(DecideOutcome::Decided { accreditation: number })
 }
 

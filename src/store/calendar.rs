@@ -54,6 +54,14 @@ pub fn local_text(zone: &TimeZone, rfc3339: &str) -> String {
     }
 }
 
+/// A stored time (RFC 3339) as the operator reads it on a page: `2027-03-25 11:00` in `zone` (the text as stored if
+/// it is not a time).
+pub fn local_minute(zone: &TimeZone, rfc3339: &str) -> String {
+    let Ok(t) = crate::clock::parse(rfc3339) else { return rfc3339.to_string() };
+    let Ok(ts) = Timestamp::from_second(t.unix_timestamp()) else { return rfc3339.to_string() };
+    zone.to_datetime(ts).strftime("%Y-%m-%d %H:%M").to_string()
+}
+
 /// Gives a connection `kopir_local_day` for `zone`.
 pub fn register(conn: &Connection, zone: &TimeZone) -> rusqlite::Result<()> {
     let zone = zone.clone();

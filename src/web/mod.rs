@@ -145,6 +145,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::reports::router())
         .merge(crate::monitoring::router())
         .merge(crate::docs::router())
+        .merge(crate::requests::router())
+        .merge(crate::notify::inbox::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -441,6 +443,7 @@ pub async fn start_with_lookup(
         crate::monitoring::Sources::from_config(&config),
         receiver.clone(),
     ));
+    tasks.push(crate::requests::spawn(state.db.clone(), state.clock.clone(), receiver.clone()));
     tasks.push(crate::consent::spawn_expiry_sweep(
         state.db.clone(),
         state.clock.clone(),

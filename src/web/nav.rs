@@ -161,6 +161,7 @@ pub const CONSOLE: &[Group] = &[
     Group {
         key: "nav.group_oversight",
         entries: &[
+            entry("/console/requests", "requests.nav"),
             entry("/console/audit", "nav.audit"),
             entry("/docs", "nav.docs"),
             Entry { href: "/console/staff", key: "nav.operator_staff", audience: Audience::OperatorAdmin },
@@ -175,6 +176,8 @@ pub const ORGANISATION: &[Group] = &[
         key: "nav.group_organisation",
         entries: &[
             entry("/org", "nav.organisation"),
+            entry("/org/inbox", "inbox.nav"),
+            entry("/org/requests", "requests.nav"),
             entry("/org/accreditation", "nav.accreditation"),
             entry("/org/agreements", "nav.agreements"),
             entry("/org/staff", "nav.staff"),

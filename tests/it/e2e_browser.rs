@@ -63,7 +63,7 @@ async fn a_bank_registers_enrols_its_second_factor_and_reaches_its_workspace() {
     platform.shutdown().await;
 }
 
-async fn sign_out(chrome: &Chrome) {
+pub(crate) async fn sign_out(chrome: &Chrome) {
     chrome.click("form[action='/logout'] button[type=submit]").await;
     chrome.wait_path("/").await;
 }

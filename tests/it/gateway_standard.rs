@@ -211,6 +211,10 @@ async fn the_platform_document_is_public_and_describes_only_what_api_users_call(
             "/open-banking/v1/aisp/account-access-consents/{ConsentId}",
             // Participants' own systems read their usage reports.
             "/participant/v1/reports/usage",
+            // ... and raise and follow requests (questions, incidents, disputes).
+            "/participant/v1/requests",
+            "/participant/v1/requests/categories",
+            "/participant/v1/requests/{id}",
         ]
     );
     // Its error schema is the standard's, word for word.

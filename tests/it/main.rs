@@ -42,6 +42,7 @@ mod reports;
 mod reports_dashboard;
 mod reports_monthly;
 mod reports_participant;
+mod requests;
 mod robustness;
 mod sandbox_apps;
 mod sandbox_schedule;
