@@ -14,7 +14,7 @@ use super::{Document, Hit};
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render};
-use crate::web::session::ConsoleReader;
+use crate::web::session::{ConsoleReader, SignedIn};
 
 /// Longest query read; more is cut.
 const MAX_QUERY_CHARS: usize = 200;
@@ -37,7 +37,8 @@ struct IndexPage {
 }
 
 /// Public: the documents, with their versions, and the search form.
-async fn index(t: Texts) -> Response {
+/// Open to everyone; the signed-in keep their header and menu (`Option<SignedIn>`), as on the other public pages.
+async fn index(t: Texts, _who: Option<SignedIn>) -> Response {
     render(&IndexPage { t, documents: super::documents(t.lang).collect() })
 }
 
@@ -51,7 +52,7 @@ struct DocumentPage {
 }
 
 /// Public: one document in the visitor's language, with its table of contents; printable.
-async fn document(t: Texts, Path(slug): Path<String>) -> Result<Response, PageError> {
+async fn document(t: Texts, _who: Option<SignedIn>, Path(slug): Path<String>) -> Result<Response, PageError> {
     let doc = super::document(&slug, t.lang).ok_or_else(PageError::not_found)?;
     let hash = super::version_hash(doc.slug).unwrap_or_default();
     Ok(render(&DocumentPage { t, doc, hash }))
@@ -72,7 +73,7 @@ struct SearchPage {
 }
 
 /// Public: the sections of every document (in the visitor's language) holding every word asked for.
-async fn search(t: Texts, Query(query): Query<SearchQuery>) -> Response {
+async fn search(t: Texts, _who: Option<SignedIn>, Query(query): Query<SearchQuery>) -> Response {
     let query: String = query.q.chars().take(MAX_QUERY_CHARS).collect();
     let hits = super::search(t.lang, &query, MAX_HITS);
     render(&SearchPage { t, query, hits })

@@ -207,7 +207,13 @@ async fn list(State(state): State<AppState>, client: ApiClient) -> Result<Json<V
 }
 
 /// A participant's system: one of its organisation's requests.
-async fn one(State(state): State<AppState>, client: ApiClient, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn one(
+    State(state): State<AppState>,
+    client: ApiClient,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    // A request's number; anything else names no request (404 in the standard shape, as for another's request).
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     let acting = Acting::member(
         crate::audit::Actor { name: format!("client:{}", client.app.client_id), source: String::new(), user_id: None },
         client.organisation.id,

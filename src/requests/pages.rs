@@ -70,12 +70,7 @@ async fn list(State(state): State<AppState>, ParticipantMember(who): Participant
     let org_id = who.org.id;
     let requests =
         state.db.read(move |c| case::for_organisation(c, org_id, LIST_LIMIT).map_err(StoreError::from)).await?;
-    Ok(render(&ListPage {
-        t: Texts::current(),
-        requests,
-        org_id,
-        zone: state.config.time_zone.zone(),
-    }))
+    Ok(render(&ListPage { t: Texts::current(), requests, org_id, zone: state.config.time_zone.zone() }))
 }
 
 /// The raising form's values, shown again after a refusal.
