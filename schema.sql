@@ -1010,3 +1010,53 @@ SELECT month, environment, provider_organisation_id, api_id, endpoint, status_cl
     sum(b17), sum(b18), sum(b19)
 FROM usage_monthly
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
+-- migration 18: placeholder (lead drops at merge)
+CREATE TABLE IF NOT EXISTS placeholder_18 (x INTEGER);
+-- migration 19: billing: the regulator's caps per service, providers' tariffs per API and service, the operator's
+-- platform fee, and billable units per day kept by the meter's writer (`billing::units::observe`, same transaction as
+-- the raw exchanges). Caps, tariffs and fees take effect at the start of an operator's local day, never today or
+-- earlier, so the day an exchange falls on names the tariff and cap in force and a day's price never changes after
+-- the fact. Rows are never changed or deleted: the row in force for a day is the latest `effective_from` on or before
+-- it, the latest id among equals (a later decision for the same day supersedes an earlier one).
+-- The transaction lines in a bank's answer (a transactions call is billed per page of up to 100 lines).
+ALTER TABLE exchanges ADD COLUMN transaction_lines INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE billing_caps (
+    id              INTEGER PRIMARY KEY,
+    -- `provider`: the most a provider may charge per unit; `platform`: the most the operator's fee may be.
+    payee           TEXT NOT NULL CHECK (payee IN ('provider', 'platform')),
+    service         TEXT NOT NULL CHECK (service IN ('accounts', 'balances', 'transactions_page')),
+    -- The operator's local day it takes effect, YYYY-MM-DD.
+    effective_from  TEXT NOT NULL CHECK (length(effective_from) = 10),
+    max_tiyn        INTEGER NOT NULL CHECK (max_tiyn >= 0),
+    set_by          TEXT NOT NULL,
+    set_at          TEXT NOT NULL
+) STRICT;
+CREATE INDEX billing_caps_in_force ON billing_caps (payee, service, effective_from, id);
+CREATE TABLE billing_tariffs (
+    id              INTEGER PRIMARY KEY,
+    -- NULL: the operator's platform fee (charged to the API user on every billable unit).
+    api_id          INTEGER REFERENCES apis (id),
+    service         TEXT NOT NULL CHECK (service IN ('accounts', 'balances', 'transactions_page')),
+    effective_from  TEXT NOT NULL CHECK (length(effective_from) = 10),
+    price_tiyn      INTEGER NOT NULL CHECK (price_tiyn >= 0),
+    -- Units free of the provider's charge per API user and month (never for the platform's fee).
+    free_units      INTEGER NOT NULL CHECK (free_units >= 0 AND (api_id IS NOT NULL OR free_units = 0)),
+    -- Set when the row is the platform's clamp of a tariff under a lowered cap.
+    clamped_by_cap  INTEGER REFERENCES billing_caps (id),
+    set_by          TEXT NOT NULL,
+    set_at          TEXT NOT NULL
+) STRICT;
+CREATE INDEX billing_tariffs_in_force ON billing_tariffs (api_id, service, effective_from, id);
+-- Successful production exchanges with a bank, counted in billable units per operator's local day, API user,
+-- provider, API and service. (Sandbox traffic, refusals and failures are never counted.)
+CREATE TABLE billing_units_daily (
+    day                       TEXT NOT NULL CHECK (length(day) = 10),
+    user_organisation_id      INTEGER NOT NULL,
+    provider_organisation_id  INTEGER NOT NULL,
+    api_id                    INTEGER NOT NULL,
+    service                   TEXT NOT NULL CHECK (service IN ('accounts', 'balances', 'transactions_page')),
+    exchanges                 INTEGER NOT NULL,
+    units                     INTEGER NOT NULL,
+    PRIMARY KEY (day, user_organisation_id, provider_organisation_id, api_id, service)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX billing_units_provider ON billing_units_daily (provider_organisation_id, day);

@@ -41,6 +41,8 @@ pub const EVENT_TYPES: &[&str] = &[
     // To the provider: its API's p95 latency went over its SLA, and came back within it (`monitoring::sla`).
     "api.sla_breached",
     "api.sla_restored",
+    // To the provider: a lowered cap clamped one of its API's tariffs (`billing`).
+    "billing.tariff.clamped",
 ];
 
 /// The JWS `typ` of an event.

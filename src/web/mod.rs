@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::availability::router())
         .merge(crate::reports::router())
         .merge(crate::monitoring::router())
+        .merge(crate::billing::pages::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -298,9 +299,9 @@ impl Running {
 }
 
 /// What the meter's writer updates with each batch of exchanges, in its transaction and in this order: the usage
-/// rollups (reports) and the outages seen in the answers (availability).
+/// rollups (reports), the outages seen in the answers (availability) and the billable units (billing).
 pub const METER_OBSERVERS: &[crate::gateway::meter::Observer] =
-    &[crate::reports::rollup::add, crate::availability::outages::observe_exchanges];
+    &[crate::reports::rollup::add, crate::availability::outages::observe_exchanges, crate::billing::units::observe];
 
 /// Opens the store and the CA and starts the HTTPS and admin listeners. `extra` routes are merged into the public
 /// router (the in-process test harness uses it; `kopir serve` passes none).
