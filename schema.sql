@@ -1060,3 +1060,34 @@ CREATE TABLE billing_units_daily (
     PRIMARY KEY (day, user_organisation_id, provider_organisation_id, api_id, service)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX billing_units_provider ON billing_units_daily (provider_organisation_id, day);
+-- Month close: numbered statements that never change once issued (only their settlement status moves on).
+CREATE TABLE billing_closes (
+    month      TEXT PRIMARY KEY CHECK (length(month) = 7),
+    closed_at  TEXT NOT NULL,
+    closed_by  TEXT NOT NULL
+) STRICT;
+CREATE TABLE billing_statements (
+    id               INTEGER PRIMARY KEY,
+    -- `KOPIR-YYYYMM-NNNNNN`, numbered within the month.
+    number           TEXT NOT NULL UNIQUE,
+    month            TEXT NOT NULL REFERENCES billing_closes (month),
+    -- `user`: what an API user owes; `provider`: what a provider earns; `operator`: every participant's net position.
+    kind             TEXT NOT NULL CHECK (kind IN ('user', 'provider', 'operator')),
+    organisation_id  INTEGER REFERENCES organisations (id),
+    total_tiyn       INTEGER NOT NULL,
+    -- The statement as issued (JSON, stable field names), and its SHA-256 (hex).
+    document         TEXT NOT NULL,
+    sha256           TEXT NOT NULL,
+    issued_at        TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'issued' CHECK (status IN ('issued', 'invoiced', 'paid', 'overdue')),
+    status_changed_at TEXT,
+    CHECK ((kind = 'operator') = (organisation_id IS NULL))
+) STRICT;
+CREATE UNIQUE INDEX billing_statements_one ON billing_statements (month, kind, ifnull(organisation_id, 0));
+CREATE TRIGGER billing_statements_immutable BEFORE UPDATE ON billing_statements
+WHEN OLD.number IS NOT NEW.number OR OLD.month IS NOT NEW.month OR OLD.kind IS NOT NEW.kind
+  OR OLD.organisation_id IS NOT NEW.organisation_id OR OLD.total_tiyn IS NOT NEW.total_tiyn
+  OR OLD.document IS NOT NEW.document OR OLD.sha256 IS NOT NEW.sha256 OR OLD.issued_at IS NOT NEW.issued_at
+BEGIN SELECT RAISE(ABORT, 'an issued statement never changes'); END;
+CREATE TRIGGER billing_statements_kept BEFORE DELETE ON billing_statements
+BEGIN SELECT RAISE(ABORT, 'an issued statement is never deleted'); END;

@@ -19,6 +19,7 @@
 //! as `billing.cap.set`, `billing.tariff.set`, `billing.fee.set` with outcome `denied` and the reason.
 
 pub mod charges;
+pub mod close;
 pub mod pages;
 pub mod units;
 
