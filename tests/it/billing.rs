@@ -145,6 +145,26 @@ async fn caps_refuse_tariffs_above_them_and_a_lowered_cap_clamps_and_notifies_th
     w.s.user_admin.sign_in("fintechadmin", "fintechadmin-Passw0rd-long").await;
     let page = w.s.user_admin.get(&market).await;
     assert!(page.body.contains("1.20 ₸") && !page.body.contains("1.80 ₸"), "{}", page.body);
+
+    // The command line: the caps and tariffs as JSON; a month that has not ended is not closed; an ended one is,
+    // once.
+    let caps = platform.kopir().args(["billing", "caps", "--json"]).output().unwrap();
+    common::assert_success(&caps);
+    let caps: Value = serde_json::from_slice(&caps.stdout).unwrap();
+    assert_eq!(caps.as_array().unwrap().len(), 2);
+    let tariffs = platform.kopir().args(["billing", "tariffs", "--json"]).output().unwrap();
+    common::assert_success(&tariffs);
+    let tariffs: Value = serde_json::from_slice(&tariffs.stdout).unwrap();
+    assert!(tariffs.as_array().unwrap().iter().any(|t| t["clamped_by_cap"].is_i64()));
+    let future = platform.kopir().args(["billing", "close", "--month", "2999-01"]).output().unwrap();
+    assert!(!future.status.success());
+    for already in [false, true] {
+        let closed = platform.kopir().args(["billing", "close", "--month", "2020-01", "--json"]).output().unwrap();
+        common::assert_success(&closed);
+        let closed: Value = serde_json::from_slice(&closed.stdout).unwrap();
+        assert_eq!(closed["already_closed"], already);
+        assert_eq!(closed["statements"].as_array().unwrap().len(), 1, "the operator's, with nothing to net");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -388,6 +408,55 @@ async fn exchanges_are_priced_at_their_day_s_tariff_after_the_free_quota_and_equ
         assert_eq!(charge, 200 + 40 + 400 + 300 + 40 + 240);
         assert_eq!(fee, 3 * 10 + 10 + 2 * 20 + 2 * 10 + 10 + 2 * 20);
     }
+
+    // The month closed (as `kopir billing close` and the schedule do, on the first day after it): statements whose
+    // totals equal the independent sums; closing again issues nothing new; an issued statement never changes.
+    let (close_db, _) = kopir::store::Db::open(&platform.config.db_path(), Default::default(), false).unwrap();
+    let (_, last) = kopir::billing::close::month_days(&month).unwrap();
+    let after_month = last + DAY;
+    let close_month = async || {
+        let month = month.clone();
+        close_db
+            .write(move |tx| {
+                let actor = kopir::audit::Actor { name: "test".into(), source: "test".into(), user_id: None };
+                kopir::billing::close::close(tx, &month, after_month, &actor, kopir::clock::now())
+            })
+            .await
+            .unwrap()
+    };
+    let kopir::billing::close::Closed::Issued(issued) = close_month().await else { panic!("not issued") };
+    let kopir::billing::close::Closed::Already(again) = close_month().await else { panic!("closed twice") };
+    assert_eq!(issued, again);
+    let user_org = organisation_id(platform, &w.s.user_bin);
+    let bank_org = organisation_id(platform, &w.banks[0].bin);
+    let of = |kind: &str, org: Option<i64>| {
+        issued.iter().find(|s| s.kind == kind && s.organisation_id == org).unwrap_or_else(|| panic!("{kind}")).clone()
+    };
+    assert_eq!(of("user", Some(user_org)).total_tiyn, charge + fee);
+    assert_eq!(of("provider", Some(bank_org)).total_tiyn, charge);
+    assert_eq!(of("operator", None).total_tiyn, fee, "the operator keeps the fees, passes the charges on");
+    let number = of("user", Some(user_org)).number;
+    assert!(number.starts_with(&format!("KOPIR-{}-", month.replace('-', ""))), "{number}");
+    let document: Value = serde_json::from_str(
+        &db(platform)
+            .query_row("SELECT document FROM billing_statements WHERE number = ?1", [&number], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    let lines = document["body"]["lines"].as_array().unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l["charge_tiyn"].as_i64().unwrap() + l["fee_tiyn"].as_i64().unwrap()).sum::<i64>(),
+        charge + fee
+    );
+    assert_eq!(lines.iter().map(|l| l["units"].as_i64().unwrap()).sum::<i64>(), units);
+    let tampered = db(platform).execute("UPDATE billing_statements SET total_tiyn = 0 WHERE number = ?1", [&number]);
+    assert!(tampered.is_err(), "an issued statement never changes");
+    assert!(db(platform).execute("DELETE FROM billing_statements", []).is_err());
+    let listed = platform.kopir().args(["billing", "statements", "--month", &month, "--json"]).output().unwrap();
+    common::assert_success(&listed);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&number));
 
     // The pages: the API user's charges per bank and the bank's earnings, with a chart and its data table.
     w.s.user_admin.sign_in("fintechadmin", "fintechadmin-Passw0rd-long").await;
