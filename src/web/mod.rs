@@ -405,6 +405,12 @@ pub async fn start_with_lookup(
         config.reports.clone(),
         receiver.clone(),
     ));
+    tasks.push(crate::billing::schedule::spawn(
+        state.db.clone(),
+        state.clock.clone(),
+        config.time_zone.zone().clone(),
+        receiver.clone(),
+    ));
     tasks.push(crate::availability::platform::spawn_writer(
         state.db.clone(),
         state.availability.clone(),
