@@ -239,3 +239,166 @@ mod tests {
         assert_eq!(month_days("2028-13"), None);
     }
 }
+
+crate::text_enum! {
+    /// Where a statement's settlement stands (the operator marks it).
+    pub enum Settlement {
+        Issued = "issued",
+        Invoiced = "invoiced",
+        Paid = "paid",
+        Overdue = "overdue",
+    }
+}
+
+impl Settlement {
+    /// The statuses a statement in `self` may move to.
+    pub fn next(self) -> &'static [Settlement] {
+        match self {
+            Settlement::Issued => &[Settlement::Invoiced],
+            Settlement::Invoiced => &[Settlement::Paid, Settlement::Overdue],
+            Settlement::Overdue => &[Settlement::Paid],
+            Settlement::Paid => &[],
+        }
+    }
+}
+
+/// One statement with its document, by number.
+pub fn by_number(conn: &Connection, number: &str) -> rusqlite::Result<Option<(Statement, String)>> {
+    conn.query_row(
+        "SELECT id, number, month, kind, organisation_id, total_tiyn, sha256, issued_at, status, document
+         FROM billing_statements WHERE number = ?1",
+        [number],
+        |r| {
+            Ok((
+                Statement {
+                    id: r.get(0)?,
+                    number: r.get(1)?,
+                    month: r.get(2)?,
+                    kind: r.get(3)?,
+                    organisation_id: r.get(4)?,
+                    total_tiyn: r.get(5)?,
+                    sha256: r.get(6)?,
+                    issued_at: r.get(7)?,
+                    status: r.get(8)?,
+                },
+                r.get(9)?,
+            ))
+        },
+    )
+    .optional()
+}
+
+/// The statements of one organisation (`None`: every one), latest month first.
+pub fn listed(conn: &Connection, organisation: Option<i64>, limit: u32) -> rusqlite::Result<Vec<Statement>> {
+    conn.prepare_cached(
+        "SELECT id, number, month, kind, organisation_id, total_tiyn, sha256, issued_at, status
+         FROM billing_statements WHERE ?1 IS NULL OR organisation_id = ?1 ORDER BY month DESC, number LIMIT ?2",
+    )?
+    .query_map(params![organisation, limit], |r| {
+        Ok(Statement {
+            id: r.get(0)?,
+            number: r.get(1)?,
+            month: r.get(2)?,
+            kind: r.get(3)?,
+            organisation_id: r.get(4)?,
+            total_tiyn: r.get(5)?,
+            sha256: r.get(6)?,
+            issued_at: r.get(7)?,
+            status: r.get(8)?,
+        })
+    })?
+    .collect()
+}
+
+/// Moves a statement's settlement on (compare-and-set from `from`), journalled; `false` when it was not in `from` or
+/// the move is not one [`Settlement::next`] allows.
+pub fn mark(
+    tx: &Transaction,
+    number: &str,
+    from: Settlement,
+    to: Settlement,
+    actor: &Actor,
+    now: OffsetDateTime,
+) -> rusqlite::Result<bool> {
+    if !from.next().contains(&to) {
+        return Ok(false);
+    }
+    let at = crate::clock::rfc3339(now);
+    let changed = tx.execute(
+        "UPDATE billing_statements SET status = ?3, status_changed_at = ?4 WHERE number = ?1 AND status = ?2",
+        params![number, from, to, at],
+    )?;
+    if changed == 1 {
+        audit::append(
+            tx,
+            &Event::new(&actor.name, "billing.statement.marked", Outcome::Success)
+                .at(now)
+                .source(&actor.source)
+                .object(format!("billing_statement:{number}"))
+                .detail(json!({ "from": from, "to": to })),
+        )?;
+    }
+    Ok(changed == 1)
+}
+
+/// A line item of a statement: one billable exchange of its month, traced by its interaction id (no customer data).
+#[derive(Debug, Clone, Serialize)]
+pub struct LineItem {
+    pub at: String,
+    pub interaction_id: String,
+    pub user_organisation_id: i64,
+    pub provider_organisation_id: i64,
+    pub api_id: i64,
+    pub service: &'static str,
+    pub units: i64,
+}
+
+/// The billable exchanges behind a user's or provider's statement (as long as the raw exchanges are kept,
+/// `reports.raw_retention_days`): the month's successful production exchanges with a bank, in time order.
+pub fn line_items(
+    conn: &Connection,
+    statement: &Statement,
+    bounds: (String, String),
+) -> rusqlite::Result<Vec<LineItem>> {
+    let column = match statement.kind.as_str() {
+        "user" => "user_organisation_id",
+        "provider" => "provider_organisation_id",
+        _ => return Ok(vec![]),
+    };
+    let (from, to) = bounds;
+    let mut out = Vec::new();
+    let mut query = conn.prepare(&format!(
+        "SELECT at, interaction_id, user_organisation_id, provider_organisation_id, api_id, endpoint, transaction_lines
+         FROM exchanges
+         WHERE {column} = ?1 AND at >= ?2 AND at < ?3 AND environment = 'production' AND status BETWEEN 200 AND 299
+           AND api_id IS NOT NULL AND provider_organisation_id IS NOT NULL
+         ORDER BY at, id"
+    ))?;
+    let mut rows = query.query(params![statement.organisation_id, from, to])?;
+    while let Some(r) = rows.next()? {
+        let endpoint: String = r.get(5)?;
+        let Some(service) = super::Service::of_endpoint(&endpoint) else { continue };
+        let lines: i64 = r.get(6)?;
+        out.push(LineItem {
+            at: r.get(0)?,
+            interaction_id: r.get(1)?,
+            user_organisation_id: r.get(2)?,
+            provider_organisation_id: r.get(3)?,
+            api_id: r.get(4)?,
+            service: service.as_str(),
+            units: service.units(u32::try_from(lines).unwrap_or(u32::MAX)),
+        });
+    }
+    Ok(out)
+}
+
+/// The instants (RFC 3339, UTC) a month of the operator's days starts and ends at.
+pub fn month_bounds(zone: &jiff::tz::TimeZone, month: &str) -> Option<(String, String)> {
+    let (first, last) = month_days(month)?;
+    let civil =
+        |d: Date| jiff::civil::Date::new(i16::try_from(d.year()).ok()?, u8::from(d.month()) as i8, d.day() as i8).ok();
+    let start = crate::store::calendar::day_start(zone, civil(first)?).ok()?;
+    let end = crate::store::calendar::day_start(zone, civil(last.next_day()?)?).ok()?;
+    let instant = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).ok().map(crate::clock::rfc3339);
+    Some((instant(start)?, instant(end)?))
+}

@@ -22,6 +22,7 @@ pub mod charges;
 pub mod close;
 pub mod pages;
 pub mod schedule;
+pub mod statements;
 pub mod units;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};

@@ -278,6 +278,13 @@ struct OrgPage<'a> {
     as_user: Option<TotalsView>,
     as_provider: Option<TotalsView>,
     provider_admin: bool,
+    statements: Vec<super::close::Statement>,
+}
+
+impl OrgPage<'_> {
+    fn money(&self, tiyn: &i64) -> String {
+        tenge(*tiyn)
+    }
 }
 
 /// Any member of a participant: this month's charges (API user) and earnings (provider) so far.
@@ -288,13 +295,13 @@ async fn org_page(
     let t = Texts::current();
     let today = today(&state)?;
     let org = who.org.clone();
-    let (user, provider) = state
+    let (user, provider, statements) = state
         .db
         .read(move |c| -> Result<_, StoreError> {
             let user = if org.is_user { Some(charges::running(c, Party::User(org.id), today)?) } else { None };
             let provider =
                 if org.is_provider { Some(charges::running(c, Party::Provider(org.id), today)?) } else { None };
-            Ok((user, provider))
+            Ok((user, provider, super::close::listed(c, Some(org.id), 120)?))
         })
         .await?;
     let page = OrgPage {
@@ -302,6 +309,7 @@ async fn org_page(
         as_provider: provider.map(|p| TotalsView::new(&t, "billing-provider-days", p)),
         provider_admin: who.user.role == Role::ParticipantAdmin && who.org.is_provider,
         csrf: who.csrf(),
+        statements,
         t,
     };
     Ok(render_status(StatusCode::OK, &page))

@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::reports::router())
         .merge(crate::monitoring::router())
         .merge(crate::billing::pages::router())
+        .merge(crate::billing::statements::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
