@@ -458,6 +458,52 @@ async fn exchanges_are_priced_at_their_day_s_tariff_after_the_free_quota_and_equ
     common::assert_success(&listed);
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&number));
 
+    // The statement over the pages: its JSON as issued, a signature that verifies against the JWKS and binds the
+    // JSON's SHA-256, line items that trace to the metered exchanges; another organisation cannot read it.
+    w.s.user_admin.sign_in("fintechadmin", "fintechadmin-Passw0rd-long").await;
+    let base = format!("/org/billing/statements/{number}");
+    let page = w.s.user_admin.get(&base).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&format!("{}.{:02} ₸", (charge + fee) / 100, (charge + fee) % 100)));
+    let json = w.s.user_admin.get(&format!("{base}/json")).await;
+    assert_eq!(json.status, 200);
+    let jws = w.s.user_admin.get(&format!("{base}/jws")).await;
+    let jwks: Value =
+        platform.client(None).get(platform.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let (seal, _kid) = kopir::snapshot::verify_signed::<kopir::billing::statements::Seal>(
+        &jws.body,
+        kopir::billing::statements::SEAL_TYPE,
+        &jwks,
+    )
+    .unwrap();
+    assert_eq!(seal.statement, number);
+    assert_eq!(seal.sha256, kopir::digest::sha256_hex(json.body.as_bytes()), "the seal binds the JSON as served");
+    let csv = w.s.user_admin.get(&format!("{base}/csv")).await;
+    assert_eq!(csv.status, 200);
+    let records = crate::reports_participant::parse_csv(&csv.body);
+    assert_eq!(records[0][1], "interaction_id");
+    let csv_units: i64 = records[1..].iter().map(|r| r[6].parse::<i64>().unwrap()).sum();
+    assert_eq!(csv_units, units, "the line items add up to the statement's units");
+    assert!(records[1..].iter().all(|r| r[1] == "itest-0001"));
+    w.banks[0].admin.sign_in("bankadmin0", "bankadmin0-Passw0rd-long").await;
+    assert_eq!(w.banks[0].admin.get(&base).await.status, 404, "another organisation's statement");
+    assert_eq!(w.banks[0].admin.get(&format!("{base}/json")).await.status, 404);
+    // The operator marks it invoiced, then paid; the regulator cannot; a move from a stale status is a conflict.
+    let password = operator_user(platform, "ops-settle", Role::OperatorStaff).await;
+    let staff = signed_in(platform, "ops-settle", &password).await;
+    let mark = |from: &'static str, to: &'static str| [("from", from), ("to", to)];
+    let list = "/console/billing/statements";
+    let action = format!("{list}/{number}/status");
+    let password = operator_user(platform, "regulator-settle", Role::Regulator).await;
+    let regulator = signed_in(platform, "regulator-settle", &password).await;
+    assert_eq!(regulator.get(list).await.status, 200, "the regulator reads the statements");
+    assert_eq!(regulator.submit(list, &action, &mark("issued", "invoiced")).await.status, 403);
+    assert_eq!(staff.submit(list, &action, &mark("issued", "paid")).await.status, 409);
+    assert_eq!(staff.submit(list, &action, &mark("issued", "invoiced")).await.status, 200);
+    assert_eq!(staff.submit(list, &action, &mark("issued", "invoiced")).await.status, 409);
+    assert_eq!(staff.submit(list, &action, &mark("invoiced", "paid")).await.status, 200);
+    assert_eq!(count(platform, "SELECT count(*) FROM audit_log WHERE action = 'billing.statement.marked'"), 2);
+
     // The pages: the API user's charges per bank and the bank's earnings, with a chart and its data table.
     w.s.user_admin.sign_in("fintechadmin", "fintechadmin-Passw0rd-long").await;
     let page = w.s.user_admin.get("/org/billing").await;
