@@ -518,3 +518,14 @@ async fn exchanges_are_priced_at_their_day_s_tariff_after_the_free_quota_and_equ
     assert!(page.body.contains("id=\"provider-users\"") && page.body.contains("Fintech One"));
     assert!(page.body.contains(&format!("{}.{:02} ₸", charge / 100, charge % 100)), "{}", page.body);
 }
+
+#[test]
+fn bench_billing_closes_a_small_month_and_its_statements_hold_every_unit() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kopir"))
+        .args(["bench", "billing", "--exchanges", "20000", "--providers", "4", "--users", "6"])
+        .output()
+        .unwrap();
+    common::assert_success(&output);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("close: ") && text.contains(": ok"), "{text}");
+}
