@@ -1370,3 +1370,82 @@ CREATE TABLE notice_reads (
     user_id       INTEGER PRIMARY KEY REFERENCES users (id),
     last_read_id  INTEGER NOT NULL
 ) STRICT;
+-- migration 22: billing: the regulator's caps per service, providers' tariffs per API and service, the operator's
+-- platform fee, and billable units per day kept by the meter's writer (`billing::units::observe`, same transaction as
+-- the raw exchanges). Caps, tariffs and fees take effect at the start of an operator's local day, never today or
+-- earlier, so the day an exchange falls on names the tariff and cap in force and a day's price never changes after
+-- the fact. Rows are never changed or deleted: the row in force for a day is the latest `effective_from` on or before
+-- it, the latest id among equals (a later decision for the same day supersedes an earlier one).
+-- The transaction lines in a bank's answer (a transactions call is billed per page of up to 100 lines).
+ALTER TABLE exchanges ADD COLUMN transaction_lines INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE billing_caps (
+    id              INTEGER PRIMARY KEY,
+    -- `provider`: the most a provider may charge per unit; `platform`: the most the operator's fee may be.
+    payee           TEXT NOT NULL CHECK (payee IN ('provider', 'platform')),
+    service         TEXT NOT NULL CHECK (service IN ('accounts', 'balances', 'transactions_page')),
+    -- The operator's local day it takes effect, YYYY-MM-DD.
+    effective_from  TEXT NOT NULL CHECK (length(effective_from) = 10),
+    max_tiyn        INTEGER NOT NULL CHECK (max_tiyn >= 0),
+    set_by          TEXT NOT NULL,
+    set_at          TEXT NOT NULL
+) STRICT;
+CREATE INDEX billing_caps_in_force ON billing_caps (payee, service, effective_from, id);
+CREATE TABLE billing_tariffs (
+    id              INTEGER PRIMARY KEY,
+    -- NULL: the operator's platform fee (charged to the API user on every billable unit).
+    api_id          INTEGER REFERENCES apis (id),
+    service         TEXT NOT NULL CHECK (service IN ('accounts', 'balances', 'transactions_page')),
+    effective_from  TEXT NOT NULL CHECK (length(effective_from) = 10),
+    price_tiyn      INTEGER NOT NULL CHECK (price_tiyn >= 0),
+    -- Units free of the provider's charge per API user and month (never for the platform's fee).
+    free_units      INTEGER NOT NULL CHECK (free_units >= 0 AND (api_id IS NOT NULL OR free_units = 0)),
+    -- Set when the row is the platform's clamp of a tariff under a lowered cap.
+    clamped_by_cap  INTEGER REFERENCES billing_caps (id),
+    set_by          TEXT NOT NULL,
+    set_at          TEXT NOT NULL
+) STRICT;
+CREATE INDEX billing_tariffs_in_force ON billing_tariffs (api_id, service, effective_from, id);
+-- Successful production exchanges with a bank, counted in billable units per operator's local day, API user,
+-- provider, API and service. (Sandbox traffic, refusals and failures are never counted.)
+CREATE TABLE billing_units_daily (
+    day                       TEXT NOT NULL CHECK (length(day) = 10),
+    user_organisation_id      INTEGER NOT NULL,
+    provider_organisation_id  INTEGER NOT NULL,
+    api_id                    INTEGER NOT NULL,
+    service                   TEXT NOT NULL CHECK (service IN ('accounts', 'balances', 'transactions_page')),
+    exchanges                 INTEGER NOT NULL,
+    units                     INTEGER NOT NULL,
+    PRIMARY KEY (day, user_organisation_id, provider_organisation_id, api_id, service)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX billing_units_provider ON billing_units_daily (provider_organisation_id, day);
+-- Month close: numbered statements that never change once issued (only their settlement status moves on).
+CREATE TABLE billing_closes (
+    month      TEXT PRIMARY KEY CHECK (length(month) = 7),
+    closed_at  TEXT NOT NULL,
+    closed_by  TEXT NOT NULL
+) STRICT;
+CREATE TABLE billing_statements (
+    id               INTEGER PRIMARY KEY,
+    -- `KOPIR-YYYYMM-NNNNNN`, numbered within the month.
+    number           TEXT NOT NULL UNIQUE,
+    month            TEXT NOT NULL REFERENCES billing_closes (month),
+    -- `user`: what an API user owes; `provider`: what a provider earns; `operator`: every participant's net position.
+    kind             TEXT NOT NULL CHECK (kind IN ('user', 'provider', 'operator')),
+    organisation_id  INTEGER REFERENCES organisations (id),
+    total_tiyn       INTEGER NOT NULL,
+    -- The statement as issued (JSON, stable field names), and its SHA-256 (hex).
+    document         TEXT NOT NULL,
+    sha256           TEXT NOT NULL,
+    issued_at        TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'issued' CHECK (status IN ('issued', 'invoiced', 'paid', 'overdue')),
+    status_changed_at TEXT,
+    CHECK ((kind = 'operator') = (organisation_id IS NULL))
+) STRICT;
+CREATE UNIQUE INDEX billing_statements_one ON billing_statements (month, kind, ifnull(organisation_id, 0));
+CREATE TRIGGER billing_statements_immutable BEFORE UPDATE ON billing_statements
+WHEN OLD.number IS NOT NEW.number OR OLD.month IS NOT NEW.month OR OLD.kind IS NOT NEW.kind
+  OR OLD.organisation_id IS NOT NEW.organisation_id OR OLD.total_tiyn IS NOT NEW.total_tiyn
+  OR OLD.document IS NOT NEW.document OR OLD.sha256 IS NOT NEW.sha256 OR OLD.issued_at IS NOT NEW.issued_at
+BEGIN SELECT RAISE(ABORT, 'an issued statement never changes'); END;
+CREATE TRIGGER billing_statements_kept BEFORE DELETE ON billing_statements
+BEGIN SELECT RAISE(ABORT, 'an issued statement is never deleted'); END;

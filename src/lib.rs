@@ -5,6 +5,7 @@ pub mod audit;
 pub mod availability;
 pub mod backup;
 pub mod bench;
+pub mod billing;
 pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
@@ -64,6 +65,11 @@ mod domain_cycles {
             "the customer's journey pages record the customer's refusal of the consent they authorise",
         ),
         ("trust", "oauth", "the customer's journey pages finish the OAuth authorization request they were started by"),
+        (
+            "catalog",
+            "billing",
+            "the marketplace shows each API's tariff in force (billing's rows); tariffs belong to APIs",
+        ),
     ];
 
     fn edges() -> BTreeMap<String, BTreeSet<String>> {

@@ -5,6 +5,7 @@
 //! peak memory is its own; the load generator is this process: keep-alive HTTP/1.1 connections, each request timed.
 //! Set-up goes through the platform's domain functions (the demo's), run once in-process before the platform starts.
 
+pub mod billing;
 pub mod checks;
 pub mod reports;
 

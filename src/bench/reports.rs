@@ -144,6 +144,7 @@ impl Traffic {
             interaction_id: String::new(),
             error_code,
             mode: AppMode::Production,
+            transaction_lines: if endpoint == "transactions" && status == 200 { (latency_ms % 160) as u32 } else { 0 },
         }
     }
 

@@ -138,6 +138,8 @@ struct ListingPage<'a> {
     /// Why the viewer's organisation may not connect (a text key), if so.
     refusal: Option<&'static str>,
     error: Option<&'a str>,
+    /// The API's tariff in force today, per service (billing's).
+    tariffs: Vec<crate::billing::pages::ListedTariff>,
 }
 
 impl ListingPage<'_> {
@@ -158,6 +160,7 @@ async fn listing_page(
     let (console, member) = (matches!(shown_to, Viewer::Console), matches!(shown_to, Viewer::Participant));
     let organisation = who.and_then(|w| w.organisation.as_ref()).filter(|_| member);
     let org_id = organisation.map(|o| o.id);
+    let today = crate::billing::pages::today_text(state);
     let found = state
         .db
         .read(move |c| -> Result<_, StoreError> {
@@ -166,10 +169,11 @@ async fn listing_page(
                 Some(org) => super::connections_for(c, org, id)?,
                 None => vec![],
             };
-            Ok(Some((listing, connections)))
+            let tariffs = crate::billing::pages::listed_tariffs(c, &listing.api, &today)?;
+            Ok(Some((listing, connections, tariffs)))
         })
         .await?;
-    let (listing, connections) = found.ok_or_else(PageError::not_found)?;
+    let (listing, connections, tariffs) = found.ok_or_else(PageError::not_found)?;
     // An organisation not (or no longer) accredited as an API user may still connect its sandbox applications.
     let has_sandbox_app = connections.iter().any(|c| c.application.mode.is_sandbox());
     let refusal = match organisation {
@@ -190,6 +194,7 @@ async fn listing_page(
             && who.is_some_and(|w| matches!(w.user.role, Role::ParticipantAdmin | Role::ParticipantDeveloper)),
         refusal,
         error,
+        tariffs,
     };
     Ok(render_status(status, &page))
 }

@@ -36,6 +36,44 @@ pub enum BenchTarget {
     Checks(ChecksArgs),
     /// Usage rollups at a national platform's size: upkeep CPU share and the time of every report query.
     Reports(ReportsArgs),
+    /// Billing: the meter's billing observer over a month of exchanges, then the month's close.
+    Billing(BillingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BillingArgs {
+    /// Exchanges in the month.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub exchanges: u64,
+    /// Banks (one API each).
+    #[arg(long, default_value_t = 20)]
+    pub providers: i64,
+    /// API users.
+    #[arg(long, default_value_t = 60)]
+    pub users: i64,
+}
+
+fn run_billing(args: BillingArgs) -> Result<(), Failure> {
+    let dir = std::env::temp_dir().join(format!("kopir-bench-billing-{}", std::process::id()));
+    let options = crate::bench::billing::BillingOptions {
+        exchanges: args.exchanges.max(1),
+        providers: args.providers.max(1),
+        users: args.users.max(1),
+    };
+    println!(
+        "kopir bench billing: a month of {} exchanges, {} banks, {} API users",
+        options.exchanges, options.providers, options.users
+    );
+    let outcome = crate::bench::billing::run(&dir, &options);
+    let _ = std::fs::remove_dir_all(&dir);
+    let figures = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for line in crate::bench::billing::report(&figures) {
+        println!("{line}");
+    }
+    if figures.statement_units != figures.billable_units {
+        return Err(anyhow::anyhow!("the statements' units differ from the units generated").into());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +169,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         Some(BenchTarget::Checks(checks)) => return run_checks(checks).await,
         // Synchronous work on one thread: its CPU clock is what is measured.
         Some(BenchTarget::Reports(reports)) => return run_reports(reports),
+        Some(BenchTarget::Billing(billing)) => return run_billing(billing),
         None => {}
     }
     let dir = std::env::temp_dir().join(format!("kopir-bench-{}", std::process::id()));

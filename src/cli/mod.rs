@@ -3,6 +3,7 @@
 
 mod backup;
 mod bench;
+mod billing;
 mod ca;
 mod conformance;
 mod demo;
@@ -94,6 +95,9 @@ pub enum Command {
     /// The monthly platform report: write one (HTML, JSON and signature), verify one.
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Billing: caps, tariffs, the month close and its statements.
+    #[command(subcommand)]
+    Billing(billing::BillingCommand),
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -241,6 +245,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.global)?;
             crate::logging::init_cli();
             report::run(&config, command).await
+        }
+        Command::Billing(command) => {
+            let config = load_config(&cli.global)?;
+            crate::logging::init_cli();
+            billing::run(&config, command).await
         }
         Command::Audit(AuditCommand::Verify { json }) => {
             let config = load_config(&cli.global)?;

@@ -28,6 +28,9 @@ pub struct Exchange {
     pub error_code: Option<crate::standard::error::ObErrorCode>,
     /// The calling application's mode: sandbox exchanges are kept apart from production reporting and billing.
     pub mode: crate::apps::AppMode,
+    /// The transaction lines in the bank's answer (0 for other endpoints): counted, never kept — billing charges a
+    /// transactions call per page of up to 100 lines.
+    pub transaction_lines: u32,
 }
 
 /// The request path's end of the channel.
@@ -61,8 +64,8 @@ pub type Observer = fn(&rusqlite::Transaction, &[Exchange]) -> rusqlite::Result<
 pub fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange], observers: &[Observer]) -> rusqlite::Result<()> {
     let mut insert = db_tx.prepare_cached(
         "INSERT INTO exchanges (at, application_id, user_organisation_id, provider_organisation_id, api_id,
-             consent_id, endpoint, status, latency_ms, bytes, interaction_id, environment, error_code)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             consent_id, endpoint, status, latency_ms, bytes, interaction_id, environment, error_code, transaction_lines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut used: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for e in batch {
@@ -79,7 +82,8 @@ pub fn write(db_tx: &rusqlite::Transaction, batch: &[Exchange], observers: &[Obs
             e.bytes as i64,
             e.interaction_id,
             e.mode.as_str(),
-            e.error_code.map(|c| c.as_str())
+            e.error_code.map(|c| c.as_str()),
+            e.transaction_lines
         ])?;
         if let Some(consent) = &e.consent_id
             && e.status < 400

@@ -233,6 +233,7 @@ fn meter_refusal(state: &AppState, grant: &Grant, endpoint: &'static str, refusa
         interaction_id: interaction_id.to_string(),
         error_code: Some(refusal.code),
         mode: grant.client.app.mode,
+        transaction_lines: 0,
     });
 }
 

@@ -103,12 +103,21 @@ pub struct Answer<T> {
 /// What the gateway reads of a bank's successful answer: a type that knows whether it has the standard's shape.
 pub trait BankBody: serde::de::DeserializeOwned {
     fn well_formed(&self) -> bool;
+
+    /// How many transaction lines the answer holds (billing counts pages of them); none but a transactions page's.
+    fn transaction_lines(&self) -> u32 {
+        0
+    }
 }
 
 /// Any answer with a `Data` object.
 impl BankBody for Value {
     fn well_formed(&self) -> bool {
         self.get("Data").is_some_and(Value::is_object)
+    }
+
+    fn transaction_lines(&self) -> u32 {
+        self["Data"]["Transaction"].as_array().map_or(0, |lines| u32::try_from(lines.len()).unwrap_or(u32::MAX))
     }
 }
 
@@ -150,10 +159,10 @@ pub async fn call<T: BankBody>(
     interaction_id: &str,
 ) -> Result<Answer<T>, Failure> {
     let started = Instant::now();
-    let outcome = call_unmetered(state, grant, route, path, interaction_id).await;
-    let (status, bytes, error_code) = match &outcome {
-        Ok(answer) => (200, answer.bytes, None),
-        Err(failure) => (failure.status.as_u16(), 0, Some(failure.code)),
+    let outcome = call_unmetered::<T>(state, grant, route, path, interaction_id).await;
+    let (status, bytes, error_code, transaction_lines) = match &outcome {
+        Ok(answer) => (200, answer.bytes, None, answer.body.transaction_lines()),
+        Err(failure) => (failure.status.as_u16(), 0, Some(failure.code), 0),
     };
     state.gateway.meter.record(super::meter::Exchange {
         at: state.clock.now_rfc3339(),
@@ -169,6 +178,7 @@ pub async fn call<T: BankBody>(
         interaction_id: interaction_id.to_string(),
         error_code,
         mode: grant.client.app.mode,
+        transaction_lines,
     });
     metrics::histogram!("kopir_gateway_bank_seconds", "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
     if let Some(api) = &route.api {

@@ -51,6 +51,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "request.created",
     "request.updated",
     "request.resolved",
+    // To the provider: a lowered cap clamped one of its API's tariffs (`billing`).
+    "billing.tariff.clamped",
 ];
 
 /// The JWS `typ` of an event.

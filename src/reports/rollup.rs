@@ -248,6 +248,7 @@ mod tests {
             interaction_id: "i".into(),
             error_code: (status >= 400).then_some(ObErrorCode::ResourceConsentMismatch),
             mode,
+            transaction_lines: 0,
         }
     }
 

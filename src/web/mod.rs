@@ -147,6 +147,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::docs::router())
         .merge(crate::requests::router())
         .merge(crate::notify::inbox::router())
+        .merge(crate::billing::pages::router())
+        .merge(crate::billing::statements::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -320,9 +322,9 @@ impl Running {
 }
 
 /// What the meter's writer updates with each batch of exchanges, in its transaction and in this order: the usage
-/// rollups (reports) and the outages seen in the answers (availability).
+/// rollups (reports), the outages seen in the answers (availability) and the billable units (billing).
 pub const METER_OBSERVERS: &[crate::gateway::meter::Observer] =
-    &[crate::reports::rollup::add, crate::availability::outages::observe_exchanges];
+    &[crate::reports::rollup::add, crate::availability::outages::observe_exchanges, crate::billing::units::observe];
 
 /// Opens the store and the CA and starts the HTTPS and admin listeners. `extra` routes are merged into the public
 /// router (the in-process test harness uses it; `kopir serve` passes none).
@@ -428,6 +430,12 @@ pub async fn start_with_lookup(
         state.clock.clone(),
         config.time_zone.zone().clone(),
         config.reports.clone(),
+        receiver.clone(),
+    ));
+    tasks.push(crate::billing::schedule::spawn(
+        state.db.clone(),
+        state.clock.clone(),
+        config.time_zone.zone().clone(),
         receiver.clone(),
     ));
     tasks.push(crate::availability::platform::spawn_writer(

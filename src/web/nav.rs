@@ -136,6 +136,7 @@ pub const CONSOLE: &[Group] = &[
             entry("/console", "nav.console_home"),
             entry("/console/dashboard", "dashboard.nav"),
             entry("/console/reports/monthly", "monthly.nav"),
+            entry("/console/billing", "billing.nav"),
         ],
     },
     Group {
@@ -198,6 +199,7 @@ pub const ORGANISATION: &[Group] = &[
         entries: &[
             entry("/org/consents", "nav.consents"),
             entry("/org/reports", "reports.nav"),
+            entry("/org/billing", "billing.nav"),
             entry("/docs", "nav.docs"),
         ],
     },

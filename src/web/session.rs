@@ -350,6 +350,11 @@ role_guard!(
     Role::OperatorAdmin
 );
 role_guard!(
+    /// The regulator: reads the console, and sets the billing caps (`billing::pages`).
+    Regulator,
+    Role::Regulator
+);
+role_guard!(
     /// Anyone who may read the console: operator staff and the regulator.
     ConsoleReader,
     Role::OperatorAdmin,

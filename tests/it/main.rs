@@ -10,6 +10,7 @@ mod accreditation;
 mod apps;
 mod availability;
 mod backup;
+mod billing;
 mod catalog;
 mod cli;
 mod conformance;
