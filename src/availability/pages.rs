@@ -133,6 +133,8 @@ fn outage_rows(days: &[Day], apis: &[Api], zone: &TimeZone) -> Vec<OutageRow> {
 /// A window as a row of the pages.
 struct WindowRow {
     id: i64,
+    /// The API's number (its page links from the console), `None` for all the provider's APIs.
+    api_id: Option<i64>,
     api: String,
     starts: String,
     ends: String,
@@ -146,6 +148,7 @@ impl WindowRow {
     fn new(window: Window, api: String, provider: String, now: OffsetDateTime, zone: &TimeZone) -> WindowRow {
         WindowRow {
             id: window.id,
+            api_id: window.api_id,
             api,
             starts: local(&window.starts_at, zone),
             ends: local(&window.ends_at, zone),

@@ -522,8 +522,9 @@ async fn running_api(
     };
     let Query(params) = params.map_err(|_| bad("each parameter may be given once"))?;
     let org = (*client.organisation).clone();
-    let view = match params.view.as_deref().map(str::trim) {
-        None | Some("") => {
+    // Absent: the organisation's own side; given, exactly one of the document's values (an empty one is not).
+    let view = match params.view.as_deref() {
+        None => {
             if org.is_user {
                 "user"
             } else {

@@ -209,7 +209,8 @@ async fn the_platform_document_is_public_and_describes_only_what_api_users_call(
             "/oauth/token",
             "/open-banking/v1/aisp/account-access-consents",
             "/open-banking/v1/aisp/account-access-consents/{ConsentId}",
-            // Participants' own systems read their usage reports.
+            // Participants' own systems read their running billing totals and their usage reports...
+            "/participant/v1/billing/running",
             "/participant/v1/reports/usage",
             // ... and raise and follow requests (questions, incidents, disputes).
             "/participant/v1/requests",
