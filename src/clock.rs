@@ -104,6 +104,26 @@ pub fn parse(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(s, &Rfc3339)
 }
 
+/// Unix seconds of RFC 3339 times that come in runs of the same text (a meter batch: many exchanges in one second),
+/// each run parsed once.
+#[derive(Debug, Default)]
+pub struct RunsOfTimes<'a> {
+    last: Option<(&'a str, i64)>,
+}
+
+impl<'a> RunsOfTimes<'a> {
+    pub fn unix(&mut self, text: &'a str) -> Result<i64, time::error::Parse> {
+        match self.last {
+            Some((last, unix)) if last == text => Ok(unix),
+            _ => {
+                let unix = parse(text)?.unix_timestamp();
+                self.last = Some((text, unix));
+                Ok(unix)
+            }
+        }
+    }
+}
+
 /// The system's time, for what runs outside the platform's state (the command line, the reference bank, the
 /// benchmark). Everything the platform decides reads its [`Clock`] instead.
 pub fn now() -> OffsetDateTime {

@@ -32,6 +32,24 @@ pub struct Statement {
     pub status: String,
 }
 
+impl Statement {
+    /// A statement from a row whose first columns are, in order: id, number, month, kind, organisation_id,
+    /// total_tiyn, sha256, issued_at, status.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Statement> {
+        Ok(Statement {
+            id: r.get(0)?,
+            number: r.get(1)?,
+            month: r.get(2)?,
+            kind: r.get(3)?,
+            organisation_id: r.get(4)?,
+            total_tiyn: r.get(5)?,
+            sha256: r.get(6)?,
+            issued_at: r.get(7)?,
+            status: r.get(8)?,
+        })
+    }
+}
+
 /// What a close came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closed {
@@ -57,19 +75,7 @@ pub fn statements(conn: &Connection, month: &str) -> rusqlite::Result<Vec<Statem
         "SELECT id, number, month, kind, organisation_id, total_tiyn, sha256, issued_at, status
          FROM billing_statements WHERE month = ?1 ORDER BY number",
     )?
-    .query_map([month], |r| {
-        Ok(Statement {
-            id: r.get(0)?,
-            number: r.get(1)?,
-            month: r.get(2)?,
-            kind: r.get(3)?,
-            organisation_id: r.get(4)?,
-            total_tiyn: r.get(5)?,
-            sha256: r.get(6)?,
-            issued_at: r.get(7)?,
-            status: r.get(8)?,
-        })
-    })?
+    .query_map([month], Statement::from_row)?
     .collect()
 }
 
@@ -268,22 +274,7 @@ pub fn by_number(conn: &Connection, number: &str) -> rusqlite::Result<Option<(St
         "SELECT id, number, month, kind, organisation_id, total_tiyn, sha256, issued_at, status, document
          FROM billing_statements WHERE number = ?1",
         [number],
-        |r| {
-            Ok((
-                Statement {
-                    id: r.get(0)?,
-                    number: r.get(1)?,
-                    month: r.get(2)?,
-                    kind: r.get(3)?,
-                    organisation_id: r.get(4)?,
-                    total_tiyn: r.get(5)?,
-                    sha256: r.get(6)?,
-                    issued_at: r.get(7)?,
-                    status: r.get(8)?,
-                },
-                r.get(9)?,
-            ))
-        },
+        |r| Ok((Statement::from_row(r)?, r.get(9)?)),
     )
     .optional()
 }
@@ -294,19 +285,7 @@ pub fn listed(conn: &Connection, organisation: Option<i64>, limit: u32) -> rusql
         "SELECT id, number, month, kind, organisation_id, total_tiyn, sha256, issued_at, status
          FROM billing_statements WHERE ?1 IS NULL OR organisation_id = ?1 ORDER BY month DESC, number LIMIT ?2",
     )?
-    .query_map(params![organisation, limit], |r| {
-        Ok(Statement {
-            id: r.get(0)?,
-            number: r.get(1)?,
-            month: r.get(2)?,
-            kind: r.get(3)?,
-            organisation_id: r.get(4)?,
-            total_tiyn: r.get(5)?,
-            sha256: r.get(6)?,
-            issued_at: r.get(7)?,
-            status: r.get(8)?,
-        })
-    })?
+    .query_map(params![organisation, limit], Statement::from_row)?
     .collect()
 }
 

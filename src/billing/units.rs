@@ -48,19 +48,10 @@ impl Ord for Service {
 /// Adds a batch's billable units to `billing_units_daily`, inside the caller's transaction.
 pub fn observe(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
     let mut quarterly: HashMap<(i64, Key), (i64, i64)> = HashMap::new();
-    let mut last: Option<(&str, i64)> = None;
+    let mut times = crate::clock::RunsOfTimes::default();
     for e in batch {
         let Some((service, units)) = billable(e) else { continue };
-        let at = match last {
-            Some((text, unix)) if text == e.at => unix,
-            _ => {
-                let unix = crate::clock::parse(&e.at)
-                    .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?
-                    .unix_timestamp();
-                last = Some((&e.at, unix));
-                unix
-            }
-        };
+        let at = times.unix(&e.at).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
         let key = Key {
             user: e.user_organisation_id,
             provider: e.provider_organisation_id.unwrap_or(0),

@@ -110,18 +110,9 @@ static PLATFORM_MONTHLY_UPSERT: LazyLock<String> =
 pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
     let mut quarterly: HashMap<Key, Figures> = HashMap::new();
     // A batch's exchanges come in time order, many in the same second: each time is parsed once.
-    let mut last: Option<(&str, i64)> = None;
+    let mut times = crate::clock::RunsOfTimes::default();
     for e in batch {
-        let at = match last {
-            Some((text, unix)) if text == e.at => unix,
-            _ => {
-                let unix = crate::clock::parse(&e.at)
-                    .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?
-                    .unix_timestamp();
-                last = Some((&e.at, unix));
-                unix
-            }
-        };
+        let at = times.unix(&e.at).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
         let key = Key {
             period: at - at.rem_euclid(QUARTER_HOUR),
             environment: e.mode.as_str(),
