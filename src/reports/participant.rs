@@ -572,6 +572,13 @@ struct TableView {
 }
 
 #[derive(Template)]
+#[template(path = "reports/no_role.html")]
+struct NoRolePage {
+    t: Texts,
+    org_name: String,
+}
+
+#[derive(Template)]
 #[template(path = "reports/participant.html")]
 struct ReportPage {
     t: Texts,
@@ -697,6 +704,10 @@ async fn page(
     ParticipantMember(who): ParticipantMember,
     Query(params): Query<Params>,
 ) -> Result<Response, PageError> {
+    if !who.org.is_provider && !who.org.is_user {
+        // Not accredited yet (the roles come with accreditation): a page that says so, not a refused parameter.
+        return Ok(render(&NoRolePage { t: Texts::current(), org_name: who.org.name.clone() }));
+    }
     let zone = state.config.time_zone.zone().clone();
     let now = state.clock.now();
     let org = who.org.clone();
