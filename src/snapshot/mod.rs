@@ -21,8 +21,10 @@ use crate::store::{Db, StoreError, migrate};
 /// hashes and TOTP secrets are emptied; one-time codes go (a hash of six digits is as good as the code), and so does
 /// the demo SMS outbox that shows them, and the counters of face checks and codes (subjects are hashes of IINs and
 /// phones); hashes of request URIs, authorization codes and refresh tokens are replaced
-/// (useless to an auditor); webhook URLs keep only their origin (a path may carry a receiver's secret). Private keys
-/// live in files and are never in the database.
+/// (useless to an auditor); webhook URLs keep only their origin (a path may carry a receiver's secret); a customer's
+/// complaint keeps its dates and course but not what the customer typed, and requests' attachments keep their name,
+/// type and SHA-256 (to match an original against) but not their bytes. Private keys live in files and are never in
+/// the database.
 const STRIP: &[&str] = &[
     "DELETE FROM sessions",
     "UPDATE users SET password_hash = '', totp_secret = NULL, totp_last_step = 0",
@@ -34,6 +36,8 @@ const STRIP: &[&str] = &[
     "UPDATE authorization_requests SET request_uri_hash = 'redacted:' || id, code_hash = NULL, session_hash = NULL",
     "UPDATE refresh_tokens SET token_hash = 'redacted:' || rowid",
     "UPDATE organisations SET webhook_url = substr(webhook_url, 1, 8 + instr(substr(webhook_url, 9) || '/', '/') - 1)",
+    "UPDATE requests SET subject = 'redacted', description = 'redacted' WHERE requester_customer_id IS NOT NULL",
+    "UPDATE request_attachments SET content = x''",
 ];
 
 /// The counts [`STRIP`] must leave at zero, each with what it counts.
@@ -52,6 +56,11 @@ const LEFT_OVER: &[(&str, &str)] = &[
     ),
     ("SELECT count(*) FROM refresh_tokens WHERE token_hash NOT LIKE 'redacted:%'", "refresh token hashes"),
     ("SELECT count(*) FROM organisations WHERE instr(substr(webhook_url, 9), '/') > 0", "webhook URL paths"),
+    (
+        "SELECT count(*) FROM requests WHERE requester_customer_id IS NOT NULL AND description <> 'redacted'",
+        "customers' complaint texts",
+    ),
+    ("SELECT count(*) FROM request_attachments WHERE length(content) > 0", "request attachment contents"),
 ];
 
 /// The keyed hash that stands for an IIN in a pseudonymised snapshot: stable across snapshots of one platform
