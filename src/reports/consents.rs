@@ -6,11 +6,13 @@
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 
+use jiff::tz::TimeZone;
 use rusqlite::{Connection, params, params_from_iter};
 
 use super::ReportsError;
 use super::usage::{Granularity, UsageFilter};
 use crate::consent::Status;
+use crate::store::calendar::{day_start, local_date};
 
 /// Status changes of consents in one period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +37,15 @@ pub const LIVE_CUSTOMER: &str = "live_customer";
 /// The figure of `consent_flows` counting one bank's revocation of a consent that goes on for the others.
 pub const BANK_REVOCATION: &str = "bank_revocation";
 
-/// Changes of consents' status in `[from, to)` (at quarter-hour precision), per period of `granularity`. The filter's
-/// API is ignored (a consent is given to an API user for banks, not for one API).
+/// Changes of consents' status in `[from, to)` (at quarter-hour precision), per period of `granularity`: UTC hours,
+/// or the operator's days and months in `zone`. The filter's API is ignored (a consent is given to an API user for
+/// banks, not for one API).
+///
+/// Days and months are read as ranges of slots: their bounds are worked out here, once per period, and each period's
+/// slots summed through the primary key — no per-row call of `kopir_local_day`.
 pub fn changes(
     conn: &Connection,
+    zone: &TimeZone,
     filter: &UsageFilter,
     granularity: Option<Granularity>,
 ) -> Result<Vec<ConsentChanges>, ReportsError> {
@@ -46,14 +53,8 @@ pub fn changes(
     if to <= from {
         return Err(ReportsError::EmptyInterval);
     }
-    let period = match granularity {
-        None => "NULL",
-        Some(Granularity::Hour) => "slot / 3600 * 3600",
-        Some(Granularity::Day) => "kopir_local_day(slot)",
-        Some(Granularity::Month) => "substr(kopir_local_day(slot), 1, 7)",
-    };
     let mut values = vec![Value::Integer(from), Value::Integer(to), Value::Text(filter.environment.as_str().into())];
-    let mut sql = String::from("slot >= ?1 AND slot < ?2 AND environment = ?3");
+    let mut conditions = String::from("c.slot >= ?1 AND c.slot < ?2 AND c.environment = ?3");
     for (column, value) in [
         ("provider_organisation_id", filter.provider),
         ("user_organisation_id", filter.user),
@@ -61,13 +62,33 @@ pub fn changes(
     ] {
         if let Some(value) = value {
             values.push(Value::Integer(value));
-            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+            conditions.push_str(&format!(" AND c.{column} = ?{}", values.len()));
         }
     }
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {period} AS period, status, sum(changes) AS changes FROM consent_changes WHERE {sql}
-         GROUP BY 1, 2 ORDER BY 1, 2"
-    ))?;
+    let sql = match granularity {
+        None | Some(Granularity::Hour) => {
+            let period = if granularity.is_some() { "c.slot / 3600 * 3600" } else { "NULL" };
+            format!(
+                "SELECT {period} AS period, c.status AS status, sum(c.changes) AS changes FROM consent_changes c
+                 WHERE {conditions} GROUP BY 1, 2 ORDER BY 1, 2"
+            )
+        }
+        Some(local) => {
+            values.push(Value::Text(local_periods(zone, from, to, local == Granularity::Month)?));
+            // CROSS JOIN keeps the periods outside: each one a range of the primary key.
+            format!(
+                "WITH periods AS (SELECT json_extract(value, '$[0]') AS label, json_extract(value, '$[1]') AS begins,
+                                         json_extract(value, '$[2]') AS ends
+                                  FROM json_each(?{}))
+                 SELECT p.label AS period, c.status AS status, sum(c.changes) AS changes
+                 FROM periods p CROSS JOIN consent_changes c
+                 WHERE c.slot >= p.begins AND c.slot < p.ends AND {conditions}
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+                values.len()
+            )
+        }
+    };
+    let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(values.iter()), |row| {
         let period = match row.get::<_, Value>("period")? {
             Value::Integer(unix) => time::OffsetDateTime::from_unix_timestamp(unix).ok().map(crate::clock::rfc3339),
@@ -77,6 +98,26 @@ pub fn changes(
         Ok(ConsentChanges { period, status: row.get("status")?, changes: row.get::<_, i64>("changes")?.max(0) as u64 })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The operator's days (or months) that `[from, to)` overlaps, as a JSON array of `[label, start, end]` (unix
+/// seconds, the part within the interval): the labels `kopir_local_day` gives their slots.
+fn local_periods(zone: &TimeZone, from: i64, to: i64, months: bool) -> Result<String, ReportsError> {
+    let mut periods: Vec<(String, i64, i64)> = Vec::new();
+    let mut date = local_date(zone, from)?;
+    let mut start = from;
+    while start < to {
+        let next = date.tomorrow()?;
+        let end = day_start(zone, next)?.min(to);
+        let label = if months { date.strftime("%Y-%m").to_string() } else { date.to_string() };
+        match periods.last_mut() {
+            Some(last) if last.0 == label => last.2 = end,
+            _ => periods.push((label, start, end)),
+        }
+        start = end;
+        date = next;
+    }
+    Ok(serde_json::to_string(&periods).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?)
 }
 
 /// Consents by status and customers with an authorised consent at the instant `at` (unix seconds), for one
