@@ -256,7 +256,7 @@ mod tests {
             let mut life = vec![(
                 "INSERT INTO consents (id, application_id, permissions, purpose, expires_at, created_at,
                                        status_updated_at)
-                 VALUES (?1, ?2, '[]', 'test', ?3, 't', 't')"
+                 VALUES (?1, ?2, '[]', 'test', ?3, '2026-12-01T00:00:00Z', '2026-12-01T00:00:00Z')"
                     .to_string(),
                 vec![id.clone(), Integer(1 + next(2)), Text(expires.into())],
             )];
@@ -268,13 +268,14 @@ mod tests {
             }
             let status = |s: &str| {
                 (
-                    "UPDATE consents SET status = ?2, status_updated_at = 't' WHERE id = ?1".to_string(),
+                    "UPDATE consents SET status = ?2, status_updated_at = '2026-12-01T01:00:00Z' WHERE id = ?1"
+                        .to_string(),
                     vec![id.clone(), Text(s.into())],
                 )
             };
             let withdraw = |bank: i64| {
                 (
-                    "UPDATE consent_providers SET status = 'revoked', revoked_at = 't'
+                    "UPDATE consent_providers SET status = 'revoked', revoked_at = '2026-12-01T02:00:00Z'
                      WHERE consent_id = ?1 AND organisation_id = ?2"
                         .to_string(),
                     vec![id.clone(), Integer(bank)],
@@ -289,7 +290,8 @@ mod tests {
                         ));
                     }
                     life.push((
-                        "UPDATE consents SET customer_id = ?2, authorised_at = 't' WHERE id = ?1".into(),
+                        "UPDATE consents SET customer_id = ?2, authorised_at = '2026-12-01T01:00:00Z' WHERE id = ?1"
+                            .into(),
                         vec![id.clone(), Integer(1 + next(12))],
                     ));
                     life.push(status("Authorised"));
