@@ -182,9 +182,14 @@ fn set_consent_gauges(f: &ConsentFigures) {
         metrics::gauge!("kopir_consents", "status" => c.label.clone()).set(c.count as f64);
     }
     metrics::gauge!("kopir_customers_with_live_consents").set(f.customers as f64);
-    for c in &f.by_provider {
-        metrics::gauge!("kopir_provider_consents", "provider" => c.bin.clone(), "status" => c.label.clone())
-            .set(c.count as f64);
+    // Every status of each bank counted, zeros included (a status the bank never had reads 0, not absent).
+    let mut banks: Vec<&str> = f.by_provider.iter().map(|c| c.bin.as_str()).collect();
+    banks.dedup();
+    for bin in banks {
+        for status in figures::CONSENT_STATUSES {
+            let n = f.by_provider.iter().find(|c| c.bin == bin && c.label == status).map_or(0, |c| c.count);
+            metrics::gauge!("kopir_provider_consents", "provider" => bin.to_string(), "status" => status).set(n as f64);
+        }
     }
     for c in &f.customers_by_provider {
         metrics::gauge!("kopir_provider_customers_with_live_consents", "provider" => c.bin.clone()).set(c.count as f64);
