@@ -287,9 +287,12 @@ async fn gateway_calls_show_per_api_on_the_admin_listener_with_the_sla_and_conse
     w.s.platform.shutdown().await;
 }
 
+/// A series (name and labels) and the value it should read.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
 /// Moves the platform's clock past the monitoring task's next round and waits until each series reads its value. A
 /// round still under way when the clock moves takes the move for itself, so the clock moves again while waiting.
-async fn next_round_reads(platform: &common::Platform, expected: &[(&str, &[(&str, &str)], f64)]) {
+async fn next_round_reads(platform: &common::Platform, expected: &[Expected<'_>]) {
     let mut seen = Vec::new();
     for _ in 0..5 {
         platform.clock().advance(time::Duration::seconds(61));
