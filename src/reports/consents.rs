@@ -402,4 +402,57 @@ mod tests {
         assert_eq!(standing.live_customers, live as u64);
         assert!(standing.live_customers > 3 && checked > 1_000, "{standing:?} {checked}");
     }
+
+    #[test]
+    fn changes_by_slot_ranges_equal_the_per_row_local_day_of_every_slot() {
+        // A zone with summer time, so that some local days are 23 or 25 hours long.
+        let zone = TimeZone::get("Europe/Berlin").unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::calendar::register(&conn, &zone).unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        // Changes in quarter hours over 80 days across three months and both of Berlin's transitions' seasons.
+        let first = 1_790_000_100 - 1_790_000_100 % 900; // 2026-09-21
+        let mut seed: u64 = 7;
+        for slot in (0..80 * 96).map(|n| first + n * 900) {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            if seed >> 62 == 0 {
+                continue;
+            }
+            let status = ["Authorised", "Revoked", "Expired"][(seed >> 40) as usize % 3];
+            conn.execute(
+                "INSERT INTO consent_changes (slot, environment, provider_organisation_id, user_organisation_id,
+                                              application_id, status, changes)
+                 VALUES (?1, 'production', ?2, 2, 3, ?3, ?4)",
+                params![slot, 1 + (seed >> 50) as i64 % 2, status, 1 + (seed >> 33) as i64 % 4],
+            )
+            .unwrap();
+        }
+        let old = |period: &str, from: i64, to: i64| -> Vec<ConsentChanges> {
+            let mut statement = conn
+                .prepare(&format!(
+                    "SELECT {period}, status, sum(changes) FROM consent_changes
+                     WHERE slot >= ?1 AND slot < ?2 AND environment = 'production' AND provider_organisation_id = 1
+                     GROUP BY 1, 2 ORDER BY 1, 2"
+                ))
+                .unwrap();
+            statement
+                .query_map(params![from, to], |r| {
+                    Ok(ConsentChanges { period: r.get(0)?, status: r.get(1)?, changes: r.get::<_, i64>(2)? as u64 })
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        // Whole local days, and an interval starting and ending mid-day.
+        for (from, to) in [(first + 3 * 3600, first + 75 * 86_400 + 7 * 3600), (first, first + 80 * 86_400)] {
+            let at = |unix: i64| time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+            let filter = UsageFilter { provider: Some(1), ..UsageFilter::production(at(from), at(to)) };
+            let read = |granularity| changes(&conn, &zone, &filter, granularity).unwrap();
+            assert_eq!(read(Some(Granularity::Day)), old("kopir_local_day(slot)", from, to));
+            assert_eq!(read(Some(Granularity::Month)), old("substr(kopir_local_day(slot), 1, 7)", from, to));
+            assert!(read(Some(Granularity::Month)).len() >= 6);
+            let hours = read(Some(Granularity::Hour));
+            assert_eq!(hours.iter().map(|c| c.changes).sum::<u64>(), read(None).iter().map(|c| c.changes).sum::<u64>());
+        }
+    }
 }

@@ -448,3 +448,98 @@ pub fn sla_breaches(
     }
     Ok(breaches)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gateway::meter::Exchange;
+    use crate::store::calendar::default_time_zone;
+    use crate::store::migrate::{SCHEMA, migrate};
+
+    /// Three Almaty days of two banks' traffic (and refusals without a bank), each hour but the days' first.
+    fn seeded() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        for (id, bin) in [(1, "990140000661"), (2, "990140000662")] {
+            conn.execute(
+                "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                            created_at, updated_at)
+                 VALUES (?1, ?2, ?2, '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't')",
+                rusqlite::params![id, bin],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO apis (id, organisation_id, name, version, standard, sla_response_ms, status, created_at,
+                               updated_at)
+             VALUES (10, 1, 'A', '1', 's', 100, 'published', 't', 't'), (20, 2, 'B', '1', 's', 400, 'published', 't', 't');",
+        )
+        .unwrap();
+        let midnight = 1_796_324_400; // 2026-12-03T19:00:00Z, 4 December in Almaty
+        let mut batch = Vec::new();
+        for n in 0..3 * 24 * 6 {
+            let at = midnight + n * 600;
+            if (at - midnight) % 86_400 < 3600 {
+                continue;
+            }
+            let provider = [None, Some(1), Some(2)][n as usize % 3];
+            let status = [200, 200, 200, 404, 503][n as usize % 5];
+            batch.push(Exchange {
+                at: crate::clock::rfc3339(OffsetDateTime::from_unix_timestamp(at).unwrap()),
+                application_id: 3,
+                user_organisation_id: 2,
+                provider_organisation_id: provider,
+                api_id: provider.map(|p| p * 10),
+                consent_id: None,
+                endpoint: ["accounts", "balances"][n as usize % 2],
+                status: if provider.is_none() { 403 } else { status },
+                latency_ms: if provider.is_none() { 0 } else { 20 + (n as u64 * 37) % 700 },
+                bytes: 100,
+                interaction_id: "i".into(),
+                error_code: None,
+                mode: crate::apps::AppMode::Production,
+                transaction_lines: 0,
+            });
+        }
+        let tx = conn.transaction().unwrap();
+        super::super::rollup::add(&tx, &batch).unwrap();
+        tx.commit().unwrap();
+        conn
+    }
+
+    #[test]
+    fn daily_figures_per_bank_api_equal_the_operators_hourly_rows_read_per_local_day() {
+        let conn = seeded();
+        let zone = default_time_zone();
+        let at = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).unwrap();
+        let (from, to) = (1_796_324_400, 1_796_324_400 + 3 * 86_400);
+        // Whole local days: the daily rows per bank API. An hour earlier (no traffic in it): the operator's hourly
+        // rows, each given its local day by `kopir_local_day`.
+        let daily = UsageFilter::production(at(from), at(to));
+        let hourly = UsageFilter::production(at(from - 3600), at(to));
+        assert_eq!(
+            source(&zone, &daily, Some(Granularity::Day)).unwrap(),
+            Source::Daily { from: "2026-12-04".into(), to: "2026-12-07".into() }
+        );
+        assert!(matches!(source(&zone, &hourly, Some(Granularity::Day)).unwrap(), Source::Hourly { .. }));
+        let days = source(&zone, &daily, None).unwrap();
+        assert_eq!(Rows::answering(&days, &daily, Some(GroupBy::Api)), Rows::PerApi);
+        assert_eq!(Rows::answering(&days, &daily, Some(GroupBy::Endpoint)), Rows::Platform);
+        assert_eq!(Rows::answering(&days, &UsageFilter { user: Some(2), ..daily.clone() }, None), Rows::Fine);
+        for group in [None, Some(GroupBy::Provider), Some(GroupBy::Api)] {
+            let per_api = series(&conn, &zone, &daily, Granularity::Day, group).unwrap();
+            assert_eq!(per_api, series(&conn, &zone, &hourly, Granularity::Day, group).unwrap(), "{group:?}");
+            assert!(per_api.len() >= 3 && per_api.iter().all(|r| r.server_errors > 0 || r.client_errors > 0));
+        }
+        let one_bank = UsageFilter { provider: Some(2), ..daily.clone() };
+        let one_bank_hourly = UsageFilter { provider: Some(2), ..hourly.clone() };
+        assert_eq!(
+            series(&conn, &zone, &one_bank, Granularity::Day, Some(GroupBy::Api)).unwrap(),
+            series(&conn, &zone, &one_bank_hourly, Granularity::Day, Some(GroupBy::Api)).unwrap()
+        );
+        let breaches = sla_breaches(&conn, &zone, &daily, Granularity::Day).unwrap();
+        assert_eq!(breaches, sla_breaches(&conn, &zone, &hourly, Granularity::Day).unwrap());
+        assert!(breaches.iter().any(|b| b.api_id == 10) && breaches.len() >= 3, "{breaches:?}");
+    }
+}
