@@ -411,7 +411,7 @@ mod tests {
         crate::store::calendar::register(&conn, &zone).unwrap();
         migrate(&mut conn, SCHEMA).unwrap();
         // Changes in quarter hours over 80 days across three months and both of Berlin's transitions' seasons.
-        let first = 1_790_000_100 - 1_790_000_100 % 900; // 2026-09-21
+        let first: i64 = 1_790_000_100; // 2026-09-21T12:15:00Z, a quarter-hour boundary
         let mut seed: u64 = 7;
         for slot in (0..80 * 96).map(|n| first + n * 900) {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
