@@ -41,8 +41,8 @@ pub const BANK_REVOCATION: &str = "bank_revocation";
 /// or the operator's days and months in `zone`. The filter's API is ignored (a consent is given to an API user for
 /// banks, not for one API).
 ///
-/// Days and months are read as ranges of slots: their bounds are worked out here, once per period, and each period's
-/// slots summed through the primary key — no per-row call of `kopir_local_day`.
+/// Days and months: the periods' bounds are worked out here, once each, and the slots read in the primary key's
+/// order are summed into the period they fall in — no per-row call of `kopir_local_day`, and no sort.
 pub fn changes(
     conn: &Connection,
     zone: &TimeZone,
@@ -54,7 +54,7 @@ pub fn changes(
         return Err(ReportsError::EmptyInterval);
     }
     let mut values = vec![Value::Integer(from), Value::Integer(to), Value::Text(filter.environment.as_str().into())];
-    let mut conditions = String::from("c.slot >= ?1 AND c.slot < ?2 AND c.environment = ?3");
+    let mut conditions = String::from("slot >= ?1 AND slot < ?2 AND environment = ?3");
     for (column, value) in [
         ("provider_organisation_id", filter.provider),
         ("user_organisation_id", filter.user),
@@ -62,47 +62,69 @@ pub fn changes(
     ] {
         if let Some(value) = value {
             values.push(Value::Integer(value));
-            conditions.push_str(&format!(" AND c.{column} = ?{}", values.len()));
+            conditions.push_str(&format!(" AND {column} = ?{}", values.len()));
         }
     }
-    let sql = match granularity {
+    let local = match granularity {
+        Some(Granularity::Day) => false,
+        Some(Granularity::Month) => true,
         None | Some(Granularity::Hour) => {
-            let period = if granularity.is_some() { "c.slot / 3600 * 3600" } else { "NULL" };
-            format!(
-                "SELECT {period} AS period, c.status AS status, sum(c.changes) AS changes FROM consent_changes c
-                 WHERE {conditions} GROUP BY 1, 2 ORDER BY 1, 2"
-            )
-        }
-        Some(local) => {
-            values.push(Value::Text(local_periods(zone, from, to, local == Granularity::Month)?));
-            // CROSS JOIN keeps the periods outside: each one a range of the primary key.
-            format!(
-                "WITH periods AS (SELECT json_extract(value, '$[0]') AS label, json_extract(value, '$[1]') AS begins,
-                                         json_extract(value, '$[2]') AS ends
-                                  FROM json_each(?{}))
-                 SELECT p.label AS period, c.status AS status, sum(c.changes) AS changes
-                 FROM periods p CROSS JOIN consent_changes c
-                 WHERE c.slot >= p.begins AND c.slot < p.ends AND {conditions}
-                 GROUP BY 1, 2 ORDER BY 1, 2",
-                values.len()
-            )
+            let period = if granularity.is_some() { "slot / 3600 * 3600" } else { "NULL" };
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {period} AS period, status, sum(changes) AS changes FROM consent_changes WHERE {conditions}
+                 GROUP BY 1, 2 ORDER BY 1, 2"
+            ))?;
+            let rows = statement.query_map(params_from_iter(values.iter()), |row| {
+                let period = row
+                    .get::<_, Option<i64>>("period")?
+                    .and_then(|unix| time::OffsetDateTime::from_unix_timestamp(unix).ok().map(crate::clock::rfc3339));
+                Ok(ConsentChanges {
+                    period,
+                    status: row.get("status")?,
+                    changes: row.get::<_, i64>("changes")?.max(0) as u64,
+                })
+            })?;
+            return Ok(rows.collect::<Result<Vec<_>, _>>()?);
         }
     };
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(params_from_iter(values.iter()), |row| {
-        let period = match row.get::<_, Value>("period")? {
-            Value::Integer(unix) => time::OffsetDateTime::from_unix_timestamp(unix).ok().map(crate::clock::rfc3339),
-            Value::Text(text) => Some(text),
-            _ => None,
-        };
-        Ok(ConsentChanges { period, status: row.get("status")?, changes: row.get::<_, i64>("changes")?.max(0) as u64 })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let periods = local_periods(zone, from, to, local)?;
+    // Per period (in order), the changes by status.
+    let mut sums: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); periods.len()];
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT slot, status, changes FROM consent_changes WHERE {conditions} ORDER BY slot"
+    ))?;
+    let mut rows = statement.query(params_from_iter(values.iter()))?;
+    let mut at = 0;
+    while let Some(row) = rows.next()? {
+        let slot: i64 = row.get(0)?;
+        while at + 1 < periods.len() && slot >= periods[at].2 {
+            at += 1;
+        }
+        let status = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let changes = row.get::<_, i64>(2)?.max(0) as u64;
+        match sums[at].get_mut(status) {
+            Some(sum) => *sum += changes,
+            None => {
+                sums[at].insert(status.to_string(), changes);
+            }
+        }
+    }
+    Ok(periods
+        .into_iter()
+        .zip(sums)
+        .flat_map(|((label, _, _), by_status)| {
+            by_status.into_iter().map(move |(status, changes)| ConsentChanges {
+                period: Some(label.clone()),
+                status,
+                changes,
+            })
+        })
+        .collect())
 }
 
-/// The operator's days (or months) that `[from, to)` overlaps, as a JSON array of `[label, start, end]` (unix
-/// seconds, the part within the interval): the labels `kopir_local_day` gives their slots.
-fn local_periods(zone: &TimeZone, from: i64, to: i64, months: bool) -> Result<String, ReportsError> {
+/// The operator's days (or months) that `[from, to)` overlaps, in order, as `(label, start, end)` (unix seconds, the
+/// part within the interval): the labels `kopir_local_day` gives their slots.
+fn local_periods(zone: &TimeZone, from: i64, to: i64, months: bool) -> Result<Vec<(String, i64, i64)>, ReportsError> {
     let mut periods: Vec<(String, i64, i64)> = Vec::new();
     let mut date = local_date(zone, from)?;
     let mut start = from;
@@ -117,7 +139,7 @@ fn local_periods(zone: &TimeZone, from: i64, to: i64, months: bool) -> Result<St
         start = end;
         date = next;
     }
-    Ok(serde_json::to_string(&periods).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?)
+    Ok(periods)
 }
 
 /// Consents by status and customers with an authorised consent at the instant `at` (unix seconds), for one
