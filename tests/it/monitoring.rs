@@ -236,8 +236,7 @@ async fn gateway_calls_show_per_api_on_the_admin_listener_with_the_sla_and_conse
     );
     assert_eq!(bucket, Some(2.0), "a histogram with buckets, not a summary");
 
-    // The gauges come with the monitoring task's next rounds (the consents' every ten minutes): move the platform's
-    // clock to them.
+    // The gauges come with the monitoring task's next rounds (every minute): move the platform's clock past them.
     s.platform.clock().advance(time::Duration::minutes(11));
     let sla = wait_value(&s.platform, "kopir_api_sla_seconds", &[("provider", &good.bin), ("api", &good_api)]).await;
     assert_eq!(sla, 0.5, "the passport's 500 ms");
