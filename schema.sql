@@ -1449,3 +1449,177 @@ WHEN OLD.number IS NOT NEW.number OR OLD.month IS NOT NEW.month OR OLD.kind IS N
 BEGIN SELECT RAISE(ABORT, 'an issued statement never changes'); END;
 CREATE TRIGGER billing_statements_kept BEFORE DELETE ON billing_statements
 BEGIN SELECT RAISE(ABORT, 'an issued statement is never deleted'); END;
+-- migration 23: the operator's daily figures per bank API; the consents' gauges per bank without reading the registry
+-- The operator's daily rollup per bank API (`reports::usage`): usage_platform_daily summed over endpoint, status
+-- class and error code, with the 4xx and 5xx counts kept as columns — a few dozen rows a day instead of a few
+-- hundred, for platform-wide figures per day, per bank or per API and SLA breaches per day over long intervals. Kept
+-- by the meter's writer with the others (`reports::rollup::add`, same transaction), back-filled here from
+-- usage_platform_daily, pruned with the daily rows.
+CREATE TABLE usage_api_daily (
+    -- The operator's local day, YYYY-MM-DD; provider and API 0 for requests refused before any bank was reached.
+    day                       TEXT NOT NULL CHECK (length(day) = 10),
+    environment               TEXT NOT NULL CHECK (environment IN ('production', 'sandbox')),
+    provider_organisation_id  INTEGER NOT NULL,
+    api_id                    INTEGER NOT NULL,
+    requests                  INTEGER NOT NULL,
+    bytes                     INTEGER NOT NULL,
+    -- Requests answered 4xx and 5xx.
+    client_errors             INTEGER NOT NULL,
+    server_errors             INTEGER NOT NULL,
+    latency_sum               INTEGER NOT NULL,
+    latency_max               INTEGER NOT NULL,
+    b00 INTEGER NOT NULL,
+    b01 INTEGER NOT NULL,
+    b02 INTEGER NOT NULL,
+    b03 INTEGER NOT NULL,
+    b04 INTEGER NOT NULL,
+    b05 INTEGER NOT NULL,
+    b06 INTEGER NOT NULL,
+    b07 INTEGER NOT NULL,
+    b08 INTEGER NOT NULL,
+    b09 INTEGER NOT NULL,
+    b10 INTEGER NOT NULL,
+    b11 INTEGER NOT NULL,
+    b12 INTEGER NOT NULL,
+    b13 INTEGER NOT NULL,
+    b14 INTEGER NOT NULL,
+    b15 INTEGER NOT NULL,
+    b16 INTEGER NOT NULL,
+    b17 INTEGER NOT NULL,
+    b18 INTEGER NOT NULL,
+    b19 INTEGER NOT NULL,
+    PRIMARY KEY (day, environment, provider_organisation_id, api_id)
+) STRICT, WITHOUT ROWID;
+INSERT INTO usage_api_daily (day, environment, provider_organisation_id, api_id, requests, bytes, client_errors,
+    server_errors, latency_sum, latency_max, b00, b01, b02, b03, b04, b05, b06, b07, b08, b09, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19)
+SELECT day, environment, provider_organisation_id, api_id, sum(requests), sum(bytes),
+    sum(CASE WHEN status_class = '4xx' THEN requests ELSE 0 END),
+    sum(CASE WHEN status_class = '5xx' THEN requests ELSE 0 END), sum(latency_sum), max(latency_max),
+    sum(b00), sum(b01), sum(b02), sum(b03), sum(b04), sum(b05), sum(b06), sum(b07), sum(b08), sum(b09), sum(b10), sum(b11), sum(b12), sum(b13), sum(b14), sum(b15), sum(b16), sum(b17), sum(b18), sum(b19)
+FROM usage_platform_daily
+GROUP BY 1, 2, 3, 4;
+-- The monitoring gauges per bank (`monitoring::figures`), kept by triggers on `consents` and `consent_providers`
+-- (every writer, same transaction), back-filled here from the registry: `consent_bank_figures` holds, per bank, the
+-- consents naming it by status (a bank withdrawn from a consent counts it `Revoked`) and, as `live_customer`, the
+-- customers with an authorised consent naming it (not withdrawn); `consent_bank_customers` each customer's count of
+-- such consents per bank. Organisation 0 stands for the whole platform in both: customers with any authorised
+-- consent, of either environment. Rows that fall to zero stay (so a gauge reads 0, never a stale value).
+CREATE TABLE consent_bank_figures (
+    organisation_id  INTEGER NOT NULL,
+    -- A consent status, or 'live_customer'.
+    figure           TEXT NOT NULL,
+    count            INTEGER NOT NULL,
+    PRIMARY KEY (organisation_id, figure)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE consent_bank_customers (
+    organisation_id  INTEGER NOT NULL,
+    customer_id      INTEGER NOT NULL,
+    authorised       INTEGER NOT NULL CHECK (authorised >= 0),
+    PRIMARY KEY (organisation_id, customer_id)
+) STRICT, WITHOUT ROWID;
+INSERT INTO consent_bank_figures (organisation_id, figure, count)
+SELECT p.organisation_id, CASE WHEN p.status = 'revoked' THEN 'Revoked' ELSE c.status END, count(*)
+FROM consent_providers p JOIN consents c ON c.id = p.consent_id
+GROUP BY 1, 2;
+INSERT INTO consent_bank_customers (organisation_id, customer_id, authorised)
+SELECT p.organisation_id, c.customer_id, count(*)
+FROM consents c JOIN consent_providers p ON p.consent_id = c.id AND p.status = 'active'
+WHERE c.status = 'Authorised' AND c.customer_id IS NOT NULL
+GROUP BY 1, 2;
+INSERT INTO consent_bank_customers (organisation_id, customer_id, authorised)
+SELECT 0, customer_id, count(*) FROM consents WHERE status = 'Authorised' AND customer_id IS NOT NULL
+GROUP BY 2;
+INSERT INTO consent_bank_figures (organisation_id, figure, count)
+SELECT organisation_id, 'live_customer', count(*) FROM consent_bank_customers WHERE authorised > 0
+GROUP BY 1;
+-- A bank named (a new consent's, or one bank added back): counted under the consent's status, and its customer made
+-- live for the bank if the consent is authorised.
+CREATE TRIGGER consent_bank_added AFTER INSERT ON consent_providers
+BEGIN
+    INSERT INTO consent_bank_figures (organisation_id, figure, count)
+    SELECT NEW.organisation_id, CASE WHEN NEW.status = 'revoked' THEN 'Revoked' ELSE c.status END, 1
+    FROM consents c WHERE c.id = NEW.consent_id
+    ON CONFLICT DO UPDATE SET count = count + 1;
+    INSERT INTO consent_bank_customers (organisation_id, customer_id, authorised)
+    SELECT NEW.organisation_id, c.customer_id, 1 FROM consents c
+    WHERE c.id = NEW.consent_id AND c.status = 'Authorised' AND NEW.status = 'active' AND c.customer_id IS NOT NULL
+    ON CONFLICT DO UPDATE SET authorised = authorised + 1;
+    INSERT INTO consent_bank_figures (organisation_id, figure, count)
+    SELECT l.organisation_id, 'live_customer', 1
+    FROM consents c JOIN consent_bank_customers l ON l.organisation_id = NEW.organisation_id AND l.customer_id = c.customer_id
+    WHERE c.id = NEW.consent_id AND c.status = 'Authorised' AND NEW.status = 'active' AND l.authorised = 1
+    ON CONFLICT DO UPDATE SET count = count + 1;
+END;
+-- A bank taken out of a consent (the customer unticked it before allowing).
+CREATE TRIGGER consent_bank_removed AFTER DELETE ON consent_providers
+BEGIN
+    UPDATE consent_bank_figures SET count = count - 1
+    WHERE organisation_id = OLD.organisation_id
+      AND figure = (SELECT CASE WHEN OLD.status = 'revoked' THEN 'Revoked' ELSE c.status END
+                    FROM consents c WHERE c.id = OLD.consent_id);
+    UPDATE consent_bank_customers SET authorised = authorised - 1
+    WHERE OLD.status = 'active' AND organisation_id = OLD.organisation_id
+      AND customer_id = (SELECT customer_id FROM consents WHERE id = OLD.consent_id AND status = 'Authorised');
+    UPDATE consent_bank_figures SET count = count - 1
+    WHERE OLD.status = 'active' AND organisation_id = OLD.organisation_id AND figure = 'live_customer'
+      AND (SELECT l.authorised FROM consents c
+           JOIN consent_bank_customers l ON l.organisation_id = OLD.organisation_id AND l.customer_id = c.customer_id
+           WHERE c.id = OLD.consent_id AND c.status = 'Authorised') = 0;
+END;
+-- One bank withdrawn from a consent (or, never done today, named again).
+CREATE TRIGGER consent_bank_status AFTER UPDATE OF status ON consent_providers WHEN OLD.status <> NEW.status
+BEGIN
+    UPDATE consent_bank_figures SET count = count - 1
+    WHERE organisation_id = OLD.organisation_id
+      AND figure = (SELECT CASE WHEN OLD.status = 'revoked' THEN 'Revoked' ELSE c.status END
+                    FROM consents c WHERE c.id = OLD.consent_id);
+    INSERT INTO consent_bank_figures (organisation_id, figure, count)
+    SELECT NEW.organisation_id, CASE WHEN NEW.status = 'revoked' THEN 'Revoked' ELSE c.status END, 1
+    FROM consents c WHERE c.id = NEW.consent_id
+    ON CONFLICT DO UPDATE SET count = count + 1;
+    UPDATE consent_bank_customers SET authorised = authorised - 1
+    WHERE OLD.status = 'active' AND organisation_id = OLD.organisation_id
+      AND customer_id = (SELECT customer_id FROM consents WHERE id = OLD.consent_id AND status = 'Authorised');
+    UPDATE consent_bank_figures SET count = count - 1
+    WHERE OLD.status = 'active' AND organisation_id = OLD.organisation_id AND figure = 'live_customer'
+      AND (SELECT l.authorised FROM consents c
+           JOIN consent_bank_customers l ON l.organisation_id = OLD.organisation_id AND l.customer_id = c.customer_id
+           WHERE c.id = OLD.consent_id AND c.status = 'Authorised') = 0;
+    INSERT INTO consent_bank_customers (organisation_id, customer_id, authorised)
+    SELECT NEW.organisation_id, c.customer_id, 1 FROM consents c
+    WHERE c.id = NEW.consent_id AND c.status = 'Authorised' AND NEW.status = 'active' AND c.customer_id IS NOT NULL
+    ON CONFLICT DO UPDATE SET authorised = authorised + 1;
+    INSERT INTO consent_bank_figures (organisation_id, figure, count)
+    SELECT l.organisation_id, 'live_customer', 1
+    FROM consents c JOIN consent_bank_customers l ON l.organisation_id = NEW.organisation_id AND l.customer_id = c.customer_id
+    WHERE c.id = NEW.consent_id AND c.status = 'Authorised' AND NEW.status = 'active' AND l.authorised = 1
+    ON CONFLICT DO UPDATE SET count = count + 1;
+END;
+-- A consent's status changed: each bank it still names moves from the old status to the new; its customer gains or
+-- loses an authorised consent for each of those banks and for the platform (organisation 0).
+CREATE TRIGGER consent_bank_consent_status AFTER UPDATE OF status ON consents WHEN OLD.status <> NEW.status
+BEGIN
+    UPDATE consent_bank_figures SET count = count - 1
+    WHERE figure = OLD.status
+      AND organisation_id IN (SELECT organisation_id FROM consent_providers WHERE consent_id = NEW.id AND status = 'active');
+    INSERT INTO consent_bank_figures (organisation_id, figure, count)
+    SELECT organisation_id, NEW.status, 1 FROM consent_providers WHERE consent_id = NEW.id AND status = 'active'
+    ON CONFLICT DO UPDATE SET count = count + 1;
+    UPDATE consent_bank_customers SET authorised = authorised - 1
+    WHERE OLD.status = 'Authorised' AND customer_id = OLD.customer_id
+      AND organisation_id IN (SELECT organisation_id FROM consent_providers WHERE consent_id = OLD.id AND status = 'active' UNION ALL SELECT 0);
+    UPDATE consent_bank_figures SET count = count - 1
+    WHERE OLD.status = 'Authorised' AND figure = 'live_customer'
+      AND organisation_id IN (SELECT l.organisation_id FROM consent_bank_customers l
+                              WHERE l.customer_id = OLD.customer_id AND l.authorised = 0
+                                AND l.organisation_id IN (SELECT organisation_id FROM consent_providers WHERE consent_id = OLD.id AND status = 'active' UNION ALL SELECT 0));
+    INSERT INTO consent_bank_customers (organisation_id, customer_id, authorised)
+    SELECT b.organisation_id, NEW.customer_id, 1 FROM (SELECT organisation_id FROM consent_providers WHERE consent_id = NEW.id AND status = 'active' UNION ALL SELECT 0) b
+    WHERE NEW.status = 'Authorised' AND NEW.customer_id IS NOT NULL
+    ON CONFLICT DO UPDATE SET authorised = authorised + 1;
+    INSERT INTO consent_bank_figures (organisation_id, figure, count)
+    SELECT l.organisation_id, 'live_customer', 1 FROM consent_bank_customers l
+    WHERE NEW.status = 'Authorised' AND l.customer_id = NEW.customer_id AND l.authorised = 1
+      AND l.organisation_id IN (SELECT organisation_id FROM consent_providers WHERE consent_id = NEW.id AND status = 'active' UNION ALL SELECT 0)
+    ON CONFLICT DO UPDATE SET count = count + 1;
+END;

@@ -628,7 +628,7 @@ fn time_queries(
             Ok(usage::sla_breaches(conn, zone, filter, Granularity::Day)?.len())
         })?;
         time(format!("platform consents' changes per day, {label}"), &|| {
-            Ok(crate::reports::consents::changes(conn, filter, Some(Granularity::Day))?.len())
+            Ok(crate::reports::consents::changes(conn, zone, filter, Some(Granularity::Day))?.len())
         })?;
     }
     let last_day = UsageFilter::production(day_start(today.yesterday()?)?, day_start(today)?);
@@ -640,6 +640,15 @@ fn time_queries(
             Ok(crate::reports::consents::standing_at(conn, AppMode::Production, at)?.by_status.len())
         })?;
     }
+    // The monitoring task's consents gauges (every minute): the platform's and every bank's.
+    time("monitoring gauges: consents by status and live customers, platform and per bank".into(), &|| {
+        let at = crate::clock::rfc3339(now);
+        use crate::monitoring::figures;
+        Ok(figures::consents_by_status(conn)?.len()
+            + usize::from(figures::customers_with_live_consents(conn, &at)? >= 0)
+            + figures::consents_by_provider(conn)?.len()
+            + figures::customers_by_provider(conn, &at)?.len())
+    })?;
     // The operator's dashboard (and the monthly report, built on the same figures): a whole month and this month.
     for (label, month) in [("last month", last_month), ("this month so far", month_start)] {
         let period = crate::reports::dashboard::Period::month(month.year(), month.month())

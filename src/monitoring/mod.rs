@@ -4,8 +4,8 @@
 //! - judges SLA breaches from the last hour of metered calls ([`sla`]), announcing each to its provider once;
 //! - sets the gauges: each listed API's SLA and whether it is in breach, the expiry of the platform's own
 //!   certificates and the earliest of the participants' certificates in force, the free space of the data
-//!   directory's filesystem — and, every [`CONSENTS_REFRESH`] only, consents by status and customers with live
-//!   consents, for the platform and per bank (those scan the consents: about 4 s of CPU at a million of them).
+//!   directory's filesystem, and consents by status and customers with live consents, for the platform and per bank
+//!   (from small tables the consents' triggers keep, never a scan of the registry: see [`figures`]).
 //!
 //! The request path's counters and histograms (per API and endpoint) are recorded where the call happens
 //! (`web::metrics::record_bank_call`). Every metric is listed in the README's "Monitoring" section; the alert rules
@@ -28,9 +28,6 @@ pub use console::router;
 
 /// How often the gauges are refreshed and breaches judged.
 pub const REFRESH: Duration = Duration::from_secs(60);
-
-/// How often the consents and customers gauges are refreshed.
-pub const CONSENTS_REFRESH: time::Duration = time::Duration::minutes(10);
 
 /// What the task reads besides the store.
 #[derive(Debug, Clone)]
@@ -58,18 +55,13 @@ impl Sources {
 /// Starts the task: a first round at once, then one every [`REFRESH`] until `stop`.
 pub fn spawn(db: Db, clock: Clock, sources: Sources, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut consents_at: Option<OffsetDateTime> = None;
         loop {
             if *stop.borrow() {
                 return;
             }
             let now = clock.now();
             judge_slas(&db, now).await;
-            let consents_due = consents_at.is_none_or(|at| now - at >= CONSENTS_REFRESH);
-            if consents_due {
-                consents_at = Some(now);
-            }
-            refresh(&db, &sources, now, consents_due).await;
+            refresh(&db, &sources, now).await;
             tokio::select! {
                 () = clock.sleep(REFRESH) => {}
                 _ = stop.wait_for(|s| *s) => return,
@@ -114,7 +106,7 @@ pub async fn judge_slas(db: &Db, now: OffsetDateTime) {
 
 /// Everything the gauges show, read in one go.
 struct Figures {
-    consents: Option<ConsentFigures>,
+    consents: ConsentFigures,
     apis: Vec<figures::ListedApi>,
     breached: Vec<i64>,
     participant_certificates: Option<String>,
@@ -127,19 +119,15 @@ struct ConsentFigures {
     customers_by_provider: Vec<figures::ProviderCount>,
 }
 
-async fn refresh(db: &Db, sources: &Sources, now: OffsetDateTime, with_consents: bool) {
+async fn refresh(db: &Db, sources: &Sources, now: OffsetDateTime) {
     let at = clock::rfc3339(now);
     let read = db
         .read(move |c| -> Result<Figures, StoreError> {
-            let consents = if with_consents {
-                Some(ConsentFigures {
-                    by_status: figures::consents_by_status(c)?,
-                    customers: figures::customers_with_live_consents(c, &at)?,
-                    by_provider: figures::consents_by_provider(c)?,
-                    customers_by_provider: figures::customers_by_provider(c, &at)?,
-                })
-            } else {
-                None
+            let consents = ConsentFigures {
+                by_status: figures::consents_by_status(c)?,
+                customers: figures::customers_with_live_consents(c, &at)?,
+                by_provider: figures::consents_by_provider(c)?,
+                customers_by_provider: figures::customers_by_provider(c, &at)?,
             };
             Ok(Figures {
                 consents,
@@ -170,13 +158,8 @@ async fn refresh(db: &Db, sources: &Sources, now: OffsetDateTime, with_consents:
     }
 }
 
-/// The consent statuses, so that a status with no consent reads 0 rather than vanishing.
-const CONSENT_STATUSES: [&str; 5] = ["AwaitingAuthorisation", "Authorised", "Rejected", "Revoked", "Expired"];
-
 fn set_gauges(f: &Figures) {
-    if let Some(consents) = &f.consents {
-        set_consent_gauges(consents);
-    }
+    set_consent_gauges(&f.consents);
     for api in &f.apis {
         let (provider, id) = (api.bin.clone(), api.id.to_string());
         metrics::gauge!("kopir_api_sla_seconds", "provider" => provider.clone(), "api" => id.clone())
@@ -195,14 +178,18 @@ fn set_gauges(f: &Figures) {
 }
 
 fn set_consent_gauges(f: &ConsentFigures) {
-    for status in CONSENT_STATUSES {
-        let n = f.by_status.iter().find(|c| c.label == status).map_or(0, |c| c.count);
-        metrics::gauge!("kopir_consents", "status" => status).set(n as f64);
+    for c in &f.by_status {
+        metrics::gauge!("kopir_consents", "status" => c.label.clone()).set(c.count as f64);
     }
     metrics::gauge!("kopir_customers_with_live_consents").set(f.customers as f64);
-    for c in &f.by_provider {
-        metrics::gauge!("kopir_provider_consents", "provider" => c.bin.clone(), "status" => c.label.clone())
-            .set(c.count as f64);
+    // Every status of each bank counted, zeros included (a status the bank never had reads 0, not absent).
+    let mut banks: Vec<&str> = f.by_provider.iter().map(|c| c.bin.as_str()).collect();
+    banks.dedup();
+    for bin in banks {
+        for status in figures::CONSENT_STATUSES {
+            let n = f.by_provider.iter().find(|c| c.bin == bin && c.label == status).map_or(0, |c| c.count);
+            metrics::gauge!("kopir_provider_consents", "provider" => bin.to_string(), "status" => status).set(n as f64);
+        }
     }
     for c in &f.customers_by_provider {
         metrics::gauge!("kopir_provider_customers_with_live_consents", "provider" => c.bin.clone()).set(c.count as f64);

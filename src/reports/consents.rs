@@ -6,11 +6,13 @@
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 
+use jiff::tz::TimeZone;
 use rusqlite::{Connection, params, params_from_iter};
 
 use super::ReportsError;
 use super::usage::{Granularity, UsageFilter};
 use crate::consent::Status;
+use crate::store::calendar::{day_start, local_date};
 
 /// Status changes of consents in one period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +37,15 @@ pub const LIVE_CUSTOMER: &str = "live_customer";
 /// The figure of `consent_flows` counting one bank's revocation of a consent that goes on for the others.
 pub const BANK_REVOCATION: &str = "bank_revocation";
 
-/// Changes of consents' status in `[from, to)` (at quarter-hour precision), per period of `granularity`. The filter's
-/// API is ignored (a consent is given to an API user for banks, not for one API).
+/// Changes of consents' status in `[from, to)` (at quarter-hour precision), per period of `granularity`: UTC hours,
+/// or the operator's days and months in `zone`. The filter's API is ignored (a consent is given to an API user for
+/// banks, not for one API).
+///
+/// Days and months: the periods' bounds are worked out here, once each, and the slots read in the primary key's
+/// order are summed into the period they fall in — no per-row call of `kopir_local_day`, and no sort.
 pub fn changes(
     conn: &Connection,
+    zone: &TimeZone,
     filter: &UsageFilter,
     granularity: Option<Granularity>,
 ) -> Result<Vec<ConsentChanges>, ReportsError> {
@@ -46,14 +53,8 @@ pub fn changes(
     if to <= from {
         return Err(ReportsError::EmptyInterval);
     }
-    let period = match granularity {
-        None => "NULL",
-        Some(Granularity::Hour) => "slot / 3600 * 3600",
-        Some(Granularity::Day) => "kopir_local_day(slot)",
-        Some(Granularity::Month) => "substr(kopir_local_day(slot), 1, 7)",
-    };
     let mut values = vec![Value::Integer(from), Value::Integer(to), Value::Text(filter.environment.as_str().into())];
-    let mut sql = String::from("slot >= ?1 AND slot < ?2 AND environment = ?3");
+    let mut conditions = String::from("slot >= ?1 AND slot < ?2 AND environment = ?3");
     for (column, value) in [
         ("provider_organisation_id", filter.provider),
         ("user_organisation_id", filter.user),
@@ -61,22 +62,84 @@ pub fn changes(
     ] {
         if let Some(value) = value {
             values.push(Value::Integer(value));
-            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+            conditions.push_str(&format!(" AND {column} = ?{}", values.len()));
         }
     }
+    let local = match granularity {
+        Some(Granularity::Day) => false,
+        Some(Granularity::Month) => true,
+        None | Some(Granularity::Hour) => {
+            let period = if granularity.is_some() { "slot / 3600 * 3600" } else { "NULL" };
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {period} AS period, status, sum(changes) AS changes FROM consent_changes WHERE {conditions}
+                 GROUP BY 1, 2 ORDER BY 1, 2"
+            ))?;
+            let rows = statement.query_map(params_from_iter(values.iter()), |row| {
+                let period = row
+                    .get::<_, Option<i64>>("period")?
+                    .and_then(|unix| time::OffsetDateTime::from_unix_timestamp(unix).ok().map(crate::clock::rfc3339));
+                Ok(ConsentChanges {
+                    period,
+                    status: row.get("status")?,
+                    changes: row.get::<_, i64>("changes")?.max(0) as u64,
+                })
+            })?;
+            return Ok(rows.collect::<Result<Vec<_>, _>>()?);
+        }
+    };
+    let periods = local_periods(zone, from, to, local)?;
+    // Per period (in order), the changes by status.
+    let mut sums: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); periods.len()];
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {period} AS period, status, sum(changes) AS changes FROM consent_changes WHERE {sql}
-         GROUP BY 1, 2 ORDER BY 1, 2"
+        "SELECT slot, status, changes FROM consent_changes WHERE {conditions} ORDER BY slot"
     ))?;
-    let rows = statement.query_map(params_from_iter(values.iter()), |row| {
-        let period = match row.get::<_, Value>("period")? {
-            Value::Integer(unix) => time::OffsetDateTime::from_unix_timestamp(unix).ok().map(crate::clock::rfc3339),
-            Value::Text(text) => Some(text),
-            _ => None,
-        };
-        Ok(ConsentChanges { period, status: row.get("status")?, changes: row.get::<_, i64>("changes")?.max(0) as u64 })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let mut rows = statement.query(params_from_iter(values.iter()))?;
+    let mut at = 0;
+    while let Some(row) = rows.next()? {
+        let slot: i64 = row.get(0)?;
+        while at + 1 < periods.len() && slot >= periods[at].2 {
+            at += 1;
+        }
+        let status = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let changes = row.get::<_, i64>(2)?.max(0) as u64;
+        match sums[at].get_mut(status) {
+            Some(sum) => *sum += changes,
+            None => {
+                sums[at].insert(status.to_string(), changes);
+            }
+        }
+    }
+    Ok(periods
+        .into_iter()
+        .zip(sums)
+        .flat_map(|((label, _, _), by_status)| {
+            by_status.into_iter().map(move |(status, changes)| ConsentChanges {
+                period: Some(label.clone()),
+                status,
+                changes,
+            })
+        })
+        .collect())
+}
+
+/// The operator's days (or months) that `[from, to)` overlaps, in order, as `(label, start, end)` (unix seconds, the
+/// part within the interval): the labels `kopir_local_day` gives their slots.
+fn local_periods(zone: &TimeZone, from: i64, to: i64, months: bool) -> Result<Vec<(String, i64, i64)>, ReportsError> {
+    let mut periods: Vec<(String, i64, i64)> = Vec::new();
+    let mut date = local_date(zone, from)?;
+    let mut start = from;
+    while start < to {
+        let next = date.tomorrow()?;
+        let end = day_start(zone, next)?.min(to);
+        let label = if months { date.strftime("%Y-%m").to_string() } else { date.to_string() };
+        match periods.last_mut() {
+            Some(last) if last.0 == label => last.2 = end,
+            _ => periods.push((label, start, end)),
+        }
+        start = end;
+        date = next;
+    }
+    Ok(periods)
 }
 
 /// Consents by status and customers with an authorised consent at the instant `at` (unix seconds), for one
@@ -360,5 +423,58 @@ mod tests {
             .unwrap();
         assert_eq!(standing.live_customers, live as u64);
         assert!(standing.live_customers > 3 && checked > 1_000, "{standing:?} {checked}");
+    }
+
+    #[test]
+    fn changes_by_slot_ranges_equal_the_per_row_local_day_of_every_slot() {
+        // A zone with summer time, so that some local days are 23 or 25 hours long.
+        let zone = TimeZone::get("Europe/Berlin").unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::calendar::register(&conn, &zone).unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        // Changes in quarter hours over 80 days across three months and both of Berlin's transitions' seasons.
+        let first: i64 = 1_790_000_100; // 2026-09-21T12:15:00Z, a quarter-hour boundary
+        let mut seed: u64 = 7;
+        for slot in (0..80 * 96).map(|n| first + n * 900) {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            if seed >> 62 == 0 {
+                continue;
+            }
+            let status = ["Authorised", "Revoked", "Expired"][(seed >> 40) as usize % 3];
+            conn.execute(
+                "INSERT INTO consent_changes (slot, environment, provider_organisation_id, user_organisation_id,
+                                              application_id, status, changes)
+                 VALUES (?1, 'production', ?2, 2, 3, ?3, ?4)",
+                params![slot, 1 + (seed >> 50) as i64 % 2, status, 1 + (seed >> 33) as i64 % 4],
+            )
+            .unwrap();
+        }
+        let old = |period: &str, from: i64, to: i64| -> Vec<ConsentChanges> {
+            let mut statement = conn
+                .prepare(&format!(
+                    "SELECT {period}, status, sum(changes) FROM consent_changes
+                     WHERE slot >= ?1 AND slot < ?2 AND environment = 'production' AND provider_organisation_id = 1
+                     GROUP BY 1, 2 ORDER BY 1, 2"
+                ))
+                .unwrap();
+            statement
+                .query_map(params![from, to], |r| {
+                    Ok(ConsentChanges { period: r.get(0)?, status: r.get(1)?, changes: r.get::<_, i64>(2)? as u64 })
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        // Whole local days, and an interval starting and ending mid-day.
+        for (from, to) in [(first + 3 * 3600, first + 75 * 86_400 + 7 * 3600), (first, first + 80 * 86_400)] {
+            let at = |unix: i64| time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+            let filter = UsageFilter { provider: Some(1), ..UsageFilter::production(at(from), at(to)) };
+            let read = |granularity| changes(&conn, &zone, &filter, granularity).unwrap();
+            assert_eq!(read(Some(Granularity::Day)), old("kopir_local_day(slot)", from, to));
+            assert_eq!(read(Some(Granularity::Month)), old("substr(kopir_local_day(slot), 1, 7)", from, to));
+            assert!(read(Some(Granularity::Month)).len() >= 6);
+            let hours = read(Some(Granularity::Hour));
+            assert_eq!(hours.iter().map(|c| c.changes).sum::<u64>(), read(None).iter().map(|c| c.changes).sum::<u64>());
+        }
     }
 }

@@ -478,7 +478,7 @@ pub fn build(
     }
 
     let mut consents = Table::new("consents", &["period", "status", "changes"]);
-    for change in super::consents::changes(conn, &filter, Some(granularity))? {
+    for change in super::consents::changes(conn, zone, &filter, Some(granularity))? {
         consents.push(vec![
             Cell::text(local_period(zone, change.period.as_deref().unwrap_or_default())),
             Cell::text(change.status),

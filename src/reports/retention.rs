@@ -52,7 +52,7 @@ pub fn prune_oldest_hour(tx: &Transaction, before: OffsetDateTime) -> rusqlite::
 /// how many.
 pub fn prune_oldest_day(tx: &Transaction, before_day: &str) -> rusqlite::Result<usize> {
     let mut deleted = 0;
-    for table in ["usage_daily", "usage_platform_daily"] {
+    for table in ["usage_daily", "usage_platform_daily", "usage_api_daily"] {
         deleted += tx.execute(
             &format!("DELETE FROM {table} WHERE day = (SELECT min(day) FROM {table} WHERE day < ?1)"),
             [before_day],

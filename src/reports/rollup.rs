@@ -8,6 +8,9 @@
 //! Hourly rows are keyed by the UTC hour. Daily and monthly rows are keyed by the operator's day and month: the batch
 //! is aggregated by quarter hour (which never straddles two local days), each quarter's day is asked once of
 //! `kopir_local_day`, and the quarters' figures are summed per day and per month in memory before their upserts.
+//!
+//! `usage_api_daily` (migration 23) is the operator's daily rollup summed further, per bank API only, with the 4xx
+//! and 5xx counts as columns: the rows platform-wide reports per day, per bank or per API read over long intervals.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
@@ -38,6 +41,11 @@ impl Key {
     fn platform(&self, period: i64) -> Key {
         Key { period, user_organisation_id: 0, application_id: 0, ..self.clone() }
     }
+
+    /// The same key in another period, per bank API only (`usage_api_daily`).
+    fn api(&self, period: i64) -> Key {
+        Key { endpoint: "", status_class: 0, error_code: "", ..self.platform(period) }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,6 +55,9 @@ struct Figures {
     latency_sum: i64,
     latency_max: i64,
     buckets: [i64; BUCKETS],
+    /// Requests answered 4xx and 5xx (kept as columns by `usage_api_daily` only).
+    client_errors: i64,
+    server_errors: i64,
 }
 
 impl Figures {
@@ -57,6 +68,11 @@ impl Figures {
         self.latency_sum = self.latency_sum.saturating_add(latency);
         self.latency_max = self.latency_max.max(latency);
         self.buckets[bucket(e.latency_ms)] += 1;
+        match e.status / 100 {
+            4 => self.client_errors += 1,
+            5 => self.server_errors += 1,
+            _ => {}
+        }
     }
 
     fn merge(&mut self, other: &Figures) {
@@ -67,6 +83,8 @@ impl Figures {
         for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
             *mine += theirs;
         }
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
     }
 }
 
@@ -105,6 +123,24 @@ static PLATFORM_DAILY_UPSERT: LazyLock<String> =
     LazyLock::new(|| upsert_sql("usage_platform_daily", "day", PLATFORM_KEY_COLUMNS));
 static PLATFORM_MONTHLY_UPSERT: LazyLock<String> =
     LazyLock::new(|| upsert_sql("usage_platform_monthly", "month", PLATFORM_KEY_COLUMNS));
+static API_DAILY_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let buckets = columns();
+    let placeholders: Vec<String> = (1..=10 + BUCKETS).map(|i| format!("?{i}")).collect();
+    let additions: Vec<String> = buckets.iter().map(|b| format!("{b} = {b} + excluded.{b}")).collect();
+    format!(
+        "INSERT INTO usage_api_daily (day, environment, provider_organisation_id, api_id, requests, bytes,
+             client_errors, server_errors, latency_sum, latency_max, {})
+         VALUES ({})
+         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, bytes = bytes + excluded.bytes,
+             client_errors = client_errors + excluded.client_errors,
+             server_errors = server_errors + excluded.server_errors,
+             latency_sum = latency_sum + excluded.latency_sum, latency_max = max(latency_max, excluded.latency_max),
+             {}",
+        buckets.join(", "),
+        placeholders.join(", "),
+        additions.join(", ")
+    )
+});
 
 /// Adds a batch of exchanges to the rollups, inside the caller's transaction.
 pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
@@ -157,6 +193,7 @@ pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
     let mut platform_hourly: BTreeMap<Key, Figures> = BTreeMap::new();
     let mut platform_daily: BTreeMap<Key, Figures> = BTreeMap::new();
     let mut platform_monthly: BTreeMap<Key, Figures> = BTreeMap::new();
+    let mut api_daily: BTreeMap<Key, Figures> = BTreeMap::new();
     for (key, figures) in &quarterly {
         let hour = key.period - key.period.rem_euclid(3600);
         let (day, month) = day_of.get(&key.period).copied().unwrap_or_default();
@@ -167,6 +204,7 @@ pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
         {
             map.entry(key.platform(period)).or_default().merge(figures);
         }
+        api_daily.entry(key.api(day)).or_default().merge(figures);
     }
     let unix = |period: i64| Value::Integer(period);
     let day = |period: i64| Value::Text(days.get(period as usize).cloned().unwrap_or_default());
@@ -176,7 +214,35 @@ pub fn add(tx: &Transaction, batch: &[Exchange]) -> rusqlite::Result<()> {
     upsert(tx, &MONTHLY_UPSERT, &monthly, &month, false)?;
     upsert(tx, &PLATFORM_HOURLY_UPSERT, &platform_hourly, &unix, true)?;
     upsert(tx, &PLATFORM_DAILY_UPSERT, &platform_daily, &day, true)?;
-    upsert(tx, &PLATFORM_MONTHLY_UPSERT, &platform_monthly, &month, true)
+    upsert(tx, &PLATFORM_MONTHLY_UPSERT, &platform_monthly, &month, true)?;
+    upsert_api_daily(tx, &api_daily, &day)
+}
+
+fn upsert_api_daily(
+    tx: &Transaction,
+    rows: &BTreeMap<Key, Figures>,
+    day: &dyn Fn(i64) -> Value,
+) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare_cached(&API_DAILY_UPSERT)?;
+    let mut values: Vec<Value> = Vec::with_capacity(10 + BUCKETS);
+    for (key, figures) in rows {
+        values.clear();
+        values.extend([
+            day(key.period),
+            Value::Text(key.environment.to_string()),
+            Value::Integer(key.provider_organisation_id),
+            Value::Integer(key.api_id),
+            Value::Integer(figures.requests),
+            Value::Integer(figures.bytes),
+            Value::Integer(figures.client_errors),
+            Value::Integer(figures.server_errors),
+            Value::Integer(figures.latency_sum),
+            Value::Integer(figures.latency_max),
+        ]);
+        values.extend(figures.buckets.iter().map(|&b| Value::Integer(b)));
+        statement.execute(params_from_iter(values.iter()))?;
+    }
+    Ok(())
 }
 
 fn upsert(
@@ -387,5 +453,64 @@ mod tests {
             let query = format!("SELECT * FROM {platform} ORDER BY 1, 2, 3, 4, 5, 6, 7");
             assert_eq!(table(&old, &query), table(&kept, &query), "{platform}");
         }
+    }
+
+    #[test]
+    fn the_daily_rows_per_api_equal_the_operators_daily_rows_summed_kept_and_back_filled() {
+        // Two banks, refusals by the platform (no bank) and a bank's 5xx, across an Almaty midnight, in three batches.
+        let mut all = sample();
+        for (i, e) in sample().into_iter().enumerate() {
+            let provider = e.provider_organisation_id.map(|p| p + 1);
+            all.push(Exchange { provider_organisation_id: provider, api_id: provider.map(|p| p * 10), ..e });
+            all.push(Exchange {
+                status: if i % 2 == 0 { 503 } else { 404 },
+                endpoint: "balances",
+                ..sample()[i].clone()
+            });
+        }
+        all.sort_by(|a, b| a.at.cmp(&b.at));
+        let mut kept = Connection::open_in_memory().unwrap();
+        migrate(&mut kept, SCHEMA).unwrap();
+        for batch in [&all[..4], &all[4..9], &all[9..]] {
+            let tx = kept.transaction().unwrap();
+            add(&tx, batch).unwrap();
+            tx.commit().unwrap();
+        }
+        let buckets: Vec<String> = columns().iter().map(|b| format!("sum({b})")).collect();
+        let summed = format!(
+            "SELECT day, environment, provider_organisation_id, api_id, sum(requests), sum(bytes),
+                    sum(CASE WHEN status_class = '4xx' THEN requests ELSE 0 END),
+                    sum(CASE WHEN status_class = '5xx' THEN requests ELSE 0 END), sum(latency_sum), max(latency_max),
+                    {}
+             FROM usage_platform_daily GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            buckets.join(", ")
+        );
+        let per_api = "SELECT * FROM usage_api_daily ORDER BY 1, 2, 3, 4";
+        let rows = table(&kept, per_api);
+        assert_eq!(rows, table(&kept, &summed));
+        // Each bank, the refusals (0) and both environments have their rows, errors counted.
+        assert!(rows.len() >= 6, "{rows:?}");
+        let errors: (i64, i64) = kept
+            .query_row("SELECT sum(client_errors), sum(server_errors) FROM usage_api_daily", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let count = |low: u16| all.iter().filter(|e| e.status / 100 == low).count() as i64;
+        assert_eq!(errors, (count(4), count(5)));
+
+        // The migration back-fills it from the operator's daily rows a database already has.
+        let before: String = SCHEMA.split("-- migration 23:").next().unwrap().to_string();
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old, &before).unwrap();
+        for row in table(&kept, "SELECT * FROM usage_platform_daily") {
+            let placeholders: Vec<String> = (1..=row.len()).map(|i| format!("?{i}")).collect();
+            old.execute(
+                &format!("INSERT INTO usage_platform_daily VALUES ({})", placeholders.join(", ")),
+                params_from_iter(row.iter()),
+            )
+            .unwrap();
+        }
+        migrate(&mut old, SCHEMA).unwrap();
+        assert_eq!(table(&old, per_api), rows);
     }
 }

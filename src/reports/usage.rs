@@ -7,7 +7,10 @@
 //! week, month and custom intervals of whole days — what the pages ask) and the granularity is not hours; otherwise
 //! the hourly rows, at hour precision (the hours that overlap the interval), for at most [`MAX_HOURLY_DAYS`] days.
 //! Queries that name no API user or application and do not group by them read the operator's rollups of the same
-//! period (`usage_platform_*`, the same figures without those two columns), a few hundred rows a period.
+//! period (`usage_platform_*`, the same figures without those two columns), a few hundred rows a period; of those,
+//! daily queries that group by nothing, by bank or by API (and SLA breaches per day) read the operator's daily rows
+//! per bank API (`usage_api_daily`: no endpoint, status class or error code, the 4xx and 5xx counts as columns), a
+//! few dozen rows a day.
 //! Sandbox traffic is its own environment: every query names the one it reads.
 //!
 //! ```no_run
@@ -162,17 +165,44 @@ enum Source {
     Monthly { from: String, to: String },
 }
 
+/// How finely the rollup that answers is keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Every column, API users and applications included.
+    Fine,
+    /// The operator's: without the API-user and application columns.
+    Platform,
+    /// The operator's per bank API (daily only): without endpoint, status class and error code either, the 4xx and
+    /// 5xx counts as columns.
+    PerApi,
+}
+
+impl Rows {
+    /// The coarsest rows of `source` that answer a query of `filter` grouped by `group`.
+    fn answering(source: &Source, filter: &UsageFilter, group: Option<GroupBy>) -> Rows {
+        if !platform_rows(filter, group) {
+            Rows::Fine
+        } else if matches!(source, Source::Daily { .. })
+            && matches!(group, None | Some(GroupBy::Provider | GroupBy::Api))
+        {
+            Rows::PerApi
+        } else {
+            Rows::Platform
+        }
+    }
+}
+
 impl Source {
-    /// The rollup table: the operator's (without API-user and application columns, a few hundred rows a period)
-    /// when `platform`, else the full one.
-    fn table(&self, platform: bool) -> &'static str {
-        match (self, platform) {
-            (Source::Hourly { .. }, false) => "usage_hourly",
-            (Source::Daily { .. }, false) => "usage_daily",
-            (Source::Monthly { .. }, false) => "usage_monthly",
-            (Source::Hourly { .. }, true) => "usage_platform_hourly",
-            (Source::Daily { .. }, true) => "usage_platform_daily",
-            (Source::Monthly { .. }, true) => "usage_platform_monthly",
+    /// The rollup table of `rows`.
+    fn table(&self, rows: Rows) -> &'static str {
+        match (self, rows) {
+            (Source::Hourly { .. }, Rows::Fine) => "usage_hourly",
+            (Source::Daily { .. }, Rows::Fine) => "usage_daily",
+            (Source::Monthly { .. }, Rows::Fine) => "usage_monthly",
+            (Source::Hourly { .. }, _) => "usage_platform_hourly",
+            (Source::Daily { .. }, Rows::Platform) => "usage_platform_daily",
+            (Source::Daily { .. }, Rows::PerApi) => "usage_api_daily",
+            (Source::Monthly { .. }, _) => "usage_platform_monthly",
         }
     }
 
@@ -262,13 +292,19 @@ fn conditions(source: &Source, filter: &UsageFilter, alias: &str) -> (String, Ve
     (sql, values)
 }
 
-fn figures_sql(alias: &str) -> String {
+fn figures_sql(alias: &str, rows: Rows) -> String {
     let buckets: Vec<String> = columns().iter().map(|b| format!("sum({alias}{b}) AS {b}")).collect();
+    let errors = if rows == Rows::PerApi {
+        format!("sum({alias}client_errors) AS client_errors, sum({alias}server_errors) AS server_errors")
+    } else {
+        format!(
+            "sum(CASE WHEN {alias}status_class = '4xx' THEN {alias}requests ELSE 0 END) AS client_errors,
+             sum(CASE WHEN {alias}status_class = '5xx' THEN {alias}requests ELSE 0 END) AS server_errors"
+        )
+    };
     format!(
         "sum({alias}requests) AS requests, sum({alias}bytes) AS bytes, sum({alias}latency_sum) AS latency_sum,
-         max({alias}latency_max) AS latency_max,
-         sum(CASE WHEN {alias}status_class = '4xx' THEN {alias}requests ELSE 0 END) AS client_errors,
-         sum(CASE WHEN {alias}status_class = '5xx' THEN {alias}requests ELSE 0 END) AS server_errors, {}",
+         max({alias}latency_max) AS latency_max, {errors}, {}",
         buckets.join(", ")
     )
 }
@@ -325,11 +361,12 @@ pub fn usage(
     let period = granularity.map_or_else(|| "NULL".to_string(), |g| source.period(g, ""));
     let group_column = group.map_or("NULL", GroupBy::column);
     let (conditions, values) = conditions(&source, filter, "");
+    let rows = Rows::answering(&source, filter, group);
     let sql = format!(
         "SELECT {period} AS period, {group_column} AS grp, {} FROM {} WHERE {conditions}
          GROUP BY 1, 2 ORDER BY 1, 2",
-        figures_sql(""),
-        source.table(platform_rows(filter, group))
+        figures_sql("", rows),
+        source.table(rows)
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(values.iter()), |row| {
@@ -378,13 +415,16 @@ pub fn sla_breaches(
     let source = source(zone, filter, Some(granularity))?;
     let period = source.period(granularity, "u.");
     let (conditions, values) = conditions(&source, filter, "u.");
+    let rows = Rows::answering(&source, filter, Some(GroupBy::Api));
+    // Summed per period and API first, then each sum joined to its API's SLA (not every rollup row).
     let sql = format!(
-        "SELECT {period} AS period, u.api_id, u.provider_organisation_id, a.sla_response_ms, {}
-         FROM {} u JOIN apis a ON a.id = u.api_id
-         WHERE {conditions} AND u.api_id <> 0
-         GROUP BY 1, 2 ORDER BY 1, 2",
-        figures_sql("u."),
-        source.table(platform_rows(filter, None))
+        "SELECT s.*, a.sla_response_ms
+         FROM (SELECT {period} AS period, u.api_id AS api_id, u.provider_organisation_id AS provider_organisation_id, {}
+               FROM {} u WHERE {conditions} AND u.api_id <> 0 GROUP BY 1, 2) s
+         JOIN apis a ON a.id = s.api_id
+         ORDER BY 1, 2",
+        figures_sql("u.", rows),
+        source.table(rows)
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(params_from_iter(values.iter()), |row| {
@@ -407,4 +447,99 @@ pub fn sla_breaches(
         }
     }
     Ok(breaches)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gateway::meter::Exchange;
+    use crate::store::calendar::default_time_zone;
+    use crate::store::migrate::{SCHEMA, migrate};
+
+    /// Three Almaty days of two banks' traffic (and refusals without a bank), each hour but the days' first.
+    fn seeded() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        for (id, bin) in [(1, "990140000661"), (2, "990140000662")] {
+            conn.execute(
+                "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                            created_at, updated_at)
+                 VALUES (?1, ?2, ?2, '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't')",
+                rusqlite::params![id, bin],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO apis (id, organisation_id, name, version, standard, sla_response_ms, status, created_at,
+                               updated_at)
+             VALUES (10, 1, 'A', '1', 's', 100, 'published', 't', 't'), (20, 2, 'B', '1', 's', 400, 'published', 't', 't');",
+        )
+        .unwrap();
+        let midnight = 1_796_324_400; // 2026-12-03T19:00:00Z, 4 December in Almaty
+        let mut batch = Vec::new();
+        for n in 0..3 * 24 * 6 {
+            let at = midnight + n * 600;
+            if (at - midnight) % 86_400 < 3600 {
+                continue;
+            }
+            let provider = [None, Some(1), Some(2)][n as usize % 3];
+            let status = [200, 200, 200, 404, 503][n as usize % 5];
+            batch.push(Exchange {
+                at: crate::clock::rfc3339(OffsetDateTime::from_unix_timestamp(at).unwrap()),
+                application_id: 3,
+                user_organisation_id: 2,
+                provider_organisation_id: provider,
+                api_id: provider.map(|p| p * 10),
+                consent_id: None,
+                endpoint: ["accounts", "balances"][n as usize % 2],
+                status: if provider.is_none() { 403 } else { status },
+                latency_ms: if provider.is_none() { 0 } else { 20 + (n as u64 * 37) % 700 },
+                bytes: 100,
+                interaction_id: "i".into(),
+                error_code: None,
+                mode: crate::apps::AppMode::Production,
+                transaction_lines: 0,
+            });
+        }
+        let tx = conn.transaction().unwrap();
+        super::super::rollup::add(&tx, &batch).unwrap();
+        tx.commit().unwrap();
+        conn
+    }
+
+    #[test]
+    fn daily_figures_per_bank_api_equal_the_operators_hourly_rows_read_per_local_day() {
+        let conn = seeded();
+        let zone = default_time_zone();
+        let at = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).unwrap();
+        let (from, to) = (1_796_324_400, 1_796_324_400 + 3 * 86_400);
+        // Whole local days: the daily rows per bank API. An hour earlier (no traffic in it): the operator's hourly
+        // rows, each given its local day by `kopir_local_day`.
+        let daily = UsageFilter::production(at(from), at(to));
+        let hourly = UsageFilter::production(at(from - 3600), at(to));
+        assert_eq!(
+            source(&zone, &daily, Some(Granularity::Day)).unwrap(),
+            Source::Daily { from: "2026-12-04".into(), to: "2026-12-07".into() }
+        );
+        assert!(matches!(source(&zone, &hourly, Some(Granularity::Day)).unwrap(), Source::Hourly { .. }));
+        let days = source(&zone, &daily, None).unwrap();
+        assert_eq!(Rows::answering(&days, &daily, Some(GroupBy::Api)), Rows::PerApi);
+        assert_eq!(Rows::answering(&days, &daily, Some(GroupBy::Endpoint)), Rows::Platform);
+        assert_eq!(Rows::answering(&days, &UsageFilter { user: Some(2), ..daily.clone() }, None), Rows::Fine);
+        for group in [None, Some(GroupBy::Provider), Some(GroupBy::Api)] {
+            let per_api = series(&conn, &zone, &daily, Granularity::Day, group).unwrap();
+            assert_eq!(per_api, series(&conn, &zone, &hourly, Granularity::Day, group).unwrap(), "{group:?}");
+            assert!(per_api.len() >= 3 && per_api.iter().all(|r| r.server_errors > 0 || r.client_errors > 0));
+        }
+        let one_bank = UsageFilter { provider: Some(2), ..daily.clone() };
+        let one_bank_hourly = UsageFilter { provider: Some(2), ..hourly.clone() };
+        assert_eq!(
+            series(&conn, &zone, &one_bank, Granularity::Day, Some(GroupBy::Api)).unwrap(),
+            series(&conn, &zone, &one_bank_hourly, Granularity::Day, Some(GroupBy::Api)).unwrap()
+        );
+        let breaches = sla_breaches(&conn, &zone, &daily, Granularity::Day).unwrap();
+        assert_eq!(breaches, sla_breaches(&conn, &zone, &hourly, Granularity::Day).unwrap());
+        assert!(breaches.iter().any(|b| b.api_id == 10) && breaches.len() >= 3, "{breaches:?}");
+    }
 }

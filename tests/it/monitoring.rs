@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common;
 use crate::common::browser::{Browser, operator_user};
-use crate::common::exchange::{BankPlan, FULL, consent, customer, get, get_json, tokens_for, world};
+use crate::common::exchange::{BankPlan, FULL, consent, customer, get, get_json, tokens_for, world, world_with};
 use crate::common::participant::{count, db};
 use kopir::identity::Role;
 use kopir::refbank::Fault;
@@ -236,8 +236,7 @@ async fn gateway_calls_show_per_api_on_the_admin_listener_with_the_sla_and_conse
     );
     assert_eq!(bucket, Some(2.0), "a histogram with buckets, not a summary");
 
-    // The gauges come with the monitoring task's next rounds (the consents' every ten minutes): move the platform's
-    // clock to them.
+    // The gauges come with the monitoring task's next rounds (every minute): move the platform's clock past them.
     s.platform.clock().advance(time::Duration::minutes(11));
     let sla = wait_value(&s.platform, "kopir_api_sla_seconds", &[("provider", &good.bin), ("api", &good_api)]).await;
     assert_eq!(sla, 0.5, "the passport's 500 ms");
@@ -284,6 +283,122 @@ async fn gateway_calls_show_per_api_on_the_admin_listener_with_the_sla_and_conse
     for needed in ["kopir_api_request_duration_seconds_bucket", "kopir_api_sla_seconds", "kopir_webhook_pending"] {
         assert!(used.contains(needed), "{needed} is not used: {used:?}");
     }
+    w.s.platform.shutdown().await;
+}
+
+/// A series (name and labels) and the value it should read.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// Moves the platform's clock past the monitoring task's next round and waits until each series reads its value. A
+/// round still under way when the clock moves takes the move for itself, so the clock moves again while waiting.
+async fn next_round_reads(platform: &common::Platform, expected: &[Expected<'_>]) {
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        platform.clock().advance(time::Duration::seconds(61));
+        let attempt = async {
+            loop {
+                let metrics = scrape(platform).await;
+                seen = expected.iter().map(|(name, labels, _)| value(&metrics, name, labels)).collect();
+                if seen.iter().zip(expected).all(|(v, (_, _, want))| *v == Some(*want)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(3), attempt).await.is_ok() {
+            return;
+        }
+    }
+    panic!("the gauges did not follow the registry: expected {expected:?}, last seen {seen:?}");
+}
+
+/// The platform-wide figures the gauges are set from, read as the task reads them and straight from the registry
+/// (the shared recorder mixes every test platform's platform-wide series, so they are compared here).
+async fn platform_figures_agree_with_the_registry(platform: &common::Platform) -> (i64, i64) {
+    let now = kopir::clock::rfc3339(platform.clock().now());
+    platform
+        .running()
+        .state
+        .db
+        .read(move |c| -> Result<(i64, i64), kopir::store::StoreError> {
+            let live = kopir::monitoring::figures::customers_with_live_consents(c, &now)?;
+            let registry: i64 = c.query_row(
+                "SELECT count(DISTINCT customer_id) FROM consents WHERE status = 'Authorised' AND expires_at > ?1",
+                [&now],
+                |r| r.get(0),
+            )?;
+            assert_eq!(live, registry, "customers with live consents");
+            let authorised = kopir::monitoring::figures::consents_by_status(c)?
+                .into_iter()
+                .find(|s| s.label == "Authorised")
+                .map_or(0, |s| s.count);
+            let registry: i64 =
+                c.query_row("SELECT count(*) FROM consents WHERE status = 'Authorised'", [], |r| r.get(0))?;
+            assert_eq!(authorised, registry, "authorised consents");
+            Ok((live, authorised))
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consents_gauges_follow_a_grant_a_revocation_and_an_expiry_before_and_after_the_sweep() {
+    // The expiry sweep runs at start, then once a day of the platform's clock: a consent past its end stays
+    // `Authorised` in the registry until the test moves the clock a day.
+    let w = world_with(&[BankPlan::new("Gauge Bank", "99034007703")], |c| c.oauth.expiry_sweep_secs = 86_400).await;
+    let s = &w.s;
+    let bin = w.banks[0].bin.as_str();
+    let authorised: &[(&str, &str)] = &[("provider", bin), ("status", "Authorised")];
+    let revoked: &[(&str, &str)] = &[("provider", bin), ("status", "Revoked")];
+    let expired: &[(&str, &str)] = &[("provider", bin), ("status", "Expired")];
+    let live: &[(&str, &str)] = &[("provider", bin)];
+    const CONSENTS: &str = "kopir_provider_consents";
+    const LIVE: &str = "kopir_provider_customers_with_live_consents";
+
+    // Granted: one authorised consent, its customer live.
+    let (granted, _, _) = tokens_for(s, consent(&[bin], FULL, None, None), customer(), "+77010000011").await;
+    next_round_reads(&s.platform, &[(CONSENTS, authorised, 1.0), (LIVE, live, 1.0)]).await;
+    assert_eq!(platform_figures_agree_with_the_registry(&s.platform).await, (1, 1));
+
+    // Revoked by the API user: the authorised count and the live customer fall to zero (not left at their last
+    // value), the revoked count rises.
+    let deleted = s
+        .api()
+        .delete(s.platform.url(&format!("/open-banking/v1/aisp/account-access-consents/{granted}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    next_round_reads(&s.platform, &[(CONSENTS, authorised, 0.0), (CONSENTS, revoked, 1.0), (LIVE, live, 0.0)]).await;
+    assert_eq!(platform_figures_agree_with_the_registry(&s.platform).await, (0, 0));
+
+    // Granted again, ending in half an hour.
+    let ends = kopir::clock::rfc3339(s.platform.clock().now() + time::Duration::minutes(30));
+    let mut body = consent(&[bin], FULL, None, None);
+    body["Data"]["ExpirationDateTime"] = ends.into();
+    let (expiring, _, _) = tokens_for(s, body, customer(), "+77010000012").await;
+    next_round_reads(&s.platform, &[(CONSENTS, authorised, 1.0), (LIVE, live, 1.0)]).await;
+
+    // Past its end, not yet swept: still `Authorised` in the registry (and in the consents by status), but its
+    // customer is no longer live.
+    s.platform.clock().advance(time::Duration::minutes(30));
+    next_round_reads(&s.platform, &[(CONSENTS, authorised, 1.0), (CONSENTS, expired, 0.0), (LIVE, live, 0.0)]).await;
+    let stored = format!("SELECT count(*) FROM consents WHERE id = '{expiring}' AND status = ");
+    assert_eq!(count(&s.platform, &format!("{stored}'Authorised'")), 1);
+    assert_eq!(platform_figures_agree_with_the_registry(&s.platform).await, (0, 1));
+
+    // The sweep (a day later on the platform's clock) marks it `Expired`; the gauges follow.
+    s.platform.clock().advance(time::Duration::days(1));
+    common::eventually("the sweep to mark the consent expired", Duration::from_secs(10), async || {
+        if count(&s.platform, &format!("{stored}'Expired'")) == 1 { Ok(()) } else { Err(()) }
+    })
+    .await;
+    next_round_reads(
+        &s.platform,
+        &[(CONSENTS, authorised, 0.0), (CONSENTS, expired, 1.0), (CONSENTS, revoked, 1.0), (LIVE, live, 0.0)],
+    )
+    .await;
+    assert_eq!(platform_figures_agree_with_the_registry(&s.platform).await, (0, 0));
     w.s.platform.shutdown().await;
 }
 

@@ -162,7 +162,8 @@ async fn reports_equal_counts_from_the_raw_exchanges_and_old_data_is_pruned_on_t
 
     // Consents: the authorisation counts once for each bank the consent names.
     let f = days.clone();
-    let changes = query(platform, move |c, _| kopir::reports::consents::changes(c, &f, Some(Granularity::Day))).await;
+    let changes =
+        query(platform, move |c, z| kopir::reports::consents::changes(c, z, &f, Some(Granularity::Day))).await;
     let authorised = changes.iter().find(|c| c.status == "Authorised").unwrap();
     assert_eq!(
         authorised.changes as i64,
