@@ -325,7 +325,8 @@ mod tests {
         assert_eq!((lines[0].reference.as_str(), lines[0].amount_tiyn), ("KOPIR-202611-000001/1", 300));
         assert_eq!((lines[1].reference.as_str(), lines[1].amount_tiyn), ("KOPIR-202611-000001/1/fee", 20));
         assert_eq!((lines[0].user_organisation_id, lines[0].provider_organisation_id), (7, 9));
-        let provider = r#"{"body":{"lines":[{"user_organisation_id":8,"api_id":4,"service":"balances","charge_tiyn":300}]}}"#;
+        let provider =
+            r#"{"body":{"lines":[{"user_organisation_id":8,"api_id":4,"service":"balances","charge_tiyn":300}]}}"#;
         let lines_p = lines_of(&statement("provider"), provider);
         assert_eq!(lines_p.len(), 1);
         assert_eq!((lines_p[0].user_organisation_id, lines_p[0].provider_organisation_id), (8, 7));

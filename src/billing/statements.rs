@@ -247,7 +247,8 @@ async fn page(State(state): State<AppState>, who: SignedIn, Path(number): Path<S
         .await?;
     let document: Value = serde_json::from_str(&document).map_err(|e| PageError::internal(&e))?;
     let body = &document["body"];
-    let request_link = |id: i64| if console { format!("/console/requests/{id}") } else { format!("/org/requests/{id}") };
+    let request_link =
+        |id: i64| if console { format!("/console/requests/{id}") } else { format!("/org/requests/{id}") };
     let row_of = |i: usize, l: &Value| -> LineRow {
         let of_part = |part: Part| around.lines.iter().find(|x| x.line == i + 1 && x.part == part);
         let (charge_line, fee_line) = (of_part(Part::Charge), of_part(Part::Fee));

@@ -333,8 +333,7 @@ pub fn raise(
         return Ok(Raised::Refused(Refusal::UnknownObject));
     };
     let Some(target) = new.category.target(new.priority) else { return Ok(Raised::Refused(Refusal::Priority)) };
-    let counterparty =
-        object_counterparty(tx, raiser.organisation_id, new.object_kind, &new.object_ref, &others)?;
+    let counterparty = object_counterparty(tx, raiser.organisation_id, new.object_kind, &new.object_ref, &others)?;
     let (assignee, parties) = assign(&new.category, counterparty, &others);
     let (calendar, rules) = (&clocks.calendar, clocks.rules);
     let at = clock::rfc3339(now);

@@ -69,8 +69,8 @@ async fn a_closed_month(w: &mut World) -> String {
     }
     platform.clock().advance(DAY);
     let s = &w.s;
-    let (_, token, _) = tokens_for(s, consent(&[w.banks[0].bin.as_str()], FULL, None, None), customer(), "+77010000061")
-        .await;
+    let (_, token, _) =
+        tokens_for(s, consent(&[w.banks[0].bin.as_str()], FULL, None, None), customer(), "+77010000061").await;
     let list = get_json(s, &token, "/accounts").await;
     let account = list["Data"]["Account"][0]["AccountId"].as_str().unwrap().to_string();
     get_json(s, &token, "/accounts").await;
@@ -124,20 +124,26 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     // The line of the accounts service: two lists at 2.00 each, with 0.10 of fee each.
     let lines = document["body"]["lines"].as_array().unwrap();
     let index = lines.iter().position(|l| l["service"] == "accounts").unwrap() + 1;
-    assert_eq!((lines[index - 1]["charge_tiyn"].as_i64(), lines[index - 1]["fee_tiyn"].as_i64()), (Some(400), Some(20)));
+    assert_eq!(
+        (lines[index - 1]["charge_tiyn"].as_i64(), lines[index - 1]["fee_tiyn"].as_i64()),
+        (Some(400), Some(20))
+    );
     let line = format!("{user_number}/{index}");
 
     // The fintech's statement page: a "Dispute" action per line opens the request form with the line prefilled.
     w.s.user_admin.sign_in("fintechadmin", "fintechadmin-Passw0rd-long").await;
     let page = w.s.user_admin.get(&format!("/org/billing/statements/{user_number}")).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let link = format!("/org/requests/new?category=billing.dispute&amp;object_kind=statement_line&amp;object_ref={line}");
+    let link =
+        format!("/org/requests/new?category=billing.dispute&amp;object_kind=statement_line&amp;object_ref={line}");
     assert!(page.body.contains(&link), "{}", page.body);
     assert!(page.body.contains(&format!("object_ref={line}/fee")), "the fee has its own action");
     let form_path = link.replace("&amp;", "&");
     let form = w.s.user_admin.get(&form_path).await;
     assert!(form.body.contains("<option value=\"billing.dispute\" selected>"), "{}", form.body);
-    assert!(form.body.contains(&format!("value=\"{line}\"")) && form.body.contains("value=\"statement_line\" selected"));
+    assert!(
+        form.body.contains(&format!("value=\"{line}\"")) && form.body.contains("value=\"statement_line\" selected")
+    );
     let raised = raise_on_page(
         &w.s.user_admin,
         &form_path,
@@ -170,7 +176,9 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     let page = bank_admin.get(&format!("/org/billing/statements/{provider_number}")).await;
     assert!(page.body.contains(&format!("/org/requests/{id}")), "{}", page.body);
     let page = w.s.user_admin.get(&format!("/org/billing/statements/{user_number}")).await;
-    assert!(page.body.contains(&format!("/org/requests/{id}\">#{id}</a>")) && page.body.contains("held until resolved"));
+    assert!(
+        page.body.contains(&format!("/org/requests/{id}\">#{id}</a>")) && page.body.contains("held until resolved")
+    );
 
     // Over mTLS: the fee of the line goes to the operator's team.
     let answer = platform
@@ -251,8 +259,7 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     let page = submit(&admin, credit(&line, "1.50", &id.to_string())).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.url.ends_with(&statement_page), "{}", page.url);
-    let number: String =
-        db(platform).query_row("SELECT number FROM billing_credit_notes", [], |r| r.get(0)).unwrap();
+    let number: String = db(platform).query_row("SELECT number FROM billing_credit_notes", [], |r| r.get(0)).unwrap();
     assert_eq!(number, format!("KOPIR-CN-{}-000001", month.replace('-', "")));
     assert!(page.body.contains(&number) && page.body.contains("id=\"statement-total-after\""), "{}", page.body);
     let comment: String = db(platform)
@@ -289,7 +296,10 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
         &jwks,
     )
     .unwrap();
-    assert_eq!((seal.credit_note.as_str(), seal.line.as_str(), seal.amount_tiyn), (number.as_str(), line.as_str(), 150));
+    assert_eq!(
+        (seal.credit_note.as_str(), seal.line.as_str(), seal.amount_tiyn),
+        (number.as_str(), line.as_str(), 150)
+    );
     assert_eq!(seal.sha256, kopir::digest::sha256_hex(json.body.as_bytes()), "the seal binds the JSON as served");
     assert!(
         kopir::snapshot::verify_signed::<kopir::billing::statements::Seal>(
@@ -322,7 +332,11 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     assert!(page.body.contains("id=\"positions-after\""), "{}", page.body);
     let issued_owes = document["total_tiyn"].as_i64().unwrap();
     let after = kopir::billing::tenge(issued_owes - 150);
-    assert!(page.body.contains(&format!("<tr id=\"position-{fintech}\">")) && page.body.contains(&after), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("<tr id=\"position-{fintech}\">")) && page.body.contains(&after),
+        "{}",
+        page.body
+    );
 
     // Nobody else issues one: staff, the regulator, a participant's administrator (its own line or not).
     let staff = operator(platform, "staff-disputes", Role::OperatorStaff).await;
