@@ -226,6 +226,49 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     assert_eq!(stranger.get(&format!("/org/requests/{id}")).await.status, 404);
     assert_eq!(stranger.get(&format!("/org/billing/statements/{user_number}")).await.status, 404);
 
+    // The provider disputing its own earnings has no counterparty: the operator's staff take it, the API user sees it.
+    let raised = raise_on_page(
+        bank_admin,
+        "/org/requests/new",
+        &[
+            ("category", "billing.dispute"),
+            ("priority", "normal"),
+            ("subject", "Earnings too low"),
+            ("description", "Our count of account lists is higher."),
+            ("object_kind", "statement_line"),
+            ("object_ref", &format!("{provider_number}/1")),
+        ],
+    )
+    .await;
+    assert_eq!(raised.status, 200, "{}", raised.body);
+    let provider_dispute: i64 = raised.url.rsplit('/').next().unwrap().parse().unwrap();
+    let (team, role): (Option<String>, String) = db(platform)
+        .query_row(
+            "SELECT r.assignee_team, p.role FROM requests r JOIN request_parties p ON p.request_id = r.id
+             WHERE r.id = ?1 AND p.organisation_id = ?2",
+            rusqlite::params![provider_dispute, fintech],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((team.as_deref(), role.as_str()), (Some("operator_staff"), "party"));
+    let page = w.s.user_admin.get(&format!("/org/billing/statements/{user_number}")).await;
+    assert!(page.body.contains(&format!("/org/requests/{provider_dispute}\">")), "the same charge: {}", page.body);
+    // A provider cannot name the API user's platform fee.
+    let page = raise_on_page(
+        bank_admin,
+        "/org/requests/new",
+        &[
+            ("category", "billing.dispute"),
+            ("priority", "normal"),
+            ("subject", "x"),
+            ("description", "y"),
+            ("object_kind", "statement_line"),
+            ("object_ref", &format!("{line}/fee")),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 422);
+
     // The operator's administrator settles it: above the line's amount nothing is written; 1.50 of 4.00 is issued
     // and recorded on the request; the rest, 2.50, is all that is left of the charge on either statement.
     let admin = operator(platform, "admin-disputes", Role::OperatorAdmin).await;
