@@ -333,4 +333,53 @@ mod tests {
         let operator = r#"{"body":{"positions":[]}}"#;
         assert!(lines_of(&statement("operator"), operator).is_empty());
     }
+
+    #[test]
+    fn requests_rebuilt_to_take_statement_lines_keep_their_rows_and_the_rows_referring_to_them() {
+        use crate::store::migrate::{SCHEMA, migrate};
+        // Everything before the migration that rebuilds `requests` (found by its title, whatever its number).
+        let title = SCHEMA.find("billing disputes and credit notes").unwrap();
+        let before = &SCHEMA[..SCHEMA[..title].rfind("-- migration ").unwrap()];
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn, before).unwrap();
+        let request = "INSERT INTO requests (id, category_id, category_version, requester_organisation_id, subject,
+                description, priority, object_kind, object_ref, status, assignee_team, created_at, updated_at,
+                first_response_due_at, resolution_target_minutes, resolution_due_at)
+             VALUES (?1, 1, 1, 7, 'Question', 'How?', 'normal', ?2, ?3, 'assigned', 'operator_staff', 't', 't', 't',
+                     60, 't')";
+        conn.execute_batch(
+            "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
+                                        created_at, updated_at)
+             VALUES (7, '990140000661', 'Old Fintech LLP', '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't');",
+        )
+        .unwrap();
+        conn.execute(request, params![3, "api", "12"]).unwrap();
+        assert!(conn.execute(request, params![4, "statement_line", "KOPIR-202611-000001/1"]).is_err());
+        conn.execute_batch(
+            "INSERT INTO request_parties (request_id, organisation_id, role) VALUES (3, 7, 'requester');
+             INSERT INTO request_events (request_id, at, actor, kind, status) VALUES (3, 't', 'user:a', 'created', 'new');",
+        )
+        .unwrap();
+        migrate(&mut conn, SCHEMA).unwrap();
+        let kept: (String, String, String) = conn
+            .query_row("SELECT subject, object_kind, object_ref FROM requests WHERE id = 3", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("Question".into(), "api".into(), "12".into()));
+        let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(broken, 0);
+        conn.execute(request, params![4, "statement_line", "KOPIR-202611-000001/1"]).unwrap();
+        assert!(conn.execute("DELETE FROM requests WHERE id = 3", []).is_err(), "references still hold");
+        let dispute: (String, i64) = conn
+            .query_row(
+                "SELECT executor, (SELECT count(*) FROM request_category_versions v WHERE v.category_id = c.id)
+                 FROM request_categories c WHERE code = ?1",
+                [DISPUTE_CATEGORY],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(dispute, ("counterparty".into(), 1));
+    }
 }
