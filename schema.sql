@@ -1623,3 +1623,117 @@ BEGIN
       AND l.organisation_id IN (SELECT organisation_id FROM consent_providers WHERE consent_id = NEW.id AND status = 'active' UNION ALL SELECT 0)
     ON CONFLICT DO UPDATE SET count = count + 1;
 END;
+
+-- migration 24: billing disputes and credit notes: a statement line as a request's object, the classifier's billing dispute category, numbered immutable credit notes
+-- A request may concern a line of an issued statement (`object_kind` 'statement_line', `object_ref`
+-- `KOPIR-YYYYMM-NNNNNN/N` for the provider's charge of line N, `…/N/fee` for its platform fee). The table is rebuilt
+-- to widen the kinds' CHECK (the runner turns foreign keys off for this and checks every reference before committing).
+CREATE TABLE requests_rebuilt (
+    id                            INTEGER PRIMARY KEY,
+    category_id                   INTEGER NOT NULL REFERENCES request_categories (id),
+    category_version              INTEGER NOT NULL,
+    -- The organisation that raised it, or the customer who complained about a consent from `/my`.
+    requester_organisation_id     INTEGER REFERENCES organisations (id),
+    requester_customer_id         INTEGER REFERENCES customers (id),
+    -- The member who raised it on a page, or the application whose certificate raised it over the API.
+    requester_user_id             INTEGER REFERENCES users (id),
+    requester_client_id           TEXT,
+    subject                       TEXT NOT NULL CHECK (length(subject) BETWEEN 1 AND 200),
+    description                   TEXT NOT NULL CHECK (length(description) BETWEEN 1 AND 10000),
+    priority                      TEXT NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'critical')),
+    object_kind                   TEXT NOT NULL DEFAULT ''
+                                  CHECK (object_kind IN ('', 'api', 'application', 'consent', 'interaction', 'accreditation',
+                                                        'statement_line')),
+    object_ref                    TEXT NOT NULL DEFAULT '' CHECK (length(object_ref) <= 100),
+    status                        TEXT NOT NULL
+                                  CHECK (status IN ('new', 'assigned', 'in_progress', 'waiting', 'resolved', 'closed')),
+    assignee_organisation_id      INTEGER REFERENCES organisations (id),
+    assignee_team                 TEXT CHECK (assignee_team IN ('operator_staff', 'operator_admin')),
+    created_at                    TEXT NOT NULL,
+    updated_at                    TEXT NOT NULL,
+    first_response_due_at         TEXT NOT NULL,
+    first_responded_at            TEXT,
+    resolution_target_minutes     INTEGER NOT NULL CHECK (resolution_target_minutes > 0),
+    resolution_due_at             TEXT,
+    resolution_remaining_minutes  INTEGER,
+    resolution_warn_at            TEXT,
+    warned_at                     TEXT,
+    escalated_at                  TEXT,
+    resolved_at                   TEXT,
+    closed_at                     TEXT,
+    CHECK ((assignee_organisation_id IS NULL) = (assignee_team IS NOT NULL)),
+    CHECK ((requester_organisation_id IS NULL) <> (requester_customer_id IS NULL)),
+    CHECK (status = 'waiting' OR status IN ('resolved', 'closed') OR resolution_due_at IS NOT NULL)
+) STRICT;
+INSERT INTO requests_rebuilt (id, category_id, category_version, requester_organisation_id, requester_customer_id, requester_user_id,
+    requester_client_id, subject, description, priority, object_kind, object_ref, status, assignee_organisation_id,
+    assignee_team, created_at, updated_at, first_response_due_at, first_responded_at, resolution_target_minutes,
+    resolution_due_at, resolution_remaining_minutes, resolution_warn_at, warned_at, escalated_at, resolved_at, closed_at)
+SELECT id, category_id, category_version, requester_organisation_id, requester_customer_id, requester_user_id,
+    requester_client_id, subject, description, priority, object_kind, object_ref, status, assignee_organisation_id,
+    assignee_team, created_at, updated_at, first_response_due_at, first_responded_at, resolution_target_minutes,
+    resolution_due_at, resolution_remaining_minutes, resolution_warn_at, warned_at, escalated_at, resolved_at, closed_at
+FROM requests;
+DROP TABLE requests;
+ALTER TABLE requests_rebuilt RENAME TO requests;
+CREATE INDEX requests_due ON requests (status, resolution_due_at);
+CREATE INDEX requests_first_response ON requests (first_responded_at, first_response_due_at);
+CREATE INDEX requests_created ON requests (created_at);
+CREATE INDEX requests_object ON requests (object_kind, object_ref);
+
+-- The classifier's billing dispute: a statement line's charge goes to the provider it names (the counterparty), with
+-- the operator's staff as arbiter; a platform fee's to the operator's staff. Version 1, kept like the seed's.
+INSERT INTO request_categories (code, parent_id, name_en, name_ru, name_kk, executor, team, updated_at)
+SELECT 'billing.dispute', id, 'Billing dispute: a statement line', 'Спор по биллингу: строка выписки',
+       'Биллинг бойынша дау: шот-үзінді жолы', 'counterparty', 'operator_staff', '2026-12-04T00:00:00Z'
+FROM request_categories WHERE code = 'billing';
+INSERT INTO request_sla_targets (category_id, priority, first_response_minutes, resolution_minutes)
+SELECT c.id, t.priority, t.first, t.resolution
+FROM request_categories c
+CROSS JOIN (SELECT 'critical' AS priority, 30 AS first, 240 AS resolution
+            UNION ALL SELECT 'high', 120, 540
+            UNION ALL SELECT 'normal', 240, 1620
+            UNION ALL SELECT 'low', 540, 2700) t
+WHERE c.code = 'billing.dispute';
+INSERT INTO request_category_versions (category_id, version, definition, changed_at, changed_by)
+SELECT c.id, 1,
+       json_object('code', c.code, 'parent_id', c.parent_id, 'name_en', c.name_en, 'name_ru', c.name_ru,
+                   'name_kk', c.name_kk, 'executor', c.executor, 'team', c.team, 'active', c.active,
+                   'targets', (SELECT json_group_object(s.priority, json_object('first_response_minutes',
+                               s.first_response_minutes, 'resolution_minutes', s.resolution_minutes))
+                               FROM request_sla_targets s WHERE s.category_id = c.id)),
+       c.updated_at, 'system'
+FROM request_categories c WHERE c.code = 'billing.dispute';
+
+-- Credit notes: corrections of an issued statement's line, never edits of it. Each names the line it credits (the
+-- statement, the line's place in it, the part: the provider's `charge` or the platform's `fee`) and, to keep one
+-- remainder across the API user's and the provider's statements of the same charge, the charge's key (month, API
+-- user, provider, API, service). Numbered `KOPIR-CN-YYYYMM-NNNNNN` within the month it corrects; the document as
+-- issued (JSON) and its SHA-256; optionally the dispute request it settles. Never changed, never deleted.
+CREATE TABLE billing_credit_notes (
+    id                        INTEGER PRIMARY KEY,
+    number                    TEXT NOT NULL UNIQUE,
+    month                     TEXT NOT NULL REFERENCES billing_closes (month),
+    statement_number          TEXT NOT NULL REFERENCES billing_statements (number),
+    line                      INTEGER NOT NULL CHECK (line >= 1),
+    part                      TEXT NOT NULL CHECK (part IN ('charge', 'fee')),
+    user_organisation_id      INTEGER NOT NULL REFERENCES organisations (id),
+    provider_organisation_id  INTEGER NOT NULL REFERENCES organisations (id),
+    api_id                    INTEGER NOT NULL,
+    service                   TEXT NOT NULL CHECK (service IN ('accounts', 'balances', 'transactions_page')),
+    amount_tiyn               INTEGER NOT NULL CHECK (amount_tiyn > 0),
+    reason                    TEXT NOT NULL CHECK (length(reason) BETWEEN 1 AND 2000),
+    request_id                INTEGER REFERENCES requests (id),
+    document                  TEXT NOT NULL,
+    sha256                    TEXT NOT NULL,
+    issued_at                 TEXT NOT NULL,
+    issued_by                 TEXT NOT NULL
+) STRICT;
+CREATE INDEX billing_credit_notes_charge
+    ON billing_credit_notes (month, user_organisation_id, provider_organisation_id, api_id, service, part);
+CREATE INDEX billing_credit_notes_user ON billing_credit_notes (user_organisation_id, month);
+CREATE INDEX billing_credit_notes_provider ON billing_credit_notes (provider_organisation_id, month);
+CREATE TRIGGER billing_credit_notes_immutable BEFORE UPDATE ON billing_credit_notes
+BEGIN SELECT RAISE(ABORT, 'an issued credit note never changes'); END;
+CREATE TRIGGER billing_credit_notes_kept BEFORE DELETE ON billing_credit_notes
+BEGIN SELECT RAISE(ABORT, 'an issued credit note is never deleted'); END;

@@ -15,11 +15,16 @@
 //!   it. Prices are also read as `min(tariff, cap)` for each day, so no unit is ever priced above the cap in force.
 //! - **Money is integer tiyn** everywhere; no floating point touches an amount.
 //!
-//! Journal actions: `billing.cap.set`, `billing.tariff.set`, `billing.fee.set`, `billing.tariff.clamped`; refusals
+//! Disputes about a statement line are requests ([`disputes`]); corrections are credit notes ([`credit`]).
+//!
+//! Journal actions: `billing.cap.set`, `billing.tariff.set`, `billing.fee.set`, `billing.tariff.clamped`,
+//! `billing.credit_note.issued`; refusals
 //! as `billing.cap.set`, `billing.tariff.set`, `billing.fee.set` with outcome `denied` and the reason.
 
 pub mod charges;
 pub mod close;
+pub mod credit;
+pub mod disputes;
 pub mod pages;
 pub mod schedule;
 pub mod statements;
@@ -104,6 +109,8 @@ pub enum BillingError {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Requests(Box<crate::requests::RequestsError>),
 }
 
 /// A maximum rate per unit of a service, from a day on.

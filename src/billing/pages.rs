@@ -6,7 +6,8 @@
 //! - `POST /console/billing/caps` — the regulator only (`Regulator`): sets a cap (audited; clamps what it lowers).
 //! - `POST /console/billing/fees` — the operator's administrators only (`OperatorAdmin`): sets the platform fee.
 //! - `GET /org/billing` — any member of a participant (`ParticipantMember`): this month's charges so far as an API
-//!   user (per bank, with the platform fee and a projection) and earnings as a provider (per API user), by day.
+//!   user (per bank, with the platform fee and a projection) and earnings as a provider (per API user), by day; its
+//!   statements, and the credit notes on its lines (as the API user, or as the provider of a credited charge).
 //! - `GET /org/billing/tariffs` and `POST /org/billing/tariffs` — a provider's administrators (`ParticipantAdmin` of
 //!   an accredited API provider): their APIs' tariffs, clamps and history; sets one (audited). Another
 //!   organisation's API is "not found".
@@ -54,6 +55,7 @@ impl From<BillingError> for PageError {
             BillingError::NotFound => PageError::not_found(),
             BillingError::Sqlite(e) => PageError::internal(&e),
             BillingError::Store(e) => PageError::internal(&e),
+            BillingError::Requests(e) => PageError::internal(&e),
         }
     }
 }
@@ -278,6 +280,7 @@ struct OrgPage {
     as_provider: Option<TotalsView>,
     provider_admin: bool,
     statements: Vec<super::close::Statement>,
+    credit_notes: Vec<super::statements::CreditRow>,
 }
 
 impl OrgPage {
@@ -294,13 +297,14 @@ async fn org_page(
     let t = Texts::current();
     let today = today(&state)?;
     let org = who.org.clone();
-    let (user, provider, statements) = state
+    let (user, provider, statements, notes) = state
         .db
         .read(move |c| -> Result<_, StoreError> {
             let user = if org.is_user { Some(charges::running(c, Party::User(org.id), today)?) } else { None };
             let provider =
                 if org.is_provider { Some(charges::running(c, Party::Provider(org.id), today)?) } else { None };
-            Ok((user, provider, super::close::listed(c, Some(org.id), 120)?))
+            let notes = super::credit::listed(c, super::credit::Concerning::Organisation(org.id), None, 120)?;
+            Ok((user, provider, super::close::listed(c, Some(org.id), 120)?, notes))
         })
         .await?;
     let page = OrgPage {
@@ -308,6 +312,7 @@ async fn org_page(
         as_provider: provider.map(|p| TotalsView::new(&t, "billing-provider-days", p)),
         provider_admin: who.user.role == Role::ParticipantAdmin && who.org.is_provider,
         statements,
+        credit_notes: notes.iter().map(super::statements::CreditRow::new).collect(),
         t,
     };
     Ok(render_status(StatusCode::OK, &page))

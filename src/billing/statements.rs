@@ -7,7 +7,18 @@
 //!   `kopir-billing-statement+jwt`, the platform's ES256 key, verifiable with `/.well-known/jwks.json`) binds its
 //!   SHA-256, number, month and kind; the CSV lists the billable exchanges behind a user's or provider's statement by
 //!   interaction id (no customer data).
-//! - `GET /console/billing/statements` — console readers: every statement with its settlement status.
+//!   The page lists, per line, the disputes on it (requests about the line's charge or fee: those the member's
+//!   organisation is a party of; every one for a console reader) with their status, a "Dispute" action for members
+//!   (the request form with the classifier's billing dispute category and the line prefilled), and the credit notes on
+//!   its lines; the operator's statement shows the net positions after the month's credit notes beside the issued
+//!   ones, computed at read time.
+//! - `GET /console/billing/statements` — console readers: every statement with its settlement status, and every
+//!   credit note.
+//! - `POST /console/billing/credit-notes` — the operator's administrators (`OperatorAdmin`) only: issue a credit note
+//!   on a statement line ([`super::credit::issue`]); staff and the regulator are refused (403), participants too.
+//! - `GET /org/billing/credit-notes/{number}/json` and `/jws` — the credit note as issued and its seal (`typ`
+//!   `kopir-billing-credit-note+jwt`, the same key and signing as a statement's): the API user it credits, the
+//!   provider of a credited charge, and console readers; anyone else "not found".
 //! - `POST /console/billing/statements/{number}/status` — operator staff (`OperatorStaff`): marks it invoiced, paid
 //!   or overdue (compare-and-set; journalled `billing.statement.marked`). The regulator reads, never marks.
 
@@ -21,15 +32,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::close::{self, Settlement, Statement};
+use super::credit::{self, Concerning, CreditNote, CreditRequest};
+use super::disputes::{self, Key, Part};
 use super::tenge;
 use crate::identity::Role;
 use crate::store::StoreError;
 use crate::web::AppState;
 use crate::web::pages::{PageError, Texts, render_status};
-use crate::web::session::{ConsoleReader, CsrfForm, OperatorStaff, SignedIn};
+use crate::web::session::{ConsoleReader, CsrfForm, OperatorAdmin, OperatorStaff, SignedIn};
 
 /// The `typ` of a statement's seal.
 pub const SEAL_TYPE: &str = "kopir-billing-statement+jwt";
+/// The `typ` of a credit note's seal.
+pub const CREDIT_SEAL_TYPE: &str = "kopir-billing-credit-note+jwt";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,6 +54,9 @@ pub fn router() -> Router<AppState> {
         .route("/org/billing/statements/{number}/csv", get(csv_download))
         .route("/console/billing/statements", get(console_list))
         .route("/console/billing/statements/{number}/status", post(mark))
+        .route("/console/billing/credit-notes", post(issue_credit_note))
+        .route("/org/billing/credit-notes/{number}/json", get(credit_json_download))
+        .route("/org/billing/credit-notes/{number}/jws", get(credit_jws_download))
 }
 
 fn console_role(role: Role) -> bool {
@@ -64,7 +82,7 @@ fn download(content_type: &'static str, filename: &str, body: String) -> Respons
         .into_response()
 }
 
-/// One line of the page's table, from the document.
+/// One line of the page's table, from the document, with the disputes and credit notes on its charge and fee.
 struct LineRow {
     counterparty: String,
     api: String,
@@ -73,16 +91,99 @@ struct LineRow {
     free_units: String,
     charge: String,
     fee: String,
+    /// The addresses of its charge and (an API user's line) its fee, as a request names them.
+    charge_ref: Option<String>,
+    fee_ref: Option<String>,
+    disputes: Vec<DisputeRow>,
+    credited: Option<String>,
+}
+
+/// A dispute as the statement's page lists it.
+struct DisputeRow {
+    id: i64,
+    reference: String,
+    status: crate::requests::Status,
+    href: String,
+}
+
+impl DisputeRow {
+    /// Held until resolved: the request's own statuses.
+    fn held(&self) -> bool {
+        self.status.is_open()
+    }
+}
+
+/// A credit note as the pages list it.
+pub(super) struct CreditRow {
+    pub(super) number: String,
+    pub(super) month: String,
+    pub(super) statement_number: String,
+    pub(super) line_reference: String,
+    pub(super) part: Part,
+    pub(super) amount: String,
+    pub(super) reason: String,
+    pub(super) request_id: Option<i64>,
+    pub(super) issued_at: String,
+}
+
+impl CreditRow {
+    pub(super) fn new(note: &CreditNote) -> CreditRow {
+        CreditRow {
+            number: note.number.clone(),
+            month: note.month.clone(),
+            statement_number: note.statement_number.clone(),
+            line_reference: note.line_reference.clone(),
+            part: note.part,
+            amount: tenge(note.amount_tiyn),
+            reason: note.reason.clone(),
+            request_id: note.request_id,
+            issued_at: note.issued_at.clone(),
+        }
+    }
+
+    pub(super) fn part_key(&self) -> &'static str {
+        match self.part {
+            Part::Charge => "billing_credit.part.charge",
+            Part::Fee => "billing_credit.part.fee",
+        }
+    }
+}
+
+/// A net position of the operator's statement, as issued and after the month's credit notes.
+struct PositionRow {
+    organisation: String,
+    owes: String,
+    owed: String,
+    net: String,
+    owes_after: String,
+    owed_after: String,
+    net_after: String,
+}
+
+/// A line the operator's administrators may credit, with what is left of it.
+struct CreditChoice {
+    reference: String,
+    remainder: String,
 }
 
 #[derive(Template)]
 #[template(path = "billing_statement.html")]
-struct StatementPage {
+struct StatementPage<'a> {
     t: Texts,
+    csrf: &'a str,
     console: bool,
+    /// A participant's member: may dispute its lines.
+    member: bool,
+    /// The operator's administrators: may issue credit notes.
+    may_credit: bool,
     statement: Statement,
     total: String,
+    total_after: Option<String>,
     lines: Vec<LineRow>,
+    positions: Vec<PositionRow>,
+    credit_notes: Vec<CreditRow>,
+    choices: Vec<CreditChoice>,
+    dispute_category: &'static str,
 }
 
 fn text(v: &Value) -> String {
@@ -97,11 +198,89 @@ fn money(v: &Value) -> String {
     v.as_i64().map(tenge).unwrap_or_default()
 }
 
+/// What the statement's page reads besides the statement: its lines' disputes (those `organisation` sees; `None`:
+/// all) and credit notes, what is left to credit of each line, and the month's credit notes for the net positions.
+struct Around {
+    lines: Vec<disputes::Line>,
+    disputes: Vec<(Key, disputes::Dispute)>,
+    notes: Vec<CreditNote>,
+    remainders: Vec<(String, i64)>,
+    positions: Vec<credit::Position>,
+}
+
+fn around(
+    conn: &rusqlite::Connection,
+    statement: &Statement,
+    document: &str,
+    organisation: Option<i64>,
+) -> rusqlite::Result<Around> {
+    let lines = disputes::lines_of(statement, document);
+    let keys: Vec<Key> = lines.iter().map(disputes::Line::key).collect();
+    let found = disputes::disputes(conn, &statement.month, &keys, organisation)?;
+    let notes: Vec<CreditNote> = credit::on_keys(conn, &statement.month, &keys)?
+        .into_iter()
+        .filter(|n| organisation.is_none_or(|o| n.concerns(o)))
+        .collect();
+    let mut remainders = Vec::new();
+    for line in &lines {
+        remainders.push((line.reference.clone(), line.amount_tiyn - credit::credited(conn, &line.key())?));
+    }
+    let positions = if statement.kind == "operator" {
+        let document: Value = serde_json::from_str(document).unwrap_or_default();
+        let issued = document["body"]["positions"].as_array().cloned().unwrap_or_default();
+        credit::net_after(conn, &statement.month, &issued)?
+    } else {
+        Vec::new()
+    };
+    Ok(Around { lines, disputes: found, notes, remainders, positions })
+}
+
 /// The statement's page (printable: the stylesheet hides the navigation in print).
 async fn page(State(state): State<AppState>, who: SignedIn, Path(number): Path<String>) -> Result<Response, PageError> {
     let (statement, document) = readable(&state, &who, number).await?;
+    let console = console_role(who.user.role);
+    let organisation = if console { None } else { who.organisation.as_ref().map(|o| o.id) };
+    let (for_read, document_for_read) = (statement.clone(), document.clone());
+    let around = state
+        .db
+        .read(move |c| around(c, &for_read, &document_for_read, organisation).map_err(StoreError::from))
+        .await?;
     let document: Value = serde_json::from_str(&document).map_err(|e| PageError::internal(&e))?;
     let body = &document["body"];
+    let request_link =
+        |id: i64| if console { format!("/console/requests/{id}") } else { format!("/org/requests/{id}") };
+    let row_of = |i: usize, l: &Value| -> LineRow {
+        let of_part = |part: Part| around.lines.iter().find(|x| x.line == i + 1 && x.part == part);
+        let (charge_line, fee_line) = (of_part(Part::Charge), of_part(Part::Fee));
+        let keys: Vec<Key> = [charge_line, fee_line].into_iter().flatten().map(disputes::Line::key).collect();
+        let disputes = around
+            .disputes
+            .iter()
+            .filter(|(k, _)| keys.contains(k))
+            .map(|(_, d)| DisputeRow {
+                id: d.id,
+                reference: d.reference.clone(),
+                status: d.status,
+                href: request_link(d.id),
+            })
+            .collect();
+        let credited: i64 = around.notes.iter().filter(|n| keys.contains(&n.key())).map(|n| n.amount_tiyn).sum();
+        LineRow {
+            counterparty: text(
+                l.get("provider_organisation_id").or_else(|| l.get("user_organisation_id")).unwrap_or(&Value::Null),
+            ),
+            api: text(&l["api_id"]),
+            service: text(&l["service"]),
+            units: text(&l["units"]),
+            free_units: text(&l["free_units"]),
+            charge: money(&l["charge_tiyn"]),
+            fee: money(&l["fee_tiyn"]),
+            charge_ref: charge_line.map(|x| x.reference.clone()),
+            fee_ref: fee_line.map(|x| x.reference.clone()),
+            disputes,
+            credited: (credited > 0).then(|| tenge(credited)),
+        }
+    };
     let lines = if let Some(positions) = body["positions"].as_array() {
         positions
             .iter()
@@ -113,37 +292,64 @@ async fn page(State(state): State<AppState>, who: SignedIn, Path(number): Path<S
                 free_units: String::new(),
                 charge: money(&p["owes_operator_tiyn"]),
                 fee: money(&p["operator_owes_tiyn"]),
+                charge_ref: None,
+                fee_ref: None,
+                disputes: Vec::new(),
+                credited: None,
             })
             .collect()
     } else {
         body["lines"]
             .as_array()
-            .map(|lines| {
-                lines
-                    .iter()
-                    .map(|l| LineRow {
-                        counterparty: text(
-                            l.get("provider_organisation_id")
-                                .or_else(|| l.get("user_organisation_id"))
-                                .unwrap_or(&Value::Null),
-                        ),
-                        api: text(&l["api_id"]),
-                        service: text(&l["service"]),
-                        units: text(&l["units"]),
-                        free_units: text(&l["free_units"]),
-                        charge: money(&l["charge_tiyn"]),
-                        fee: money(&l["fee_tiyn"]),
-                    })
-                    .collect()
-            })
+            .map(|lines| lines.iter().enumerate().map(|(i, l)| row_of(i, l)).collect())
             .unwrap_or_default()
     };
+    let may_credit = who.user.role == Role::OperatorAdmin && statement.kind != "operator";
+    let month_notes = if statement.kind == "operator" {
+        let month = statement.month.clone();
+        state
+            .db
+            .read(move |c| credit::listed(c, Concerning::All, Some(month.as_str()), 1000).map_err(StoreError::from))
+            .await?
+    } else {
+        around.notes.clone()
+    };
+    let total_after = (!month_notes.is_empty()).then(|| tenge(credit::total_after(&statement, &month_notes)));
     let page = StatementPage {
         t: Texts::current(),
-        console: console_role(who.user.role),
+        csrf: who.csrf(),
+        console,
+        member: !console && who.organisation.is_some(),
+        may_credit,
         total: tenge(statement.total_tiyn),
-        statement,
+        total_after,
         lines,
+        positions: around
+            .positions
+            .iter()
+            .map(|p| PositionRow {
+                organisation: p.organisation_id.to_string(),
+                owes: tenge(p.owes_operator_tiyn),
+                owed: tenge(p.operator_owes_tiyn),
+                net: tenge(p.net_tiyn),
+                owes_after: tenge(p.owes_operator_after_tiyn),
+                owed_after: tenge(p.operator_owes_after_tiyn),
+                net_after: tenge(p.net_after_tiyn),
+            })
+            .collect(),
+        credit_notes: month_notes.iter().map(CreditRow::new).collect(),
+        choices: if may_credit {
+            around
+                .remainders
+                .iter()
+                .filter(|(_, left)| *left > 0)
+                .map(|(reference, left)| CreditChoice { reference: reference.clone(), remainder: tenge(*left) })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        dispute_category: disputes::DISPUTE_CATEGORY,
+        statement,
     };
     Ok(render_status(StatusCode::OK, &page))
 }
@@ -182,8 +388,13 @@ async fn jws_download(
         sha256: statement.sha256.clone(),
         issued_at: statement.issued_at.clone(),
     };
-    let jws = state.signer.sign(&state.db, SEAL_TYPE, &seal).await.map_err(|e| PageError::internal(&e))?;
-    Ok(download("application/jose", &format!("{}.jws", statement.number), jws))
+    sealed(&state, SEAL_TYPE, &format!("{}.jws", statement.number), &seal).await
+}
+
+/// Signs `claims` with the platform's key under `typ` (a statement's or a credit note's seal), as a download.
+async fn sealed<T: Serialize>(state: &AppState, typ: &str, filename: &str, claims: &T) -> Result<Response, PageError> {
+    let jws = state.signer.sign(&state.db, typ, claims).await.map_err(|e| PageError::internal(&e))?;
+    Ok(download("application/jose", filename, jws))
 }
 
 async fn csv_download(
@@ -221,6 +432,7 @@ struct ListPage<'a> {
     csrf: &'a str,
     statements: Vec<Statement>,
     may_mark: bool,
+    credit_notes: Vec<CreditRow>,
 }
 
 impl ListPage<'_> {
@@ -235,12 +447,18 @@ impl ListPage<'_> {
 
 /// Console readers: every statement (latest month first).
 async fn console_list(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
-    let statements = state.db.read(|c| close::listed(c, None, 500).map_err(StoreError::from)).await?;
+    let (statements, notes) = state
+        .db
+        .read(|c| -> Result<_, StoreError> {
+            Ok((close::listed(c, None, 500)?, credit::listed(c, Concerning::All, None, 500)?))
+        })
+        .await?;
     let page = ListPage {
         t: Texts::current(),
         csrf: who.csrf(),
         statements,
         may_mark: matches!(who.user.role, Role::OperatorAdmin | Role::OperatorStaff),
+        credit_notes: notes.iter().map(CreditRow::new).collect(),
     };
     Ok(render_status(StatusCode::OK, &page))
 }
@@ -271,4 +489,88 @@ async fn mark(
     } else {
         Err(PageError::new(StatusCode::CONFLICT, "billing.error.status"))
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct CreditForm {
+    #[serde(default)]
+    line: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+    /// The dispute request it settles (its number), if any.
+    #[serde(default)]
+    request: String,
+}
+
+/// The operator's administrators: issue a credit note on a statement line. Every refusal writes nothing.
+async fn issue_credit_note(
+    State(state): State<AppState>,
+    OperatorAdmin(who): OperatorAdmin,
+    CsrfForm(form): CsrfForm<CreditForm>,
+) -> Result<Response, PageError> {
+    let refused = |key: &'static str| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, key);
+    let amount_tiyn = super::pages::parse_tenge(&form.amount).ok_or_else(|| refused("billing_credit.error.amount"))?;
+    let request_id = match form.request.trim() {
+        "" => None,
+        id => Some(id.trim_start_matches('#').parse::<i64>().map_err(|_| refused("billing_credit.error.request"))?),
+    };
+    let request = CreditRequest { line: form.line.trim().to_string(), amount_tiyn, reason: form.reason, request_id };
+    let clocks = crate::requests::case::Clocks::from_config(&state.config)?;
+    let (actor, now) = (who.audit_actor(), state.clock.now());
+    match state.db.write(move |tx| credit::issue(tx, &clocks, &request, &actor, now)).await? {
+        Ok(note) => Ok(Redirect::to(&format!("/org/billing/statements/{}", note.statement_number)).into_response()),
+        Err(refusal) => Err(refused(refusal.text_key())),
+    }
+}
+
+/// The credit note `number` if `who` may read it (the API user it credits, the provider of a credited charge, or a
+/// console reader), else not found.
+async fn readable_credit(state: &AppState, who: &SignedIn, number: String) -> Result<(CreditNote, String), PageError> {
+    let found = state.db.read(move |c| credit::by_number(c, &number).map_err(StoreError::from)).await?;
+    let (note, document) = found.ok_or_else(PageError::not_found)?;
+    let concerns = who.organisation.as_ref().is_some_and(|o| note.concerns(o.id));
+    if concerns || console_role(who.user.role) { Ok((note, document)) } else { Err(PageError::not_found()) }
+}
+
+async fn credit_json_download(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(number): Path<String>,
+) -> Result<Response, PageError> {
+    let (note, document) = readable_credit(&state, &who, number).await?;
+    Ok(download("application/json", &format!("{}.json", note.number), document))
+}
+
+/// What a credit note's seal binds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreditSeal {
+    pub iss: String,
+    pub credit_note: String,
+    pub statement: String,
+    pub line: String,
+    pub month: String,
+    pub amount_tiyn: i64,
+    pub sha256: String,
+    pub issued_at: String,
+}
+
+async fn credit_jws_download(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(number): Path<String>,
+) -> Result<Response, PageError> {
+    let (note, _) = readable_credit(&state, &who, number).await?;
+    let seal = CreditSeal {
+        iss: crate::oauth::metadata::issuer(&state),
+        credit_note: note.number.clone(),
+        statement: note.statement_number.clone(),
+        line: note.line_reference.clone(),
+        month: note.month.clone(),
+        amount_tiyn: note.amount_tiyn,
+        sha256: note.sha256.clone(),
+        issued_at: note.issued_at.clone(),
+    };
+    sealed(&state, CREDIT_SEAL_TYPE, &format!("{}.jws", note.number), &seal).await
 }

@@ -1,11 +1,13 @@
-//! `kopir billing caps | tariffs | close | statements`: the regulator's caps, the tariffs and the platform fee as the
-//! database holds them, the month close (idempotent; safe while the platform serves) and the statements of a month.
+//! `kopir billing caps | tariffs | close | statements | credit-notes`: the regulator's caps, the tariffs and the
+//! platform fee as the database holds them, the month close (idempotent; safe while the platform serves), the
+//! statements of a month, and the credit notes issued on statement lines.
 
 use clap::Subcommand;
 use serde_json::json;
 
 use super::{Failure, cli_actor};
 use crate::billing::close::{self, Closed};
+use crate::billing::credit;
 use crate::billing::{self as billing_domain, tenge};
 use crate::config::Config;
 use crate::store::{Db, StoreError};
@@ -35,6 +37,13 @@ pub enum BillingCommand {
         month: String,
         #[arg(long)]
         number: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The credit notes issued on statement lines, latest first; with `--month`, those correcting that month.
+    CreditNotes {
+        #[arg(long, value_name = "YYYY-MM")]
+        month: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -136,6 +145,34 @@ pub async fn run(config: &Config, command: BillingCommand) -> Result<(), Failure
                         tenge(s.total_tiyn),
                         s.status,
                         s.sha256
+                    );
+                }
+            }
+            Ok(())
+        }
+        BillingCommand::CreditNotes { month, json } => {
+            if let Some(month) = &month
+                && close::month_days(month).is_none()
+            {
+                return Err(anyhow::anyhow!("--month must be YYYY-MM").into());
+            }
+            let notes = db
+                .read(move |c| {
+                    credit::listed(c, credit::Concerning::All, month.as_deref(), u32::MAX).map_err(StoreError::from)
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&notes)?);
+            } else {
+                for n in notes {
+                    println!(
+                        "{}  {:<26} {:<6} {:>14} ₸  {}  sha256 {}",
+                        n.number,
+                        n.line_reference,
+                        n.part.as_str(),
+                        tenge(n.amount_tiyn),
+                        n.issued_at,
+                        n.sha256
                     );
                 }
             }

@@ -199,15 +199,40 @@ pub fn object_parties(
                 .optional()?;
             found.and_then(|(user, provider)| others([Some(user), provider].into_iter().flatten().collect()))
         }
+        ObjectKind::StatementLine => {
+            crate::billing::disputes::line_parties(conn, requester, reference)?.map(|parties| parties.others)
+        }
     })
 }
 
-/// Who executes a request of `category` about an object whose other organisations are `others`, and which of them
-/// are parties besides the executor.
-pub fn assign(category: &Category, others: &[i64]) -> (Assignee, Vec<i64>) {
-    match (category.executor, others.first()) {
-        (Executor::Counterparty, Some(first)) => (Assignee::Organisation(*first), others[1..].to_vec()),
-        (Executor::Parties, _) => (Assignee::Team(category.team), others.to_vec()),
+/// The organisation a counterparty category's request about an object goes to: the first other organisation the
+/// object points to; for a statement line, the organisation paid by the line when the requester is not it (the
+/// provider of a charge; a platform fee, or a provider disputing its own earnings, names none: the operator's team).
+pub fn object_counterparty(
+    conn: &Connection,
+    requester: i64,
+    kind: ObjectKind,
+    reference: &str,
+    others: &[i64],
+) -> rusqlite::Result<Option<i64>> {
+    Ok(match kind {
+        ObjectKind::StatementLine => {
+            crate::billing::disputes::line_parties(conn, requester, reference)?.and_then(|parties| parties.counterparty)
+        }
+        _ => others.first().copied(),
+    })
+}
+
+/// Who executes a request of `category` about an object whose other organisations are `others` (of which
+/// `counterparty` executes a counterparty category's request), and which of them are parties besides the executor.
+/// A counterparty category whose object names no counterparty goes to the operator's team, the object's other
+/// organisations its parties.
+pub fn assign(category: &Category, counterparty: Option<i64>, others: &[i64]) -> (Assignee, Vec<i64>) {
+    match (category.executor, counterparty) {
+        (Executor::Counterparty, Some(first)) => {
+            (Assignee::Organisation(first), others.iter().copied().filter(|o| *o != first).collect())
+        }
+        (Executor::Parties | Executor::Counterparty, _) => (Assignee::Team(category.team), others.to_vec()),
         _ => (Assignee::Team(category.team), Vec::new()),
     }
 }
@@ -308,7 +333,8 @@ pub fn raise(
         return Ok(Raised::Refused(Refusal::UnknownObject));
     };
     let Some(target) = new.category.target(new.priority) else { return Ok(Raised::Refused(Refusal::Priority)) };
-    let (assignee, parties) = assign(&new.category, &others);
+    let counterparty = object_counterparty(tx, raiser.organisation_id, new.object_kind, &new.object_ref, &others)?;
+    let (assignee, parties) = assign(&new.category, counterparty, &others);
     let (calendar, rules) = (&clocks.calendar, clocks.rules);
     let at = clock::rfc3339(now);
     let first_due = clock::rfc3339(calendar.add_working(now, target.first_response_minutes)?);

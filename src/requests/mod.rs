@@ -142,6 +142,8 @@ crate::text_enum! {
         Consent = "consent",
         Interaction = "interaction",
         Accreditation = "accreditation",
+        /// A line of an issued billing statement (`KOPIR-YYYYMM-NNNNNN/N`, or `…/N/fee` for its platform fee).
+        StatementLine = "statement_line",
     }
 }
 
@@ -154,6 +156,7 @@ impl ObjectKind {
             ObjectKind::Consent => "requests.object.consent",
             ObjectKind::Interaction => "requests.object.interaction",
             ObjectKind::Accreditation => "requests.object.accreditation",
+            ObjectKind::StatementLine => "billing_dispute.object",
         }
     }
 }

@@ -6,7 +6,8 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -114,13 +115,40 @@ fn new_page(state: &AppState, who: &Member, categories: Vec<Category>, form: For
     render_status(status, &page)
 }
 
-/// Participant members: the form to raise a request.
+/// What a link may prefill on the form (the statement page's "Dispute": the category and the line).
+#[derive(Debug, Default, Deserialize)]
+struct Prefill {
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    object_kind: String,
+    #[serde(default)]
+    object_ref: String,
+}
+
+/// Participant members: the form to raise a request, prefilled from the link's query (nothing is checked until it is
+/// sent; a malformed query prefills nothing).
 async fn new_form(
     State(state): State<AppState>,
     ParticipantMember(who): ParticipantMember,
+    prefill: Result<Query<Prefill>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let categories = state.db.read(|c| classifier::categories(c).map_err(StoreError::from)).await?;
-    let form = Form { priority: Priority::Normal.as_str().into(), ..Form::default() };
+    let Query(prefill) = prefill.unwrap_or_default();
+    let subject = match prefill.object_kind.parse::<ObjectKind>() {
+        Ok(ObjectKind::StatementLine) if !prefill.object_ref.is_empty() => {
+            format!("{} {}", Texts::current().get("billing_dispute.object"), prefill.object_ref.trim())
+        }
+        _ => String::new(),
+    };
+    let form = Form {
+        priority: Priority::Normal.as_str().into(),
+        category: prefill.category.trim().to_string(),
+        object_kind: prefill.object_kind.trim().to_string(),
+        object_ref: prefill.object_ref.trim().to_string(),
+        subject: subject.chars().take(super::case::SUBJECT_MAX).collect(),
+        ..Form::default()
+    };
     Ok(new_page(&state, &who, categories, form, None))
 }
 

@@ -11,6 +11,7 @@ mod apps;
 mod availability;
 mod backup;
 mod billing;
+mod billing_disputes;
 mod catalog;
 mod cli;
 mod conformance;
