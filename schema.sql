@@ -1449,3 +1449,6 @@ WHEN OLD.number IS NOT NEW.number OR OLD.month IS NOT NEW.month OR OLD.kind IS N
 BEGIN SELECT RAISE(ABORT, 'an issued statement never changes'); END;
 CREATE TRIGGER billing_statements_kept BEFORE DELETE ON billing_statements
 BEGIN SELECT RAISE(ABORT, 'an issued statement is never deleted'); END;
+-- migration 23: the header's count of requests awaiting an operator team (assigned to it, not yet taken up) reads one
+-- range of an index rather than every open request.
+CREATE INDEX requests_awaiting_team ON requests (assignee_team, status);
