@@ -302,8 +302,8 @@ pub fn raise(
     now: OffsetDateTime,
 ) -> Result<Raised, RequestsError> {
     new.check()?;
-    let others = object_parties(tx, raiser.organisation_id, new.object_kind, &new.object_ref)?
-        .ok_or(Refusal::UnknownObject)?;
+    let others =
+        object_parties(tx, raiser.organisation_id, new.object_kind, &new.object_ref)?.ok_or(Refusal::UnknownObject)?;
     let target = new.category.target(new.priority).ok_or(Refusal::Priority)?;
     let (assignee, parties) = assign(&new.category, &others);
     let (calendar, rules) = (&clocks.calendar, clocks.rules);
@@ -1250,13 +1250,17 @@ mod tests {
             let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
             rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
         };
-        let requests = plan("SELECT count(*) FROM requests WHERE assignee_team = 'operator_staff' AND status = 'assigned'");
+        let requests =
+            plan("SELECT count(*) FROM requests WHERE assignee_team = 'operator_staff' AND status = 'assigned'");
         assert!(requests.contains("USING COVERING INDEX requests_awaiting_team"), "{requests}");
         let notices = plan(
             "SELECT count(*) FROM notices WHERE organisation_id = 1
                AND id > coalesce((SELECT last_read_id FROM notice_reads WHERE user_id = 2), 0)",
         );
-        assert!(notices.contains("USING COVERING INDEX notices_organisation") && !notices.contains("SCAN notices"), "{notices}");
+        assert!(
+            notices.contains("USING COVERING INDEX notices_organisation") && !notices.contains("SCAN notices"),
+            "{notices}"
+        );
         assert_eq!(awaiting_team(&conn, Team::OperatorStaff).unwrap(), 0);
     }
 }

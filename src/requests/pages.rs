@@ -257,7 +257,7 @@ async fn raise(
     let categories = state.db.read(|c| classifier::categories(c).map_err(StoreError::from)).await?;
     let raiser =
         Raiser { organisation_id: who.org.id, user_id: Some(who.user.id), client_id: None, actor: who.audit_actor() };
-    let raised = match posted.problem {
+    let raised: Result<Raised, RequestsError> = match posted.problem {
         Some(problem) => Err(problem.into()),
         None => match parse_request(&categories, &posted.form, posted.attachments) {
             Ok(new) => store_request(&state, raiser, new).await,

@@ -328,7 +328,7 @@ fn nauryz_week(today: jiff::civil::Date) -> NauryzWeek {
 
 /// A local time of the operator (Almaty) as an instant.
 fn almaty(day: jiff::civil::Date, hour: i8) -> time::OffsetDateTime {
-    let zoned = day.at(hour, 0, 0, 0).to_zoned(kopir::store::calendar::default_time_zone()).unwrap();
+    let zoned = day.at(hour, 0, 0, 0).to_zoned_datetime(kopir::store::calendar::default_time_zone()).unwrap();
     time::OffsetDateTime::from_unix_timestamp(zoned.timestamp().as_second()).unwrap()
 }
 
@@ -433,7 +433,10 @@ async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate
     assert_eq!(answered.status, 200, "{}", answered.body);
     assert_eq!(column(&platform, id, "status").as_deref(), Some("in_progress"));
     assert_eq!(next_friday.weekday(), jiff::civil::Weekday::Friday);
-    assert_eq!(column(&platform, id, "resolution_due_at").unwrap_or_default()[..16], utc_minute(almaty(monday_after, 11)));
+    assert_eq!(
+        column(&platform, id, "resolution_due_at").unwrap_or_default()[..16],
+        utc_minute(almaty(monday_after, 11))
+    );
     assert_eq!(column(&platform, id, "escalated_at"), None, "nothing escalates while the request waits");
 
     // That Monday, 12:00: past the deadline: warned, escalated, the breach counted.
@@ -809,7 +812,10 @@ async fn request_sla_breaches_are_counted_in_the_dashboard_and_the_signed_monthl
         .collect();
     assert_eq!(
         by_category,
-        [("integration".into(), "critical".into(), 1, 2), ("integration".into(), "high".into(), 1, 1)]
+        [
+            ("integration".to_string(), "critical".to_string(), 1, 2),
+            ("integration".to_string(), "high".to_string(), 1, 1)
+        ]
     );
     let summary = document["tables"]["summary"].as_array().unwrap();
     let row = summary.iter().find(|r| r["figure"] == "request_resolution_breaches").unwrap();
@@ -827,7 +833,10 @@ async fn request_sla_breaches_are_counted_in_the_dashboard_and_the_signed_monthl
         let href = extract_attr(&page.body, &format!("id=\"download-{part}\" href=\"")).unwrap();
         let file = regulator.get(&href.replace("&#38;", "&").replace("&amp;", "&")).await;
         assert_eq!(file.status, 200, "{href}");
-        let path = dir.path().join(format!("kopir-monthly-report-{month}.html{}", if part == "html" { String::new() } else { format!(".{part}") }));
+        let path = dir.path().join(format!(
+            "kopir-monthly-report-{month}.html{}",
+            if part == "html" { String::new() } else { format!(".{part}") }
+        ));
         std::fs::write(&path, &file.body).unwrap();
         if part == "html" {
             html_path = path;
@@ -871,7 +880,9 @@ async fn the_header_counts_unread_notices_and_requests_awaiting_the_team_until_r
     let notices = count(&platform, &format!("SELECT count(*) FROM notices WHERE organisation_id = {org}"));
     assert!(notices >= 2, "{notices}");
     let page = fintech.get("/org/requests").await;
-    let link = format!("<a id=\"header-waiting\" class=\"waiting\" href=\"/org/inbox\" data-count=\"{notices}\">Inbox ({notices} unread)</a>");
+    let link = format!(
+        "<a id=\"header-waiting\" class=\"waiting\" href=\"/org/inbox\" data-count=\"{notices}\">Inbox ({notices} unread)</a>"
+    );
     page.assert_contains(&link);
     let inbox = fintech.get("/org/inbox").await;
     inbox.assert_contains(&link);
@@ -883,9 +894,8 @@ async fn the_header_counts_unread_notices_and_requests_awaiting_the_team_until_r
     // Operator staff: the question awaits their team; the supervisors and the regulator have nothing waiting.
     let staff = signed_in_operator(&platform, "dana.ops", Role::OperatorStaff).await;
     let console = staff.get("/console").await;
-    console.assert_contains(
-        "href=\"/console/requests?show=team\" data-count=\"1\">Requests (1 awaiting your team)</a>",
-    );
+    console
+        .assert_contains("href=\"/console/requests?show=team\" data-count=\"1\">Requests (1 awaiting your team)</a>");
     let listed = staff.get("/console/requests?show=team").await;
     listed.assert_contains(&format!("data-request=\"{id}\"")).assert_contains("id=\"show-team\"");
     let admin = signed_in_operator(&platform, "bolat.admin", Role::OperatorAdmin).await;
@@ -896,8 +906,9 @@ async fn the_header_counts_unread_notices_and_requests_awaiting_the_team_until_r
     assert!(!seen.body.contains("id=\"header-waiting\"") && !seen.body.contains("id=\"show-team\""));
 
     // Taken up: the count drops.
-    let started =
-        staff.submit(&format!("/console/requests/{id}"), &format!("/console/requests/{id}/step"), &[("step", "start")]).await;
+    let started = staff
+        .submit(&format!("/console/requests/{id}"), &format!("/console/requests/{id}/step"), &[("step", "start")])
+        .await;
     assert_eq!(started.status, 200, "{}", started.body);
     assert!(!started.body.contains("id=\"header-waiting\""), "still awaiting after it was taken up");
     platform.shutdown().await;

@@ -261,7 +261,8 @@ async fn complaint_texts_and_attachment_bytes_are_in_no_byte_of_the_snapshot() {
     common::consent::identify(platform, &customer, "/my/start", &iin, "+77015550093").await;
     let page = customer.get(&format!("/my/consents/{consent_id}")).await;
     let complaint = "Complaint-7c1e: the app kept reading my card account after I said stop";
-    let sent = customer.post(&format!("/my/consents/{consent_id}/complaint"), &page.csrf(), &[("text", complaint)]).await;
+    let sent =
+        customer.post(&format!("/my/consents/{consent_id}/complaint"), &page.csrf(), &[("text", complaint)]).await;
     assert_eq!(sent.status, 200, "{}", sent.body);
     // The API user raises a request with a screenshot (a PNG by its bytes, with a marker no other row holds).
     let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
@@ -292,11 +293,9 @@ async fn complaint_texts_and_attachment_bytes_are_in_no_byte_of_the_snapshot() {
     // What an auditor needs is kept: both requests, the attachment's name, type, size and digest.
     let snapshot = rusqlite::Connection::open(&out).unwrap();
     let (filename, content_type, size, sha256, left): (String, String, i64, String, i64) = snapshot
-        .query_row(
-            "SELECT filename, content_type, size, sha256, length(content) FROM request_attachments",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
+        .query_row("SELECT filename, content_type, size, sha256, length(content) FROM request_attachments", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .unwrap();
     assert_eq!((filename.as_str(), content_type.as_str(), size, left), ("error.png", "image/png", png.len() as i64, 0));
     assert_eq!(sha256, kopir::digest::sha256_hex(&png));
@@ -318,8 +317,7 @@ async fn complaint_texts_and_attachment_bytes_are_in_no_byte_of_the_snapshot() {
         platform.client(None).get(platform.url("/.well-known/jwks.json")).send().await.unwrap().text().await.unwrap();
     let jwks_file = platform.dir.path().join("jwks-requests.json");
     std::fs::write(&jwks_file, &jwks).unwrap();
-    let verified =
-        platform.kopir().args(["snapshot", "verify", "--jwks"]).arg(&jwks_file).arg(&out).output().unwrap();
+    let verified = platform.kopir().args(["snapshot", "verify", "--jwks"]).arg(&jwks_file).arg(&out).output().unwrap();
     common::assert_success(&verified);
     s.platform.shutdown().await;
 }
