@@ -333,11 +333,11 @@ mod tests {
         for lang in [crate::i18n::Lang::En, crate::i18n::Lang::Ru, crate::i18n::Lang::Kk] {
             let t = crate::i18n::Texts { lang };
             for waiting in [Waiting::Inbox(3), Waiting::Requests(3)] {
-                let text = waiting.text(&t);
+                let text = waiting.text(t);
                 assert!(text.contains('3') && !text.contains("{n}"), "{lang:?}: {text}");
             }
         }
-        assert_eq!(Waiting::Inbox(3).text(&crate::i18n::Texts { lang: crate::i18n::Lang::En }), "Inbox (3 unread)");
+        assert_eq!(Waiting::Inbox(3).text(crate::i18n::Texts { lang: crate::i18n::Lang::En }), "Inbox (3 unread)");
     }
 
     #[test]
