@@ -277,12 +277,6 @@ impl Refusal {
     }
 }
 
-impl From<Refusal> for PageError {
-    fn from(refusal: Refusal) -> PageError {
-        PageError::new(refusal.status(), refusal.text_key())
-    }
-}
-
 /// A stored time as the operator reads it: `2027-03-25 11:00` in the operator's time zone.
 pub fn local_minute(zone: &jiff::tz::TimeZone, rfc3339: &str) -> String {
     crate::store::calendar::local_minute(zone, rfc3339)
