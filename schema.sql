@@ -1737,3 +1737,6 @@ CREATE TRIGGER billing_credit_notes_immutable BEFORE UPDATE ON billing_credit_no
 BEGIN SELECT RAISE(ABORT, 'an issued credit note never changes'); END;
 CREATE TRIGGER billing_credit_notes_kept BEFORE DELETE ON billing_credit_notes
 BEGIN SELECT RAISE(ABORT, 'an issued credit note is never deleted'); END;
+-- migration 25: the header's count of requests awaiting an operator team (assigned to it, not yet taken up) reads one
+-- range of an index rather than every open request.
+CREATE INDEX requests_awaiting_team ON requests (assignee_team, status);

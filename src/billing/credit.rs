@@ -281,11 +281,11 @@ pub fn issue(
             line.part.as_str()
         );
         let acting = crate::requests::case::Acting::operator(actor.clone());
-        let commented = crate::requests::case::comment(tx, clocks, id, &acting, &body, false, now)
-            .map_err(|e| BillingError::Requests(Box::new(e)))?;
-        if commented.is_err() {
+        match crate::requests::case::comment(tx, clocks, id, &acting, &body, false, now) {
+            Ok(()) => {}
             // The operator may comment on every request; should the request be gone, nothing is issued.
-            return Err(BillingError::NotFound);
+            Err(crate::requests::RequestsError::Refused(_)) => return Err(BillingError::NotFound),
+            Err(e) => return Err(BillingError::Requests(Box::new(e))),
         }
     }
     let (note, _) = by_number(tx, &number)?.ok_or(BillingError::NotFound)?;

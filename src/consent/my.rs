@@ -353,14 +353,15 @@ async fn complain(
         .db
         .write(move |tx| -> Result<_, crate::requests::RequestsError> {
             if !journey::unchanged(tx, &seen, now)? {
-                return Ok(Err(crate::requests::Refusal::Conflict));
+                return Err(crate::requests::Refusal::Conflict.into());
             }
             crate::requests::case::complain(tx, &clocks, customer_id, &consent_id, &form.text, now)
         })
-        .await?;
+        .await;
     match done {
         Ok(_) => consent_page(&state, &customer, id, None, Some("requests.complaint.sent")).await,
-        Err(refusal) => {
+        Err(error) => {
+            let refusal = error.into_refusal()?;
             let mut response = consent_page(&state, &customer, id, Some(refusal.text_key()), None).await?;
             *response.status_mut() = refusal.status();
             Ok(response)

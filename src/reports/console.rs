@@ -158,6 +158,9 @@ pub fn tables(f: &PlatformFigures) -> Vec<Table> {
         ("publication_checks", f.sandbox.publication_checks),
         ("publication_passed", f.sandbox.publication_passed),
         ("sla_breaches_started", f.sla_breaches.started),
+        ("service_requests_raised", f.request_sla_breaches.raised),
+        ("request_first_response_breaches", f.request_sla_breaches.first_response),
+        ("request_resolution_breaches", f.request_sla_breaches.resolution),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -297,6 +300,20 @@ pub fn tables(f: &PlatformFigures) -> Vec<Table> {
             Cell::Integer(b.calls),
         ]);
     }
+    let mut request_breaches = Table::new(
+        "request_sla_breaches",
+        &["category", "priority", "first_response", "first_response_previous", "resolution", "resolution_previous"],
+    );
+    for c in &f.request_sla_breaches.by_category {
+        request_breaches.push(vec![
+            Cell::text(c.category.clone()),
+            Cell::text(c.priority.clone()),
+            Cell::Integer(c.first_response.current),
+            Cell::Integer(c.first_response.previous),
+            Cell::Integer(c.resolution.current),
+            Cell::Integer(c.resolution.previous),
+        ]);
+    }
     vec![
         compared_table("summary", "figure", &summary),
         rates,
@@ -310,6 +327,7 @@ pub fn tables(f: &PlatformFigures) -> Vec<Table> {
         compared_table("top_errors", "error_code", &errors),
         sandbox,
         breaches,
+        request_breaches,
     ]
 }
 
@@ -330,6 +348,7 @@ fn table_title(name: &str) -> &'static str {
         "top_errors" => "dashboard.table.top_errors",
         "sandbox" => "dashboard.table.sandbox",
         "sla_breaches" => "dashboard.table.sla_breaches",
+        "request_sla_breaches" => "dashboard.request_sla.table",
         _ => "dashboard.title",
     }
 }
@@ -373,6 +392,12 @@ fn column_title(column: &str) -> &'static str {
         "ended_at" => "dashboard.col.ended_at",
         "worst_p95_ms" => "dashboard.col.worst_p95_ms",
         "calls" => "dashboard.col.calls",
+        "category" => "dashboard.request_sla.category",
+        "priority" => "dashboard.request_sla.priority",
+        "first_response" => "dashboard.request_sla.first_response",
+        "first_response_previous" => "dashboard.request_sla.first_response_previous",
+        "resolution" => "dashboard.request_sla.resolution",
+        "resolution_previous" => "dashboard.request_sla.resolution_previous",
         _ => "dashboard.title",
     }
 }
@@ -399,6 +424,9 @@ fn label_key(code: &str) -> Option<&'static str> {
         "publication_checks" => "dashboard.fig.publication_checks",
         "publication_passed" => "dashboard.fig.publication_passed",
         "sla_breaches_started" => "dashboard.fig.sla_breaches_started",
+        "service_requests_raised" => "dashboard.request_sla.raised",
+        "request_first_response_breaches" => "dashboard.request_sla.first_response_breaches",
+        "request_resolution_breaches" => "dashboard.request_sla.resolution_breaches",
         "error_share_percent" => "dashboard.fig.error_share_percent",
         "p95_ms" => "dashboard.fig.p95_ms",
         "sandbox_pass_rate_percent" => "dashboard.fig.sandbox_pass_rate_percent",
@@ -556,6 +584,16 @@ async fn page(
         headline("granted", "dashboard.fig.consents_granted", figures.consents.granted),
         headline("revoked", "dashboard.fig.consents_revoked", figures.consents.revoked),
         headline("sla-breaches", "dashboard.fig.sla_breaches_started", figures.sla_breaches.started),
+        headline(
+            "request-first-response-breaches",
+            "dashboard.request_sla.first_response_breaches",
+            figures.request_sla_breaches.first_response,
+        ),
+        headline(
+            "request-resolution-breaches",
+            "dashboard.request_sla.resolution_breaches",
+            figures.request_sla_breaches.resolution,
+        ),
         headline("sandbox-requests", "dashboard.fig.sandbox_requests", figures.sandbox_requests),
     ];
     let requests_chart = chart::requests_chart(

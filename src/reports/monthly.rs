@@ -216,6 +216,15 @@ impl Document<'_> {
         ms.map_or_else(|| "—".to_string(), |ms| format!("{ms:.0}"))
     }
 
+    /// A request category's name in the report's language.
+    fn category_name<'a>(&self, c: &'a super::platform::RequestSlaCategory) -> &'a str {
+        c.name(self.t.lang)
+    }
+
+    fn priority_key(&self, priority: &str) -> &'static str {
+        priority.parse::<crate::requests::Priority>().map_or("monthly.status", crate::requests::Priority::text_key)
+    }
+
     fn status_key(&self, key: &str) -> &'static str {
         match key {
             "registered" => "status.registered",

@@ -1,7 +1,7 @@
 //! The platform's figures for a period and the period before it: what the operator's and regulator's dashboard shows
 //! and what the monthly report publishes. Pure data, read from the rollups (`usage_daily`, `usage_monthly`,
 //! `api_health_hourly`) and the registries (`organisations`, `consents`, `apis`, `outages` through
-//! [`crate::availability::daily`], `sla_breaches`, `api_checks`) — never from the raw `exchanges`.
+//! [`crate::availability::daily`], `sla_breaches`, `api_checks`, request management's `request_sla_breaches`) — never from the raw `exchanges`.
 //!
 //! Production only, except [`PlatformFigures::sandbox_requests`] (the sandbox's traffic, shown apart) and the
 //! sandbox's check runs ([`SandboxFigures`]). Every figure that can be compared is a [`Comparison`] (this period,
@@ -65,6 +65,9 @@ pub struct PlatformFigures {
     pub top_errors: Vec<ErrorFigure>,
     pub sandbox: SandboxFigures,
     pub sla_breaches: SlaBreachFigures,
+    /// Request management's SLA breaches (participants' questions, incidents and disputes answered or resolved later
+    /// than the classifier's targets in working time) — not the gateway's requests of [`PlatformFigures::requests`].
+    pub request_sla_breaches: RequestSlaFigures,
     /// The platform's own availability (its own answers, never a bank's failure it relays), by the same rule.
     pub platform_availability: AvailabilityFigure,
     pub platform_availability_previous: AvailabilityFigure,
@@ -253,6 +256,45 @@ pub struct SlaBreachFigures {
     pub breaches: Vec<BreachFigure>,
 }
 
+/// Request management's SLA breaches during the period, as `crate::requests::sla` records them (one per request and
+/// clock, counted at the instant the deadline was found passed), beside the requests raised.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestSlaFigures {
+    /// Requests (and customers' complaints) raised during the period.
+    pub raised: Comparison,
+    /// First responses that came (or had not come) after their deadline.
+    pub first_response: Comparison,
+    /// Resolutions past their deadline (each escalated to the operator's supervisors).
+    pub resolution: Comparison,
+    /// By the request's category and priority: every pair with a breach in either period.
+    pub by_category: Vec<RequestSlaCategory>,
+}
+
+/// One category's and priority's request SLA breaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestSlaCategory {
+    /// The classifier's code (`incident.api`…) and its names as they are now.
+    pub category: String,
+    pub name_en: String,
+    pub name_ru: String,
+    pub name_kk: String,
+    /// `critical`, `high`, `normal` or `low`.
+    pub priority: String,
+    pub first_response: Comparison,
+    pub resolution: Comparison,
+}
+
+impl RequestSlaCategory {
+    /// The category's name in the language of the page.
+    pub fn name(&self, lang: crate::i18n::Lang) -> &str {
+        match lang {
+            crate::i18n::Lang::En => &self.name_en,
+            crate::i18n::Lang::Ru => &self.name_ru,
+            crate::i18n::Lang::Kk => &self.name_kk,
+        }
+    }
+}
+
 /// One SLA breach.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BreachFigure {
@@ -345,6 +387,7 @@ pub fn figures(
         top_errors: top_errors(conn, zone, cur, prev)?,
         sandbox: sandbox(conn, cur, prev)?,
         sla_breaches: sla_breaches(conn, cur, prev)?,
+        request_sla_breaches: request_sla_breaches(conn, cur, prev)?,
         platform_availability: availability_of(conn, zone, Subject::Platform, period, now)?,
         platform_availability_previous: availability_of(conn, zone, Subject::Platform, previous, now)?,
     })
@@ -798,6 +841,48 @@ fn sla_breaches(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<SlaBreac
     Ok(SlaBreachFigures { started: compare(started(cur)?, started(prev)?), open_at_end, breaches })
 }
 
+fn request_sla_breaches(conn: &Connection, cur: Bounds, prev: Bounds) -> Result<RequestSlaFigures, ReportsError> {
+    use crate::requests::sla::{CategoryBreaches, breaches_by_category};
+    let read = |b: Bounds| -> Result<(i64, Vec<CategoryBreaches>), ReportsError> {
+        let raised = conn
+            .prepare_cached("SELECT count(*) FROM requests WHERE created_at >= ?1 AND created_at < ?2")?
+            .query_row(params![text(b.start), text(b.end)], |r| r.get(0))?;
+        Ok((raised, breaches_by_category(conn, &text(b.start), &text(b.end))?))
+    };
+    let ((raised_now, now), (raised_before, before)) = (read(cur)?, read(prev)?);
+    let sum = |rows: &[CategoryBreaches], f: fn(&CategoryBreaches) -> i64| rows.iter().map(f).sum::<i64>();
+    let mut by_category: Vec<RequestSlaCategory> = Vec::new();
+    // This period's pairs in their order, then those only the previous period had.
+    for row in now.iter().chain(before.iter()) {
+        let key = (row.category.as_str(), row.priority.as_str());
+        if by_category.iter().any(|c| (c.category.as_str(), c.priority.as_str()) == key) {
+            continue;
+        }
+        let find = |rows: &[CategoryBreaches]| -> (i64, i64) {
+            rows.iter()
+                .find(|r| (r.category.as_str(), r.priority.as_str()) == key)
+                .map_or((0, 0), |r| (r.first_response, r.resolution))
+        };
+        let ((first_now, resolution_now), (first_before, resolution_before)) = (find(&now), find(&before));
+        let [name_en, name_ru, name_kk] = row.names.clone();
+        by_category.push(RequestSlaCategory {
+            category: row.category.clone(),
+            name_en,
+            name_ru,
+            name_kk,
+            priority: row.priority.as_str().to_string(),
+            first_response: compare(first_now, first_before),
+            resolution: compare(resolution_now, resolution_before),
+        });
+    }
+    Ok(RequestSlaFigures {
+        raised: compare(raised_now, raised_before),
+        first_response: compare(sum(&now, |r| r.first_response), sum(&before, |r| r.first_response)),
+        resolution: compare(sum(&now, |r| r.resolution), sum(&before, |r| r.resolution)),
+        by_category,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -829,6 +914,8 @@ mod tests {
         assert_eq!(f.consents.by_status.len(), CONSENT_STATUSES.len());
         assert_eq!(f.participants.by_role.len(), PARTICIPANT_ROLES.len());
         assert!(f.banks.is_empty() && f.top_errors.is_empty() && f.sla_breaches.breaches.is_empty());
+        assert_eq!(f.request_sla_breaches.first_response, Comparison { current: 0, previous: 0 });
+        assert!(f.request_sla_breaches.by_category.is_empty());
         assert!(serde_json::to_value(&f).unwrap()["requests"]["total"]["current"] == 0);
     }
 }

@@ -40,9 +40,20 @@ pub fn router() -> Router<AppState> {
         .route("/participant/v1/requests/{id}", get(one))
 }
 
+/// A refusal is the standard error body with its English text and the field it is about; a failure is an internal
+/// error (logged, never described).
 impl From<RequestsError> for ApiError {
     fn from(error: RequestsError) -> ApiError {
-        ApiError::internal(&error)
+        match error {
+            RequestsError::Refused(refusal) => refused(refusal),
+            failure => ApiError::internal(&failure),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        refused(refusal)
     }
 }
 
@@ -159,7 +170,7 @@ async fn raise(
         };
         ApiError::new(status, ObErrorCode::ResourceInvalidFormat, "The body must be the JSON object documented")
     })?;
-    let files = attachments(&state, body.attachments).map_err(refused)?;
+    let files = attachments(&state, body.attachments)?;
     let categories =
         state.db.read(|c| classifier::categories(c).map_err(StoreError::from)).await.map_err(RequestsError::from)?;
     let form = Form {
@@ -170,7 +181,7 @@ async fn raise(
         object_kind: body.object.as_ref().map(|o| o.kind.clone()).unwrap_or_default(),
         object_ref: body.object.map(|o| o.id).unwrap_or_default(),
     };
-    let new = parse_request(&categories, &form, files).map_err(refused)?;
+    let new = parse_request(&categories, &form, files)?;
     let org = client.organisation.id;
     let raiser = Raiser {
         organisation_id: org,
@@ -182,10 +193,7 @@ async fn raise(
             user_id: None,
         },
     };
-    let id = match store_request(&state, raiser, new).await? {
-        Raised::Created { id, .. } => id,
-        Raised::Refused(refusal) => return Err(refused(refusal)),
-    };
+    let Raised { id, .. } = store_request(&state, raiser, new).await?;
     let request = state
         .db
         .read(move |c| case::get(c, id).map_err(StoreError::from))

@@ -29,6 +29,15 @@ use time::OffsetDateTime;
 const FIXED: &[(i8, i8)] =
     &[(1, 1), (1, 2), (3, 8), (3, 21), (3, 22), (3, 23), (5, 1), (5, 7), (5, 9), (7, 6), (8, 30), (10, 25), (12, 16)];
 
+/// Nauryz, 21–23 March: the spring holidays, part of [`FIXED`].
+pub const NAURYZ: [(i8, i8); 3] = [(3, 21), (3, 22), (3, 23)];
+
+/// Whether `day` is one of the Nauryz holidays (not the days off moved from a weekend: [`Calendar::is_working_day`]
+/// says those).
+pub fn is_nauryz(day: Date) -> bool {
+    NAURYZ.contains(&(day.month(), day.day()))
+}
+
 /// Religious holidays: days off, but never moved when they fall on a weekend. Orthodox Christmas every year; the first
 /// day of Kurban Ait in the years its date is known here.
 const CHRISTMAS: (i8, i8) = (1, 7);
@@ -210,7 +219,14 @@ fn public_holidays() -> BTreeSet<Date> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
     use time::macros::datetime;
+
+    #[test]
+    fn nauryz_is_among_the_fixed_holidays() {
+        assert!(NAURYZ.iter().all(|d| FIXED.contains(d)));
+        assert!(is_nauryz(date(2030, 3, 22)) && !is_nauryz(date(2030, 3, 24)));
+    }
 
     fn almaty() -> Calendar {
         Calendar::new(crate::store::calendar::default_time_zone(), "09:00", "18:00", &[], &[]).unwrap()

@@ -310,15 +310,15 @@ fn journal(
     Ok(())
 }
 
-/// How raising a request ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Raised {
-    Created { id: i64, assignee: Assignee },
-    Refused(Refusal),
+/// A request raised: its number and who executes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raised {
+    pub id: i64,
+    pub assignee: Assignee,
 }
 
 /// Raises a request: checks its object, assigns it by its category and object, starts its SLA clocks, stores its
-/// attachments, and tells the organisations concerned.
+/// attachments, and tells the organisations concerned. A refusal ([`RequestsError::Refused`]) has written nothing.
 pub fn raise(
     tx: &Transaction,
     clocks: &Clocks,
@@ -326,13 +326,10 @@ pub fn raise(
     new: &NewRequest,
     now: OffsetDateTime,
 ) -> Result<Raised, RequestsError> {
-    if let Err(refusal) = new.check() {
-        return Ok(Raised::Refused(refusal));
-    }
-    let Some(others) = object_parties(tx, raiser.organisation_id, new.object_kind, &new.object_ref)? else {
-        return Ok(Raised::Refused(Refusal::UnknownObject));
-    };
-    let Some(target) = new.category.target(new.priority) else { return Ok(Raised::Refused(Refusal::Priority)) };
+    new.check()?;
+    let others =
+        object_parties(tx, raiser.organisation_id, new.object_kind, &new.object_ref)?.ok_or(Refusal::UnknownObject)?;
+    let target = new.category.target(new.priority).ok_or(Refusal::Priority)?;
     let counterparty = object_counterparty(tx, raiser.organisation_id, new.object_kind, &new.object_ref, &others)?;
     let (assignee, parties) = assign(&new.category, counterparty, &others);
     let (calendar, rules) = (&clocks.calendar, clocks.rules);
@@ -442,7 +439,7 @@ pub fn raise(
         now,
     )?;
     announce(tx, id, "request.created", "created", now)?;
-    Ok(Raised::Created { id, assignee })
+    Ok(Raised { id, assignee })
 }
 
 fn assignee_json(assignee: Assignee) -> serde_json::Value {
@@ -645,15 +642,15 @@ pub fn step(
     step: Step,
     note: &str,
     now: OffsetDateTime,
-) -> Result<Result<Status, Refusal>, RequestsError> {
+) -> Result<Status, RequestsError> {
     let (calendar, rules) = (&clocks.calendar, clocks.rules);
-    let Some(row) = row(tx, id)? else { return Ok(Err(Refusal::NotAllowed)) };
-    let Some(side) = side(tx, id, &row, acting)? else { return Ok(Err(Refusal::NotAllowed)) };
+    let row = row(tx, id)?.ok_or(Refusal::NotAllowed)?;
+    let side = side(tx, id, &row, acting)?.ok_or(Refusal::NotAllowed)?;
     if !step.allowed(side, row.status) {
-        return Ok(Err(if matches!(side, Side::Party) { Refusal::NotAllowed } else { Refusal::Conflict }));
+        return Err(if matches!(side, Side::Party) { Refusal::NotAllowed } else { Refusal::Conflict }.into());
     }
     if step == Step::Reopen && !reopenable(&row, now, rules) {
-        return Ok(Err(Refusal::Conflict));
+        return Err(Refusal::Conflict.into());
     }
     let at = clock::rfc3339(now);
     let to = step.target();
@@ -706,7 +703,7 @@ pub fn step(
         )?,
     };
     if changed == 0 {
-        return Ok(Err(Refusal::Conflict));
+        return Err(Refusal::Conflict.into());
     }
     if step != Step::Close && step != Step::Reopen {
         first_response(tx, id, &row, side, &at)?;
@@ -735,7 +732,7 @@ pub fn step(
     )?;
     let event_type = if to == Status::Resolved { "request.resolved" } else { "request.updated" };
     announce(tx, id, event_type, step.word(), now)?;
-    Ok(Ok(to))
+    Ok(to)
 }
 
 /// Adds a public comment, or (the operator only) an internal note. A requester's comment on a request waiting for
@@ -748,15 +745,15 @@ pub fn comment(
     body: &str,
     internal: bool,
     now: OffsetDateTime,
-) -> Result<Result<(), Refusal>, RequestsError> {
+) -> Result<(), RequestsError> {
     let body = body.trim();
     if body.is_empty() || body.chars().count() > DESCRIPTION_MAX {
-        return Ok(Err(Refusal::Comment));
+        return Err(Refusal::Comment.into());
     }
-    let Some(row) = row(tx, id)? else { return Ok(Err(Refusal::NotAllowed)) };
-    let Some(side) = side(tx, id, &row, acting)? else { return Ok(Err(Refusal::NotAllowed)) };
+    let row = row(tx, id)?.ok_or(Refusal::NotAllowed)?;
+    let side = side(tx, id, &row, acting)?.ok_or(Refusal::NotAllowed)?;
     if internal && side != Side::Operator {
-        return Ok(Err(Refusal::NotAllowed));
+        return Err(Refusal::NotAllowed.into());
     }
     let at = clock::rfc3339(now);
     let kind = if internal { "note" } else { "comment" };
@@ -794,7 +791,7 @@ pub fn comment(
     if !internal {
         announce(tx, id, "request.updated", "comment", now)?;
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The operator hands a request to another executor, with a reason: the request is assigned again, the new
@@ -806,14 +803,14 @@ pub fn reassign(
     to: Assignee,
     reason: &str,
     now: OffsetDateTime,
-) -> Result<Result<(), Refusal>, RequestsError> {
+) -> Result<(), RequestsError> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 2000 {
-        return Ok(Err(Refusal::Reason));
+        return Err(Refusal::Reason.into());
     }
-    let Some(row) = row(tx, id)? else { return Ok(Err(Refusal::NotAllowed)) };
+    let row = row(tx, id)?.ok_or(Refusal::NotAllowed)?;
     if !row.status.is_open() {
-        return Ok(Err(Refusal::Conflict));
+        return Err(Refusal::Conflict.into());
     }
     let (org, team) = match to {
         Assignee::Organisation(org) => (Some(org), None),
@@ -827,7 +824,7 @@ pub fn reassign(
         params![org, team, at, id, row.status],
     )?;
     if changed == 0 {
-        return Ok(Err(Refusal::Conflict));
+        return Err(Refusal::Conflict.into());
     }
     if let Some(former) = row.assignee_org {
         tx.execute(
@@ -859,7 +856,7 @@ pub fn reassign(
     )?;
     journal(tx, actor, "requests.request.reassigned", id, json!({"to": assignee_json(to), "reason": reason}), now)?;
     announce(tx, id, "request.updated", "reassigned", now)?;
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The classifier's code of customers' complaints about a consent.
@@ -869,8 +866,8 @@ pub const COMPLAINT: &str = "complaint";
 pub const COMPLAINT_MAX: usize = 4000;
 
 /// A customer complains about one of their consents (the caller has checked it is theirs): the request goes to the
-/// consent's API user, at normal priority, and the operator sees it like every request. `None` when the consent is not
-/// this customer's.
+/// consent's API user, at normal priority, and the operator sees it like every request. A consent that is not this
+/// customer's is [`Refusal::UnknownObject`].
 pub fn complain(
     tx: &Transaction,
     clocks: &Clocks,
@@ -878,10 +875,10 @@ pub fn complain(
     consent_id: &str,
     text: &str,
     now: OffsetDateTime,
-) -> Result<Result<i64, Refusal>, RequestsError> {
+) -> Result<i64, RequestsError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > COMPLAINT_MAX {
-        return Ok(Err(Refusal::Description));
+        return Err(Refusal::Description.into());
     }
     let user: Option<i64> = tx
         .query_row(
@@ -891,11 +888,9 @@ pub fn complain(
             |r| r.get(0),
         )
         .optional()?;
-    let Some(user) = user else { return Ok(Err(Refusal::UnknownObject)) };
-    let Some(category) = super::classifier::category_by_code(tx, COMPLAINT)? else {
-        return Ok(Err(Refusal::UnknownCategory));
-    };
-    let Some(target) = category.target(Priority::Normal) else { return Ok(Err(Refusal::Priority)) };
+    let user = user.ok_or(Refusal::UnknownObject)?;
+    let category = super::classifier::category_by_code(tx, COMPLAINT)?.ok_or(Refusal::UnknownCategory)?;
+    let target = category.target(Priority::Normal).ok_or(Refusal::Priority)?;
     let (calendar, rules) = (&clocks.calendar, clocks.rules);
     let at = clock::rfc3339(now);
     let first_due = clock::rfc3339(calendar.add_working(now, target.first_response_minutes)?);
@@ -954,7 +949,7 @@ pub fn complain(
             .detail(json!({"consent_id": consent_id, "assignee": {"organisation_id": user}})),
     )?;
     announce(tx, id, "request.created", "created", now)?;
-    Ok(Ok(id))
+    Ok(id)
 }
 
 /// A customer's complaints about a consent, newest first: (id, status, raised at).
@@ -1085,17 +1080,30 @@ pub enum ListFilter {
     Open,
     Escalated,
     All,
+    /// Assigned to this operator team and not yet taken up (what the header counts for its members).
+    Awaiting(Team),
 }
 
 /// Every request (the operator's and the regulator's view), newest first.
 pub fn all(conn: &Connection, filter: ListFilter, limit: usize) -> rusqlite::Result<Vec<Summary>> {
-    let condition = match filter {
-        ListFilter::Open => "WHERE r.status NOT IN ('resolved', 'closed')",
-        ListFilter::Escalated => "WHERE r.escalated_at IS NOT NULL AND r.status NOT IN ('resolved', 'closed')",
-        ListFilter::All => "",
+    let (condition, team) = match filter {
+        ListFilter::Open => ("WHERE r.status NOT IN ('resolved', 'closed')", None),
+        ListFilter::Escalated => ("WHERE r.escalated_at IS NOT NULL AND r.status NOT IN ('resolved', 'closed')", None),
+        ListFilter::All => ("", None),
+        ListFilter::Awaiting(team) => ("WHERE r.assignee_team = ?2 AND r.status = 'assigned'", Some(team)),
     };
     let mut stmt = conn.prepare(&format!("{SUMMARY} {condition} ORDER BY r.id DESC LIMIT ?1"))?;
-    stmt.query_map([limit as i64], summary)?.collect()
+    match team {
+        Some(team) => stmt.query_map(params![limit as i64, team], summary)?.collect(),
+        None => stmt.query_map([limit as i64], summary)?.collect(),
+    }
+}
+
+/// How many requests are assigned to `team` and not yet taken up (raised, re-assigned or escalated to it, nobody
+/// has started work): one range of the index `requests_awaiting_team`.
+pub fn awaiting_team(conn: &Connection, team: Team) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT count(*) FROM requests WHERE assignee_team = ?1 AND status = 'assigned'")?
+        .query_row([team], |r| r.get(0))
 }
 
 /// One entry of a request's history.
@@ -1251,4 +1259,34 @@ pub fn assignable_organisations(conn: &Connection) -> rusqlite::Result<Vec<(i64,
     let mut stmt =
         conn.prepare("SELECT id, name, bin FROM organisations WHERE status = 'accredited' ORDER BY name LIMIT 1000")?;
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The header counts on every page: its queries must read an index range, never scan a table.
+    #[test]
+    fn the_header_s_counts_read_their_indexes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate::migrate(&mut conn, crate::store::migrate::SCHEMA).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let requests =
+            plan("SELECT count(*) FROM requests WHERE assignee_team = 'operator_staff' AND status = 'assigned'");
+        assert!(requests.contains("USING COVERING INDEX requests_awaiting_team"), "{requests}");
+        let notices = plan(
+            "SELECT count(*) FROM notices WHERE organisation_id = 1
+               AND id > coalesce((SELECT last_read_id FROM notice_reads WHERE user_id = 2), 0)",
+        );
+        assert!(
+            notices.contains("USING COVERING INDEX notices_organisation") && !notices.contains("SCAN notices"),
+            "{notices}"
+        );
+        assert_eq!(awaiting_team(&conn, Team::OperatorStaff).unwrap(), 0);
+    }
 }

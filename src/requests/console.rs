@@ -1,5 +1,6 @@
-//! The operator's console for requests (`/console/requests`): every request (open, escalated, all) with the SLA
-//! breaches of the last 30 days; one request with its internal notes; the classifier. Console readers (operator
+//! The operator's console for requests (`/console/requests`): every request (open, escalated, all, or — for operator
+//! staff and administrators — those assigned to their own team and not yet taken up, `?show=team`, which the header
+//! counts) with the SLA breaches of the last 30 days; one request with its internal notes; the classifier. Console readers (operator
 //! staff and the regulator) read; operator staff comment, add internal notes, take the workflow's steps and re-assign
 //! with a reason; operator administrators change the classifier.
 
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use super::case::{self, Acting, Assignee, ListFilter, Summary};
 use super::classifier::{self, Category, Change, NewCategory, Target, Updated};
 use super::pages::{CommentForm, DetailPage, StepForm, apply_comment, apply_step, load_detail};
-use super::{Executor, Priority, Refusal, Team};
+use super::{Executor, Priority, Refusal, RequestsError, Team};
 use crate::identity::Role;
 use crate::store::StoreError;
 use crate::web::AppState;
@@ -44,6 +45,8 @@ struct ListQuery {
 struct ListPage<'a> {
     t: Texts,
     show: &'static str,
+    /// The viewer's operator team, for the "awaiting my team" filter (none for the regulator).
+    team: Option<Team>,
     requests: Vec<Summary>,
     breaches_first_response: i64,
     breaches_resolution: i64,
@@ -60,12 +63,14 @@ impl ListPage<'_> {
 /// Console readers: the requests, with the last 30 days' SLA breaches.
 async fn list(
     State(state): State<AppState>,
-    ConsoleReader(_who): ConsoleReader,
+    ConsoleReader(who): ConsoleReader,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, PageError> {
-    let (filter, show) = match query.show.as_str() {
-        "escalated" => (ListFilter::Escalated, "escalated"),
-        "all" => (ListFilter::All, "all"),
+    let team = Team::of_role(who.user.role);
+    let (filter, show) = match (query.show.as_str(), team) {
+        ("escalated", _) => (ListFilter::Escalated, "escalated"),
+        ("all", _) => (ListFilter::All, "all"),
+        ("team", Some(team)) => (ListFilter::Awaiting(team), "team"),
         _ => (ListFilter::Open, "open"),
     };
     let now = state.clock.now();
@@ -79,6 +84,7 @@ async fn list(
     Ok(render(&ListPage {
         t: Texts::current(),
         show,
+        team,
         requests,
         breaches_first_response: first,
         breaches_resolution: resolution,
@@ -143,9 +149,9 @@ async fn comment(
     CsrfForm(form): CsrfForm<CommentForm>,
 ) -> Result<Response, PageError> {
     let internal = form.internal.is_some();
-    match apply_comment(&state, id, Acting::operator(who.audit_actor()), form.body, internal).await? {
+    match apply_comment(&state, id, Acting::operator(who.audit_actor()), form.body, internal).await {
         Ok(()) => Ok(Redirect::to(&format!("/console/requests/{id}")).into_response()),
-        Err(refusal) => detail_response(&state, &who, id, Some(refusal)).await,
+        Err(error) => detail_response(&state, &who, id, Some(error.into_refusal()?)).await,
     }
 }
 
@@ -156,9 +162,9 @@ async fn step(
     Path(id): Path<i64>,
     CsrfForm(form): CsrfForm<StepForm>,
 ) -> Result<Response, PageError> {
-    match apply_step(&state, id, Acting::operator(who.audit_actor()), &form).await? {
+    match apply_step(&state, id, Acting::operator(who.audit_actor()), &form).await {
         Ok(_) => Ok(Redirect::to(&format!("/console/requests/{id}")).into_response()),
-        Err(refusal) => detail_response(&state, &who, id, Some(refusal)).await,
+        Err(error) => detail_response(&state, &who, id, Some(error.into_refusal()?)).await,
     }
 }
 
@@ -191,18 +197,18 @@ async fn assign(
     let (actor, now, reason) = (who.audit_actor(), state.clock.now(), form.reason);
     let done = state
         .db
-        .write(move |tx| -> Result<_, super::RequestsError> {
+        .write(move |tx| -> Result<_, RequestsError> {
             if let Assignee::Organisation(org) = to
                 && !case::assignable_organisations(tx)?.iter().any(|(o, _, _)| *o == org)
             {
-                return Ok(Err(Refusal::Assignee));
+                return Err(Refusal::Assignee.into());
             }
             case::reassign(tx, id, &actor, to, &reason, now)
         })
-        .await?;
+        .await;
     match done {
         Ok(()) => Ok(Redirect::to(&format!("/console/requests/{id}")).into_response()),
-        Err(refusal) => detail_response(&state, &who, id, Some(refusal)).await,
+        Err(error) => detail_response(&state, &who, id, Some(error.into_refusal()?)).await,
     }
 }
 

@@ -125,6 +125,16 @@ crate::text_enum! {
 }
 
 impl Team {
+    /// The team an operator's person belongs to: staff to the staff, administrators to the supervisors; nobody
+    /// else's.
+    pub fn of_role(role: crate::identity::Role) -> Option<Team> {
+        match role {
+            crate::identity::Role::OperatorStaff => Some(Team::OperatorStaff),
+            crate::identity::Role::OperatorAdmin => Some(Team::OperatorAdmin),
+            _ => None,
+        }
+    }
+
     pub fn text_key(self) -> &'static str {
         match self {
             Team::OperatorStaff => "requests.team.operator_staff",
@@ -161,9 +171,12 @@ impl ObjectKind {
     }
 }
 
-/// Everything the domain can fail with.
+/// Everything the domain can fail with: a refusal the person or system can act on ([`Refusal`]: the pages show its
+/// text again on their form, the API sends it in the standard error body), or a failure (logged, never shown).
 #[derive(Debug, thiserror::Error)]
 pub enum RequestsError {
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -174,9 +187,30 @@ pub enum RequestsError {
     Config(String),
 }
 
+impl From<Refusal> for RequestsError {
+    fn from(refusal: Refusal) -> RequestsError {
+        RequestsError::Refused(refusal)
+    }
+}
+
+impl RequestsError {
+    /// The refusal, for a handler that shows it on its form again; a failure stays the error it is (so `?` turns it
+    /// into the error page or body).
+    pub fn into_refusal(self) -> Result<Refusal, RequestsError> {
+        match self {
+            RequestsError::Refused(refusal) => Ok(refusal),
+            failure => Err(failure),
+        }
+    }
+}
+
+/// A refusal that reaches a page unhandled is an error page with its status and text; a failure is an internal error.
 impl From<RequestsError> for PageError {
     fn from(error: RequestsError) -> PageError {
-        PageError::internal(&error)
+        match error {
+            RequestsError::Refused(refusal) => PageError::new(refusal.status(), refusal.text_key()),
+            failure => PageError::internal(&failure),
+        }
     }
 }
 
@@ -243,12 +277,6 @@ impl Refusal {
             Refusal::Reason => "reason",
             Refusal::Assignee => "assignee",
         }
-    }
-}
-
-impl From<Refusal> for PageError {
-    fn from(refusal: Refusal) -> PageError {
-        PageError::new(refusal.status(), refusal.text_key())
     }
 }
 

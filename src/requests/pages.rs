@@ -283,22 +283,22 @@ async fn raise(
         return Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_form"));
     }
     let categories = state.db.read(|c| classifier::categories(c).map_err(StoreError::from)).await?;
-    let refuse = |form: Form, refusal: Refusal, categories: Vec<Category>| {
-        tracing::info!(organisation = %who.org.bin, ?refusal, "request refused");
-        Ok(new_page(&state, &who, categories, form, Some(refusal)))
-    };
-    if let Some(problem) = posted.problem {
-        return refuse(posted.form, problem, categories);
-    }
-    let new = match parse_request(&categories, &posted.form, posted.attachments) {
-        Ok(new) => new,
-        Err(refusal) => return refuse(posted.form, refusal, categories),
-    };
     let raiser =
         Raiser { organisation_id: who.org.id, user_id: Some(who.user.id), client_id: None, actor: who.audit_actor() };
-    match store_request(&state, raiser, new).await? {
-        Raised::Created { id, .. } => Ok(Redirect::to(&format!("/org/requests/{id}")).into_response()),
-        Raised::Refused(refusal) => refuse(posted.form, refusal, categories),
+    let raised: Result<Raised, RequestsError> = match posted.problem {
+        Some(problem) => Err(problem.into()),
+        None => match parse_request(&categories, &posted.form, posted.attachments) {
+            Ok(new) => store_request(&state, raiser, new).await,
+            Err(refusal) => Err(refusal.into()),
+        },
+    };
+    match raised {
+        Ok(Raised { id, .. }) => Ok(Redirect::to(&format!("/org/requests/{id}")).into_response()),
+        Err(error) => {
+            let refusal = error.into_refusal()?;
+            tracing::info!(organisation = %who.org.bin, ?refusal, "request refused");
+            Ok(new_page(&state, &who, categories, posted.form, Some(refusal)))
+        }
     }
 }
 
@@ -429,10 +429,12 @@ async fn comment(
     CsrfForm(form): CsrfForm<CommentForm>,
 ) -> Result<Response, PageError> {
     let acting = Acting::member(who.audit_actor(), who.org.id);
-    match apply_comment(&state, id, acting, form.body, false).await? {
+    match apply_comment(&state, id, acting, form.body, false).await {
         Ok(()) => Ok(Redirect::to(&format!("/org/requests/{id}")).into_response()),
-        Err(Refusal::NotAllowed) => Err(PageError::not_found()),
-        Err(refusal) => detail_response(&state, &who, id, Some(refusal)).await,
+        Err(error) => match error.into_refusal()? {
+            Refusal::NotAllowed => Err(PageError::not_found()),
+            refusal => detail_response(&state, &who, id, Some(refusal)).await,
+        },
     }
 }
 
@@ -452,9 +454,9 @@ async fn step(
         return Err(PageError::not_found());
     }
     let acting = Acting::member(who.audit_actor(), who.org.id);
-    match apply_step(&state, id, acting, &form).await? {
+    match apply_step(&state, id, acting, &form).await {
         Ok(_) => Ok(Redirect::to(&format!("/org/requests/{id}")).into_response()),
-        Err(refusal) => detail_response(&state, &who, id, Some(refusal)).await,
+        Err(error) => detail_response(&state, &who, id, Some(error.into_refusal()?)).await,
     }
 }
 
@@ -465,7 +467,7 @@ pub async fn apply_comment(
     acting: Acting,
     body: String,
     internal: bool,
-) -> Result<Result<(), Refusal>, RequestsError> {
+) -> Result<(), RequestsError> {
     let clocks = Clocks::from_config(&state.config)?;
     let now = state.clock.now();
     state.db.write(move |tx| case::comment(tx, &clocks, id, &acting, &body, internal, now)).await
@@ -477,8 +479,8 @@ pub async fn apply_step(
     id: i64,
     acting: Acting,
     form: &StepForm,
-) -> Result<Result<super::Status, Refusal>, RequestsError> {
-    let Ok(step) = form.step.parse::<case::Step>() else { return Ok(Err(Refusal::Conflict)) };
+) -> Result<super::Status, RequestsError> {
+    let step = form.step.parse::<case::Step>()?;
     let clocks = Clocks::from_config(&state.config)?;
     let now = state.clock.now();
     let note = form.note.clone();

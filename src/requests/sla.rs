@@ -154,6 +154,41 @@ pub fn breach_counts(conn: &Connection, from: &str, to: &str) -> rusqlite::Resul
     )
 }
 
+/// One category's and priority's request SLA breaches in a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryBreaches {
+    /// The classifier's code (stable) and its names (en, ru, kk) as they are now.
+    pub category: String,
+    pub names: [String; 3],
+    pub priority: super::Priority,
+    pub first_response: i64,
+    pub resolution: i64,
+}
+
+/// Breaches recorded from `from` (included) to `to` (excluded), RFC 3339 — the reports' periods of local days — by
+/// the request's category and priority: categories by code, priorities from the most urgent.
+pub fn breaches_by_category(conn: &Connection, from: &str, to: &str) -> rusqlite::Result<Vec<CategoryBreaches>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.code, c.name_en, c.name_ru, c.name_kk, r.priority,
+                sum(b.clock = 'first_response'), sum(b.clock = 'resolution')
+         FROM request_sla_breaches b JOIN requests r ON r.id = b.request_id
+         JOIN request_categories c ON c.id = r.category_id
+         WHERE b.breached_at >= ?1 AND b.breached_at < ?2
+         GROUP BY c.code, r.priority
+         ORDER BY c.code, CASE r.priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END",
+    )?;
+    stmt.query_map(params![from, to], |r| {
+        Ok(CategoryBreaches {
+            category: r.get(0)?,
+            names: [r.get(1)?, r.get(2)?, r.get(3)?],
+            priority: r.get(4)?,
+            first_response: r.get(5)?,
+            resolution: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
 /// Starts the task: a round at once, then one every [`TICK`] until `stop`.
 pub fn spawn(db: Db, clock: Clock, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

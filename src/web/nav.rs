@@ -8,6 +8,10 @@
 //! change or TOTP enrolment) fill it once they have read the person, and `base.html` reads it through [`viewer`].
 //! So the header names the person on every page — also on an error page and during the first sign-in's steps —
 //! without each handler passing them to its template.
+//!
+//! The header also says what awaits the person ([`Waiting`], read by the same guard in its one read): a participant's
+//! member sees their organisation's unread inbox notices ("Inbox (3 unread)"), operator staff and administrators the
+//! requests assigned to their team that nobody has taken up yet — each as a link whose text carries the number.
 
 use std::sync::Mutex;
 
@@ -29,6 +33,56 @@ pub struct Viewer {
     /// Signed in with both factors; `false` while a forced password change or the TOTP enrolment is pending (the
     /// header then offers only signing out).
     pub complete: bool,
+    /// What awaits them, when anything does.
+    pub waiting: Option<Waiting>,
+}
+
+/// What awaits a signed-in person, for the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// A participant's member: their organisation's inbox notices they have not read.
+    Inbox(i64),
+    /// Operator staff or administrators: requests assigned to their team (`crate::requests::Team`) and not yet taken
+    /// up (status "assigned": raised, re-assigned or escalated to them).
+    Requests(i64),
+}
+
+impl Waiting {
+    /// What awaits `user`, or `None` when nothing does (or nothing can: the regulator only reads). Two indexed
+    /// counts at most: `notices (organisation_id, id)` past the person's last reading, or `requests (assignee_team,
+    /// status)`.
+    pub fn of(conn: &rusqlite::Connection, user: &User) -> rusqlite::Result<Option<Waiting>> {
+        let waiting = match (user.organisation_id, crate::requests::Team::of_role(user.role)) {
+            (Some(org), _) => Waiting::Inbox(crate::notify::inbox::unread(conn, org, user.id)?),
+            (None, Some(team)) => Waiting::Requests(crate::requests::case::awaiting_team(conn, team)?),
+            (None, None) => return Ok(None),
+        };
+        Ok((waiting.count() > 0).then_some(waiting))
+    }
+
+    pub fn count(self) -> i64 {
+        match self {
+            Waiting::Inbox(n) | Waiting::Requests(n) => n,
+        }
+    }
+
+    /// Where the header's link leads.
+    pub fn href(self) -> &'static str {
+        match self {
+            Waiting::Inbox(_) => "/org/inbox",
+            Waiting::Requests(_) => "/console/requests?show=team",
+        }
+    }
+
+    /// The link's text in the page's language, the number in words' place: "Inbox (3 unread)".
+    pub fn text(self, t: impl std::borrow::Borrow<crate::i18n::Texts>) -> String {
+        let t = t.borrow();
+        let key = match self {
+            Waiting::Inbox(_) => "requests_header.inbox_unread",
+            Waiting::Requests(_) => "requests_header.requests_awaiting",
+        };
+        t.get(key).replace("{n}", &self.count().to_string())
+    }
 }
 
 impl Viewer {
@@ -39,7 +93,14 @@ impl Viewer {
             role: user.role,
             csrf: csrf.to_string(),
             complete,
+            waiting: None,
         }
+    }
+
+    /// The same person, with what awaits them.
+    pub fn waiting(mut self, waiting: Option<Waiting>) -> Viewer {
+        self.waiting = waiting;
+        self
     }
 
     /// The name the header shows: the full name when there is one, else the user name.
@@ -266,6 +327,18 @@ pub fn organisation_menu() -> Vec<MenuGroup> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_s_waiting_texts_exist_and_carry_the_number() {
+        for lang in [crate::i18n::Lang::En, crate::i18n::Lang::Ru, crate::i18n::Lang::Kk] {
+            let t = crate::i18n::Texts { lang };
+            for waiting in [Waiting::Inbox(3), Waiting::Requests(3)] {
+                let text = waiting.text(t);
+                assert!(text.contains('3') && !text.contains("{n}"), "{lang:?}: {text}");
+            }
+        }
+        assert_eq!(Waiting::Inbox(3).text(crate::i18n::Texts { lang: crate::i18n::Lang::En }), "Inbox (3 unread)");
+    }
 
     #[test]
     fn every_menu_text_exists() {

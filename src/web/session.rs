@@ -284,10 +284,11 @@ impl FromRequestParts<AppState> for SignedIn {
                     Some(id) => crate::participants::organisation(c, id)?,
                     None => None,
                 };
-                Ok(Some((user, org)))
+                let waiting = super::nav::Waiting::of(c, &user)?;
+                Ok(Some((user, org, waiting)))
             })
             .await?;
-        let Some((user, organisation)) = found else { return Err(PageError::SignIn) };
+        let Some((user, organisation, waiting)) = found else { return Err(PageError::SignIn) };
         if user.disabled {
             return Err(PageError::SignIn);
         }
@@ -296,7 +297,7 @@ impl FromRequestParts<AppState> for SignedIn {
         {
             return Err(PageError::new(StatusCode::FORBIDDEN, "error.organisation_blocked"));
         }
-        super::nav::record(super::nav::Viewer::new(&user, &visitor.session.csrf_token, true));
+        super::nav::record(super::nav::Viewer::new(&user, &visitor.session.csrf_token, true).waiting(waiting));
         Ok(SignedIn { visitor, user, organisation })
     }
 }

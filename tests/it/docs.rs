@@ -135,7 +135,9 @@ async fn accreditation_is_refused_without_the_agreement_and_the_acceptance_is_st
     let application_id: i64 = db(&platform)
         .query_row("SELECT id FROM accreditation_applications WHERE status = 'submitted'", [], |r| r.get(0))
         .unwrap();
-    publish(&platform, Kind::Provider, "1.1").await;
+    // (A version the binary's own text does not carry.)
+    let next = format!("{}.next", current_text_version(Kind::Provider));
+    publish(&platform, Kind::Provider, &next).await;
     let staff_password = operator_user(&platform, "aliya.ops", Role::OperatorStaff).await;
     let mut staff = Browser::new(&platform);
     staff.sign_in("aliya.ops", &staff_password).await;
@@ -153,7 +155,7 @@ async fn accreditation_is_refused_without_the_agreement_and_the_acceptance_is_st
 
     // The administrator accepts the new version on the agreements page; then the operator approves.
     let agreements = admin.get("/org/agreements").await;
-    agreements.assert_contains("1.1").assert_contains("Not accepted");
+    agreements.assert_contains(&next).assert_contains("Not accepted");
     let version_id = current_version_id(&platform, Kind::Provider);
     let accepted = admin
         .post("/org/agreements", &agreements.csrf(), &[("version_id", &version_id.to_string()), ("confirm", "yes")])
@@ -171,6 +173,11 @@ async fn accreditation_is_refused_without_the_agreement_and_the_acceptance_is_st
     assert_eq!(count(&platform, "SELECT count(*) FROM audit_log WHERE action = 'docs.agreement.accepted'"), 2);
     assert!(kopir::audit::verify(&db(&platform)).is_ok());
     platform.shutdown().await;
+}
+
+/// The version of an agreement's text in this binary.
+fn current_text_version(kind: Kind) -> String {
+    kopir::docs::document(kind.slug(), kopir::i18n::Lang::En).unwrap().version.clone()
 }
 
 /// Records a new version of an agreement as a new binary's start would (`agreements::sync` calls the same).

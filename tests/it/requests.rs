@@ -51,7 +51,7 @@ async fn signed_in_operator(platform: &Platform, name: &str, role: Role) -> Brow
 }
 
 /// Raises a request on the personal account's form; returns the page it lands on.
-async fn raise_on_page(browser: &Browser, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> Page {
+pub(crate) async fn raise_on_page(browser: &Browser, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> Page {
     let form_page = browser.get("/org/requests/new").await;
     assert_eq!(form_page.status, 200, "{}", form_page.body);
     let mut form = reqwest::multipart::Form::new().text("csrf", form_page.csrf());
@@ -288,6 +288,55 @@ fn move_clock_to(platform: &Platform, at: time::OffsetDateTime) {
     clock.advance(ahead);
 }
 
+/// The week the SLA scenario runs in: a working Friday after which the weekend and at least one weekday of Nauryz
+/// are off, whose next Friday and the Monday after it are working days — the first such week from `today` on,
+/// found in the platform's calendar (21 March falls on another weekday each year, and most years do not fit).
+struct NauryzWeek {
+    /// The Friday the request is raised on.
+    friday: jiff::civil::Date,
+    /// The first working day after it (past the weekend and Nauryz).
+    after: jiff::civil::Date,
+}
+
+fn nauryz_week(today: jiff::civil::Date) -> NauryzWeek {
+    use jiff::civil::{Weekday, date};
+    use kopir::requests::calendar::{Calendar, is_nauryz};
+    let calendar = Calendar::new(kopir::store::calendar::default_time_zone(), "09:00", "18:00", &[], &[]).unwrap();
+    let days = |d: jiff::civil::Date, n: i64| d.checked_add(jiff::Span::new().days(n)).unwrap();
+    for year in today.year()..today.year() + 40 {
+        for day in 14..=23 {
+            let friday = date(year, 3, day);
+            if friday.weekday() != Weekday::Friday || friday <= today || !calendar.is_working_day(friday) {
+                continue;
+            }
+            let after = (1..30).map(|n| days(friday, n)).find(|d| calendar.is_working_day(*d)).unwrap();
+            let nauryz_off = (1..30)
+                .map(|n| days(friday, n))
+                .take_while(|d| *d < after)
+                .any(|d| is_nauryz(d) && !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday));
+            if nauryz_off
+                && after < days(friday, 7)
+                && calendar.is_working_day(days(friday, 7))
+                && calendar.is_working_day(days(friday, 10))
+            {
+                return NauryzWeek { friday, after };
+            }
+        }
+    }
+    panic!("no Nauryz week fits the scenario within 40 years of {today}");
+}
+
+/// A local time of the operator (Almaty) as an instant.
+fn almaty(day: jiff::civil::Date, hour: i8) -> time::OffsetDateTime {
+    let zoned = day.at(hour, 0, 0, 0).to_zoned_datetime(kopir::store::calendar::default_time_zone()).unwrap();
+    time::OffsetDateTime::from_unix_timestamp(zoned.timestamp().as_second()).unwrap()
+}
+
+/// An instant as the requests' columns store it, to the minute (UTC).
+fn utc_minute(at: time::OffsetDateTime) -> String {
+    kopir::clock::rfc3339(at)[..16].to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate_at_the_deadline() {
     let platform = Platform::start().await;
@@ -296,9 +345,15 @@ async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate
     accredit(&platform, &fintech_bin).await;
     let operator_password = operator_user(&platform, "saule.ops", Role::OperatorStaff).await;
 
-    // Friday 19 March 2027, 16:00 in Almaty (UTC+5). Then: the weekend, Nauryz on Monday 22 and Tuesday 23, and
-    // Wednesday 24 off too (21 March is a Sunday). Sessions time out meanwhile: sign in again.
-    move_clock_to(&platform, time::macros::datetime!(2027-03-19 11:00 UTC));
+    // A Friday, 16:00 in Almaty (UTC+5), before the weekend and Nauryz (in 2027: Friday 19 March; Monday 22 and
+    // Tuesday 23 are Nauryz and Wednesday 24 is off too, 21 March being a Sunday). Sessions time out meanwhile: sign
+    // in again.
+    let zone = kopir::store::calendar::default_time_zone();
+    let today = kopir::store::calendar::local_date(&zone, platform.clock().now().unix_timestamp()).unwrap();
+    let NauryzWeek { friday, after } = nauryz_week(today);
+    let next_friday = friday.checked_add(jiff::Span::new().days(7)).unwrap();
+    let monday_after = friday.checked_add(jiff::Span::new().days(10)).unwrap();
+    move_clock_to(&platform, almaty(friday, 16));
     fintech.sign_in("clockadmin", "clockadmin-Passw0rd-long").await;
 
     // A program calling itself a PDF is refused by its bytes, whatever its name.
@@ -331,12 +386,12 @@ async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate
     assert_eq!(raised.status, 200, "{}", raised.body);
     let id = id_of(&raised);
     // Critical: first response within 30 working minutes, resolution within 240: two hours on Friday, two more on
-    // Thursday the 25th.
+    // the first working day after Nauryz (Thursday 25 March in 2027).
     // (To the minute: the test's requests reach the platform a few seconds after the clock was set.)
     let due = |column_name: &str| column(&platform, id, column_name).unwrap_or_default()[..16].to_string();
-    assert_eq!(due("first_response_due_at"), "2027-03-19T11:30");
-    assert_eq!(due("resolution_due_at"), "2027-03-25T06:00");
-    raised.assert_contains("2027-03-25 11:00").assert_contains("scan.png");
+    assert_eq!(due("first_response_due_at"), utc_minute(almaty(friday, 16) + time::Duration::minutes(30)));
+    assert_eq!(due("resolution_due_at"), utc_minute(almaty(after, 11)));
+    raised.assert_contains(&format!("{after} 11:00")).assert_contains("scan.png");
     assert_eq!(count(&platform, "SELECT count(*) FROM request_attachments"), 1);
 
     // 17:00: the first response is late (the clocks' job records it).
@@ -350,7 +405,7 @@ async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate
     .await;
 
     // The operator asks the requester: the resolution clock pauses with 180 working minutes left (60 on Friday,
-    // 120 on Thursday).
+    // 120 after Nauryz).
     let mut operator = Browser::new(&platform);
     operator.sign_in("saule.ops", &operator_password).await;
     let asked = operator
@@ -365,8 +420,8 @@ async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate
     // A week passes while it waits (the clocks' job runs meanwhile; the escalation's time below shows it waited).
     platform.clock().advance(time::Duration::days(7));
 
-    // The requester answers on Friday 26th at 17:00: the clock resumes with its 180 minutes: 60 on Friday, 120 on
-    // Monday the 29th, due at 11:00.
+    // The requester answers on the next Friday at 17:00: the clock resumes with its 180 minutes: 60 on Friday, 120 on
+    // the Monday after, due at 11:00.
     fintech.sign_in("clockadmin", "clockadmin-Passw0rd-long").await;
     let answered = fintech
         .submit(
@@ -377,16 +432,20 @@ async fn sla_clocks_skip_the_weekend_and_nauryz_pause_while_waiting_and_escalate
         .await;
     assert_eq!(answered.status, 200, "{}", answered.body);
     assert_eq!(column(&platform, id, "status").as_deref(), Some("in_progress"));
-    assert_eq!(column(&platform, id, "resolution_due_at").unwrap_or_default()[..16], *"2027-03-29T06:00");
+    assert_eq!(next_friday.weekday(), jiff::civil::Weekday::Friday);
+    assert_eq!(
+        column(&platform, id, "resolution_due_at").unwrap_or_default()[..16],
+        utc_minute(almaty(monday_after, 11))
+    );
     assert_eq!(column(&platform, id, "escalated_at"), None, "nothing escalates while the request waits");
 
-    // Monday 29th, 12:00: past the deadline: warned, escalated, the breach counted.
+    // That Monday, 12:00: past the deadline: warned, escalated, the breach counted.
     platform.clock().advance(time::Duration::days(2) + time::Duration::hours(19));
     let escalated_at = eventually("the escalation", Duration::from_secs(20), async || {
         column(&platform, id, "escalated_at").ok_or("not yet")
     })
     .await;
-    assert!(escalated_at.starts_with("2027-03-29T"), "escalated while it waited: {escalated_at}");
+    assert!(escalated_at.starts_with(&format!("{monday_after}T")), "escalated while it waited: {escalated_at}");
     assert!(column(&platform, id, "warned_at").is_some());
     assert_eq!(column(&platform, id, "assignee_team").as_deref(), Some("operator_admin"), "the supervisors take it");
     assert_eq!(count(&platform, "SELECT count(*) FROM request_sla_breaches WHERE clock = 'resolution'"), 1);
@@ -661,4 +720,196 @@ async fn chromium_walk_a_bank_s_incident_is_reassigned_answered_and_closed() {
     assert_eq!(column(platform, id.parse().unwrap(), "status").as_deref(), Some("closed"));
     chrome.close().await;
     s.platform.shutdown().await;
+}
+
+/// The local date `n` days after `day`.
+fn plus_days(day: jiff::civil::Date, n: i64) -> jiff::civil::Date {
+    day.checked_add(jiff::Span::new().days(n)).unwrap()
+}
+
+/// Raises an integration question of `priority` on the page; returns its number.
+async fn raise_question(browser: &Browser, subject: &str, priority: &str) -> i64 {
+    let fields = [
+        ("category", "integration"),
+        ("priority", priority),
+        ("subject", subject),
+        ("description", "Which scopes does the sandbox grant?"),
+        ("object_kind", ""),
+    ];
+    let raised = raise_on_page(browser, &fields, &[]).await;
+    assert_eq!(raised.status, 200, "{}", raised.body);
+    id_of(&raised)
+}
+
+/// Breaches seeded with the test clock — three integration questions, one answered at once, none resolved, ten days
+/// passing — are the dashboard's and the signed monthly report's counts, beside an empty previous period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_sla_breaches_are_counted_in_the_dashboard_and_the_signed_monthly_report() {
+    let platform = Platform::start().await;
+    let fintech_bin = bin("99034300007");
+    let fintech = admin_of_new_organisation(&platform, &fintech_bin, "Tardy Answers LLP", "tardyadmin").await;
+    accredit(&platform, &fintech_bin).await;
+    let staff_password = operator_user(&platform, "aigerim.ops", Role::OperatorStaff).await;
+    let regulator_password = operator_user(&platform, "regulator-requests", Role::Regulator).await;
+    let zone = kopir::store::calendar::default_time_zone();
+    let today = kopir::store::calendar::local_date(&zone, platform.clock().now().unix_timestamp()).unwrap();
+
+    // Two critical questions and a high one; the operator answers the first at once (its first response in time).
+    let answered = raise_question(&fintech, "Scopes", "critical").await;
+    raise_question(&fintech, "Certificates", "critical").await;
+    raise_question(&fintech, "Limits", "high").await;
+    let mut staff = Browser::new(&platform);
+    staff.sign_in("aigerim.ops", &staff_password).await;
+    let started = staff
+        .submit(
+            &format!("/console/requests/{answered}"),
+            &format!("/console/requests/{answered}/step"),
+            &[("step", "start")],
+        )
+        .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+
+    // Ten days later at noon every deadline has passed (critical: 4 working hours, high: 1 working day; no run of
+    // holidays is that long): two first responses and three resolutions late, all recorded that day.
+    let day = plus_days(today, 10);
+    move_clock_to(&platform, almaty(day, 12));
+    eventually("the breaches", Duration::from_secs(20), async || {
+        match count(&platform, "SELECT count(*) FROM request_sla_breaches") {
+            5 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    let (expected_first, expected_resolution) = (2, 3);
+
+    // The dashboard (the regulator reads it) for the three days around that day, against the three before.
+    let mut regulator = Browser::new(&platform);
+    regulator.sign_in("regulator-requests", &regulator_password).await;
+    let period = format!("period=custom&from={}&to={}", plus_days(day, -1), plus_days(day, 1));
+    let page = regulator.get(&format!("/console/dashboard?{period}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.assert_contains("id=\"headline-request-first-response-breaches\"")
+        .assert_contains("id=\"table-request_sla_breaches\"")
+        .assert_contains("data-value=\"integration\"");
+    let document: Value =
+        serde_json::from_str(&regulator.get(&format!("/console/dashboard?{period}&format=json")).await.body).unwrap();
+    let figures = &document["figures"]["request_sla_breaches"];
+    assert_eq!(figures["first_response"], json!({"current": expected_first, "previous": 0}), "{figures}");
+    assert_eq!(figures["resolution"], json!({"current": expected_resolution, "previous": 0}));
+    assert_eq!(figures["raised"]["current"], 0, "raised ten days before the period");
+    let by_category: Vec<(String, String, i64, i64)> = figures["by_category"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["category"].as_str().unwrap().to_string(),
+                c["priority"].as_str().unwrap().to_string(),
+                c["first_response"]["current"].as_i64().unwrap(),
+                c["resolution"]["current"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_category,
+        [
+            ("integration".to_string(), "critical".to_string(), 1, 2),
+            ("integration".to_string(), "high".to_string(), 1, 1)
+        ]
+    );
+    let summary = document["tables"]["summary"].as_array().unwrap();
+    let row = summary.iter().find(|r| r["figure"] == "request_resolution_breaches").unwrap();
+    assert_eq!(row["current"], expected_resolution);
+
+    // The month's signed report, once the month has ended: the same counts, and the three files verify.
+    let month = day.strftime("%Y-%m").to_string();
+    move_clock_to(&platform, almaty(plus_days(day.last_of_month(), 2), 12));
+    regulator.sign_in("regulator-requests", &regulator_password).await;
+    let page = regulator.get(&format!("/console/reports/monthly?month={month}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let dir = tempfile::tempdir().unwrap();
+    let mut html_path = std::path::PathBuf::new();
+    for part in ["html", "json", "jws"] {
+        let href = extract_attr(&page.body, &format!("id=\"download-{part}\" href=\"")).unwrap();
+        let file = regulator.get(&href.replace("&#38;", "&").replace("&amp;", "&")).await;
+        assert_eq!(file.status, 200, "{href}");
+        let path = dir.path().join(format!(
+            "kopir-monthly-report-{month}.html{}",
+            if part == "html" { String::new() } else { format!(".{part}") }
+        ));
+        std::fs::write(&path, &file.body).unwrap();
+        if part == "html" {
+            html_path = path;
+        }
+    }
+    let jwks =
+        platform.client(None).get(platform.url("/.well-known/jwks.json")).send().await.unwrap().text().await.unwrap();
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, &jwks).unwrap();
+    let verified = {
+        let mut cmd = platform.kopir();
+        cmd.args(["report", "verify", "--jwks"]).arg(&jwks_file).arg(&html_path);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    };
+    crate::common::assert_success(&verified);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(html_path.with_extension("html.json")).unwrap()).unwrap();
+    let figures = &report["figures"]["request_sla_breaches"];
+    assert_eq!(figures["first_response"], json!({"current": expected_first, "previous": 0}), "{figures}");
+    assert_eq!(figures["resolution"], json!({"current": expected_resolution, "previous": 0}));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains(&format!(
+        "<tr id=\"request-sla-first-response\"><th scope=\"row\">First responses late</th><td class=\"n\">{expected_first}</td>"
+    )));
+    assert!(html.contains("data-category=\"integration\" data-priority=\"critical\""));
+    platform.shutdown().await;
+}
+
+/// The header says what awaits the person: a member their organisation's unread notices until they read them, operator
+/// staff the requests their team has not taken up until someone starts them; the regulator and the other team nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_counts_unread_notices_and_requests_awaiting_the_team_until_read_or_taken_up() {
+    let platform = Platform::start().await;
+    let fintech_bin = bin("99034300008");
+    let fintech = admin_of_new_organisation(&platform, &fintech_bin, "Header Fintech LLP", "headeradmin").await;
+    accredit(&platform, &fintech_bin).await;
+    let id = raise_question(&fintech, "Header", "normal").await;
+    let org = org_id(&platform, &fintech_bin);
+
+    // The member: as many unread as the organisation's notices (the accreditation's decision, the request raised).
+    let notices = count(&platform, &format!("SELECT count(*) FROM notices WHERE organisation_id = {org}"));
+    assert!(notices >= 2, "{notices}");
+    let page = fintech.get("/org/requests").await;
+    let link = format!(
+        "<a id=\"header-waiting\" class=\"waiting\" href=\"/org/inbox\" data-count=\"{notices}\">Inbox ({notices} unread)</a>"
+    );
+    page.assert_contains(&link);
+    let inbox = fintech.get("/org/inbox").await;
+    inbox.assert_contains(&link);
+    let read = fintech.post("/org/inbox/read", &inbox.csrf(), &[("up_to", &i64::MAX.to_string())]).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert!(!read.body.contains("id=\"header-waiting\""), "still unread after reading");
+    assert!(!fintech.get("/org").await.body.contains("id=\"header-waiting\""));
+
+    // Operator staff: the question awaits their team; the supervisors and the regulator have nothing waiting.
+    let staff = signed_in_operator(&platform, "dana.ops", Role::OperatorStaff).await;
+    let console = staff.get("/console").await;
+    console
+        .assert_contains("href=\"/console/requests?show=team\" data-count=\"1\">Requests (1 awaiting your team)</a>");
+    let listed = staff.get("/console/requests?show=team").await;
+    listed.assert_contains(&format!("data-request=\"{id}\"")).assert_contains("id=\"show-team\"");
+    let admin = signed_in_operator(&platform, "bolat.admin", Role::OperatorAdmin).await;
+    assert!(!admin.get("/console").await.body.contains("id=\"header-waiting\""));
+    assert!(!admin.get("/console/requests?show=team").await.body.contains(&format!("data-request=\"{id}\"")));
+    let regulator = signed_in_operator(&platform, "regulator-header", Role::Regulator).await;
+    let seen = regulator.get("/console/requests?show=team").await;
+    assert!(!seen.body.contains("id=\"header-waiting\"") && !seen.body.contains("id=\"show-team\""));
+
+    // Taken up: the count drops.
+    let started = staff
+        .submit(&format!("/console/requests/{id}"), &format!("/console/requests/{id}/step"), &[("step", "start")])
+        .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert!(!started.body.contains("id=\"header-waiting\""), "still awaiting after it was taken up");
+    platform.shutdown().await;
 }

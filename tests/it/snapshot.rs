@@ -243,3 +243,81 @@ async fn a_secret_in_a_webhook_url_is_in_no_byte_of_the_snapshot() {
     }
     platform.shutdown().await;
 }
+
+/// What customers typed into a complaint from `/my` and the bytes of requests' attachments are in no byte of the
+/// auditor's snapshot; the requests themselves, the attachment's name, type, size and SHA-256 are, and the snapshot
+/// still verifies against the published key set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complaint_texts_and_attachment_bytes_are_in_no_byte_of_the_snapshot() {
+    use base64::Engine;
+    let s = common::consent::scenario(1).await;
+    let platform = &s.platform;
+    // A customer complains about their consent from /my.
+    let iin = common::consent::iin(93);
+    let consent_id = s.create_consent().await;
+    let request_uri = s.push(&consent_id, "R13_TdhCNqHHszZgSNvkIhuNsrzzWuiVodgRbuFDdA4", "s").await;
+    common::consent::authorise(&s, &request_uri, &iin, "+77015550093", "allow").await;
+    let customer = Browser::customer(platform);
+    common::consent::identify(platform, &customer, "/my/start", &iin, "+77015550093").await;
+    let page = customer.get(&format!("/my/consents/{consent_id}")).await;
+    let complaint = "Complaint-7c1e: the app kept reading my card account after I said stop";
+    let sent =
+        customer.post(&format!("/my/consents/{consent_id}/complaint"), &page.csrf(), &[("text", complaint)]).await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    // The API user raises a request with a screenshot (a PNG by its bytes, with a marker no other row holds).
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    let marker = b"attachment-bytes-5d2e9a41-only-in-the-file";
+    png.extend_from_slice(marker);
+    let body = serde_json::json!({
+        "category": "integration", "subject": "Screenshot of the error", "description": "See the attached screenshot.",
+        "attachments": [{"filename": "error.png", "content": base64::engine::general_purpose::STANDARD.encode(&png)}],
+    });
+    let raised = s.api().post(platform.url("/participant/v1/requests")).json(&body).send().await.unwrap();
+    assert_eq!(raised.status(), 201);
+    let live = common::participant::db(platform);
+    assert_eq!(
+        live.query_row("SELECT count(*) FROM requests WHERE description = ?1", [complaint], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        1,
+        "the complaint is stored on the platform"
+    );
+
+    let out = export_snapshot(platform, "requests.db").await;
+    let raw = std::fs::read(&out).unwrap();
+    assert!(!raw.windows(complaint.len()).any(|w| w == complaint.as_bytes()), "the complaint's text is in the file");
+    assert!(!raw.windows(marker.len()).any(|w| w == marker.as_slice()), "the attachment's bytes are in the file");
+    for suffix in ["manifest.jws", "manifest.json"] {
+        let manifest = std::fs::read(platform.dir.path().join(format!("requests.db.{suffix}"))).unwrap();
+        assert!(!manifest.windows(marker.len()).any(|w| w == marker.as_slice()));
+    }
+    // What an auditor needs is kept: both requests, the attachment's name, type, size and digest.
+    let snapshot = rusqlite::Connection::open(&out).unwrap();
+    let (filename, content_type, size, sha256, left): (String, String, i64, String, i64) = snapshot
+        .query_row("SELECT filename, content_type, size, sha256, length(content) FROM request_attachments", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    assert_eq!((filename.as_str(), content_type.as_str(), size, left), ("error.png", "image/png", png.len() as i64, 0));
+    assert_eq!(sha256, kopir::digest::sha256_hex(&png));
+    let complaints: i64 = snapshot
+        .query_row(
+            "SELECT count(*) FROM requests WHERE requester_customer_id IS NOT NULL AND object_ref = ?1",
+            [&consent_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(complaints, 1, "the complaint itself (its dates, course, consent) stays");
+    let kept: String = snapshot
+        .query_row("SELECT description FROM requests WHERE requester_customer_id IS NULL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, "See the attached screenshot.", "participants' own requests keep their text");
+    drop(snapshot);
+
+    let jwks =
+        platform.client(None).get(platform.url("/.well-known/jwks.json")).send().await.unwrap().text().await.unwrap();
+    let jwks_file = platform.dir.path().join("jwks-requests.json");
+    std::fs::write(&jwks_file, &jwks).unwrap();
+    let verified = platform.kopir().args(["snapshot", "verify", "--jwks"]).arg(&jwks_file).arg(&out).output().unwrap();
+    common::assert_success(&verified);
+    s.platform.shutdown().await;
+}
