@@ -1449,3 +1449,11 @@ WHEN OLD.number IS NOT NEW.number OR OLD.month IS NOT NEW.month OR OLD.kind IS N
 BEGIN SELECT RAISE(ABORT, 'an issued statement never changes'); END;
 CREATE TRIGGER billing_statements_kept BEFORE DELETE ON billing_statements
 BEGIN SELECT RAISE(ABORT, 'an issued statement is never deleted'); END;
+-- migration 23: billing: the overdue warning (`billing::overdue`): an API user's statement overdue beyond
+-- `billing.suspend_after_days` is warned about once — a webhook, an inbox notice and the journal — and this row
+-- records it, so the schedule never repeats it. A warning only: nothing is suspended.
+CREATE TABLE billing_overdue_warnings (
+    statement_id  INTEGER PRIMARY KEY REFERENCES billing_statements (id),
+    warned_at     TEXT NOT NULL,
+    days_overdue  INTEGER NOT NULL CHECK (days_overdue >= 0)
+) STRICT;

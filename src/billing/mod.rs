@@ -20,7 +20,10 @@
 
 pub mod charges;
 pub mod close;
+pub mod export;
+pub mod overdue;
 pub mod pages;
+pub mod print;
 pub mod schedule;
 pub mod statements;
 pub mod units;
