@@ -224,3 +224,62 @@ pub fn render(p: &Printable, issuer: &Issuer, lang: Lang) -> Result<String, aska
 pub fn filename(number: &str) -> String {
     format!("{number}.html")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_document_names_both_parties_and_prints_tiyn_as_tenge_in_the_reader_s_language() {
+        let document = serde_json::json!({
+            "statement": "KOPIR-202611-000001", "kind": "user", "month": "2026-11", "total_tiyn": 1_234_505,
+            "body": { "charge_tiyn": 1_234_500, "fee_tiyn": 5, "lines": [{ "provider_organisation_id": 2, "api_id": 7,
+                "service": "transactions_page", "exchanges": 3, "units": 4, "free_units": 1,
+                "charge_tiyn": 1_234_500, "fee_tiyn": 5 }] },
+        });
+        let printable = Printable {
+            statement: Statement {
+                id: 1,
+                number: "KOPIR-202611-000001".into(),
+                month: "2026-11".into(),
+                kind: "user".into(),
+                organisation_id: Some(1),
+                total_tiyn: 1_234_505,
+                sha256: "ab".repeat(32),
+                issued_at: "2026-11-30T19:30:00Z".into(),
+                status: "overdue".into(),
+            },
+            document: document.to_string(),
+            organisations: HashMap::from([
+                (1, ("Fintech One".to_string(), "990341000011".to_string())),
+                (2, ("Altyn Bank".to_string(), "990340000420".to_string())),
+            ]),
+            apis: HashMap::from([(7, "Current accounts 1.0".to_string())]),
+        };
+        let issuer = Issuer {
+            name: "kopir Open Banking platform".into(),
+            url: "https://obp.example.kz".into(),
+            zone_name: "Asia/Almaty".into(),
+            zone: crate::store::calendar::default_time_zone(),
+        };
+        let html = render(&printable, &issuer, Lang::Ru).unwrap();
+        for text in [
+            "<html lang=\"ru\">",
+            "Fintech One",
+            "БИН 990341000011",
+            "Altyn Bank (BIN 990340000420)",
+            "Current accounts 1.0",
+            "12345.05 ₸",
+            "12345.00 ₸",
+            "0.05 ₸",
+            "Просрочена",
+            "https://obp.example.kz/org/billing/statements/KOPIR-202611-000001/jws",
+        ] {
+            assert!(html.contains(text), "{text}: {html}");
+        }
+        // Issued at 19:30 UTC on the 30th: the 1st of December in Almaty (UTC+5).
+        assert!(html.contains("2026-12-01 00:30:00"), "{html}");
+        assert!(!html.contains("<nav") && !html.contains("<script"));
+    }
+}
