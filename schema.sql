@@ -1740,3 +1740,11 @@ BEGIN SELECT RAISE(ABORT, 'an issued credit note is never deleted'); END;
 -- migration 25: the header's count of requests awaiting an operator team (assigned to it, not yet taken up) reads one
 -- range of an index rather than every open request.
 CREATE INDEX requests_awaiting_team ON requests (assignee_team, status);
+-- migration 26: billing: the overdue warning (`billing::overdue`): an API user's statement overdue beyond
+-- `billing.suspend_after_days` is warned about once — a webhook, an inbox notice and the journal — and this row
+-- records it, so the schedule never repeats it. A warning only: nothing is suspended.
+CREATE TABLE billing_overdue_warnings (
+    statement_id  INTEGER PRIMARY KEY REFERENCES billing_statements (id),
+    warned_at     TEXT NOT NULL,
+    days_overdue  INTEGER NOT NULL CHECK (days_overdue >= 0)
+) STRICT;

@@ -42,6 +42,7 @@ pub struct Config {
     pub time_zone: OperatorTimeZone,
     pub reports: ReportsConfig,
     pub requests: RequestsConfig,
+    pub billing: BillingConfig,
 }
 
 /// The operator's time zone, checked against the time zone database when the configuration is read (the system's
@@ -119,6 +120,15 @@ pub struct RequestsConfig {
     /// The largest attachment accepted, in bytes, and how many one request may carry.
     pub max_attachment_bytes: usize,
     pub max_attachments: usize,
+}
+
+/// Billing (`crate::billing`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Days an API user's statement may stay marked overdue (counted from the marking) before the platform warns the
+    /// operator and the participant; a warning only, never a suspension. 0 turns the warning off.
+    pub suspend_after_days: u32,
 }
 
 /// Request rate limits (`crate::web::rate_limit`), checked before a request does any other work, and the bound on
@@ -667,6 +677,9 @@ impl Config {
             if let Some(day) = days.iter().find(|d| d.parse::<jiff::civil::Date>().is_err()) {
                 return Err(fail(key, format!("`{day}` is not a date such as \"2027-03-24\"")));
             }
+        }
+        if self.billing.suspend_after_days > 3650 {
+            return Err(fail("billing.suspend_after_days", "must be between 0 and 3650".into()));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(fail("log.level", format!("not a valid filter: {e}")));

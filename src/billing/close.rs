@@ -233,6 +233,20 @@ pub fn close(
     Ok(Closed::Issued(issued))
 }
 
+/// Closes `month` as `kopir billing close` does: the operator's today read from `now` (the caller's clock), one
+/// write transaction on `db`. Safe to run while the platform serves and beside any other close.
+pub async fn close_at(
+    db: &crate::store::Db,
+    zone: &jiff::tz::TimeZone,
+    month: &str,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> Result<Closed, BillingError> {
+    let Some(today) = super::today(zone, now) else { return Ok(Closed::Invalid) };
+    let month = month.to_string();
+    db.write(move |tx| close(tx, &month, today, &actor, now)).await
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -1,6 +1,8 @@
 //! The scheduled month close: every [`EVERY`] on the platform's clock, the month before the operator's today is
 //! closed ([`super::close::close`], idempotent) once that month has billable units and today has run for at least
-//! [`GRACE`] (the meter's last batches of the month are written within seconds; the grace leaves them room).
+//! [`GRACE`] (the meter's last batches of the month are written within seconds; the grace leaves them room). The same
+//! job then warns about statements overdue beyond `billing.suspend_after_days` ([`super::overdue::warn`]: a warning
+//! only, never a suspension).
 
 use std::time::Duration;
 
@@ -47,10 +49,19 @@ async fn run_once(db: &Db, zone: &TimeZone, now: time::OffsetDateTime) -> Result
     .await
 }
 
+/// Warns, once per statement, about those overdue beyond `limit_days` (0: off).
+pub async fn warn_overdue(db: &Db, limit_days: u32, now: time::OffsetDateTime) -> Result<usize, BillingError> {
+    if limit_days == 0 {
+        return Ok(0);
+    }
+    db.write(move |tx| -> Result<usize, BillingError> { Ok(super::overdue::warn(tx, limit_days, now)?.len()) }).await
+}
+
 pub fn spawn(
     db: Db,
     clock: Clock,
     zone: TimeZone,
+    suspend_after_days: u32,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -64,6 +75,11 @@ pub fn spawn(
                 }
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "closing the billing month failed"),
+            }
+            match warn_overdue(&db, suspend_after_days, clock.now()).await {
+                Ok(0) => {}
+                Ok(warned) => tracing::warn!(warned, "billing statements overdue beyond billing.suspend_after_days"),
+                Err(error) => tracing::error!(%error, "the overdue warning failed"),
             }
             tokio::select! {
                 () = clock.sleep(EVERY) => {}

@@ -12,8 +12,11 @@
 //!   (the request form with the classifier's billing dispute category and the line prefilled), and the credit notes on
 //!   its lines; the operator's statement shows the net positions after the month's credit notes beside the issued
 //!   ones, computed at read time.
-//! - `GET /console/billing/statements` — console readers: every statement with its settlement status, and every
-//!   credit note.
+//! - `GET /org/billing/statements/{number}/print` — the same readers: the statement's printable document
+//!   ([`super::print`]), a standalone HTML file in the reader's language under the monthly report's policy (inline
+//!   styles only, nothing else loads).
+//! - `GET /console/billing/statements` — console readers: every statement with its settlement status, every credit
+//!   note, and the API users' statements overdue beyond `billing.suspend_after_days`.
 //! - `POST /console/billing/credit-notes` — the operator's administrators (`OperatorAdmin`) only: issue a credit note
 //!   on a statement line ([`super::credit::issue`]); staff and the regulator are refused (403), participants too.
 //! - `GET /org/billing/credit-notes/{number}/json` and `/jws` — the credit note as issued and its seal (`typ`
@@ -52,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/org/billing/statements/{number}/json", get(json_download))
         .route("/org/billing/statements/{number}/jws", get(jws_download))
         .route("/org/billing/statements/{number}/csv", get(csv_download))
+        .route("/org/billing/statements/{number}/print", get(print_page))
         .route("/console/billing/statements", get(console_list))
         .route("/console/billing/statements/{number}/status", post(mark))
         .route("/console/billing/credit-notes", post(issue_credit_note))
@@ -374,20 +378,25 @@ pub struct Seal {
     pub issued_at: String,
 }
 
+/// The seal of `statement`, issued by `iss` (the platform's public URL).
+pub fn seal(iss: &str, statement: &Statement) -> Seal {
+    Seal {
+        iss: iss.to_string(),
+        statement: statement.number.clone(),
+        month: statement.month.clone(),
+        kind: statement.kind.clone(),
+        sha256: statement.sha256.clone(),
+        issued_at: statement.issued_at.clone(),
+    }
+}
+
 async fn jws_download(
     State(state): State<AppState>,
     who: SignedIn,
     Path(number): Path<String>,
 ) -> Result<Response, PageError> {
     let (statement, _) = readable(&state, &who, number).await?;
-    let seal = Seal {
-        iss: crate::oauth::metadata::issuer(&state),
-        statement: statement.number.clone(),
-        month: statement.month.clone(),
-        kind: statement.kind.clone(),
-        sha256: statement.sha256.clone(),
-        issued_at: statement.issued_at.clone(),
-    };
+    let seal = seal(&crate::oauth::metadata::issuer(&state), &statement);
     sealed(&state, SEAL_TYPE, &format!("{}.jws", statement.number), &seal).await
 }
 
@@ -407,6 +416,11 @@ async fn csv_download(
         .ok_or_else(|| PageError::internal(&"the statement's month could not be read"))?;
     let for_read = statement.clone();
     let items = state.db.read(move |c| close::line_items(c, &for_read, bounds).map_err(StoreError::from)).await?;
+    Ok(download("text/csv; charset=utf-8; header=present", &format!("{}.csv", statement.number), csv(&items)))
+}
+
+/// A statement's line items as CSV (the download's and `kopir billing export`'s).
+pub fn csv(items: &[close::LineItem]) -> String {
     let mut csv =
         String::from("at,interaction_id,user_organisation_id,provider_organisation_id,api_id,service,units\r\n");
     for i in items {
@@ -422,7 +436,27 @@ async fn csv_download(
             i.units
         ));
     }
-    Ok(download("text/csv; charset=utf-8; header=present", &format!("{}.csv", statement.number), csv))
+    csv
+}
+
+/// The printable document, in the reader's language.
+async fn print_page(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(number): Path<String>,
+) -> Result<Response, PageError> {
+    let (statement, _) = readable(&state, &who, number).await?;
+    let number = statement.number;
+    let printable = state
+        .db
+        .read(move |c| super::print::load(c, &number).map_err(StoreError::from))
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let issuer = super::print::Issuer::of(&state.config, &state.public_url);
+    let html = super::print::render(&printable, &issuer, Texts::current().lang).map_err(|e| PageError::internal(&e))?;
+    let mut response = html.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    Ok(crate::reports::monthly_page::with_report_policy(response))
 }
 
 #[derive(Template)]
@@ -433,6 +467,9 @@ struct ListPage<'a> {
     statements: Vec<Statement>,
     may_mark: bool,
     credit_notes: Vec<CreditRow>,
+    /// API users' statements overdue beyond `billing.suspend_after_days` (a warning, never a suspension).
+    overdue: Vec<super::overdue::Overdue>,
+    suspend_after_days: u32,
 }
 
 impl ListPage<'_> {
@@ -447,16 +484,23 @@ impl ListPage<'_> {
 
 /// Console readers: every statement (latest month first).
 async fn console_list(State(state): State<AppState>, ConsoleReader(who): ConsoleReader) -> Result<Response, PageError> {
-    let (statements, notes) = state
+    let (limit, now) = (state.config.billing.suspend_after_days, state.clock.now());
+    let (statements, notes, overdue) = state
         .db
-        .read(|c| -> Result<_, StoreError> {
-            Ok((close::listed(c, None, 500)?, credit::listed(c, Concerning::All, None, 500)?))
+        .read(move |c| -> Result<_, StoreError> {
+            Ok((
+                close::listed(c, None, 500)?,
+                credit::listed(c, Concerning::All, None, 500)?,
+                super::overdue::beyond(c, limit, now)?,
+            ))
         })
         .await?;
     let page = ListPage {
         t: Texts::current(),
         csrf: who.csrf(),
         statements,
+        overdue,
+        suspend_after_days: limit,
         may_mark: matches!(who.user.role, Role::OperatorAdmin | Role::OperatorStaff),
         credit_notes: notes.iter().map(CreditRow::new).collect(),
     };

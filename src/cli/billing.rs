@@ -1,6 +1,9 @@
-//! `kopir billing caps | tariffs | close | statements | credit-notes`: the regulator's caps, the tariffs and the
-//! platform fee as the database holds them, the month close (idempotent; safe while the platform serves), the
-//! statements of a month, and the credit notes issued on statement lines.
+//! `kopir billing caps | tariffs | close | statements | credit-notes | export | verify`: the regulator's caps, the
+//! tariffs and the platform fee as the database holds them, the month close (idempotent; safe while the platform
+//! serves), the statements of a month (one as issued, or its printable document), the credit notes issued on statement
+//! lines, the export of a closed month for accountants and its verification. Every subcommand takes `--json`.
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 use serde_json::json;
@@ -9,7 +12,9 @@ use super::{Failure, cli_actor};
 use crate::billing::close::{self, Closed};
 use crate::billing::credit;
 use crate::billing::{self as billing_domain, tenge};
+use crate::billing::{export, print};
 use crate::config::Config;
+use crate::i18n::Lang;
 use crate::store::{Db, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -31,12 +36,22 @@ pub enum BillingCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The statements of a closed month; with `--number`, one statement's document as issued (JSON).
+    /// The statements of a closed month; with `--number`, one statement's document as issued (JSON), or with
+    /// `--print` its printable document (HTML, the page `/org/billing/statements/N/print` serves).
     Statements {
         #[arg(long, value_name = "YYYY-MM")]
         month: String,
         #[arg(long)]
         number: Option<String>,
+        /// With `--number`: the printable document instead of the JSON.
+        #[arg(long, requires = "number")]
+        print: bool,
+        /// With `--print`: the file to write (otherwise standard output).
+        #[arg(long, value_name = "FILE", requires = "print")]
+        out: Option<PathBuf>,
+        /// The printable document's language: en, ru or kk.
+        #[arg(long, default_value = "en", value_parser = parse_lang)]
+        lang: Lang,
         #[arg(long)]
         json: bool,
     },
@@ -47,6 +62,33 @@ pub enum BillingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every statement of a closed month — JSON as issued, JWS, CSV line items, printable HTML — and a manifest of
+    /// their SHA-256s signed with the platform's key, into an empty directory.
+    Export {
+        #[arg(long, value_name = "YYYY-MM")]
+        month: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The printable documents' language: en, ru or kk.
+        #[arg(long, default_value = "en", value_parser = parse_lang)]
+        lang: Lang,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an export: the manifest's signature, every file's SHA-256, each JSON against its statement's hash.
+    Verify {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The platform's key set (GET /.well-known/jwks.json). Without it, the keys of this data directory.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_lang(text: &str) -> Result<Lang, String> {
+    Lang::parse(text).filter(|l| l.code() == text).ok_or_else(|| "the language must be en, ru or kk".to_string())
 }
 
 pub async fn run(config: &Config, command: BillingCommand) -> Result<(), Failure> {
@@ -101,12 +143,8 @@ pub async fn run(config: &Config, command: BillingCommand) -> Result<(), Failure
             Ok(())
         }
         BillingCommand::Close { month, json } => {
-            let now = crate::clock::now();
-            let today = billing_domain::today(config.time_zone.zone(), now)
-                .ok_or_else(|| anyhow::anyhow!("the operator's day could not be read"))?;
-            let actor = cli_actor();
-            let month_for_close = month.clone();
-            let closed = db.write(move |tx| close::close(tx, &month_for_close, today, &actor, now)).await?;
+            let closed =
+                close::close_at(&db, config.time_zone.zone(), &month, cli_actor(), crate::clock::now()).await?;
             let (already, issued) = match closed {
                 Closed::Invalid => return Err(anyhow::anyhow!("--month must be YYYY-MM").into()),
                 Closed::NotEnded => {
@@ -126,7 +164,33 @@ pub async fn run(config: &Config, command: BillingCommand) -> Result<(), Failure
             }
             Ok(())
         }
-        BillingCommand::Statements { month, number, json } => {
+        BillingCommand::Statements { month, number, print: true, out, lang, json } => {
+            let number = number.ok_or_else(|| anyhow::anyhow!("--print needs --number"))?;
+            let printable = db.read(move |c| print::load(c, &number).map_err(StoreError::from)).await?;
+            let printable = printable
+                .filter(|p| p.statement.month == month)
+                .ok_or_else(|| anyhow::anyhow!("no such statement in {month}"))?;
+            let issuer = print::Issuer::of(config, &config.server.public_url);
+            let html = print::render(&printable, &issuer, lang).map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
+            match out {
+                Some(path) => {
+                    crate::pki::files::write_atomic(&path, html.as_bytes(), 0o644)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    let sha256 = crate::digest::sha256_hex(html.as_bytes());
+                    if json {
+                        println!(
+                            "{}",
+                            json!({ "statement": printable.statement.number, "file": path, "sha256": sha256 })
+                        );
+                    } else {
+                        println!("{} written to {} (sha256 {sha256})", printable.statement.number, path.display());
+                    }
+                }
+                None => print!("{html}"),
+            }
+            Ok(())
+        }
+        BillingCommand::Statements { month, number, json, .. } => {
             if let Some(number) = number {
                 let document = db.read(move |c| close::document(c, &number).map_err(StoreError::from)).await?;
                 let document = document.ok_or_else(|| anyhow::anyhow!("no such statement"))?;
@@ -177,6 +241,56 @@ pub async fn run(config: &Config, command: BillingCommand) -> Result<(), Failure
                 }
             }
             Ok(())
+        }
+        BillingCommand::Export { month, out, lang, json } => {
+            let manifest = export::export(config, &db, &month, &out, lang, crate::clock::now()).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "month": manifest.month,
+                        "out": out,
+                        "statements": manifest.statements,
+                        "files": manifest.files.len(),
+                        "manifest": out.join(export::MANIFEST_JWS),
+                    })
+                );
+            } else {
+                println!("{month}: {} statements exported to {}", manifest.statements.len(), out.display());
+                for s in &manifest.statements {
+                    println!("  {}  {:<8} {:>14} ₸  sha256 {}", s.number, s.kind, tenge(s.total_tiyn), s.sha256);
+                }
+                println!("  signed manifest: {}", out.join(export::MANIFEST_JWS).display());
+            }
+            Ok(())
+        }
+        BillingCommand::Verify { dir, jwks, json } => {
+            let set = super::snapshot::key_set(config, jwks).await?;
+            let verified = tokio::task::spawn_blocking(move || export::verify(&dir, &set))
+                .await
+                .map_err(|e| anyhow::anyhow!("verification stopped: {e}"))?;
+            match verified {
+                Ok(v) => {
+                    if json {
+                        println!("{}", json!({ "ok": true, "kid": v.kid, "manifest": v.manifest }));
+                    } else {
+                        println!(
+                            "export of {} verified: signed by key {}, {} statements, {} files intact",
+                            v.manifest.month,
+                            v.kid,
+                            v.manifest.statements.len(),
+                            v.manifest.files.len()
+                        );
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    if json {
+                        println!("{}", json!({ "ok": false, "error": e.to_string() }));
+                    }
+                    Err(anyhow::anyhow!("export verification failed: {e}").into())
+                }
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ pub const INBOX_EVENTS: &[&str] = &[
     "request.created",
     "request.updated",
     "request.resolved",
+    "billing.statement.overdue",
 ];
 
 /// How many notices the inbox lists.
@@ -73,6 +74,7 @@ impl Notice {
             "accreditation.approved" => "inbox.kind.accreditation_approved",
             "accreditation.rejected" => "inbox.kind.accreditation_rejected",
             "accreditation.changes_requested" => "inbox.kind.accreditation_changes_requested",
+            "billing.statement.overdue" => "billing.overdue.notice",
             _ => "inbox.kind.other",
         }
     }
@@ -85,6 +87,9 @@ impl Notice {
         if self.kind.starts_with("accreditation.") {
             return Some("/org/accreditation".into());
         }
+        if let Some(number) = self.data["statement"].as_str().filter(|_| self.kind.starts_with("billing.")) {
+            return Some(format!("/org/billing/statements/{number}"));
+        }
         self.data["ApiId"].as_i64().map(|_| "/org/availability".to_string()).filter(|_| self.kind.starts_with("api."))
     }
 
@@ -92,6 +97,9 @@ impl Notice {
     pub fn about(&self) -> String {
         if let Some(id) = self.data["request_id"].as_i64() {
             return format!("#{id}");
+        }
+        if let Some(number) = self.data["statement"].as_str() {
+            return number.to_string();
         }
         match (self.data["Name"].as_str(), self.data["Version"].as_str(), self.data["ApiId"].as_i64()) {
             (Some(name), Some(version), _) => format!("{name} {version}"),

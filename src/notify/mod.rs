@@ -53,6 +53,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "request.resolved",
     // To the provider: a lowered cap clamped one of its API's tariffs (`billing`).
     "billing.tariff.clamped",
+    // To the API user: one of its statements stayed overdue beyond `billing.suspend_after_days` (a warning only).
+    "billing.statement.overdue",
 ];
 
 /// The JWS `typ` of an event.

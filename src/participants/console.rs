@@ -51,22 +51,29 @@ struct DashboardPage {
     accredited: i64,
     suspended: i64,
     revoked: i64,
+    /// API users' statements overdue beyond `billing.suspend_after_days` (`crate::billing::overdue`).
+    overdue: Vec<crate::billing::overdue::Overdue>,
+    suspend_after_days: u32,
 }
 
 /// Console readers: counts at a glance.
 async fn dashboard(State(state): State<AppState>, ConsoleReader(_): ConsoleReader) -> Result<Response, PageError> {
     use accreditation::AppStatus;
-    let [submitted, changes_requested, registered, accredited, suspended, revoked] = state
+    let (limit, now) = (state.config.billing.suspend_after_days, state.clock.now());
+    let ([submitted, changes_requested, registered, accredited, suspended, revoked], overdue) = state
         .db
-        .read(|c| -> Result<_, StoreError> {
-            Ok([
-                accreditation::count_applications(c, AppStatus::Submitted)?,
-                accreditation::count_applications(c, AppStatus::ChangesRequested)?,
-                super::count_with_status(c, OrgStatus::Registered)?,
-                super::count_with_status(c, OrgStatus::Accredited)?,
-                super::count_with_status(c, OrgStatus::Suspended)?,
-                super::count_with_status(c, OrgStatus::Revoked)?,
-            ])
+        .read(move |c| -> Result<_, StoreError> {
+            Ok((
+                [
+                    accreditation::count_applications(c, AppStatus::Submitted)?,
+                    accreditation::count_applications(c, AppStatus::ChangesRequested)?,
+                    super::count_with_status(c, OrgStatus::Registered)?,
+                    super::count_with_status(c, OrgStatus::Accredited)?,
+                    super::count_with_status(c, OrgStatus::Suspended)?,
+                    super::count_with_status(c, OrgStatus::Revoked)?,
+                ],
+                crate::billing::overdue::beyond(c, limit, now)?,
+            ))
         })
         .await?;
     Ok(render(&DashboardPage {
@@ -77,6 +84,8 @@ async fn dashboard(State(state): State<AppState>, ConsoleReader(_): ConsoleReade
         accredited,
         suspended,
         revoked,
+        overdue,
+        suspend_after_days: limit,
     }))
 }
 

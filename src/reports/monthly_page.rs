@@ -110,7 +110,8 @@ async fn page(
     Ok(render(&MonthlyPage { t, month: label, download, filenames }))
 }
 
-fn with_report_policy(mut response: Response) -> Response {
+/// The headers of a standalone printable document (also a billing statement's, `billing::statements`).
+pub(crate) fn with_report_policy(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(REPORT_CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

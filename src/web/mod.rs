@@ -436,6 +436,7 @@ pub async fn start_with_lookup(
         state.db.clone(),
         state.clock.clone(),
         config.time_zone.zone().clone(),
+        config.billing.suspend_after_days,
         receiver.clone(),
     ));
     tasks.push(crate::availability::platform::spawn_writer(

@@ -529,3 +529,441 @@ fn bench_billing_closes_a_small_month_and_its_statements_hold_every_unit() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("close: ") && text.contains(": ok"), "{text}");
 }
+
+/// Caps, the bank's tariff and the platform fee for account lists from `from`: 1.00 ₸ per list to the bank and
+/// 0.10 ₸ to the operator, no free units.
+async fn account_lists_priced_from(w: &World, from: &str) {
+    let platform = &w.s.platform;
+    let regulator = regulator(platform).await;
+    assert_eq!(set_cap(&regulator, "provider", "accounts", from, "2").await.status, 200);
+    assert_eq!(set_cap(&regulator, "platform", "accounts", from, "0.50").await.status, 200);
+    let password = operator_user(platform, "admin-fee-lists", Role::OperatorAdmin).await;
+    let operator = signed_in(platform, "admin-fee-lists", &password).await;
+    let form = [("service", "accounts"), ("effective_from", from), ("amount", "0.10")];
+    assert_eq!(operator.submit("/console/billing", "/console/billing/fees", &form).await.status, 200);
+    let page = set_tariff(&w.banks[0].admin, w.banks[0].api_id, "accounts", from, "1.00", "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+/// The billable account lists of the API user between two instants (RFC 3339), counted from the raw exchanges.
+fn raw_account_lists(platform: &common::Platform, from: &str, to: &str) -> i64 {
+    db(platform)
+        .query_row(
+            "SELECT count(*) FROM exchanges WHERE environment = 'production' AND status BETWEEN 200 AND 299
+               AND api_id IS NOT NULL AND endpoint IN ('accounts', 'account') AND at >= ?1 AND at < ?2",
+            [from, to],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn test_actor() -> kopir::audit::Actor {
+    kopir::audit::Actor { name: "test".into(), source: "test".into(), user_id: None }
+}
+
+const TRAFFIC_TASKS: usize = 3;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_month_closed_three_times_at_once_while_traffic_flows_issues_one_set_equal_to_the_raw_exchanges() {
+    use kopir::billing::close::{self, Closed};
+    // Tokens outlive the few minutes the clock is moved across midnight; the sandbox's checks, failing once the
+    // clock is days ahead of the banks', must not delist the API meanwhile.
+    let mut w = world_with(&[BankPlan::new("Altyn Bank", "99034000044")], |c| {
+        c.oauth.access_token_secs = 3600;
+        c.sandbox.delist_after_failures = 1000;
+    })
+    .await;
+    let d1 = day(&w.s.platform, 1);
+    account_lists_priced_from(&w, &d1).await;
+    let platform = &w.s.platform;
+    let zone = platform.config.time_zone.zone().clone();
+
+    // The clock moved to 23:50 (operator's time) on the last day of the month the tariff takes effect in.
+    let first_of_next: jiff::civil::Date = d1.parse::<jiff::civil::Date>().unwrap().last_of_month().tomorrow().unwrap();
+    let midnight = kopir::store::calendar::day_start(&zone, first_of_next).unwrap();
+    let before_midnight = midnight - 600 - platform.clock().now().unix_timestamp();
+    platform.clock().advance(time::Duration::seconds(before_midnight));
+    let month = day(platform, 0)[..7].to_string();
+    let next_month = first_of_next.to_string()[..7].to_string();
+    let (month_start, month_end) = close::month_bounds(&zone, &month).unwrap();
+    assert_eq!(month_end, kopir::clock::rfc3339(time::OffsetDateTime::from_unix_timestamp(midnight).unwrap()));
+
+    // Tasks sending account-list requests continuously, each with its own interaction ids.
+    let bins = [w.banks[0].bin.as_str()];
+    let (_, token, _) = tokens_for(&w.s, consent(&bins, FULL, None, None), customer(), "+77010000044").await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut traffic = Vec::new();
+    for task in 0..TRAFFIC_TASKS {
+        let client = platform.client(Some(&w.s.identity));
+        let url = platform.url("/open-banking/v1/aisp/accounts");
+        let (token, stop) = (token.clone(), stop.clone());
+        traffic.push(tokio::spawn(async move {
+            let mut answered = 0;
+            for i in 0.. {
+                if *stop.borrow() {
+                    break;
+                }
+                let response = client
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .header("x-fapi-interaction-id", format!("load-{task}-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+                answered += 1;
+            }
+            answered
+        }));
+    }
+    let new_month_rows = |task: usize| -> i64 {
+        db(platform)
+            .query_row(
+                "SELECT count(*) FROM exchanges WHERE interaction_id LIKE ?1 AND at >= ?2",
+                rusqlite::params![format!("load-{task}-%"), month_end],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    common::eventually("traffic before midnight", Duration::from_secs(30), async || {
+        let n = raw_account_lists(platform, &month_start, &month_end);
+        if n >= 3 * TRAFFIC_TASKS as i64 { Ok(n) } else { Err(n) }
+    })
+    .await;
+
+    // Midnight passes (still within the schedule's hour of grace); once every task has two exchanges of the new
+    // month written, each one's exchanges of the old month are written too (each task waits for its answers, and
+    // the meter writes in order).
+    platform.clock().advance(time::Duration::minutes(15));
+    common::eventually("every task's traffic after midnight", Duration::from_secs(30), async || {
+        let rows: Vec<i64> = (0..TRAFFIC_TASKS).map(new_month_rows).collect();
+        if rows.iter().all(|&n| n >= 2) { Ok(rows) } else { Err(rows) }
+    })
+    .await;
+
+    // Two tasks and the command line's function close the month at once, each on its own connection, while the
+    // traffic goes on.
+    let path = platform.config.db_path();
+    let open = || kopir::store::Db::open(&path, Default::default(), false).unwrap().0;
+    let (a, b, c) = (open(), open(), open());
+    let now = platform.clock().now();
+    let today = kopir::billing::today(&zone, now).unwrap();
+    let by_task = |db: kopir::store::Db| {
+        let month = month.clone();
+        tokio::spawn(async move { db.write(move |tx| close::close(tx, &month, today, &test_actor(), now)).await })
+    };
+    let (first, second) = (by_task(a), by_task(b));
+    let by_cli = close::close_at(&c, &zone, &month, test_actor(), now);
+    let (first, second, third) = tokio::join!(first, second, by_cli);
+    let outcomes = [first.unwrap().unwrap(), second.unwrap().unwrap(), third.unwrap()];
+    let issued: Vec<&Vec<close::Statement>> =
+        outcomes.iter().filter_map(|o| if let Closed::Issued(s) = o { Some(s) } else { None }).collect();
+    assert_eq!(issued.len(), 1, "one close issues: {outcomes:?}");
+    let issued = issued[0].clone();
+    for outcome in &outcomes {
+        match outcome {
+            Closed::Issued(s) | Closed::Already(s) => assert_eq!(s, &issued),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(count(platform, &format!("SELECT count(*) FROM billing_statements WHERE month = '{month}'")), 3);
+    assert_eq!(count(platform, "SELECT count(*) FROM audit_log WHERE action = 'billing.month.closed'"), 1);
+
+    // More of the new month's traffic, then it stops; closing again answers the same numbers.
+    let so_far: i64 = (0..TRAFFIC_TASKS).map(new_month_rows).sum();
+    common::eventually("traffic after the close", Duration::from_secs(30), async || {
+        let n: i64 = (0..TRAFFIC_TASKS).map(new_month_rows).sum();
+        if n >= so_far + TRAFFIC_TASKS as i64 { Ok(n) } else { Err(n) }
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    let mut answered = 0;
+    for task in traffic {
+        answered += task.await.unwrap();
+    }
+    common::eventually("every answer metered", Duration::from_secs(20), async || {
+        let n = count(platform, "SELECT count(*) FROM exchanges WHERE interaction_id LIKE 'load-%'");
+        if n >= answered { Ok(n) } else { Err(n) }
+    })
+    .await;
+    let Closed::Already(again) =
+        close::close_at(&c, &zone, &month, test_actor(), platform.clock().now()).await.unwrap()
+    else {
+        panic!("closed twice")
+    };
+    assert_eq!(again, issued);
+
+    // The statements equal an independent count over the raw exchanges of the closed month; the new month's
+    // exchanges are in none of them.
+    let lists = raw_account_lists(platform, &month_start, &month_end);
+    let after = raw_account_lists(platform, &month_end, "9999");
+    assert!(lists > 0 && after > 0, "{lists} {after}");
+    assert_eq!(lists + after, answered, "every answered call is a billable account list of one month or the other");
+    let user_org = organisation_id(platform, &w.s.user_bin);
+    let bank_org = organisation_id(platform, &w.banks[0].bin);
+    let of = |kind: &str, org: Option<i64>| {
+        issued.iter().find(|s| s.kind == kind && s.organisation_id == org).unwrap_or_else(|| panic!("{kind}")).clone()
+    };
+    let user = of("user", Some(user_org));
+    assert_eq!(user.total_tiyn, lists * 110);
+    assert_eq!(of("provider", Some(bank_org)).total_tiyn, lists * 100);
+    assert_eq!(of("operator", None).total_tiyn, lists * 10);
+    let document: Value =
+        serde_json::from_str(&kopir::billing::close::document(&db(platform), &user.number).unwrap().unwrap()).unwrap();
+    let units: i64 = document["body"]["lines"].as_array().unwrap().iter().map(|l| l["units"].as_i64().unwrap()).sum();
+    assert_eq!(units, lists);
+    assert_eq!(count(platform, &format!("SELECT count(*) FROM billing_statements WHERE month = '{next_month}'")), 0);
+
+    printable_documents_and_the_export(&mut w, &month, &next_month, &user, lists).await;
+}
+
+/// The printable document (page, languages, access) and `kopir billing export` of the month just closed.
+async fn printable_documents_and_the_export(
+    w: &mut World,
+    month: &str,
+    next_month: &str,
+    user: &kopir::billing::close::Statement,
+    lists: i64,
+) {
+    let platform = &w.s.platform;
+    let total = format!("{}.{:02} ₸", lists * 110 / 100, lists * 110 % 100);
+    let number = user.number.clone();
+    let base = format!("/org/billing/statements/{number}");
+    w.s.user_admin.sign_in("fintechadmin", "fintechadmin-Passw0rd-long").await;
+    let page = w.s.user_admin.get(&base).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&format!("href=\"{base}/print\"")), "the statement page links its document");
+    let print = w.s.user_admin.get(&format!("{base}/print")).await;
+    assert_eq!(print.status, 200, "{}", print.body);
+    assert!(print.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    let policy = print.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'none'") && !policy.contains("script"), "{policy}");
+    for text in [
+        "<html lang=\"en\">",
+        "@page { size: A4",
+        number.as_str(),
+        month,
+        "Fintech One",
+        w.s.user_bin.as_str(),
+        "kopir Open Banking platform",
+        "Total due to the operator",
+        total.as_str(),
+        user.sha256.as_str(),
+        "/jws",
+        "Altyn Bank",
+    ] {
+        assert!(print.body.contains(text), "{text}: {}", print.body);
+    }
+    assert!(!print.body.contains("<nav") && !print.body.contains("<script"), "standalone: no navigation");
+    for (lang, text) in [("ru", "Итого к оплате оператору"), ("kk", "Операторға төленетін барлығы")]
+    {
+        w.s.user_admin.get(&format!("/lang/{lang}")).await;
+        let print = w.s.user_admin.get(&format!("{base}/print")).await;
+        assert!(print.body.contains(&format!("<html lang=\"{lang}\">")) && print.body.contains(text), "{lang}");
+        assert!(print.body.contains(&total), "{lang}");
+    }
+    w.s.user_admin.get("/lang/en").await;
+
+    // The same readers as the statement page: the console's; another organisation, whatever its role, gets 404.
+    let bank = &mut w.banks[0];
+    bank.admin.sign_in("bankadmin0", "bankadmin0-Passw0rd-long").await;
+    assert_eq!(bank.admin.get(&format!("{base}/print")).await.status, 404);
+    let password = participant_user(platform, &bank.bin, "altyn-analyst-p", Role::ParticipantAnalyst).await;
+    let analyst = signed_in(platform, "altyn-analyst-p", &password).await;
+    assert_eq!(analyst.get(&format!("{base}/print")).await.status, 404);
+    assert_eq!(bank.admin.get("/org/billing/statements/KOPIR-299901-000001/print").await.status, 404);
+    let password = operator_user(platform, "regulator-print", Role::Regulator).await;
+    let regulator = signed_in(platform, "regulator-print", &password).await;
+    assert_eq!(regulator.get(&format!("{base}/print")).await.status, 200);
+    assert!(Browser::new(platform).get(&format!("{base}/print")).await.url.ends_with("/login"));
+    let password = participant_user(platform, &w.s.user_bin, "fintech-analyst-p", Role::ParticipantAnalyst).await;
+    let own_analyst = signed_in(platform, "fintech-analyst-p", &password).await;
+    assert_eq!(own_analyst.get(&format!("{base}/print")).await.status, 200, "every member of its organisation");
+
+    // The command line writes the same document.
+    let file = w.dir.path().join("statement.html");
+    let printed = platform
+        .kopir()
+        .args(["billing", "statements", "--month", month, "--number", &number, "--print", "--json", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    common::assert_success(&printed);
+    let summary: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(summary["sha256"], kopir::digest::sha256_hex(html.as_bytes()).as_str());
+    assert!(html.contains(&number) && html.contains(&total) && html.contains(&user.sha256));
+
+    // The export: every statement's files and a signed manifest that verifies against the platform's key set, the
+    // JSON byte for byte what the statement's JSON download serves.
+    let out = w.dir.path().join("export");
+    let exported =
+        platform.kopir().args(["billing", "export", "--month", month, "--json", "--out"]).arg(&out).output().unwrap();
+    common::assert_success(&exported);
+    let summary: Value = serde_json::from_slice(&exported.stdout).unwrap();
+    assert_eq!(summary["statements"].as_array().unwrap().len(), 3, "{summary}");
+    assert_eq!(summary["files"], 12);
+    let jwks: Value =
+        platform.client(None).get(platform.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jws = std::fs::read_to_string(out.join("manifest.jws")).unwrap();
+    let (manifest, _kid) = kopir::snapshot::verify_signed::<kopir::billing::export::Manifest>(
+        &jws,
+        kopir::billing::export::MANIFEST_TYPE,
+        &jwks,
+    )
+    .unwrap();
+    assert_eq!(manifest.month, month);
+    for f in &manifest.files {
+        assert_eq!(kopir::digest::sha256_hex(&std::fs::read(out.join(&f.name)).unwrap()), f.sha256, "{}", f.name);
+    }
+    let served = w.s.user_admin.get(&format!("{base}/json")).await;
+    assert_eq!(std::fs::read_to_string(out.join(format!("{number}.json"))).unwrap(), served.body);
+    let seal = std::fs::read_to_string(out.join(format!("{number}.jws"))).unwrap();
+    let (seal, _) = kopir::snapshot::verify_signed::<kopir::billing::statements::Seal>(
+        &seal,
+        kopir::billing::statements::SEAL_TYPE,
+        &jwks,
+    )
+    .unwrap();
+    assert_eq!(seal.sha256, kopir::digest::sha256_hex(served.body.as_bytes()));
+    let csv = std::fs::read_to_string(out.join(format!("{number}.csv"))).unwrap();
+    assert_eq!(csv.lines().count() as i64, lists + 1, "one line item per billable exchange of the month");
+    assert!(std::fs::read_to_string(out.join(format!("{number}.html"))).unwrap().contains(&total));
+    kopir::billing::export::verify(&out, &jwks).unwrap();
+    let jwks_file = w.dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let verified = platform.kopir().args(["billing", "verify", "--json", "--jwks"]).arg(&jwks_file).arg(&out).output();
+    common::assert_success(&verified.unwrap());
+    // A changed line item is caught; a month not closed, or a directory already used, is refused.
+    std::fs::write(out.join(format!("{number}.csv")), csv.replacen("load-", "edit-", 1)).unwrap();
+    let error = kopir::billing::export::verify(&out, &jwks).unwrap_err().to_string();
+    assert!(error.contains(&format!("{number}.csv")), "{error}");
+    let refused = platform.kopir().args(["billing", "export", "--month", month, "--out"]).arg(&out).output().unwrap();
+    assert!(!refused.status.success());
+    let refused = platform
+        .kopir()
+        .args(["billing", "export", "--month", next_month, "--out"])
+        .arg(w.dir.path().join("next"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not closed"), "{refused:?}");
+    for args in [vec!["caps"], vec!["tariffs"], vec!["statements", "--month", month]] {
+        let output = platform.kopir().arg("billing").args(&args).arg("--json").output().unwrap();
+        common::assert_success(&output);
+        let _: Value = serde_json::from_slice(&output.stdout).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_overdue_beyond_the_limit_warns_the_console_and_the_participant_once_and_refuses_nothing() {
+    use crate::webhooks::{Receiver, set_url, verify};
+    let mut w = world_with(&[BankPlan::new("Altyn Bank", "99034000045")], |c| {
+        c.billing.suspend_after_days = 5;
+        // The sandbox's checks fail once the clock has moved days ahead of the banks': they must not delist the API
+        // in the middle of this test.
+        c.sandbox.delist_after_failures = 1000;
+    })
+    .await;
+    let d1 = day(&w.s.platform, 1);
+    account_lists_priced_from(&w, &d1).await;
+    let platform = &w.s.platform;
+    let user_org = organisation_id(platform, &w.s.user_bin);
+    let receiver = Receiver::start(platform, 0).await;
+    set_url(platform, user_org, &receiver.url()).await;
+    platform.clock().advance(DAY);
+    let bins = [w.banks[0].bin.as_str()];
+    let (_, token, _) = tokens_for(&w.s, consent(&bins, FULL, None, None), customer(), "+77010000045").await;
+    for _ in 0..3 {
+        get_json(&w.s, &token, "/accounts").await;
+    }
+    common::eventually("exchanges metered", Duration::from_secs(20), async || {
+        let n = count(platform, "SELECT coalesce(sum(units), 0) FROM billing_units_daily");
+        if n >= 3 { Ok(n) } else { Err(n) }
+    })
+    .await;
+    // The month closed (as on the first day after it), the API user's statement invoiced, then marked overdue.
+    let month = day(platform, 0)[..7].to_string();
+    let (_, last) = kopir::billing::close::month_days(&month).unwrap();
+    let now = platform.clock().now();
+    let closed = platform
+        .running()
+        .state
+        .db
+        .write(move |tx| kopir::billing::close::close(tx, &month, last + DAY, &test_actor(), now))
+        .await
+        .unwrap();
+    let kopir::billing::close::Closed::Issued(issued) = closed else { panic!("{closed:?}") };
+    let statement = issued.iter().find(|s| s.organisation_id == Some(user_org)).unwrap().clone();
+    assert_eq!(statement.total_tiyn, 3 * 110);
+    let password = operator_user(platform, "ops-overdue", Role::OperatorStaff).await;
+    let mut staff = signed_in(platform, "ops-overdue", &password).await;
+    let list = "/console/billing/statements";
+    let action = format!("{list}/{}/status", statement.number);
+    assert_eq!(staff.submit(list, &action, &[("from", "issued"), ("to", "invoiced")]).await.status, 200);
+    assert_eq!(staff.submit(list, &action, &[("from", "invoiced"), ("to", "overdue")]).await.status, 200);
+    let warnings = || count(platform, "SELECT count(*) FROM billing_overdue_warnings");
+    let store = platform.running().state.db.clone();
+
+    // Within the limit: no warning anywhere.
+    platform.clock().advance(DAY * 4);
+    assert_eq!(kopir::billing::schedule::warn_overdue(&store, 5, platform.clock().now()).await.unwrap(), 0);
+    staff.sign_in("ops-overdue", &password).await;
+    assert!(!staff.get(list).await.body.contains("id=\"overdue-warning\""));
+
+    // Beyond it: the schedule (woken by the clock) warns once — journal, signed webhook, inbox notice — and the
+    // console lists the participant with the days and the amount.
+    platform.clock().advance(DAY * 2);
+    common::eventually("the schedule's warning", Duration::from_secs(20), async || {
+        if warnings() == 1 { Ok(()) } else { Err(warnings()) }
+    })
+    .await;
+    platform.clock().advance(DAY);
+    assert_eq!(kopir::billing::schedule::warn_overdue(&store, 5, platform.clock().now()).await.unwrap(), 0);
+    assert_eq!(warnings(), 1);
+    assert_eq!(
+        count(platform, "SELECT count(*) FROM webhook_outbox WHERE event_type = 'billing.statement.overdue'"),
+        1
+    );
+    assert_eq!(count(platform, "SELECT count(*) FROM audit_log WHERE action = 'billing.statement.overdue_warned'"), 1);
+    let event_id: String = db(platform)
+        .query_row("SELECT event_id FROM webhook_outbox WHERE event_type = 'billing.statement.overdue'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let seen = common::eventually("the webhook delivered", Duration::from_secs(30), async || {
+        let seen: Vec<_> = receiver.seen().into_iter().filter(|s| s.event_id == event_id).collect();
+        if seen.is_empty() { Err(seen.len()) } else { Ok(seen) }
+    })
+    .await;
+    assert_eq!(seen.len(), 1, "sent once");
+    let claims = verify(platform, &seen[0].body, &w.s.user_bin).await;
+    assert_eq!(claims["event"], "billing.statement.overdue");
+    assert_eq!(claims["data"]["statement"], statement.number.as_str());
+    assert!(claims["data"]["days_overdue"].as_i64().unwrap() > 5);
+
+    staff.sign_in("ops-overdue", &password).await;
+    for path in [list, "/console"] {
+        let page = staff.get(path).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("id=\"overdue-warning\"") && page.body.contains("Fintech One"), "{path}");
+        assert!(page.body.contains(&format!("id=\"overdue-{}\"", statement.number)) && page.body.contains("3.30 ₸"));
+        assert!(page.body.contains("no access is suspended automatically"), "{path}");
+    }
+    let user_admin = &mut w.s.user_admin;
+    user_admin.sign_in("fintechadmin", "fintechadmin-Passw0rd-long").await;
+    let inbox = user_admin.get("/org/inbox").await;
+    assert_eq!(inbox.status, 200);
+    assert!(inbox.body.contains("One of your statements is overdue"), "{}", inbox.body);
+    assert!(inbox.body.contains(&format!("/org/billing/statements/{}", statement.number)));
+    // Participants do not see the console's list.
+    assert_eq!(user_admin.get(list).await.status, 403);
+
+    // Nothing is refused: the participant's calls go on.
+    let (_, token, _) = tokens_for(&w.s, consent(&bins, FULL, None, None), customer(), "+77010000045").await;
+    get_json(&w.s, &token, "/accounts").await;
+    assert_eq!(running(&w).await["view"], "user");
+    let status: String =
+        db(platform).query_row("SELECT status FROM organisations WHERE id = ?1", [user_org], |r| r.get(0)).unwrap();
+    assert_eq!(status, "accredited", "a warning, never a suspension");
+}
