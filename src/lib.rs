@@ -70,6 +70,16 @@ mod domain_cycles {
             "billing",
             "the marketplace shows each API's tariff in force (billing's rows); tariffs belong to APIs",
         ),
+        (
+            "participants",
+            "billing",
+            "the console's home page warns of API users' statements overdue beyond billing.suspend_after_days",
+        ),
+        (
+            "requests",
+            "billing",
+            "a request about a statement line asks billing who the line's parties are; disputes belong to statement lines",
+        ),
     ];
 
     fn edges() -> BTreeMap<String, BTreeSet<String>> {
