@@ -389,6 +389,19 @@ mod tests {
         }
     }
 
+    /// Participants build on the developer guide's list of events: every type the platform sends is named there, in
+    /// each language.
+    #[test]
+    fn the_developer_guide_names_every_event_type() {
+        for lang in ["en", "ru", "kk"] {
+            let path = format!("{}/assets/docs/{lang}/developer-guide.md", env!("CARGO_MANIFEST_DIR"));
+            let guide = std::fs::read_to_string(&path).unwrap();
+            for event in EVENT_TYPES {
+                assert!(guide.contains(&format!("`{event}`")), "{path} does not name the event {event}");
+            }
+        }
+    }
+
     #[test]
     fn retries_double_up_to_the_maximum_with_bounded_jitter() {
         let s = settings();
