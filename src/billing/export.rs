@@ -174,12 +174,8 @@ pub async fn export(
     Ok(manifest)
 }
 
-/// What [`verify`] found, when everything holds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verified {
-    pub manifest: Manifest,
-    pub kid: String,
-}
+/// What [`verify`] found, when everything holds: the export's manifest and the key that signed it.
+pub type Verified = crate::snapshot::Verified<Manifest>;
 
 /// Checks an export directory against its signed manifest and a key set (the platform's `/.well-known/jwks.json`):
 /// the signature, every file's size and SHA-256, and each statement's JSON against the hash its seal binds.

@@ -247,28 +247,10 @@ mod tests {
     }
 
     fn apply(conn: &Connection, changes: &[(i64, Change)]) {
-        for (id, bin) in [(10, "990140000661"), (11, "990140000662"), (20, "990140000663")] {
-            conn.execute(
-                "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
-                                            created_at, updated_at)
-                 VALUES (?1, ?2, ?2, '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't')",
-                params![id, bin],
-            )
-            .unwrap();
-        }
-        conn.execute_batch(
-            "INSERT INTO applications (id, organisation_id, client_id, name, kind, created_at, mode)
-             VALUES (1, 20, 'p', 'Production app', 'api_user', 't', 'production'),
-                    (2, 20, 's', 'Sandbox app', 'api_user', 't', 'sandbox');",
-        )
-        .unwrap();
-        for customer in 1..=15 {
-            conn.execute(
-                "INSERT INTO customers (id, iin, created_at, last_seen_at) VALUES (?1, ?2, 't', 't')",
-                params![customer, format!("{:012}", 900_000_000_000_i64 + customer)],
-            )
-            .unwrap();
-        }
+        use crate::store::fixtures;
+        fixtures::organisations(conn, &[(10, "990140000661"), (11, "990140000662"), (20, "990140000663")]);
+        fixtures::api_user_applications(conn, 20);
+        fixtures::customers(conn, 15);
         for (at, change) in changes {
             let at = rfc(*at);
             match change {

@@ -461,15 +461,7 @@ mod tests {
     fn seeded() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn, SCHEMA).unwrap();
-        for (id, bin) in [(1, "990140000661"), (2, "990140000662")] {
-            conn.execute(
-                "INSERT INTO organisations (id, bin, name, licence_number, contact_email, contact_phone, status,
-                                            created_at, updated_at)
-                 VALUES (?1, ?2, ?2, '1', 'a@b.kz', '+77272500000', 'accredited', 't', 't')",
-                rusqlite::params![id, bin],
-            )
-            .unwrap();
-        }
+        crate::store::fixtures::organisations(&conn, &[(1, "990140000661"), (2, "990140000662")]);
         conn.execute_batch(
             "INSERT INTO apis (id, organisation_id, name, version, standard, sla_response_ms, status, created_at,
                                updated_at)

@@ -9,6 +9,8 @@
 //! another one (the CLI) — so that the gateway can keep its judgement of a caller in memory between requests.
 
 pub mod calendar;
+#[cfg(test)]
+pub mod fixtures;
 pub mod migrate;
 pub mod value;
 
