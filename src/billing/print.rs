@@ -47,54 +47,119 @@ pub struct Printable {
     pub statement: Statement,
     /// The JSON as issued.
     pub document: String,
-    organisations: HashMap<i64, (String, String)>,
-    apis: HashMap<i64, String>,
+    names: Names,
 }
 
 /// Statement `number` and the names it needs, or `None`.
 pub fn load(conn: &Connection, number: &str) -> rusqlite::Result<Option<Printable>> {
     let Some((statement, document)) = close::by_number(conn, number)? else { return Ok(None) };
-    let parsed: Value = serde_json::from_str(&document).unwrap_or(Value::Null);
-    let mut organisation_ids: Vec<i64> = statement.organisation_id.into_iter().collect();
-    let mut api_ids = Vec::new();
-    for key in ["lines", "positions"] {
-        for item in parsed["body"][key].as_array().into_iter().flatten() {
-            for field in ["provider_organisation_id", "user_organisation_id", "organisation_id"] {
-                organisation_ids.extend(item[field].as_i64());
-            }
-            api_ids.extend(item["api_id"].as_i64());
-        }
-    }
-    let mut organisations = HashMap::new();
-    for id in organisation_ids {
-        if let Some(row) = conn
-            .query_row("SELECT name, bin FROM organisations WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-        {
-            organisations.insert(id, row);
-        }
-    }
-    let mut apis = HashMap::new();
-    for id in api_ids {
-        if let Some(name) = conn
-            .query_row("SELECT name || ' ' || version FROM apis WHERE id = ?1", [id], |r| r.get::<_, String>(0))
-            .optional()?
-        {
-            apis.insert(id, name);
-        }
-    }
-    Ok(Some(Printable { statement, document, organisations, apis }))
+    let names = Names::of(conn, &statement, &document)?;
+    Ok(Some(Printable { statement, document, names }))
 }
 
-/// One line of the document's table.
-struct Line {
-    counterparty: String,
-    api: String,
-    service: String,
-    units: String,
-    free_units: String,
-    charge: String,
-    fee: String,
+/// The names a statement's lines need, read when it is shown (the document as issued holds ids only): its
+/// organisations' names and BINs, its APIs' names and versions.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    organisations: HashMap<i64, (String, String)>,
+    apis: HashMap<i64, String>,
+}
+
+impl Names {
+    pub fn of(conn: &Connection, statement: &Statement, document: &str) -> rusqlite::Result<Names> {
+        let parsed: Value = serde_json::from_str(document).unwrap_or(Value::Null);
+        let mut organisation_ids: Vec<i64> = statement.organisation_id.into_iter().collect();
+        let mut api_ids = Vec::new();
+        for key in ["lines", "positions"] {
+            for item in parsed["body"][key].as_array().into_iter().flatten() {
+                for field in ["provider_organisation_id", "user_organisation_id", "organisation_id"] {
+                    organisation_ids.extend(item[field].as_i64());
+                }
+                api_ids.extend(item["api_id"].as_i64());
+            }
+        }
+        let mut names = Names::default();
+        for id in organisation_ids {
+            if let Some(row) = conn
+                .query_row("SELECT name, bin FROM organisations WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+            {
+                names.organisations.insert(id, row);
+            }
+        }
+        for id in api_ids {
+            if let Some(name) = conn
+                .query_row("SELECT name || ' ' || version FROM apis WHERE id = ?1", [id], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                names.apis.insert(id, name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// "Name (BIN …)" of the organisation `id` names, or the id itself if it is gone.
+    pub fn organisation(&self, id: &Value) -> String {
+        id.as_i64()
+            .map(|id| self.organisations.get(&id).map_or_else(|| id.to_string(), |(n, bin)| format!("{n} (BIN {bin})")))
+            .unwrap_or_default()
+    }
+}
+
+/// One row of a statement's table, as the page and the printable document show it: a line (counterparty, API,
+/// service, units, charge, fee) or, on the operator's statement, a participant's position (what it owes the operator
+/// as the charge, what the operator owes it as the fee).
+pub struct Line {
+    pub counterparty: String,
+    pub api: String,
+    pub service: String,
+    pub units: String,
+    pub free_units: String,
+    pub charge: String,
+    pub fee: String,
+}
+
+/// The rows of the statement whose document's body is `body`, in the body's order; amounts in tenge from integer
+/// tiyn followed by `unit` (empty where the document has none).
+pub fn lines(body: &Value, names: &Names, t: Texts, unit: &str) -> Vec<Line> {
+    let money = |v: &Value| v.as_i64().map(|tiyn| format!("{}{unit}", tenge(tiyn))).unwrap_or_default();
+    if let Some(positions) = body["positions"].as_array() {
+        return positions
+            .iter()
+            .map(|pos| Line {
+                counterparty: names.organisation(&pos["organisation_id"]),
+                api: String::new(),
+                service: String::new(),
+                units: String::new(),
+                free_units: String::new(),
+                charge: money(&pos["owes_operator_tiyn"]),
+                fee: money(&pos["operator_owes_tiyn"]),
+            })
+            .collect();
+    }
+    body["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| Line {
+            counterparty: names.organisation(
+                l.get("provider_organisation_id").or_else(|| l.get("user_organisation_id")).unwrap_or(&Value::Null),
+            ),
+            api: l["api_id"]
+                .as_i64()
+                .map(|id| names.apis.get(&id).cloned().unwrap_or_else(|| format!("API {id}")))
+                .unwrap_or_default(),
+            service: l["service"]
+                .as_str()
+                .and_then(|s| s.parse::<Service>().ok())
+                .map(|s| t.get(s.text_key()).to_string())
+                .unwrap_or_default(),
+            units: count(&l["units"]),
+            free_units: count(&l["free_units"]),
+            charge: money(&l["charge_tiyn"]),
+            fee: money(&l["fee_tiyn"]),
+        })
+        .collect()
 }
 
 /// One total under the table.
@@ -133,53 +198,9 @@ pub fn render(p: &Printable, issuer: &Issuer, lang: Lang) -> Result<String, aska
     let t = Texts { lang };
     let document: Value = serde_json::from_str(&p.document).unwrap_or(Value::Null);
     let body = &document["body"];
-    let name = |v: &Value| {
-        v.as_i64()
-            .map(|id| p.organisations.get(&id).map_or_else(|| id.to_string(), |(n, bin)| format!("{n} (BIN {bin})")))
-            .unwrap_or_default()
-    };
     let s = &p.statement;
     let operator = s.kind == "operator";
-    let lines: Vec<Line> = if operator {
-        body["positions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|pos| Line {
-                counterparty: name(&pos["organisation_id"]),
-                api: String::new(),
-                service: String::new(),
-                units: String::new(),
-                free_units: String::new(),
-                charge: money(&pos["owes_operator_tiyn"]),
-                fee: money(&pos["operator_owes_tiyn"]),
-            })
-            .collect()
-    } else {
-        body["lines"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| Line {
-                counterparty: name(
-                    l.get("provider_organisation_id").or_else(|| l.get("user_organisation_id")).unwrap_or(&Value::Null),
-                ),
-                api: l["api_id"]
-                    .as_i64()
-                    .map(|id| p.apis.get(&id).cloned().unwrap_or_else(|| format!("API {id}")))
-                    .unwrap_or_default(),
-                service: l["service"]
-                    .as_str()
-                    .and_then(|s| s.parse::<Service>().ok())
-                    .map(|s| t.get(s.text_key()).to_string())
-                    .unwrap_or_default(),
-                units: count(&l["units"]),
-                free_units: count(&l["free_units"]),
-                charge: money(&l["charge_tiyn"]),
-                fee: if l.get("fee_tiyn").is_some() { money(&l["fee_tiyn"]) } else { String::new() },
-            })
-            .collect()
-    };
+    let lines = lines(body, &p.names, t, " ₸");
     let mut totals = Vec::new();
     match s.kind.as_str() {
         "user" => {
@@ -198,7 +219,7 @@ pub fn render(p: &Printable, issuer: &Issuer, lang: Lang) -> Result<String, aska
         t,
         issuer,
         s,
-        addressee: s.organisation_id.and_then(|id| p.organisations.get(&id).cloned()),
+        addressee: s.organisation_id.and_then(|id| p.names.organisations.get(&id).cloned()),
         kind_key: match s.kind.as_str() {
             "user" => "billing.print.kind_user",
             "provider" => "billing.print.kind_provider",
@@ -251,11 +272,13 @@ mod tests {
                 status: "overdue".into(),
             },
             document: document.to_string(),
-            organisations: HashMap::from([
-                (1, ("Fintech One".to_string(), "990341000011".to_string())),
-                (2, ("Altyn Bank".to_string(), "990340000420".to_string())),
-            ]),
-            apis: HashMap::from([(7, "Current accounts 1.0".to_string())]),
+            names: Names {
+                organisations: HashMap::from([
+                    (1, ("Fintech One".to_string(), "990341000011".to_string())),
+                    (2, ("Altyn Bank".to_string(), "990340000420".to_string())),
+                ]),
+                apis: HashMap::from([(7, "Current accounts 1.0".to_string())]),
+            },
         };
         let issuer = Issuer {
             name: "kopir Open Banking platform".into(),

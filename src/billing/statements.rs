@@ -88,13 +88,8 @@ fn download(content_type: &'static str, filename: &str, body: String) -> Respons
 
 /// One line of the page's table, from the document, with the disputes and credit notes on its charge and fee.
 struct LineRow {
-    counterparty: String,
-    api: String,
-    service: String,
-    units: String,
-    free_units: String,
-    charge: String,
-    fee: String,
+    /// What the printable document shows of the line, too.
+    cells: super::print::Line,
     /// The addresses of its charge and (an API user's line) its fee, as a request names them.
     charge_ref: Option<String>,
     fee_ref: Option<String>,
@@ -155,6 +150,7 @@ impl CreditRow {
 
 /// A net position of the operator's statement, as issued and after the month's credit notes.
 struct PositionRow {
+    organisation_id: i64,
     organisation: String,
     owes: String,
     owed: String,
@@ -190,18 +186,6 @@ struct StatementPage<'a> {
     dispute_category: &'static str,
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn money(v: &Value) -> String {
-    v.as_i64().map(tenge).unwrap_or_default()
-}
-
 /// What the statement's page reads besides the statement: its lines' disputes (those `organisation` sees; `None`:
 /// all) and credit notes, what is left to credit of each line, and the month's credit notes for the net positions.
 struct Around {
@@ -210,6 +194,7 @@ struct Around {
     notes: Vec<CreditNote>,
     remainders: Vec<(String, i64)>,
     positions: Vec<credit::Position>,
+    names: super::print::Names,
 }
 
 fn around(
@@ -236,7 +221,8 @@ fn around(
     } else {
         Vec::new()
     };
-    Ok(Around { lines, disputes: found, notes, remainders, positions })
+    let names = super::print::Names::of(conn, statement, document)?;
+    Ok(Around { lines, disputes: found, notes, remainders, positions, names })
 }
 
 /// The statement's page (printable: the stylesheet hides the navigation in print).
@@ -253,61 +239,37 @@ async fn page(State(state): State<AppState>, who: SignedIn, Path(number): Path<S
     let body = &document["body"];
     let request_link =
         |id: i64| if console { format!("/console/requests/{id}") } else { format!("/org/requests/{id}") };
-    let row_of = |i: usize, l: &Value| -> LineRow {
-        let of_part = |part: Part| around.lines.iter().find(|x| x.line == i + 1 && x.part == part);
-        let (charge_line, fee_line) = (of_part(Part::Charge), of_part(Part::Fee));
-        let keys: Vec<Key> = [charge_line, fee_line].into_iter().flatten().map(disputes::Line::key).collect();
-        let disputes = around
-            .disputes
-            .iter()
-            .filter(|(k, _)| keys.contains(k))
-            .map(|(_, d)| DisputeRow {
-                id: d.id,
-                reference: d.reference.clone(),
-                status: d.status,
-                href: request_link(d.id),
-            })
-            .collect();
-        let credited: i64 = around.notes.iter().filter(|n| keys.contains(&n.key())).map(|n| n.amount_tiyn).sum();
-        LineRow {
-            counterparty: text(
-                l.get("provider_organisation_id").or_else(|| l.get("user_organisation_id")).unwrap_or(&Value::Null),
-            ),
-            api: text(&l["api_id"]),
-            service: text(&l["service"]),
-            units: text(&l["units"]),
-            free_units: text(&l["free_units"]),
-            charge: money(&l["charge_tiyn"]),
-            fee: money(&l["fee_tiyn"]),
-            charge_ref: charge_line.map(|x| x.reference.clone()),
-            fee_ref: fee_line.map(|x| x.reference.clone()),
-            disputes,
-            credited: (credited > 0).then(|| tenge(credited)),
-        }
-    };
-    let lines = if let Some(positions) = body["positions"].as_array() {
-        positions
-            .iter()
-            .map(|p| LineRow {
-                counterparty: text(&p["organisation_id"]),
-                api: String::new(),
-                service: String::new(),
-                units: String::new(),
-                free_units: String::new(),
-                charge: money(&p["owes_operator_tiyn"]),
-                fee: money(&p["operator_owes_tiyn"]),
-                charge_ref: None,
-                fee_ref: None,
-                disputes: Vec::new(),
-                credited: None,
-            })
-            .collect()
-    } else {
-        body["lines"]
-            .as_array()
-            .map(|lines| lines.iter().enumerate().map(|(i, l)| row_of(i, l)).collect())
-            .unwrap_or_default()
-    };
+    let cells = super::print::lines(body, &around.names, Texts::current(), "");
+    let operator_statement = body["positions"].is_array();
+    let lines = cells
+        .into_iter()
+        .enumerate()
+        .map(|(i, cells)| {
+            let of_part = |part: Part| around.lines.iter().find(|x| x.line == i + 1 && x.part == part);
+            let (charge_line, fee_line) =
+                if operator_statement { (None, None) } else { (of_part(Part::Charge), of_part(Part::Fee)) };
+            let keys: Vec<Key> = [charge_line, fee_line].into_iter().flatten().map(disputes::Line::key).collect();
+            let disputes = around
+                .disputes
+                .iter()
+                .filter(|(k, _)| keys.contains(k))
+                .map(|(_, d)| DisputeRow {
+                    id: d.id,
+                    reference: d.reference.clone(),
+                    status: d.status,
+                    href: request_link(d.id),
+                })
+                .collect();
+            let credited: i64 = around.notes.iter().filter(|n| keys.contains(&n.key())).map(|n| n.amount_tiyn).sum();
+            LineRow {
+                cells,
+                charge_ref: charge_line.map(|x| x.reference.clone()),
+                fee_ref: fee_line.map(|x| x.reference.clone()),
+                disputes,
+                credited: (credited > 0).then(|| tenge(credited)),
+            }
+        })
+        .collect();
     let may_credit = who.user.role == Role::OperatorAdmin && statement.kind != "operator";
     let month_notes = if statement.kind == "operator" {
         let month = statement.month.clone();
@@ -332,7 +294,8 @@ async fn page(State(state): State<AppState>, who: SignedIn, Path(number): Path<S
             .positions
             .iter()
             .map(|p| PositionRow {
-                organisation: p.organisation_id.to_string(),
+                organisation_id: p.organisation_id,
+                organisation: around.names.organisation(&Value::from(p.organisation_id)),
                 owes: tenge(p.owes_operator_tiyn),
                 owed: tenge(p.operator_owes_tiyn),
                 net: tenge(p.net_tiyn),

@@ -733,6 +733,9 @@ async fn printable_documents_and_the_export(
     let page = w.s.user_admin.get(&base).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&format!("href=\"{base}/print\"")), "the statement page links its document");
+    // The page names the line's counterparty and API as the document does (the JSON as issued holds their ids).
+    assert!(page.body.contains("<td>Altyn Bank (BIN "), "{}", page.body);
+    assert!(!page.body.contains("<td>API "), "every API named: {}", page.body);
     let print = w.s.user_admin.get(&format!("{base}/print")).await;
     assert_eq!(print.status, 200, "{}", print.body);
     assert!(print.headers["content-type"].to_str().unwrap().starts_with("text/html"));
