@@ -33,6 +33,20 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// The text key naming its kind on pages and in its printable document.
+    pub fn kind_key(&self) -> &'static str {
+        match self.kind.as_str() {
+            "user" => "billing.print.kind_user",
+            "provider" => "billing.print.kind_provider",
+            _ => "billing.print.kind_operator",
+        }
+    }
+
+    /// The text key naming its settlement status.
+    pub fn status_key(&self) -> &'static str {
+        self.status.parse::<Settlement>().map_or("billing.print.status_issued", Settlement::text_key)
+    }
+
     /// A statement from a row whose first columns are, in order: id, number, month, kind, organisation_id,
     /// total_tiyn, sha256, issued_at, status.
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Statement> {
@@ -271,6 +285,15 @@ crate::text_enum! {
 }
 
 impl Settlement {
+    pub fn text_key(self) -> &'static str {
+        match self {
+            Settlement::Issued => "billing.print.status_issued",
+            Settlement::Invoiced => "billing.print.status_invoiced",
+            Settlement::Paid => "billing.print.status_paid",
+            Settlement::Overdue => "billing.print.status_overdue",
+        }
+    }
+
     /// The statuses a statement in `self` may move to.
     pub fn next(self) -> &'static [Settlement] {
         match self {

@@ -440,8 +440,8 @@ impl ListPage<'_> {
         tenge(*tiyn)
     }
 
-    fn next(&self, status: &str) -> Vec<&'static str> {
-        status.parse::<Settlement>().map(|s| s.next().iter().map(|n| n.as_str()).collect()).unwrap_or_default()
+    fn next(&self, status: &str) -> Vec<Settlement> {
+        status.parse::<Settlement>().map(|s| s.next().to_vec()).unwrap_or_default()
     }
 }
 

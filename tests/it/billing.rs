@@ -736,6 +736,11 @@ async fn printable_documents_and_the_export(
     // The page names the line's counterparty and API as the document does (the JSON as issued holds their ids).
     assert!(page.body.contains("<td>Altyn Bank (BIN "), "{}", page.body);
     assert!(!page.body.contains("<td>API "), "every API named: {}", page.body);
+    // Its kind and settlement status in words, its issue time in the operator's zone (the UTC instant kept in the
+    // markup for machines).
+    assert!(page.body.contains("<dd>API user: charges and platform fee</dd>"), "{}", page.body);
+    assert!(page.body.contains(&format!("<time datetime=\"{}\">", user.issued_at)), "{}", page.body);
+    assert!(!page.body.contains(&format!(">{}<", user.issued_at)), "not shown in UTC: {}", page.body);
     let print = w.s.user_admin.get(&format!("{base}/print")).await;
     assert_eq!(print.status, 200, "{}", print.body);
     assert!(print.headers["content-type"].to_str().unwrap().starts_with("text/html"));
