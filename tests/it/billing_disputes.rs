@@ -373,6 +373,8 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
         .unwrap();
     let page = admin.get(&format!("/org/billing/statements/{operator_number}")).await;
     assert!(page.body.contains("id=\"positions-after\""), "{}", page.body);
+    // The positions under their own headings only (a line table's "charge" and "fee" would mislabel them).
+    assert!(!page.body.contains("id=\"statement-lines\""), "{}", page.body);
     let issued_owes = document["total_tiyn"].as_i64().unwrap();
     let after = kopir::billing::tenge(issued_owes - 150);
     assert!(
