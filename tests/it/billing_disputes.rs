@@ -408,3 +408,77 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     assert_eq!(listed[0]["number"], number.as_str());
     assert_eq!(listed[0]["amount_tiyn"], 150);
 }
+
+/// The dispute as people click it, in Chromium: the fintech opens its statement from its billing page and disputes a
+/// line with the line's "Dispute" action (the request form comes prefilled), the request goes to the bank the line
+/// names; the operator's administrator issues a credit note settling it from the statement's page; the fintech sees
+/// the line credited and the credit note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_walk_a_fintech_disputes_a_line_and_the_operator_s_credit_note_settles_it() {
+    use crate::common::chrome::{Chrome, sign_in};
+    use crate::e2e_browser::sign_out;
+    let mut w = world_with(&BANKS, |_| {}).await;
+    let month = a_closed_month(&mut w).await;
+    let platform = &w.s.platform;
+    let (fintech, bank) = (organisation_id(platform, &w.s.user_bin), organisation_id(platform, &w.banks[0].bin));
+    let user_number = statement_number(platform, &month, "user", fintech);
+    let statement_page = format!("/org/billing/statements/{user_number}");
+    let admin_password = operator_user(platform, "aliya.billing", Role::OperatorAdmin).await;
+    let chrome = Chrome::start(&format!("https://localhost:{}", platform.addr.port()), "billing-dispute").await;
+
+    // The fintech finds the statement on its billing page and disputes the first line's charge.
+    let secret = w.s.user_admin.totp_secret.clone().unwrap();
+    let step = platform.clock().now().unix_timestamp() as u64 / 30;
+    let (_, step) =
+        sign_in(&chrome, platform.clock(), "fintechadmin", "fintechadmin-Passw0rd-long", Some(&secret), step).await;
+    chrome.wait_path("/org").await;
+    chrome.goto("/org/billing").await;
+    chrome.click(&format!("a[href='{statement_page}']")).await;
+    chrome.wait_path(&statement_page).await;
+    chrome.wait_text("Altyn Bank (BIN").await;
+    chrome.shot("01-fintech-statement").await;
+    let line = format!("{user_number}/1");
+    chrome.click(&format!("a.button[href$='object_ref={line}']")).await;
+    chrome.wait_path("/org/requests/new").await;
+    chrome.fill("subject", "Two account lists billed, one was abandoned").await;
+    chrome.fill("description", "The second account list was abandoned by our app before it was answered.").await;
+    chrome.shot("02-dispute-form").await;
+    chrome.click("form[action='/org/requests'] button[type=submit]").await;
+    chrome.wait_text("Two account lists billed, one was abandoned").await;
+    let id: i64 = chrome.path().await.rsplit('/').next().unwrap().parse().unwrap();
+    let (kind, reference, assignee): (String, String, Option<i64>) = db(platform)
+        .query_row("SELECT object_kind, object_ref, assignee_organisation_id FROM requests WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((kind.as_str(), reference.as_str(), assignee), ("statement_line", line.as_str(), Some(bank)));
+    chrome.shot("03-dispute-raised").await;
+    sign_out(&chrome).await;
+
+    // The operator's administrator settles it with a credit note from the statement's page.
+    sign_in(&chrome, platform.clock(), "aliya.billing", &admin_password, None, 0).await;
+    chrome.wait_path("/console").await;
+    chrome.goto(&statement_page).await;
+    chrome.client.execute(&format!("document.getElementById('credit-line').value = '{line}'"), vec![]).await.unwrap();
+    chrome.fill("credit-amount", "2.00").await;
+    chrome.fill("credit-reason", "The abandoned account list is not billable.").await;
+    chrome.fill("credit-request", &id.to_string()).await;
+    chrome.shot("04-credit-note-form").await;
+    chrome.click("#credit-form button[type=submit]").await;
+    chrome.wait_text("KOPIR-CN-").await;
+    chrome.shot("05-credit-note-issued").await;
+    assert_eq!(count(platform, "SELECT count(*) FROM billing_credit_notes WHERE amount_tiyn = 200"), 1);
+    sign_out(&chrome).await;
+
+    // The fintech sees the line credited, the credit note and the operator's comment on its dispute.
+    sign_in(&chrome, platform.clock(), "fintechadmin", "fintechadmin-Passw0rd-long", Some(&secret), step).await;
+    chrome.wait_path("/org").await;
+    chrome.goto(&statement_page).await;
+    chrome.wait_text("−2.00 ₸").await;
+    chrome.wait_text("KOPIR-CN-").await;
+    chrome.shot("06-fintech-sees-credit").await;
+    chrome.goto(&format!("/org/requests/{id}")).await;
+    chrome.wait_text("Credit note KOPIR-CN-").await;
+    chrome.close().await;
+    w.s.platform.shutdown().await;
+}
