@@ -1,9 +1,11 @@
 //! `kopir billing export`: every statement of a closed month, for a bank's accountant — for each statement its JSON
 //! as issued (`N.json`), its seal (`N.jws`, as `/org/billing/statements/N/jws` serves it), its line items (`N.csv`)
-//! and its printable document (`N.html`) — and a manifest listing every file with its size and SHA-256, signed with
+//! and its printable document (`N.html`); every credit note correcting the month, as issued (`CN.json`) with its
+//! seal (`CN.jws`) — and a manifest listing every file with its size and SHA-256, signed with
 //! the platform's key like the auditor's snapshot manifest (`manifest.jws`, `typ` [`MANIFEST_TYPE`]; a readable copy
 //! in `manifest.json`). [`verify`] checks the signature against the platform's key set (the snapshot's
-//! [`crate::snapshot::verify_signed`]), every file's hash, and that each JSON's hash is the statement's own.
+//! [`crate::snapshot::verify_signed`]), every file's hash, and that each JSON's hash is the statement's (or the
+//! credit note's) own.
 //! A month that has not been closed is refused: nothing is exported that could still change.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::close::{self, Statement};
+use super::credit::{self, CreditNote};
 use super::print::{self, Issuer};
 use crate::config::Config;
 use crate::digest::sha256_hex;
@@ -68,6 +71,17 @@ pub struct ExportStatement {
     pub sha256: String,
 }
 
+/// One credit note of the export: a correction of one of the month's statement lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportCreditNote {
+    pub number: String,
+    /// The statement line it credits, `KOPIR-YYYYMM-NNNNNN/N` (or `…/N/fee`).
+    pub line: String,
+    pub amount_tiyn: i64,
+    /// The SHA-256 of the credit note's JSON as issued.
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub kopir_version: String,
@@ -77,6 +91,9 @@ pub struct Manifest {
     pub month: String,
     pub created_at: String,
     pub statements: Vec<ExportStatement>,
+    /// The credit notes correcting the month, oldest first.
+    #[serde(default)]
+    pub credit_notes: Vec<ExportCreditNote>,
     pub files: Vec<ExportFile>,
 }
 
@@ -89,6 +106,15 @@ struct Loaded {
     printable: print::Printable,
     bin: Option<String>,
     csv: String,
+}
+
+/// What the export reads of a month, in one read.
+struct Read {
+    closed: bool,
+    instance_id: String,
+    loaded: Vec<Loaded>,
+    /// The month's credit notes, oldest first, with their documents as issued.
+    notes: Vec<(CreditNote, String)>,
 }
 
 /// Writes every statement of `month` into `out` (created if missing; it must be empty) and the signed manifest.
@@ -108,8 +134,8 @@ pub async fn export(
         }
     }
     let wanted = month.to_string();
-    let (closed, instance_id, loaded) = db
-        .read(move |c| -> Result<(bool, String, Vec<Loaded>), StoreError> {
+    let Read { closed, instance_id, loaded, notes } = db
+        .read(move |c| -> Result<Read, StoreError> {
             let closed: bool =
                 c.query_row("SELECT count(*) > 0 FROM billing_closes WHERE month = ?1", [&wanted], |r| r.get(0))?;
             let instance_id = crate::store::setting(c, "instance_id")?.unwrap_or_default();
@@ -123,7 +149,11 @@ pub async fn export(
                 let items = close::line_items(c, &statement, bounds.clone())?;
                 loaded.push(Loaded { printable, bin, csv: super::statements::csv(&items) });
             }
-            Ok((closed, instance_id, loaded))
+            let mut notes = Vec::new();
+            for listed in credit::listed(c, credit::Concerning::All, Some(&wanted), u32::MAX)?.into_iter().rev() {
+                notes.extend(credit::by_number(c, &listed.number)?);
+            }
+            Ok(Read { closed, instance_id, loaded, notes })
         })
         .await?;
     if !closed {
@@ -156,6 +186,19 @@ pub async fn export(
             sha256: s.sha256.clone(),
         });
     }
+    let mut credit_notes = Vec::new();
+    for (note, document) in &notes {
+        let seal = super::statements::credit_seal(&issuer.url, note);
+        let jws = signer.sign(db, super::statements::CREDIT_SEAL_TYPE, &seal).await?;
+        write(format!("{}.json", note.number), document.as_bytes())?;
+        write(format!("{}.jws", note.number), jws.as_bytes())?;
+        credit_notes.push(ExportCreditNote {
+            number: note.number.clone(),
+            line: note.line_reference.clone(),
+            amount_tiyn: note.amount_tiyn,
+            sha256: note.sha256.clone(),
+        });
+    }
     let manifest = Manifest {
         kopir_version: env!("CARGO_PKG_VERSION").to_string(),
         instance_id,
@@ -163,6 +206,7 @@ pub async fn export(
         month: month.to_string(),
         created_at: crate::clock::rfc3339(now),
         statements,
+        credit_notes,
         files,
     };
     let jws = signer.sign(db, MANIFEST_TYPE, &manifest).await?;
@@ -193,11 +237,13 @@ pub fn verify(dir: &Path, jwks: &serde_json::Value) -> Result<Verified, ExportEr
             return Err(ExportError::Mismatch(format!("{} differs from the manifest", file.name)));
         }
     }
-    for s in &manifest.statements {
-        let name = format!("{}.json", s.number);
+    let documents = manifest.statements.iter().map(|s| (&s.number, &s.sha256, "statement"));
+    let notes = manifest.credit_notes.iter().map(|n| (&n.number, &n.sha256, "credit note"));
+    for (number, sha256, what) in documents.chain(notes) {
+        let name = format!("{number}.json");
         let listed = manifest.files.iter().find(|f| f.name == name);
-        if listed.is_none_or(|f| f.sha256 != s.sha256) {
-            return Err(ExportError::Mismatch(format!("{name} is not the statement as issued")));
+        if listed.is_none_or(|f| &f.sha256 != sha256) {
+            return Err(ExportError::Mismatch(format!("{name} is not the {what} as issued")));
         }
     }
     Ok(Verified { manifest, kid })

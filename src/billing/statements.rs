@@ -563,14 +563,10 @@ pub struct CreditSeal {
     pub issued_at: String,
 }
 
-async fn credit_jws_download(
-    State(state): State<AppState>,
-    who: SignedIn,
-    Path(number): Path<String>,
-) -> Result<Response, PageError> {
-    let (note, _) = readable_credit(&state, &who, number).await?;
-    let seal = CreditSeal {
-        iss: crate::oauth::metadata::issuer(&state),
+/// The seal of credit note `note` issued by `iss` (the page's download and the accountants' export sign the same).
+pub fn credit_seal(iss: &str, note: &CreditNote) -> CreditSeal {
+    CreditSeal {
+        iss: iss.to_string(),
         credit_note: note.number.clone(),
         statement: note.statement_number.clone(),
         line: note.line_reference.clone(),
@@ -578,6 +574,15 @@ async fn credit_jws_download(
         amount_tiyn: note.amount_tiyn,
         sha256: note.sha256.clone(),
         issued_at: note.issued_at.clone(),
-    };
+    }
+}
+
+async fn credit_jws_download(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(number): Path<String>,
+) -> Result<Response, PageError> {
+    let (note, _) = readable_credit(&state, &who, number).await?;
+    let seal = credit_seal(&crate::oauth::metadata::issuer(&state), &note);
     sealed(&state, CREDIT_SEAL_TYPE, &format!("{}.jws", note.number), &seal).await
 }

@@ -62,8 +62,9 @@ pub enum BillingCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Every statement of a closed month — JSON as issued, JWS, CSV line items, printable HTML — and a manifest of
-    /// their SHA-256s signed with the platform's key, into an empty directory.
+    /// Every statement of a closed month — JSON as issued, JWS, CSV line items, printable HTML — and every credit
+    /// note correcting it (JSON as issued, JWS), with a manifest of their SHA-256s signed with the platform's key,
+    /// into an empty directory.
     Export {
         #[arg(long, value_name = "YYYY-MM")]
         month: String,

@@ -407,6 +407,31 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     assert_eq!(listed[0]["number"], number.as_str());
     assert_eq!(listed[0]["amount_tiyn"], 150);
+
+    // The accountants' export carries it beside the statements: its JSON as issued (byte for byte the download) and
+    // its seal, named in the signed manifest; a changed credit note is caught by the verification.
+    let out = w.dir.path().join("export-with-credit-notes");
+    let exported =
+        platform.kopir().args(["billing", "export", "--month", &month, "--json", "--out"]).arg(&out).output().unwrap();
+    common::assert_success(&exported);
+    let verified = kopir::billing::export::verify(&out, &jwks).unwrap();
+    let listed = &verified.manifest.credit_notes;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].number.as_str(), listed[0].line.as_str(), listed[0].amount_tiyn),
+        (number.as_str(), line.as_str(), 150)
+    );
+    assert_eq!(std::fs::read_to_string(out.join(format!("{number}.json"))).unwrap(), json.body);
+    let (exported_seal, _) = kopir::snapshot::verify_signed::<kopir::billing::statements::CreditSeal>(
+        &std::fs::read_to_string(out.join(format!("{number}.jws"))).unwrap(),
+        kopir::billing::statements::CREDIT_SEAL_TYPE,
+        &jwks,
+    )
+    .unwrap();
+    assert_eq!(exported_seal.sha256, kopir::digest::sha256_hex(json.body.as_bytes()));
+    std::fs::write(out.join(format!("{number}.json")), json.body.replace("150", "15000")).unwrap();
+    let error = kopir::billing::export::verify(&out, &jwks).unwrap_err().to_string();
+    assert!(error.contains(&format!("{number}.json")), "{error}");
 }
 
 /// The dispute as people click it, in Chromium: the fintech opens its statement from its billing page and disputes a
