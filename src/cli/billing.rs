@@ -252,6 +252,7 @@ pub async fn run(config: &Config, command: BillingCommand) -> Result<(), Failure
                         "month": manifest.month,
                         "out": out,
                         "statements": manifest.statements,
+                        "credit_notes": manifest.credit_notes,
                         "files": manifest.files.len(),
                         "manifest": out.join(export::MANIFEST_JWS),
                     })
@@ -260,6 +261,9 @@ pub async fn run(config: &Config, command: BillingCommand) -> Result<(), Failure
                 println!("{month}: {} statements exported to {}", manifest.statements.len(), out.display());
                 for s in &manifest.statements {
                     println!("  {}  {:<8} {:>14} ₸  sha256 {}", s.number, s.kind, tenge(s.total_tiyn), s.sha256);
+                }
+                for n in &manifest.credit_notes {
+                    println!("  {}  credits {}  {} ₸  sha256 {}", n.number, n.line, tenge(n.amount_tiyn), n.sha256);
                 }
                 println!("  signed manifest: {}", out.join(export::MANIFEST_JWS).display());
             }

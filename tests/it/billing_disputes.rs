@@ -414,6 +414,8 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     let exported =
         platform.kopir().args(["billing", "export", "--month", &month, "--json", "--out"]).arg(&out).output().unwrap();
     common::assert_success(&exported);
+    let printed: Value = serde_json::from_slice(&exported.stdout).unwrap();
+    assert_eq!(printed["credit_notes"][0]["number"], number.as_str(), "{printed}");
     let verified = kopir::billing::export::verify(&out, &jwks).unwrap();
     let listed = &verified.manifest.credit_notes;
     assert_eq!(listed.len(), 1, "{listed:?}");
