@@ -24,6 +24,9 @@ use crate::audit::{self, Actor, Event, Outcome};
 /// The longest reason, in characters.
 pub const REASON_MAX: usize = 2000;
 
+/// The webhook event (and inbox notice) of an issued credit note, to the organisations it concerns.
+pub const EVENT: &str = "billing.credit_note.issued";
+
 /// An issued credit note, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CreditNote {
@@ -273,6 +276,22 @@ pub fn issue(
             .detail(json!({ "line": line.reference, "part": line.part, "amount_tiyn": request.amount_tiyn,
                             "remainder_tiyn": remainder - request.amount_tiyn, "request_id": request.request_id })),
     )?;
+    // Both sides are told (a signed webhook and an inbox notice): the API user whose bill it lowers and, for a
+    // provider's charge, the provider whose earnings it lowers. Identifiers and amounts only; the reason stays on
+    // the pages.
+    let told = json!({
+        "credit_note": number,
+        "statement": line.statement_number,
+        "line": line.reference,
+        "part": line.part,
+        "month": line.month,
+        "amount_tiyn": request.amount_tiyn,
+        "dispute_request_id": request.request_id,
+    });
+    crate::notify::enqueue(tx, line.user_organisation_id, EVENT, &told, now)?;
+    if line.part == Part::Charge {
+        crate::notify::enqueue(tx, line.provider_organisation_id, EVENT, &told, now)?;
+    }
     if let Some(id) = request.request_id {
         let body = format!(
             "Credit note {number}: {} ₸ on {} ({}).",

@@ -31,6 +31,7 @@ pub const INBOX_EVENTS: &[&str] = &[
     "request.updated",
     "request.resolved",
     "billing.statement.overdue",
+    "billing.credit_note.issued",
 ];
 
 /// How many notices the inbox lists.
@@ -75,6 +76,7 @@ impl Notice {
             "accreditation.rejected" => "inbox.kind.accreditation_rejected",
             "accreditation.changes_requested" => "inbox.kind.accreditation_changes_requested",
             "billing.statement.overdue" => "billing.overdue.notice",
+            "billing.credit_note.issued" => "billing_credit.notice",
             _ => "inbox.kind.other",
         }
     }
@@ -87,6 +89,10 @@ impl Notice {
         if self.kind.starts_with("accreditation.") {
             return Some("/org/accreditation".into());
         }
+        if self.data["credit_note"].is_string() {
+            // Where both parties find their credit notes (a provider may not read the API user's statement).
+            return Some("/org/billing".into());
+        }
         if let Some(number) = self.data["statement"].as_str().filter(|_| self.kind.starts_with("billing.")) {
             return Some(format!("/org/billing/statements/{number}"));
         }
@@ -98,7 +104,7 @@ impl Notice {
         if let Some(id) = self.data["request_id"].as_i64() {
             return format!("#{id}");
         }
-        if let Some(number) = self.data["statement"].as_str() {
+        if let Some(number) = self.data["credit_note"].as_str().or_else(|| self.data["statement"].as_str()) {
             return number.to_string();
         }
         match (self.data["Name"].as_str(), self.data["Version"].as_str(), self.data["ApiId"].as_i64()) {

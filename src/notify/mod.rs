@@ -55,6 +55,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "billing.tariff.clamped",
     // To the API user: one of its statements stayed overdue beyond `billing.suspend_after_days` (a warning only).
     "billing.statement.overdue",
+    // To the API user and, for a provider's charge, the provider: a credit note corrected one of their lines.
+    "billing.credit_note.issued",
 ];
 
 /// The JWS `typ` of an event.

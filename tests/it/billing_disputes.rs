@@ -314,6 +314,37 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
         .unwrap();
     assert!(comment.contains(&number) && comment.contains("1.50"), "{comment}");
     assert_eq!(count(platform, "SELECT count(*) FROM audit_log WHERE action = 'billing.credit_note.issued'"), 1);
+    // Both sides told: a signed webhook and an inbox notice to the API user and to the provider whose charge it
+    // credits, with identifiers and amounts only (the reason stays on the pages); a refused note told nobody.
+    let told = |organisation: i64| {
+        db(platform)
+            .query_row(
+                "SELECT payload FROM webhook_outbox WHERE event_type = 'billing.credit_note.issued' AND organisation_id = ?1",
+                [organisation],
+                |r| r.get::<_, String>(0),
+            )
+            .unwrap()
+    };
+    for organisation in [fintech, bank] {
+        let payload: Value = serde_json::from_str(&told(organisation)).unwrap();
+        assert_eq!(
+            (payload["credit_note"].as_str(), payload["line"].as_str()),
+            (Some(number.as_str()), Some(line.as_str()))
+        );
+        assert_eq!((payload["amount_tiyn"].as_i64(), payload["dispute_request_id"].as_i64()), (Some(150), Some(id)));
+        assert!(!payload.to_string().contains("abandoned"), "no reason in the event: {payload}");
+        let notices = format!(
+            "SELECT count(*) FROM notices WHERE kind = 'billing.credit_note.issued' AND organisation_id = {organisation}"
+        );
+        assert_eq!(count(platform, &notices), 1);
+    }
+    assert_eq!(
+        count(platform, "SELECT count(*) FROM webhook_outbox WHERE event_type = 'billing.credit_note.issued'"),
+        2
+    );
+    let inbox = w.s.user_admin.get("/org/inbox").await;
+    assert!(inbox.body.contains("A credit note corrected one of your statement lines"), "{}", inbox.body);
+    assert!(inbox.body.contains(&number) && inbox.body.contains("href=\"/org/billing\""), "{}", inbox.body);
     let twin = format!("{provider_number}/1");
     assert_eq!(submit(&admin, credit(&twin, "2.51", "")).await.status, 422, "the provider's line is the same charge");
     assert_eq!(count(platform, "SELECT count(*) FROM billing_credit_notes"), 1);
