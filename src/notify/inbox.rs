@@ -1,7 +1,7 @@
 //! The personal account's inbox (`/org/inbox`, the one writer of `notices` and `notice_reads`): what the platform
 //! tells an organisation, which until now appeared only as banners or webhooks — its requests raised, changed and
-//! resolved, its APIs delisted and relisted by the sandbox's checks, their SLA breached and restored, and the
-//! operator's decisions on its accreditation. Every event of [`INBOX_EVENTS`] that [`super::enqueue`] signs for an
+//! resolved, its APIs delisted and relisted by the sandbox's checks, their SLA breached and restored, its statements
+//! overdue beyond the limit and credit notes on its lines, and the operator's decisions on its accreditation. Every event of [`INBOX_EVENTS`] that [`super::enqueue`] signs for an
 //! organisation is also put in its inbox, in the same transaction; accreditation decisions call [`add`] directly.
 //! Notices carry identifiers only. Each member reads them: the unread count is what came after the last
 //! "mark as read" of that person.
