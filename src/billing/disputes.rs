@@ -34,6 +34,15 @@ crate::text_enum! {
     }
 }
 
+impl Part {
+    pub fn text_key(self) -> &'static str {
+        match self {
+            Part::Charge => "billing_credit.part.charge",
+            Part::Fee => "billing_credit.part.fee",
+        }
+    }
+}
+
 /// A line's address: the statement, the line's place in it (1-based), and the part.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LineRef {

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::close::{self, Statement};
+use super::credit::{self, CreditNote};
 use super::{Service, tenge};
 use crate::i18n::{Lang, Texts};
 
@@ -48,13 +49,23 @@ pub struct Printable {
     /// The JSON as issued.
     pub document: String,
     names: Names,
+    /// The credit notes issued on its lines so far (the operator's statement: on the month's), oldest first.
+    credit_notes: Vec<CreditNote>,
 }
 
 /// Statement `number` and the names it needs, or `None`.
 pub fn load(conn: &Connection, number: &str) -> rusqlite::Result<Option<Printable>> {
     let Some((statement, document)) = close::by_number(conn, number)? else { return Ok(None) };
     let names = Names::of(conn, &statement, &document)?;
-    Ok(Some(Printable { statement, document, names }))
+    let mut credit_notes = if statement.kind == "operator" {
+        credit::listed(conn, credit::Concerning::All, Some(&statement.month), u32::MAX)?
+    } else {
+        let keys: Vec<_> =
+            super::disputes::lines_of(&statement, &document).iter().map(super::disputes::Line::key).collect();
+        credit::on_keys(conn, &statement.month, &keys)?
+    };
+    credit_notes.reverse();
+    Ok(Some(Printable { statement, document, names, credit_notes }))
 }
 
 /// The names a statement's lines need, read when it is shown (the document as issued holds ids only): its
@@ -162,6 +173,15 @@ pub fn lines(body: &Value, names: &Names, t: Texts, unit: &str) -> Vec<Line> {
         .collect()
 }
 
+/// A credit note as the document lists it.
+struct CreditLine {
+    number: String,
+    line: String,
+    part_key: &'static str,
+    amount: String,
+    issued_at: String,
+}
+
 /// One total under the table.
 struct Total {
     key: &'static str,
@@ -179,6 +199,9 @@ struct Document<'a> {
     operator: bool,
     lines: Vec<Line>,
     totals: Vec<Total>,
+    credit_notes: Vec<CreditLine>,
+    /// The total after the credit notes, when there are any.
+    total_after: Option<String>,
     jws_url: String,
     jwks_url: String,
 }
@@ -213,6 +236,19 @@ pub fn render(p: &Printable, issuer: &Issuer, lang: Lang) -> Result<String, aska
             totals.push(Total { key: "billing.print.total_net", amount: format!("{} ₸", tenge(s.total_tiyn)) });
         }
     }
+    let credit_notes: Vec<CreditLine> = p
+        .credit_notes
+        .iter()
+        .map(|n| CreditLine {
+            number: n.number.clone(),
+            line: n.line_reference.clone(),
+            part_key: n.part.text_key(),
+            amount: format!("−{} ₸", tenge(n.amount_tiyn)),
+            issued_at: crate::store::calendar::local_text(&issuer.zone, &n.issued_at),
+        })
+        .collect();
+    let total_after =
+        (!p.credit_notes.is_empty()).then(|| format!("{} ₸", tenge(credit::total_after(s, &p.credit_notes))));
     Document {
         t,
         issuer,
@@ -222,6 +258,8 @@ pub fn render(p: &Printable, issuer: &Issuer, lang: Lang) -> Result<String, aska
         operator,
         lines,
         totals,
+        credit_notes,
+        total_after,
         jws_url: format!("{}/org/billing/statements/{}/jws", issuer.url, s.number),
         jwks_url: format!("{}/.well-known/jwks.json", issuer.url),
     }
@@ -266,6 +304,24 @@ mod tests {
                 ]),
                 apis: HashMap::from([(7, "Current accounts 1.0".to_string())]),
             },
+            credit_notes: vec![CreditNote {
+                number: "KOPIR-CN-202611-000001".into(),
+                month: "2026-11".into(),
+                statement_number: "KOPIR-202611-000001".into(),
+                line: 1,
+                part: super::super::disputes::Part::Charge,
+                line_reference: "KOPIR-202611-000001/1".into(),
+                user_organisation_id: 1,
+                provider_organisation_id: 2,
+                api_id: 7,
+                service: "transactions_page".into(),
+                amount_tiyn: 500,
+                reason: "Abandoned page".into(),
+                request_id: None,
+                sha256: "cd".repeat(32),
+                issued_at: "2026-12-02T05:00:00Z".into(),
+                issued_by: "admin".into(),
+            }],
         };
         let issuer = Issuer {
             name: "kopir Open Banking platform".into(),
@@ -285,6 +341,12 @@ mod tests {
             "0.05 ₸",
             "Просрочена",
             "https://obp.example.kz/org/billing/statements/KOPIR-202611-000001/jws",
+            // The credit note issued since, and the total after it (12345.05 − 5.00); the statement itself unchanged.
+            "Кредит-ноты по этим строкам",
+            "KOPIR-CN-202611-000001",
+            "−5.00 ₸",
+            "12340.05 ₸",
+            "2026-12-02 10:00:00",
         ] {
             assert!(html.contains(text), "{text}: {html}");
         }

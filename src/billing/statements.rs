@@ -141,10 +141,7 @@ impl CreditRow {
     }
 
     pub(super) fn part_key(&self) -> &'static str {
-        match self.part {
-            Part::Charge => "billing_credit.part.charge",
-            Part::Fee => "billing_credit.part.fee",
-        }
+        self.part.text_key()
     }
 }
 

@@ -345,6 +345,11 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     let inbox = w.s.user_admin.get("/org/inbox").await;
     assert!(inbox.body.contains("A credit note corrected one of your statement lines"), "{}", inbox.body);
     assert!(inbox.body.contains(&number) && inbox.body.contains("href=\"/org/billing\""), "{}", inbox.body);
+    // The printable statement lists it under the lines, with the total after it; the lines stay as issued.
+    let print = w.s.user_admin.get(&format!("{statement_page}/print")).await;
+    assert_eq!(print.status, 200);
+    assert!(print.body.contains("id=\"print-credit-notes\"") && print.body.contains(&number), "{}", print.body);
+    assert!(print.body.contains("−1.50 ₸") && print.body.contains("id=\"print-total-after\""), "{}", print.body);
     let twin = format!("{provider_number}/1");
     assert_eq!(submit(&admin, credit(&twin, "2.51", "")).await.status, 422, "the provider's line is the same charge");
     assert_eq!(count(platform, "SELECT count(*) FROM billing_credit_notes"), 1);
