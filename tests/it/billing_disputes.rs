@@ -43,6 +43,18 @@ async fn raise_on_page(browser: &Browser, form_path: &str, fields: &[(&str, &str
     browser.post_multipart("/org/requests", form).await
 }
 
+/// The request form's fields of a billing dispute about the statement line `object_ref`.
+fn dispute_form<'a>(subject: &'a str, description: &'a str, object_ref: &'a str) -> [(&'static str, &'a str); 6] {
+    [
+        ("category", "billing.dispute"),
+        ("priority", "normal"),
+        ("subject", subject),
+        ("description", description),
+        ("object_kind", "statement_line"),
+        ("object_ref", object_ref),
+    ]
+}
+
 /// Prices the bank's API, makes a day of exchanges with it and closes their month; returns the month.
 async fn a_closed_month(w: &mut World) -> String {
     let platform = &w.s.platform;
@@ -147,14 +159,11 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     let raised = raise_on_page(
         &w.s.user_admin,
         &form_path,
-        &[
-            ("category", "billing.dispute"),
-            ("priority", "normal"),
-            ("subject", "Two account lists billed, one failed on our side"),
-            ("description", "The second call of the day timed out in our app; please check."),
-            ("object_kind", "statement_line"),
-            ("object_ref", &line),
-        ],
+        &dispute_form(
+            "Two account lists billed, one failed on our side",
+            "The second call of the day timed out in our app; please check.",
+            &line,
+        ),
     )
     .await;
     assert_eq!(raised.status, 200, "{}", raised.body);
@@ -204,19 +213,7 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     accredit(platform, &stranger_bin).await;
     let mut refusals = Vec::new();
     for object in [line.clone(), format!("{user_number}/99"), "KOPIR-209901-000001/1".to_string()] {
-        let page = raise_on_page(
-            &stranger,
-            "/org/requests/new",
-            &[
-                ("category", "billing.dispute"),
-                ("priority", "normal"),
-                ("subject", "x"),
-                ("description", "y"),
-                ("object_kind", "statement_line"),
-                ("object_ref", &object),
-            ],
-        )
-        .await;
+        let page = raise_on_page(&stranger, "/org/requests/new", &dispute_form("x", "y", &object)).await;
         assert_eq!(page.status, 422, "{object}");
         assert!(page.body.contains("The object was not found"), "{object}");
         refusals.push(page.body.replace(&object, "OBJECT"));
@@ -230,14 +227,7 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     let raised = raise_on_page(
         bank_admin,
         "/org/requests/new",
-        &[
-            ("category", "billing.dispute"),
-            ("priority", "normal"),
-            ("subject", "Earnings too low"),
-            ("description", "Our count of account lists is higher."),
-            ("object_kind", "statement_line"),
-            ("object_ref", &format!("{provider_number}/1")),
-        ],
+        &dispute_form("Earnings too low", "Our count of account lists is higher.", &format!("{provider_number}/1")),
     )
     .await;
     assert_eq!(raised.status, 200, "{}", raised.body);
@@ -254,19 +244,7 @@ async fn a_disputed_line_reaches_its_provider_and_an_administrator_s_credit_note
     let page = w.s.user_admin.get(&format!("/org/billing/statements/{user_number}")).await;
     assert!(page.body.contains(&format!("/org/requests/{provider_dispute}\">")), "the same charge: {}", page.body);
     // A provider cannot name the API user's platform fee.
-    let page = raise_on_page(
-        bank_admin,
-        "/org/requests/new",
-        &[
-            ("category", "billing.dispute"),
-            ("priority", "normal"),
-            ("subject", "x"),
-            ("description", "y"),
-            ("object_kind", "statement_line"),
-            ("object_ref", &format!("{line}/fee")),
-        ],
-    )
-    .await;
+    let page = raise_on_page(bank_admin, "/org/requests/new", &dispute_form("x", "y", &format!("{line}/fee"))).await;
     assert_eq!(page.status, 422);
 
     // The operator's administrator settles it: above the line's amount nothing is written; 1.50 of 4.00 is issued
